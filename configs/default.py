@@ -1,0 +1,96 @@
+"""Default experiment: Split Fashion-MNIST, 5 tasks of 2 classes, task-incremental (one head per task),
+small ConvNet, fine-tuning. Finishes in a few minutes on 2 CPU cores.
+
+Every key any experiment may set is defined here (the config is locked, so a misspelled override is an
+error); other configs start from this one and change values.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # model initialization, training order, augmentation
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "fashion_mnist"  # TFDS name; mnist/fashion_mnist/kmnist also read from local IDX files
+  c.data.source = "auto"  # auto (local IDX files when present, else TFDS) | idx | tfds
+  c.data.idx_dir = ""  # folder of MNIST-format files; default: $LWCL_IDX_DIR, then Debian's folder
+  c.data.data_dir = ""  # TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
+  c.data.train_split = "train"
+  c.data.test_split = "test"
+  c.data.download = True  # let TFDS download missing data sets
+  c.data.normalize = "standardize"  # standardize (per-channel mean/std of the training set) | unit | none
+  c.data.augment = ml_collections.ConfigDict()
+  c.data.augment.random_crop = False  # pad then crop back at a random offset
+  c.data.augment.crop_padding = 4
+  c.data.augment.horizontal_flip = False
+
+  c.scenario = ml_collections.ConfigDict()
+  c.scenario.kind = "split"  # split | permuted | rotated
+  c.scenario.incremental = "task"  # task | class | domain
+  c.scenario.task_heads = "multi"  # task-incremental only: multi (head per task) | masked (shared, masked)
+  c.scenario.num_tasks = 5
+  c.scenario.classes_per_task = 2  # split only; 0 = num_classes // num_tasks
+  c.scenario.class_order = ()  # explicit class order, e.g. (3, 1, 0, ...); () = 0..C-1
+  c.scenario.shuffle_classes = False  # seeded by scenario.seed when class_order is ()
+  c.scenario.order_seed = -1  # task order: -1 = as defined; otherwise a seeded permutation of the tasks
+  c.scenario.samples_per_task = 0  # cap on training examples per task (GEM protocol: 1000); 0 = all
+  c.scenario.validation_fraction = 0.0  # share of each task's training data held out for validation
+  c.scenario.max_tasks = 0  # task slots the state is padded to; 0 = num_tasks
+  c.scenario.permute_first_task = True  # permuted: False keeps the first task unpermuted
+  c.scenario.angles = ()  # rotated: one angle (degrees) per task; () = k * max_angle / num_tasks
+  c.scenario.max_angle = 180.0
+  c.scenario.seed = 0  # permutations, class shuffling, subsampling, validation split
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "convnet"  # mlp | convnet | resnet | reduced_resnet18
+  c.model.hidden = (100, 100)  # mlp
+  c.model.conv_stages = ((32,), (64,))  # convnet: channels of the 3x3 convs of each stage (2x2 max pool)
+  c.model.dense = (128,)  # convnet: hidden Dense layers after the conv stages
+  c.model.batch_norm = False  # convnet
+  c.model.depth = 20  # resnet: 6n+2
+  c.model.width = 0  # resnet / reduced_resnet18 base width; 0 = 16 / 20
+  c.model.strides = "standard"  # resnet / reduced_resnet18: 'standard' or comma-separated per-block strides
+  c.model.stem_stride = 1
+
+  c.method = ml_collections.ConfigDict()
+  c.method.name = "finetune"  # finetune | joint
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "sgd"  # sgd | adam | adamw
+  c.optimizer.learning_rate = 0.01
+  c.optimizer.momentum = 0.9  # sgd
+  c.optimizer.nesterov = False
+  c.optimizer.b1 = 0.9  # adam
+  c.optimizer.b2 = 0.999
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.0
+  c.optimizer.grad_clip_norm = 0.0  # 0 = off
+  c.optimizer.schedule = "constant"  # constant | step | cosine (per task with reset_each_task)
+  c.optimizer.decay_factor = 0.2  # step
+  c.optimizer.decay_every_epochs = 15  # step
+  c.optimizer.warmup_epochs = 0.0
+  c.optimizer.reset_each_task = True  # fresh optimizer state (momentum, schedule) at every task
+
+  c.train = ml_collections.ConfigDict()
+  c.train.epochs_per_task = 2
+  c.train.batch_size = 64  # global batch, split over devices
+  c.train.eval_batch_size = 1000
+  c.train.log_every_steps = 50
+  c.train.progress = True  # a progress bar per task
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.lca_batches = 0  # > 0: record the accuracy on each task over its first N minibatches (LCA)
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 500  # also at every task end; 0 = task ends only
+  c.checkpoint.keep = 2
+
+  c.devices = ml_collections.ConfigDict()
+  c.devices.num_devices = 0  # data-parallel over this many local devices; 0 = all
+  c.devices.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM, ...)
+  c.devices.coordinator_address = ""  # multihost: '' = auto-detect
+  c.devices.num_processes = 0  # multihost: 0 = auto-detect
+  c.devices.process_id = -1  # multihost: -1 = auto-detect
+  return c

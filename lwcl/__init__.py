@@ -1,0 +1,3 @@
+"""lwcl: layer-wise (locally supervised) training and continual learning in JAX/Flax."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,116 @@
+"""Checkpointing of the whole run state with orbax's ``CheckpointManager``.
+
+A checkpoint holds two items: ``state``, a pytree of arrays (train state, accuracy matrix so far, initial
+accuracies, learning curves, progress counters) saved with ``StandardSave``, and ``meta``, JSON (the
+experiment's config and fingerprint, the task index and step inside the task, timing). Orbax writes each
+checkpoint to a temporary folder and renames it when complete, so a run killed while saving leaves the
+previous checkpoint intact; a checkpoint is never written over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import flax.serialization
+import orbax.checkpoint as ocp
+
+from lwcl.errors import CheckpointError
+
+
+def _differences(a: dict, b: dict, prefix: str = "") -> list:
+  keys = []
+  for k in sorted(set(a) | set(b)):
+    va, vb = a.get(k), b.get(k)
+    if isinstance(va, dict) and isinstance(vb, dict):
+      keys += _differences(va, vb, f"{prefix}{k}.")
+    elif va != vb:
+      keys.append(prefix + k)
+  return keys
+
+
+class RunCheckpointer:
+  """Saves and restores one experiment's run state under ``directory``.
+
+  Args:
+    directory: the checkpoint folder (created when missing).
+    keep: how many checkpoints to keep (older ones are removed after a newer one is complete).
+    fingerprint: identifies the experiment (hash of the result-relevant config); a checkpoint with another
+      fingerprint is refused.
+    config: the experiment's config as a dict, stored to name differing keys in errors.
+  """
+
+  def __init__(self, directory: str, keep: int, fingerprint: str, config: dict):
+    self.directory = os.path.abspath(directory)
+    self.fingerprint = fingerprint
+    self.config = config
+    options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
+                                           enable_async_checkpointing=False)
+    try:
+      self.manager = ocp.CheckpointManager(self.directory, options=options)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"cannot open checkpoint folder {self.directory} ({e}); check permissions "
+                            "or choose another --workdir") from None
+
+  def latest_step(self) -> int | None:
+    """The newest complete checkpoint's step, or None."""
+    return self.manager.latest_step()
+
+  def save(self, step: int, state: Any, meta: dict) -> None:
+    """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
+    ``flax.serialization.to_state_dict``) and ``meta`` at ``step``; blocks until written."""
+    meta = dict(meta, fingerprint=self.fingerprint, config=self.config)
+    tree = flax.serialization.to_state_dict(state)
+    self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                                     meta=ocp.args.JsonSave(meta)))
+    self.manager.wait_until_finished()
+
+  def restore(self, target: Any) -> tuple[Any, dict] | None:
+    """Restores the newest checkpoint into the structure of ``target``.
+
+    Args:
+      target: a pytree with the structure, shapes and dtypes of the saved state (e.g. a freshly
+        initialized run state).
+    Returns:
+      ``(state, meta)``, or None when there is no checkpoint.
+    Raises:
+      CheckpointError: the checkpoint belongs to another experiment, or is corrupt or incompatible.
+    """
+    step = self.latest_step()
+    if step is None:
+      return None
+    path = os.path.join(self.directory, str(step))
+    try:
+      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}); move it away to resume "
+                            "from an older one, or use a new --workdir") from None
+    if meta.get("fingerprint") != self.fingerprint:
+      diff = _differences(meta.get("config") or {}, self.config)
+      raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "
+                            f"differs in {', '.join(diff[:5]) or 'unknown keys'}); use a new --workdir or "
+                            "the original config")
+    abstract = flax.serialization.to_state_dict(target)
+    try:
+      restored = self.manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))["state"]
+      state = flax.serialization.from_state_dict(target, restored)
+    except Exception as e:  # pylint: disable=broad-except
+      msg = str(e).splitlines()[0][:200] if str(e) else ""
+      raise CheckpointError(f"checkpoint {path} is corrupt or incompatible with this version of lwcl "
+                            f"({type(e).__name__}: {msg}); move it away to resume from an older one, or "
+                            "use a new --workdir") from None
+    return state, meta
+
+  def close(self) -> None:
+    self.manager.close()
+
+
+def read_json(path: str) -> dict | None:
+  """A JSON file's content, or None if it does not exist or is not valid JSON."""
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None

@@ -1,0 +1,98 @@
+"""Reader for MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST), plain or gzip-compressed.
+
+Format (LeCun et al., http://yann.lecun.com/exdb/mnist/, "FILE FORMATS"): two zero bytes, a type code
+(0x08 unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64), the number of
+dimensions, then each dimension as a big-endian uint32, then the data in C order, big-endian.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+import numpy as np
+
+from lwcl.errors import DataError
+
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+# The four files of an MNIST-format data set; each name may also appear with '.' for the middle '-'
+# (as some mirrors ship them) and with or without '.gz'.
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads one IDX file.
+
+  Args:
+    path: the file, plain or ending in ``.gz``.
+  Returns:
+    An array with the file's shape, in native byte order (uint8 for image and label files).
+  Raises:
+    DataError: if the file is missing, truncated, or not IDX.
+  """
+  opener = gzip.open if path.endswith(".gz") else open
+  try:
+    with opener(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise DataError(f"IDX file {path} not found; check --config.data.idx_dir") from None
+  except (OSError, EOFError) as e:
+    raise DataError(f"cannot read IDX file {path} ({e}); re-download or reinstall the data set") from None
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES:
+    raise DataError(f"{path} is not an IDX file (bad magic number); point --config.data.idx_dir at "
+                    "MNIST-format files")
+  ndim = data[3]
+  header = 4 + 4 * ndim
+  shape = tuple(int(d) for d in np.frombuffer(data[4:header], dtype=">u4"))
+  dtype = np.dtype(_DTYPES[data[2]])
+  expected = int(np.prod(shape)) * dtype.itemsize
+  if len(data) - header != expected:
+    raise DataError(f"{path} is truncated or corrupt: header says {shape} ({expected} bytes), file "
+                    f"holds {len(data) - header}; re-download or reinstall the data set")
+  return np.frombuffer(data, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def find_idx_file(directory: str, stem: str) -> str | None:
+  """The path of ``stem`` in ``directory`` under any of its usual spellings, or None."""
+  alt = stem.replace("-idx", ".idx")
+  for name in (stem, stem + ".gz", alt, alt + ".gz"):
+    path = os.path.join(directory, name)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def has_idx_dataset(directory: str | None) -> bool:
+  """Whether ``directory`` holds all four MNIST-format files."""
+  if not directory or not os.path.isdir(directory):
+    return False
+  return all(find_idx_file(directory, s) for pair in SPLIT_FILES.values() for s in pair)
+
+
+def load_idx_split(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Loads one split of an MNIST-format data set.
+
+  Args:
+    directory: folder with the four IDX files.
+    split: ``'train'`` or ``'test'``.
+  Returns:
+    ``(images, labels)``: uint8 ``[N, H, W, 1]`` and int32 ``[N]``.
+  Raises:
+    DataError: if a file is missing or corrupt, or images and labels disagree in number.
+  """
+  paths = []
+  for stem in SPLIT_FILES[split]:
+    path = find_idx_file(directory, stem)
+    if path is None:
+      raise DataError(f"{stem}[.gz] not found in {directory}; install Debian's dataset-fashion-mnist "
+                      "or set --config.data.idx_dir to a folder of MNIST-format files")
+    paths.append(path)
+  images, labels = read_idx(paths[0]), read_idx(paths[1])
+  if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+    raise DataError(f"{paths[0]} and {paths[1]} do not match (shapes {images.shape} and "
+                    f"{labels.shape}); re-download or reinstall the data set")
+  return images[..., None].astype(np.uint8), labels.astype(np.int32)

@@ -1,0 +1,140 @@
+"""Input pipeline: deterministic minibatches on the host, preprocessing and augmentation on the device.
+
+Batches are dicts of NumPy arrays ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``
+(evaluation batches add ``'mask'``: float32 ``[B]``, 0 for padding). The order of training examples is a
+pure function of ``(seed, task, epoch)``, so a run resumed in the middle of an epoch sees exactly the
+batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lwcl.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Examples:
+  """A set of training examples, possibly from several tasks (joint training, episodic memory).
+
+  Attributes: ``images`` uint8 ``[N, H, W, C]``, ``labels`` int32 ``[N]``, ``tasks`` int32 ``[N]``.
+  """
+  images: np.ndarray
+  labels: np.ndarray
+  tasks: np.ndarray
+
+  def __len__(self) -> int:
+    return int(self.labels.shape[0])
+
+  @classmethod
+  def from_tasks(cls, tasks, split: str = "train") -> "Examples":
+    """Concatenates one split of several :class:`~lwcl.data.scenarios.Task` objects."""
+    parts = [getattr(t, split) for t in tasks]
+    return cls(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+               np.concatenate([np.full(len(p), t.index, np.int32) for p, t in zip(parts, tasks)]))
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full batches per epoch (the last partial batch is dropped so every step has the same shape).
+
+  Raises:
+    DataError: if there are fewer examples than one batch.
+  """
+  if num_examples < batch_size:
+    raise DataError(f"only {num_examples} training examples for a batch of {batch_size}; lower "
+                    "--config.train.batch_size or raise scenario.samples_per_task")
+  return num_examples // batch_size
+
+
+def epoch_order(num_examples: int, seed: int, task: int, epoch: int) -> np.ndarray:
+  """The shuffled example order of one epoch: a pure function of ``(seed, task, epoch)``."""
+  return np.random.default_rng([seed, task, epoch]).permutation(num_examples)
+
+
+def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: int,
+                  start: int = 0) -> Iterator[dict]:
+  """Yields the minibatches of one epoch, from batch index ``start`` on."""
+  order = epoch_order(len(data), seed, task, epoch)
+  for b in range(start, steps_per_epoch(len(data), batch_size)):
+    idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
+    yield {"image": data.images[idx], "label": data.labels[idx], "task": data.tasks[idx]}
+
+
+def eval_batches(images: np.ndarray, labels: np.ndarray, task: int, batch_size: int) -> Iterator[dict]:
+  """Yields fixed-size evaluation batches of one task's split, the last padded (``mask`` = 0)."""
+  n = labels.shape[0]
+  for s in range(0, n, batch_size):
+    x, y = images[s:s + batch_size], labels[s:s + batch_size]
+    k = y.shape[0]
+    mask = np.ones(batch_size, np.float32)
+    if k < batch_size:
+      pad = batch_size - k
+      x = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)])
+      y = np.concatenate([y, np.zeros(pad, y.dtype)])
+      mask[k:] = 0.0
+    yield {"image": x, "label": y, "task": np.full(batch_size, task, np.int32), "mask": mask}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessor:
+  """Turns uint8 images into normalized float32 on the device, with optional augmentation.
+
+  Attributes:
+    mean, std: per-channel statistics in [0, 1] units (tuples of length C); identity for ``'none'``.
+    random_crop: pad by ``crop_padding`` pixels (zeros) and crop back at a random offset.
+    crop_padding: pixels of padding for the random crop.
+    horizontal_flip: flip each image left-right with probability 1/2.
+  """
+  mean: tuple
+  std: tuple
+  random_crop: bool = False
+  crop_padding: int = 4
+  horizontal_flip: bool = False
+
+  @classmethod
+  def from_config(cls, data_config, train_images: np.ndarray) -> "Preprocessor":
+    """Statistics per channel from the training images, as ``data.normalize`` asks:
+    ``standardize`` (zero mean, unit variance), ``unit`` (scale to [0, 1]) or ``none``."""
+    c = train_images.shape[-1]
+    mode = data_config.normalize
+    if mode == "standardize":
+      x = train_images.reshape(-1, c).astype(np.float64) / 255.0
+      mean, std = tuple(x.mean(0)), tuple(np.maximum(x.std(0), 1e-6))
+    elif mode == "unit":
+      mean, std = (0.0,) * c, (1.0,) * c
+    elif mode == "none":
+      mean, std = (0.0,) * c, (1.0 / 255.0,) * c
+    else:
+      raise ConfigError(f"unknown data.normalize '{mode}'; use standardize, unit or none")
+    aug = data_config.augment
+    return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std), bool(aug.random_crop),
+               int(aug.crop_padding), bool(aug.horizontal_flip))
+
+  def __call__(self, images: jax.Array, rng: jax.Array | None = None) -> jax.Array:
+    """Args: ``images`` uint8 ``[B, H, W, C]``; ``rng`` a PRNG key, or None for no augmentation
+    (evaluation). Returns float32 ``[B, H, W, C]``."""
+    x = images.astype(jnp.float32) / 255.0
+    x = (x - jnp.asarray(self.mean, jnp.float32)) / jnp.asarray(self.std, jnp.float32)
+    if rng is None:
+      return x
+    crop_key, flip_key = jax.random.split(rng)
+    b, h, w, _ = x.shape
+    if self.random_crop and self.crop_padding > 0:
+      p = self.crop_padding
+      padded = jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+      offsets = jax.random.randint(crop_key, (b, 2), 0, 2 * p + 1)
+      x = jax.vmap(lambda im, o: jax.lax.dynamic_slice(im, (o[0], o[1], 0), (h, w, im.shape[-1])))(
+          padded, offsets)
+    if self.horizontal_flip:
+      flip = jax.random.bernoulli(flip_key, 0.5, (b, 1, 1, 1))
+      x = jnp.where(flip, x[:, :, ::-1, :], x)
+    return x
+
+  @property
+  def augments(self) -> bool:
+    return (self.random_crop and self.crop_padding > 0) or self.horizontal_flip

@@ -1,0 +1,261 @@
+"""Continual-learning scenarios: a data set cut into a stream of tasks.
+
+Kinds (van de Ven & Tolias, *Three scenarios for continual learning*, 2019; GEM, Lopez-Paz & Ranzato 2017):
+
+* ``split``: each task is a disjoint subset of the classes (e.g. Split Fashion-MNIST, 5 tasks of 2).
+* ``permuted``: each task applies a fixed random pixel permutation to every image (all classes).
+* ``rotated``: each task rotates every image by a fixed angle (all classes).
+
+Label spaces (``scenario.incremental``):
+
+* ``task``: task-incremental, the task identity is known at test time. With ``task_heads='multi'``
+  every task has its own head (labels are the class's index inside its task); with ``'masked'`` one shared
+  head over all classes whose logits are masked to the task's classes.
+* ``class``: class-incremental, one shared head over all classes, no task identity.
+* ``domain``: domain-incremental, one shared head whose outputs are the within-task labels.
+
+All randomness (class order, task order, permutations, subsampling, validation split) comes from
+``scenario.seed`` and ``scenario.order_seed``; the same config always gives the same stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import scipy.ndimage
+
+from lwcl.data.sources import ImageDataset
+from lwcl.errors import ConfigError, DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  """One split of one task: uint8 images ``[N, H, W, C]`` and int32 labels ``[N]`` in output space."""
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return int(self.labels.shape[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One task of the stream.
+
+  Attributes:
+    index: position in the stream (0-based); also the task id fed to the model.
+    name: readable name, e.g. ``'classes 0,1'`` or ``'permutation 3'``.
+    classes: the data set's class ids in this task.
+    transform: ``None`` for split tasks; ``{'permutation_seed': s}`` or ``{'angle_degrees': a}``.
+    train, valid, test: the task's data. ``valid`` is held out of the training data.
+  """
+  index: int
+  name: str
+  classes: tuple
+  transform: dict | None
+  train: Split
+  valid: Split
+  test: Split
+
+  def describe(self) -> dict:
+    """JSON-serialisable description for ``results.json``."""
+    return {"index": self.index, "name": self.name, "classes": [int(c) for c in self.classes],
+            "transform": self.transform, "num_train": len(self.train), "num_valid": len(self.valid),
+            "num_test": len(self.test)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+  """A task stream and its label space.
+
+  Attributes:
+    kind: ``split`` | ``permuted`` | ``rotated``.
+    incremental: ``task`` | ``class`` | ``domain``.
+    tasks: the tasks, in stream order.
+    max_tasks: number of task slots (heads, masks) the model and state are padded to.
+    num_heads: 1 for a shared head, ``max_tasks`` for one head per task.
+    output_dim: width of each head.
+    label_masks: bool ``[max_tasks, output_dim]``: which outputs task ``t`` may predict.
+    image_shape: ``(H, W, C)``.
+    dataset: name of the data set.
+  """
+  kind: str
+  incremental: str
+  tasks: tuple
+  max_tasks: int
+  num_heads: int
+  output_dim: int
+  label_masks: np.ndarray
+  image_shape: tuple
+  dataset: str
+
+  @property
+  def num_tasks(self) -> int:
+    return len(self.tasks)
+
+
+def _subsample(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
+  idx = rng.permutation(n)
+  return np.sort(idx[:limit]) if limit and limit < n else np.sort(idx)
+
+
+def _train_valid(rng, images, labels, cfg) -> tuple[Split, Split]:
+  """Holds out ``validation_fraction`` of a task's training data, then caps training at
+  ``samples_per_task``."""
+  n = labels.shape[0]
+  perm = rng.permutation(n)
+  n_valid = int(round(cfg.validation_fraction * n))
+  valid_idx, train_idx = np.sort(perm[:n_valid]), perm[n_valid:]
+  if cfg.samples_per_task:
+    train_idx = train_idx[: cfg.samples_per_task]
+  train_idx = np.sort(train_idx)
+  return Split(images[train_idx], labels[train_idx]), Split(images[valid_idx], labels[valid_idx])
+
+
+def _class_order(cfg, num_classes: int) -> list:
+  if cfg.class_order:
+    order = [int(c) for c in cfg.class_order]
+    if len(set(order)) != len(order) or not all(0 <= c < num_classes for c in order):
+      raise ConfigError(f"scenario.class_order {tuple(order)} must list distinct classes in "
+                        f"[0, {num_classes}); fix --config.scenario.class_order")
+    return order
+  order = list(range(num_classes))
+  if cfg.shuffle_classes:
+    order = [int(c) for c in np.random.default_rng(cfg.seed).permutation(num_classes)]
+  return order
+
+
+def task_order(num_tasks: int, order_seed: int) -> list:
+  """The order in which the tasks are presented: identity for ``order_seed < 0``, else a seeded
+  permutation (``numpy.random.default_rng(order_seed)``)."""
+  if order_seed < 0:
+    return list(range(num_tasks))
+  return [int(i) for i in np.random.default_rng(order_seed).permutation(num_tasks)]
+
+
+def _split_tasks(cfg, ds: ImageDataset) -> tuple[list, list]:
+  """Class subsets per task; returns (per-task class tuples, per-task transforms)."""
+  order = _class_order(cfg, ds.num_classes)
+  T = cfg.num_tasks
+  cpt = cfg.classes_per_task
+  if cpt <= 0:
+    if len(order) % T:
+      raise ConfigError(f"{len(order)} classes cannot be split evenly into {T} tasks; set "
+                        "--config.scenario.num_tasks to a divisor or --config.scenario.classes_per_task")
+    cpt = len(order) // T
+  if T * cpt > len(order):
+    raise ConfigError(f"{T} tasks of {cpt} classes need {T * cpt} classes but {ds.name} has "
+                      f"{len(order)}; lower --config.scenario.num_tasks or classes_per_task")
+  return [tuple(order[k * cpt:(k + 1) * cpt]) for k in range(T)], [None] * T
+
+
+def _rotate(images: np.ndarray, angle: float) -> np.ndarray:
+  if angle % 360 == 0:
+    return images
+  out = scipy.ndimage.rotate(images.astype(np.float32), angle, axes=(1, 2), reshape=False, order=1,
+                             mode="constant", cval=0.0)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def _permute(images: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+  if perm is None:
+    return images
+  n, h, w, c = images.shape
+  return images.reshape(n, h * w, c)[:, perm].reshape(n, h, w, c)
+
+
+def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
+  """Cuts a data set into the task stream a config's ``scenario`` section describes.
+
+  Args:
+    scenario_config: ``config.scenario`` (see ``configs/default.py`` for every key).
+    ds: the data set.
+  Returns:
+    The :class:`Scenario`, tasks in stream order (``order_seed`` applied).
+  Raises:
+    ConfigError: impossible scenario (classes not divisible into tasks, unknown kind, ...).
+    DataError: a task ends up with fewer training examples than one batch would need.
+  """
+  cfg = scenario_config
+  kind, inc = cfg.kind, cfg.incremental
+  if kind not in ("split", "permuted", "rotated"):
+    raise ConfigError(f"unknown scenario.kind '{kind}'; use split, permuted or rotated")
+  if inc not in ("task", "class", "domain"):
+    raise ConfigError(f"unknown scenario.incremental '{inc}'; use task, class or domain")
+  if cfg.task_heads not in ("multi", "masked"):
+    raise ConfigError(f"unknown scenario.task_heads '{cfg.task_heads}'; use multi or masked")
+  if cfg.num_tasks < 1:
+    raise ConfigError("scenario.num_tasks must be at least 1")
+  if not 0.0 <= cfg.validation_fraction < 1.0:
+    raise ConfigError("scenario.validation_fraction must be in [0, 1)")
+  T = cfg.num_tasks
+  max_tasks = cfg.max_tasks or T
+  if max_tasks < T:
+    raise ConfigError(f"scenario.max_tasks={max_tasks} is smaller than num_tasks={T}; raise it or set 0")
+
+  if kind == "split":
+    class_sets, transforms = _split_tasks(cfg, ds)
+  else:
+    class_sets = [tuple(range(ds.num_classes))] * T
+    if kind == "permuted":
+      transforms = [{"permutation_seed": int(cfg.seed * 100003 + k)} if (k or cfg.permute_first_task)
+                    else None for k in range(T)]
+    else:
+      angles = list(cfg.angles) if cfg.angles else [k * cfg.max_angle / T for k in range(T)]
+      if len(angles) != T:
+        raise ConfigError(f"scenario.angles lists {len(angles)} angles for {T} tasks; give one per task")
+      transforms = [{"angle_degrees": float(a)} for a in angles]
+
+  order = task_order(T, cfg.order_seed)
+  class_sets = [class_sets[i] for i in order]
+  transforms = [transforms[i] for i in order]
+
+  # Label space.
+  cpt = len(class_sets[0])
+  if kind == "split" and inc in ("task", "domain") and not (inc == "task" and cfg.task_heads == "masked"):
+    local_labels, output_dim = True, cpt
+  else:
+    local_labels, output_dim = False, ds.num_classes
+  num_heads = max_tasks if (inc == "task" and cfg.task_heads == "multi") else 1
+  label_masks = np.ones((max_tasks, output_dim), dtype=bool)
+  if inc == "task" and cfg.task_heads == "masked":
+    label_masks[:] = False
+    for t, classes in enumerate(class_sets):
+      label_masks[t, list(classes)] = True
+
+  rng = np.random.default_rng(cfg.seed)
+  tasks = []
+  for t, (classes, transform) in enumerate(zip(class_sets, transforms)):
+    def select(images, labels, classes=classes):
+      keep = np.isin(labels, classes)
+      x, y = images[keep], labels[keep]
+      if local_labels:
+        lut = np.full(ds.num_classes, -1, np.int32)
+        lut[list(classes)] = np.arange(len(classes), dtype=np.int32)
+        y = lut[y]
+      return x, y.astype(np.int32)
+
+    train_x, train_y = select(ds.train_images, ds.train_labels)
+    test_x, test_y = select(ds.test_images, ds.test_labels)
+    if transform and "permutation_seed" in transform:
+      perm = np.random.default_rng(transform["permutation_seed"]).permutation(
+          ds.image_shape[0] * ds.image_shape[1])
+      train_x, test_x = _permute(train_x, perm), _permute(test_x, perm)
+      name = f"permutation {t}"
+    elif transform and "angle_degrees" in transform:
+      train_x = _rotate(train_x, transform["angle_degrees"])
+      test_x = _rotate(test_x, transform["angle_degrees"])
+      name = f"rotation {transform['angle_degrees']:g} deg"
+    elif transform is None and kind == "permuted":
+      name = "identity"
+    else:
+      name = "classes " + ",".join(str(ds.class_names[c]) for c in classes)
+    if train_y.size == 0 or test_y.size == 0:
+      raise DataError(f"task {t} ({name}) has no training or test examples in {ds.name}; check "
+                      "scenario.class_order and the data set")
+    train, valid = _train_valid(rng, train_x, train_y, cfg)
+    tasks.append(Task(t, name, tuple(int(c) for c in classes), transform, train, valid,
+                      Split(test_x, test_y)))
+  return Scenario(kind, inc, tuple(tasks), max_tasks, num_heads, output_dim, label_masks,
+                  ds.image_shape, ds.name)

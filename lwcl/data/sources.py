@@ -1,0 +1,133 @@
+"""Data sources: local MNIST-format IDX files and tensorflow-datasets (TFDS).
+
+``load_dataset(config.data)`` returns the whole data set as NumPy arrays (uint8 images, int32 labels).
+The ``auto`` source uses local IDX files when they are present (Fashion-MNIST from Debian's
+``dataset-fashion-mnist`` is the built-in default) and TFDS otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from lwcl.data import idx
+from lwcl.errors import DataError
+
+# Where Debian's dataset packages put MNIST-format files, by TFDS name.
+DEFAULT_IDX_DIRS = {
+    "fashion_mnist": "/usr/share/datasets/fashion-mnist",
+}
+IDX_DIR_ENV = "LWCL_IDX_DIR"
+
+FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                         "sneaker", "bag", "ankle boot")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """A labelled image-classification data set held in memory.
+
+  Attributes:
+    name: data set name (TFDS naming, e.g. ``fashion_mnist``).
+    train_images: uint8 ``[N, H, W, C]``.
+    train_labels: int32 ``[N]`` in ``[0, num_classes)``.
+    test_images: uint8 ``[M, H, W, C]``.
+    test_labels: int32 ``[M]``.
+    num_classes: number of classes.
+    class_names: one name per class (may be generic ``'0', '1', ...``).
+    source: where it came from, e.g. ``'idx:/usr/share/datasets/fashion-mnist'`` or ``'tfds'``.
+  """
+  name: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  num_classes: int
+  class_names: tuple
+  source: str
+
+  @property
+  def image_shape(self) -> tuple:
+    return tuple(self.train_images.shape[1:])
+
+
+def idx_dir_for(data_config) -> str | None:
+  """The folder of IDX files the config points at: ``data.idx_dir``, ``$LWCL_IDX_DIR``, or the default."""
+  if data_config.idx_dir:
+    return data_config.idx_dir
+  if os.environ.get(IDX_DIR_ENV):
+    return os.environ[IDX_DIR_ENV]
+  return DEFAULT_IDX_DIRS.get(data_config.name)
+
+
+def load_idx_dataset(name: str, directory: str) -> ImageDataset:
+  """Loads an MNIST-format data set from ``directory``; raises DataError when files are missing."""
+  train_x, train_y = idx.load_idx_split(directory, "train")
+  test_x, test_y = idx.load_idx_split(directory, "test")
+  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(num_classes))
+  return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
+
+
+def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
+                      test_split: str = "test", download: bool = True) -> ImageDataset:
+  """Loads a TFDS image-classification data set whole, as NumPy arrays.
+
+  Works for any data set with ``image`` and ``label`` features (mnist, fashion_mnist, kmnist, cifar10,
+  cifar100, svhn_cropped, ...). Downloads into ``data_dir`` on first use when ``download`` is true.
+
+  Raises:
+    DataError: unknown data set, no network, or features that are not an image and a class label.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
+  try:
+    (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
+                                    batch_size=-1, as_supervised=True, with_info=True,
+                                    download=download)
+  except Exception as e:  # TFDS raises many kinds; all mean the same thing to the user.
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise DataError(f"cannot load TFDS data set '{name}' ({type(e).__name__}: {msg}); check the name, "
+                    "the network, or prepare it first with `tfds build` into --config.data.data_dir")
+  train_x, train_y = tfds.as_numpy(train)
+  test_x, test_y = tfds.as_numpy(test)
+  label = info.features["label"]
+  num_classes = int(getattr(label, "num_classes", int(train_y.max()) + 1))
+  names = tuple(getattr(label, "names", None) or (str(i) for i in range(num_classes)))
+  if train_x.ndim != 4:
+    raise DataError(f"TFDS data set '{name}' has images of shape {train_x.shape[1:]}, expected "
+                    "[H, W, C]; choose an image-classification data set")
+  return ImageDataset(name, np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32),
+                      np.asarray(test_x, np.uint8), np.asarray(test_y, np.int32), num_classes, names,
+                      "tfds")
+
+
+def load_dataset(data_config) -> ImageDataset:
+  """Loads the data set a config's ``data`` section names.
+
+  Args:
+    data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds``), ``idx_dir``,
+      ``data_dir``, ``train_split``, ``test_split``, ``download``.
+  Returns:
+    The whole :class:`ImageDataset`.
+  Raises:
+    ConfigError-like DataError: unknown source, missing files, or a TFDS failure.
+  """
+  source = data_config.source
+  if source not in ("auto", "idx", "tfds"):
+    raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx or tfds")
+  directory = idx_dir_for(data_config)
+  if source == "idx" or (source == "auto" and idx.has_idx_dataset(directory)):
+    if not directory:
+      raise DataError(f"no IDX folder known for '{data_config.name}'; set --config.data.idx_dir")
+    if not idx.has_idx_dataset(directory):
+      raise DataError(f"MNIST-format files for '{data_config.name}' not found in {directory}; install "
+                      "Debian's dataset-fashion-mnist (bin/setup does it as root), set "
+                      "--config.data.idx_dir, or use --config.data.source=tfds")
+    return load_idx_dataset(data_config.name, directory)
+  return load_tfds_dataset(data_config.name, data_config.data_dir or None, data_config.train_split,
+                           data_config.test_split, data_config.download)

@@ -1,0 +1,69 @@
+"""Command-line entry point.
+
+    python -m lwcl.main --config=configs/default.py --workdir=runs/x [--config.a.b=value ...]
+
+The config is locked: an override of a key that does not exist, or of the wrong type, is an error. Any
+user error ends with one line ``error: <problem>; <fix>`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from lwcl.errors import LwclError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Folder for checkpoints, results.json, TensorBoard events, plots.")
+
+EXIT_USER_ERROR = 2
+
+
+def fail(message: str) -> None:
+  """Prints one error line and exits with status 2."""
+  print(f"error: {message}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_USER_ERROR)
+
+
+def parse_flags(argv: list) -> list:
+  """absl flag parsing whose errors (unknown key, bad value, missing flag) are one line and exit 2."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    msg = " ".join(str(e).split())
+    fail(f"{msg}; see configs/default.py for every key and its type")
+  except (KeyError, AttributeError, TypeError, ValueError) as e:
+    msg = " ".join(str(e).split()).strip("'\"")
+    fail(f"bad config override ({msg}); see configs/default.py for every key and its type")
+  except Exception as e:  # config file that fails to load
+    fail(f"cannot load the config ({type(e).__name__}: {' '.join(str(e).split())}); check --config")
+  return []
+
+
+def main(argv: list) -> None:
+  if len(argv) > 1:
+    fail(f"unexpected arguments {' '.join(argv[1:])}; overrides look like --config.train.batch_size=32")
+  if FLAGS.config is None:
+    fail("no config given; pass --config=configs/default.py")
+  if not FLAGS.workdir:
+    fail("no workdir given; pass --workdir=DIR (results and checkpoints go there)")
+  logging.set_verbosity(logging.WARNING)
+  from lwcl import experiment  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
+  try:
+    results = experiment.run(FLAGS.config, FLAGS.workdir)
+  except LwclError as e:
+    fail(str(e))
+  experiment.print_summary(results)
+  print(f"results: {FLAGS.workdir}/results.json", flush=True)
+
+
+def run() -> None:
+  app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,95 @@
+"""Continual-learning methods: what each adds to plain fine-tuning.
+
+A method is an object with hooks the runner and the jitted train step call. It holds only configuration
+(hyper-parameters) and the model functions; all of its state lives in ``TrainState.method_state``, a pytree
+that is checkpointed and passed through every step, never frozen into compiled code.
+
+Hooks (the base class implements fine-tuning, where every hook does nothing):
+
+* ``training_data(scenario, t)``: the examples trained on during task ``t`` (host).
+* ``init_state(params, batch_stats)``: the initial method state (host, once).
+* ``transformation()``: an ``optax.GradientTransformationExtraArgs`` chained in front of the base optimizer
+  (projection methods: A-GEM/GEM/LGD; importance penalties: EWC/MAS/SI/NAI).
+* ``step_args(method_state, params, batch_stats, batch, rng)``: the keyword arguments the transformation's
+  ``update`` receives at this step (traced inside the train step).
+* ``after_step(method_state, params_before, params_after, grads, batch)``: the state after a step (traced).
+* ``end_task(method_state, params, batch_stats, task, data)``: the state after task ``task`` (host; may call
+  jitted functions), e.g. importances and anchors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import optax
+
+from lwcl.data.pipeline import Examples
+from lwcl.errors import ConfigError
+
+
+class Method:
+  """Fine-tuning: train on each task in turn with the base optimizer alone (the lower bound)."""
+
+  name = "finetune"
+
+  def __init__(self, method_config, scenario, fns):
+    self.config = method_config
+    self.scenario = scenario
+    self.fns = fns
+
+  def training_data(self, scenario, task: int) -> Examples:
+    """The examples of task ``task`` alone."""
+    return Examples.from_tasks([scenario.tasks[task]])
+
+  def init_state(self, params, batch_stats) -> Any:
+    """No state."""
+    return {}
+
+  def transformation(self) -> optax.GradientTransformationExtraArgs:
+    """The identity."""
+    return optax.with_extra_args_support(optax.identity())
+
+  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
+    """No extra arguments."""
+    return {}
+
+  def after_step(self, method_state, params_before, params_after, grads, batch) -> Any:
+    """State unchanged."""
+    return method_state
+
+  def end_task(self, method_state, params, batch_stats, task: int, data: Examples) -> Any:
+    """State unchanged."""
+    return method_state
+
+
+class Joint(Method):
+  """Joint training (the upper bound): during task ``t`` train on the union of tasks ``0..t``.
+
+  This is the cumulative form (Avalanche's ``Cumulative``), so the accuracy matrix is a real ``T x T``
+  matrix; after the last task the model has been trained on all tasks' data together.
+  """
+
+  name = "joint"
+
+  def training_data(self, scenario, task: int) -> Examples:
+    return Examples.from_tasks(scenario.tasks[: task + 1])
+
+
+METHODS: dict[str, Callable] = {"finetune": Method, "joint": Joint}
+
+
+def register(name: str, cls: Callable) -> None:
+  """Makes ``config.method.name = name`` build ``cls(method_config, scenario, fns)``."""
+  METHODS[name] = cls
+
+
+def build_method(method_config, scenario, fns) -> Method:
+  """The method ``config.method.name`` names.
+
+  Raises:
+    ConfigError: unknown method name.
+  """
+  name = method_config.name
+  if name not in METHODS:
+    raise ConfigError(f"unknown method.name '{name}'; use one of {', '.join(sorted(METHODS))}")
+  return METHODS[name](method_config, scenario, fns)

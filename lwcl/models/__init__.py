@@ -1,0 +1,58 @@
+"""Models: MLP, ConvNet, CIFAR ResNets, reduced ResNet-18, all as :class:`Network` (blocks + task heads).
+
+``build_model(config.model, scenario)`` is the one factory.
+"""
+
+from __future__ import annotations
+
+from lwcl.errors import ConfigError
+from lwcl.models.convnet import convnet_blocks
+from lwcl.models.heads import TaskHeads
+from lwcl.models.mlp import mlp_blocks
+from lwcl.models.network import Network
+from lwcl.models.resnet import cifar_resnet_depth, resnet_blocks, standard_strides
+
+MODELS = ("mlp", "convnet", "resnet", "reduced_resnet18")
+
+
+def _strides(model_config, blocks_per_stage: int, num_stages: int) -> tuple:
+  s = str(model_config.strides).strip()
+  if s == "standard":
+    return standard_strides(blocks_per_stage, num_stages)
+  try:
+    return tuple(int(v) for v in s.strip("()[] ").split(",") if v.strip())
+  except ValueError:
+    raise ConfigError(f"model.strides '{s}' is neither a preset ('standard') nor comma-separated "
+                      "integers; fix --config.model.strides") from None
+
+
+def build_model(model_config, scenario) -> Network:
+  """Builds the network a config's ``model`` section names, with heads sized for the scenario.
+
+  Args:
+    model_config: ``config.model``: ``name`` and that model's keys (see ``configs/default.py``).
+    scenario: the :class:`~lwcl.data.scenarios.Scenario` (for ``num_heads`` and ``output_dim``).
+  Returns:
+    An unbound :class:`Network`; call ``init(rng, x, task, train=False)``.
+  Raises:
+    ConfigError: unknown model name or an inconsistent architecture.
+  """
+  name = model_config.name
+  head = TaskHeads(scenario.num_heads, scenario.output_dim, name="head")
+  if name == "mlp":
+    return Network(mlp_blocks(model_config.hidden), head, "flatten")
+  if name == "convnet":
+    return Network(convnet_blocks(model_config.conv_stages, model_config.dense,
+                                  model_config.batch_norm), head, "flatten")
+  if name == "resnet":
+    n = cifar_resnet_depth(model_config.depth)
+    width = model_config.width or 16
+    widths = (width, 2 * width, 4 * width)
+    return Network(resnet_blocks(widths, n, _strides(model_config, n, 3), width,
+                                 model_config.stem_stride), head, "avg")
+  if name == "reduced_resnet18":
+    nf = model_config.width or 20
+    widths = (nf, 2 * nf, 4 * nf, 8 * nf)
+    return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf,
+                                 model_config.stem_stride), head, "avg")
+  raise ConfigError(f"unknown model.name '{name}'; use one of {', '.join(MODELS)}")

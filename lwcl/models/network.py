@@ -1,0 +1,43 @@
+"""A network as a sequence of blocks followed by task heads.
+
+Every model of the package is a :class:`Network`: a list of blocks (each ``block(x, train) -> x``), a
+read-out that turns the last feature map into a vector (flatten or global average pool), and
+:class:`~lwcl.models.heads.TaskHeads`. The block list is what layer-wise training cuts into local blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def readout(x: jax.Array, pool: str) -> jax.Array:
+  """``[B, H, W, C] -> [B, F]`` by ``'flatten'`` or ``'avg'`` (global average pool); ``[B, F]`` passes."""
+  if x.ndim == 2:
+    return x
+  if pool == "avg":
+    return jnp.mean(x, axis=(1, 2))
+  return x.reshape(x.shape[0], -1)
+
+
+class Network(nn.Module):
+  """Blocks, read-out, task heads.
+
+  Attributes:
+    blocks: the feature extractor's blocks, applied in order.
+    head: the task heads.
+    pool: read-out before the head: ``'flatten'`` or ``'avg'``.
+  """
+  blocks: Sequence[nn.Module]
+  head: nn.Module
+  pool: str = "flatten"
+
+  def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
+    """Args: ``x`` float32 ``[B, H, W, C]``; ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch
+    statistics. Returns logits float32 ``[B, output_dim]`` (not masked)."""
+    for block in self.blocks:
+      x = block(x, train)
+    return self.head(readout(x, self.pool), task)

@@ -1,0 +1,88 @@
+"""Data parallelism: a 1-D device mesh, batches sharded along it, state replicated.
+
+Single host: all local devices (or the first ``devices.num_devices``). Multi-host (``devices.multihost``):
+``jax.distributed.initialize()`` first; every process builds the same global batch and contributes its
+slice with ``jax.make_array_from_process_local_data``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from lwcl.errors import ConfigError
+
+_initialized = False
+
+
+def initialize_distributed(devices_config) -> None:
+  """Calls ``jax.distributed.initialize`` once when the config asks for multi-host."""
+  global _initialized
+  if not devices_config.multihost or _initialized:
+    return
+  kwargs = {}
+  if devices_config.coordinator_address:
+    kwargs["coordinator_address"] = devices_config.coordinator_address
+  if devices_config.num_processes > 0:
+    kwargs["num_processes"] = devices_config.num_processes
+  if devices_config.process_id >= 0:
+    kwargs["process_id"] = devices_config.process_id
+  jax.distributed.initialize(**kwargs)
+  _initialized = True
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+  """The mesh and the two shardings the steps use.
+
+  Attributes:
+    mesh: 1-D mesh with axis ``'data'``.
+    batch: ``NamedSharding`` splitting the leading (batch) axis over ``'data'``.
+    replicated: ``NamedSharding`` replicating over the mesh.
+  """
+  mesh: Mesh
+  batch: NamedSharding
+  replicated: NamedSharding
+
+  @classmethod
+  def create(cls, devices_config) -> "DataParallel":
+    """Raises ConfigError when more devices are asked for than exist."""
+    initialize_distributed(devices_config)
+    devices = jax.devices()
+    n = devices_config.num_devices
+    if n:
+      if jax.process_count() > 1:
+        raise ConfigError("devices.num_devices must be 0 (all) in multi-host runs")
+      if n > len(devices):
+        raise ConfigError(f"devices.num_devices={n} but only {len(devices)} devices are visible; lower it "
+                          "or set 0 for all")
+      devices = devices[:n]
+    mesh = Mesh(np.asarray(devices), ("data",))
+    return cls(mesh, NamedSharding(mesh, PartitionSpec("data")), NamedSharding(mesh, PartitionSpec()))
+
+  @property
+  def size(self) -> int:
+    return self.mesh.size
+
+  def check_batch_size(self, batch_size: int, key: str) -> None:
+    """Raises ConfigError unless ``batch_size`` splits evenly over the devices."""
+    if batch_size % self.size:
+      raise ConfigError(f"{key}={batch_size} does not split over {self.size} devices; use a multiple of "
+                        f"{self.size}")
+
+  def put_batch(self, batch: dict) -> dict:
+    """Places a global host batch (same on every process) sharded over the mesh."""
+    p, n = jax.process_index(), jax.process_count()
+
+    def put(x):
+      local = x if n == 1 else x[p * (x.shape[0] // n):(p + 1) * (x.shape[0] // n)]
+      return jax.make_array_from_process_local_data(self.batch, local, x.shape)
+
+    return {k: put(v) for k, v in batch.items()}
+
+  def replicate(self, tree):
+    """Places a pytree replicated over the mesh."""
+    return jax.device_put(tree, self.replicated)

@@ -1,0 +1,130 @@
+"""Pure train and evaluation steps.
+
+A step is a function of explicit state: ``train_step(state, batch) -> (state, metrics)`` and
+``eval_step(params, batch_stats, batch) -> (correct, count)``. Both are built once per experiment and
+``jax.jit``-compiled with the state donated; everything that changes across tasks (method state, task
+ids, masks indexed by task) is an argument or part of the state, never a Python constant of the trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from lwcl.data.pipeline import Preprocessor
+
+# Logit given to outputs a task may not predict (masked task-incremental heads). Finite, so a masked
+# output never turns a loss into inf or nan.
+MASKED_LOGIT = -1e9
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything one train step reads and writes.
+
+  Attributes:
+    step: int32 scalar, global step count over the whole stream.
+    params: model parameters (pytree of float32).
+    batch_stats: BatchNorm running statistics (empty dict for models without BatchNorm).
+    opt_state: optax state of ``method transformation -> base optimizer``.
+    method_state: the continual method's state (importances, anchors, memory, ...); a pytree.
+    rng: uint32 ``[2]`` PRNG key; step ``s`` uses ``fold_in(rng, s)``.
+  """
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  method_state: Any
+  rng: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelFns:
+  """The model's forward pass and loss, closed over the model, preprocessing and label masks.
+
+  Attributes:
+    model: a Flax module ``model(x, task, train) -> logits``.
+    preprocess: uint8 images -> normalized float32 (with augmentation when given a key).
+    label_masks: bool ``[max_tasks, output_dim]``; outputs a task may not predict get ``MASKED_LOGIT``.
+  """
+  model: nn.Module
+  preprocess: Preprocessor
+  label_masks: np.ndarray
+
+  def init(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
+    """Initial ``(params, batch_stats)`` for images of ``image_shape`` (H, W, C)."""
+    x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
+    variables = self.model.init(rng, x, jnp.zeros((1,), jnp.int32), train=False)
+    return variables["params"], variables.get("batch_stats", {})
+
+  def logits(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None):
+    """Masked logits ``[B, output_dim]`` and the new BatchNorm statistics.
+
+    ``rng`` enables augmentation (training only). In ``train`` mode BatchNorm uses batch statistics and
+    the returned ``batch_stats`` are updated; otherwise they are returned unchanged.
+    """
+    x = self.preprocess(batch["image"], rng if train and self.preprocess.augments else None)
+    variables = {"params": params, "batch_stats": batch_stats}
+    if train:
+      logits, updates = self.model.apply(variables, x, batch["task"], train=True, mutable=["batch_stats"])
+      new_stats = updates.get("batch_stats", batch_stats)
+    else:
+      logits, new_stats = self.model.apply(variables, x, batch["task"], train=False), batch_stats
+    mask = jnp.asarray(self.label_masks)[batch["task"]]
+    return jnp.where(mask, logits, MASKED_LOGIT), new_stats
+
+  def loss(self, params, batch_stats, batch: dict, rng: jax.Array | None = None, train: bool = True):
+    """Mean cross-entropy over the batch (weighted by ``batch['mask']`` when present).
+
+    Returns ``(loss, (logits, new_batch_stats))``, the shape ``jax.value_and_grad(has_aux=True)`` wants.
+    """
+    logits, new_stats = self.logits(params, batch_stats, batch, train, rng)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
+    if "mask" in batch:
+      loss = jnp.sum(per_example * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
+    else:
+      loss = jnp.mean(per_example)
+    return loss, (logits, new_stats)
+
+
+def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method) -> Callable:
+  """Builds ``train_step(state, batch) -> (state, metrics)``.
+
+  The method contributes three traced hooks: ``step_args`` (extra arguments for its optax
+  transformation, e.g. reference gradients or importances), and ``after_step`` (its state update,
+  e.g. SI's path integral or the episodic memory). ``metrics`` holds scalar ``loss`` and ``accuracy``.
+  """
+
+  def train_step(state: TrainState, batch: dict):
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(fns.loss, has_aux=True)
+    (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng, True)
+    args = method.step_args(state.method_state, state.params, state.batch_stats, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, **args)
+    params = optax.apply_updates(state.params, updates)
+    method_state = method.after_step(state.method_state, state.params, params, grads, batch)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
+                              opt_state=opt_state, method_state=method_state)
+    return new_state, {"loss": loss, "accuracy": accuracy}
+
+  return train_step
+
+
+def make_eval_step(fns: ModelFns) -> Callable:
+  """Builds ``eval_step(params, batch_stats, batch) -> (correct, count)``: float32 scalars summed over the
+  batch's real (``mask`` = 1) examples."""
+
+  def eval_step(params, batch_stats, batch: dict):
+    logits, _ = fns.logits(params, batch_stats, batch, train=False)
+    hit = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    return jnp.sum(hit * batch["mask"]), jnp.sum(batch["mask"])
+
+  return eval_step
