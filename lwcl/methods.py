@@ -83,12 +83,25 @@ def register(name: str, cls: Callable) -> None:
   METHODS[name] = cls
 
 
+# Modules that register further methods when imported (importance penalties, gradient projection).
+PLUGIN_MODULES = ("lwcl.regularization", "lwcl.projection")
+
+
+def _load_plugins() -> None:
+  import importlib  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  for module in PLUGIN_MODULES:
+    if importlib.util.find_spec(module) is not None:
+      importlib.import_module(module)
+
+
 def build_method(method_config, scenario, fns) -> Method:
   """The method ``config.method.name`` names.
 
   Raises:
     ConfigError: unknown method name.
   """
+  _load_plugins()
   name = method_config.name
   if name not in METHODS:
     raise ConfigError(f"unknown method.name '{name}'; use one of {', '.join(sorted(METHODS))}")
