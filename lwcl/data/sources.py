@@ -71,6 +71,16 @@ def load_idx_dataset(name: str, directory: str) -> ImageDataset:
   return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
 
 
+def _to_numpy(batches) -> tuple[np.ndarray, np.ndarray]:
+  xs, ys = [], []
+  for x, y in batches:
+    xs.append(np.asarray(x))
+    ys.append(np.asarray(y))
+  if not xs:
+    raise ValueError("the split is empty")
+  return np.concatenate(xs), np.concatenate(ys)
+
+
 def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train",
                       test_split: str = "test", download: bool = True) -> ImageDataset:
   """Loads a TFDS image-classification data set whole, as NumPy arrays.
@@ -87,14 +97,14 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
     (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
-                                    batch_size=-1, as_supervised=True, with_info=True,
-                                    download=download)
+                                    as_supervised=True, with_info=True, download=download)
+    # Read in large batches rather than batch_size=-1, which needs a known cardinality.
+    train_x, train_y = _to_numpy(tfds.as_numpy(train.batch(8192)))
+    test_x, test_y = _to_numpy(tfds.as_numpy(test.batch(8192)))
   except Exception as e:  # TFDS raises many kinds; all mean the same thing to the user.
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise DataError(f"cannot load TFDS data set '{name}' ({type(e).__name__}: {msg}); check the name, "
                     "the network, or prepare it first with `tfds build` into --config.data.data_dir")
-  train_x, train_y = tfds.as_numpy(train)
-  test_x, test_y = tfds.as_numpy(test)
   label = info.features["label"]
   num_classes = int(getattr(label, "num_classes", int(train_y.max()) + 1))
   names = tuple(getattr(label, "names", None) or (str(i) for i in range(num_classes)))

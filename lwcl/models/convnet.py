@@ -29,7 +29,7 @@ class ConvStage(nn.Module):
 
 def convnet_blocks(conv_stages, dense, batch_norm: bool) -> list:
   """One :class:`ConvStage` per stage, then one Dense block per ``dense`` size."""
-  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, name=f"stage{i}")
-            for i, s in enumerate(conv_stages)]
-  blocks += [DenseBlock(int(d), name=f"dense{i}") for i, d in enumerate(dense)]
+  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm)
+            for s in conv_stages]
+  blocks += [DenseBlock(int(d)) for d in dense]
   return blocks

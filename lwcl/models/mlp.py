@@ -19,4 +19,4 @@ class DenseBlock(nn.Module):
 
 def mlp_blocks(hidden) -> list:
   """One :class:`DenseBlock` per hidden size."""
-  return [DenseBlock(int(h), name=f"dense{i}") for i, h in enumerate(hidden)]
+  return [DenseBlock(int(h)) for h in hidden]

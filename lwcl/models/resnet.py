@@ -73,9 +73,9 @@ def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_
   if len(strides) != n or min(strides) < 1:
     raise ConfigError(f"model.strides must list one stride >= 1 per residual block ({n}), got "
                       f"{strides}; fix --config.model.strides or use 'standard'")
-  blocks = [Stem(stem_width, stem_stride, name="stem")]
+  blocks = [Stem(stem_width, stem_stride)]
   for i in range(n):
-    blocks.append(BasicBlock(int(widths[i // blocks_per_stage]), strides[i], name=f"block{i}"))
+    blocks.append(BasicBlock(int(widths[i // blocks_per_stage]), strides[i]))
   return blocks
 
 

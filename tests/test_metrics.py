@@ -1,0 +1,72 @@
+"""Metrics against hand-computed values and a float64 reference written independently (explicit loops)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from lwcl import metrics
+
+
+def reference(R, b):
+  """Definitions of DESIGN.md, 1-based in the text, written as plain loops."""
+  T = len(R)
+  acc = sum(R[T - 1][j] for j in range(T)) / T
+  bwt = sum(R[T - 1][j] - R[j][j] for j in range(T - 1)) / (T - 1)
+  fwt = sum(R[j - 1][j] - b[j] for j in range(1, T)) / (T - 1)
+  forg = sum(max(R[l][j] for l in range(T - 1)) - R[T - 1][j] for j in range(T - 1)) / (T - 1)
+  return acc, bwt, fwt, forg
+
+
+def test_hand_computed_example():
+  R = [[0.9, 0.1, 0.2],
+       [0.7, 0.8, 0.3],
+       [0.6, 0.5, 0.95]]
+  b = [0.1, 0.2, 0.25]
+  assert metrics.acc(R) == pytest.approx((0.6 + 0.5 + 0.95) / 3)
+  assert metrics.bwt(R) == pytest.approx(((0.6 - 0.9) + (0.5 - 0.8)) / 2)
+  assert metrics.fwt(R, b) == pytest.approx(((0.1 - 0.2) + (0.3 - 0.25)) / 2)
+  assert metrics.forgetting(R) == pytest.approx(((0.9 - 0.6) + (0.8 - 0.5)) / 2)
+
+
+@pytest.mark.parametrize("T", [2, 3, 7, 20])
+def test_against_reference_on_random_matrices(T):
+  rng = np.random.default_rng(T)
+  R, b = rng.uniform(size=(T, T)), rng.uniform(size=T)
+  want = reference(R.tolist(), b.tolist())
+  got = (metrics.acc(R), metrics.bwt(R), metrics.fwt(R, b), metrics.forgetting(R))
+  np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_forgetting_uses_max_over_rows_and_no_forgetting_is_zero():
+  R = np.where(np.tril(np.ones((4, 4))) > 0, 1.0, 0.0)  # perfect on seen tasks, never forgets
+  assert metrics.forgetting(R) == 0.0
+  assert metrics.bwt(R) == 0.0
+  R[3, 0] = 0.25
+  assert metrics.forgetting(R) == pytest.approx(0.75 / 3)
+
+
+def test_single_task_is_nan_not_error():
+  assert metrics.acc([[0.5]]) == 0.5
+  for v in (metrics.bwt([[0.5]]), metrics.fwt([[0.5]], [0.1]), metrics.forgetting([[0.5]])):
+    assert math.isnan(v)
+
+
+def test_lca():
+  curves = np.array([[0.1, 0.5, 0.9, 1.0], [0.2, 0.4, 0.6, 0.8]])
+  assert metrics.lca(curves, 0) == pytest.approx(0.15)
+  assert metrics.lca(curves, 2) == pytest.approx(((0.1 + 0.5 + 0.9) / 3 + (0.2 + 0.4 + 0.6) / 3) / 2)
+  with pytest.raises(ValueError, match="beta"):
+    metrics.lca(curves, 4)
+
+
+def test_bad_shapes_raise():
+  with pytest.raises(ValueError, match="square"):
+    metrics.acc(np.zeros((2, 3)))
+  with pytest.raises(ValueError, match="initial"):
+    metrics.fwt(np.zeros((3, 3)), np.zeros(2))
+
+
+def test_order_statistics():
+  s = metrics.order_statistics([0.5, 0.7])
+  assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1) and s["n"] == 2
