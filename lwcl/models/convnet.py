@@ -9,7 +9,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-from lwcl.models.mlp import DenseBlock
+from lwcl.models.mlp import DenseBlock, sow_activation
 
 
 class ConvStage(nn.Module):
@@ -20,10 +20,13 @@ class ConvStage(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for c in self.channels:
-      x = nn.Conv(int(c), (3, 3), padding="SAME", use_bias=not self.batch_norm)(x)
+      layers = [nn.Conv(int(c), (3, 3), padding="SAME", use_bias=not self.batch_norm)]
+      x = layers[-1](x)
       if self.batch_norm:
-        x = nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
+        layers.append(nn.BatchNorm(use_running_average=not train, momentum=0.9))
+        x = layers[-1](x)
       x = nn.relu(x)
+      sow_activation(self, x, *layers)
     return nn.max_pool(x, (2, 2), strides=(2, 2))
 
 

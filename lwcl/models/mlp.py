@@ -6,6 +6,21 @@ import flax.linen as nn
 import jax
 
 
+# Prefix of the ``intermediates`` entries that record post-nonlinearity activations (see sow_activation).
+ACTIVATION_PREFIX = "activation:"
+
+
+def sow_activation(module: nn.Module, x: jax.Array, *layers: nn.Module) -> None:
+  """Records ``x``, an output after its nonlinearity, as ``intermediates['activation:' + names]``.
+
+  ``names`` joins with ``+`` the names of the sibling ``layers`` whose parameters produce ``x``'s units
+  (e.g. ``'activation:Conv_0+BatchNorm_0'``); NAI (``lwcl.regularization.nai_importance``) reads the
+  entries to give every parameter the importance of the unit it feeds. A no-op unless ``intermediates``
+  is mutable, so parameters and outputs are unchanged.
+  """
+  module.sow("intermediates", ACTIVATION_PREFIX + "+".join(layer.name for layer in layers), x)
+
+
 class DenseBlock(nn.Module):
   """Flatten (if needed), Dense, ReLU. ``[B, ...] -> [B, features]``."""
   features: int
@@ -14,7 +29,10 @@ class DenseBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
     x = x.reshape(x.shape[0], -1)
-    return nn.relu(nn.Dense(self.features)(x))
+    dense = nn.Dense(self.features)
+    x = nn.relu(dense(x))
+    sow_activation(self, x, dense)
+    return x
 
 
 def mlp_blocks(hidden) -> list:

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from lwcl.errors import ConfigError
+from lwcl.models.mlp import sow_activation
 
 
 def _bn(train: bool, zero_scale: bool = False) -> nn.BatchNorm:
@@ -31,8 +32,10 @@ class Stem(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    x = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False)(x)
-    return nn.relu(_bn(train)(x))
+    conv, bn = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False), _bn(train)
+    x = nn.relu(bn(conv(x)))
+    sow_activation(self, x, conv, bn)
+    return x
 
 
 class BasicBlock(nn.Module):
@@ -43,15 +46,19 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     residual = x
-    y = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False)(x)
-    y = nn.relu(_bn(train)(y))
-    y = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False)(y)
-    y = _bn(train)(y)
+    conv0 = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False)
+    bn0 = _bn(train)
+    y = nn.relu(bn0(conv0(x)))
+    sow_activation(self, y, conv0, bn0)
+    layers = [nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)]
+    y = layers[1](layers[0](y))
     if residual.shape != y.shape:
-      residual = nn.Conv(self.features, (1, 1), strides=self.stride, use_bias=False,
-                         name="shortcut_conv")(residual)
-      residual = _bn(train)(residual)
-    return nn.relu(residual + y)
+      layers += [nn.Conv(self.features, (1, 1), strides=self.stride, use_bias=False, name="shortcut_conv"),
+                 _bn(train)]
+      residual = layers[3](layers[2](residual))
+    out = nn.relu(residual + y)
+    sow_activation(self, out, *layers)
+    return out
 
 
 def standard_strides(blocks_per_stage: int, num_stages: int, first_stage_stride: int = 1) -> tuple:
