@@ -55,7 +55,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.stem_stride = 1
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = "finetune"  # finetune | joint
+  c.method.name = "finetune"  # finetune | joint | ewc | mas | si | nai
+  # Importance penalties (ewc, mas, si, nai; lwcl/regularization.py): strength/2 sum omega (theta - anchor)^2
+  c.method.strength = 1.0  # EWC lambda, SI c; the scale differs by method: select it on validation data
+  c.method.accumulate = "sum"  # combine the tasks' importances: sum | max
+  c.method.importance_samples = 1000  # ewc/mas/nai: examples per task the importance is estimated on; 0 = all
+  c.method.importance_batch_size = 64  # ewc/mas/nai: examples per vmapped chunk (memory bound)
+  c.method.ewc_fisher = "empirical"  # ewc: empirical (true labels) | sampled (labels drawn from the model)
+  c.method.si_xi = 1e-3  # si: damping xi in omega = path / (delta^2 + xi) (Zenke et al. use 1e-3)
+  c.method.nai_normalize = "layer_mean"  # nai: neuron mean activation / layer_mean | layer_max | none
+  c.method.nai_weight_rule = "output"  # nai: a weight gets its output neuron's importance | max (of in, out)
+  c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw
