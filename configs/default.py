@@ -11,6 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # model initialization, training order, augmentation
+  c.num_orders = 0  # > 0: run the stream over this many seeded task orders (order_seed = 0..R-1)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"  # TFDS name; mnist/fashion_mnist/kmnist also read from local IDX files
@@ -92,6 +93,12 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.lca_batches = 0  # > 0: record the accuracy on each task over its first N minibatches (LCA)
+  c.eval.split = "test"  # test | valid (held-out scenario.validation_fraction; for model selection)
+
+  c.sweep = ml_collections.ConfigDict()  # model selection on the validation split (lwcl/sweep.py)
+  c.sweep.key = ""  # dotted config key to sweep, e.g. 'method.strength'; '' = no sweep
+  c.sweep.candidates = ()  # candidate values (floats), e.g. (1.0, 10.0, 100.0)
+  c.sweep.metric = "acc"  # acc | bwt | forgetting (lower is better) on the validation split
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500  # also at every task end; 0 = task ends only

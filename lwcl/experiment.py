@@ -70,6 +70,13 @@ def validate(config) -> None:
     raise ConfigError("optimizer.learning_rate must be positive; fix --config.optimizer.learning_rate")
   if config.checkpoint.every_steps < 0 or config.eval.lca_batches < 0:
     raise ConfigError("checkpoint.every_steps and eval.lca_batches must be >= 0")
+  if config.eval.split not in ("test", "valid"):
+    raise ConfigError(f"unknown eval.split '{config.eval.split}'; use test or valid")
+  if config.eval.split == "valid" and config.scenario.validation_fraction <= 0:
+    raise ConfigError("eval.split=valid needs held-out data; set --config.scenario.validation_fraction "
+                      "(e.g. 0.1)")
+  if config.num_orders < 0:
+    raise ConfigError("num_orders must be >= 0; fix --config.num_orders")
 
 
 class Experiment:
@@ -90,12 +97,16 @@ class Experiment:
     eval_bs = config.train.eval_batch_size
     self.eval_batch_size = -(-eval_bs // self.parallel.size) * self.parallel.size
     self.dataset = load_dataset(config.data)
-    self.scenario = build_scenario(config.scenario, self.dataset)
-    preprocess = Preprocessor.from_config(config.data, self.dataset.train_images)
-    self.fns = ModelFns(build_model(config.model, self.scenario), preprocess, self.scenario.label_masks)
-    self.method = build_method(config.method, self.scenario, self.fns)
-    self.train_data = [self.method.training_data(self.scenario, t) for t in range(self.scenario.num_tasks)]
-    self.steps_per_epoch = [steps_per_epoch(len(d), config.train.batch_size) for d in self.train_data]
+    self.preprocess = Preprocessor.from_config(config.data, self.dataset.train_images)
+    self._build(build_scenario(config.scenario, self.dataset))
+
+  def _build(self, scenario) -> None:
+    """Model functions, method, optimizer and compiled steps for ``scenario``."""
+    config = self.config
+    self.scenario = scenario
+    self.fns = ModelFns(build_model(config.model, scenario), self.preprocess, scenario.label_masks)
+    self.method = build_method(config.method, scenario, self.fns)
+    self._set_train_data()
     epochs = config.train.epochs_per_task
     self.tx = optax.chain(self.method.transformation(),
                           base_optimizer(config.optimizer, self.steps_per_epoch[0], epochs))
@@ -104,6 +115,26 @@ class Experiment:
                               in_shardings=(rep, bat), out_shardings=(rep, rep))
     self.eval_step = jax.jit(make_eval_step(self.fns), in_shardings=(rep, rep, bat),
                              out_shardings=(rep, rep))
+
+  def _set_train_data(self) -> None:
+    self.train_data = [self.method.training_data(self.scenario, t) for t in range(self.scenario.num_tasks)]
+    self.steps_per_epoch = [steps_per_epoch(len(d), self.config.train.batch_size) for d in self.train_data]
+
+  def reorder(self, order_seed: int) -> None:
+    """Switches to another task order (``scenario.order_seed``), reusing the compiled steps when the
+    label space is unchanged (always, except masked task-incremental heads, whose masks follow the
+    order). The data set is not reloaded."""
+    config = self.config.copy_and_resolve_references()
+    with config.unlocked():
+      config.scenario.order_seed = order_seed
+    config.lock()
+    self.config = config
+    scenario = build_scenario(config.scenario, self.dataset)
+    if np.array_equal(scenario.label_masks, self.scenario.label_masks):
+      self.scenario = self.method.scenario = scenario
+      self._set_train_data()
+    else:
+      self._build(scenario)
 
   # -- state ---------------------------------------------------------------------------------------
 
@@ -172,8 +203,9 @@ class Experiment:
         print(f"lwcl: resuming from checkpoint at task {progress['task'] + 1}, step "
               f"{progress['task_step']} of the task", flush=True)
     state = self.parallel.replicate(state)
+    split = config.eval.split
     if restored is None:
-      record["b"] = self.evaluate(state)
+      record["b"] = self.evaluate(state, split)
 
     def save(task_done: bool):
       meta = dict(progress)
@@ -189,7 +221,7 @@ class Experiment:
       if progress["task_step"] == 0 and config.optimizer.reset_each_task and t > 0:
         state = state.replace(opt_state=self.parallel.replicate(self.tx.init(state.params)))
       if lca_n and progress["task_step"] == 0:
-        record["lca"][t, 0] = self.evaluate_task(state, t)
+        record["lca"][t, 0] = self.evaluate_task(state, t, split)
       bar = _progress_bar(total, progress["task_step"], f"task {t + 1}/{T}",
                           config.train.progress and is_main)
       pending, tic = [], time.perf_counter()
@@ -203,7 +235,7 @@ class Experiment:
         progress["train_examples"] += bs
         step = int(s + 1 + sum(self.steps_per_epoch[k] * epochs for k in range(t)))
         if lca_n and s < lca_n:
-          record["lca"][t, s + 1] = self.evaluate_task(state, t)
+          record["lca"][t, s + 1] = self.evaluate_task(state, t, split)
         every = config.checkpoint.every_steps
         due_log = (s + 1) % config.train.log_every_steps == 0
         due_ckpt = every and step % every == 0 and s + 1 < total
@@ -223,7 +255,7 @@ class Experiment:
       progress["train_seconds"] += time.perf_counter() - tic
       bar.close()
       record["final_loss"][t] = loss
-      record["R"][t] = self.evaluate(state)
+      record["R"][t] = self.evaluate(state, split)
       method_state = self.method.end_task(state.method_state, state.params, state.batch_stats, t, data)
       state = state.replace(method_state=self.parallel.replicate(method_state))
       writer.write_scalars(int(state.step), {f"eval/accuracy_task{j + 1}": float(record["R"][t, j])
@@ -252,7 +284,8 @@ class Experiment:
   def results(self, record: dict, progress: dict, config_dict: dict) -> dict:
     """The results dict of a finished stream (see ``results.json`` in the README)."""
     R, b = record["R"].astype(np.float64), record["b"].astype(np.float64)
-    out = {"accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist()}
+    out = {"accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
+           "eval_split": self.config.eval.split}
     out.update(metrics_lib.summarize(R, b))
     if self.config.eval.lca_batches:
       out["lca_curves"] = record["lca"].tolist()
@@ -306,6 +339,8 @@ def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
 
 
 def _metric_writer(workdir: str, is_main: bool):
+  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
+  hide_gpus_from_tensorflow()
   from clu import metric_writers  # pylint: disable=g-import-not-at-top
   return metric_writers.create_default_writer(workdir, just_logging=not is_main, asynchronous=False)
 
@@ -316,6 +351,12 @@ def run(config, workdir: str) -> dict:
   A workdir whose ``results.json`` already holds this experiment's finished results is reported, not
   recomputed; one that holds another experiment's results is refused (ConfigError), never overwritten.
   """
+  if config.sweep.key:
+    from lwcl import sweep  # pylint: disable=g-import-not-at-top
+    return sweep.run_sweep(config, workdir)
+  if config.num_orders:
+    from lwcl import orders  # pylint: disable=g-import-not-at-top
+    return orders.run_orders(config, workdir)
   existing = read_json(os.path.join(workdir, RESULTS_FILE))
   if existing is not None:
     if existing.get("fingerprint") == fingerprint(config.to_dict()):

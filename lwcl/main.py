@@ -8,7 +8,11 @@ user error ends with one line ``error: <problem>; <fix>`` on stderr and exit sta
 
 from __future__ import annotations
 
+import os
 import sys
+
+# TensorFlow (inside tensorflow-datasets and the TensorBoard writer) logs start-up chatter; keep warnings.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -57,7 +61,11 @@ def main(argv: list) -> None:
     results = experiment.run(FLAGS.config, FLAGS.workdir)
   except LwclError as e:
     fail(str(e))
-  experiment.print_summary(results)
+  if "orders" in results:
+    from lwcl import orders  # pylint: disable=g-import-not-at-top
+    print(orders.format_summary(results), flush=True)
+  else:
+    experiment.print_summary(results)
   print(f"results: {FLAGS.workdir}/results.json", flush=True)
 
 

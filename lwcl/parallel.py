@@ -18,6 +18,16 @@ from lwcl.errors import ConfigError
 _initialized = False
 
 
+def hide_gpus_from_tensorflow() -> None:
+  """Keeps TensorFlow (used by tensorflow-datasets and TensorBoard writers) off the accelerators, so it
+  neither grabs GPU memory JAX needs nor initializes CUDA twice. Safe to call many times."""
+  try:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.set_visible_devices([], "GPU")
+  except (ImportError, RuntimeError):  # not installed, or already initialized (then already done)
+    pass
+
+
 def initialize_distributed(devices_config) -> None:
   """Calls ``jax.distributed.initialize`` once when the config asks for multi-host."""
   global _initialized

@@ -1,0 +1,142 @@
+"""Task-order robustness: the same experiment over R seeded task orders, in one process.
+
+``--config.num_orders=R`` runs the stream with ``scenario.order_seed = 0, 1, ..., R-1`` (each a seeded
+permutation of the tasks), reusing the data set and the compiled steps, each order in
+``workdir/order<r>/`` (resumable like any run). ``workdir/results.json`` then holds every order's metrics,
+their mean and standard deviation (ACC, BWT, FWT, forgetting), and the spread of each task's final
+accuracy across orders; ``workdir/acc_per_order.png`` plots ACC per order.
+
+Source: the order-robustness protocol of Yoon et al., *Scalable and Order-robust Continual Learning with
+Additive Parameter Decomposition*, ICLR 2020 (used by NAI, Kim & Lee 2021, Sec. 4).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lwcl import metrics, report
+from lwcl.checkpoint import read_json
+from lwcl.errors import ConfigError
+
+SCALARS = ("acc", "bwt", "fwt", "forgetting")
+
+
+def order_config(config, order_seed: int):
+  """A copy of ``config`` for one order: ``num_orders = 0`` and ``scenario.order_seed = order_seed``."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_orders = 0
+    c.scenario.order_seed = order_seed
+  c.lock()
+  return c
+
+
+def summarize_orders(per_order: list) -> dict:
+  """Statistics over orders.
+
+  Args:
+    per_order: the results dicts of each order's run.
+  Returns:
+    ``{'acc': {'mean', 'std', 'min', 'max', 'n'}, 'bwt': ..., 'fwt': ..., 'forgetting': ...,
+    'task_final_accuracy': {task name: {'mean', 'std', 'min', 'max', 'n'}}}``; a task is identified by
+    its name (its classes or transform), whatever its position in each order.
+  """
+  out = {}
+  for k in SCALARS:
+    values = [r[k] for r in per_order if r.get(k) is not None]
+    out[k] = metrics.order_statistics(values) if values else None
+  finals = {}
+  for r in per_order:
+    for j, task in enumerate(r["tasks"]):
+      finals.setdefault(task["name"], []).append(r["accuracy_matrix"][-1][j])
+  out["task_final_accuracy"] = {name: metrics.order_statistics(v) for name, v in finals.items()}
+  return out
+
+
+def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
+  """Bar chart of ACC (%) for each order with the mean as a line; PNG at ``path``."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  accs = [100 * r["acc"] for r in per_order]
+  fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(accs), 3))
+  ax.bar(range(len(accs)), accs, color="tab:blue")
+  ax.axhline(np.mean(accs), color="k", linestyle="--", linewidth=1, label=f"mean {np.mean(accs):.1f}")
+  ax.set_xticks(range(len(accs)), [f"order {i}" for i in range(len(accs))], rotation=45)
+  ax.set_ylabel("ACC (%)")
+  ax.set_ylim(max(0, min(accs) - 10), min(100, max(accs) + 5))
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=8)
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=100)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def run_orders(config, workdir: str) -> dict:
+  """Runs ``config.num_orders`` task orders; returns (and writes) the summary results dict.
+
+  Raises:
+    ConfigError: when the workdir holds another experiment's summary.
+  """
+  from lwcl import experiment  # pylint: disable=g-import-not-at-top  (experiment imports this module)
+
+  path = os.path.join(workdir, experiment.RESULTS_FILE)
+  fp = experiment.fingerprint(config.to_dict())
+  existing = read_json(path)
+  if existing is not None:
+    if existing.get("fingerprint") == fp:
+      return existing
+    raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
+                      "--workdir (nothing was overwritten)")
+  exp, per_order = None, []
+  for r in range(config.num_orders):
+    cfg = order_config(config, r)
+    sub = os.path.join(workdir, f"order{r}")
+    done = read_json(os.path.join(sub, experiment.RESULTS_FILE))
+    if done is not None and done.get("fingerprint") == experiment.fingerprint(cfg.to_dict()):
+      per_order.append(done)
+      continue
+    if exp is None:
+      exp = experiment.Experiment(cfg)
+    else:
+      exp.reorder(r)
+    print(f"lwcl: task order {r + 1}/{config.num_orders}: " +
+          " | ".join(t.name for t in exp.scenario.tasks), flush=True)
+    per_order.append(exp.run(sub))
+  first = per_order[0]
+  summary = summarize_orders(per_order)
+  results = {
+      "num_orders": config.num_orders,
+      "orders": [{"order_seed": r, "tasks": [t["name"] for t in res["tasks"]],
+                  **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"]}
+                 for r, res in enumerate(per_order)],
+      **summary,
+      "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
+      "train_seconds": float(sum(r["train_seconds"] for r in per_order)),
+      "config": config.to_dict(), "fingerprint": fp,
+  }
+  report.write_json_atomic(path, results)
+  plot_acc_per_order(per_order, os.path.join(workdir, "acc_per_order.png"),
+                     f"{first['method']} on {first['dataset']}: ACC per task order")
+  return results
+
+
+def format_summary(results: dict) -> str:
+  """Readable table of per-order metrics and their mean +- std."""
+  lines = [f"{results['method']} on {results['dataset']} over {results['num_orders']} task orders",
+           f"{'order':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
+
+  def pct(v):
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+  for o in results["orders"]:
+    lines.append(f"{o['order_seed']:<8}" + "".join(f"{pct(o[k]):>12}" for k in SCALARS))
+  lines.append(f"{'mean':<8}" + "".join(f"{pct(results[k]['mean'] if results[k] else None):>12}"
+                                         for k in SCALARS))
+  lines.append(f"{'std':<8}" + "".join(f"{pct(results[k]['std'] if results[k] else None):>12}"
+                                        for k in SCALARS))
+  return "\n".join(lines)

@@ -1,0 +1,59 @@
+"""Task-order robustness (num_orders) and validation-split hyper-parameter sweeps."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import requires_fmnist, small_config
+from lwcl import experiment, orders, sweep
+from lwcl.errors import ConfigError
+
+
+@requires_fmnist
+def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
+  config = small_config(**{"num_orders": 2})
+  exp = experiment.Experiment(orders.order_config(config, 0))
+  first = exp.run(str(tmp_path / "order0"))
+  exp.reorder(1)
+  second = exp.run(str(tmp_path / "order1"))
+  assert exp.train_step._cache_size() == 1  # one compilation for both orders  # pylint: disable=protected-access
+  names0 = [t["name"] for t in first["tasks"]]
+  names1 = [t["name"] for t in second["tasks"]]
+  assert sorted(names0) == sorted(names1)
+  # run_orders finds both finished orders and only summarizes.
+  results = orders.run_orders(config, str(tmp_path))
+  accs = [first["acc"], second["acc"]]
+  assert results["acc"]["mean"] == pytest.approx(np.mean(accs))
+  assert results["acc"]["std"] == pytest.approx(np.std(accs))
+  spread = results["task_final_accuracy"]
+  assert set(spread) == set(names0)
+  j = names1.index(names0[0])
+  np.testing.assert_allclose(sorted([first["accuracy_matrix"][-1][0], second["accuracy_matrix"][-1][j]]),
+                             [spread[names0[0]]["min"], spread[names0[0]]["max"]])
+  assert os.path.exists(tmp_path / "acc_per_order.png")
+
+
+@requires_fmnist
+def test_sweep_selects_on_validation_and_reports_test(tmp_path):
+  config = small_config(**{"sweep.key": "optimizer.learning_rate", "sweep.candidates": (1e-4, 0.05),
+                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  results = sweep.run_sweep(config, str(tmp_path))
+  cands = results["sweep"]["candidates"]
+  assert [c["value"] for c in cands] == [1e-4, 0.05]
+  assert results["selected"] == max(cands, key=lambda c: c["acc"])["value"]
+  sweep_run = experiment.run(sweep.candidate_config(config, 1e-4, "valid"), str(tmp_path / "sweep" / "0.0001"))
+  assert sweep_run["eval_split"] == "valid"
+  assert results["eval_split"] == "test"
+  assert results["config"]["sweep"]["key"] == "optimizer.learning_rate"  # the summary keeps the sweep config
+  final = experiment.run(sweep.candidate_config(config, results["selected"], "test"), str(tmp_path / "final"))
+  assert final["config"]["optimizer"]["learning_rate"] == results["selected"]
+  assert final["accuracy_matrix"] == results["accuracy_matrix"]
+
+
+def test_sweep_needs_validation_data_and_a_real_key(tmp_path):
+  with pytest.raises(ConfigError, match="validation_fraction"):
+    sweep.run_sweep(small_config(**{"sweep.key": "method.name", "sweep.candidates": (1.0,)}), str(tmp_path))
+  with pytest.raises(ConfigError, match="not a numeric config key"):
+    sweep.candidate_config(small_config(**{"sweep.key": "optimizer.nope", "sweep.candidates": (1.0,)}), 1.0,
+                           "valid")
