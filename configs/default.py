@@ -52,11 +52,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.batch_norm = False  # convnet
   c.model.depth = 20  # resnet: 6n+2
   c.model.width = 0  # resnet / reduced_resnet18 base width; 0 = 16 / 20
-  c.model.strides = "standard"  # resnet / reduced_resnet18: 'standard' or comma-separated per-block strides
+  c.model.strides = "standard"  # resnet / reduced_resnet18: standard | accelerated | comma-separated ints
   c.model.stem_stride = 1
+  # Convolution intensity (resnet / reduced_resnet18; Ma et al. 2010.08038): the first shallow_blocks residual
+  # blocks get shallow_convs 3x3 convs (standard: 2) and shallow_width channels (0 = their stage's width).
+  c.model.shallow_blocks = 0
+  c.model.shallow_convs = 2
+  c.model.shallow_width = 0
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = "finetune"  # finetune | joint | ewc | mas | si | nai
+  c.method.name = "finetune"  # finetune | joint | ewc | mas | si | nai | agem | gem | lgd
   # Importance penalties (ewc, mas, si, nai; lwcl/regularization.py): strength/2 sum omega (theta - anchor)^2
   c.method.strength = 1.0  # EWC lambda, SI c; the scale differs by method: select it on validation data
   c.method.accumulate = "sum"  # combine the tasks' importances: sum | max
@@ -67,6 +72,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.nai_normalize = "layer_mean"  # nai: neuron mean activation / layer_mean | layer_max | none
   c.method.nai_weight_rule = "output"  # nai: a weight gets its output neuron's importance | max (of in, out)
   c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
+  # Episodic memory (agem, gem, lgd; lwcl/episodic.py, lwcl/projection.py)
+  c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
+  c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
+  #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
+  c.method.grouping = "auto"  # agem/gem/lgd: auto (agem, gem: network; lgd: layer) | layer | block | network
+  c.method.gem_margin = 0.5  # gem: dual v >= margin (reference memory_strength; 0 = exact projection)
+  c.method.agem_ref_batch = 256  # agem: reference batch drawn from the union of the old tasks' memories
+  c.method.lgd_threshold = 0.0  # lgd: keep residual directions with singular value > t * largest (0 = rank)
+  c.method.lgd_top_k = 0  # lgd: > 0 keeps at most the k leading residual directions (authors' pca3: 3)
+  c.method.lgd_margin = 0.0  # lgd: authors' push along the old gradients in the conflict case (0 = off)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw
@@ -99,6 +114,25 @@ def get_config() -> ml_collections.ConfigDict:
   c.sweep.key = ""  # dotted config key to sweep, e.g. 'method.strength'; '' = no sweep
   c.sweep.candidates = ()  # candidate values (floats), e.g. (1.0, 10.0, 100.0)
   c.sweep.metric = "acc"  # acc | bwt | forgetting (lower is better) on the validation split
+
+  c.layerwise = ml_collections.ConfigDict()  # layer-wise training (lwcl/layerwise.py)
+  c.layerwise.mode = "backprop"  # backprop (end to end, plain training) | local (decoupled) | greedy
+  c.layerwise.readouts = False  # backprop: also train aux heads on detached features (block_accuracy, probes)
+  c.layerwise.cuts = "block"  # local blocks: block | stage | even:K | comma-separated first-block indices
+  c.layerwise.aux_head = "linear"  # linear (pool + Dense) | cnn (3x3 convs + BN + ReLU, pool, Dense) | mlp
+  c.layerwise.aux_pool = 2  # aux heads average-pool feature maps to aux_pool x aux_pool (DGL: 2)
+  c.layerwise.aux_convs = 2  # cnn head: number of 3x3 convs
+  c.layerwise.aux_width = 0  # cnn head: conv channels; 0 = the block's channels
+  c.layerwise.aux_hidden = (256,)  # mlp head: hidden Dense sizes
+  c.layerwise.local_step = "segmented"  # segmented (block-by-block gradients, low memory) | autodiff
+  c.layerwise.greedy_epochs_per_block = 0  # greedy: epochs per local block (x K = epochs_per_task); 0 = split
+  c.layerwise.linear_probe = ml_collections.ConfigDict()  # after the last task, per block and task
+  c.layerwise.linear_probe.enabled = False
+  c.layerwise.linear_probe.train_examples = 2000  # per task (seeded subset of its training data)
+  c.layerwise.linear_probe.steps = 300  # full-batch Adam steps
+  c.layerwise.linear_probe.learning_rate = 0.01
+  c.layerwise.linear_probe.l2 = 1e-4
+  c.layerwise.linear_probe.pool = 2  # average-pool feature maps to pool x pool before the probe; 0 = none
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 500  # also at every task end; 0 = task ends only

@@ -1,0 +1,17 @@
+"""GEM protocol on split CIFAR-100 (TFDS): 20 tasks of 5 classes, 2500 examples each, reduced ResNet-18.
+
+Method gem by default; the other methods on the same protocol: --config.method.name=finetune | agem |
+gem | lgd (LGD per layer; --config.method.grouping=network for its concatenated ablation).
+Settings and sources: configs/_protocols.py.
+"""
+
+import importlib.util
+import os
+
+
+def get_config():
+  spec = importlib.util.spec_from_file_location("lwcl_config_protocols",
+                                                os.path.join(os.path.dirname(__file__), "_protocols.py"))
+  protocols = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(protocols)
+  return protocols.gem_protocol("cifar100", "split", "tfds")

@@ -1,0 +1,182 @@
+"""Episodic-memory methods for the runner: A-GEM, GEM and LGD.
+
+Each method keeps an episodic memory (``lwcl.memory``) in its method state, fills it with every training
+minibatch inside the jitted step (``after_step``), computes the old tasks' gradients on it inside the same
+step (``step_args``), and projects the current gradient with its optax transformation
+(``lwcl.projection``), chained in front of the base optimizer. All state is padded to
+``scenario.max_tasks``, so the step compiles once for the whole stream.
+
+Memory gradients are computed with ``train=False``: BatchNorm layers use their running statistics and do
+not update them, and there is no augmentation. (The PyTorch reference codes run the memory batch in train
+mode, which normalizes it with its own batch statistics and moves the running averages towards old-task
+data; here the memory only shapes the gradient, and ``batch_stats`` follow the current task's data as in
+fine-tuning.)
+
+Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``, ``memory_grad_chunk``,
+``grouping``, ``gem_margin``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``, ``lgd_margin``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lwcl import memory as memory_lib
+from lwcl import methods
+from lwcl import projection
+from lwcl.errors import ConfigError
+
+
+def _get(cfg, key: str, default):
+  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
+
+
+def _int_at_least(cfg, key: str, default: int, minimum: int) -> int:
+  value = _get(cfg, key, default)
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ConfigError(f"method.{key} must be an integer >= {minimum}, got {value!r}; fix "
+                      f"--config.method.{key}")
+  return value
+
+
+def _float_in(cfg, key: str, default: float, low: float, high: float | None = None) -> float:
+  value = _get(cfg, key, default)
+  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
+  if ok and high is not None:
+    ok = value < high
+  if not ok:
+    bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+    raise ConfigError(f"method.{key} must be a number {bound}, got {value!r}; fix --config.method.{key}")
+  return float(value)
+
+
+class EpisodicMethod(methods.Method):
+  """Shared machinery: the memory in the method state and the gradients of the memory loss.
+
+  Method state: ``{'memory': lwcl.memory.Memory}`` with ``scenario.max_tasks`` slots of
+  ``method.memory_per_task`` examples.
+
+  Raises (constructor):
+    ConfigError: a method key out of range or an unknown grouping.
+  """
+
+  name = "episodic"
+  default_grouping = "network"
+
+  def __init__(self, method_config, scenario, fns):
+    super().__init__(method_config, scenario, fns)
+    cfg = method_config
+    self.per_task = _int_at_least(cfg, "memory_per_task", 256, 1)
+    self.chunk = _int_at_least(cfg, "memory_grad_chunk", 0, 0)
+    grouping = _get(cfg, "grouping", "auto")
+    if grouping == "auto":
+      grouping = self.default_grouping
+    if grouping not in projection.GROUPINGS:
+      raise ConfigError(f"unknown method.grouping '{grouping}'; use auto, "
+                        f"{', '.join(projection.GROUPINGS)}; fix --config.method.grouping")
+    self.grouping = grouping
+    self.max_tasks = scenario.max_tasks
+    self.image_shape = tuple(scenario.image_shape)
+
+  def init_state(self, params, batch_stats) -> dict:
+    """An empty memory of ``max_tasks x memory_per_task`` examples."""
+    return {"memory": memory_lib.create(self.max_tasks, self.per_task, self.image_shape)}
+
+  def after_step(self, method_state, params_before, params_after, grads, batch) -> dict:
+    """Writes the minibatch into its task's ring buffer (traced)."""
+    memory = memory_lib.add(method_state["memory"], batch["image"], batch["label"], batch["task"][0])
+    return dict(method_state, memory=memory)
+
+  def memory_grad(self, params, batch_stats, batch: dict) -> Any:
+    """Gradient of the mean loss on a memory batch (``mask`` weights it), BatchNorm in inference mode."""
+    return jax.grad(lambda p: self.fns.loss(p, batch_stats, batch, rng=None, train=False)[0])(params)
+
+  def old_task_grads(self, method_state, params, batch_stats, batch) -> dict:
+    """``{'ref_grads': params-shaped pytree with leading axis K, 'ref_mask': bool [K]}``,
+    ``K = max(max_tasks - 1, 1)``: the gradient of each old task's memory loss (GEM, LGD).
+
+    ``method.memory_grad_chunk``: 0 computes all ``K`` with one ``jax.vmap``; 1 one task at a time
+    (``lax.map``), skipping tasks that are not old tasks yet; ``n > 1`` ``n`` tasks at a time.
+    """
+    memory = method_state["memory"]
+    k = max(self.max_tasks - 1, 1)
+    mask = memory_lib.old_tasks(memory, batch["task"][0], k)
+    batches = memory_lib.task_batches(memory, k)
+    grad = lambda b: self.memory_grad(params, batch_stats, b)  # noqa: E731
+    if self.chunk == 0:
+      grads = jax.vmap(grad)(batches)
+    elif self.chunk == 1:
+      zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+      grads = jax.lax.map(lambda bm: jax.lax.cond(bm[1], grad, lambda b: zeros, bm[0]), (batches, mask))
+    else:
+      grads = jax.lax.map(grad, batches, batch_size=min(self.chunk, k))
+    return {"ref_grads": grads, "ref_mask": mask}
+
+
+class AGEM(EpisodicMethod):
+  """A-GEM (Chaudhry et al., ICLR 2019): project against one gradient on a reference batch drawn
+  uniformly from the union of the old tasks' memories (``method.agem_ref_batch`` examples)."""
+
+  name = "agem"
+  default_grouping = "network"
+
+  def __init__(self, method_config, scenario, fns):
+    super().__init__(method_config, scenario, fns)
+    ref = _int_at_least(method_config, "agem_ref_batch", 256, 1)
+    self.ref_batch = min(ref, self.max_tasks * self.per_task)
+
+  def transformation(self) -> optax.GradientTransformationExtraArgs:
+    return projection.agem(self.grouping)
+
+  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
+    key = jax.random.fold_in(rng, 0x6167656D)  # independent of the key the loss uses
+    ref = memory_lib.sample_union(method_state["memory"], key, batch["task"][0], self.ref_batch)
+    g = self.memory_grad(params, batch_stats, ref)
+    return {"ref_grads": jax.tree_util.tree_map(lambda x: x[None], g),
+            "ref_mask": jnp.any(ref["mask"] > 0)[None]}
+
+
+class GEM(EpisodicMethod):
+  """GEM (Lopez-Paz & Ranzato, NeurIPS 2017): one constraint per old task, the dual QP solved on the
+  device (``method.gem_margin`` is the reference code's ``memory_strength``)."""
+
+  name = "gem"
+  default_grouping = "network"
+
+  def __init__(self, method_config, scenario, fns):
+    super().__init__(method_config, scenario, fns)
+    self.margin = _float_in(method_config, "gem_margin", 0.5, 0.0)
+
+  def transformation(self) -> optax.GradientTransformationExtraArgs:
+    return projection.gem(self.margin, self.grouping)
+
+  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
+    return self.old_task_grads(method_state, params, batch_stats, batch)
+
+
+class LGD(EpisodicMethod):
+  """LGD (Tang et al., CVPR 2021): shared + task-specific decomposition of the old gradients, per layer by
+  default (``method.grouping='network'`` is the paper's concatenated ablation)."""
+
+  name = "lgd"
+  default_grouping = "layer"
+
+  def __init__(self, method_config, scenario, fns):
+    super().__init__(method_config, scenario, fns)
+    self.threshold = _float_in(method_config, "lgd_threshold", 0.0, 0.0, 1.0)
+    self.top_k = _int_at_least(method_config, "lgd_top_k", 0, 0)
+    self.margin = _float_in(method_config, "lgd_margin", 0.0, 0.0)
+
+  def transformation(self) -> optax.GradientTransformationExtraArgs:
+    return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin)
+
+  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
+    return self.old_task_grads(method_state, params, batch_stats, batch)
+
+
+methods.register("agem", AGEM)
+methods.register("gem", GEM)
+methods.register("lgd", LGD)

@@ -1,0 +1,467 @@
+"""Gradient projection for continual learning: A-GEM, GEM and LGD, as pure functions and optax transformations.
+
+Every function takes the current task's gradient ``grad`` (a pytree, e.g. Flax parameters) and old-task
+gradients ``ref_grads`` (the same pytree with a leading axis of ``K`` old tasks on every leaf, padded to
+``max_tasks - 1``; ``mask`` bool ``[K]`` marks the real ones), and returns the gradient to apply, a pytree
+like ``grad``. The rules are those of ``shared/DESIGN.md``, "Methods":
+
+* A-GEM (Chaudhry et al., *Efficient Lifelong Learning with A-GEM*, ICLR 2019, Eq. 11):
+  :func:`project_agem`.
+* GEM (Lopez-Paz & Ranzato, *Gradient Episodic Memory for Continual Learning*, NeurIPS 2017, Eq. 8-10 and
+  reference code ``model/gem.py``, ``project2cone2``): :func:`project_gem`, whose dual QP is solved on the
+  device, inside jit, by an active-set method (:func:`solve_nonneg_qp`).
+* LGD (Tang, Chen, Zhu, Yu, Ouyang, *Layerwise Optimization by Gradient Decomposition for Continual
+  Learning*, CVPR 2021, Sec. 3.2-3.3 and reference code ``tangshixiang/grad-cl``,
+  ``model/newblockgem_group5_pca_partmargin.py``, ``project5cone5``): :func:`project_lgd`.
+
+**Grouping.** Each rule is applied independently to groups of parameters (DESIGN.md, "Layers are
+parameter groups"): ``"layer"`` (the leaves under one parent path, i.e. one Flax module: kernel + bias,
+BatchNorm scale + bias), ``"block"`` (the leaves under one top-level key, e.g. one residual block or the
+head), ``"network"`` (all leaves as one vector), or a callable ``f(path, leaf) -> hashable`` labelling each
+leaf, ``path`` being the tuple of key names from the root (e.g. ``('blocks_0', 'Dense_0', 'kernel')``).
+Groups never concatenate leaves: group inner products are sums of per-leaf inner products, so a group of
+any size costs no copy.
+
+**Optax.** :func:`agem`, :func:`gem` and :func:`lgd` are ``optax.GradientTransformationExtraArgs`` whose
+``update(updates, state, params=None, *, ref_grads, ref_mask)`` applies the projection; chain them in
+front of the base optimizer. All three take the same arguments; A-GEM's single reference gradient is
+``ref_grads`` with a leading axis of 1 and ``ref_mask`` bool ``[1]``.
+
+Importing this module registers the methods ``agem``, ``gem`` and ``lgd`` (``lwcl.episodic``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Grouping = str | Callable[[tuple, jax.Array], Hashable]
+GROUPINGS = ("layer", "block", "network")
+
+
+# -- parameter groups --------------------------------------------------------------------------------
+
+
+def _key_name(key) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def check_grouping(grouping: Grouping) -> None:
+  """Raises ValueError unless ``grouping`` is one of :data:`GROUPINGS` or a callable."""
+  if not callable(grouping) and grouping not in GROUPINGS:
+    raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)} or a callable, got {grouping!r}")
+
+
+def group_labels(tree: Any, grouping: Grouping) -> list:
+  """One hashable label per leaf of ``tree`` (in ``jax.tree_util.tree_leaves`` order).
+
+  Raises:
+    ValueError: unknown grouping.
+  """
+  check_grouping(grouping)
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  paths = [tuple(_key_name(k) for k in path) for path, _ in flat]
+  if callable(grouping):
+    return [grouping(path, leaf) for path, (_, leaf) in zip(paths, flat)]
+  if grouping == "network":
+    return [()] * len(paths)
+  if grouping == "block":
+    return [path[:1] for path in paths]
+  return [path[:-1] for path in paths]
+
+
+def parameter_groups(tree: Any, grouping: Grouping) -> list[list[int]]:
+  """The groups of ``tree``'s leaves: lists of leaf indices, in order of first appearance."""
+  order: dict = {}
+  for i, label in enumerate(group_labels(tree, grouping)):
+    order.setdefault(label, []).append(i)
+  return list(order.values())
+
+
+class _Flat(NamedTuple):
+  """``grad`` and ``ref_grads`` as lists of leaves, flattened to ``[p]`` and ``[K, p]``."""
+  g: list
+  refs: list
+  groups: list
+  shapes: list
+  treedef: Any
+
+
+def _flatten(grad, ref_grads, grouping) -> _Flat:
+  leaves, treedef = jax.tree_util.tree_flatten(grad)
+  ref_leaves = treedef.flatten_up_to(ref_grads)
+  k = {r.shape[0] for r in ref_leaves}
+  if len(k) != 1 or any(r.shape[1:] != x.shape for r, x in zip(ref_leaves, leaves)):
+    raise ValueError("ref_grads must be grad's pytree with one leading axis of old tasks on every leaf")
+  return _Flat([x.reshape(-1) for x in leaves], [r.reshape(r.shape[0], -1) for r in ref_leaves],
+               parameter_groups(grad, grouping), [x.shape for x in leaves], treedef)
+
+
+def _unflatten(flat: _Flat, leaves: list) -> Any:
+  return flat.treedef.unflatten([x.reshape(s) for x, s in zip(leaves, flat.shapes)])
+
+
+def _dot(xs: Sequence, ys: Sequence, idx: Sequence[int]) -> jax.Array:
+  """Group inner product ``sum_l <xs[l], ys[l]>`` over leaves ``idx``."""
+  return sum(jnp.vdot(xs[i], ys[i]) for i in idx)
+
+
+def _mask(mask, k: int) -> jax.Array:
+  if mask is None:
+    return jnp.ones((k,), bool)
+  mask = jnp.asarray(mask, bool)
+  if mask.shape != (k,):
+    raise ValueError(f"mask must be bool [{k}] (one entry per old task), got shape {mask.shape}")
+  return mask
+
+
+# -- A-GEM -------------------------------------------------------------------------------------------
+
+
+def project_agem(grad: Any, ref_grad: Any, *, mask: jax.Array | bool = True,
+                 grouping: Grouping = "network") -> Any:
+  """A-GEM: ``g`` if ``<g, g_ref> >= 0``, else ``g - (<g, g_ref> / <g_ref, g_ref>) g_ref``.
+
+  Source: Chaudhry et al., ICLR 2019, Eq. 11 (the whole network as one vector, ``grouping='network'``).
+
+  Args:
+    grad: the current minibatch's gradient, a pytree of float arrays.
+    ref_grad: the gradient on the reference batch drawn from the old tasks' memories; ``grad``'s pytree
+      (no leading task axis).
+    mask: bool scalar; False (no old task yet) returns ``grad`` unchanged.
+    grouping: parameter groups projected independently (module docstring).
+  Returns:
+    A pytree like ``grad``. A zero ``ref_grad`` leaves ``grad`` unchanged.
+  Raises:
+    ValueError: unknown grouping, or ``ref_grad`` not shaped like ``grad``.
+  """
+  ref = jax.tree_util.tree_map(lambda r: r[None], ref_grad)
+  f = _flatten(grad, ref, grouping)
+  on = jnp.asarray(mask, bool)
+  refs = [r[0] for r in f.refs]
+  out = list(f.g)
+  for idx in f.groups:
+    dot, rr = _dot(f.g, refs, idx), _dot(refs, refs, idx)
+    coef = jnp.where(on & (dot < 0) & (rr > 0), dot / jnp.where(rr > 0, rr, 1), 0)
+    for i in idx:
+      out[i] = f.g[i] - coef.astype(f.g[i].dtype) * refs[i]
+  return _unflatten(f, out)
+
+
+# -- GEM ---------------------------------------------------------------------------------------------
+
+
+def solve_nonneg_qp(P: jax.Array, c: jax.Array, mask: jax.Array | None = None, *,
+                    tol: jax.Array | float = 0.0, max_iter: int | None = None) -> jax.Array:
+  """Solves ``min_v 1/2 v^T P v + c^T v  s.t.  v >= 0`` (``v_k = 0`` where ``mask`` is False), inside jit.
+
+  ``P`` must be symmetric positive semi-definite; with ``P = G G^T`` and ``c = G g`` this is GEM's dual
+  (Lopez-Paz & Ranzato 2017, Eq. 10) and equivalent to the non-negative least-squares problem
+  ``min_{v >= 0} ||G^T v + g||^2``. Lawson & Hanson's active-set NNLS algorithm (*Solving Least Squares
+  Problems*, 1974, ch. 23), in Gram form: each iteration frees the variable with the most negative gradient
+  and solves the free variables' equality-constrained problem, stepping back to the feasible boundary when
+  that solution leaves ``v >= 0``. It finishes in finitely many steps; the subproblems are solved with an
+  eigen pseudo-inverse of the (Jacobi-scaled) free block, so singular ``P`` (collinear or zero rows) gives
+  the minimum-norm solution of the degenerate directions rather than nan. Pure and traceable (one
+  ``lax.while_loop``), and ``jax.vmap``-able over a leading batch axis.
+
+  Args:
+    P: float ``[K, K]``, symmetric PSD.
+    c: float ``[K]``.
+    mask: bool ``[K]`` or None (all variables).
+    tol: stop when every free variable's negative gradient ``-(P v + c)_k / sqrt(P_kk)`` is ``<= tol``
+      (for GEM: every constraint ``<g_k/|g_k|, g~> >= -tol``). Also floored at ``16 K eps`` times the
+      problem's scale.
+    max_iter: bound on iterations (default ``3K + 10``).
+  Returns:
+    ``v`` float ``[K]``, ``v >= 0``, zero outside ``mask``.
+  """
+  k = P.shape[-1]
+  dtype = P.dtype
+  eps = jnp.finfo(dtype).eps
+  mask = jnp.ones((k,), bool) if mask is None else jnp.asarray(mask, bool)
+  max_iter = 3 * k + 10 if max_iter is None else max_iter
+  # Jacobi scaling: unit diagonal, so the tolerances below are relative.
+  diag = jnp.diagonal(P)
+  live = mask & (diag > 0)
+  d = jnp.where(live, jax.lax.rsqrt(jnp.where(live, diag, 1)), 0).astype(dtype)
+  Pn = P * d[:, None] * d[None, :]
+  cn = c * d
+  scale = jnp.maximum(jnp.max(jnp.abs(cn)), 1.0 * jnp.finfo(dtype).tiny)
+  tol = jnp.maximum(jnp.asarray(tol, dtype), 16 * k * eps * scale)
+
+  def solve(free):
+    both = free[:, None] & free[None, :]
+    M = jnp.where(both, Pn, 0) + jnp.diag(jnp.where(free, 0, 1).astype(dtype))
+    lam, V = jnp.linalg.eigh(M)
+    inv = jnp.where(lam > k * eps * jnp.max(lam), 1 / jnp.where(lam > 0, lam, 1), 0)
+    s = V @ (inv * (V.T @ jnp.where(free, -cn, 0)))
+    return jnp.where(free, s, 0)
+
+  def cond(state):
+    _, _, _, _, it, done = state
+    return (~done) & (it < max_iter)
+
+  def body(state):
+    v, free, banned, last, it, _ = state
+    s = solve(free)
+    feasible = jnp.all(jnp.where(free, s > 0, True))
+
+    # Feasible: accept s, then free the variable with the most negative gradient (if any).
+    w = -(Pn @ s + cn)
+    cand = live & ~free & ~banned & (w > tol)
+    j = jnp.argmax(jnp.where(cand, w, -jnp.inf))
+    add = jnp.any(cand)
+    free_f = free.at[j].set(free[j] | add)
+
+    # Infeasible: step from v towards s until the first free variable reaches 0, and fix it there.
+    blocking = free & (s <= 0)
+    ratio = jnp.where(blocking, v / jnp.where(blocking, v - s, 1), jnp.inf)
+    i = jnp.argmin(ratio)
+    alpha = jnp.clip(ratio[i], 0, 1)
+    v_i = v + alpha * (s - v)
+    leave = free & ((v_i <= 0) | (jnp.arange(k) == i))
+    v_i = jnp.where(leave, 0, v_i)
+    # A variable that leaves at once after entering cannot make progress in this precision: ban it.
+    banned_i = banned | (leave & (jnp.arange(k) == last) & (alpha <= 0))
+
+    v = jnp.where(feasible, s, v_i)
+    free = jnp.where(feasible, free_f, free & ~leave)
+    banned = jnp.where(feasible, banned, banned_i)
+    last = jnp.where(feasible & add, j, -1)
+    done = feasible & ~add
+    return v, free, banned, last, it + 1, done
+
+  false = jnp.zeros((k,), bool)
+  init = (jnp.zeros((k,), dtype), false, false, jnp.asarray(-1), jnp.asarray(0), jnp.asarray(False))
+  v = jax.lax.while_loop(cond, body, init)[0]
+  return jnp.where(live, jnp.maximum(v, 0) * d, 0)
+
+
+def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array | None = None,
+                grouping: Grouping = "network", *, tol: float = 0.0) -> Any:
+  """GEM: the gradient closest to ``g`` with ``<g~, g_k> >= 0`` for every old task ``k``.
+
+  Solved through the dual, as the reference code does (``project2cone2``): with ``G`` the ``[K, p]`` matrix
+  of old gradients, ``min_v 1/2 v^T G G^T v + (G g)^T v`` subject to ``v >= margin``, then
+  ``g~ = G^T v + g``. Substituting ``v = u + margin`` this is the exact projection (margin 0) of
+  ``g + margin * sum_k g_k``, which is how it is solved (:func:`solve_nonneg_qp`, on the device). The
+  projection is applied only when some ``<g, g_k> < 0``; otherwise ``g`` is returned unchanged (as in the
+  reference code, also with ``margin > 0``). Unlike the reference code no ridge ``eps * I`` is added to
+  ``G G^T``: the solver handles singular Gram matrices (collinear or zero old gradients).
+
+  Args:
+    grad: the current minibatch's gradient, a pytree.
+    ref_grads: old-task gradients, ``grad``'s pytree with a leading axis ``K`` on every leaf.
+    margin: GEM's ``memory_strength`` (0.5 in the reference experiments); ``>= 0``.
+    mask: bool ``[K]``, the real old tasks (None: all).
+    grouping: parameter groups projected independently (module docstring); GEM's published form is
+      ``'network'``.
+    tol: constraint tolerance passed to :func:`solve_nonneg_qp` (relative to ``|g_k|``).
+  Returns:
+    A pytree like ``grad``.
+  Raises:
+    ValueError: unknown grouping, negative margin, ``ref_grads``/``mask`` of the wrong shape.
+  """
+  if margin < 0:
+    raise ValueError(f"GEM margin must be >= 0, got {margin}")
+  f = _flatten(grad, ref_grads, grouping)
+  k = f.refs[0].shape[0]
+  on = _mask(mask, k)
+  refs = [jnp.where(on[:, None], r, 0) for r in f.refs]
+  grams, cs, tols, violated = [], [], [], []
+  for idx in f.groups:
+    P = sum(refs[i] @ refs[i].T for i in idx)
+    c = sum(refs[i] @ f.g[i] for i in idx)
+    gg = _dot(f.g, f.g, idx)
+    m1 = on.astype(P.dtype)
+    # The problem is solved for g' = g + margin * sum_k g_k: G g' = c + margin * P 1.
+    c_m = c + margin * (P @ m1)
+    gnorm = jnp.sqrt(jnp.maximum(gg + 2 * margin * jnp.vdot(m1, c) + margin ** 2 * (m1 @ P @ m1), 0))
+    grams.append(P)
+    cs.append(c_m)
+    tols.append(tol * gnorm)
+    violated.append(jnp.any(on & (c < 0)))
+  violated = jnp.stack(violated)
+  solve = jax.vmap(lambda P, c, m, t: solve_nonneg_qp(P, c, m, tol=t))
+  v = solve(jnp.stack(grams), jnp.stack(cs), on[None, :] & violated[:, None], jnp.stack(tols))
+  coef = jnp.where(violated[:, None], v + margin * on.astype(v.dtype)[None, :], 0)
+  out = list(f.g)
+  for n, idx in enumerate(f.groups):
+    for i in idx:
+      out[i] = f.g[i] + coef[n].astype(refs[i].dtype) @ refs[i]
+  return _unflatten(f, out)
+
+
+# -- LGD ---------------------------------------------------------------------------------------------
+
+
+def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: int) -> list:
+  """Orthonormal basis ``U`` (rows, zero rows for dropped directions) of the span of residuals ``R``.
+
+  Singular values come from the Gram matrix ``R R^T``; the kept rows ``Sigma^-1 V^T R`` are then
+  re-orthonormalized with a second Gram pass (as Cholesky-QR2 does), so ``U U^T = I`` to working
+  precision. A direction is kept when its singular value exceeds ``max(threshold, sqrt(32 eps))`` times
+  the largest (the floor is what a Gram matrix resolves: ~2e-3 in float32, ~1e-7 in float64), and, with
+  ``top_k > 0``, when it is among the ``top_k`` largest.
+  """
+  dtype = R[idx[0]].dtype
+  eps = jnp.finfo(dtype).eps
+  C = sum(R[i] @ R[i].T for i in idx)
+  lam, V = jnp.linalg.eigh(C)  # ascending
+  lam_max = jnp.maximum(lam[-1], 0)
+  rel = max(float(threshold) ** 2, 32 * float(eps))
+  keep = (lam > rel * lam_max) & (lam > 0)
+  if top_k > 0:
+    keep &= jnp.arange(lam.shape[0]) >= lam.shape[0] - top_k
+  A = V * jnp.where(keep, jax.lax.rsqrt(jnp.where(keep, lam, 1)), 0)[None, :]
+  Q = [A.T @ R[i] for i in idx]
+  S = sum(q @ q.T for q in Q)
+  mu, W = jnp.linalg.eigh(S)
+  B = W * jnp.where(mu > 0.5, jax.lax.rsqrt(jnp.where(mu > 0.5, mu, 1)), 0)[None, :]
+  return [B.T @ q for q in Q]
+
+
+def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, grouping: Grouping = "layer",
+                *, threshold: float = 0.0, top_k: int = 0, margin: float = 0.0) -> Any:
+  """LGD: keep the shared old-task gradient's direction, stay orthogonal to the task-specific parts.
+
+  Per group (DESIGN.md "LGD"; Tang et al. 2021, Sec. 3.2, Eq. 5-9): ``gbar = mean_k g_k``, residuals
+  ``r_k = g_k - gbar``, ``U`` an orthonormal basis of ``span{r_k}``, ``P = I - U^T U``. If
+  ``<gbar, Pg> >= 0`` then ``g~ = Pg``, else ``g~ = Pg - (<gbar, Pg> / <gbar, Pgbar>) Pgbar``: the solution of
+  ``min ||g~ - g||^2  s.t.  U g~ = 0, <gbar, g~> >= 0``. Degenerate cases: with one old task there are no
+  residuals and only the ``gbar`` constraint remains (A-GEM with that task's gradient); when
+  ``Pgbar = 0`` (to ``sqrt(eps)`` relative to ``|gbar|``) the result is ``Pg``; with no old task, ``g``.
+
+  ``margin > 0`` adds the authors' push (reference code ``project5cone5``): in the conflict case,
+  ``max(0, a + margin) * s`` with ``s = sum_k g_k`` and ``a = <s, Pg> / <s, Ps>``, so the update keeps at
+  least ``margin * s`` along the old gradients (this part is not orthogonal to ``U``). Off by default. (The
+  reference code also adds the push with a single old task when there is no conflict; here it is only
+  added in the conflict case.)
+
+  Args:
+    grad: the current minibatch's gradient, a pytree.
+    ref_grads: old-task gradients, ``grad``'s pytree with a leading axis ``K`` on every leaf.
+    mask: bool ``[K]``, the real old tasks (None: all).
+    grouping: parameter groups projected independently; ``'layer'`` is the paper's layer-wise LGD,
+      ``'network'`` its concatenated ablation.
+    threshold: keep residual directions whose singular value is above ``threshold`` times the largest;
+      0 keeps every numerically non-zero direction (the reference code's ``scipy.linalg.orth``). Floored
+      at ``sqrt(32 eps)`` (~2e-3 in float32; see ``_orthonormal_rows``).
+    top_k: if ``> 0``, keep at most the ``top_k`` leading directions (the reference ``pca3`` variant is 3).
+    margin: the authors' margin, ``>= 0``.
+  Returns:
+    A pytree like ``grad``.
+  Raises:
+    ValueError: unknown grouping, ``threshold`` outside ``[0, 1)``, negative ``top_k`` or ``margin``,
+      ``ref_grads``/``mask`` of the wrong shape.
+  """
+  if not 0 <= threshold < 1:
+    raise ValueError(f"LGD threshold must be in [0, 1), got {threshold}")
+  if top_k < 0 or margin < 0:
+    raise ValueError(f"LGD top_k and margin must be >= 0, got {top_k} and {margin}")
+  f = _flatten(grad, ref_grads, grouping)
+  k = f.refs[0].shape[0]
+  on = _mask(mask, k)
+  n = jnp.sum(on)
+  w = on.astype(f.refs[0].dtype)
+  refs = [r * w[:, None] for r in f.refs]
+  gbar = [(w @ r) / jnp.maximum(n, 1).astype(r.dtype) for r in refs]
+  resid = [(r - b[None, :]) * w[:, None] for r, b in zip(refs, gbar)]
+  out = list(f.g)
+  for idx in f.groups:
+    dtype = f.g[idx[0]].dtype
+    U = _orthonormal_rows(resid, idx, threshold, top_k)
+    cg = sum(u @ f.g[i] for u, i in zip(U, idx))
+    cb = sum(u @ gbar[i] for u, i in zip(U, idx))
+    pg = {i: f.g[i] - cg @ u for u, i in zip(U, idx)}
+    pb = {i: gbar[i] - cb @ u for u, i in zip(U, idx)}
+    dot = sum(jnp.vdot(gbar[i], pg[i]) for i in idx)
+    pb2 = sum(jnp.vdot(pb[i], pb[i]) for i in idx)
+    b2 = sum(jnp.vdot(gbar[i], gbar[i]) for i in idx)
+    conflict = (dot < 0) & (pb2 > jnp.finfo(dtype).eps * b2)
+    a = jnp.where(conflict, dot / jnp.where(conflict, pb2, 1), 0)
+    # The authors' margin, in terms of s = n * gbar: a_s = <s, Pg> / <s, Ps> = a / n.
+    push = jnp.where(conflict, jnp.maximum(0, a / jnp.maximum(n, 1) + margin) * n, 0) if margin else 0
+    for i in idx:
+      out[i] = jnp.where(n > 0, pg[i] - a * pb[i] + push * gbar[i], f.g[i]).astype(dtype)
+  return _unflatten(f, out)
+
+
+# -- optax transformations ---------------------------------------------------------------------------
+
+
+def _transformation(project: Callable) -> optax.GradientTransformationExtraArgs:
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None, *, ref_grads, ref_mask, **extra_args):
+    del params, extra_args
+    return project(updates, ref_grads, ref_mask), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def agem(grouping: Grouping = "network") -> optax.GradientTransformationExtraArgs:
+  """A-GEM as an optax transformation (:func:`project_agem`).
+
+  ``update(updates, state, params=None, *, ref_grads, ref_mask)``: ``ref_grads`` is the reference
+  gradient with a leading axis of 1 (the same calling convention as :func:`gem` and :func:`lgd`) and
+  ``ref_mask`` bool ``[1]`` (False: no old task yet, updates pass unchanged). State: ``optax.EmptyState``.
+
+  Raises:
+    ValueError: unknown grouping.
+  """
+  check_grouping(grouping)
+
+  def project(updates, ref_grads, ref_mask):
+    ref = jax.tree_util.tree_map(lambda r: r[0], ref_grads)
+    return project_agem(updates, ref, mask=jnp.asarray(ref_mask).reshape(-1)[0], grouping=grouping)
+
+  return _transformation(project)
+
+
+def gem(margin: float = 0.0, grouping: Grouping = "network",
+        tol: float = 0.0) -> optax.GradientTransformationExtraArgs:
+  """GEM as an optax transformation (:func:`project_gem`; the QP is solved inside the jitted step).
+
+  ``update(updates, state, params=None, *, ref_grads, ref_mask)`` with ``ref_grads`` the old-task
+  gradients (leading axis ``K``) and ``ref_mask`` bool ``[K]``. State: ``optax.EmptyState``.
+
+  Raises:
+    ValueError: unknown grouping or negative margin.
+  """
+  check_grouping(grouping)
+  if margin < 0:
+    raise ValueError(f"GEM margin must be >= 0, got {margin}")
+  return _transformation(lambda u, r, m: project_gem(u, r, margin, m, grouping, tol=tol))
+
+
+def lgd(grouping: Grouping = "layer", threshold: float = 0.0, top_k: int = 0,
+        margin: float = 0.0) -> optax.GradientTransformationExtraArgs:
+  """LGD as an optax transformation (:func:`project_lgd`).
+
+  ``update(updates, state, params=None, *, ref_grads, ref_mask)`` as for :func:`gem`.
+  State: ``optax.EmptyState``.
+
+  Raises:
+    ValueError: unknown grouping, or ``threshold``/``top_k``/``margin`` out of range.
+  """
+  check_grouping(grouping)
+  if not 0 <= threshold < 1 or top_k < 0 or margin < 0:
+    raise ValueError(f"LGD needs 0 <= threshold < 1, top_k >= 0, margin >= 0; got {threshold}, {top_k}, "
+                     f"{margin}")
+  return _transformation(lambda u, r, m: project_lgd(u, r, m, grouping, threshold=threshold, top_k=top_k,
+                                                     margin=margin))
+
+
+# Registers agem, gem and lgd with lwcl.methods (the Method classes live in lwcl.episodic, which imports
+# this module; importing it last keeps either import order working).
+import lwcl.episodic  # noqa: E402,F401  pylint: disable=g-import-not-at-top,wrong-import-position
