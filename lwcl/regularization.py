@@ -31,8 +31,9 @@ Methods registered with :mod:`lwcl.methods` when this module is imported: ``ewc`
 ``si_xi``, ``nai_normalize``, ``nai_weight_rule``, ``nai_include_heads``.
 
 Layer-wise training: the penalty is per parameter, so in ``local`` mode each block's penalty acts on that
-block's own parameters; EWC uses ``fns.loss`` (the local losses there), SI the gradients the train step
-computes, NAI the activations; nothing here assumes end-to-end training.
+block's own parameters. EWC differentiates ``fns.loss`` (whatever loss the train step uses, e.g. the sum of
+local losses), SI uses the train step's own gradients, NAI the activations; MAS differentiates the final
+output ``fns.logits``.
 """
 
 from __future__ import annotations
@@ -510,13 +511,12 @@ class EWC(ImportancePenaltyMethod):
     keys = jax.random.split(rng, mask.shape[0])
 
     def nll(p, ex):
-      logits, _ = self.fns.logits(p, batch_stats, self._one(ex), train=False)
-      logp = jax.nn.log_softmax(logits[0])
+      one = self._one(ex)
       if self.fisher == "sampled":
-        label = jax.random.categorical(ex["key"], jax.lax.stop_gradient(logits[0]))
-      else:
-        label = ex["label"]
-      return -logp[label]
+        logits, _ = self.fns.logits(p, batch_stats, one, train=False)
+        one["label"] = jax.random.categorical(ex["key"], jax.lax.stop_gradient(logits))
+      loss, _ = self.fns.loss(p, batch_stats, one, None, False)  # of one example: -log p(label | x)
+      return loss
 
     return fisher_importance(nll, params, dict(examples, key=keys), mask, batch_size=self.batch_size)
 

@@ -137,6 +137,9 @@ def test_ewc_sampled_fisher_is_finite_and_differs(mlp):
   method = reg.EWC(method_config(name="ewc", ewc_fisher="sampled", importance_batch_size=4), None, fns)
   omega = method.task_importance(None, params, batch_stats, 0, data)
   assert all(np.all(np.isfinite(leaf)) and np.all(np.asarray(leaf) >= 0) for leaf in jax.tree.leaves(omega))
+  empirical = reg.EWC(method_config(name="ewc", importance_batch_size=4), None, fns).task_importance(
+      None, params, batch_stats, 0, data)
+  assert not np.allclose(omega["head"]["bias"], empirical["head"]["bias"])
 
 
 def test_mas_matches_numpy(mlp):
