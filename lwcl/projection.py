@@ -259,7 +259,7 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
   Args:
     grad: the current minibatch's gradient, a pytree.
     ref_grads: old-task gradients, ``grad``'s pytree with a leading axis ``K`` on every leaf.
-    margin: GEM's ``memory_strength`` (0.5 in the reference experiments); ``>= 0``.
+    margin: GEM's ``memory_strength`` (0.5 in the reference experiments); ``>= 0``; may be traced.
     mask: bool ``[K]``, the real old tasks (None: all).
     grouping: parameter groups projected independently (module docstring); GEM's published form is
       ``'network'``.
@@ -269,7 +269,7 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
   Raises:
     ValueError: unknown grouping, negative margin, ``ref_grads``/``mask`` of the wrong shape.
   """
-  if margin < 0:
+  if isinstance(margin, (int, float)) and margin < 0:
     raise ValueError(f"GEM margin must be >= 0, got {margin}")
   f = _flatten(grad, ref_grads, grouping)
   k = f.refs[0].shape[0]
@@ -302,14 +302,16 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
 # -- LGD ---------------------------------------------------------------------------------------------
 
 
-def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: int) -> list:
+def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: int,
+                      scale2: jax.Array) -> list:
   """Orthonormal basis ``U`` (rows, zero rows for dropped directions) of the span of residuals ``R``.
 
   Singular values come from the Gram matrix ``R R^T``; the kept rows ``Sigma^-1 V^T R`` are then
   re-orthonormalized with a second Gram pass (as Cholesky-QR2 does), so ``U U^T = I`` to working
   precision. A direction is kept when its singular value exceeds ``max(threshold, sqrt(32 eps))`` times
-  the largest (the floor is what a Gram matrix resolves: ~2e-3 in float32, ~1e-7 in float64), and, with
-  ``top_k > 0``, when it is among the ``top_k`` largest.
+  the largest (the floor is what a Gram matrix resolves: ~2e-3 in float32, ~1e-7 in float64), exceeds
+  ``64 eps`` times ``sqrt(scale2)`` (the Frobenius norm of the old gradients: below it a residual is rounding
+  noise, e.g. of identical old gradients), and, with ``top_k > 0``, is among the ``top_k`` largest.
   """
   dtype = R[idx[0]].dtype
   eps = jnp.finfo(dtype).eps
@@ -317,7 +319,7 @@ def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: 
   lam, V = jnp.linalg.eigh(C)  # ascending
   lam_max = jnp.maximum(lam[-1], 0)
   rel = max(float(threshold) ** 2, 32 * float(eps))
-  keep = (lam > rel * lam_max) & (lam > 0)
+  keep = (lam > rel * lam_max) & (lam > (64 * eps) ** 2 * scale2)
   if top_k > 0:
     keep &= jnp.arange(lam.shape[0]) >= lam.shape[0] - top_k
   A = V * jnp.where(keep, jax.lax.rsqrt(jnp.where(keep, lam, 1)), 0)[None, :]
@@ -377,7 +379,7 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
   out = list(f.g)
   for idx in f.groups:
     dtype = f.g[idx[0]].dtype
-    U = _orthonormal_rows(resid, idx, threshold, top_k)
+    U = _orthonormal_rows(resid, idx, threshold, top_k, sum(jnp.vdot(refs[i], refs[i]) for i in idx))
     cg = sum(u @ f.g[i] for u, i in zip(U, idx))
     cb = sum(u @ gbar[i] for u, i in zip(U, idx))
     pg = {i: f.g[i] - cg @ u for u, i in zip(U, idx)}

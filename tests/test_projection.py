@@ -1,0 +1,383 @@
+"""A-GEM, GEM, LGD (lwcl.projection) against independent references, and their methods (lwcl.episodic).
+
+References: GEM against quadprog (its primal, and its dual as the GEM reference code states it); LGD
+against a generic QP solver (qpsolvers) of its primal ``min ||x - g||^2 s.t. U x = 0, <gbar, x> >= 0``
+with ``U`` from NumPy's SVD. Inputs are drawn fresh on every run (the seed is in every failure message).
+"""
+
+import types
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+import quadprog
+import qpsolvers
+
+from lwcl import memory as memory_lib
+from lwcl import projection as pj
+from lwcl.errors import ConfigError
+from lwcl.methods import build_method
+from lwcl.models.heads import TaskHeads
+from lwcl.models.mlp import mlp_blocks
+from lwcl.models.network import Network
+from lwcl.train import ModelFns, TrainState, make_train_step
+from lwcl.data.pipeline import Preprocessor
+
+from conftest import small_config
+
+P, KMAX = 120, 8  # fixed shapes: one compilation per test function
+
+
+def fresh_rng():
+  seed = int(np.random.SeedSequence().entropy % 2**32)
+  return np.random.default_rng(seed), seed
+
+
+def draw(rng, case: str):
+  """Random old gradients (KMAX rows, the first K real) and a current gradient, of one degenerate kind."""
+  K = int(rng.integers(1, KMAX + 1))
+  G = rng.standard_normal((K, P)) + rng.standard_normal(P) * rng.uniform(0, 2)
+  if case == "collinear":
+    G = G[:1] * rng.uniform(0.2, 3.0, (K, 1))
+  elif case == "zero":
+    G[rng.random(K) < 0.4] = 0.0
+  g = rng.standard_normal(P) - rng.uniform(0, 3) * G.mean(0)
+  if case == "satisfied":
+    g = G.sum(0) + 0.01 * rng.standard_normal(P)
+    g -= min(0.0, np.min(G @ g) / 1.0) * 0  # keep as drawn; asserted below
+  full = np.zeros((KMAX, P))
+  full[:K] = G
+  mask = np.arange(KMAX) < K
+  return g, G, full, mask
+
+
+def gem_primal_reference(g, G, margin):
+  """quadprog on GEM's primal: min ||x - g'||^2 s.t. G x >= 0, g' = g + margin sum_k g_k (the dual's
+  ``v >= margin`` substituted); g itself when no constraint is violated."""
+  if not np.any(G @ g < 0):
+    return g
+  keep = np.any(G != 0, axis=1)
+  gp = g + margin * G.sum(0)
+  return quadprog.solve_qp(np.eye(g.size), gp, G[keep].T, np.zeros(int(keep.sum())))[0]
+
+
+def gem_dual_reference(g, G, margin):
+  """GEM's reference code (``project2cone2``) without its ridge: quadprog on the dual."""
+  if not np.any(G @ g < 0):
+    return g
+  v = quadprog.solve_qp(G @ G.T, -(G @ g), np.eye(len(G)), np.full(len(G), margin))[0]
+  return G.T @ v + g
+
+
+def lgd_reference(g, G, threshold=0.0, top_k=0, floor=0.0):
+  gbar = G.mean(0)
+  _, s, vt = np.linalg.svd(G - gbar, full_matrices=False)
+  keep = s > max(threshold, floor) * s[0] if s[0] > 0 else np.zeros(len(s), bool)
+  if top_k:
+    keep &= np.arange(len(s)) < top_k
+  U = vt[keep]
+  x = qpsolvers.solve_qp(np.eye(g.size), -g, G=-gbar[None], h=np.zeros(1),
+                         A=U if len(U) else None, b=np.zeros(len(U)) if len(U) else None,
+                         solver="quadprog")
+  return x, U, gbar
+
+
+# -- GEM ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float64, 1e-6), (jnp.float32, 5e-6)])
+def test_gem_matches_quadprog(dtype, rtol):
+  rng, seed = fresh_rng()
+  with jax.enable_x64(dtype == jnp.float64):
+    project = jax.jit(lambda g, G, m, margin: pj.project_gem({"w": g}, {"w": G}, margin, m)["w"])
+    for trial in range(48):
+      case = ["random", "collinear", "zero", "random"][trial % 4]
+      g, G, full, mask = draw(rng, case)
+      margin = [0.0, 0.5][trial % 2]
+      out = np.asarray(project(jnp.asarray(g, dtype), jnp.asarray(full, dtype), jnp.asarray(mask),
+                               jnp.asarray(margin, dtype)), np.float64)
+      ref = gem_primal_reference(g, G, margin)
+      scale = np.linalg.norm(g + margin * G.sum(0))
+      assert np.linalg.norm(out - ref) <= rtol * scale, (seed, trial, case, margin)
+      if case == "random" and len(G) <= P // 2 and dtype == jnp.float64:  # full row rank: the dual is PD
+        np.testing.assert_allclose(out, gem_dual_reference(g, G, margin), atol=rtol * scale,
+                                   err_msg=f"seed {seed}")
+      # Every constraint holds (to the solver's tolerance).
+      assert np.all(G @ out >= -1e-4 * np.linalg.norm(G, axis=1) * scale), (seed, trial)
+
+
+def test_gem_leaves_unviolated_and_maskless_gradients_unchanged():
+  rng, seed = fresh_rng()
+  G = rng.standard_normal((KMAX, P))
+  g = G.sum(0) * 3 + 0.1 * rng.standard_normal(P)
+  while np.any(G @ g < 0):  # make every constraint hold
+    g += G[np.argmin(G @ g)]
+  project = jax.jit(lambda g_, G_, m_: pj.project_gem({"w": g_}, {"w": G_}, 0.5, m_)["w"])
+  out = project(jnp.asarray(g), jnp.asarray(G), jnp.ones(KMAX, bool))
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(jnp.asarray(g)), err_msg=f"seed {seed}")
+  # Padding rows that violate are ignored; an all-False mask returns g.
+  out = project(jnp.asarray(g), jnp.asarray(-np.tile(g, (KMAX, 1))), jnp.zeros(KMAX, bool))
+  np.testing.assert_array_equal(np.asarray(out), np.asarray(jnp.asarray(g)))
+
+
+def test_nonneg_qp_solver_matches_quadprog_dual():
+  rng, seed = fresh_rng()
+  with jax.enable_x64(True):
+    solve = jax.jit(jax.vmap(pj.solve_nonneg_qp))
+    A = rng.standard_normal((16, KMAX, 3 * KMAX))
+    Ps = A @ A.transpose(0, 2, 1)
+    cs = rng.standard_normal((16, KMAX)) * 3
+    v = np.asarray(solve(jnp.asarray(Ps), jnp.asarray(cs), jnp.ones((16, KMAX), bool)))
+    for P_, c_, v_ in zip(Ps, cs, v):
+      ref = quadprog.solve_qp(P_, -c_, np.eye(KMAX), np.zeros(KMAX))[0]
+      np.testing.assert_allclose(v_, ref, rtol=1e-6, atol=1e-9 * np.abs(ref).max(), err_msg=f"seed {seed}")
+
+
+# -- LGD ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype,rtol", [(jnp.float64, 1e-6), (jnp.float32, 2e-5)])
+def test_lgd_matches_constrained_solver(dtype, rtol):
+  rng, seed = fresh_rng()
+  floor = float(np.sqrt(32 * np.finfo(np.dtype(dtype.dtype if hasattr(dtype, "dtype") else dtype)).eps))
+  with jax.enable_x64(dtype == jnp.float64):
+    project = jax.jit(lambda g, G, m, t, k: pj.project_lgd({"w": g}, {"w": G}, m, threshold=t, top_k=k)["w"],
+                      static_argnums=(3, 4))
+    for trial in range(30):
+      threshold, top_k = [(0.0, 0), (0.6, 0), (0.0, 2)][trial % 3]
+      g, G, full, mask = draw(rng, "random")
+      out = np.asarray(project(jnp.asarray(g, dtype), jnp.asarray(full, dtype), jnp.asarray(mask),
+                               threshold, top_k), np.float64)
+      ref, U, gbar = lgd_reference(g, G, threshold, top_k, floor)
+      assert np.linalg.norm(out - ref) <= rtol * np.linalg.norm(g), (seed, trial, threshold, top_k)
+      # Invariants: orthogonal to the kept task-specific directions, consistent with the shared gradient;
+      # with the whole residual span kept, consistent with every old gradient.
+      tol = 1e-4 * np.linalg.norm(g) * np.linalg.norm(G, axis=1).max()
+      assert np.all(np.abs(U @ out) <= tol) and gbar @ out >= -tol, (seed, trial)
+      if threshold == 0.0 and top_k == 0:
+        assert np.all(G @ out >= -tol), (seed, trial)
+
+
+def test_lgd_degenerate_cases():
+  rng, seed = fresh_rng()
+  g = rng.standard_normal(P)
+  a = rng.standard_normal(P)
+  a -= 0.1 * a  # any direction
+  one = np.zeros((KMAX, P))
+  one[0] = -(g + 0.5 * rng.standard_normal(P))  # conflicting single old task
+  mask1 = np.arange(KMAX) < 1
+  jitted = jax.jit(lambda g_, G_, m_: pj.project_lgd({"w": g_}, {"w": G_}, m_)["w"])
+  lgd = lambda g_, G_, m_: np.asarray(jitted(jnp.asarray(g_, jnp.float32), jnp.asarray(G_, jnp.float32),  # noqa
+                                             jnp.asarray(m_)))
+  # One old task: A-GEM with that task's gradient.
+  agem = np.asarray(pj.project_agem({"w": jnp.asarray(g)}, {"w": jnp.asarray(one[0])})["w"])
+  np.testing.assert_allclose(lgd(g, one, mask1), agem, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}")
+  # No old task: g unchanged.
+  np.testing.assert_array_equal(lgd(g, one, np.zeros(KMAX, bool)), np.asarray(jnp.asarray(g)))
+  # gbar inside the residual span (g_1 = a, g_2 = 3a): Pgbar = 0, the result is Pg, orthogonal to a.
+  two = np.zeros((KMAX, P))
+  two[0], two[1] = a, 3 * a
+  out = lgd(g, two, np.arange(KMAX) < 2)
+  pg = g - (a @ g) / (a @ a) * a
+  np.testing.assert_allclose(out, pg, rtol=1e-4, atol=1e-5, err_msg=f"seed {seed}")
+  # No conflict (g along every old gradient's shared part, orthogonal to the residuals): unchanged.
+  same = np.zeros((KMAX, P))
+  same[:3] = g
+  np.testing.assert_allclose(lgd(g, same, np.arange(KMAX) < 3), g, rtol=1e-6, atol=1e-6)
+
+
+def test_lgd_margin_follows_the_authors_rule():
+  rng, seed = fresh_rng()
+  g, G, full, mask = draw(rng, "random")
+  G = G[:3] if len(G) >= 3 else np.concatenate([G, rng.standard_normal((3 - len(G), P))])
+  full = np.zeros((KMAX, P))
+  full[:3] = G
+  g = -2.0 * G.sum(0) + 0.1 * rng.standard_normal(P)
+  mask = np.arange(KMAX) < 3
+  with jax.enable_x64(True):
+    out = np.asarray(pj.project_lgd({"w": jnp.asarray(g)}, {"w": jnp.asarray(full)}, jnp.asarray(mask),
+                                    margin=0.5)["w"])
+  # project5cone5 (reference code), with scipy's orth replaced by an SVD basis.
+  s = G.sum(0)
+  _, sv, vt = np.linalg.svd(G - G.mean(0), full_matrices=False)
+  U = vt[sv > 1e-10 * sv[0]]
+  pg, ps = g - U.T @ (U @ g), s - U.T @ (U @ s)
+  assert s @ pg < 0, seed
+  ratio = (s @ pg) / (s @ ps)
+  ref = g - min(ratio, -0.5) * s - U.T @ (U @ g) + ratio * (U.T @ (U @ s))
+  np.testing.assert_allclose(out, ref, rtol=1e-8, atol=1e-9 * np.linalg.norm(g), err_msg=f"seed {seed}")
+
+
+# -- A-GEM -------------------------------------------------------------------------------------------
+
+
+def test_agem_rule():
+  rng, seed = fresh_rng()
+  g, r = rng.standard_normal(P), rng.standard_normal(P)
+  r = r if g @ r < 0 else -r
+  out = np.asarray(pj.project_agem({"w": jnp.asarray(g)}, {"w": jnp.asarray(r)})["w"])
+  np.testing.assert_allclose(out, g - (g @ r) / (r @ r) * r, rtol=1e-5, atol=1e-6, err_msg=f"seed {seed}")
+  assert abs(out @ r) <= 1e-4 * np.linalg.norm(g) * np.linalg.norm(r)
+  for ref, mask in ((-r, True), (r, False), (np.zeros(P), True)):
+    same = pj.project_agem({"w": jnp.asarray(g)}, {"w": jnp.asarray(ref)}, mask=mask)["w"]
+    np.testing.assert_array_equal(np.asarray(same), np.asarray(jnp.asarray(g)))
+
+
+# -- grouping ----------------------------------------------------------------------------------------
+
+
+def _mlp_params(hidden):
+  """The parameter tree's structure and shapes (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
+  model = Network(mlp_blocks(hidden), TaskHeads(1, 10, name="head"))
+  return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1)),
+                        jnp.zeros((1,), jnp.int32))["params"]
+
+
+def _random_like(rng, tree, lead=None):
+  return jax.tree_util.tree_map(
+      lambda x: jnp.asarray(rng.standard_normal(((lead,) if lead else ()) + x.shape), jnp.float32), tree)
+
+
+def test_group_labels_follow_flax_modules():
+  params = _mlp_params((5, 4))
+  leaves = jax.tree_util.tree_leaves(params)
+  assert len(pj.parameter_groups(params, "network")) == 1
+  layer = pj.group_labels(params, "layer")
+  assert sorted(set(layer)) == [("blocks_0", "Dense_0"), ("blocks_1", "Dense_0"), ("head",)]
+  assert len(pj.parameter_groups(params, "block")) == 3 and len(layer) == len(leaves)
+  kernels = pj.parameter_groups(params, lambda path, leaf: path[-1])
+  assert len(kernels) == 2
+  with pytest.raises(ValueError):
+    pj.group_labels(params, "neuron")
+
+
+def test_network_grouping_equals_layer_grouping_on_one_layer_model():
+  rng, seed = fresh_rng()
+  params = {"dense": {"kernel": jnp.zeros((7, 5)), "bias": jnp.zeros((5,))}}
+  g = _random_like(rng, params)
+  refs = _random_like(rng, params, KMAX)
+  mask = jnp.asarray(np.arange(KMAX) < 5)
+  g = jax.tree_util.tree_map(lambda x, r: x - 2 * r[:5].mean(0), g, refs)
+  for fn in (lambda grouping: pj.project_gem(g, refs, 0.5, mask, grouping),
+             lambda grouping: pj.project_lgd(g, refs, mask, grouping),
+             lambda grouping: pj.project_agem(g, jax.tree_util.tree_map(lambda r: r[0], refs),
+                                              grouping=grouping)):
+    both = jax.jit(lambda: (fn("network"), fn("layer")))()  # noqa: B023
+    chex.assert_trees_all_close(*both, rtol=1e-5, atol=1e-6)
+
+
+def test_layer_grouping_projects_each_layer_independently():
+  rng, seed = fresh_rng()
+  params = _mlp_params((6,))
+  g = _random_like(rng, params)
+  refs = _random_like(rng, params, KMAX)
+  g = jax.tree_util.tree_map(lambda x, r: x - 2 * r.mean(0), g, refs)
+  mask = jnp.asarray(np.arange(KMAX) < 6)
+  for project in (lambda g_, r_, grouping: pj.project_gem(g_, r_, 0.0, mask, grouping),
+                  lambda g_, r_, grouping: pj.project_lgd(g_, r_, mask, grouping)):
+    def both_ways(g, refs, project=project):
+      return project(g, refs, "layer"), {n: project(g[n], refs[n], "network") for n in g}
+    layered, alone = jax.jit(both_ways)(g, refs)
+    chex.assert_trees_all_close(layered, alone, rtol=1e-5, atol=1e-6, custom_message=f"seed {seed}")
+
+
+def test_optax_transformations_and_validation():
+  rng, _ = fresh_rng()
+  params = {"w": jnp.zeros((P,))}
+  g = {"w": jnp.asarray(rng.standard_normal(P), jnp.float32)}
+  refs = {"w": -g["w"][None].repeat(KMAX, 0)}
+  mask = jnp.asarray(np.arange(KMAX) < 2)
+  for tx, r, m in ((pj.gem(0.0), refs, mask), (pj.lgd(), refs, mask),
+                   (pj.agem(), jax.tree_util.tree_map(lambda x: x[:1], refs), mask[:1])):
+    chain = optax.chain(tx, optax.sgd(1.0))
+    state = chain.init(params)
+    updates, _ = jax.jit(chain.update)(g, state, params, ref_grads=r, ref_mask=m)
+    # The only old gradient is -g: the projection removes g entirely.
+    np.testing.assert_allclose(updates["w"], 0.0, atol=1e-5)
+  with pytest.raises(ValueError):
+    pj.gem(-1.0)
+  with pytest.raises(ValueError):
+    pj.lgd(threshold=1.5)
+  with pytest.raises(ValueError):
+    pj.agem("rows")
+
+
+# -- methods in the train step -----------------------------------------------------------------------
+
+
+def _tiny_setup(name, max_tasks=4, **method):
+  cfg = small_config(**{"method.name": name, "method.memory_per_task": 6, "method.agem_ref_batch": 8,
+                        **{f"method.{k}": v for k, v in method.items()}})
+  scenario = types.SimpleNamespace(max_tasks=max_tasks, image_shape=(6, 6, 1))
+  model = Network(mlp_blocks((8,)), TaskHeads(max_tasks, 3, name="head"))
+  fns = ModelFns(model, Preprocessor((0.5,), (0.25,)), np.ones((max_tasks, 3), bool))
+  return build_method(cfg.method, scenario, fns), fns
+
+
+def _init(fns, rng):
+  """Random parameters of the model's shapes (no compiled initializer: keeps the tests fast)."""
+  params, stats = jax.eval_shape(lambda key: fns.init(key, (6, 6, 1)), jax.random.PRNGKey(0))
+  fill = lambda x: jnp.asarray(0.3 * rng.standard_normal(x.shape), x.dtype)  # noqa: E731
+  return jax.tree_util.tree_map(fill, params), jax.tree_util.tree_map(fill, stats)
+
+
+@pytest.mark.parametrize("name", ["agem", "gem", "lgd"])
+def test_one_compilation_for_the_whole_stream(name):
+  rng, seed = fresh_rng()
+  chex.clear_trace_counter()
+  method, fns = _tiny_setup(name)
+  tx = optax.chain(method.transformation(), optax.sgd(0.1))
+  step_fn = make_train_step(fns, tx, method)
+  traces = chex.assert_max_traces(n=1)(lambda state, batch: step_fn(state, batch))
+  step = jax.jit(traces, donate_argnums=(0,))
+  params, stats = _init(fns, rng)
+  state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params),
+                     method.init_state(params, stats), jax.random.PRNGKey(1))
+  for task in range(4):
+    for _ in range(3):
+      batch = {"image": rng.integers(0, 256, (4, 6, 6, 1)).astype(np.uint8),
+               "label": rng.integers(0, 3, 4).astype(np.int32), "task": np.full(4, task, np.int32)}
+      state, metrics = step(state, batch)
+      assert np.isfinite(float(metrics["loss"])), seed
+  assert step._cache_size() == 1
+  np.testing.assert_array_equal(state.method_state["memory"].count, [12, 12, 12, 12])
+
+
+def test_old_task_gradients_match_per_task_gradients():
+  rng, seed = fresh_rng()
+  methods = [_tiny_setup("gem", memory_grad_chunk=chunk)[0] for chunk in (0, 1, 2)]
+  fns = methods[0].fns
+  params, stats = _init(fns, rng)
+  mem = methods[0].init_state(params, stats)["memory"]
+  for task, n in [(0, 4), (1, 9)]:
+    mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (n, 6, 6, 1)), jnp.uint8),
+                         jnp.asarray(rng.integers(0, 3, n), jnp.int32), task)
+  batch = {"task": jnp.full((4,), 2, jnp.int32)}
+
+  def compute(mem, params):
+    outs = [m.step_args({"memory": mem}, params, stats, batch, jax.random.PRNGKey(0)) for m in methods]
+    expect = []
+    for k, n in [(0, 4), (1, 6)]:  # task 0 stored 4 examples, task 1 the last 6 of its 9
+      b = {key: v[k, :n] for key, v in memory_lib.task_batches(mem, 3).items()}
+      expect.append(jax.grad(lambda p, b=b: fns.loss(p, stats, b, None, False)[0])(params))
+    return outs, expect
+
+  outs, expect = jax.jit(compute)(mem, params)
+  np.testing.assert_array_equal(outs[0]["ref_mask"], [True, True, False])
+  for out in outs[1:]:
+    chex.assert_trees_all_close(out["ref_grads"], outs[0]["ref_grads"], rtol=1e-5, atol=1e-7)
+  for k in (0, 1):
+    got = jax.tree_util.tree_map(lambda x, k=k: x[k], outs[0]["ref_grads"])
+    chex.assert_trees_all_close(got, expect[k], rtol=1e-5, atol=1e-7)
+  assert not any(np.any(x[2]) for x in jax.tree_util.tree_leaves(outs[0]["ref_grads"])), seed
+
+
+@pytest.mark.parametrize("key,value", [("memory_per_task", 0), ("grouping", "rows"), ("gem_margin", -1.0),
+                                       ("lgd_threshold", 1.5), ("lgd_top_k", -1), ("agem_ref_batch", 0)])
+def test_bad_method_config_is_a_config_error(key, value):
+  name = {"gem_margin": "gem", "agem_ref_batch": "agem"}.get(key, "lgd")
+  with pytest.raises(ConfigError, match=f"method.{key}"):
+    _tiny_setup(name, **{key: value})
