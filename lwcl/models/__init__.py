@@ -10,7 +10,7 @@ from lwcl.models.convnet import convnet_blocks
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
-from lwcl.models.resnet import cifar_resnet_depth, resnet_blocks, standard_strides
+from lwcl.models.resnet import accelerated_strides, cifar_resnet_depth, resnet_blocks, standard_strides
 
 MODELS = ("mlp", "convnet", "resnet", "reduced_resnet18")
 
@@ -19,11 +19,20 @@ def _strides(model_config, blocks_per_stage: int, num_stages: int) -> tuple:
   s = str(model_config.strides).strip()
   if s == "standard":
     return standard_strides(blocks_per_stage, num_stages)
+  if s == "accelerated":
+    return accelerated_strides(blocks_per_stage, num_stages)
   try:
     return tuple(int(v) for v in s.strip("()[] ").split(",") if v.strip())
   except ValueError:
-    raise ConfigError(f"model.strides '{s}' is neither a preset ('standard') nor comma-separated "
-                      "integers; fix --config.model.strides") from None
+    raise ConfigError(f"model.strides '{s}' is neither a preset ('standard', 'accelerated') nor "
+                      "comma-separated integers; fix --config.model.strides") from None
+
+
+def _intensity(model_config) -> dict:
+  """Convolution-intensity knobs of the shallow residual blocks (absent keys: the standard network)."""
+  get = lambda key, default: int(model_config.get(key, default))  # noqa: E731
+  return {"shallow_blocks": get("shallow_blocks", 0), "shallow_convs": get("shallow_convs", 2),
+          "shallow_width": get("shallow_width", 0)}
 
 
 def build_model(model_config, scenario) -> Network:
@@ -49,10 +58,10 @@ def build_model(model_config, scenario) -> Network:
     width = model_config.width or 16
     widths = (width, 2 * width, 4 * width)
     return Network(resnet_blocks(widths, n, _strides(model_config, n, 3), width,
-                                 model_config.stem_stride), head, "avg")
+                                 model_config.stem_stride, **_intensity(model_config)), head, "avg")
   if name == "reduced_resnet18":
     nf = model_config.width or 20
     widths = (nf, 2 * nf, 4 * nf, 8 * nf)
     return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf,
-                                 model_config.stem_stride), head, "avg")
+                                 model_config.stem_stride, **_intensity(model_config)), head, "avg")
   raise ConfigError(f"unknown model.name '{name}'; use one of {', '.join(MODELS)}")

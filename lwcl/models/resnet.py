@@ -39,23 +39,39 @@ class Stem(nn.Module):
 
 
 class BasicBlock(nn.Module):
-  """Two 3x3 convs with BatchNorm and a residual connection. ``[B, H, W, C] -> [B, H/s, W/s, features]``."""
+  """3x3 convs with BatchNorm and a residual connection. ``[B, H, W, C] -> [B, H/s, W/s, features]``.
+
+  ``num_convs`` (default 2, the standard basic block) sets the convolution intensity of the block (Ma et
+  al., arXiv 2010.08038, controlled experiment): the first conv has the stride; every conv but the last is
+  followed by BatchNorm + ReLU; the last by BatchNorm, the residual sum, then ReLU. With 2 convs the
+  parameter names are those of the standard block.
+  """
   features: int
   stride: int = 1
+  num_convs: int = 2
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     residual = x
     conv0 = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False)
     bn0 = _bn(train)
-    y = nn.relu(bn0(conv0(x)))
-    sow_activation(self, y, conv0, bn0)
-    layers = [nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)]
-    y = layers[1](layers[0](y))
+    y = conv0(x)
+    if self.num_convs == 1:
+      layers = [conv0, bn0]
+      y = bn0(y)
+    else:
+      y = nn.relu(bn0(y))
+      sow_activation(self, y, conv0, bn0)
+      for _ in range(self.num_convs - 2):
+        conv, bn = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)
+        y = nn.relu(bn(conv(y)))
+        sow_activation(self, y, conv, bn)
+      layers = [nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)]
+      y = layers[1](layers[0](y))
     if residual.shape != y.shape:
       layers += [nn.Conv(self.features, (1, 1), strides=self.stride, use_bias=False, name="shortcut_conv"),
                  _bn(train)]
-      residual = layers[3](layers[2](residual))
+      residual = layers[-1](layers[-2](residual))
     out = nn.relu(residual + y)
     sow_activation(self, out, *layers)
     return out
@@ -69,20 +85,55 @@ def standard_strides(blocks_per_stage: int, num_stages: int, first_stage_stride:
   return tuple(strides)
 
 
-def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_stride: int) -> list:
+def accelerated_strides(blocks_per_stage: int, num_stages: int, first_stage_stride: int = 1) -> tuple:
+  """Accelerated downsampling (Ma, Yu, Li, Wang, arXiv 2010.08038): the ``num_stages - 1`` stride-2
+  transitions of :func:`standard_strides` move to residual blocks ``1 .. num_stages - 1`` (0-based).
+
+  Residual block 0 keeps ``first_stage_stride``. For a CIFAR ResNet (3 stages of ``n`` blocks) the strides
+  are ``(1, 2, 2, 1, ..., 1)``: on 32x32 inputs the stem and block 0 run at 32x32, block 1 at 16x16 and
+  blocks ``2 .. 3n-1`` at 8x8, instead of ``n`` blocks at 32x32 and ``n`` at 16x16. Channel widths still
+  change at the stage boundaries (blocks ``n`` and ``2n``), and the last feature map has the standard
+  size, so heads and parameter counts are unchanged. For GEM's reduced ResNet-18 (4 stages of 2) the
+  strides are ``(1, 2, 2, 2, 1, 1, 1, 1)``.
+  """
+  n = blocks_per_stage * num_stages
+  strides = [first_stage_stride] + [1] * (n - 1)
+  for i in range(1, min(num_stages, n)):
+    strides[i] = 2
+  return tuple(strides)
+
+
+def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_stride: int,
+                  shallow_blocks: int = 0, shallow_convs: int = 2, shallow_width: int = 0) -> list:
   """Stem plus ``len(widths) * blocks_per_stage`` :class:`BasicBlock`\\ s with the given strides.
 
+  Convolution intensity (Ma et al., arXiv 2010.08038): the first ``shallow_blocks`` residual blocks get
+  ``shallow_convs`` 3x3 convolutions each (instead of 2) and, when ``shallow_width > 0``, that many
+  channels (instead of their stage's width; the stem keeps ``stem_width``). Blocks whose input and output
+  shapes differ get a 1x1 projection shortcut.
+
   Raises:
-    ConfigError: if ``strides`` does not have one entry per residual block, or holds a value < 1.
+    ConfigError: if ``strides`` does not have one entry per residual block, or holds a value < 1; if
+      ``shallow_blocks`` is negative or exceeds the number of blocks, ``shallow_convs < 1`` or
+      ``shallow_width < 0``.
   """
   n = len(widths) * blocks_per_stage
   strides = tuple(int(s) for s in strides)
   if len(strides) != n or min(strides) < 1:
     raise ConfigError(f"model.strides must list one stride >= 1 per residual block ({n}), got "
-                      f"{strides}; fix --config.model.strides or use 'standard'")
+                      f"{strides}; fix --config.model.strides or use 'standard' or 'accelerated'")
+  if not 0 <= shallow_blocks <= n:
+    raise ConfigError(f"model.shallow_blocks must be in 0..{n} (residual blocks), got {shallow_blocks}; fix "
+                      "--config.model.shallow_blocks")
+  if shallow_convs < 1 or shallow_width < 0:
+    raise ConfigError(f"model.shallow_convs must be >= 1 and model.shallow_width >= 0, got {shallow_convs} "
+                      f"and {shallow_width}; fix --config.model.shallow_convs / shallow_width")
   blocks = [Stem(stem_width, stem_stride)]
   for i in range(n):
-    blocks.append(BasicBlock(int(widths[i // blocks_per_stage]), strides[i]))
+    width, convs = int(widths[i // blocks_per_stage]), 2
+    if i < shallow_blocks:
+      width, convs = int(shallow_width) or width, int(shallow_convs)
+    blocks.append(BasicBlock(width, strides[i], convs))
   return blocks
 
 
