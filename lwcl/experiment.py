@@ -19,9 +19,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import logging
 
+from lwcl import layerwise
 from lwcl import metrics as metrics_lib
 from lwcl import report
 from lwcl.checkpoint import RunCheckpointer, read_json
@@ -31,9 +31,8 @@ from lwcl.data.sources import load_dataset
 from lwcl.errors import ConfigError, DivergenceError
 from lwcl.methods import build_method
 from lwcl.models import build_model
-from lwcl.optim import base_optimizer
 from lwcl.parallel import DataParallel
-from lwcl.train import ModelFns, TrainState, make_eval_step, make_train_step
+from lwcl.train import TrainState, make_eval_step, make_train_step
 
 RESULTS_FILE = "results.json"
 HEATMAP_FILE = "accuracy_matrix.png"
@@ -104,17 +103,20 @@ class Experiment:
     """Model functions, method, optimizer and compiled steps for ``scenario``."""
     config = self.config
     self.scenario = scenario
-    self.fns = ModelFns(build_model(config.model, scenario), self.preprocess, scenario.label_masks)
+    self.fns = layerwise.build_fns(config.layerwise, build_model(config.model, scenario), self.preprocess,
+                                   scenario.label_masks, scenario.image_shape, scenario.num_heads,
+                                   scenario.output_dim)
     self.method = build_method(config.method, scenario, self.fns)
     self._set_train_data()
     epochs = config.train.epochs_per_task
-    self.tx = optax.chain(self.method.transformation(),
-                          base_optimizer(config.optimizer, self.steps_per_epoch[0], epochs))
+    self.tx = layerwise.optimizer(self.fns, self.method.transformation(), config.optimizer,
+                                  self.steps_per_epoch[0], epochs)
     rep, bat = self.parallel.replicated, self.parallel.batch
     self.train_step = jax.jit(make_train_step(self.fns, self.tx, self.method), donate_argnums=(0,),
                               in_shardings=(rep, bat), out_shardings=(rep, rep))
     self.eval_step = jax.jit(make_eval_step(self.fns), in_shardings=(rep, rep, bat),
                              out_shardings=(rep, rep))
+    self.layerwise = layerwise.Hooks(self)
 
   def _set_train_data(self) -> None:
     self.train_data = [self.method.training_data(self.scenario, t) for t in range(self.scenario.num_tasks)]
@@ -152,7 +154,7 @@ class Experiment:
     T = self.scenario.num_tasks
     return {"R": np.zeros((T, T), np.float32), "b": np.zeros((T,), np.float32),
             "lca": np.zeros((T, self.config.eval.lca_batches + 1), np.float32),
-            "final_loss": np.zeros((T,), np.float32)}
+            "final_loss": np.zeros((T,), np.float32), **self.layerwise.initial_record(T)}
 
   # -- evaluation ----------------------------------------------------------------------------------
 
@@ -229,7 +231,8 @@ class Experiment:
         epoch, index = divmod(s, spe)
         if s == progress["task_step"] or index == 0:
           batches = train_batches(data, bs, config.seed, t, epoch, start=index)
-        state, step_metrics = self.train_step(state, self.parallel.put_batch(next(batches)))
+        batch = self.layerwise.batch(next(batches), s, spe, epochs)  # greedy mode: + phase
+        state, step_metrics = self.train_step(state, self.parallel.put_batch(batch))
         pending.append(step_metrics["loss"])
         progress["task_step"] = s + 1
         progress["train_examples"] += bs
@@ -256,6 +259,7 @@ class Experiment:
       bar.close()
       record["final_loss"][t] = loss
       record["R"][t] = self.evaluate(state, split)
+      self.layerwise.after_task(state, t, record, split)
       method_state = self.method.end_task(state.method_state, state.params, state.batch_stats, t, data)
       state = state.replace(method_state=self.parallel.replicate(method_state))
       writer.write_scalars(int(state.step), {f"eval/accuracy_task{j + 1}": float(record["R"][t, j])
@@ -276,6 +280,7 @@ class Experiment:
       report.plot_accuracy_matrix(record["R"], os.path.join(workdir, HEATMAP_FILE),
                                   f"{config.method.name} on {scenario.dataset} ({scenario.kind}, "
                                   f"{scenario.incremental}-incremental)")
+      self.layerwise.write(results, workdir)
     writer.close()
     ckpt.close()
     self.final_state = state
@@ -287,6 +292,7 @@ class Experiment:
     out = {"accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
            "eval_split": self.config.eval.split}
     out.update(metrics_lib.summarize(R, b))
+    out.update(self.layerwise.results(record))
     if self.config.eval.lca_batches:
       out["lca_curves"] = record["lca"].tolist()
       out["lca"] = metrics_lib.lca(record["lca"], self.config.eval.lca_batches)
