@@ -1,0 +1,27 @@
+"""Layer-wise training on CIFAR10 (TFDS), the decoupled-greedy recipe (50 epochs); for GPUs.
+
+    bin/run --config=configs/layerwise_cifar10.py:resnet56,local --workdir=runs/lw_cifar10_r56_local
+
+Argument resnetD,VARIANT: D in 20, 56, 110 (any 6n+2); VARIANT a mode (backprop | local | greedy) with
+optional +accelerated, +convsN, +widthN (e.g. resnet110,local+accelerated). Settings and
+sources: configs/_layerwise.py. Compare several with bin/compare.
+"""
+
+import importlib.util
+import os
+
+
+def get_config(arg: str = "resnet20,local"):
+  spec = importlib.util.spec_from_file_location("lwcl_config_layerwise",
+                                                os.path.join(os.path.dirname(__file__), "_layerwise.py"))
+  lw = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(lw)
+  c = lw.default_config()
+  c.data.name = "cifar10"
+  c.data.source = "tfds"
+  c.data.normalize = "standardize"
+  c.data.augment.random_crop = True
+  c.data.augment.crop_padding = 4
+  c.data.augment.horizontal_flip = True
+  lw.recipe(c)
+  return lw.apply_variant(c, arg)
