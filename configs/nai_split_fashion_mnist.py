@@ -2,9 +2,9 @@
 
 MLP 256-256 (ReLU), Adam 1e-3, batch 64, one epoch per task; 10% of each task's training data held out for
 validation (model selection). About half a minute on 2 CPU cores. ``method.strength`` was selected on the
-validation split of task order 0 (never on test data) from 0.01, 0.1, 1, 10; other methods: ``--config.method.name=ewc|mas|si``
-with their own ``--config.method.strength`` (the scale differs by method; validation-selected here: EWC 1e6,
-the top of its grid 10..1e6, MAS 10, SI 10).
+validation split of task order 0 (never on test data) from 0.01, 0.1, 1, 10. Other methods:
+``--config.method.name=ewc|mas|si`` with their own ``--config.method.strength`` (the scale differs by
+method; validation-selected here: EWC 1e6, the top of its grid 10..1e6, MAS 10, SI 10).
 """
 
 import importlib.util
