@@ -76,7 +76,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
   c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
   #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
-  c.method.grouping = "auto"  # agem/gem/lgd: auto (agem, gem: network; lgd: layer) | layer | block | network
+  c.method.grouping = "auto"  # agem/gem/lgd: auto (agem, gem: network, local_block in layer-wise local/greedy
+  #   training; lgd: layer) | layer | block | network | local_block
   c.method.gem_margin = 0.5  # gem: dual v >= margin (reference memory_strength; 0 = exact projection)
   c.method.agem_ref_batch = 256  # agem: reference batch drawn from the union of the old tasks' memories
   c.method.lgd_threshold = 0.0  # lgd: keep residual directions with singular value > t * largest (0 = rank)

@@ -6,6 +6,11 @@ step (``step_args``), and projects the current gradient with its optax transform
 (``lwcl.projection``), chained in front of the base optimizer. All state is padded to
 ``scenario.max_tasks``, so the step compiles once for the whole stream.
 
+Layer-wise training (``lwcl.layerwise``) works unchanged: the memory loss is ``fns.loss``, which in
+``local`` and ``greedy`` modes is the sum of the local losses with ``stop_gradient`` between blocks, so each
+block's old-task gradient comes from its own local loss on the memory; A-GEM and GEM then project each
+local block separately (``method.grouping='auto'`` -> ``local_block``).
+
 Memory gradients are computed with ``train=False``: BatchNorm layers use their running statistics and do
 not update them, and there is no augmentation. (The PyTorch reference codes run the memory batch in train
 mode, which normalizes it with its own batch statistics and moves the running averages towards old-task
@@ -71,15 +76,30 @@ class EpisodicMethod(methods.Method):
     cfg = method_config
     self.per_task = _int_at_least(cfg, "memory_per_task", 256, 1)
     self.chunk = _int_at_least(cfg, "memory_grad_chunk", 0, 0)
-    grouping = _get(cfg, "grouping", "auto")
-    if grouping == "auto":
-      grouping = self.default_grouping
-    if grouping not in projection.GROUPINGS:
-      raise ConfigError(f"unknown method.grouping '{grouping}'; use auto, "
-                        f"{', '.join(projection.GROUPINGS)}; fix --config.method.grouping")
-    self.grouping = grouping
+    self.grouping = self._grouping(_get(cfg, "grouping", "auto"), fns)
     self.max_tasks = scenario.max_tasks
     self.image_shape = tuple(scenario.image_shape)
+
+  def _grouping(self, grouping: str, fns) -> projection.Grouping:
+    """The projection's parameter groups for ``method.grouping``.
+
+    ``auto`` is the method's default (A-GEM, GEM: ``network``; LGD: ``layer``), except that in layer-wise
+    ``local``/``greedy`` training (``lwcl.layerwise``) A-GEM and GEM project each local block separately
+    (``local_block``), so every block is constrained by its own local loss on the memory (DESIGN.md,
+    "Layer-wise learning is a loss structure"; LGD's layers are already inside one local block each).
+    """
+    layerwise = getattr(fns, "mode", "backprop") in ("local", "greedy") and hasattr(fns, "block_of")
+    if grouping == "auto":
+      grouping = "local_block" if layerwise and self.default_grouping == "network" else self.default_grouping
+    if grouping == "local_block":
+      if not hasattr(fns, "block_of"):
+        raise ConfigError("method.grouping='local_block' needs layer-wise training (layerwise.mode local or "
+                          "greedy); use auto, layer, block or network, or set --config.layerwise.mode")
+      return lambda path, leaf: ("local_block", fns.block_of(path[0]))
+    if grouping not in projection.GROUPINGS:
+      raise ConfigError(f"unknown method.grouping '{grouping}'; use auto, local_block, "
+                        f"{', '.join(projection.GROUPINGS)}; fix --config.method.grouping")
+    return grouping
 
   def init_state(self, params, batch_stats) -> dict:
     """An empty memory of ``max_tasks x memory_per_task`` examples."""

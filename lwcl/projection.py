@@ -1,4 +1,4 @@
-"""Gradient projection for continual learning: A-GEM, GEM and LGD, as pure functions and optax transformations.
+"""Gradient projection for continual learning: A-GEM, GEM, LGD as pure functions and optax transformations.
 
 Every function takes the current task's gradient ``grad`` (a pytree, e.g. Flax parameters) and old-task
 gradients ``ref_grads`` (the same pytree with a leading axis of ``K`` old tasks on every leaf, padded to
@@ -384,7 +384,9 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
     cb = sum(u @ gbar[i] for u, i in zip(U, idx))
     pg = {i: f.g[i] - cg @ u for u, i in zip(U, idx)}
     pb = {i: gbar[i] - cb @ u for u, i in zip(U, idx)}
-    dot = sum(jnp.vdot(gbar[i], pg[i]) for i in idx)
+    # <gbar, Pg> = <Pgbar, Pg> (P is an orthogonal projector); the latter makes the conflict step the exact
+    # projection of the computed Pg onto the hyperplane orthogonal to the computed Pgbar (never longer).
+    dot = sum(jnp.vdot(pb[i], pg[i]) for i in idx)
     pb2 = sum(jnp.vdot(pb[i], pb[i]) for i in idx)
     b2 = sum(jnp.vdot(gbar[i], gbar[i]) for i in idx)
     conflict = (dot < 0) & (pb2 > jnp.finfo(dtype).eps * b2)

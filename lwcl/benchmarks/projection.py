@@ -1,0 +1,161 @@
+"""Per-step cost of the projection methods, as ratios to a fine-tuning step measured in the same run.
+
+    bin/bench projection [--old-tasks=1,5,10,19] [--steps=20] [--json=PATH]
+
+Setting: the GEM protocol's network and batches (MLP 2x100 on 28x28x1 inputs, one 10-way head, minibatches
+of 10, 256 memories per task, plain SGD), with ``n`` old tasks whose memories are full (so every method does
+its full work) and the current task ``n``. Each method's whole jitted train step is timed: the current
+gradient, the old-task gradients on the memory (GEM and LGD: every old task's 256 examples, one ``vmap``;
+A-GEM: one reference batch of 256 from the union), the projection, the SGD update and the memory write.
+
+Methods: fine-tuning (the baseline), A-GEM, GEM with its dual QP solved on the device inside the jitted step
+(``lwcl.projection``), GEM with the QP solved on the host by quadprog every step through
+``jax.pure_callback`` (what the reference implementations do: ``project2cone2`` ships the gradients to the
+CPU, with its ``eps = 1e-3`` ridge, in float64), and LGD (layer-wise). Prints a markdown table; the ratios
+are the point, absolute times depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from lwcl import episodic
+from lwcl import memory as memory_lib
+from lwcl import methods
+from lwcl.data.pipeline import Preprocessor
+from lwcl.models.heads import TaskHeads
+from lwcl.models.mlp import mlp_blocks
+from lwcl.models.network import Network
+from lwcl.train import ModelFns, TrainState, make_train_step
+
+IMAGE_SHAPE = (28, 28, 1)
+BATCH = 10
+MEMORY = 256
+MARGIN = 0.5
+
+
+def _host_qp(g: np.ndarray, G: np.ndarray, mask: np.ndarray, margin: float, eps: float) -> np.ndarray:
+  """GEM's reference ``project2cone2`` (quadprog on the dual, float64, ridge ``eps``), when violated."""
+  import quadprog  # pylint: disable=g-import-not-at-top  (benchmark-only dependency)
+  G = np.asarray(G, np.float64)[np.asarray(mask, bool)]
+  g64 = np.asarray(g, np.float64)
+  if G.shape[0] == 0 or not np.any(G @ g64 < 0):
+    return np.asarray(g)
+  P = G @ G.T
+  P = 0.5 * (P + P.T) + eps * np.eye(len(G))
+  v = quadprog.solve_qp(P, -(G @ g64), np.eye(len(G)), np.full(len(G), margin))[0]
+  return (G.T @ v + g64).astype(np.asarray(g).dtype)
+
+
+def gem_host_qp(margin: float = MARGIN, eps: float = 1e-3) -> optax.GradientTransformationExtraArgs:
+  """GEM with its QP solved on the host (quadprog) at every step, via ``jax.pure_callback``."""
+
+  def init_fn(params):
+    del params
+    return optax.EmptyState()
+
+  def update_fn(updates, state, params=None, *, ref_grads, ref_mask, **extra):
+    del params, extra
+    g, unravel = ravel_pytree(updates)
+    G = jax.vmap(lambda r: ravel_pytree(r)[0])(ref_grads)
+    out = jax.pure_callback(lambda a, b, m: _host_qp(a, b, m, margin, eps),
+                            jax.ShapeDtypeStruct(g.shape, g.dtype), g, G, ref_mask,
+                            vmap_method="sequential")
+    return unravel(out), state
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+class GEMHostQP(episodic.GEM):
+  """GEM whose projection runs on the host (benchmark only)."""
+
+  name = "gem_host_qp"
+
+  def transformation(self):
+    return gem_host_qp(self.margin)
+
+
+def _method(name: str, old_tasks: int, fns: ModelFns):
+  cfg = {"name": name, "memory_per_task": MEMORY, "memory_grad_chunk": 0, "grouping": "auto",
+         "gem_margin": MARGIN, "agem_ref_batch": 256, "lgd_threshold": 0.0, "lgd_top_k": 0,
+         "lgd_margin": 0.0}
+  scenario = types.SimpleNamespace(max_tasks=old_tasks + 1, image_shape=IMAGE_SHAPE)
+  cls = {"finetune": methods.Method, "agem": episodic.AGEM, "gem": episodic.GEM,
+         "gem_host_qp": GEMHostQP, "lgd": episodic.LGD}[name]
+  return cls(cfg, scenario, fns)
+
+
+def time_method(name: str, old_tasks: int, steps: int, seed: int = 0) -> float:
+  """Median seconds per train step (each step timed to completion) of method ``name`` with ``old_tasks``
+  full old-task memories. The median keeps the figure robust to other processes sharing the machine."""
+  rng = np.random.default_rng(seed)
+  model = Network(mlp_blocks((100, 100)), TaskHeads(1, 10, name="head"))
+  fns = ModelFns(model, Preprocessor((0.0,), (1.0,)), np.ones((old_tasks + 1, 10), bool))
+  method = _method(name, old_tasks, fns)
+  tx = optax.chain(method.transformation(), optax.sgd(0.1))
+  params, stats = fns.init(jax.random.PRNGKey(seed), IMAGE_SHAPE)
+  method_state = method.init_state(params, stats)
+  if "memory" in method_state:
+    mem = method_state["memory"]
+    for t in range(old_tasks):
+      mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (MEMORY,) + IMAGE_SHAPE), jnp.uint8),
+                           jnp.asarray(rng.integers(0, 10, MEMORY), jnp.int32), t)
+    method_state = dict(method_state, memory=mem)
+  state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
+                     jax.random.PRNGKey(seed + 1))
+  step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))
+  batches = [{"image": rng.integers(0, 256, (BATCH,) + IMAGE_SHAPE).astype(np.uint8),
+              "label": rng.integers(0, 10, BATCH).astype(np.int32),
+              "task": np.full(BATCH, old_tasks, np.int32)} for _ in range(8)]
+  for i in range(3):  # compile and warm up
+    state, metrics = step(state, batches[i % 8])
+  jax.block_until_ready(metrics)
+  times = []
+  for i in range(steps):
+    tic = time.perf_counter()
+    state, metrics = step(state, batches[i % 8])
+    jax.block_until_ready((state, metrics))
+    times.append(time.perf_counter() - tic)
+  return float(np.median(times))
+
+
+METHODS = ("finetune", "agem", "gem", "gem_host_qp", "lgd")
+TITLES = {"agem": "A-GEM", "gem": "GEM (QP on device)", "gem_host_qp": "GEM (quadprog on host, every step)",
+          "lgd": "LGD (layer-wise)"}
+
+
+def main(argv: list) -> None:
+  parser = argparse.ArgumentParser(prog="bin/bench projection", description=__doc__.splitlines()[0])
+  parser.add_argument("--old-tasks", default="1,5,10,19", help="comma-separated numbers of old tasks")
+  parser.add_argument("--steps", type=int, default=20, help="timed steps per method and setting")
+  parser.add_argument("--json", default="", help="also write the timings to this file")
+  args = parser.parse_args(argv)
+  counts = [int(n) for n in args.old_tasks.split(",") if n.strip()]
+  if not counts or min(counts) < 1 or args.steps < 1:
+    parser.error("--old-tasks needs integers >= 1 and --steps >= 1")
+  rows = {}
+  for n in counts:
+    rows[n] = {name: time_method(name, n, args.steps) for name in METHODS}
+  device = jax.devices()[0]
+  print(f"\nPer-step time relative to a fine-tuning step (same run), {device.platform} "
+        f"({device.device_kind}), MLP 2x100, batch {BATCH}, {MEMORY} memories per task, "
+        f"median of {args.steps} timed steps each; ms per step in parentheses.\n")
+  print("| old tasks | fine-tuning (ms) | " + " | ".join(TITLES[m] for m in METHODS[1:]) + " |")
+  print("|---" * len(METHODS) + "|---|")
+  for n, r in rows.items():
+    base = r["finetune"]
+    cells = [f"{r[m] / base:.1f}x ({1e3 * r[m]:.1f})" for m in METHODS[1:]]
+    print(f"| {n} | {1e3 * base:.2f} | " + " | ".join(cells) + " |")
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump({"device": f"{device.platform} {device.device_kind}", "steps": args.steps,
+                 "seconds_per_step": {str(n): r for n, r in rows.items()}}, f, indent=1)
