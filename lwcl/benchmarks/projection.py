@@ -1,6 +1,6 @@
 """Per-step cost of the projection methods, as ratios to a fine-tuning step measured in the same run.
 
-    bin/bench projection [--old-tasks=1,5,10,19] [--steps=20] [--json=PATH]
+    bin/bench projection [--old-tasks=1,5,10,19] [--steps=50] [--json=PATH]
 
 Setting: the GEM protocol's network and batches (MLP 2x100 on 28x28x1 inputs, one 10-way head, minibatches
 of 10, 256 memories per task, plain SGD), with ``n`` old tasks whose memories are full (so every method does
@@ -11,31 +11,41 @@ A-GEM: one reference batch of 256 from the union), the projection, the SGD updat
 Methods: fine-tuning (the baseline), A-GEM, GEM with its dual QP solved on the device inside the jitted step
 (``lwcl.projection``), GEM with the QP solved on the host by quadprog every step through
 ``jax.pure_callback`` (what the reference implementations do: ``project2cone2`` ships the gradients to the
-CPU, with its ``eps = 1e-3`` ridge, in float64), and LGD (layer-wise). Prints a markdown table; the ratios
-are the point, absolute times depend on the machine.
+CPU, with its ``eps = 1e-3`` ridge, in float64), and LGD (layer-wise). A last column times the host QP's
+own NumPy/quadprog work without the round trip (a lower bound for the host path). Prints a markdown table;
+the ratios are the point, absolute times depend on the machine. The methods take turns in interleaved
+rounds and medians are reported, but on a small shared CPU machine the callback's thread hand-off latency
+varies from run to run; compare within one table.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
-import types
+import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from jax.flatten_util import ravel_pytree
+# The host QP's NumPy/OpenBLAS threads would otherwise spin against XLA's CPU threads on a CPU-only machine
+# (measured: a 1 x 90k matrix-vector product taking 5-9 ms instead of 0.1 ms), charging the host solver
+# for contention rather than for its work. Must be set before NumPy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from lwcl import episodic
-from lwcl import memory as memory_lib
-from lwcl import methods
-from lwcl.data.pipeline import Preprocessor
-from lwcl.models.heads import TaskHeads
-from lwcl.models.mlp import mlp_blocks
-from lwcl.models.network import Network
-from lwcl.train import ModelFns, TrainState, make_train_step
+import argparse  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+import json  # noqa: E402
+import time  # noqa: E402
+import types  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+
+from lwcl import episodic  # noqa: E402
+from lwcl import memory as memory_lib  # noqa: E402
+from lwcl import methods  # noqa: E402
+from lwcl.data.pipeline import Preprocessor  # noqa: E402
+from lwcl.models.heads import TaskHeads  # noqa: E402
+from lwcl.models.mlp import mlp_blocks  # noqa: E402
+from lwcl.models.network import Network  # noqa: E402
+from lwcl.train import ModelFns, TrainState, make_train_step  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 BATCH = 10
@@ -46,14 +56,15 @@ MARGIN = 0.5
 def _host_qp(g: np.ndarray, G: np.ndarray, mask: np.ndarray, margin: float, eps: float) -> np.ndarray:
   """GEM's reference ``project2cone2`` (quadprog on the dual, float64, ridge ``eps``), when violated."""
   import quadprog  # pylint: disable=g-import-not-at-top  (benchmark-only dependency)
-  G = np.asarray(G, np.float64)[np.asarray(mask, bool)]
-  g64 = np.asarray(g, np.float64)
+  g, G, mask = np.asarray(g), np.asarray(G), np.asarray(mask, bool)  # the callback receives jax Arrays
+  G = G[mask].astype(np.float64)
+  g64 = g.astype(np.float64)
   if G.shape[0] == 0 or not np.any(G @ g64 < 0):
-    return np.asarray(g)
+    return g
   P = G @ G.T
   P = 0.5 * (P + P.T) + eps * np.eye(len(G))
   v = quadprog.solve_qp(P, -(G @ g64), np.eye(len(G)), np.full(len(G), margin))[0]
-  return (G.T @ v + g64).astype(np.asarray(g).dtype)
+  return (G.T @ v + g64).astype(g.dtype)
 
 
 def gem_host_qp(margin: float = MARGIN, eps: float = 1e-3) -> optax.GradientTransformationExtraArgs:
@@ -94,36 +105,72 @@ def _method(name: str, old_tasks: int, fns: ModelFns):
   return cls(cfg, scenario, fns)
 
 
-def time_method(name: str, old_tasks: int, steps: int, seed: int = 0) -> float:
-  """Median seconds per train step (each step timed to completion) of method ``name`` with ``old_tasks``
-  full old-task memories. The median keeps the figure robust to other processes sharing the machine."""
+class _Runner:
+  """One method's compiled train step and state with ``old_tasks`` full old-task memories."""
+
+  def __init__(self, name: str, old_tasks: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    model = Network(mlp_blocks((100, 100)), TaskHeads(1, 10, name="head"))
+    fns = ModelFns(model, Preprocessor((0.0,), (1.0,)), np.ones((old_tasks + 1, 10), bool))
+    method = _method(name, old_tasks, fns)
+    tx = optax.chain(method.transformation(), optax.sgd(0.1))
+    params, stats = fns.init(jax.random.PRNGKey(seed), IMAGE_SHAPE)
+    method_state = method.init_state(params, stats)
+    if "memory" in method_state:
+      mem = method_state["memory"]
+      for t in range(old_tasks):
+        mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (MEMORY,) + IMAGE_SHAPE), jnp.uint8),
+                             jnp.asarray(rng.integers(0, 10, MEMORY), jnp.int32), t)
+      method_state = dict(method_state, memory=mem)
+    self.state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
+                            jax.random.PRNGKey(seed + 1))
+    self.step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))
+    self.batches = [{"image": rng.integers(0, 256, (BATCH,) + IMAGE_SHAPE).astype(np.uint8),
+                     "label": rng.integers(0, 10, BATCH).astype(np.int32),
+                     "task": np.full(BATCH, old_tasks, np.int32)} for _ in range(8)]
+    self.count = 0
+    self.times(5)  # compile and warm up
+
+  def times(self, steps: int) -> list:
+    """Seconds of each of ``steps`` train steps, each timed to completion."""
+    out = []
+    for _ in range(steps):
+      batch = self.batches[self.count % len(self.batches)]
+      self.count += 1
+      tic = time.perf_counter()
+      self.state, metrics = self.step(self.state, batch)
+      jax.block_until_ready((self.state, metrics))
+      out.append(time.perf_counter() - tic)
+    return out
+
+
+def time_methods(names, old_tasks: int, steps: int, rounds: int = 5) -> dict:
+  """Median seconds per train step of each method with ``old_tasks`` full old-task memories.
+
+  The methods take turns, ``steps`` steps each, for ``rounds`` rounds, and the median over all their
+  steps is reported, so drift and other processes sharing the machine affect every method alike.
+  """
+  runners = {name: _Runner(name, old_tasks) for name in names}
+  samples = {name: [] for name in names}
+  per_round = max(1, steps // rounds)
+  for _ in range(rounds):
+    for name, runner in runners.items():
+      samples[name] += runner.times(per_round)
+  return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def time_host_qp_alone(old_tasks: int, steps: int, seed: int = 0) -> float:
+  """Median seconds of the host QP's own work (:func:`_host_qp` on NumPy arrays of the MLP's size, with a
+  violated constraint so quadprog runs), without the device round trip: a lower bound for the host path."""
   rng = np.random.default_rng(seed)
-  model = Network(mlp_blocks((100, 100)), TaskHeads(1, 10, name="head"))
-  fns = ModelFns(model, Preprocessor((0.0,), (1.0,)), np.ones((old_tasks + 1, 10), bool))
-  method = _method(name, old_tasks, fns)
-  tx = optax.chain(method.transformation(), optax.sgd(0.1))
-  params, stats = fns.init(jax.random.PRNGKey(seed), IMAGE_SHAPE)
-  method_state = method.init_state(params, stats)
-  if "memory" in method_state:
-    mem = method_state["memory"]
-    for t in range(old_tasks):
-      mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (MEMORY,) + IMAGE_SHAPE), jnp.uint8),
-                           jnp.asarray(rng.integers(0, 10, MEMORY), jnp.int32), t)
-    method_state = dict(method_state, memory=mem)
-  state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
-                     jax.random.PRNGKey(seed + 1))
-  step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))
-  batches = [{"image": rng.integers(0, 256, (BATCH,) + IMAGE_SHAPE).astype(np.uint8),
-              "label": rng.integers(0, 10, BATCH).astype(np.int32),
-              "task": np.full(BATCH, old_tasks, np.int32)} for _ in range(8)]
-  for i in range(3):  # compile and warm up
-    state, metrics = step(state, batches[i % 8])
-  jax.block_until_ready(metrics)
+  p = 784 * 100 + 100 + 100 * 100 + 100 + 100 * 10 + 10
+  G = rng.standard_normal((old_tasks, p)).astype(np.float32)
+  g = (-G.mean(0) + 0.1 * rng.standard_normal(p)).astype(np.float32)
+  mask = np.ones(old_tasks, bool)
   times = []
-  for i in range(steps):
+  for _ in range(steps):
     tic = time.perf_counter()
-    state, metrics = step(state, batches[i % 8])
-    jax.block_until_ready((state, metrics))
+    _host_qp(g, G, mask, MARGIN, 1e-3)
     times.append(time.perf_counter() - tic)
   return float(np.median(times))
 
@@ -136,25 +183,26 @@ TITLES = {"agem": "A-GEM", "gem": "GEM (QP on device)", "gem_host_qp": "GEM (qua
 def main(argv: list) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench projection", description=__doc__.splitlines()[0])
   parser.add_argument("--old-tasks", default="1,5,10,19", help="comma-separated numbers of old tasks")
-  parser.add_argument("--steps", type=int, default=20, help="timed steps per method and setting")
+  parser.add_argument("--steps", type=int, default=50,
+                      help="timed steps per method and setting (in 5 interleaved rounds)")
   parser.add_argument("--json", default="", help="also write the timings to this file")
   args = parser.parse_args(argv)
   counts = [int(n) for n in args.old_tasks.split(",") if n.strip()]
   if not counts or min(counts) < 1 or args.steps < 1:
     parser.error("--old-tasks needs integers >= 1 and --steps >= 1")
-  rows = {}
-  for n in counts:
-    rows[n] = {name: time_method(name, n, args.steps) for name in METHODS}
+  rows = {n: dict(time_methods(METHODS, n, args.steps), host_qp_alone=time_host_qp_alone(n, args.steps))
+          for n in counts}
   device = jax.devices()[0]
   print(f"\nPer-step time relative to a fine-tuning step (same run), {device.platform} "
         f"({device.device_kind}), MLP 2x100, batch {BATCH}, {MEMORY} memories per task, "
-        f"median of {args.steps} timed steps each; ms per step in parentheses.\n")
-  print("| old tasks | fine-tuning (ms) | " + " | ".join(TITLES[m] for m in METHODS[1:]) + " |")
-  print("|---" * len(METHODS) + "|---|")
+        f"median of {args.steps} timed steps each (methods interleaved); ms per step in parentheses.\n")
+  print("| old tasks | fine-tuning (ms) | " + " | ".join(TITLES[m] for m in METHODS[1:]) +
+        " | host QP work alone, no round trip (ms) |")
+  print("|---" * (len(METHODS) + 2) + "|")
   for n, r in rows.items():
     base = r["finetune"]
     cells = [f"{r[m] / base:.1f}x ({1e3 * r[m]:.1f})" for m in METHODS[1:]]
-    print(f"| {n} | {1e3 * base:.2f} | " + " | ".join(cells) + " |")
+    print(f"| {n} | {1e3 * base:.2f} | " + " | ".join(cells) + f" | {1e3 * r['host_qp_alone']:.1f} |")
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"device": f"{device.platform} {device.device_kind}", "steps": args.steps,
