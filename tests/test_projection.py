@@ -416,3 +416,29 @@ def test_layerwise_local_mode_uses_local_losses_and_projects_per_local_block():
   for name in ("blocks_0", "aux_0"):
     chex.assert_trees_all_close(jax.tree_util.tree_map(lambda x: x[0], args["ref_grads"][name]), first[name],
                                 rtol=1e-5, atol=1e-7, custom_message=f"seed {seed}")
+
+
+@pytest.mark.parametrize("name", ["gem_permuted_mnist", "gem_rotated_mnist", "gem_permuted_fashion_mnist",
+                                  "gem_rotated_fashion_mnist", "gem_split_cifar100", "agem_permuted_mnist",
+                                  "agem_permuted_fashion_mnist", "agem_split_cifar100"])
+def test_protocol_configs(name):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config()
+  c.lock()
+  gem = name.startswith("gem")
+  assert c.method.name == ("gem" if gem else "agem")
+  assert c.train.batch_size == 10 and c.train.epochs_per_task == 1 and c.optimizer.momentum == 0.0
+  assert c.scenario.num_tasks == (20 if gem else 17)
+  if "cifar" in name:
+    assert c.model.name == "reduced_resnet18" and c.scenario.classes_per_task == 5
+    assert c.scenario.samples_per_task == 2500 and c.data.source == "tfds"
+  else:
+    assert c.model.name == "mlp" and c.scenario.samples_per_task == 1000
+    assert c.model.hidden == ((100, 100) if gem else (256, 256))
+  if gem:
+    assert c.method.memory_per_task == 256 and c.method.gem_margin == 0.5 and c.optimizer.learning_rate == 0.1
