@@ -20,19 +20,14 @@ Each config file's ``get_config(arg)`` takes ``'resnetD,VARIANT'`` (``--config=F
   have N channels (standard 16): the convolution-intensity knobs of the shallow blocks.
 """
 
-import importlib.util
-import os
+from lwcl import config_files
 
 MODES = ("backprop", "local", "greedy")
 
 
 def default_config():
   """``configs/default.py``'s ``get_config()``."""
-  spec = importlib.util.spec_from_file_location("lwcl_default_config",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_files.default_config(__file__)
 
 
 def recipe(c):

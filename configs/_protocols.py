@@ -17,17 +17,12 @@ the functions below, which start from ``configs/default.py`` and change values.
   reference batches of 256 from the episodic memory.
 """
 
-import importlib.util
-import os
+from lwcl import config_files
 
 
 def default_config():
   """``configs/default.py``'s ``get_config()``."""
-  spec = importlib.util.spec_from_file_location("lwcl_default_config",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_files.default_config(__file__)
 
 
 def _mnist_like(c, name: str, source: str, kind: str):

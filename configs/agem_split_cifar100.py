@@ -5,13 +5,9 @@ gem | lgd (LGD per layer; --config.method.grouping=network for its concatenated 
 Settings and sources: configs/_protocols.py.
 """
 
-import importlib.util
-import os
+from lwcl.config_files import sibling
 
 
 def get_config():
-  spec = importlib.util.spec_from_file_location("lwcl_config_protocols",
-                                                os.path.join(os.path.dirname(__file__), "_protocols.py"))
-  protocols = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(protocols)
+  protocols = sibling(__file__, "_protocols")
   return protocols.agem_protocol("cifar100", "split", "tfds")

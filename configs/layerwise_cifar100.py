@@ -7,15 +7,11 @@ optional +accelerated, +convsN, +widthN (e.g. resnet110,local+accelerated). Sett
 sources: configs/_layerwise.py. Compare several with bin/compare.
 """
 
-import importlib.util
-import os
+from lwcl.config_files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):
-  spec = importlib.util.spec_from_file_location("lwcl_config_layerwise",
-                                                os.path.join(os.path.dirname(__file__), "_layerwise.py"))
-  lw = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(lw)
+  lw = sibling(__file__, "_layerwise")
   c = lw.default_config()
   c.data.name = "cifar100"
   c.data.source = "tfds"

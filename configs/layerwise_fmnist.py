@@ -8,15 +8,11 @@ probes on 1000 examples. Argument ``resnetD,VARIANT`` as in configs/_layerwise.p
 ``resnet20,local``, ``resnet20,local+accelerated``, ``resnet20,local+convs1``, ``resnet20,local+convs3``.
 """
 
-import importlib.util
-import os
+from lwcl.config_files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):
-  spec = importlib.util.spec_from_file_location("lwcl_config_layerwise",
-                                                os.path.join(os.path.dirname(__file__), "_layerwise.py"))
-  lw = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(lw)
+  lw = sibling(__file__, "_layerwise")
   c = lw.default_config()
   c.data.name = "fashion_mnist"
   c.data.source = "auto"

@@ -9,20 +9,11 @@ selected on the validation split (never on test data) from 0.003, 0.01, 0.03, 0.
 see the issue-4 closing note).
 """
 
-import importlib.util
-import os
-
-
-def _default_config():
-  spec = importlib.util.spec_from_file_location("default_config",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from lwcl.config_files import default_config
 
 
 def get_config():
-  c = _default_config()
+  c = default_config(__file__)
   c.scenario.kind = "permuted"
   c.scenario.incremental = "domain"
   c.scenario.num_tasks = 10

@@ -7,20 +7,11 @@ strength here is the Fashion-MNIST selection's, not tuned for CIFAR. CIFAR-100 c
 (``data.data_dir``; downloaded on first use).
 """
 
-import importlib.util
-import os
-
-
-def _default_config():
-  spec = importlib.util.spec_from_file_location("default_config",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from lwcl.config_files import default_config
 
 
 def get_config():
-  c = _default_config()
+  c = default_config(__file__)
   c.data.name = "cifar100"
   c.data.source = "tfds"
   c.data.normalize = "standardize"

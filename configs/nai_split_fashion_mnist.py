@@ -7,20 +7,11 @@ validation split of task order 0 (never on test data) from 0.01, 0.1, 1, 10. Oth
 method; validation-selected here: EWC 1e6, the top of its grid 10..1e6, MAS 10, SI 10).
 """
 
-import importlib.util
-import os
-
-
-def _default_config():
-  spec = importlib.util.spec_from_file_location("default_config",
-                                                os.path.join(os.path.dirname(__file__), "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+from lwcl.config_files import default_config
 
 
 def get_config():
-  c = _default_config()
+  c = default_config(__file__)
   c.scenario.kind = "split"
   c.scenario.incremental = "task"
   c.scenario.task_heads = "multi"

@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import time
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +40,7 @@ KILL_ENV = "LWCL_FAULT_KILL_AFTER_STEP"
 # Config keys that do not change results (they may differ when a run is resumed).
 OPERATIONAL_KEYS = ("checkpoint", "devices", "train.progress", "train.log_every_steps",
                     "train.eval_batch_size", "data.idx_dir", "data.data_dir", "data.download",
-                    "data.source")
+                    "data.source", "method.memory_grad_chunk")
 
 
 def fingerprint(config_dict: dict) -> str:
@@ -354,21 +353,23 @@ def _metric_writer(workdir: str, is_main: bool):
 def run(config, workdir: str) -> dict:
   """Builds the experiment a config describes and runs it in ``workdir``; returns the results dict.
 
-  A workdir whose ``results.json`` already holds this experiment's finished results is reported, not
-  recomputed; one that holds another experiment's results is refused (ConfigError), never overwritten.
+  Dispatches to a validation sweep (``sweep.key``) or a task-order study (``num_orders``) when the
+  config asks. A workdir whose ``results.json`` already holds this experiment's finished results is
+  reported, not recomputed; one that holds another experiment's results is refused (ConfigError), never
+  overwritten.
   """
-  if config.sweep.key:
-    from lwcl import sweep  # pylint: disable=g-import-not-at-top
-    return sweep.run_sweep(config, workdir)
-  if config.num_orders:
-    from lwcl import orders  # pylint: disable=g-import-not-at-top
-    return orders.run_orders(config, workdir)
   existing = read_json(os.path.join(workdir, RESULTS_FILE))
   if existing is not None:
     if existing.get("fingerprint") == fingerprint(config.to_dict()):
       return existing
     raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
                       "--workdir (nothing was overwritten)")
+  if config.sweep.key:
+    from lwcl import sweep  # pylint: disable=g-import-not-at-top
+    return sweep.run_sweep(config, workdir)
+  if config.num_orders:
+    from lwcl import orders  # pylint: disable=g-import-not-at-top
+    return orders.run_orders(config, workdir)
   return Experiment(config).run(workdir)
 
 

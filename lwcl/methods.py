@@ -11,7 +11,8 @@ Hooks (the base class implements fine-tuning, where every hook does nothing):
 * ``transformation()``: an ``optax.GradientTransformationExtraArgs`` chained in front of the base optimizer
   (projection methods: A-GEM/GEM/LGD; importance penalties: EWC/MAS/SI/NAI).
 * ``step_args(method_state, params, batch_stats, batch, rng)``: the keyword arguments the transformation's
-  ``update`` receives at this step (traced inside the train step).
+  ``update`` receives at this step (traced inside the train step). ``rng`` is the key the step's loss
+  uses (augmentation); a method that samples derives its own with ``jax.random.fold_in(rng, CONSTANT)``.
 * ``after_step(method_state, params_before, params_after, grads, batch)``: the state after a step (traced).
 * ``end_task(method_state, params, batch_stats, task, data)``: the state after task ``task`` (host; may call
   jitted functions), e.g. importances and anchors.

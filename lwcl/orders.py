@@ -18,7 +18,6 @@ import numpy as np
 
 from lwcl import metrics, report
 from lwcl.checkpoint import read_json
-from lwcl.errors import ConfigError
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -79,19 +78,12 @@ def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
 def run_orders(config, workdir: str) -> dict:
   """Runs ``config.num_orders`` task orders; returns (and writes) the summary results dict.
 
-  Raises:
-    ConfigError: when the workdir holds another experiment's summary.
+  Called through :func:`lwcl.experiment.run`, which refuses a workdir holding another experiment.
   """
   from lwcl import experiment  # pylint: disable=g-import-not-at-top  (experiment imports this module)
 
   path = os.path.join(workdir, experiment.RESULTS_FILE)
   fp = experiment.fingerprint(config.to_dict())
-  existing = read_json(path)
-  if existing is not None:
-    if existing.get("fingerprint") == fp:
-      return existing
-    raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
-                      "--workdir (nothing was overwritten)")
   exp, per_order = None, []
   for r in range(config.num_orders):
     cfg = order_config(config, r)

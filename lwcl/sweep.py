@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 
 from lwcl import report
-from lwcl.checkpoint import read_json
 from lwcl.errors import ConfigError
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
@@ -68,12 +67,6 @@ def run_sweep(config, workdir: str) -> dict:
     raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
   path = os.path.join(workdir, experiment.RESULTS_FILE)
   fp = experiment.fingerprint(config.to_dict())
-  existing = read_json(path)
-  if existing is not None:
-    if existing.get("fingerprint") == fp:
-      return existing
-    raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
-                      "--workdir (nothing was overwritten)")
   rows = []
   for value in config.sweep.candidates:
     cfg = candidate_config(config, value, "valid")

@@ -27,12 +27,8 @@ def small_config(**overrides):
 
   ``overrides`` maps dotted keys to values, e.g. ``{'method.name': 'joint'}``.
   """
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      "default_config", os.path.join(os.path.dirname(__file__), "..", "configs", "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  from lwcl import config_files
+  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")).get_config()
   c.model.name = "mlp"
   c.model.hidden = (32,)
   c.scenario.num_tasks = 3

@@ -7,14 +7,13 @@ import subprocess
 import sys
 
 import chex
-import jax
 import numpy as np
 import pytest
 
 from conftest import requires_fmnist, small_config
 from lwcl import experiment
 from lwcl.checkpoint import RunCheckpointer
-from lwcl.errors import CheckpointError, ConfigError, DivergenceError
+from lwcl.errors import ConfigError, DivergenceError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The small config of conftest, as command-line overrides.
