@@ -740,25 +740,31 @@ def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> No
 
   Args:
     runs: ``(label, results)`` pairs; ``results`` hold ``block_acc`` and ``layerwise.depth`` (and
-      optionally ``linear_probe_acc``, drawn dashed in the same color).
+      optionally ``linear_probe_acc``, drawn in a second panel in the same color).
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  probes = any("linear_probe_acc" in res for _, res in runs)
+  fig, axes = plt.subplots(1, 2 if probes else 1, figsize=(11.5 if probes else 6.4, 4.6), sharey=True,
+                           squeeze=False)
+  axes = axes[0]
   for i, (label, res) in enumerate(runs):
-    color = f"C{i % 10}"
     depth = res["layerwise"]["depth"]
-    ax.plot(depth, 100 * np.asarray(res["block_acc"]), "o-", color=color, label=f"{label}: block head")
+    style = {"color": f"C{i % 10}", "marker": "os^vDP*Xph"[(i // 10) % 10], "label": label}
+    axes[0].plot(depth, 100 * np.asarray(res["block_acc"]), "-", **style)
     if "linear_probe_acc" in res:
-      ax.plot(depth, 100 * np.asarray(res["linear_probe_acc"]), "s--", color=color, alpha=0.7,
-              label=f"{label}: linear probe")
-  ax.set_xlabel("depth (weight layers through the end of the local block)")
-  ax.set_ylabel("test accuracy (%)")
-  ax.set_title(title or "accuracy against depth", fontsize=9)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7)
+      axes[1].plot(depth, 100 * np.asarray(res["linear_probe_acc"]), "--", **style)
+  axes[0].set_title("auxiliary head of each local block (last: the network's output)", fontsize=9)
+  axes[0].set_ylabel("test accuracy (%)")
+  if probes:
+    axes[1].set_title("linear probe on each local block's frozen features", fontsize=9)
+  for ax in axes:
+    ax.set_xlabel("depth (weight layers through the end of the local block)")
+    ax.grid(alpha=0.3)
+  axes[-1].legend(fontsize=7, loc="lower right")
+  fig.suptitle(title or "accuracy against depth", fontsize=10)
   fig.tight_layout()
   tmp = path + ".tmp.png"
   fig.savefig(tmp, dpi=100)

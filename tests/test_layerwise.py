@@ -269,3 +269,29 @@ def test_experiment_reports_block_accuracy_and_probes(tmp_path):
   assert os.path.exists(os.path.join(workdir, layerwise.PLOT_FILE))
   with open(os.path.join(workdir, "results.json")) as f:
     assert json.load(f)["block_acc"] == results["block_acc"]
+
+
+def test_layerwise_configs_and_compare_tables():
+  from lwcl import compare
+  root = os.path.join(os.path.dirname(__file__), "..", "configs")
+  c = compare.load_config(f"{root}/layerwise_cifar100.py:resnet110,local+accelerated+convs3",
+                          ["train.epochs_per_task=2", "layerwise.readouts=true", "optimizer.learning_rate=1"])
+  assert (c.data.name, c.model.depth, c.model.strides, c.layerwise.mode) == ("cifar100", 110, "accelerated", "local")
+  assert (c.model.shallow_blocks, c.model.shallow_convs, c.train.epochs_per_task) == (18, 3, 2)
+  assert c.layerwise.readouts is True and c.optimizer.learning_rate == 1.0
+  assert (c.optimizer.weight_decay, c.train.batch_size, c.scenario.num_tasks) == (5e-4, 128, 1)
+  g = compare.load_config(f"{root}/layerwise_fmnist.py:resnet20,greedy")
+  assert g.layerwise.greedy_epochs_per_block * 3 == g.train.epochs_per_task  # 3 stages
+  for bad in (f"{root}/layerwise_fmnist.py:resnet20,sideways", f"{root}/nope.py"):
+    with pytest.raises(ConfigError):
+      compare.load_config(bad)
+  with pytest.raises(ConfigError, match="no config key"):
+    compare.load_config(f"{root}/layerwise_fmnist.py", ["train.epochz=2"])
+  assert compare.run_name("configs/layerwise_fmnist.py:resnet20,local+accelerated") == \
+      "layerwise_fmnist_resnet20_local-accelerated"
+  fake = {"acc": 0.9, "block_acc": [0.5, 0.9], "linear_probe_acc": [0.6, 0.9], "train_seconds": 3.0,
+          "layerwise": {"mode": "local", "local_blocks": 2, "depth": [3, 7]},
+          "config": {"model": {"name": "resnet", "depth": 8, "strides": "standard"}}}
+  md, table_csv = compare.tables(["a", "b"], [fake, {"acc": 0.8, "config": {"model": {"name": "mlp"}}}])
+  assert "| a | resnet8 | local | standard | standard | 2 | 90.00 | 50.0 90.0 | 60.0 90.0 | 3 |" in md
+  assert table_csv.splitlines()[1].startswith("a,resnet8,local,standard,standard,2,90.00,3.0,50.00,90.00,60.00")
