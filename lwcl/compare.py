@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
-import importlib.util
 import io
 import os
 import re
@@ -33,13 +32,12 @@ def load_config(spec: str, overrides=()):
     ConfigError: missing file, a config that fails to load, an unknown key or a value of the wrong type.
   """
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from lwcl import config_files  # pylint: disable=g-import-not-at-top
   path, _, arg = spec.partition(":")
   if not os.path.isfile(path):
     raise ConfigError(f"config file {path} not found; pass paths like configs/layerwise_fmnist.py[:ARG]")
-  module_spec = importlib.util.spec_from_file_location("lwcl_compare_config", path)
-  module = importlib.util.module_from_spec(module_spec)
   try:
-    module_spec.loader.exec_module(module)
+    module = config_files.load(path)
     config = module.get_config(arg) if arg else module.get_config()
   except Exception as e:  # pylint: disable=broad-except
     raise ConfigError(f"cannot load {spec} ({type(e).__name__}: {' '.join(str(e).split())}); check the "
