@@ -2,7 +2,7 @@
 
 A checkpoint holds two items: ``state``, a pytree of arrays (train state, accuracy matrix so far, initial
 accuracies, learning curves, progress counters) saved with ``StandardSave``, and ``meta``, JSON (the
-experiment's config and fingerprint, the task index and step inside the task, timing). Orbax writes each
+experiment's result-relevant config, the task index and step inside the task, timing). Orbax writes each
 checkpoint to a temporary folder and renames it when complete, so a run killed while saving leaves the
 previous checkpoint intact; a checkpoint is never written over.
 """
@@ -19,15 +19,24 @@ import orbax.checkpoint as ocp
 from lwcl.errors import CheckpointError
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list:
+def config_differences(a: dict, b: dict, prefix: str = "") -> list:
+  """Dotted keys present in both config dicts whose values differ.
+
+  A key present in only one of them is not a difference: it was added to (or removed from) lwcl after the
+  other was written, and its default keeps the earlier behaviour. Tuples and lists compare equal.
+  """
   keys = []
-  for k in sorted(set(a) | set(b)):
-    va, vb = a.get(k), b.get(k)
+  for k in sorted(set(a) & set(b)):
+    va, vb = a[k], b[k]
     if isinstance(va, dict) and isinstance(vb, dict):
-      keys += _differences(va, vb, f"{prefix}{k}.")
-    elif va != vb:
+      keys += config_differences(va, vb, f"{prefix}{k}.")
+    elif _plain(va) != _plain(vb):
       keys.append(prefix + k)
   return keys
+
+
+def _plain(v):
+  return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 class RunCheckpointer:
@@ -36,14 +45,12 @@ class RunCheckpointer:
   Args:
     directory: the checkpoint folder (created when missing).
     keep: how many checkpoints to keep (older ones are removed after a newer one is complete).
-    fingerprint: identifies the experiment (hash of the result-relevant config); a checkpoint with another
-      fingerprint is refused.
-    config: the experiment's config as a dict, stored to name differing keys in errors.
+    config: the result-relevant part of the experiment's config, as a JSON-compatible dict; stored with
+      every checkpoint, and a checkpoint whose stored config differs in a common key is refused.
   """
 
-  def __init__(self, directory: str, keep: int, fingerprint: str, config: dict):
+  def __init__(self, directory: str, keep: int, config: dict):
     self.directory = os.path.abspath(directory)
-    self.fingerprint = fingerprint
     self.config = config
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
                                            enable_async_checkpointing=False)
@@ -60,7 +67,7 @@ class RunCheckpointer:
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
     ``flax.serialization.to_state_dict``) and ``meta`` at ``step``; blocks until written."""
-    meta = dict(meta, fingerprint=self.fingerprint, config=self.config)
+    meta = dict(meta, config=self.config)
     tree = flax.serialization.to_state_dict(state)
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                      meta=ocp.args.JsonSave(meta)))
@@ -86,8 +93,8 @@ class RunCheckpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}); move it away to resume "
                             "from an older one, or use a new --workdir") from None
-    if meta.get("fingerprint") != self.fingerprint:
-      diff = _differences(meta.get("config") or {}, self.config)
+    diff = config_differences(meta.get("config") or {}, self.config)
+    if diff or "config" not in meta:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "
                             f"differs in {', '.join(diff[:5]) or 'unknown keys'}); use a new --workdir or "
                             "the original config")

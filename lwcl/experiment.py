@@ -23,7 +23,7 @@ from absl import logging
 from lwcl import layerwise
 from lwcl import metrics as metrics_lib
 from lwcl import report
-from lwcl.checkpoint import RunCheckpointer, read_json
+from lwcl.checkpoint import RunCheckpointer, config_differences, read_json
 from lwcl.data.pipeline import Preprocessor, eval_batches, steps_per_epoch, train_batches
 from lwcl.data.scenarios import build_scenario
 from lwcl.data.sources import load_dataset
@@ -43,8 +43,8 @@ OPERATIONAL_KEYS = ("checkpoint", "devices", "train.progress", "train.log_every_
                     "data.source", "method.memory_grad_chunk")
 
 
-def fingerprint(config_dict: dict) -> str:
-  """SHA-256 (16 hex digits) of the result-relevant part of the config."""
+def result_config(config_dict: dict) -> dict:
+  """The result-relevant part of a config dict (``OPERATIONAL_KEYS`` removed), JSON-compatible."""
   d = json.loads(json.dumps(config_dict, sort_keys=True, default=str))
   for key in OPERATIONAL_KEYS:
     *parents, leaf = key.split(".")
@@ -52,7 +52,20 @@ def fingerprint(config_dict: dict) -> str:
     for p in parents:
       node = node.get(p, {})
     node.pop(leaf, None)
-  return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+  return d
+
+
+def fingerprint(config_dict: dict) -> str:
+  """SHA-256 (16 hex digits) of the result-relevant part of the config; a label in ``results.json``."""
+  return hashlib.sha256(json.dumps(result_config(config_dict), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def same_experiment(results: dict | None, config_dict: dict) -> bool:
+  """Whether finished ``results`` (a results.json dict) belong to the experiment of ``config_dict``:
+  their configs agree on every result-relevant key both have (see ``checkpoint.config_differences``)."""
+  if results is None or "config" not in results:
+    return False
+  return not config_differences(result_config(results["config"]), result_config(config_dict))
 
 
 def validate(config) -> None:
@@ -187,9 +200,8 @@ class Experiment:
     is_main = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     config_dict = config.to_dict()
-    fp = fingerprint(config_dict)
-    ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep, fp,
-                           json.loads(json.dumps(config_dict, default=str)))
+    ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
+                           result_config(config_dict))
     writer = _metric_writer(workdir, is_main)
 
     state, record = self.initial_state(), self.initial_record()
@@ -360,7 +372,7 @@ def run(config, workdir: str) -> dict:
   """
   existing = read_json(os.path.join(workdir, RESULTS_FILE))
   if existing is not None:
-    if existing.get("fingerprint") == fingerprint(config.to_dict()):
+    if same_experiment(existing, config.to_dict()):
       return existing
     raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
                       "--workdir (nothing was overwritten)")

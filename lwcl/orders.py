@@ -89,7 +89,7 @@ def run_orders(config, workdir: str) -> dict:
     cfg = order_config(config, r)
     sub = os.path.join(workdir, f"order{r}")
     done = read_json(os.path.join(sub, experiment.RESULTS_FILE))
-    if done is not None and done.get("fingerprint") == experiment.fingerprint(cfg.to_dict()):
+    if experiment.same_experiment(done, cfg.to_dict()):
       per_order.append(done)
       continue
     if exp is None:

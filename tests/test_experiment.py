@@ -164,8 +164,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   with pytest.raises(DivergenceError, match="learning_rate"):
     exp.run(workdir)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, experiment.fingerprint(config.to_dict()),
-                         {})
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, experiment.result_config(config.to_dict()))
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
     chex.assert_tree_all_finite(state["state"].params)
@@ -183,3 +182,14 @@ def test_tfds_source_end_to_end_with_mock_data(tmp_path):
   assert results["data_source"] == "tfds"
   chex.assert_shape(np.asarray(results["accuracy_matrix"]), (2, 2))
   assert results["tasks"][0]["num_test"] > 0
+
+
+def test_results_of_an_older_version_still_match_when_keys_were_added():
+  config = small_config().to_dict()
+  older = experiment.result_config(config)
+  del older["method"]["name"], older["sweep"]  # keys an older lwcl did not have
+  assert experiment.same_experiment({"config": older}, config)
+  older["optimizer"]["learning_rate"] = 0.5  # a key both have, with another value
+  assert not experiment.same_experiment({"config": older}, config)
+  assert experiment.same_experiment({"config": dict(config, devices={"num_devices": 4})}, config)
+  assert not experiment.same_experiment(None, config)
