@@ -2,7 +2,6 @@
 computation on a tiny network, SI on a quadratic with a known path integral, the penalty's gradient, and
 strength 0 = fine-tuning bit for bit."""
 
-import importlib.util
 import os
 
 import chex
@@ -17,6 +16,7 @@ from lwcl import methods, regularization as reg
 from lwcl.data.pipeline import Examples, Preprocessor
 from lwcl.errors import ConfigError
 from lwcl.models.convnet import ConvStage
+from lwcl import config_files
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import DenseBlock
 from lwcl.models.network import Network
@@ -26,11 +26,7 @@ RTOL, ATOL = 2e-5, 1e-7
 
 
 def method_config(**overrides):
-  spec = importlib.util.spec_from_file_location(
-      "default_config", os.path.join(os.path.dirname(__file__), "..", "configs", "default.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config().method
+  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")).get_config().method
   for k, v in overrides.items():
     c[k] = v
   return c
@@ -400,10 +396,8 @@ def finetune_run(tmp_path_factory):
   return results, jax.device_get(exp.final_state.params)
 
 
-# SI (whose after_step runs in the train step) and NAI; EWC and MAS train through the same base-class hooks
-# as NAI (they differ only in end_task's estimator, which does not touch the parameters).
 @requires_fmnist
-@pytest.mark.parametrize("name", ["si", "nai"])
+@pytest.mark.parametrize("name", ["ewc", "mas", "si", "nai"])
 def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, name):
   from lwcl.experiment import Experiment  # pylint: disable=g-import-not-at-top
   exp = Experiment(small_config(**SMALL, **{"method.name": name, "method.strength": 0.0}))

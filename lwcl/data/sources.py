@@ -118,17 +118,50 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
                       "tfds")
 
 
+def concatenate(parts: list) -> ImageDataset:
+  """One data set whose classes are those of ``parts`` in turn: part k's labels are offset by the number
+  of classes before it, and class names are qualified (``'cifar100:apple'``). Used for streams over
+  several data sets, e.g. ``cifar10+cifar100`` (CIFAR-10 as classes 0-9, CIFAR-100 as 10-109: with 11
+  tasks of 10 classes, the split CIFAR-10/100 stream of HAT and NAI).
+
+  Raises:
+    DataError: if the parts' images differ in shape.
+  """
+  shapes = {p.image_shape for p in parts}
+  if len(shapes) != 1:
+    raise DataError(f"cannot combine {'+'.join(p.name for p in parts)}: image shapes differ {sorted(shapes)}; "
+                    "combine data sets of one image size")
+  offsets = np.cumsum([0] + [p.num_classes for p in parts[:-1]])
+  cat = lambda f: np.concatenate([f(p, o) for p, o in zip(parts, offsets)])
+  return ImageDataset(
+      "+".join(p.name for p in parts),
+      cat(lambda p, o: p.train_images), cat(lambda p, o: p.train_labels + o).astype(np.int32),
+      cat(lambda p, o: p.test_images), cat(lambda p, o: p.test_labels + o).astype(np.int32),
+      int(sum(p.num_classes for p in parts)),
+      tuple(f"{p.name}:{n}" for p in parts for n in p.class_names),
+      "+".join(p.source for p in parts))
+
+
 def load_dataset(data_config) -> ImageDataset:
   """Loads the data set a config's ``data`` section names.
 
   Args:
     data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds``), ``idx_dir``,
-      ``data_dir``, ``train_split``, ``test_split``, ``download``.
+      ``data_dir``, ``train_split``, ``test_split``, ``download``. A name joining several data sets with
+      ``+`` (``cifar10+cifar100``) loads each and :func:`concatenate`\ s their classes.
   Returns:
     The whole :class:`ImageDataset`.
   Raises:
-    ConfigError-like DataError: unknown source, missing files, or a TFDS failure.
+    DataError: unknown source, missing files, or a TFDS failure.
   """
+  if "+" in data_config.name:
+    parts = []
+    for name in data_config.name.split("+"):
+      part_config = data_config.copy_and_resolve_references()
+      with part_config.unlocked():
+        part_config.name = name.strip()
+      parts.append(load_dataset(part_config))
+    return concatenate(parts)
   source = data_config.source
   if source not in ("auto", "idx", "tfds"):
     raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx or tfds")
