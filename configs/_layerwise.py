@@ -88,3 +88,16 @@ def apply_variant(c, arg: str, default: str = "resnet20,local"):
       raise ValueError(f"layer-wise config argument '{arg}': unknown token '{t}' (use a mode, accelerated, "
                        "convsN, widthN)")
   return c
+
+
+def cifar_config(name: str, arg: str):
+  """The full recipe on TFDS CIFAR ``name`` (cifar10 | cifar100) with augmentation, variant ``arg``."""
+  c = default_config()
+  c.data.name = name
+  c.data.source = "tfds"
+  c.data.normalize = "standardize"
+  c.data.augment.random_crop = True
+  c.data.augment.crop_padding = 4
+  c.data.augment.horizontal_flip = True
+  recipe(c)
+  return apply_variant(c, arg)

@@ -11,13 +11,4 @@ from lwcl.config_files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):
-  lw = sibling(__file__, "_layerwise")
-  c = lw.default_config()
-  c.data.name = "cifar10"
-  c.data.source = "tfds"
-  c.data.normalize = "standardize"
-  c.data.augment.random_crop = True
-  c.data.augment.crop_padding = 4
-  c.data.augment.horizontal_flip = True
-  lw.recipe(c)
-  return lw.apply_variant(c, arg)
+  return sibling(__file__, "_layerwise").cifar_config("cifar10", arg)

@@ -9,23 +9,15 @@ selected on the validation split (never on test data) from 0.003, 0.01, 0.03, 0.
 see the issue-4 closing note).
 """
 
-from lwcl.config_files import default_config
+from lwcl.config_files import sibling
 
 
 def get_config():
-  c = default_config(__file__)
+  c = sibling(__file__, "nai_split_fashion_mnist").get_config()  # MLP 256-256, Adam 1e-3, batch 64, NAI
   c.scenario.kind = "permuted"
   c.scenario.incremental = "domain"
   c.scenario.num_tasks = 10
   c.scenario.samples_per_task = 10000
-  c.scenario.validation_fraction = 0.1
-  c.model.name = "mlp"
-  c.model.hidden = (256, 256)
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 1e-3
-  c.train.epochs_per_task = 1
-  c.train.batch_size = 64
-  c.method.name = "nai"
   c.method.strength = 0.01
   c.method.nai_include_heads = True
   return c
