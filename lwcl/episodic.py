@@ -35,29 +35,6 @@ from lwcl import projection
 from lwcl.errors import ConfigError
 
 
-def _get(cfg, key: str, default):
-  return cfg.get(key, default) if hasattr(cfg, "get") else getattr(cfg, key, default)
-
-
-def _int_at_least(cfg, key: str, default: int, minimum: int) -> int:
-  value = _get(cfg, key, default)
-  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-    raise ConfigError(f"method.{key} must be an integer >= {minimum}, got {value!r}; fix "
-                      f"--config.method.{key}")
-  return value
-
-
-def _float_in(cfg, key: str, default: float, low: float, high: float | None = None) -> float:
-  value = _get(cfg, key, default)
-  ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-  if ok and high is not None:
-    ok = value < high
-  if not ok:
-    bound = f"in [{low}, {high})" if high is not None else f">= {low}"
-    raise ConfigError(f"method.{key} must be a number {bound}, got {value!r}; fix --config.method.{key}")
-  return float(value)
-
-
 class EpisodicMethod(methods.Method):
   """Shared machinery: the memory in the method state and the gradients of the memory loss.
 
@@ -74,9 +51,9 @@ class EpisodicMethod(methods.Method):
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
     cfg = method_config
-    self.per_task = _int_at_least(cfg, "memory_per_task", 256, 1)
-    self.chunk = _int_at_least(cfg, "memory_grad_chunk", 0, 0)
-    self.grouping = self._grouping(_get(cfg, "grouping", "auto"), fns)
+    self.per_task = methods.number(cfg, "memory_per_task", int, 1, default=256)
+    self.chunk = methods.number(cfg, "memory_grad_chunk", int, 0, default=0)
+    self.grouping = self._grouping(methods.option(cfg, "grouping", "auto"), fns)
     self.max_tasks = scenario.max_tasks
     self.image_shape = tuple(scenario.image_shape)
 
@@ -145,7 +122,7 @@ class AGEM(EpisodicMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    ref = _int_at_least(method_config, "agem_ref_batch", 256, 1)
+    ref = methods.number(method_config, "agem_ref_batch", int, 1, default=256)
     self.ref_batch = min(ref, self.max_tasks * self.per_task)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
@@ -168,7 +145,7 @@ class GEM(EpisodicMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.margin = _float_in(method_config, "gem_margin", 0.5, 0.0)
+    self.margin = methods.number(method_config, "gem_margin", float, 0.0, default=0.5)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
     return projection.gem(self.margin, self.grouping)
@@ -186,9 +163,9 @@ class LGD(EpisodicMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.threshold = _float_in(method_config, "lgd_threshold", 0.0, 0.0, 1.0)
-    self.top_k = _int_at_least(method_config, "lgd_top_k", 0, 0)
-    self.margin = _float_in(method_config, "lgd_margin", 0.0, 0.0)
+    self.threshold = methods.number(method_config, "lgd_threshold", float, 0.0, maximum=1.0, default=0.0)
+    self.top_k = methods.number(method_config, "lgd_top_k", int, 0, default=0)
+    self.margin = methods.number(method_config, "lgd_margin", float, 0.0, default=0.0)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
     return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin)

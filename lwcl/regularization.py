@@ -380,33 +380,6 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
 
 # -- methods ---------------------------------------------------------------------------------------
 
-def _option(cfg, key: str):
-  if key not in cfg:
-    raise ConfigError(f"method.{key} is missing; start the config from configs/default.py, which "
-                      "defines every method key")
-  return cfg[key]
-
-
-def _choice(cfg, key: str, allowed: tuple) -> str:
-  value = _option(cfg, key)
-  if value not in allowed:
-    raise ConfigError(f"method.{key}='{value}' is not one of {', '.join(allowed)}; fix "
-                      f"--config.method.{key}")
-  return value
-
-
-def _number(cfg, key: str, cast, minimum, strict: bool = False):
-  value = _option(cfg, key)
-  try:
-    value = cast(value)
-  except (TypeError, ValueError):
-    raise ConfigError(f"method.{key}={value!r} is not a number; fix --config.method.{key}") from None
-  if not (value > minimum if strict else value >= minimum) or not np.isfinite(value):
-    bound = f"> {minimum}" if strict else f">= {minimum}"
-    raise ConfigError(f"method.{key}={value} must be {bound}; fix --config.method.{key}")
-  return value
-
-
 def _copy(tree: PyTree) -> PyTree:
   """Fresh device buffers (the anchor must not alias the donated parameters)."""
   return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
@@ -428,10 +401,10 @@ class ImportancePenaltyMethod(methods.Method):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.strength = _number(method_config, "strength", float, 0.0)
-    self.accumulate = _choice(method_config, "accumulate", ACCUMULATE)
-    self.samples = _number(method_config, "importance_samples", int, 0)
-    self.batch_size = _number(method_config, "importance_batch_size", int, 1)
+    self.strength = methods.number(method_config, "strength", float, 0.0)
+    self.accumulate = methods.choice(method_config, "accumulate", ACCUMULATE)
+    self.samples = methods.number(method_config, "importance_samples", int, 0)
+    self.batch_size = methods.number(method_config, "importance_batch_size", int, 1)
     self._jitted = None
 
   # hooks
@@ -505,7 +478,7 @@ class EWC(ImportancePenaltyMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.fisher = _choice(method_config, "ewc_fisher", EWC_FISHER)
+    self.fisher = methods.choice(method_config, "ewc_fisher", EWC_FISHER)
 
   def estimate(self, params, batch_stats, examples, mask, rng):
     keys = jax.random.split(rng, mask.shape[0])
@@ -548,7 +521,7 @@ class SI(ImportancePenaltyMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.xi = _number(method_config, "si_xi", float, 0.0, strict=True)
+    self.xi = methods.number(method_config, "si_xi", float, 0.0, strict=True)
 
   def init_state(self, params, batch_stats) -> dict:
     state = super().init_state(params, batch_stats)
@@ -583,9 +556,9 @@ class NAI(ImportancePenaltyMethod):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.normalize = _choice(method_config, "nai_normalize", NAI_NORMALIZE)
-    self.weight_rule = _choice(method_config, "nai_weight_rule", NAI_WEIGHT_RULES)
-    self.include_heads = bool(_option(method_config, "nai_include_heads"))
+    self.normalize = methods.choice(method_config, "nai_normalize", NAI_NORMALIZE)
+    self.weight_rule = methods.choice(method_config, "nai_weight_rule", NAI_WEIGHT_RULES)
+    self.include_heads = bool(methods.option(method_config, "nai_include_heads"))
     if self.weight_rule == "max":
       from lwcl.models.convnet import ConvStage  # pylint: disable=g-import-not-at-top
       from lwcl.models.mlp import DenseBlock  # pylint: disable=g-import-not-at-top
