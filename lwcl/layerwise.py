@@ -48,7 +48,7 @@ from lwcl.models.aux_heads import AUX_HEADS, AuxHead, adaptive_avg_pool
 from lwcl.models.network import Network, readout
 from lwcl.models.resnet import Stem
 from lwcl.optim import base_optimizer
-from lwcl.train import MASKED_LOGIT, ModelFns
+from lwcl.train import MASKED_LOGIT, ModelFns, cross_entropy, mask_logits
 
 MODES = ("backprop", "local", "greedy")
 LOCAL_STEPS = ("segmented", "autodiff")
@@ -118,18 +118,6 @@ def parse_cuts(cuts: str, model: Network, image_shape: Sequence[int]) -> tuple:
     raise ConfigError(f"layerwise.cuts indices must increase strictly within 1..{n - 1} (the network "
                       f"has {n} blocks), got {spec}; fix --config.layerwise.cuts")
   return (0,) + idx
-
-
-def _masked(logits: jax.Array, label_masks: np.ndarray, task: jax.Array) -> jax.Array:
-  return jnp.where(jnp.asarray(label_masks)[task], logits, MASKED_LOGIT)
-
-
-def _cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None) -> jax.Array:
-  """Mean cross-entropy, weighted by ``weights`` (the batch ``mask``) when given, as ``ModelFns.loss``."""
-  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  if weights is None:
-    return jnp.mean(per_example)
-  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
 
 
 def _after(x: jax.Array, g) -> tuple:
@@ -241,7 +229,7 @@ class LayerwiseFns(ModelFns):
       new = None
     else:
       logits, new = self._apply(self.aux_heads[k], self.head_name(k), params, stats, train, x, task)
-    return _masked(logits, self.label_masks, task), new
+    return mask_logits(logits, self.label_masks, task), new
 
   def _blocks(self, k: int, params, stats, x, train: bool):
     """Local block ``k``'s network blocks on ``x``; returns ``(x_k, {name: new stats})``."""
@@ -310,7 +298,7 @@ class LayerwiseFns(ModelFns):
     losses, new_stats, logits = [], dict(batch_stats), None
     for k in range(self.num_blocks):
       x, logits, new = self._local(k, params, batch_stats, jax.lax.stop_gradient(x), task, train)
-      losses.append(_cross_entropy(logits, labels, weights))
+      losses.append(cross_entropy(logits, labels, weights))
       new_stats.update(new)
     return losses, jax.lax.stop_gradient(logits), new_stats
 
@@ -366,10 +354,10 @@ class LayerwiseFns(ModelFns):
         logits, s = self._head(k, params, batch_stats, jax.lax.stop_gradient(x), task, train)
         if s is not None:
           new_stats[self.head_name(k)] = s
-        aux = _cross_entropy(logits, labels, weights)
+        aux = cross_entropy(logits, labels, weights)
         value = value + (aux - jax.lax.stop_gradient(aux))
     logits, _ = self._head(self.num_blocks - 1, params, batch_stats, x, task, train)
-    return _cross_entropy(logits, labels, weights) + value, (logits, new_stats)
+    return cross_entropy(logits, labels, weights) + value, (logits, new_stats)
 
   def _segmented(self, params, batch_stats, x, labels, weights, task, phase, grads: bool):
     """Block-by-block local (or greedy) loss; with ``grads`` also each block's parameter gradient.
@@ -385,7 +373,7 @@ class LayerwiseFns(ModelFns):
 
       def seg_loss(p, x_in, k=k):
         x_out, logits, new = self._local(k, p, batch_stats, x_in, task, True)
-        return _cross_entropy(logits, labels, weights), (x_out, logits, new)
+        return cross_entropy(logits, labels, weights), (x_out, logits, new)
 
       def active(p, x_in, seg_loss=seg_loss, own_stats=own_stats):
         if grads:

@@ -25,6 +25,21 @@ from lwcl.data.pipeline import Preprocessor
 MASKED_LOGIT = -1e9
 
 
+def mask_logits(logits: jax.Array, label_masks: np.ndarray, task: jax.Array) -> jax.Array:
+  """``logits`` float ``[B, O]`` with the outputs task ``task[i]`` (int32 ``[B]``) may not predict set to
+  ``MASKED_LOGIT``; ``label_masks`` bool ``[max_tasks, O]``."""
+  return jnp.where(jnp.asarray(label_masks)[task], logits, MASKED_LOGIT)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """Mean softmax cross-entropy (nats) of ``logits`` ``[B, O]`` against int labels ``[B]``, weighted by
+  ``weights`` ``[B]`` (e.g. the evaluation padding ``mask``) when given."""
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  if weights is None:
+    return jnp.mean(per_example)
+  return jnp.sum(per_example * weights) / jnp.maximum(jnp.sum(weights), 1.0)
+
+
 @flax.struct.dataclass
 class TrainState:
   """Everything one train step reads and writes.
@@ -77,8 +92,7 @@ class ModelFns:
       new_stats = updates.get("batch_stats", batch_stats)
     else:
       logits, new_stats = self.model.apply(variables, x, batch["task"], train=False), batch_stats
-    mask = jnp.asarray(self.label_masks)[batch["task"]]
-    return jnp.where(mask, logits, MASKED_LOGIT), new_stats
+    return mask_logits(logits, self.label_masks, batch["task"]), new_stats
 
   def loss(self, params, batch_stats, batch: dict, rng: jax.Array | None = None, train: bool = True):
     """Mean cross-entropy over the batch (weighted by ``batch['mask']`` when present).
@@ -86,12 +100,7 @@ class ModelFns:
     Returns ``(loss, (logits, new_batch_stats))``, the shape ``jax.value_and_grad(has_aux=True)`` wants.
     """
     logits, new_stats = self.logits(params, batch_stats, batch, train, rng)
-    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
-    if "mask" in batch:
-      loss = jnp.sum(per_example * batch["mask"]) / jnp.maximum(jnp.sum(batch["mask"]), 1.0)
-    else:
-      loss = jnp.mean(per_example)
-    return loss, (logits, new_stats)
+    return cross_entropy(logits, batch["label"], batch.get("mask")), (logits, new_stats)
 
 
 def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method) -> Callable:
