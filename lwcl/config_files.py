@@ -2,7 +2,8 @@
 
 Config files are plain Python files with ``get_config()``, loaded by path (``--config=configs/x.py``), so
 they are not a package; a config that builds on another (every config starts from ``configs/default.py``)
-loads it with :func:`sibling`.
+loads it with :func:`sibling`. :func:`get_key` and :func:`set_key` read and write a dotted key
+(``method.strength``) of a config, the one implementation every caller uses.
 """
 
 from __future__ import annotations
@@ -35,3 +36,45 @@ def sibling(this_file: str, name: str) -> types.ModuleType:
 def default_config(this_file: str):
   """``get_config()`` of ``default.py`` beside ``this_file``: the full, unlocked default config."""
   return sibling(this_file, "default").get_config()
+
+
+def _parent(config, key: str):
+  """``(node, leaf)``: the section holding dotted ``key`` and the key's last part.
+
+  Raises:
+    KeyError: a section on the way does not exist (names the dotted prefix).
+  """
+  *parents, leaf = key.split(".")
+  node = config
+  for i, p in enumerate(parents):
+    try:
+      node = node[p]
+    except (KeyError, AttributeError, TypeError):
+      raise KeyError(".".join(parents[: i + 1])) from None
+  return node, leaf
+
+
+def get_key(config, key: str):
+  """The value of dotted ``key`` (``'method.strength'``) in a config or nested dict.
+
+  Raises:
+    KeyError: no such key (the message names it).
+  """
+  node, leaf = _parent(config, key)
+  try:
+    return node[leaf]
+  except (KeyError, AttributeError, TypeError):
+    raise KeyError(key) from None
+
+
+def set_key(config, key: str, value) -> None:
+  """Sets dotted ``key`` of a config (or nested dict) to ``value``.
+
+  On a locked ``ml_collections.ConfigDict`` the key must exist and ``value`` must have its type (the
+  ConfigDict's own checks raise ``KeyError`` / ``TypeError``).
+
+  Raises:
+    KeyError: a section on the way does not exist.
+  """
+  node, leaf = _parent(config, key)
+  node[leaf] = value
