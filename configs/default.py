@@ -62,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.method = ml_collections.ConfigDict()
   c.method.name = "finetune"  # finetune | joint | ewc | mas | si | nai | agem | gem | lgd
-  # Importance penalties (ewc, mas, si, nai; lwcl/regularization.py): strength/2 sum omega (theta - anchor)^2
+  # Importance penalties (ewc, mas, si, nai; lwcl/methods/importance.py): strength/2 sum omega (theta - anchor)^2
   c.method.strength = 1.0  # EWC lambda, SI c; the scale differs by method: select it on validation data
   c.method.accumulate = "sum"  # combine the tasks' importances: sum | max
   c.method.importance_samples = 1000  # ewc/mas/nai: examples per task the importance is estimated on; 0 = all
@@ -72,7 +72,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.nai_normalize = "layer_mean"  # nai: neuron mean activation / layer_mean | layer_max | none
   c.method.nai_weight_rule = "output"  # nai: a weight gets its output neuron's importance | max (of in, out)
   c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
-  # Episodic memory (agem, gem, lgd; lwcl/episodic.py, lwcl/projection.py)
+  # Episodic memory (agem, gem, lgd; lwcl/methods/episodic.py, lwcl/projection.py)
   c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
   c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
   #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
@@ -116,7 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.sweep.candidates = ()  # candidate values (floats), e.g. (1.0, 10.0, 100.0)
   c.sweep.metric = "acc"  # acc | bwt | forgetting (lower is better) on the validation split
 
-  c.layerwise = ml_collections.ConfigDict()  # layer-wise training (lwcl/layerwise.py)
+  c.layerwise = ml_collections.ConfigDict()  # layer-wise training (lwcl/layerwise/)
   c.layerwise.mode = "backprop"  # backprop (end to end, plain training) | local (decoupled) | greedy
   c.layerwise.readouts = False  # backprop: also train aux heads on detached features (block_accuracy, probes)
   c.layerwise.cuts = "block"  # local blocks: block | stage | even:K | comma-separated first-block indices

@@ -18,6 +18,10 @@ import orbax.checkpoint as ocp
 
 from lwcl.errors import CheckpointError
 
+# Layout of the saved state. 1: method states as dicts, read-out arrays beside the accuracy matrix (lwcl
+# before the methods package); 2: typed method states, ``record.readouts``.
+FORMAT_VERSION = 2
+
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list:
   """Dotted keys present in both config dicts whose values differ.
@@ -67,7 +71,7 @@ class RunCheckpointer:
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
     ``flax.serialization.to_state_dict``) and ``meta`` at ``step``; blocks until written."""
-    meta = dict(meta, config=self.config)
+    meta = dict(meta, config=self.config, format=FORMAT_VERSION)
     tree = flax.serialization.to_state_dict(state)
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                      meta=ocp.args.JsonSave(meta)))
@@ -82,7 +86,8 @@ class RunCheckpointer:
     Returns:
       ``(state, meta)``, or None when there is no checkpoint.
     Raises:
-      CheckpointError: the checkpoint belongs to another experiment, or is corrupt or incompatible.
+      CheckpointError: the checkpoint belongs to another experiment, is in another format version
+        (:data:`FORMAT_VERSION`), or is corrupt or incompatible.
     """
     step = self.latest_step()
     if step is None:
@@ -93,6 +98,12 @@ class RunCheckpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}); move it away to resume "
                             "from an older one, or use a new --workdir") from None
+    found = meta.get("format", 1)
+    if found != FORMAT_VERSION:
+      raise CheckpointError(f"{self.directory} holds a checkpoint in format {found}, written by "
+                            f"{'an older' if found < FORMAT_VERSION else 'a newer'} lwcl; this version "
+                            f"reads format {FORMAT_VERSION}. Finish that run with the lwcl version that "
+                            "started it, or use a new --workdir")
     diff = config_differences(meta.get("config") or {}, self.config)
     if diff or "config" not in meta:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "

@@ -46,17 +46,13 @@ def load_config(spec: str, overrides=()):
     key, sep, text = item.partition("=")
     if not sep:
       raise ConfigError(f"--set {item}: expected key=value, e.g. --set train.epochs_per_task=2")
-    *parents, leaf = key.strip().split(".")
-    node = config
+    key = key.strip()
     try:
-      for p in parents:
-        node = node[p]
-      old = node[leaf]
-    except (KeyError, AttributeError):
+      old = config_files.get_key(config, key)
+    except KeyError:
       raise ConfigError(f"--set {item}: no config key '{key}'; see configs/default.py") from None
-    value = _parse(text.strip(), old)
     try:
-      node[leaf] = value
+      config_files.set_key(config, key, _parse(text.strip(), old))
     except (TypeError, ValueError) as e:
       raise ConfigError(f"--set {item}: {' '.join(str(e).split())}") from None
   config.lock()
@@ -135,7 +131,7 @@ def compare(specs, out_dir: str, overrides=()) -> list:
   Raises:
     ConfigError: a spec that does not load, or two specs with the same name.
   """
-  from lwcl import experiment, layerwise  # pylint: disable=g-import-not-at-top
+  from lwcl import driver, layerwise  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   names = [run_name(s) for s in specs]
   if len(set(names)) != len(names):
@@ -145,7 +141,7 @@ def compare(specs, out_dir: str, overrides=()) -> list:
   results = []
   for name, config in zip(names, configs):
     print(f"== {name}", flush=True)
-    results.append(experiment.run(config, os.path.join(out_dir, name)))
+    results.append(driver.run(config, os.path.join(out_dir, name)))
     print(f"   final accuracy {100 * results[-1]['acc']:.2f}%", flush=True)
   md, table_csv = tables(names, results)
   with open(os.path.join(out_dir, TABLE_MD), "w") as f:

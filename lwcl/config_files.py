@@ -78,3 +78,13 @@ def set_key(config, key: str, value) -> None:
   """
   node, leaf = _parent(config, key)
   node[leaf] = value
+
+
+def pop_key(tree: dict, key: str) -> None:
+  """Removes dotted ``key`` from a nested dict when present (a missing section or key is not an error)."""
+  try:
+    node, leaf = _parent(tree, key)
+  except KeyError:
+    return
+  if isinstance(node, dict):
+    node.pop(leaf, None)

@@ -8,8 +8,10 @@ user error ends with one line ``error: <problem>; <fix>`` on stderr and exit sta
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+from typing import Callable
 
 # TensorFlow (inside tensorflow-datasets and the TensorBoard writer) logs start-up chatter; keep warnings.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -48,7 +50,7 @@ def parse_flags(argv: list) -> list:
   return []
 
 
-def main(argv: list) -> None:
+def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])}; overrides look like --config.train.batch_size=32")
   if FLAGS.config is None:
@@ -56,21 +58,19 @@ def main(argv: list) -> None:
   if not FLAGS.workdir:
     fail("no workdir given; pass --workdir=DIR (results and checkpoints go there)")
   logging.set_verbosity(logging.WARNING)
-  from lwcl import experiment  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
+  from lwcl import driver  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
   try:
-    results = experiment.run(FLAGS.config, FLAGS.workdir)
+    results = driver.run(FLAGS.config, FLAGS.workdir, on_step)
   except LwclError as e:
     fail(str(e))
-  if "orders" in results:
-    from lwcl import orders  # pylint: disable=g-import-not-at-top
-    print(orders.format_summary(results), flush=True)
-  else:
-    experiment.print_summary(results)
+  print(driver.format_summary(results), flush=True)
   print(f"results: {FLAGS.workdir}/results.json", flush=True)
 
 
-def run() -> None:
-  app.run(main, flags_parser=parse_flags)
+def run(on_step: Callable[[int], None] | None = None) -> None:
+  """Parses the command line and runs it; ``on_step(global_step)`` is called after every train step (a
+  hook for fault-injection tests, see ``tests/fault_run.py``)."""
+  app.run(functools.partial(main, on_step=on_step), flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Episodic memory: per-task ring buffers of training examples, as one fixed-shape pytree.
 
-The memory has a slot for every task of the stream (``max_tasks``, DESIGN.md "Fixed shapes across tasks"),
+The memory has a slot for every task of the stream (``max_tasks``, docs/design.md "Fixed shapes across tasks"),
 each a ring buffer of ``M`` examples (uint8 images, int32 labels), plus a counter of the examples written
 into each slot. Every function here is pure and traceable: the memory is updated inside the jitted train
 step and checkpointed with the run like any other state.

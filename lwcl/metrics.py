@@ -1,6 +1,6 @@
 """Continual-learning metrics over the accuracy matrix.
 
-Conventions (as in ``shared/DESIGN.md``, "Evaluation"), with tasks indexed from 0 here:
+Conventions (as in ``docs/design.md``, "Evaluation"), with tasks indexed from 0 here:
 
 * ``R`` is a ``[T, T]`` array, ``R[i, j]`` the test accuracy (a fraction in [0, 1]) on task ``j`` after
   training through task ``i``, for every ``j`` including tasks not yet seen.
@@ -80,7 +80,7 @@ def fwt(R, b) -> float:
 def forgetting(R) -> float:
   """Average forgetting: ``mean_{j<T-1} max_{l<T-1} (R[l, j] - R[T-1, j])`` (A-GEM Eq. 3).
 
-  The maximum runs over every row before the last, as in ``DESIGN.md``. ``nan`` when ``T == 1``.
+  The maximum runs over every row before the last, as in ``docs/design.md``. ``nan`` when ``T == 1``.
 
   Raises:
     ValueError: if ``R`` is not a non-empty square matrix.

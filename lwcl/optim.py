@@ -1,10 +1,14 @@
-"""Base optimizers and learning-rate schedules (optax), from ``config.optimizer``."""
+"""Base optimizers and learning-rate schedules (optax), from ``config.optimizer``, and the run's optimizer
+(:func:`optimizer`: the method's transformation, then the base optimizer; greedy-aware)."""
 
 from __future__ import annotations
 
 import optax
 
 from lwcl.errors import ConfigError
+from lwcl.layerwise.fns import LayerwiseFns
+from lwcl.layerwise.greedy import check_schedule, greedy_transformation
+from lwcl.train import ModelFns
 
 
 def learning_rate_schedule(opt_config, steps_per_epoch: int, epochs: int) -> optax.Schedule:
@@ -67,3 +71,23 @@ def base_optimizer(opt_config, steps_per_epoch: int, epochs: int) -> optax.Gradi
   else:
     raise ConfigError(f"unknown optimizer.name '{name}'; use sgd, adam or adamw")
   return optax.chain(*parts)
+
+
+def optimizer(fns: ModelFns, method_tx, opt_config, steps_per_epoch: int, epochs: int):
+  """The run's transformation: ``optax.chain(method_tx, base_optimizer(...))`` (unchanged from plain
+  training) except in greedy mode, where :func:`~lwcl.layerwise.greedy.greedy_transformation` wraps the
+  two and the base optimizer's schedule spans one block's epochs.
+
+  Args:
+    fns: the run's model functions (:class:`~lwcl.train.ModelFns`, or
+      :class:`~lwcl.layerwise.fns.LayerwiseFns`); ``method_tx``: the continual method's transformation;
+      ``opt_config``: ``config.optimizer``; ``steps_per_epoch``, ``epochs``: of one task.
+  Raises:
+    ConfigError: an invalid optimizer, or a greedy schedule that disagrees with ``epochs``
+      (:func:`~lwcl.layerwise.greedy.check_schedule`).
+  """
+  if isinstance(fns, LayerwiseFns) and fns.mode == "greedy":
+    check_schedule(fns, epochs)
+    block_epochs = fns.greedy_epochs_per_block or max(1, epochs // fns.num_blocks)
+    return greedy_transformation(fns, method_tx, base_optimizer(opt_config, steps_per_epoch, block_epochs))
+  return optax.chain(method_tx, base_optimizer(opt_config, steps_per_epoch, epochs))

@@ -13,11 +13,14 @@ Additive Parameter Decomposition*, ICLR 2020 (used by NAI, Kim & Lee 2021, Sec. 
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 import numpy as np
 
 from lwcl import metrics, report
-from lwcl.checkpoint import read_json
+from lwcl.experiment import Experiment
+from lwcl.figures import pyplot, save_figure
+from lwcl.results import RESULTS_FILE, fingerprint, finished_results
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -56,9 +59,7 @@ def summarize_orders(per_order: list) -> dict:
 
 def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
   """Bar chart of ACC (%) for each order with the mean as a line; PNG at ``path``."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
   accs = [100 * r["acc"] for r in per_order]
   fig, ax = plt.subplots(figsize=(1.5 + 0.6 * len(accs), 3))
   ax.bar(range(len(accs)), accs, color="tab:blue")
@@ -69,36 +70,35 @@ def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
   ax.set_title(title, fontsize=9)
   ax.legend(fontsize=8)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)
 
 
-def run_orders(config, workdir: str) -> dict:
+def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
   """Runs ``config.num_orders`` task orders; returns (and writes) the summary results dict.
 
-  Called through :func:`lwcl.experiment.run`, which refuses a workdir holding another experiment.
-  """
-  from lwcl import experiment  # pylint: disable=g-import-not-at-top  (experiment imports this module)
+  An order whose folder holds its finished results is reported, not rerun; ``on_step`` is passed to
+  every run (:meth:`lwcl.experiment.Experiment.run`).
 
-  path = os.path.join(workdir, experiment.RESULTS_FILE)
-  fp = experiment.fingerprint(config.to_dict())
+  Raises:
+    ConfigError: an order's folder holds another experiment's results.
+  """
+  path = os.path.join(workdir, RESULTS_FILE)
+  fp = fingerprint(config.to_dict())
   exp, per_order = None, []
   for r in range(config.num_orders):
     cfg = order_config(config, r)
     sub = os.path.join(workdir, f"order{r}")
-    done = read_json(os.path.join(sub, experiment.RESULTS_FILE))
-    if experiment.same_experiment(done, cfg.to_dict()):
+    done = finished_results(cfg, sub)
+    if done is not None:
       per_order.append(done)
       continue
     if exp is None:
-      exp = experiment.Experiment(cfg)
+      exp = Experiment(cfg)
     else:
       exp.reorder(r)
     print(f"lwcl: task order {r + 1}/{config.num_orders}: " +
           " | ".join(t.name for t in exp.scenario.tasks), flush=True)
-    per_order.append(exp.run(sub))
+    per_order.append(exp.run(sub, on_step))
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {

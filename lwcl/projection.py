@@ -3,7 +3,7 @@
 Every function takes the current task's gradient ``grad`` (a pytree, e.g. Flax parameters) and old-task
 gradients ``ref_grads`` (the same pytree with a leading axis of ``K`` old tasks on every leaf, padded to
 ``max_tasks - 1``; ``mask`` bool ``[K]`` marks the real ones), and returns the gradient to apply, a pytree
-like ``grad``. The rules are those of ``shared/DESIGN.md``, "Methods":
+like ``grad``. The rules are those of ``docs/design.md``, "Methods":
 
 * A-GEM (Chaudhry et al., *Efficient Lifelong Learning with A-GEM*, ICLR 2019, Eq. 11):
   :func:`project_agem`.
@@ -14,74 +14,28 @@ like ``grad``. The rules are those of ``shared/DESIGN.md``, "Methods":
   Learning*, CVPR 2021, Sec. 3.2-3.3 and reference code ``tangshixiang/grad-cl``,
   ``model/newblockgem_group5_pca_partmargin.py``, ``project5cone5``): :func:`project_lgd`.
 
-**Grouping.** Each rule is applied independently to groups of parameters (DESIGN.md, "Layers are
-parameter groups"): ``"layer"`` (the leaves under one parent path, i.e. one Flax module: kernel + bias,
-BatchNorm scale + bias), ``"block"`` (the leaves under one top-level key, e.g. one residual block or the
-head), ``"network"`` (all leaves as one vector), or a callable ``f(path, leaf) -> hashable`` labelling each
-leaf, ``path`` being the tuple of key names from the root (e.g. ``('blocks_0', 'Dense_0', 'kernel')``).
-Groups never concatenate leaves: group inner products are sums of per-leaf inner products, so a group of
-any size costs no copy.
+**Grouping.** Each rule is applied independently to groups of parameters (:mod:`lwcl.param_groups`:
+``layer``, ``block``, ``network`` or a callable labelling each leaf). Groups never concatenate leaves:
+group inner products are sums of per-leaf inner products, so a group of any size costs no copy.
 
 **Optax.** :func:`agem`, :func:`gem` and :func:`lgd` are ``optax.GradientTransformationExtraArgs`` whose
 ``update(updates, state, params=None, *, ref_grads, ref_mask)`` applies the projection; chain them in
 front of the base optimizer. All three take the same arguments; A-GEM's single reference gradient is
 ``ref_grads`` with a leading axis of 1 and ``ref_mask`` bool ``[1]``.
 
-Importing this module registers the methods ``agem``, ``gem`` and ``lgd`` (``lwcl.episodic``).
+This module is pure maths and imports nothing of the runner; the methods ``agem``, ``gem`` and ``lgd``
+that use it (episodic memory, reference gradients) are in :mod:`lwcl.methods.episodic`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import optax
 
-Grouping = str | Callable[[tuple, jax.Array], Hashable]
-GROUPINGS = ("layer", "block", "network")
-
-
-# -- parameter groups --------------------------------------------------------------------------------
-
-
-def _key_name(key) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
-
-
-def check_grouping(grouping: Grouping) -> None:
-  """Raises ValueError unless ``grouping`` is one of :data:`GROUPINGS` or a callable."""
-  if not callable(grouping) and grouping not in GROUPINGS:
-    raise ValueError(f"grouping must be one of {', '.join(GROUPINGS)} or a callable, got {grouping!r}")
-
-
-def group_labels(tree: Any, grouping: Grouping) -> list:
-  """One hashable label per leaf of ``tree`` (in ``jax.tree_util.tree_leaves`` order).
-
-  Raises:
-    ValueError: unknown grouping.
-  """
-  check_grouping(grouping)
-  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-  paths = [tuple(_key_name(k) for k in path) for path, _ in flat]
-  if callable(grouping):
-    return [grouping(path, leaf) for path, (_, leaf) in zip(paths, flat)]
-  if grouping == "network":
-    return [()] * len(paths)
-  if grouping == "block":
-    return [path[:1] for path in paths]
-  return [path[:-1] for path in paths]
-
-
-def parameter_groups(tree: Any, grouping: Grouping) -> list[list[int]]:
-  """The groups of ``tree``'s leaves: lists of leaf indices, in order of first appearance."""
-  order: dict = {}
-  for i, label in enumerate(group_labels(tree, grouping)):
-    order.setdefault(label, []).append(i)
-  return list(order.values())
+from lwcl.param_groups import Grouping, check_grouping, parameter_groups
 
 
 class _Flat(NamedTuple):
@@ -334,7 +288,7 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
                 *, threshold: float = 0.0, top_k: int = 0, margin: float = 0.0) -> Any:
   """LGD: keep the shared old-task gradient's direction, stay orthogonal to the task-specific parts.
 
-  Per group (DESIGN.md "LGD"; Tang et al. 2021, Sec. 3.2, Eq. 5-9): ``gbar = mean_k g_k``, residuals
+  Per group (docs/design.md "LGD"; Tang et al. 2021, Sec. 3.2, Eq. 5-9): ``gbar = mean_k g_k``, residuals
   ``r_k = g_k - gbar``, ``U`` an orthonormal basis of ``span{r_k}``, ``P = I - U^T U``. If
   ``<gbar, Pg> >= 0`` then ``g~ = Pg``, else ``g~ = Pg - (<gbar, Pg> / <gbar, Pgbar>) Pgbar``: the solution of
   ``min ||g~ - g||^2  s.t.  U g~ = 0, <gbar, g~> >= 0``. Degenerate cases: with one old task there are no
@@ -464,8 +418,3 @@ def lgd(grouping: Grouping = "layer", threshold: float = 0.0, top_k: int = 0,
                      f"{margin}")
   return _transformation(lambda u, r, m: project_lgd(u, r, m, grouping, threshold=threshold, top_k=top_k,
                                                      margin=margin))
-
-
-# Registers agem, gem and lgd with lwcl.methods (the Method classes live in lwcl.episodic, which imports
-# this module; importing it last keeps either import order working).
-import lwcl.episodic  # noqa: E402,F401  pylint: disable=g-import-not-at-top,wrong-import-position

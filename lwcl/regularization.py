@@ -1,4 +1,4 @@
-"""Importance-regularized continual learning: EWC, MAS, SI and NAI (DESIGN.md, "Importance penalty").
+"""Importance-regularized continual learning: EWC, MAS, SI and NAI (docs/design.md, "Importance penalties").
 
 Task ``t`` minimizes ``L_t(theta) + (strength / 2) * sum_i omega_i (theta_i - anchor_i)^2``, where
 ``anchor`` is the parameters at the end of the previous task and ``omega`` the importances of the earlier
@@ -20,20 +20,14 @@ like the parameters (float32):
   :func:`si_path_step` accumulates ``-g * delta_theta`` inside the train step; :func:`si_importance` turns
   the task's path integral into ``omega = w / ((theta_end - theta_start)^2 + xi)``.
 * :func:`nai_importance` (NAI, Kim & Lee, *Continual Learning with Neuron Activation Importance*,
-  arXiv 2107.12657, ICIAP 2021; this project's reading, DESIGN.md): a neuron's importance is its mean
+  arXiv 2107.12657, ICIAP 2021; this project's reading, docs/design.md): a neuron's importance is its mean
   post-nonlinearity activation over the task's data (and spatial positions), divided by its layer's mean;
   each weight and bias inherits the importance of the neuron it feeds (option: max of its input and output
   neurons). Activations come from the models' ``sow_activation`` hooks (``intermediates`` collection).
 
-Methods registered with :mod:`lwcl.methods` when this module is imported: ``ewc``, ``mas``, ``si``,
-``nai``. Their keys live in ``config.method`` (defaults and comments in ``configs/default.py``):
-``strength``, ``accumulate``, ``importance_samples``, ``importance_batch_size``, ``ewc_fisher``,
-``si_xi``, ``nai_normalize``, ``nai_weight_rule``, ``nai_include_heads``.
-
-Layer-wise training: the penalty is per parameter, so in ``local`` mode each block's penalty acts on that
-block's own parameters. EWC differentiates ``fns.loss`` (whatever loss the train step uses, e.g. the sum of
-local losses), SI uses the train step's own gradients, NAI the activations; MAS differentiates the final
-output ``fns.logits``.
+This module is pure maths: it knows nothing of the runner. The methods ``ewc``, ``mas``, ``si`` and
+``nai`` that use it (their state, config keys and end-of-task updates) are in
+:mod:`lwcl.methods.importance`.
 """
 
 from __future__ import annotations
@@ -43,17 +37,12 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from lwcl import methods
-from lwcl.data.pipeline import Examples
-from lwcl.errors import ConfigError
 from lwcl.models.mlp import ACTIVATION_PREFIX
 from lwcl.train import MASKED_LOGIT
 
 ACCUMULATE = ("sum", "max")
-EWC_FISHER = ("empirical", "sampled")
 NAI_NORMALIZE = ("layer_mean", "layer_max", "none")
 NAI_WEIGHT_RULES = ("output", "max")
 HEAD = "head"  # name of the task heads' parameter subtree (lwcl.models.build_model)
@@ -164,7 +153,7 @@ def _masked_mean_of_per_example(per_example_fn: Callable, transform: Callable, p
 
 def fisher_importance(nll_fn: Callable, params: PyTree, examples: PyTree, mask=None, *,
                       batch_size: int = 64) -> PyTree:
-  """EWC's diagonal Fisher information (Kirkpatrick et al. 2017, Eq. 3; DESIGN.md).
+  """EWC's diagonal Fisher information (Kirkpatrick et al. 2017, Eq. 3; docs/design.md).
 
   ``F_i = (1 / N) sum_n (d nll(theta, x_n) / d theta_i)^2`` with per-example gradients from
   ``jax.vmap(jax.grad(nll_fn))``. With the true labels in ``nll_fn`` this is the empirical Fisher; with
@@ -282,7 +271,7 @@ def _inherit(leaf: jax.Array, out_imp: jax.Array, in_imp: jax.Array | None) -> j
 def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=None, *,
                    batch_size: int = 256, normalize: str = "layer_mean", weight_rule: str = "output",
                    include_heads: bool = False) -> PyTree:
-  """NAI's parameter importance for one task (Kim & Lee 2021, arXiv 2107.12657; DESIGN.md).
+  """NAI's parameter importance for one task (Kim & Lee 2021, arXiv 2107.12657; docs/design.md).
 
   A neuron is a unit (Dense) or an output channel (Conv) after its nonlinearity, as recorded by the
   models' ``sow_activation`` hooks. Its task importance is its mean activation over the examples (and over
@@ -376,213 +365,3 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
     omega[HEAD]["kernel"] = head_imp.astype(jnp.float32)
     omega[HEAD]["bias"] = jnp.broadcast_to(imp, heads["bias"].shape).astype(jnp.float32)
   return omega
-
-
-# -- methods ---------------------------------------------------------------------------------------
-
-def _copy(tree: PyTree) -> PyTree:
-  """Fresh device buffers (the anchor must not alias the donated parameters)."""
-  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
-
-
-class ImportancePenaltyMethod(methods.Method):
-  """Base of EWC, MAS, SI and NAI: the penalty, its state and the end-of-task update.
-
-  Method state (fixed shapes over the stream): ``{'omega': importances accumulated over finished tasks,
-  'anchor': parameters at the end of the last finished task (the initial parameters before), 'strength':
-  float32 scalar}`` (SI adds ``'path'``). ``strength`` is state, not a compile-time constant: a sweep may
-  change it between runs without recompiling the train step.
-
-  Raises:
-    ConfigError: an invalid ``config.method`` value (one line naming the key and the fix).
-  """
-
-  name = "importance"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.strength = methods.number(method_config, "strength", float, 0.0)
-    self.accumulate = methods.choice(method_config, "accumulate", ACCUMULATE)
-    self.samples = methods.number(method_config, "importance_samples", int, 0)
-    self.batch_size = methods.number(method_config, "importance_batch_size", int, 1)
-    self._jitted = None
-
-  # hooks
-
-  def init_state(self, params, batch_stats) -> dict:
-    del batch_stats
-    return {"omega": jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params),
-            "anchor": _copy(params), "strength": jnp.asarray(self.strength, jnp.float32)}
-
-  def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return importance_penalty(self.strength)
-
-  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
-    return {"omega": method_state["omega"], "anchor": method_state["anchor"],
-            "strength": method_state["strength"]}
-
-  def end_task(self, method_state, params, batch_stats, task: int, data: Examples) -> dict:
-    omega_t = self.task_importance(method_state, params, batch_stats, task, data)
-    new = dict(method_state)
-    new["omega"] = accumulate(method_state["omega"], omega_t, self.accumulate)
-    new["anchor"] = _copy(params)
-    return new
-
-  # importance of one task
-
-  def task_importance(self, method_state, params, batch_stats, task: int, data: Examples) -> PyTree:
-    """The importance of task ``task`` (float32 pytree shaped like ``params``), from up to
-    ``importance_samples`` of its examples (a seeded subset; 0 = all)."""
-    examples, mask = self.importance_examples(data, task)
-    if self._jitted is None:
-      self._jitted = jax.jit(self.estimate)
-    return self._jitted(params, batch_stats, examples, mask, jax.random.PRNGKey(task))
-
-  def importance_examples(self, data: Examples, task: int) -> tuple[dict, np.ndarray]:
-    """Host arrays ``({'image', 'label', 'task'}, mask)``, padded to a multiple of the chunk size.
-
-    Raises:
-      ConfigError: the task has no examples.
-    """
-    n = len(data)
-    if n == 0:
-      raise ConfigError(f"task {task + 1} has no training examples to estimate importances from; check "
-                        "scenario.samples_per_task and scenario.validation_fraction")
-    idx = np.arange(n)
-    if self.samples and self.samples < n:
-      idx = np.sort(np.random.default_rng([task, n]).permutation(n)[: self.samples])
-    m = len(idx)
-    padded = -(-m // self.batch_size) * self.batch_size
-    take = np.concatenate([idx, np.full(padded - m, idx[0])])
-    mask = np.zeros(padded, np.float32)
-    mask[:m] = 1.0
-    return {"image": data.images[take], "label": data.labels[take], "task": data.tasks[take]}, mask
-
-  def estimate(self, params, batch_stats, examples, mask, rng) -> PyTree:
-    """The estimator (traced under ``jax.jit``)."""
-    raise NotImplementedError
-
-  def _one(self, example: dict) -> dict:
-    return {k: example[k][None] for k in ("image", "label", "task")}
-
-
-class EWC(ImportancePenaltyMethod):
-  """Elastic weight consolidation (Kirkpatrick et al., PNAS 2017, Eq. 3): omega is the diagonal Fisher
-  (:func:`fisher_importance`) of each finished task at its final parameters, accumulated over tasks, with
-  one anchor, the latest task's end parameters (DESIGN.md; as online EWC and most libraries do, rather
-  than one anchor per task). ``method.ewc_fisher``: ``empirical`` (the true labels, DESIGN.md's default)
-  or ``sampled`` (labels drawn from the model's predictive distribution, the true Fisher's Monte-Carlo
-  estimate)."""
-
-  name = "ewc"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.fisher = methods.choice(method_config, "ewc_fisher", EWC_FISHER)
-
-  def estimate(self, params, batch_stats, examples, mask, rng):
-    keys = jax.random.split(rng, mask.shape[0])
-
-    def nll(p, ex):
-      one = self._one(ex)
-      if self.fisher == "sampled":
-        logits, _ = self.fns.logits(p, batch_stats, one, train=False)
-        one["label"] = jax.random.categorical(ex["key"], jax.lax.stop_gradient(logits))
-      loss, _ = self.fns.loss(p, batch_stats, one, None, False)  # of one example: -log p(label | x)
-      return loss
-
-    return fisher_importance(nll, params, dict(examples, key=keys), mask, batch_size=self.batch_size)
-
-
-class MAS(ImportancePenaltyMethod):
-  """Memory aware synapses (Aljundi et al., ECCV 2018): omega is :func:`mas_importance` of the task's
-  outputs (the logits of the outputs its label mask allows; the paper's unsupervised l2 of the output)."""
-
-  name = "mas"
-
-  def estimate(self, params, batch_stats, examples, mask, rng):
-    del rng
-    label_masks = jnp.asarray(self.fns.label_masks)
-
-    def output(p, ex):
-      logits, _ = self.fns.logits(p, batch_stats, self._one(ex), train=False)
-      return jnp.where(label_masks[ex["task"]], logits[0], 0.0)
-
-    return mas_importance(output, params, examples, mask, batch_size=self.batch_size)
-
-
-class SI(ImportancePenaltyMethod):
-  """Synaptic intelligence (Zenke et al., ICML 2017): the train step accumulates the path integral
-  ``path += -g * delta_theta`` (:func:`si_path_step`, in ``after_step``); at the task end
-  ``omega += path / ((theta_end - theta_start)^2 + method.si_xi)`` and the path restarts at 0. The task's
-  start parameters are the anchor (the previous task's end parameters; the initial ones for task 1)."""
-
-  name = "si"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.xi = methods.number(method_config, "si_xi", float, 0.0, strict=True)
-
-  def init_state(self, params, batch_stats) -> dict:
-    state = super().init_state(params, batch_stats)
-    state["path"] = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
-    return state
-
-  def after_step(self, method_state, params_before, params_after, grads, batch) -> dict:
-    new = dict(method_state)
-    new["path"] = si_path_step(method_state["path"], params_before, params_after, grads)
-    return new
-
-  def task_importance(self, method_state, params, batch_stats, task, data) -> PyTree:
-    return si_importance(method_state["path"], method_state["anchor"], params, self.xi)
-
-  def end_task(self, method_state, params, batch_stats, task: int, data: Examples) -> dict:
-    new = super().end_task(method_state, params, batch_stats, task, data)
-    new["path"] = jax.tree.map(jnp.zeros_like, method_state["path"])
-    return new
-
-
-class NAI(ImportancePenaltyMethod):
-  """Neuron activation importance (Kim & Lee 2021, arXiv 2107.12657): omega is :func:`nai_importance`
-  of each finished task, with ``method.nai_normalize``, ``method.nai_weight_rule`` and
-  ``method.nai_include_heads``; accumulated by ``method.accumulate``.
-
-  Raises:
-    ConfigError: also ``nai_weight_rule='max'`` with a residual network (its inputs are not the previous
-      layer's neurons).
-  """
-
-  name = "nai"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.normalize = methods.choice(method_config, "nai_normalize", NAI_NORMALIZE)
-    self.weight_rule = methods.choice(method_config, "nai_weight_rule", NAI_WEIGHT_RULES)
-    self.include_heads = bool(methods.option(method_config, "nai_include_heads"))
-    if self.weight_rule == "max":
-      from lwcl.models.convnet import ConvStage  # pylint: disable=g-import-not-at-top
-      from lwcl.models.mlp import DenseBlock  # pylint: disable=g-import-not-at-top
-      blocks = getattr(fns.model, "blocks", ())
-      if any(not isinstance(b, (ConvStage, DenseBlock)) for b in blocks):
-        raise ConfigError("method.nai_weight_rule='max' needs a sequential model (mlp or convnet); use "
-                          "--config.method.nai_weight_rule=output with residual networks")
-
-  def estimate(self, params, batch_stats, examples, mask, rng):
-    del rng
-    fns = self.fns
-    label_masks = jnp.asarray(fns.label_masks)
-
-    def forward(p, batch):
-      x = fns.preprocess(batch["image"], None)
-      logits, state = fns.model.apply({"params": p, "batch_stats": batch_stats}, x, batch["task"],
-                                      train=False, mutable=["intermediates"])
-      logits = jnp.where(label_masks[batch["task"]], logits, MASKED_LOGIT)
-      return logits, state["intermediates"]
-
-    return nai_importance(forward, params, examples, mask, batch_size=self.batch_size,
-                          normalize=self.normalize, weight_rule=self.weight_rule,
-                          include_heads=self.include_heads)
-
-
-for _cls in (EWC, MAS, SI, NAI):
-  methods.register(_cls.name, _cls)

@@ -1,5 +1,5 @@
 """Outputs of a run: ``results.json`` (written atomically), a PNG heatmap of the accuracy matrix, and a
-readable table for the terminal."""
+readable summary for the terminal."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import tempfile
 
 import numpy as np
+
+from lwcl.figures import pyplot, save_figure
 
 
 def _clean(obj):
@@ -72,10 +74,7 @@ def format_table(R, b, metrics: dict, task_names=None, title: str = "") -> str:
 
 def plot_accuracy_matrix(R, path: str, title: str = "") -> None:
   """Saves a heatmap of ``R`` (fractions) with the value in each cell, to PNG ``path`` (atomically)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-
+  plt = pyplot()
   R = np.asarray(R, dtype=float)
   T = R.shape[0]
   fig, ax = plt.subplots(figsize=(1.0 + 0.7 * T, 0.8 + 0.6 * T))
@@ -90,7 +89,15 @@ def plot_accuracy_matrix(R, path: str, title: str = "") -> None:
   ax.set_title(title or "accuracy matrix (%)", fontsize=9)
   fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=100)
-  plt.close(fig)
-  os.replace(tmp, path)
+  save_figure(fig, path)
+
+
+def format_summary(results: dict) -> str:
+  """The accuracy matrix and metrics table of a results dict, and the training speed, as text."""
+  title = (f"{results['method']} on {results['dataset']} ({results['scenario']['kind']}, "
+           f"{results['scenario']['incremental']}-incremental, {results['scenario']['num_tasks']} tasks)")
+  m = {k: (np.nan if results.get(k) is None else results[k]) for k in ("acc", "bwt", "fwt", "forgetting")}
+  table = format_table(results["accuracy_matrix"], results["initial_accuracy"], m,
+                       [t["name"] for t in results["tasks"]], title)
+  return (f"{table}\ntrain time {results['train_seconds']:.1f} s, {results['examples_per_second']:.0f} "
+          f"examples/s on {results['devices']['count']} {results['devices']['platform']} device(s)")

@@ -14,9 +14,12 @@ data) with the validation split taken from each task's training data.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
-from lwcl import report
+from lwcl import config_files, report
 from lwcl.errors import ConfigError
+from lwcl.experiment import Experiment
+from lwcl.results import RESULTS_FILE, fingerprint, finished_results
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 
@@ -28,15 +31,10 @@ def candidate_config(config, value, split: str):
     ConfigError: if ``sweep.key`` is not a key of the config.
   """
   c = config.copy_and_resolve_references()
-  *parents, leaf = config.sweep.key.split(".")
+  key = config.sweep.key
   with c.unlocked():
-    node = c
     try:
-      for p in parents:
-        node = node[p]
-      if leaf not in node:
-        raise KeyError(leaf)
-      node[leaf] = type(node[leaf])(value)
+      config_files.set_key(c, key, type(config_files.get_key(c, key))(value))
     except (KeyError, TypeError, ValueError):
       raise ConfigError(f"sweep.key '{config.sweep.key}' is not a numeric config key; use a dotted key "
                         "of configs/default.py such as method.strength") from None
@@ -46,8 +44,16 @@ def candidate_config(config, value, split: str):
   return c
 
 
-def run_sweep(config, workdir: str) -> dict:
+def _run(config, workdir: str, on_step) -> dict:
+  """One candidate's run: its finished results, or the experiment run (resumed) in ``workdir``."""
+  done = finished_results(config, workdir)
+  return done if done is not None else Experiment(config).run(workdir, on_step)
+
+
+def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
   """Runs every candidate on validation data, then the selected one on test data.
+
+  ``on_step`` is passed to every run (:meth:`lwcl.experiment.Experiment.run`).
 
   Returns:
     The final run's results dict with ``sweep`` and ``selected`` added (also written to
@@ -55,8 +61,6 @@ def run_sweep(config, workdir: str) -> dict:
   Raises:
     ConfigError: no validation data, no values, an unknown key or metric.
   """
-  from lwcl import experiment  # pylint: disable=g-import-not-at-top  (experiment imports this module)
-
   if config.scenario.validation_fraction <= 0:
     raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
                       "(e.g. 0.1)")
@@ -65,19 +69,19 @@ def run_sweep(config, workdir: str) -> dict:
                       "--config.sweep.candidates='(1.,10.,100.)'")
   if config.sweep.metric not in HIGHER_IS_BETTER:
     raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
-  path = os.path.join(workdir, experiment.RESULTS_FILE)
-  fp = experiment.fingerprint(config.to_dict())
+  path = os.path.join(workdir, RESULTS_FILE)
+  fp = fingerprint(config.to_dict())
   rows = []
   for value in config.sweep.candidates:
     cfg = candidate_config(config, value, "valid")
     print(f"lwcl: sweep {config.sweep.key}={value} (validation split)", flush=True)
-    res = experiment.run(cfg, os.path.join(workdir, "sweep", f"{value:g}"))
+    res = _run(cfg, os.path.join(workdir, "sweep", f"{value:g}"), on_step)
     rows.append({"value": value, **{k: res[k] for k in ("acc", "bwt", "fwt", "forgetting")}})
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
   best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
-  final = experiment.run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"))
+  final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
   results = dict(final, sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
   report.write_json_atomic(path, results)

@@ -40,10 +40,6 @@ def small_config(**overrides):
   c.train.progress = False
   c.checkpoint.every_steps = 0
   for key, value in overrides.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = value
+    config_files.set_key(c, key, value)
   c.lock()
   return c

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import requires_fmnist, small_config
-from lwcl import experiment
+from lwcl import driver, experiment
+from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer
 from lwcl.errors import ConfigError, DivergenceError
 
@@ -23,10 +24,13 @@ SMALL = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.sce
          "--config.train.progress=False"]
 
 
-def cli(workdir, *overrides, env=None):
-  """Runs ``python -m lwcl.main`` on the default config with the small overrides."""
+def cli(workdir, *overrides, env=None, kill_after_step=None):
+  """Runs ``python -m lwcl.main`` on the default config with the small overrides; with
+  ``kill_after_step`` the same entry point SIGKILLs itself after that global step (tests/fault_run.py)."""
   full_env = dict(os.environ, **(env or {}))
-  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+  entry = ["-m", "lwcl.main"] if kill_after_step is None else [
+      os.path.join(ROOT, "tests", "fault_run.py"), str(kill_after_step)]
+  cmd = [sys.executable, *entry, f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
          *SMALL, *overrides]
   return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600)
 
@@ -50,7 +54,7 @@ def load_results(workdir):
 @requires_fmnist
 def test_end_to_end_results_and_outputs(tmp_path):
   workdir = str(tmp_path / "run")
-  results = experiment.run(small_config(), workdir)
+  results = driver.run(small_config(), workdir)
   on_disk = load_results(workdir)
   R = np.asarray(on_disk["accuracy_matrix"])
   chex.assert_shape(R, (3, 3))
@@ -68,10 +72,10 @@ def test_end_to_end_results_and_outputs(tmp_path):
   assert "accuracy_matrix.png" in files and any(f.startswith("events.out.tfevents") for f in files)
   assert results["accuracy_matrix"] == on_disk["accuracy_matrix"]
   # A finished workdir reports its results again; another experiment's workdir is refused.
-  again = experiment.run(small_config(), workdir)
+  again = driver.run(small_config(), workdir)
   assert again["accuracy_matrix"] == on_disk["accuracy_matrix"]
   with pytest.raises(ConfigError, match="different experiment"):
-    experiment.run(small_config(**{"optimizer.learning_rate": 0.5}), workdir)
+    driver.run(small_config(**{"optimizer.learning_rate": 0.5}), workdir)
   assert load_results(workdir) == on_disk
 
 
@@ -89,7 +93,7 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path):
   extra = ["--config.checkpoint.every_steps=4", "--config.model.name=convnet",
            "--config.model.conv_stages=((8,),)", "--config.model.dense=(16,)"]
   assert cli(ref, *extra).returncode == 0
-  proc = cli(killed, *extra, env={experiment.KILL_ENV: "17"})  # mid task 2; last checkpoint at step 16
+  proc = cli(killed, *extra, kill_after_step=17)  # mid task 2; last checkpoint at step 16
   assert proc.returncode == -signal.SIGKILL
   assert not os.path.exists(os.path.join(killed, "results.json"))
   assert sorted(os.listdir(os.path.join(killed, "checkpoints")))[-1] == "16"
@@ -135,7 +139,7 @@ def test_impossible_scenario_and_missing_data(tmp_path):
 @requires_fmnist
 def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
   workdir = str(tmp_path / "w")
-  proc = cli(workdir, "--config.checkpoint.every_steps=5", env={experiment.KILL_ENV: "12"})
+  proc = cli(workdir, "--config.checkpoint.every_steps=5", kill_after_step=12)
   assert proc.returncode == -signal.SIGKILL
   foreign = cli(workdir, "--config.optimizer.learning_rate=0.5")
   assert_one_line_error(foreign, "different experiment", "optimizer.learning_rate")
@@ -164,7 +168,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   with pytest.raises(DivergenceError, match="learning_rate"):
     exp.run(workdir)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, experiment.result_config(config.to_dict()))
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, results_lib.result_config(config.to_dict()))
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
     chex.assert_tree_all_finite(state["state"].params)
@@ -178,7 +182,7 @@ def test_tfds_source_end_to_end_with_mock_data(tmp_path):
                            "scenario.samples_per_task": 0, "train.batch_size": 10,
                            "data.augment.random_crop": True, "data.augment.horizontal_flip": True})
   with tfds.testing.mock_data(num_examples=100):
-    results = experiment.run(config, str(tmp_path / "w"))
+    results = driver.run(config, str(tmp_path / "w"))
   assert results["data_source"] == "tfds"
   chex.assert_shape(np.asarray(results["accuracy_matrix"]), (2, 2))
   assert results["tasks"][0]["num_test"] > 0
@@ -186,10 +190,10 @@ def test_tfds_source_end_to_end_with_mock_data(tmp_path):
 
 def test_results_of_an_older_version_still_match_when_keys_were_added():
   config = small_config().to_dict()
-  older = experiment.result_config(config)
+  older = results_lib.result_config(config)
   del older["method"]["name"], older["sweep"]  # keys an older lwcl did not have
-  assert experiment.same_experiment({"config": older}, config)
+  assert results_lib.same_experiment({"config": older}, config)
   older["optimizer"]["learning_rate"] = 0.5  # a key both have, with another value
-  assert not experiment.same_experiment({"config": older}, config)
-  assert experiment.same_experiment({"config": dict(config, devices={"num_devices": 4})}, config)
-  assert not experiment.same_experiment(None, config)
+  assert not results_lib.same_experiment({"config": older}, config)
+  assert results_lib.same_experiment({"config": dict(config, devices={"num_devices": 4})}, config)
+  assert not results_lib.same_experiment(None, config)

@@ -14,10 +14,10 @@ import optax
 import pytest
 
 from conftest import requires_fmnist, small_config
-from lwcl import experiment, layerwise
+from lwcl import driver, layerwise, optim
 from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
-from lwcl.methods import Method
+from lwcl.methods import FineTune
 from lwcl.models import build_model
 from lwcl.models.aux_heads import adaptive_avg_pool
 from lwcl.train import ModelFns, TrainState, make_train_step
@@ -149,8 +149,8 @@ def test_greedy_freezes_earlier_blocks_bit_identically():
   cfg = lw_config(mode="greedy", cuts="block", **{"optimizer.weight_decay": 5e-4,
                                                   "optimizer.learning_rate": 0.1})
   fns = make_fns(cfg)
-  tx = layerwise.optimizer(fns, Method(None, None, fns).transformation(), cfg.optimizer, 4, 3)
-  step = jax.jit(make_train_step(fns, tx, Method(None, None, fns)))
+  tx = optim.optimizer(fns, FineTune(None, None, fns).transformation(), cfg.optimizer, 4, 3)
+  step = jax.jit(make_train_step(fns, tx, FineTune(None, None, fns)))
   params, stats = built(mode="greedy", cuts="block")[1:]
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
                      opt_state=tx.init(params), method_state={}, rng=jax.random.PRNGKey(4))
@@ -259,7 +259,7 @@ def test_experiment_reports_block_accuracy_and_probes(tmp_path):
                         "layerwise.linear_probe.enabled": True, "layerwise.linear_probe.steps": 50,
                         "layerwise.linear_probe.train_examples": 100})
   workdir = str(tmp_path / "run")
-  results = experiment.run(cfg, workdir)
+  results = driver.run(cfg, workdir)
   chex.assert_shape(np.asarray(results["block_accuracy"]), (2, 3, 2))
   chex.assert_shape(np.asarray(results["linear_probe_accuracy"]), (3, 2))
   assert results["layerwise"]["depth"] == [1, 2, 3] and results["layerwise"]["mode"] == "greedy"

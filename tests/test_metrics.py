@@ -9,7 +9,7 @@ from lwcl import metrics
 
 
 def reference(R, b):
-  """Definitions of DESIGN.md, 1-based in the text, written as plain loops."""
+  """Definitions of docs/design.md, 1-based in the text, written as plain loops."""
   T = len(R)
   acc = sum(R[T - 1][j] for j in range(T)) / T
   bwt = sum(R[T - 1][j] - R[j][j] for j in range(T - 1)) / (T - 1)

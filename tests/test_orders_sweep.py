@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import requires_fmnist, small_config
-from lwcl import experiment, orders, sweep
+from lwcl import driver, experiment, orders, sweep
 from lwcl.errors import ConfigError
 
 
@@ -42,11 +42,11 @@ def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   cands = results["sweep"]["candidates"]
   assert [c["value"] for c in cands] == [1e-4, 0.05]
   assert results["selected"] == max(cands, key=lambda c: c["acc"])["value"]
-  sweep_run = experiment.run(sweep.candidate_config(config, 1e-4, "valid"), str(tmp_path / "sweep" / "0.0001"))
+  sweep_run = driver.run(sweep.candidate_config(config, 1e-4, "valid"), str(tmp_path / "sweep" / "0.0001"))
   assert sweep_run["eval_split"] == "valid"
   assert results["eval_split"] == "test"
   assert results["config"]["sweep"]["key"] == "optimizer.learning_rate"  # the summary keeps the sweep config
-  final = experiment.run(sweep.candidate_config(config, results["selected"], "test"), str(tmp_path / "final"))
+  final = driver.run(sweep.candidate_config(config, results["selected"], "test"), str(tmp_path / "final"))
   assert final["config"]["optimizer"]["learning_rate"] == results["selected"]
   assert final["accuracy_matrix"] == results["accuracy_matrix"]
 

@@ -17,9 +17,10 @@ import quadprog
 import qpsolvers
 
 from lwcl import memory as memory_lib
+from lwcl import param_groups
 from lwcl import projection as pj
 from lwcl.errors import ConfigError
-from lwcl.methods import build_method
+from lwcl.methods import EpisodicState, build_method
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
@@ -246,14 +247,14 @@ def _random_like(rng, tree, lead=None):
 def test_group_labels_follow_flax_modules():
   params = _mlp_params((5, 4))
   leaves = jax.tree_util.tree_leaves(params)
-  assert len(pj.parameter_groups(params, "network")) == 1
-  layer = pj.group_labels(params, "layer")
+  assert len(param_groups.parameter_groups(params, "network")) == 1
+  layer = param_groups.group_labels(params, "layer")
   assert sorted(set(layer)) == [("blocks_0", "Dense_0"), ("blocks_1", "Dense_0"), ("head",)]
-  assert len(pj.parameter_groups(params, "block")) == 3 and len(layer) == len(leaves)
-  kernels = pj.parameter_groups(params, lambda path, leaf: path[-1])
+  assert len(param_groups.parameter_groups(params, "block")) == 3 and len(layer) == len(leaves)
+  kernels = param_groups.parameter_groups(params, lambda path, leaf: path[-1])
   assert len(kernels) == 2
   with pytest.raises(ValueError):
-    pj.group_labels(params, "neuron")
+    param_groups.group_labels(params, "neuron")
 
 
 def test_network_grouping_equals_layer_grouping_on_one_layer_model():
@@ -345,7 +346,7 @@ def test_one_compilation_for_the_whole_stream(name):
       state, metrics = step(state, batch)
       assert np.isfinite(float(metrics["loss"])), seed
   assert step._cache_size() == 1
-  np.testing.assert_array_equal(state.method_state["memory"].count, [12, 12, 12, 12])
+  np.testing.assert_array_equal(state.method_state.memory.count, [12, 12, 12, 12])
 
 
 def test_old_task_gradients_match_per_task_gradients():
@@ -353,14 +354,14 @@ def test_old_task_gradients_match_per_task_gradients():
   methods = [_tiny_setup("gem", memory_grad_chunk=chunk)[0] for chunk in (0, 1, 2)]
   fns = methods[0].fns
   params, stats = _init(fns, rng)
-  mem = methods[0].init_state(params, stats)["memory"]
+  mem = methods[0].init_state(params, stats).memory
   for task, n in [(0, 4), (1, 9)]:
     mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (n, 6, 6, 1)), jnp.uint8),
                          jnp.asarray(rng.integers(0, 3, n), jnp.int32), task)
   batch = {"task": jnp.full((4,), 2, jnp.int32)}
 
   def compute(mem, params):
-    outs = [m.step_args({"memory": mem}, params, stats, batch, jax.random.PRNGKey(0)) for m in methods]
+    outs = [m.step_args(EpisodicState(memory=mem), params, stats, batch, jax.random.PRNGKey(0)) for m in methods]
     expect = []
     for k, n in [(0, 4), (1, 6)]:  # task 0 stored 4 examples, task 1 the last 6 of its 9
       b = {key: v[k, :n] for key, v in memory_lib.task_batches(mem, 3).items()}
@@ -395,18 +396,18 @@ def test_layerwise_local_mode_uses_local_losses_and_projects_per_local_block():
   method = build_method(cfg.method, types.SimpleNamespace(max_tasks=4, image_shape=(6, 6, 1)), fns)
   params, stats = _init(fns, rng)
   groups = [{jax.tree_util.keystr(p[:1]) for i, (p, _) in enumerate(jax.tree_util.tree_flatten_with_path(
-      params)[0]) if i in g} for g in pj.parameter_groups(params, method.grouping)]
+      params)[0]) if i in g} for g in param_groups.parameter_groups(params, method.grouping)]
   assert sorted(map(sorted, groups)) == [["['aux_0']", "['blocks_0']"], ["['blocks_1']", "['head']"]]
   with pytest.raises(ConfigError, match="method.grouping"):
     _tiny_setup("gem", grouping="local_block")
 
-  mem = method.init_state(params, stats)["memory"]
+  mem = method.init_state(params, stats).memory
   for task in (0, 1):
     mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (6, 6, 6, 1)), jnp.uint8),
                          jnp.asarray(rng.integers(0, 3, 6), jnp.int32), task)
 
   def compute(mem, params):
-    args = method.step_args({"memory": mem}, params, stats, {"task": jnp.full((4,), 2, jnp.int32)}, None)
+    args = method.step_args(EpisodicState(memory=mem), params, stats, {"task": jnp.full((4,), 2, jnp.int32)}, None)
     b = {key: v[0] for key, v in memory_lib.task_batches(mem, 3).items()}
     first = jax.grad(lambda p: fns.local_losses(p, stats, b, None, False)[0])(params)
     return args, first

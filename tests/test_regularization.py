@@ -13,7 +13,8 @@ import pytest
 
 from conftest import requires_fmnist, small_config
 from lwcl import methods, regularization as reg
-from lwcl.data.pipeline import Examples, Preprocessor
+from lwcl.data.examples import Examples
+from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
 from lwcl.models.convnet import ConvStage
 from lwcl import config_files
@@ -111,11 +112,11 @@ def test_ewc_fisher_matches_numpy_per_example_gradients(mlp):
   expected = jax.tree.map(lambda *g: np.mean(g, 0), *sq)
 
   # Through the method (end_task on the host, chunks of 4: 10 examples padded to 12).
-  method = reg.EWC(method_config(name="ewc", importance_samples=0, importance_batch_size=4), None, fns)
+  method = methods.EWC(method_config(name="ewc", importance_samples=0, importance_batch_size=4), None, fns)
   state = method.init_state(params, batch_stats)
   state = method.end_task(state, params, batch_stats, 0, data)
-  assert_tree_close(state["omega"], expected)
-  assert_tree_close(state["anchor"], p, rtol=0, atol=0)
+  assert_tree_close(state.omega, expected)
+  assert_tree_close(state.anchor, p, rtol=0, atol=0)
 
   # The pure estimator, with another chunk size and an explicit mask that drops the last 3 examples.
   def nll(prm, ex):
@@ -130,10 +131,10 @@ def test_ewc_fisher_matches_numpy_per_example_gradients(mlp):
 
 def test_ewc_sampled_fisher_is_finite_and_differs(mlp):
   fns, params, batch_stats, data = mlp
-  method = reg.EWC(method_config(name="ewc", ewc_fisher="sampled", importance_batch_size=4), None, fns)
+  method = methods.EWC(method_config(name="ewc", ewc_fisher="sampled", importance_batch_size=4), None, fns)
   omega = method.task_importance(None, params, batch_stats, 0, data)
   assert all(np.all(np.isfinite(leaf)) and np.all(np.asarray(leaf) >= 0) for leaf in jax.tree.leaves(omega))
-  empirical = reg.EWC(method_config(name="ewc", importance_batch_size=4), None, fns).task_importance(
+  empirical = methods.EWC(method_config(name="ewc", importance_batch_size=4), None, fns).task_importance(
       None, params, batch_stats, 0, data)
   assert not np.allclose(omega["head"]["bias"], empirical["head"]["bias"])
 
@@ -147,13 +148,13 @@ def test_mas_matches_numpy(mlp):
     f = np.where(LABEL_MASKS[task], logits, 0.0)
     grads.append(jax.tree.map(np.abs, mlp_backward(p, x, z, 2.0 * f, task)))  # d||f||^2/df = 2f
   expected = jax.tree.map(lambda *g: np.mean(g, 0), *grads)
-  method = reg.MAS(method_config(name="mas", importance_samples=0, importance_batch_size=4), None, fns)
+  method = methods.MAS(method_config(name="mas", importance_samples=0, importance_batch_size=4), None, fns)
   assert_tree_close(method.task_importance(None, params, batch_stats, 0, data), expected)
 
 
 def test_importance_samples_caps_the_examples(mlp):
   fns, params, batch_stats, data = mlp
-  method = reg.MAS(method_config(name="mas", importance_samples=6, importance_batch_size=4), None, fns)
+  method = methods.MAS(method_config(name="mas", importance_samples=6, importance_batch_size=4), None, fns)
   examples, mask = method.importance_examples(data, 0)
   assert examples["image"].shape[0] == 8 and mask.sum() == 6
 
@@ -193,7 +194,7 @@ def mlp2():
 def test_nai_mlp_matches_numpy(mlp2, rule, normalize):
   fns, params, batch_stats, data = mlp2
   expected, _, _ = nai_expected_mlp(np64(params), data, rule, normalize)
-  method = reg.NAI(method_config(name="nai", nai_weight_rule=rule, nai_normalize=normalize,
+  method = methods.NAI(method_config(name="nai", nai_weight_rule=rule, nai_normalize=normalize,
                                  importance_samples=0, importance_batch_size=4), None, fns)
   assert_tree_close(method.task_importance(None, params, batch_stats, 0, data), expected)
 
@@ -211,7 +212,7 @@ def test_nai_heads_included(mlp2):
   imp = np.where(LABEL_MASKS, mean / (mean.sum(1, keepdims=True) / 2), 0.0)  # 2 allowed outputs per task
   expected["head"]["kernel"] = np.maximum(imp[:, None, :], i2[None, :, None])
   expected["head"]["bias"] = imp
-  method = reg.NAI(method_config(name="nai", nai_weight_rule="max", nai_include_heads=True,
+  method = methods.NAI(method_config(name="nai", nai_weight_rule="max", nai_include_heads=True,
                                  importance_samples=0, importance_batch_size=4), None, fns)
   assert_tree_close(method.task_importance(None, params, batch_stats, 0, data), expected)
 
@@ -249,7 +250,7 @@ def test_nai_convnet_matches_numpy(rule):
   if rule == "max":  # flattened [2, 2, 3] input: index d is channel d % 3
     k2 = np.maximum(k2, np.tile(i1, 4)[:, None])
   expected["blocks_1"]["Dense_0"] = {"kernel": k2.copy(), "bias": i2}
-  method = reg.NAI(method_config(name="nai", nai_weight_rule=rule, importance_samples=0,
+  method = methods.NAI(method_config(name="nai", nai_weight_rule=rule, importance_samples=0,
                                  importance_batch_size=4), None, fns)
   assert_tree_close(method.task_importance(None, params, batch_stats, 0, data), expected)
 
@@ -268,7 +269,7 @@ def test_si_path_integral_on_a_quadratic():
   the path integral is sum_t lr g_t^2 = lr a^2 d0^2 (1 - r^(2T)) / (1 - r^2) and delta = d0 (r^T - 1)."""
   a, c, theta0 = np.array([0.5, 1.0, 2.0]), np.array([1.0, -2.0, 0.5]), np.array([0.0, 1.0, -1.0])
   lr, steps, xi = 0.05, 40, 1e-3
-  method = reg.SI(method_config(name="si", si_xi=xi), None, None)
+  method = methods.SI(method_config(name="si", si_xi=xi), None, None)
   params = {"w": jnp.asarray(theta0, jnp.float32)}
   state = method.init_state(params, {})
   step = jax.jit(method.after_step)
@@ -278,7 +279,7 @@ def test_si_path_integral_on_a_quadratic():
     state, params = step(state, params, new, g, None), new
   r, d0 = 1 - lr * a, theta0 - c
   path = lr * a**2 * d0**2 * (1 - r**(2 * steps)) / (1 - r**2)
-  np.testing.assert_allclose(state["path"]["w"], path, rtol=1e-4)
+  np.testing.assert_allclose(state.path["w"], path, rtol=1e-4)
   # The path integral is the loss decrease up to the discretization factor (1 - lr a / 2).
   loss_drop = 0.5 * a * d0**2 * (1 - r**(2 * steps))
   np.testing.assert_allclose(path * (1 - lr * a / 2), loss_drop, rtol=1e-12)
@@ -286,9 +287,9 @@ def test_si_path_integral_on_a_quadratic():
   state = method.end_task(state, params, {}, 0, None)
   delta = d0 * (r**steps - 1)
   omega1 = path / (delta**2 + xi)
-  np.testing.assert_allclose(state["omega"]["w"], omega1, rtol=1e-4)
-  np.testing.assert_array_equal(state["path"]["w"], 0.0)
-  np.testing.assert_array_equal(state["anchor"]["w"], params["w"])
+  np.testing.assert_allclose(state.omega["w"], omega1, rtol=1e-4)
+  np.testing.assert_array_equal(state.path["w"], 0.0)
+  np.testing.assert_array_equal(state.anchor["w"], params["w"])
 
   # Second task: a fresh path from the new anchor; importances add up.
   theta1, c2 = np.asarray(params["w"], np.float64), np.zeros(3)
@@ -299,7 +300,7 @@ def test_si_path_integral_on_a_quadratic():
   state = method.end_task(state, params, {}, 1, None)
   d1 = theta1 - c2
   path2 = lr * a**2 * d1**2 * (1 - r**(2 * steps)) / (1 - r**2)
-  np.testing.assert_allclose(state["omega"]["w"], omega1 + path2 / ((d1 * (r**steps - 1))**2 + xi),
+  np.testing.assert_allclose(state.omega["w"], omega1 + path2 / ((d1 * (r**steps - 1))**2 + xi),
                              rtol=1e-4)
 
 
@@ -362,7 +363,7 @@ def test_accumulate():
 
 def test_registered_and_bad_config_values(mlp):
   fns = mlp[0]
-  for name, cls in [("ewc", reg.EWC), ("mas", reg.MAS), ("si", reg.SI), ("nai", reg.NAI)]:
+  for name, cls in [("ewc", methods.EWC), ("mas", methods.MAS), ("si", methods.SI), ("nai", methods.NAI)]:
     assert isinstance(methods.build_method(method_config(name=name), None, fns), cls)
   bad = [("ewc", {"strength": -1.0}, "method.strength"), ("mas", {"accumulate": "mean"}, "method.accumulate"),
          ("si", {"si_xi": 0.0}, "method.si_xi"), ("nai", {"nai_normalize": "l2"}, "method.nai_normalize"),
@@ -379,8 +380,8 @@ def test_nai_max_rule_refuses_residual_networks():
   fns = ModelFns(Network([BasicBlock(4)], TaskHeads(1, 2, name="head"), "avg"),
                  Preprocessor((0.0,), (1.0,)), np.ones((1, 2), bool))
   with pytest.raises(ConfigError, match="nai_weight_rule"):
-    reg.NAI(method_config(name="nai", nai_weight_rule="max"), None, fns)
-  reg.NAI(method_config(name="nai", nai_weight_rule="output"), None, fns)
+    methods.NAI(method_config(name="nai", nai_weight_rule="max"), None, fns)
+  methods.NAI(method_config(name="nai", nai_weight_rule="output"), None, fns)
 
 
 # -- strength 0 is fine-tuning ----------------------------------------------------------------------
@@ -406,5 +407,5 @@ def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, nam
   assert results["accuracy_matrix"] == want_results["accuracy_matrix"]
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(exp.final_state.params), want_params)
   # The importances were estimated (non-zero) and only the zero strength kept them out.
-  omega = exp.final_state.method_state["omega"]
+  omega = exp.final_state.method_state.omega
   assert sum(float(jnp.sum(jnp.abs(o))) for o in jax.tree.leaves(omega)) > 0

@@ -7,7 +7,7 @@ default backend without running it (``jax.jit(step).lower(...).compile()``) and 
 ``memory_analysis().temp_size_in_bytes``: the buffers XLA allocates for intermediates (activations,
 residuals, gradients), not the arguments (parameters, optimizer state, batch). ``local (autodiff)`` is the
 local loss differentiated by plain reverse mode, for comparison with the block-by-block step that
-``local`` uses (see :class:`lwcl.layerwise.LayerwiseFns`).
+``local`` uses (see :class:`lwcl.layerwise.fns.LayerwiseFns`).
 
 Usage: ``bin/bench layerwise [--depths=56,110] [--batch=128] [--cuts=even:9,block] [--json=FILE]``.
 The ratio column is local / backprop of the same depth; the target of issue 3 is <= 1/3 for ResNet-110
@@ -28,7 +28,7 @@ import optax
 
 from lwcl import layerwise
 from lwcl.data.pipeline import Preprocessor
-from lwcl.methods import Method
+from lwcl.methods import FineTune
 from lwcl.models import build_model
 from lwcl.train import TrainState, make_train_step
 
@@ -65,7 +65,7 @@ def step_memory(depth: int, batch: int, mode: str, cuts: str = "block", local_st
                             np.ones((1, NUM_CLASSES), bool), image_shape, 1, NUM_CLASSES)
   tx = optax.chain(optax.add_decayed_weights(5e-4), optax.sgd(0.1, momentum=0.9))
   tx = optax.with_extra_args_support(tx)
-  method = Method(None, scenario, fns)
+  method = FineTune(None, scenario, fns)
 
   def init_state():
     params, stats = fns.init(jax.random.PRNGKey(0), image_shape)

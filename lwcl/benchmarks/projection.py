@@ -38,7 +38,6 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
-from lwcl import episodic  # noqa: E402
 from lwcl import memory as memory_lib  # noqa: E402
 from lwcl import methods  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
@@ -86,10 +85,8 @@ def gem_host_qp(margin: float = MARGIN, eps: float = 1e-3) -> optax.GradientTran
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-class GEMHostQP(episodic.GEM):
+class GEMHostQP(methods.GEM):
   """GEM whose projection runs on the host (benchmark only)."""
-
-  name = "gem_host_qp"
 
   def transformation(self):
     return gem_host_qp(self.margin)
@@ -100,8 +97,8 @@ def _method(name: str, old_tasks: int, fns: ModelFns):
          "gem_margin": MARGIN, "agem_ref_batch": 256, "lgd_threshold": 0.0, "lgd_top_k": 0,
          "lgd_margin": 0.0}
   scenario = types.SimpleNamespace(max_tasks=old_tasks + 1, image_shape=IMAGE_SHAPE)
-  cls = {"finetune": methods.Method, "agem": episodic.AGEM, "gem": episodic.GEM,
-         "gem_host_qp": GEMHostQP, "lgd": episodic.LGD}[name]
+  cls = {"finetune": methods.FineTune, "agem": methods.AGEM, "gem": methods.GEM,
+         "gem_host_qp": GEMHostQP, "lgd": methods.LGD}[name]
   return cls(cfg, scenario, fns)
 
 
@@ -116,12 +113,12 @@ class _Runner:
     tx = optax.chain(method.transformation(), optax.sgd(0.1))
     params, stats = fns.init(jax.random.PRNGKey(seed), IMAGE_SHAPE)
     method_state = method.init_state(params, stats)
-    if "memory" in method_state:
-      mem = method_state["memory"]
+    if isinstance(method_state, methods.EpisodicState):
+      mem = method_state.memory
       for t in range(old_tasks):
         mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (MEMORY,) + IMAGE_SHAPE), jnp.uint8),
                              jnp.asarray(rng.integers(0, 10, MEMORY), jnp.int32), t)
-      method_state = dict(method_state, memory=mem)
+      method_state = method_state.replace(memory=mem)
     self.state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
                             jax.random.PRNGKey(seed + 1))
     self.step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))

@@ -15,28 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwcl.data.examples import Examples
 from lwcl.errors import ConfigError, DataError
-
-
-@dataclasses.dataclass(frozen=True)
-class Examples:
-  """A set of training examples, possibly from several tasks (joint training, episodic memory).
-
-  Attributes: ``images`` uint8 ``[N, H, W, C]``, ``labels`` int32 ``[N]``, ``tasks`` int32 ``[N]``.
-  """
-  images: np.ndarray
-  labels: np.ndarray
-  tasks: np.ndarray
-
-  def __len__(self) -> int:
-    return int(self.labels.shape[0])
-
-  @classmethod
-  def from_tasks(cls, tasks, split: str = "train") -> "Examples":
-    """Concatenates one split of several :class:`~lwcl.data.scenarios.Task` objects."""
-    parts = [getattr(t, split) for t in tasks]
-    return cls(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
-               np.concatenate([np.full(len(p), t.index, np.int32) for p, t in zip(parts, tasks)]))
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

@@ -25,18 +25,9 @@ import dataclasses
 import numpy as np
 import scipy.ndimage
 
+from lwcl.data.examples import Examples
 from lwcl.data.sources import ImageDataset
 from lwcl.errors import ConfigError, DataError
-
-
-@dataclasses.dataclass(frozen=True)
-class Split:
-  """One split of one task: uint8 images ``[N, H, W, C]`` and int32 labels ``[N]`` in output space."""
-  images: np.ndarray
-  labels: np.ndarray
-
-  def __len__(self) -> int:
-    return int(self.labels.shape[0])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +39,16 @@ class Task:
     name: readable name, e.g. ``'classes 0,1'`` or ``'permutation 3'``.
     classes: the data set's class ids in this task.
     transform: ``None`` for split tasks; ``{'permutation_seed': s}`` or ``{'angle_degrees': a}``.
-    train, valid, test: the task's data. ``valid`` is held out of the training data.
+    train, valid, test: the task's data (:class:`~lwcl.data.examples.Examples`, every example's task id
+      ``index``). ``valid`` is held out of the training data.
   """
   index: int
   name: str
   classes: tuple
   transform: dict | None
-  train: Split
-  valid: Split
-  test: Split
+  train: Examples
+  valid: Examples
+  test: Examples
 
   def describe(self) -> dict:
     """JSON-serialisable description for ``results.json``."""
@@ -100,7 +92,7 @@ def _subsample(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
   return np.sort(idx[:limit]) if limit and limit < n else np.sort(idx)
 
 
-def _train_valid(rng, images, labels, cfg) -> tuple[Split, Split]:
+def _train_valid(rng, images, labels, task: int, cfg) -> tuple[Examples, Examples]:
   """Holds out ``validation_fraction`` of a task's training data, then caps training at
   ``samples_per_task``."""
   n = labels.shape[0]
@@ -110,7 +102,8 @@ def _train_valid(rng, images, labels, cfg) -> tuple[Split, Split]:
   if cfg.samples_per_task:
     train_idx = train_idx[: cfg.samples_per_task]
   train_idx = np.sort(train_idx)
-  return Split(images[train_idx], labels[train_idx]), Split(images[valid_idx], labels[valid_idx])
+  return (Examples.of_task(images[train_idx], labels[train_idx], task),
+          Examples.of_task(images[valid_idx], labels[valid_idx], task))
 
 
 def _class_order(cfg, num_classes: int) -> list:
@@ -254,8 +247,8 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
     if train_y.size == 0 or test_y.size == 0:
       raise DataError(f"task {t} ({name}) has no training or test examples in {ds.name}; check "
                       "scenario.class_order and the data set")
-    train, valid = _train_valid(rng, train_x, train_y, cfg)
+    train, valid = _train_valid(rng, train_x, train_y, t, cfg)
     tasks.append(Task(t, name, tuple(int(c) for c in classes), transform, train, valid,
-                      Split(test_x, test_y)))
+                      Examples.of_task(test_x, test_y, t)))
   return Scenario(kind, inc, tuple(tasks), max_tasks, num_heads, output_dim, label_masks,
                   ds.image_shape, ds.name)

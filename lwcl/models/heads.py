@@ -12,7 +12,7 @@ class TaskHeads(nn.Module):
 
   With one head every example uses it; otherwise example ``i`` uses head ``task[i]``. Keeping all heads in
   one array (padded to ``max_tasks``) gives the parameters one shape for the whole task stream, so a train
-  step compiles once (DESIGN.md, "Fixed shapes across tasks").
+  step compiles once (docs/design.md, "Fixed shapes across tasks").
 
   Attributes:
     num_heads: 1 (shared head) or ``max_tasks`` (one head per task).

@@ -1,4 +1,4 @@
-"""Episodic-memory methods for the runner: A-GEM, GEM and LGD.
+"""Episodic-memory gradient projection as continual-learning methods: A-GEM, GEM and LGD.
 
 Each method keeps an episodic memory (``lwcl.memory``) in its method state, fills it with every training
 minibatch inside the jitted step (``after_step``), computes the old tasks' gradients on it inside the same
@@ -19,50 +19,66 @@ fine-tuning.)
 
 Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``, ``memory_grad_chunk``,
 ``grouping``, ``gem_margin``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``, ``lgd_margin``.
+
+**Adding a projection method**: write its rule as a pure function and an optax transformation taking
+``ref_grads`` / ``ref_mask`` in :mod:`lwcl.projection`, subclass :class:`EpisodicMethod` here (override
+``transformation``, and ``step_args`` if it needs other reference gradients than one per old task), and
+add its name to ``METHODS`` in ``lwcl/methods/__init__.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import flax
 import jax
 import jax.numpy as jnp
 import optax
 
 from lwcl import memory as memory_lib
-from lwcl import methods
-from lwcl import projection
+from lwcl import param_groups, projection
 from lwcl.errors import ConfigError
+from lwcl.methods.base import Method
+from lwcl.methods.options import number, option
 
 
-class EpisodicMethod(methods.Method):
-  """Shared machinery: the memory in the method state and the gradients of the memory loss.
+@flax.struct.dataclass
+class EpisodicState:
+  """State of A-GEM, GEM and LGD.
 
-  Method state: ``{'memory': lwcl.memory.Memory}`` with ``scenario.max_tasks`` slots of
-  ``method.memory_per_task`` examples.
+  Attributes:
+    memory: :class:`lwcl.memory.Memory`, ``scenario.max_tasks`` ring buffers of ``method.memory_per_task``
+      examples (uint8 images ``[T, M, H, W, C]``, int32 labels ``[T, M]``, int32 counts ``[T]``), filled
+      with every training minibatch inside the train step.
+  """
+  memory: memory_lib.Memory
+
+
+class EpisodicMethod(Method):
+  """Shared machinery: the memory in the method state (:class:`EpisodicState`), the gradients of the
+  memory loss, and by default one reference gradient per old task (GEM, LGD) as ``step_args``.
 
   Raises (constructor):
     ConfigError: a method key out of range or an unknown grouping.
   """
 
-  name = "episodic"
   default_grouping = "network"
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
     cfg = method_config
-    self.per_task = methods.number(cfg, "memory_per_task", int, 1, default=256)
-    self.chunk = methods.number(cfg, "memory_grad_chunk", int, 0, default=0)
-    self.grouping = self._grouping(methods.option(cfg, "grouping", "auto"), fns)
+    self.per_task = number(cfg, "memory_per_task", int, 1, default=256)
+    self.chunk = number(cfg, "memory_grad_chunk", int, 0, default=0)
+    self.grouping = self._grouping(option(cfg, "grouping", "auto"), fns)
     self.max_tasks = scenario.max_tasks
     self.image_shape = tuple(scenario.image_shape)
 
-  def _grouping(self, grouping: str, fns) -> projection.Grouping:
+  def _grouping(self, grouping: str, fns) -> param_groups.Grouping:
     """The projection's parameter groups for ``method.grouping``.
 
     ``auto`` is the method's default (A-GEM, GEM: ``network``; LGD: ``layer``), except that in layer-wise
     ``local``/``greedy`` training (``lwcl.layerwise``) A-GEM and GEM project each local block separately
-    (``local_block``), so every block is constrained by its own local loss on the memory (DESIGN.md,
+    (``local_block``), so every block is constrained by its own local loss on the memory (docs/design.md,
     "Layer-wise learning is a loss structure"; LGD's layers are already inside one local block each).
     """
     layerwise = getattr(fns, "mode", "backprop") in ("local", "greedy") and hasattr(fns, "block_of")
@@ -73,32 +89,38 @@ class EpisodicMethod(methods.Method):
         raise ConfigError("method.grouping='local_block' needs layer-wise training (layerwise.mode local or "
                           "greedy); use auto, layer, block or network, or set --config.layerwise.mode")
       return lambda path, leaf: ("local_block", fns.block_of(path[0]))
-    if grouping not in projection.GROUPINGS:
+    if grouping not in param_groups.GROUPINGS:
       raise ConfigError(f"unknown method.grouping '{grouping}'; use auto, local_block, "
-                        f"{', '.join(projection.GROUPINGS)}; fix --config.method.grouping")
+                        f"{', '.join(param_groups.GROUPINGS)}; fix --config.method.grouping")
     return grouping
 
-  def init_state(self, params, batch_stats) -> dict:
+  def init_state(self, params, batch_stats) -> EpisodicState:
     """An empty memory of ``max_tasks x memory_per_task`` examples."""
-    return {"memory": memory_lib.create(self.max_tasks, self.per_task, self.image_shape)}
+    del params, batch_stats
+    return EpisodicState(memory=memory_lib.create(self.max_tasks, self.per_task, self.image_shape))
 
-  def after_step(self, method_state, params_before, params_after, grads, batch) -> dict:
+  def after_step(self, method_state: EpisodicState, params_before, params_after, grads, batch):
     """Writes the minibatch into its task's ring buffer (traced)."""
-    memory = memory_lib.add(method_state["memory"], batch["image"], batch["label"], batch["task"][0])
-    return dict(method_state, memory=memory)
+    memory = memory_lib.add(method_state.memory, batch["image"], batch["label"], batch["task"][0])
+    return method_state.replace(memory=memory)
 
   def memory_grad(self, params, batch_stats, batch: dict) -> Any:
     """Gradient of the mean loss on a memory batch (``mask`` weights it), BatchNorm in inference mode."""
     return jax.grad(lambda p: self.fns.loss(p, batch_stats, batch, rng=None, train=False)[0])(params)
 
-  def old_task_grads(self, method_state, params, batch_stats, batch) -> dict:
+  def step_args(self, method_state: EpisodicState, params, batch_stats, batch, rng) -> dict:
+    """The old tasks' reference gradients (:meth:`old_task_grads`)."""
+    del rng
+    return self.old_task_grads(method_state, params, batch_stats, batch)
+
+  def old_task_grads(self, method_state: EpisodicState, params, batch_stats, batch) -> dict:
     """``{'ref_grads': params-shaped pytree with leading axis K, 'ref_mask': bool [K]}``,
     ``K = max(max_tasks - 1, 1)``: the gradient of each old task's memory loss (GEM, LGD).
 
     ``method.memory_grad_chunk``: 0 computes all ``K`` with one ``jax.vmap``; 1 one task at a time
     (``lax.map``), skipping tasks that are not old tasks yet; ``n > 1`` ``n`` tasks at a time.
     """
-    memory = method_state["memory"]
+    memory = method_state.memory
     k = max(self.max_tasks - 1, 1)
     mask = memory_lib.old_tasks(memory, batch["task"][0], k)
     batches = memory_lib.task_batches(memory, k)
@@ -117,12 +139,11 @@ class AGEM(EpisodicMethod):
   """A-GEM (Chaudhry et al., ICLR 2019): project against one gradient on a reference batch drawn
   uniformly from the union of the old tasks' memories (``method.agem_ref_batch`` examples)."""
 
-  name = "agem"
   default_grouping = "network"
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    ref = methods.number(method_config, "agem_ref_batch", int, 1, default=256)
+    ref = number(method_config, "agem_ref_batch", int, 1, default=256)
     self.ref_batch = min(ref, self.max_tasks * self.per_task)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
@@ -130,7 +151,7 @@ class AGEM(EpisodicMethod):
 
   def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
     key = jax.random.fold_in(rng, 0x6167656D)  # independent of the key the loss uses
-    ref = memory_lib.sample_union(method_state["memory"], key, batch["task"][0], self.ref_batch)
+    ref = memory_lib.sample_union(method_state.memory, key, batch["task"][0], self.ref_batch)
     g = self.memory_grad(params, batch_stats, ref)
     return {"ref_grads": jax.tree_util.tree_map(lambda x: x[None], g),
             "ref_mask": jnp.any(ref["mask"] > 0)[None]}
@@ -140,40 +161,27 @@ class GEM(EpisodicMethod):
   """GEM (Lopez-Paz & Ranzato, NeurIPS 2017): one constraint per old task, the dual QP solved on the
   device (``method.gem_margin`` is the reference code's ``memory_strength``)."""
 
-  name = "gem"
   default_grouping = "network"
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.margin = methods.number(method_config, "gem_margin", float, 0.0, default=0.5)
+    self.margin = number(method_config, "gem_margin", float, 0.0, default=0.5)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
     return projection.gem(self.margin, self.grouping)
-
-  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
-    return self.old_task_grads(method_state, params, batch_stats, batch)
 
 
 class LGD(EpisodicMethod):
   """LGD (Tang et al., CVPR 2021): shared + task-specific decomposition of the old gradients, per layer by
   default (``method.grouping='network'`` is the paper's concatenated ablation)."""
 
-  name = "lgd"
   default_grouping = "layer"
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    self.threshold = methods.number(method_config, "lgd_threshold", float, 0.0, maximum=1.0, default=0.0)
-    self.top_k = methods.number(method_config, "lgd_top_k", int, 0, default=0)
-    self.margin = methods.number(method_config, "lgd_margin", float, 0.0, default=0.0)
+    self.threshold = number(method_config, "lgd_threshold", float, 0.0, maximum=1.0, default=0.0)
+    self.top_k = number(method_config, "lgd_top_k", int, 0, default=0)
+    self.margin = number(method_config, "lgd_margin", float, 0.0, default=0.0)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
     return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin)
-
-  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
-    return self.old_task_grads(method_state, params, batch_stats, batch)
-
-
-methods.register("agem", AGEM)
-methods.register("gem", GEM)
-methods.register("lgd", LGD)

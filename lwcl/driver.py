@@ -1,0 +1,44 @@
+"""What one invocation of ``python -m lwcl.main`` runs for a config.
+
+``run`` reports a finished workdir again (or refuses one holding another experiment's results), then runs
+a validation sweep (``sweep.key``, :mod:`lwcl.sweep`), a task-order study (``num_orders``,
+:mod:`lwcl.orders`) or a single :class:`~lwcl.experiment.Experiment`. The flow is one-way:
+``main -> driver -> sweep / orders -> experiment``; nothing below imports the driver.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from lwcl import orders, report, sweep
+from lwcl.experiment import Experiment
+from lwcl.results import finished_results
+
+
+def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
+  """Runs the experiment ``config`` describes in ``workdir``; returns its results dict.
+
+  Args:
+    config: a locked config (``configs/default.py`` and overrides).
+    workdir: the run's folder (resumed when it holds checkpoints).
+    on_step: called with the global step after every train step (tests inject faults with it).
+  Raises:
+    ConfigError: ``workdir`` holds another experiment's results (nothing is overwritten), or a bad
+      config value; other :class:`~lwcl.errors.LwclError` subclasses from the run.
+  """
+  existing = finished_results(config, workdir)
+  if existing is not None:
+    return existing
+  if config.sweep.key:
+    return sweep.run_sweep(config, workdir, on_step)
+  if config.num_orders:
+    return orders.run_orders(config, workdir, on_step)
+  return Experiment(config).run(workdir, on_step)
+
+
+def format_summary(results: dict) -> str:
+  """The terminal summary of a results dict: per-order table for order studies, else the accuracy matrix
+  with metrics and speed."""
+  if "orders" in results:
+    return orders.format_summary(results)
+  return report.format_summary(results)
