@@ -123,11 +123,11 @@ class Experiment:
     self.method = build_method(config.method, scenario, self.fns)
     self._set_train_data()
     epochs = config.train.epochs_per_task
-    self.tx = optim.optimizer(self.fns, self.method.transformation(), config.optimizer,
-                              self.steps_per_epoch[0], epochs)
+    self.tx = optim.optimizer(self.fns, self.method.transformation(), config.optimizer, epochs)
+    self.learning_rates = optim.LearningRates(self.fns, config.optimizer, epochs)
     rep, bat = self.parallel.replicated, self.parallel.batch
     self.train_step = jax.jit(make_train_step(self.fns, self.tx, self.method), donate_argnums=(0,),
-                              in_shardings=(rep, bat), out_shardings=(rep, rep))
+                              in_shardings=(rep, bat, rep), out_shardings=(rep, rep))
     self.eval_step = jax.jit(make_eval_step(self.fns), in_shardings=(rep, rep, bat),
                              out_shardings=(rep, rep))
     self.readouts = layerwise.Readouts(self.fns, config.layerwise, strides=str(config.model.strides),
@@ -238,6 +238,7 @@ class Experiment:
     config, progress, record = self.config, run.progress, run.record
     T, epochs, bs = self.scenario.num_tasks, config.train.epochs_per_task, config.train.batch_size
     data, spe = self.train_data[t], self.steps_per_epoch[t]
+    learning_rates = self.learning_rates.for_task(spe)
     total, split, lca_n = spe * epochs, config.eval.split, config.eval.lca_batches
     every = config.checkpoint.every_steps
     steps_before = sum(self.steps_per_epoch[k] * epochs for k in range(t))
@@ -252,7 +253,7 @@ class Experiment:
       if s == progress.task_step or index == 0:
         batches = train_batches(data, bs, config.seed, t, epoch, start=index)
       batch = layerwise.with_phase(self.fns, next(batches), s, spe, epochs)  # greedy mode: + phase
-      run.state, step_metrics = self.train_step(run.state, self.parallel.put_batch(batch))
+      run.state, step_metrics = self.train_step(run.state, self.parallel.put_batch(batch), learning_rates[s])
       pending.append(step_metrics["loss"])
       progress.task_step = s + 1
       progress.train_examples += bs

@@ -1,6 +1,6 @@
 """Pure train and evaluation steps.
 
-A step is a function of explicit state: ``train_step(state, batch) -> (state, metrics)`` and
+A step is a function of explicit state: ``train_step(state, batch, learning_rate) -> (state, metrics)`` and
 ``eval_step(params, batch_stats, batch) -> (correct, count)``. Both are built once per experiment and
 ``jax.jit``-compiled with the state donated; everything that changes across tasks (method state, task
 ids, masks indexed by task) is an argument or part of the state, never a Python constant of the trace.
@@ -104,18 +104,22 @@ class ModelFns:
 
 
 def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method) -> Callable:
-  """Builds ``train_step(state, batch) -> (state, metrics)``.
+  """Builds ``train_step(state, batch, learning_rate=None) -> (state, metrics)``.
 
-  The method contributes three traced hooks: ``step_args`` (extra arguments for its optax
+  The method contributes two traced hooks: ``step_args`` (extra arguments for its optax
   transformation, e.g. reference gradients or importances), and ``after_step`` (its state update,
-  e.g. SI's path integral or the episodic memory). ``metrics`` holds scalar ``loss`` and ``accuracy``.
+  e.g. SI's path integral or the episodic memory). ``learning_rate`` (float32 scalar, this step's value
+  of the task's schedule, :class:`lwcl.optim.LearningRates`) goes to ``tx.update`` as an extra argument
+  when given. ``metrics`` holds scalar ``loss`` and ``accuracy``.
   """
 
-  def train_step(state: TrainState, batch: dict):
+  def train_step(state: TrainState, batch: dict, learning_rate=None):
     rng = jax.random.fold_in(state.rng, state.step)
     grad_fn = jax.value_and_grad(fns.loss, has_aux=True)
     (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng, True)
     args = method.step_args(state.method_state, state.params, state.batch_stats, batch, rng)
+    if learning_rate is not None:
+      args = dict(args, learning_rate=learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **args)
     params = optax.apply_updates(state.params, updates)
     method_state = method.after_step(state.method_state, state.params, params, grads, batch)

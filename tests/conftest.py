@@ -1,6 +1,14 @@
-"""Shared test set-up: JAX on the CPU, quiet TensorFlow, and small real-data configs."""
+"""Shared test set-up: JAX on the CPU, quiet TensorFlow, data for the end-to-end runs, small configs.
+
+End-to-end tests run on the installed Fashion-MNIST files; when they are missing (or with
+``LWCL_TEST_SYNTHETIC_DATA=1``) on a small learnable synthetic data set in the same IDX format, written
+once per session and found through ``$LWCL_IDX_DIR`` (subprocesses inherit it). Tests of the real files
+themselves are marked ``requires_real_fmnist``: they skip when the files are missing, except under
+``CI=true``, where a missing data set is a failure (CI installs it with bin/setup).
+"""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -8,18 +16,30 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import pytest  # noqa: E402
 
-from lwcl.data import sources  # noqa: E402
+from lwcl import config_files  # noqa: E402
+from lwcl.data import idx, sources  # noqa: E402
+from synthetic_data import write_learnable_idx_dataset  # noqa: E402
 
 FMNIST_DIR = sources.DEFAULT_IDX_DIRS["fashion_mnist"]
+HAVE_REAL_FMNIST = idx.has_idx_dataset(FMNIST_DIR)
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+USING_SYNTHETIC_DATA = not HAVE_REAL_FMNIST or os.environ.get("LWCL_TEST_SYNTHETIC_DATA") == "1"
+if USING_SYNTHETIC_DATA:
+  os.environ[sources.IDX_DIR_ENV] = write_learnable_idx_dataset(tempfile.mkdtemp(prefix="lwcl-test-idx-"))
 
 
-def have_fashion_mnist() -> bool:
-  from lwcl.data import idx
-  return idx.has_idx_dataset(os.environ.get(sources.IDX_DIR_ENV) or FMNIST_DIR)
-
-
-requires_fmnist = pytest.mark.skipif(not have_fashion_mnist(),
-                                     reason="Fashion-MNIST IDX files not installed (bin/setup installs them)")
+def requires_real_fmnist(test):
+  """Marks a test of the real Fashion-MNIST files: skipped when they are missing, failed under CI."""
+  if HAVE_REAL_FMNIST:
+    return test
+  if ON_CI:
+    def fail(*args, **kwargs):
+      pytest.fail(f"Fashion-MNIST IDX files missing from {FMNIST_DIR} under CI=true; bin/setup installs "
+                  "them (apt-get install dataset-fashion-mnist)")
+    fail.__name__ = test.__name__
+    return fail
+  return pytest.mark.skip(reason="Fashion-MNIST IDX files not installed (bin/setup installs them)")(test)
 
 
 def small_config(**overrides):
@@ -27,7 +47,6 @@ def small_config(**overrides):
 
   ``overrides`` maps dotted keys to values, e.g. ``{'method.name': 'joint'}``.
   """
-  from lwcl import config_files
   c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")).get_config()
   c.model.name = "mlp"
   c.model.hidden = (32,)

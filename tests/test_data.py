@@ -1,6 +1,5 @@
 """IDX reading, scenarios and the input pipeline, on synthetic IDX files and on real Fashion-MNIST."""
 
-import gzip
 import os
 
 import chex
@@ -8,17 +7,10 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import FMNIST_DIR, requires_fmnist, small_config
+from conftest import FMNIST_DIR, requires_real_fmnist, small_config
+from synthetic_data import write_idx
 from lwcl.data import idx, pipeline, scenarios, sources
 from lwcl.errors import ConfigError, DataError
-
-
-def write_idx(path, array):
-  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-  data = header + array.astype(np.uint8).tobytes()
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "wb") as f:
-    f.write(data)
 
 
 def make_idx_dataset(directory, n_train=120, n_test=60, size=8, gz=True, seed=0):
@@ -176,7 +168,7 @@ def test_preprocessor_normalizes_and_augments():
   np.testing.assert_array_equal(aug, pre(images, jax.random.PRNGKey(0)))  # deterministic per key
 
 
-@requires_fmnist
+@requires_real_fmnist
 def test_real_fashion_mnist_files():
   ds = sources.load_idx_dataset("fashion_mnist", FMNIST_DIR)
   chex.assert_shape(ds.train_images, (60000, 28, 28, 1))

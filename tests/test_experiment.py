@@ -10,7 +10,7 @@ import chex
 import numpy as np
 import pytest
 
-from conftest import requires_fmnist, small_config
+from conftest import small_config
 from lwcl import driver, experiment
 from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer
@@ -51,7 +51,6 @@ def load_results(workdir):
     return json.load(f)
 
 
-@requires_fmnist
 def test_end_to_end_results_and_outputs(tmp_path):
   workdir = str(tmp_path / "run")
   results = driver.run(small_config(), workdir)
@@ -79,7 +78,6 @@ def test_end_to_end_results_and_outputs(tmp_path):
   assert load_results(workdir) == on_disk
 
 
-@requires_fmnist
 def test_joint_trains_on_the_union_of_seen_tasks():
   exp = experiment.Experiment(small_config(**{"method.name": "joint"}))
   sizes = [len(d) for d in exp.train_data]
@@ -87,7 +85,6 @@ def test_joint_trains_on_the_union_of_seen_tasks():
   assert sorted(set(exp.train_data[2].tasks.tolist())) == [0, 1, 2]
 
 
-@requires_fmnist
 def test_resume_after_sigkill_gives_identical_results(tmp_path):
   ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
   extra = ["--config.checkpoint.every_steps=4", "--config.model.name=convnet",
@@ -106,7 +103,6 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path):
   assert a["final_train_loss"] == b["final_train_loss"]
 
 
-@requires_fmnist
 def test_four_devices_match_one_device(tmp_path):
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
   one = cli(str(tmp_path / "one"), "--config.devices.num_devices=1", env=env)
@@ -128,7 +124,6 @@ def test_unknown_and_mistyped_config_keys(tmp_path):
   assert not os.path.exists(str(tmp_path / "w"))
 
 
-@requires_fmnist
 def test_impossible_scenario_and_missing_data(tmp_path):
   proc = cli(str(tmp_path / "w"), "--config.scenario.num_tasks=4", "--config.scenario.classes_per_task=0")
   assert_one_line_error(proc, "cannot be split evenly", "num_tasks")
@@ -136,7 +131,6 @@ def test_impossible_scenario_and_missing_data(tmp_path):
   assert_one_line_error(proc, "not found", "dataset-fashion-mnist")
 
 
-@requires_fmnist
 def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
   workdir = str(tmp_path / "w")
   proc = cli(workdir, "--config.checkpoint.every_steps=5", kill_after_step=12)
@@ -159,7 +153,6 @@ def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "results.json"))
 
 
-@requires_fmnist
 def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   workdir = str(tmp_path / "w")
   config = small_config(**{"optimizer.learning_rate": 1e8, "checkpoint.every_steps": 1,

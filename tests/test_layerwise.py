@@ -13,7 +13,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import requires_fmnist, small_config
+from conftest import small_config
 from lwcl import driver, layerwise, optim
 from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
@@ -149,7 +149,7 @@ def test_greedy_freezes_earlier_blocks_bit_identically():
   cfg = lw_config(mode="greedy", cuts="block", **{"optimizer.weight_decay": 5e-4,
                                                   "optimizer.learning_rate": 0.1})
   fns = make_fns(cfg)
-  tx = optim.optimizer(fns, FineTune(None, None, fns).transformation(), cfg.optimizer, 4, 3)
+  tx = optim.optimizer(fns, FineTune(None, None, fns).transformation(), cfg.optimizer, 3)
   step = jax.jit(make_train_step(fns, tx, FineTune(None, None, fns)))
   params, stats = built(mode="greedy", cuts="block")[1:]
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
@@ -253,7 +253,6 @@ def test_segmented_local_step_frees_block_activations():
                                                                                            backprop)
 
 
-@requires_fmnist
 def test_experiment_reports_block_accuracy_and_probes(tmp_path):
   cfg = small_config(**{"model.hidden": (32, 32, 32), "scenario.num_tasks": 2, "layerwise.mode": "greedy",
                         "layerwise.linear_probe.enabled": True, "layerwise.linear_probe.steps": 50,

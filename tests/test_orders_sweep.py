@@ -5,12 +5,11 @@ import os
 import numpy as np
 import pytest
 
-from conftest import requires_fmnist, small_config
+from conftest import small_config
 from lwcl import driver, experiment, orders, sweep
 from lwcl.errors import ConfigError
 
 
-@requires_fmnist
 def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   config = small_config(**{"num_orders": 2})
   exp = experiment.Experiment(orders.order_config(config, 0))
@@ -34,7 +33,6 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   assert os.path.exists(tmp_path / "acc_per_order.png")
 
 
-@requires_fmnist
 def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   config = small_config(**{"sweep.key": "optimizer.learning_rate", "sweep.candidates": (1e-4, 0.05),
                            "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})

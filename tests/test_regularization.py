@@ -11,7 +11,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import requires_fmnist, small_config
+from conftest import small_config
 from lwcl import methods, regularization as reg
 from lwcl.data.examples import Examples
 from lwcl.data.pipeline import Preprocessor
@@ -397,7 +397,6 @@ def finetune_run(tmp_path_factory):
   return results, jax.device_get(exp.final_state.params)
 
 
-@requires_fmnist
 @pytest.mark.parametrize("name", ["ewc", "mas", "si", "nai"])
 def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, name):
   from lwcl.experiment import Experiment  # pylint: disable=g-import-not-at-top
