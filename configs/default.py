@@ -77,12 +77,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
   #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
   c.method.grouping = "auto"  # agem/gem/lgd: auto (agem, gem: network, local_block in layer-wise local/greedy
-  #   training; lgd: layer) | layer | block | network | local_block
+  #   training; lgd: layer) | layer | block | network | local_block | tensors:N (runs of N parameter
+  #   tensors in definition order; the LGD authors' code: tensors:5)
   c.method.gem_margin = 0.5  # gem: dual v >= margin (reference memory_strength; 0 = exact projection)
   c.method.agem_ref_batch = 256  # agem: reference batch drawn from the union of the old tasks' memories
   c.method.lgd_threshold = 0.0  # lgd: keep residual directions with singular value > t * largest (0 = rank)
   c.method.lgd_top_k = 0  # lgd: > 0 keeps at most the k leading residual directions (authors' pca3: 3)
   c.method.lgd_margin = 0.0  # lgd: authors' push along the old gradients in the conflict case (0 = off)
+  c.method.lgd_push = "sum"  # lgd, margin > 0: push along the sum of the old gradients (authors) | mean
+  c.method.lgd_single_task_push = False  # lgd, margin > 0: with one old task, the authors' rule
+  #   g + max(-<s,g>/<s,s>, margin) s, which pushes also without a conflict (False: conflict case only)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw

@@ -1,16 +1,19 @@
 """What one invocation of ``python -m lwcl.main`` runs for a config.
 
-``run`` reports a finished workdir again (or refuses one holding another experiment's results), then runs
-a validation sweep (``sweep.key``, :mod:`lwcl.sweep`), a task-order study (``num_orders``,
-:mod:`lwcl.orders`) or a single :class:`~lwcl.experiment.Experiment`. The flow is one-way:
-``main -> driver -> sweep / orders -> experiment``; nothing below imports the driver.
+``run`` checks every config value's type (:mod:`lwcl.config_check`), takes the workdir's lock for the
+whole run (:mod:`lwcl.workdir_lock`: a second run on the same workdir is refused), reports a finished
+workdir again (or refuses one holding another experiment's results), then runs a validation sweep
+(``sweep.key``, :mod:`lwcl.sweep`), a task-order study (``num_orders``, :mod:`lwcl.orders`) or a single
+:class:`~lwcl.experiment.Experiment`. The flow is one-way: ``main -> driver -> sweep / orders ->
+experiment``; nothing below imports the driver.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
-from lwcl import orders, report, sweep
+from lwcl import config_check, orders, report, sweep, workdir_lock
 from lwcl.experiment import Experiment
 from lwcl.results import finished_results
 
@@ -23,9 +26,19 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
     workdir: the run's folder (resumed when it holds checkpoints).
     on_step: called with the global step after every train step (tests inject faults with it).
   Raises:
-    ConfigError: ``workdir`` holds another experiment's results (nothing is overwritten), or a bad
+    ConfigError: a value whose type differs from ``configs/default.py``'s (checked before the workdir
+      is created), ``workdir`` holds another experiment's results (nothing is overwritten), or a bad
       config value; other :class:`~lwcl.errors.LwclError` subclasses from the run.
+    WorkdirLockedError: another run holds ``workdir`` (its files are left alone). Multi-host runs
+      (``devices.multihost``) take no lock: all their processes share the workdir.
   """
+  config_check.check_config(config, config_check.default_reference())
+  lock = contextlib.nullcontext() if config.devices.multihost else workdir_lock.hold(workdir)
+  with lock:
+    return _run_locked(config, workdir, on_step)
+
+
+def _run_locked(config, workdir: str, on_step) -> dict:
   existing = finished_results(config, workdir)
   if existing is not None:
     return existing

@@ -2,14 +2,17 @@
 
     python -m lwcl.main --config=configs/default.py --workdir=runs/x [--config.a.b=value ...]
 
-The config is locked: an override of a key that does not exist, or of the wrong type, is an error. Any
-user error ends with one line ``error: <problem>; <fix>`` on stderr and exit status 2.
+The config is locked: an override of a key that does not exist, or of the wrong type, is an error; every
+value is then checked against ``configs/default.py`` (:mod:`lwcl.config_check`, from ``driver.run``)
+before anything is built. Any user error ends with one line ``error: <problem>; <fix>`` on stderr and
+exit status 2.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from typing import Callable
 
@@ -41,13 +44,32 @@ def parse_flags(argv: list) -> list:
     return FLAGS(argv)
   except flags.Error as e:
     msg = " ".join(str(e).split())
-    fail(f"{msg}; see configs/default.py for every key and its type")
+    fail(_override_message(msg, argv) or f"{msg}; see configs/default.py for every key and its type")
   except (KeyError, AttributeError, TypeError, ValueError) as e:
     msg = " ".join(str(e).split()).strip("'\"")
     fail(f"bad config override ({msg}); see configs/default.py for every key and its type")
   except Exception as e:  # config file that fails to load
     fail(f"cannot load the config ({type(e).__name__}: {' '.join(str(e).split())}); check --config")
   return []
+
+
+def _override_message(msg: str, argv: list) -> str | None:
+  """For a ``--config.KEY=VALUE`` that ml_collections could not convert (``flag --config.KEY=...: ...``),
+  the message of :func:`lwcl.config_check.override_message` (key, value, expected type, example)."""
+  match = re.match(r"flag --config\.([\w.]+)=", msg)
+  if not match:
+    return None
+  key = match.group(1)
+  texts = [a.split("=", 1)[1] for a in argv if a.startswith(f"--config.{key}=")]
+  texts = [t for t in texts if msg.startswith(" ".join(f"flag --config.{key}={t}:".split()))]
+  if not texts:
+    return None
+  text = max(texts, key=len)  # the refused one of repeated overrides (its text starts the message)
+  from lwcl import config_check  # pylint: disable=g-import-not-at-top
+  try:
+    return config_check.override_message(key, text, config_check.default_reference())
+  except LwclError:
+    return None
 
 
 def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:

@@ -29,10 +29,15 @@ def hide_gpus_from_tensorflow() -> None:
 
 
 def initialize_distributed(devices_config) -> None:
-  """Calls ``jax.distributed.initialize`` once when the config asks for multi-host."""
+  """Calls ``jax.distributed.initialize`` once when the config asks for multi-host.
+
+  CPU processes exchange their collectives through gloo (``jax_cpu_collectives_implementation``; the
+  setting only concerns the CPU backend, so GPU and TPU runs are unaffected).
+  """
   global _initialized
   if not devices_config.multihost or _initialized:
     return
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
   kwargs = {}
   if devices_config.coordinator_address:
     kwargs["coordinator_address"] = devices_config.coordinator_address

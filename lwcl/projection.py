@@ -15,8 +15,8 @@ like ``grad``. The rules are those of ``docs/design.md``, "Methods":
   ``model/newblockgem_group5_pca_partmargin.py``, ``project5cone5``): :func:`project_lgd`.
 
 **Grouping.** Each rule is applied independently to groups of parameters (:mod:`lwcl.param_groups`:
-``layer``, ``block``, ``network`` or a callable labelling each leaf). Groups never concatenate leaves:
-group inner products are sums of per-leaf inner products, so a group of any size costs no copy.
+``layer``, ``block``, ``network``, ``tensors:N`` or a callable labelling each leaf). Groups never concatenate
+leaves: group inner products are sums of per-leaf inner products, so a group of any size costs no copy.
 
 **Optax.** :func:`agem`, :func:`gem` and :func:`lgd` are ``optax.GradientTransformationExtraArgs`` whose
 ``update(updates, state, params=None, *, ref_grads, ref_mask)`` applies the projection; chain them in
@@ -255,6 +255,8 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
 
 # -- LGD ---------------------------------------------------------------------------------------------
 
+LGD_PUSHES = ("sum", "mean")  # direction of the authors' margin push: sum or mean of the old gradients
+
 
 def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: int,
                       scale2: jax.Array) -> list:
@@ -285,7 +287,8 @@ def _orthonormal_rows(R: Sequence, idx: Sequence[int], threshold: float, top_k: 
 
 
 def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, grouping: Grouping = "layer",
-                *, threshold: float = 0.0, top_k: int = 0, margin: float = 0.0) -> Any:
+                *, threshold: float = 0.0, top_k: int = 0, margin: float = 0.0, push: str = "sum",
+                single_task_push: bool = False) -> Any:
   """LGD: keep the shared old-task gradient's direction, stay orthogonal to the task-specific parts.
 
   Per group (docs/design.md "LGD"; Tang et al. 2021, Sec. 3.2, Eq. 5-9): ``gbar = mean_k g_k``, residuals
@@ -295,11 +298,14 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
   residuals and only the ``gbar`` constraint remains (A-GEM with that task's gradient); when
   ``Pgbar = 0`` (to ``sqrt(eps)`` relative to ``|gbar|``) the result is ``Pg``; with no old task, ``g``.
 
-  ``margin > 0`` adds the authors' push (reference code ``project5cone5``): in the conflict case,
-  ``max(0, a + margin) * s`` with ``s = sum_k g_k`` and ``a = <s, Pg> / <s, Ps>``, so the update keeps at
-  least ``margin * s`` along the old gradients (this part is not orthogonal to ``U``). Off by default. (The
-  reference code also adds the push with a single old task when there is no conflict; here it is only
-  added in the conflict case.)
+  ``margin > 0`` adds the authors' push (reference code ``model/newblockgem_group5_pca_partmargin.py``,
+  ``project5cone5``): in the conflict case, ``max(0, a_v + margin) * v`` with ``a_v = <v, Pg> / <v, Pv>`` and
+  ``v = s = sum_k g_k`` (``push='sum'``, the authors' choice) or ``v = gbar`` (``push='mean'``), so the
+  update keeps at least ``margin * v`` along the old gradients (this part is not orthogonal to ``U``). Off
+  by default. With ``single_task_push`` and exactly one old task (counted from ``mask`` at run time), the
+  reference code's one-task rule replaces it: ``g~ = g + max(-<s, g> / <s, s>, margin) * s`` (``s = g_1``;
+  ``g`` when ``s = 0``), which pushes also without a conflict. In the conflict case it equals the rule
+  above; with ``margin = 0`` it is the equation's (A-GEM with ``g_1``).
 
   Args:
     grad: the current minibatch's gradient, a pytree.
@@ -311,17 +317,22 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
       0 keeps every numerically non-zero direction (the reference code's ``scipy.linalg.orth``). Floored
       at ``sqrt(32 eps)`` (~2e-3 in float32; see ``_orthonormal_rows``).
     top_k: if ``> 0``, keep at most the ``top_k`` leading directions (the reference ``pca3`` variant is 3).
-    margin: the authors' margin, ``>= 0``.
+    margin: the authors' margin, ``>= 0`` (a Python number: ``0`` compiles no push).
+    push: ``'sum'`` or ``'mean'``, the direction ``v`` of the conflict-case push (with ``margin > 0``).
+    single_task_push: with ``margin > 0``, use the reference code's one-old-task rule (above) when exactly
+      one old task is real.
   Returns:
     A pytree like ``grad``.
   Raises:
     ValueError: unknown grouping, ``threshold`` outside ``[0, 1)``, negative ``top_k`` or ``margin``,
-      ``ref_grads``/``mask`` of the wrong shape.
+      ``push`` not ``'sum'``/``'mean'``, ``ref_grads``/``mask`` of the wrong shape.
   """
   if not 0 <= threshold < 1:
     raise ValueError(f"LGD threshold must be in [0, 1), got {threshold}")
   if top_k < 0 or margin < 0:
     raise ValueError(f"LGD top_k and margin must be >= 0, got {top_k} and {margin}")
+  if push not in LGD_PUSHES:
+    raise ValueError(f"LGD push must be one of {', '.join(LGD_PUSHES)}, got {push!r}")
   f = _flatten(grad, ref_grads, grouping)
   k = f.refs[0].shape[0]
   on = _mask(mask, k)
@@ -345,10 +356,19 @@ def project_lgd(grad: Any, ref_grads: Any, mask: jax.Array | None = None, groupi
     b2 = sum(jnp.vdot(gbar[i], gbar[i]) for i in idx)
     conflict = (dot < 0) & (pb2 > jnp.finfo(dtype).eps * b2)
     a = jnp.where(conflict, dot / jnp.where(conflict, pb2, 1), 0)
-    # The authors' margin, in terms of s = n * gbar: a_s = <s, Pg> / <s, Ps> = a / n.
-    push = jnp.where(conflict, jnp.maximum(0, a / jnp.maximum(n, 1) + margin) * n, 0) if margin else 0
+    # The authors' margin along v = c * gbar (c = n for s, 1 for gbar): a_v = <v, Pg> / <v, Pv> = a / c, and
+    # max(0, a_v + margin) * v = max(0, a / c + margin) * c * gbar.
+    c = jnp.maximum(n, 1).astype(a.dtype) if push == "sum" else 1
+    coef = jnp.where(conflict, jnp.maximum(0, a / c + margin) * c, 0) if margin else 0
+    if margin and single_task_push:
+      # One old task (reference code): g + max(-<s, g> / <s, s>, margin) s with s = gbar = g_1, P = I.
+      sg, ss = _dot(gbar, f.g, idx), b2
+      one = jnp.maximum(jnp.where(ss > 0, -sg / jnp.where(ss > 0, ss, 1), 0), margin)
     for i in idx:
-      out[i] = jnp.where(n > 0, pg[i] - a * pb[i] + push * gbar[i], f.g[i]).astype(dtype)
+      new = pg[i] - a * pb[i] + coef * gbar[i]
+      if margin and single_task_push:
+        new = jnp.where(n == 1, f.g[i] + one * gbar[i], new)
+      out[i] = jnp.where(n > 0, new, f.g[i]).astype(dtype)
   return _unflatten(f, out)
 
 
@@ -402,19 +422,21 @@ def gem(margin: float = 0.0, grouping: Grouping = "network",
   return _transformation(lambda u, r, m: project_gem(u, r, margin, m, grouping, tol=tol))
 
 
-def lgd(grouping: Grouping = "layer", threshold: float = 0.0, top_k: int = 0,
-        margin: float = 0.0) -> optax.GradientTransformationExtraArgs:
-  """LGD as an optax transformation (:func:`project_lgd`).
+def lgd(grouping: Grouping = "layer", threshold: float = 0.0, top_k: int = 0, margin: float = 0.0,
+        push: str = "sum", single_task_push: bool = False) -> optax.GradientTransformationExtraArgs:
+  """LGD as an optax transformation (:func:`project_lgd`, whose arguments these are).
 
   ``update(updates, state, params=None, *, ref_grads, ref_mask)`` as for :func:`gem`.
   State: ``optax.EmptyState``.
 
   Raises:
-    ValueError: unknown grouping, or ``threshold``/``top_k``/``margin`` out of range.
+    ValueError: unknown grouping, ``threshold``/``top_k``/``margin`` out of range, or ``push`` not
+      ``'sum'``/``'mean'``.
   """
   check_grouping(grouping)
-  if not 0 <= threshold < 1 or top_k < 0 or margin < 0:
-    raise ValueError(f"LGD needs 0 <= threshold < 1, top_k >= 0, margin >= 0; got {threshold}, {top_k}, "
-                     f"{margin}")
+  if not 0 <= threshold < 1 or top_k < 0 or margin < 0 or push not in LGD_PUSHES:
+    raise ValueError(f"LGD needs 0 <= threshold < 1, top_k >= 0, margin >= 0, push in "
+                     f"{', '.join(LGD_PUSHES)}; got {threshold}, {top_k}, {margin}, {push!r}")
   return _transformation(lambda u, r, m: project_lgd(u, r, m, grouping, threshold=threshold, top_k=top_k,
-                                                     margin=margin))
+                                                     margin=margin, push=push,
+                                                     single_task_push=single_task_push))

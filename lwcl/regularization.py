@@ -282,12 +282,17 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
   previous sown layer in forward order; the first layer's inputs, pixels, count as 0) -- this needs a
   sequential network (MLP, ConvNet). The task heads (``params['head']``) get 0 unless ``include_heads``:
   then a head output's activation is its softmax probability, averaged over the examples that use that
-  head and normalized over the outputs the task may predict.
+  head and normalized over the outputs the task may predict. Layer-wise auxiliary heads (``aux_<k>``,
+  whose classifier is ``params['aux_<k>']['head']``) are heads too: with ``include_heads`` and their
+  logits from ``forward_fn``, their classifier gets importance the same way (by the ``'output'`` rule;
+  hidden layers of ``mlp``/``cnn`` auxiliary heads record no activations and get 0).
 
   Args:
     forward_fn: ``forward_fn(params, batch) -> (logits, intermediates)`` for a batch (leading axis ``B``):
-      masked logits ``[B, output_dim]`` (``MASKED_LOGIT`` where the task may not predict) and the
-      ``intermediates`` collection (``model.apply(..., mutable=['intermediates'])['intermediates']``).
+      masked logits ``[B, output_dim]`` (``MASKED_LOGIT`` where the task may not predict) -- or a dict
+      ``{head name: masked logits}`` naming the top-level parameter entry of each head (``'head'``,
+      ``'aux_0'``, ...) -- and the ``intermediates`` collection
+      (``model.apply(..., mutable=['intermediates'])['intermediates']``).
     params: the parameters; ``examples``: pytree with leading axis ``N`` that includes ``'task'`` int32
       ``[N]`` when ``include_heads``; ``mask``: float ``[N]`` or None; ``batch_size``: examples per chunk.
     normalize, weight_rule, include_heads: see above.
@@ -304,10 +309,11 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
   mask, count = _count_and_mask(examples, mask)
   params = flax.core.unfreeze(params)
   paths: list = []  # activation paths in forward order, recorded while tracing
-  heads = params.get(HEAD) if include_heads else None
+  head_names: list = []  # heads with logits, recorded while tracing
 
   def chunk(xs, m):
     logits, intermediates = forward_fn(params, xs)
+    by_head = logits if isinstance(logits, dict) else {HEAD: logits}
     acts = _activations(flax.core.unfreeze(intermediates))
     if not acts:
       raise ValueError("the model records no activations; NAI needs the sow_activation hooks of "
@@ -320,14 +326,11 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
       per_example = jnp.mean(a.reshape(a.shape[0], -1, a.shape[-1]), axis=1)  # over spatial positions
       sums.append(jnp.tensordot(m, per_example, axes=1))
     out = {"acts": sums}
-    if heads is not None:
-      num_heads = heads["kernel"].shape[0]
-      slot = jnp.clip(xs["task"], 0, num_heads - 1) if num_heads > 1 else jnp.zeros_like(xs["task"])
-      use = jax.nn.one_hot(slot, num_heads) * m[:, None]  # [B, H]
-      probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
-      out["head_sum"] = use.T @ probs
-      out["head_count"] = jnp.sum(use, 0)
-      out["head_valid"] = use.T @ (logits > MASKED_LOGIT / 2).astype(jnp.float32)
+    if include_heads:
+      if not head_names:
+        head_names.extend(by_head)
+      out["heads"] = [_head_output_sums(_classifier(params, name), by_head[name], xs["task"], m)
+                      for name in head_names]
     return out
 
   total = _chunked_sum(chunk, examples, mask, batch_size)
@@ -354,14 +357,32 @@ def nai_importance(forward_fn: Callable, params: PyTree, examples: PyTree, mask=
         scope_omega[layer][leaf_name] = _inherit(leaf, imp, in_imp)
     prev = imp
 
-  if heads is not None:
-    mean = total["head_sum"] / jnp.maximum(total["head_count"], 1.0)[:, None]  # [H, out]
-    imp = _normalize(mean, normalize, total["head_valid"] > 0)
+  for name, (out_sum, out_count, out_valid) in zip(head_names, total.get("heads", [])):
+    mean = out_sum / jnp.maximum(out_count, 1.0)[:, None]  # [H, out]
+    imp = _normalize(mean, normalize, out_valid > 0)
+    heads, head_omega = _classifier(params, name), _classifier(omega, name)
     kernel = heads["kernel"]  # [H, D, out]
     head_imp = jnp.broadcast_to(imp[:, None, :], kernel.shape)
-    if weight_rule == "max":
+    if weight_rule == "max" and name == HEAD:
       in_imp = _input_importance(prev, kernel.shape[1], f"{HEAD}/kernel")
       head_imp = jnp.maximum(head_imp, in_imp[None, :, None])
-    omega[HEAD]["kernel"] = head_imp.astype(jnp.float32)
-    omega[HEAD]["bias"] = jnp.broadcast_to(imp, heads["bias"].shape).astype(jnp.float32)
+    head_omega["kernel"] = head_imp.astype(jnp.float32)
+    head_omega["bias"] = jnp.broadcast_to(imp, heads["bias"].shape).astype(jnp.float32)
   return omega
+
+
+def _classifier(tree: dict, name: str) -> dict:
+  """The ``TaskHeads`` parameters (``kernel`` ``[H, D, out]``, ``bias`` ``[H, out]``) of head ``name``:
+  ``tree['head']``, or an auxiliary head's ``tree['aux_<k>']['head']``."""
+  node = tree[name]
+  return node if name == HEAD else node[HEAD]
+
+
+def _head_output_sums(heads: dict, logits: jax.Array, task: jax.Array, m: jax.Array) -> tuple:
+  """Per head slot ``[H, out]``: masked sums of softmax probabilities, example counts ``[H]``, and how many
+  examples may predict each output (``[H, out]``), over one chunk."""
+  num_heads = heads["kernel"].shape[0]
+  slot = jnp.clip(task, 0, num_heads - 1) if num_heads > 1 else jnp.zeros_like(task)
+  use = jax.nn.one_hot(slot, num_heads) * m[:, None]  # [B, H]
+  probs = jax.nn.softmax(logits.astype(jnp.float32), -1)
+  return use.T @ probs, jnp.sum(use, 0), use.T @ (logits > MASKED_LOGIT / 2).astype(jnp.float32)

@@ -294,3 +294,36 @@ def test_layerwise_configs_and_compare_tables():
   md, table_csv = compare.tables(["a", "b"], [fake, {"acc": 0.8, "config": {"model": {"name": "mlp"}}}])
   assert "| a | resnet8 | local | standard | standard | 2 | 90.00 | 50.0 90.0 | 60.0 90.0 | 3 |" in md
   assert table_csv.splitlines()[1].startswith("a,resnet8,local,standard,standard,2,90.00,3.0,50.00,90.00,60.00")
+
+
+def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importance():
+  from lwcl import methods, regularization as reg  # pylint: disable=g-import-not-at-top
+  fns, params, stats = built(cuts="block")  # 4 local blocks
+  data = make_batch(3, n=6)
+  examples, mask = {**data}, np.ones(6, np.float32)
+  cfg = small_config(**{"method.name": "mas", "method.importance_batch_size": 3}).method
+  omega = jax.jit(methods.MAS(cfg, None, fns).estimate)(params, stats, examples, mask, None)
+  norms = block_norms(omega)
+  assert all(norms[f"aux_{k}"] > 0 for k in range(3)) and norms["head"] > 0, norms
+
+  # Block 1 and its head: MAS of its own head's output alone, the other heads contribute nothing.
+  def own_output(p, ex):
+    one = {k: v[None] for k, v in ex.items()}
+    return fns.block_logits(p, stats, one, detach=True)[1][0]
+  want = reg.mas_importance(own_output, params, examples, mask, batch_size=3)
+  for name in ("blocks_1", "aux_1"):
+    chex.assert_trees_all_close(omega[name], want[name], rtol=1e-5, atol=1e-8)
+
+  cfg = small_config(**{"method.name": "nai", "method.nai_include_heads": True,
+                        "method.importance_batch_size": 3}).method
+  omega = jax.jit(methods.NAI(cfg, None, fns).estimate)(params, stats, examples, mask, None)
+  norms = block_norms(omega)
+  assert all(norms[f"aux_{k}"] > 0 for k in range(3)) and norms["head"] > 0, norms
+  off = dict(cfg.to_dict(), nai_include_heads=False)
+  omega = jax.jit(methods.NAI(ml_dict(off), None, fns).estimate)(params, stats, examples, mask, None)
+  assert block_norms(omega)["aux_0"] == 0.0 and block_norms(omega)["head"] == 0.0
+
+
+def ml_dict(d):
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  return ml_collections.ConfigDict(d)

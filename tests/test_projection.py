@@ -443,3 +443,216 @@ def test_protocol_configs(name):
     assert c.model.hidden == ((100, 100) if gem else (256, 256))
   if gem:
     assert c.method.memory_per_task == 256 and c.method.gem_margin == 0.5 and c.optimizer.learning_rate == 0.1
+
+
+# -- LGD: the authors' rule (configs/lgd_*.py presets) -----------------------------------------------
+
+
+def _lgd_margin_reference(g, G, margin, push):
+  """The conflict-case push in float64 (reference code ``project5cone5`` with an SVD basis): ``Pg``, minus
+  its conflicting part along ``P gbar``, plus ``max(0, <v, Pg> / <v, Pv> + margin) v`` with ``v`` the sum
+  (``push='sum'``) or the mean of the old gradients."""
+  gbar = G.mean(0)
+  _, sv, vt = np.linalg.svd(G - gbar, full_matrices=False)
+  U = vt[sv > 1e-10 * sv[0]]
+  proj = lambda x: x - U.T @ (U @ x)  # noqa: E731
+  pg, pb = proj(g), proj(gbar)
+  if gbar @ pg >= 0:
+    return pg
+  v = G.sum(0) if push == "sum" else gbar
+  return pg - (pb @ pg) / (pb @ pb) * pb + max(0.0, (v @ pg) / (v @ proj(v)) + margin) * v
+
+
+def test_lgd_single_task_push_hand_computed():
+  # Two groups ({'a'}, {'b'}), one real old task (slot 0) and a masked-off slot; s = g_1 per group.
+  s_a, s_b = np.array([2.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+  ref = {"a": {"w": np.stack([s_a, -9 * np.ones(3)])}, "b": {"w": np.stack([s_b, 5 * np.ones(3)])}}
+  project = jax.jit(lambda g, r, m, single: pj.project_lgd(g, r, m, "layer", margin=0.5,
+                                                           single_task_push=single), static_argnums=3)
+  mask = jnp.asarray([True, False])
+  # Group a: <s, g> = 4, <s, s> = 4: no conflict, g + max(-1, 0.5) s = g + (1, 0, 0).
+  # Group b: weak conflict, <s, g> = -0.2: g + max(0.2, 0.5) s = g + (0, 0.5, 0).
+  g = {"a": {"w": np.array([2.0, 1.0, -1.0])}, "b": {"w": np.array([3.0, -0.2, 1.0])}}
+  with jax.enable_x64(True):
+    on = project(g, ref, mask, True)
+    off = project(g, ref, mask, False)
+  np.testing.assert_allclose(on["a"]["w"], [3.0, 1.0, -1.0], rtol=1e-12)
+  np.testing.assert_allclose(on["b"]["w"], [3.0, 0.3, 1.0], rtol=1e-12)
+  # Without the one-task rule there is no push without a conflict; with a conflict both rules agree.
+  np.testing.assert_allclose(off["a"]["w"], g["a"]["w"], rtol=1e-12)
+  np.testing.assert_allclose(off["b"]["w"], on["b"]["w"], rtol=1e-12)
+  # Strong conflict, <s, g> = -3 in group b: g + max(3, 0.5) s removes the conflict exactly.
+  g["b"]["w"] = np.array([3.0, -3.0, 1.0])
+  with jax.enable_x64(True):
+    on = project(g, ref, mask, True)
+  np.testing.assert_allclose(on["b"]["w"], [3.0, 0.0, 1.0], rtol=1e-12, atol=1e-15)
+  # Two old tasks: the one-task rule is off (slot 1 is real now), the conflict-case rule applies.
+  both = jnp.asarray([True, True])
+  with jax.enable_x64(True):
+    np.testing.assert_allclose(project(g, ref, both, True)["a"]["w"], project(g, ref, both, False)["a"]["w"])
+    # margin 0: the one-task rule is A-GEM, the equation's single-task case.
+    zero = pj.project_lgd(g, ref, mask, "layer", margin=0.0, single_task_push=True)
+    agem = pj.project_agem(g, jax.tree_util.tree_map(lambda r: r[0], ref), grouping="layer")
+  chex.assert_trees_all_close(zero, agem, rtol=1e-12)
+
+
+def test_lgd_push_mean_and_sum_match_float64_reference():
+  rng, seed = fresh_rng()
+  K = 3
+  G = rng.standard_normal((K, P)) + 2 * rng.standard_normal(P)
+  full = np.zeros((KMAX, P))
+  full[:K] = G
+  mask = jnp.asarray(np.arange(KMAX) < K)
+  _, sv, vt = np.linalg.svd(G - G.mean(0), full_matrices=False)
+  U = vt[sv > 1e-10 * sv[0]]
+  pb = G.mean(0) - U.T @ (U @ G.mean(0))
+  with jax.enable_x64(True):
+    project = jax.jit(lambda g, push: pj.project_lgd({"w": g}, {"w": jnp.asarray(full)}, mask, margin=0.5,
+                                                     push=push, single_task_push=True)["w"], static_argnums=1)
+    # Strong conflict (no push for either), weak conflict (both push), no conflict (unchanged).
+    for strength in (3.0, 0.1, -1.0):
+      g = -strength * pb / np.linalg.norm(pb) * np.linalg.norm(G.mean(0)) + 0.05 * rng.standard_normal(P)
+      outs = {}
+      for push in ("sum", "mean"):
+        outs[push] = np.asarray(project(jnp.asarray(g), push))
+        ref = _lgd_margin_reference(g, G, 0.5, push)
+        np.testing.assert_allclose(outs[push], ref, rtol=1e-9, atol=1e-10 * np.linalg.norm(g),
+                                   err_msg=f"seed {seed}, strength {strength}, push {push}")
+      differ = np.linalg.norm(outs["sum"] - outs["mean"]) > 1e-6 * np.linalg.norm(g)
+      assert differ == (strength == 0.1), seed
+  with pytest.raises(ValueError):
+    pj.lgd(push="median")
+
+
+def _resnet_params_in_creation_order(depth, aux_head=None):
+  """A ResNet's parameter tree (shapes only) and its leaf paths in the order ``init`` creates them,
+  read from the unsorted dicts at trace time; with ``aux_head``, layer-wise with auxiliary heads."""
+  from lwcl import layerwise  # pylint: disable=g-import-not-at-top
+  from lwcl.models import build_model  # pylint: disable=g-import-not-at-top
+  overrides = {"model.name": "resnet", "model.depth": depth, "model.width": 2}
+  if aux_head:
+    overrides.update({"layerwise.mode": "local", "layerwise.aux_head": aux_head, "layerwise.cuts": "even:3"})
+  cfg = small_config(**overrides)
+  model = build_model(cfg.model, types.SimpleNamespace(num_heads=2, output_dim=3))
+  fns = layerwise.build_fns(cfg.layerwise, model, Preprocessor((0.5,), (0.25,)), np.ones((2, 3), bool),
+                            (8, 8, 1), 2, 3) if aux_head else ModelFns(model, None, np.ones((2, 3), bool))
+  created = []
+
+  def walk(d, prefix=()):
+    for k, v in d.items():
+      walk(v, prefix + (k,)) if isinstance(v, dict) else created.append(prefix + (k,))
+
+  def init(key):
+    params = fns.init(key, (8, 8, 1))[0]
+    walk(params)
+    return params
+
+  params = jax.eval_shape(init, jax.random.PRNGKey(0))
+  return params, created
+
+
+def _paths(tree):
+  return [tuple(str(k.key) for k in p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def test_definition_order_is_the_order_of_creation():
+  params, created = _resnet_params_in_creation_order(32)
+  paths = _paths(params)
+  order = [paths[i] for i in param_groups.definition_order(params)]
+  assert order == created
+  tops = list(dict.fromkeys(p[0] for p in order))
+  assert tops == [f"blocks_{i}" for i in range(16)] + ["head"]
+  assert [p[0] for p in paths].index("blocks_10") < [p[0] for p in paths].index("blocks_2")  # sorted by name
+  assert order[:4] == [("blocks_0", "Conv_0", "kernel"), ("blocks_0", "BatchNorm_0", "scale"),
+                       ("blocks_0", "BatchNorm_0", "bias"), ("blocks_1", "Conv_0", "kernel")]
+  assert [p[1:] for p in order if p[0] == "blocks_6"][-5:] == [  # the first block of stage 2: a shortcut
+      ("BatchNorm_1", "scale"), ("BatchNorm_1", "bias"), ("shortcut_conv", "kernel"),
+      ("BatchNorm_2", "scale"), ("BatchNorm_2", "bias")]
+  # Layer-wise: the auxiliary heads (convs with BatchNorm, then their task heads) after the network's head.
+  params, created = _resnet_params_in_creation_order(8, aux_head="cnn")
+  paths = _paths(params)
+  order = [paths[i] for i in param_groups.definition_order(params)]
+  assert order == created
+  assert list(dict.fromkeys(p[0] for p in order)) == ["blocks_0", "blocks_1", "blocks_2", "blocks_3", "head",
+                                                      "aux_0", "aux_1"]
+
+
+def test_tensors_grouping_cuts_definition_order():
+  params = _mlp_params((100, 100))
+  paths = _paths(params)
+  W1, b1 = ("blocks_0", "Dense_0", "kernel"), ("blocks_0", "Dense_0", "bias")
+  W2, b2 = ("blocks_1", "Dense_0", "kernel"), ("blocks_1", "Dense_0", "bias")
+  W3, b3 = ("head", "kernel"), ("head", "bias")
+  assert [paths[i] for i in param_groups.definition_order(params)] == [W1, b1, W2, b2, W3, b3]
+  named = lambda grouping: sorted(sorted(paths[i] for i in g)  # noqa: E731
+                                  for g in param_groups.parameter_groups(params, grouping))
+  assert named("tensors:5") == sorted([sorted([W1, b1, W2, b2, W3]), [b3]])
+  assert named("tensors:2") == named("layer")
+  assert named("tensors:6") == named("tensors:100") == named("network")
+  assert named("tensors:1") == sorted([p] for p in paths)
+  for bad in ("tensors:0", "tensors:x", "tensors:", "tensors:-1", "tensors:2.5"):
+    with pytest.raises(ValueError):
+      param_groups.group_labels(params, bad)
+  # The projection accepts it: tensors:2 is the per-layer projection on this model.
+  rng, seed = fresh_rng()
+  g = _random_like(rng, params)
+  refs = _random_like(rng, params, KMAX)
+  mask = jnp.asarray(np.arange(KMAX) < 4)
+  both = jax.jit(lambda g, r: (pj.project_lgd(g, r, mask, "tensors:2", margin=0.5),
+                               pj.project_lgd(g, r, mask, "layer", margin=0.5)))(g, refs)
+  chex.assert_trees_all_close(*both, rtol=1e-6, atol=1e-7, custom_message=f"seed {seed}")
+
+
+@pytest.mark.parametrize("key,value", [("grouping", "tensors:x"), ("grouping", "tensors:0"),
+                                       ("grouping", "tensors:1.5"), ("grouping", "tensors:"),
+                                       ("lgd_push", "median"), ("lgd_single_task_push", "yes")])
+def test_bad_lgd_authors_keys_are_config_errors(key, value):
+  cfg = small_config(**{"method.name": "lgd"})
+  method_cfg = dict(cfg.method)
+  method_cfg[key] = value
+  with pytest.raises(ConfigError, match=f"method.{key}"):
+    build_method(types.SimpleNamespace(**method_cfg),
+                 types.SimpleNamespace(max_tasks=4, image_shape=(6, 6, 1)), _tiny_setup("lgd")[1])
+
+
+def test_lgd_authors_rule_in_the_train_step():
+  rng, seed = fresh_rng()
+  method, fns = _tiny_setup("lgd", max_tasks=3, lgd_margin=0.5, lgd_push="mean", lgd_single_task_push=True,
+                            grouping="tensors:5", lgd_top_k=3)
+  assert method.grouping == "tensors:5" and method.push == "mean" and method.single_task_push
+  tx = optax.chain(method.transformation(), optax.sgd(0.1))
+  step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))
+  params, stats = _init(fns, rng)
+  state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params),
+                     method.init_state(params, stats), jax.random.PRNGKey(1))
+  for task in range(3):
+    for _ in range(2):
+      batch = {"image": rng.integers(0, 256, (4, 6, 6, 1)).astype(np.uint8),
+               "label": rng.integers(0, 3, 4).astype(np.int32), "task": np.full(4, task, np.int32)}
+      state, metrics = step(state, batch)
+      assert np.isfinite(float(metrics["loss"])), seed
+  assert step._cache_size() == 1
+
+
+@pytest.mark.parametrize("name", ["lgd_permuted_fashion_mnist", "lgd_rotated_fashion_mnist"])
+def test_lgd_preset_configs(name):
+  import os  # pylint: disable=g-import-not-at-top
+  from lwcl import config_files  # pylint: disable=g-import-not-at-top
+  module = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py"))
+  presets = {arg: module.get_config(arg) for arg in ("equation", "authors", "authors_mean")}
+  for c in presets.values():
+    c.lock()
+    assert c.method.name == "lgd" and c.model.name == "mlp" and c.model.hidden == (100, 100)
+    assert c.train.batch_size == 10 and c.train.epochs_per_task == 1 and c.scenario.samples_per_task == 1000
+    assert c.optimizer.learning_rate == 0.1 and c.optimizer.momentum == 0.0
+    assert c.method.memory_per_task == 256
+    assert c.scenario.kind == name.split("_")[1]
+  m = presets["equation"].method
+  assert (m.grouping, m.lgd_margin, m.lgd_top_k, m.lgd_threshold) == ("auto", 0.0, 0, 0.0)
+  assert not m.lgd_single_task_push
+  for arg, push in (("authors", "sum"), ("authors_mean", "mean")):
+    m = presets[arg].method
+    assert (m.grouping, m.lgd_margin, m.lgd_push, m.lgd_single_task_push, m.lgd_top_k) == (
+        "tensors:5", 0.5, push, True, 3)
+  with pytest.raises(ValueError, match="equation"):
+    module.get_config("paper")

@@ -168,13 +168,16 @@ class LayerwiseFns(ModelFns):
       new_stats.update(new)
     return logits, new_stats
 
-  def block_logits(self, params, batch_stats, batch: dict) -> list:
+  def block_logits(self, params, batch_stats, batch: dict, detach: bool = False) -> list:
     """Every local block head's masked logits in inference mode: a list of ``K`` float32
-    ``[B, output_dim]`` arrays, the last being the network's output."""
+    ``[B, output_dim]`` arrays, the last being the network's output. With ``detach`` each block is fed
+    the previous block's output through ``stop_gradient``, so the gradient of a function of the ``k``-th
+    logits reaches only local block ``k`` and its head (the local counterpart of :meth:`logits`)."""
     x, task, _, _ = self._inputs(batch, False, None)
     out = []
     for k in range(self.num_blocks):
-      x, logits, _ = self._local(k, params, batch_stats, x, task, False)
+      x_in = jax.lax.stop_gradient(x) if detach else x
+      x, logits, _ = self._local(k, params, batch_stats, x_in, task, False)
       out.append(logits)
     return out
 

@@ -13,12 +13,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lwcl import metrics
 from lwcl.data.pipeline import eval_batches
 from lwcl.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
 from lwcl.train import MASKED_LOGIT, ModelFns
 
 PLOT_FILE = "block_accuracy.png"
+FORGETTING_PLOT_FILE = "block_forgetting.png"
 
 
 def block_depths(fns: "LayerwiseFns", image_shape: tuple) -> list:
@@ -86,10 +88,13 @@ class Readouts:
   * ``initial_record`` / ``after_task``: the block accuracies ``[T, K, T]`` (after task ``i``, head of
     local block ``k``, on task ``j``), and after the last task the linear-probe accuracies ``[K, T]``;
     recorded arrays are checkpointed with the run.
-  * ``results``: ``block_accuracy``, ``block_acc`` (final, mean over tasks, ``[K]``),
-    ``linear_probe_accuracy``, ``linear_probe_acc`` and a ``layerwise`` description (mode, local blocks,
-    depth in weight layers of each block's end).
-  * ``write``: ``block_accuracy.png``, accuracy against depth.
+  * ``results``: ``block_accuracy`` (``[T, K, T]``: ``block_accuracy[:, k, :]`` is head ``k``'s own
+    accuracy matrix), ``block_acc`` (final, mean over tasks, ``[K]``), ``block_bwt`` and
+    ``block_forgetting`` (``[K]``, :func:`lwcl.metrics.bwt` / :func:`~lwcl.metrics.forgetting` of each
+    head's matrix: which blocks forget), ``linear_probe_accuracy``, ``linear_probe_acc`` and a
+    ``layerwise`` description (mode, local blocks, depth in weight layers of each block's end).
+  * ``write``: ``block_accuracy.png`` (accuracy against depth) and ``block_forgetting.png`` (forgetting
+    and BWT against depth).
 
   The scenario (an :class:`~lwcl.data.scenarios.Scenario`) is passed to every call that reads data, since
   a run may reorder its tasks after building this object. Greedy mode's ``phase`` entry of a training batch
@@ -188,7 +193,10 @@ class Readouts:
       return {}
     fns, cfg = self.fns, self.config
     block_R = record["block_R"].astype(np.float64)
+    per_head = [block_R[:, k, :] for k in range(fns.num_blocks)]  # head k's accuracy matrix [T, T]
     out = {"block_accuracy": block_R.tolist(), "block_acc": block_R[-1].mean(axis=1).tolist(),
+           "block_bwt": [metrics.bwt(R) for R in per_head],
+           "block_forgetting": [metrics.forgetting(R) for R in per_head],
            "layerwise": {"mode": fns.mode, "cuts": str(cfg.cuts), "local_blocks": fns.num_blocks,
                          "blocks": [[r[0], r[-1]] for r in map(fns.segment, range(fns.num_blocks))],
                          "depth": self.depths, "aux_head": cfg.aux_head, "strides": self.strides}}
@@ -199,9 +207,13 @@ class Readouts:
     return out
 
   def write(self, results: dict, workdir: str) -> None:
-    """Saves :data:`PLOT_FILE` (accuracy against depth) in ``workdir`` when active."""
+    """Saves :data:`PLOT_FILE` (accuracy against depth) and, for streams of more than one task,
+    :data:`FORGETTING_PLOT_FILE` (forgetting against depth) in ``workdir`` when active."""
     if self.active:
-      plot_block_accuracy([(results["layerwise"]["mode"], results)], os.path.join(workdir, PLOT_FILE))
+      runs = [(results["layerwise"]["mode"], results)]
+      plot_block_accuracy(runs, os.path.join(workdir, PLOT_FILE))
+      if len(results["block_accuracy"]) > 1:
+        plot_block_forgetting(runs, os.path.join(workdir, FORGETTING_PLOT_FILE))
 
 
 def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> None:
@@ -232,5 +244,35 @@ def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> No
     ax.grid(alpha=0.3)
   axes[-1].legend(fontsize=7, loc="lower right")
   fig.suptitle(title or "accuracy against depth", fontsize=10)
+  fig.tight_layout()
+  save_figure(fig, path, dpi=100)
+
+
+def plot_block_forgetting(runs: Sequence[tuple], path: str, title: str = "") -> None:
+  """Saves "which blocks forget": each local block head's forgetting and BWT (%) against depth, one line
+  per run, to PNG ``path`` (atomically).
+
+  Args:
+    runs: ``(label, results)`` pairs; ``results`` hold ``block_forgetting``, ``block_bwt`` and
+      ``layerwise.depth`` (:meth:`Readouts.results` of a stream of at least two tasks).
+  """
+  plt = pyplot()
+  fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), squeeze=False)
+  axes = axes[0]
+  for i, (label, res) in enumerate(runs):
+    depth = res["layerwise"]["depth"]
+    style = {"color": f"C{i % 10}", "marker": "os^vDP*Xph"[(i // 10) % 10], "label": label}
+    for ax, key in zip(axes, ("block_forgetting", "block_bwt")):
+      values = [np.nan if v is None else 100 * v for v in res[key]]
+      ax.plot(depth, values, "-", **style)
+  axes[0].set_title("forgetting of each local block's head (last: the network's output)", fontsize=9)
+  axes[0].set_ylabel("forgetting (%)")
+  axes[1].set_title("backward transfer of each local block's head", fontsize=9)
+  axes[1].set_ylabel("BWT (%)")
+  for ax in axes:
+    ax.set_xlabel("depth (weight layers through the end of the local block)")
+    ax.grid(alpha=0.3)
+  axes[-1].legend(fontsize=7, loc="lower left")
+  fig.suptitle(title or "which blocks forget", fontsize=10)
   fig.tight_layout()
   save_figure(fig, path, dpi=100)

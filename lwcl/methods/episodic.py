@@ -18,7 +18,8 @@ data; here the memory only shapes the gradient, and ``batch_stats`` follow the c
 fine-tuning.)
 
 Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``, ``memory_grad_chunk``,
-``grouping``, ``gem_margin``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``, ``lgd_margin``.
+``grouping``, ``gem_margin``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``, ``lgd_margin``,
+``lgd_push``, ``lgd_single_task_push``.
 
 **Adding a projection method**: write its rule as a pure function and an optax transformation taking
 ``ref_grads`` / ``ref_mask`` in :mod:`lwcl.projection`, subclass :class:`EpisodicMethod` here (override
@@ -39,7 +40,7 @@ from lwcl import memory as memory_lib
 from lwcl import param_groups, projection
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
-from lwcl.methods.options import number, option
+from lwcl.methods.options import choice, number, option
 
 
 @flax.struct.dataclass
@@ -80,6 +81,12 @@ class EpisodicMethod(Method):
     ``local``/``greedy`` training (``lwcl.layerwise``) A-GEM and GEM project each local block separately
     (``local_block``), so every block is constrained by its own local loss on the memory (docs/design.md,
     "Layer-wise learning is a loss structure"; LGD's layers are already inside one local block each).
+    ``tensors:N`` groups ``N`` consecutive parameter tensors in definition order
+    (:func:`lwcl.param_groups.definition_order`; the LGD authors' code uses ``tensors:5``).
+
+    Raises:
+      ConfigError: an unknown grouping, ``tensors:N`` with ``N`` not an integer ``>= 1``, or
+        ``local_block`` without layer-wise training.
     """
     layerwise = getattr(fns, "mode", "backprop") in ("local", "greedy") and hasattr(fns, "block_of")
     if grouping == "auto":
@@ -89,9 +96,16 @@ class EpisodicMethod(Method):
         raise ConfigError("method.grouping='local_block' needs layer-wise training (layerwise.mode local or "
                           "greedy); use auto, layer, block or network, or set --config.layerwise.mode")
       return lambda path, leaf: ("local_block", fns.block_of(path[0]))
+    if isinstance(grouping, str) and grouping.startswith(param_groups.TENSORS_PREFIX):
+      try:
+        param_groups.tensors_per_group(grouping)
+      except ValueError:
+        raise ConfigError(f"method.grouping='{grouping}' needs an integer N >= 1 after 'tensors:' (e.g. "
+                          "tensors:5); fix --config.method.grouping") from None
+      return grouping
     if grouping not in param_groups.GROUPINGS:
       raise ConfigError(f"unknown method.grouping '{grouping}'; use auto, local_block, "
-                        f"{', '.join(param_groups.GROUPINGS)}; fix --config.method.grouping")
+                        f"{', '.join(param_groups.GROUPINGS)} or tensors:N; fix --config.method.grouping")
     return grouping
 
   def init_state(self, params, batch_stats) -> EpisodicState:
@@ -173,7 +187,14 @@ class GEM(EpisodicMethod):
 
 class LGD(EpisodicMethod):
   """LGD (Tang et al., CVPR 2021): shared + task-specific decomposition of the old gradients, per layer by
-  default (``method.grouping='network'`` is the paper's concatenated ablation)."""
+  default (``method.grouping='network'`` is the paper's concatenated ablation). ``method.lgd_margin``,
+  ``lgd_push`` and ``lgd_single_task_push`` select the authors' margin push
+  (:func:`lwcl.projection.project_lgd`).
+
+  Raises (constructor):
+    ConfigError: an ``lgd_*`` key out of range, ``lgd_push`` not ``sum``/``mean``, or
+      ``lgd_single_task_push`` not a boolean.
+  """
 
   default_grouping = "layer"
 
@@ -182,6 +203,12 @@ class LGD(EpisodicMethod):
     self.threshold = number(method_config, "lgd_threshold", float, 0.0, maximum=1.0, default=0.0)
     self.top_k = number(method_config, "lgd_top_k", int, 0, default=0)
     self.margin = number(method_config, "lgd_margin", float, 0.0, default=0.0)
+    self.push = choice(method_config, "lgd_push", projection.LGD_PUSHES, default="sum")
+    self.single_task_push = option(method_config, "lgd_single_task_push", default=False)
+    if not isinstance(self.single_task_push, bool):
+      raise ConfigError(f"method.lgd_single_task_push={self.single_task_push!r} is not True or False; fix "
+                        "--config.method.lgd_single_task_push")
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin)
+    return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin, self.push,
+                          self.single_task_push)

@@ -183,15 +183,27 @@ class EWC(ImportancePenaltyMethod):
 class MAS(ImportancePenaltyMethod):
   """Memory aware synapses (Aljundi et al., ECCV 2018): omega is
   :func:`~lwcl.regularization.mas_importance` of the task's outputs (the logits of the outputs its label
-  mask allows; the paper's unsupervised l2 of the output)."""
+  mask allows; the paper's unsupervised l2 of the output).
+
+  In layer-wise ``local`` and ``greedy`` modes the output is every local block head's outputs, each block
+  fed the previous one's detached output (``LayerwiseFns.block_logits(detach=True)``): each block and its
+  auxiliary head get importance from the head they are trained through, as EWC's Fisher comes from the
+  sum of local losses (docs/design.md, "Continual methods in layer-wise modes").
+  """
 
   def estimate(self, params, batch_stats, examples, mask, rng):
     del rng
     label_masks = jnp.asarray(self.fns.label_masks)
+    local = getattr(self.fns, "mode", "backprop") in ("local", "greedy")
 
     def output(p, ex):
-      logits, _ = self.fns.logits(p, batch_stats, self._one(ex), train=False)
-      return jnp.where(label_masks[ex["task"]], logits[0], 0.0)
+      one = self._one(ex)
+      if local:
+        logits = jnp.concatenate(self.fns.block_logits(p, batch_stats, one, detach=True), axis=-1)
+        allowed = jnp.tile(label_masks[ex["task"]], self.fns.num_blocks)
+      else:
+        logits, allowed = self.fns.logits(p, batch_stats, one, train=False)[0], label_masks[ex["task"]]
+      return jnp.where(allowed, logits[0], 0.0)
 
     return reg.mas_importance(output, params, examples, mask, batch_size=self.batch_size)
 
@@ -226,6 +238,9 @@ class NAI(ImportancePenaltyMethod):
   """Neuron activation importance (Kim & Lee 2021, arXiv 2107.12657): omega is
   :func:`~lwcl.regularization.nai_importance` of each finished task, with ``method.nai_normalize``,
   ``method.nai_weight_rule`` and ``method.nai_include_heads``; accumulated by ``method.accumulate``.
+  In layer-wise training the auxiliary heads are heads: like the task heads they get importance only with
+  ``method.nai_include_heads`` (from their own softmax outputs); the blocks' neurons get theirs from
+  their activations in every mode.
 
   Raises:
     ConfigError: also ``nai_weight_rule='max'`` with a residual network (its inputs are not the previous
@@ -255,6 +270,9 @@ class NAI(ImportancePenaltyMethod):
       logits, state = fns.model.apply({"params": p, "batch_stats": batch_stats}, x, batch["task"],
                                       train=False, mutable=["intermediates"])
       logits = jnp.where(label_masks[batch["task"]], logits, MASKED_LOGIT)
+      if self.include_heads and hasattr(fns, "head_name"):  # layer-wise: auxiliary heads are heads too
+        blocks = fns.block_logits(p, batch_stats, batch)
+        logits = {**{fns.head_name(k): l for k, l in enumerate(blocks[:-1])}, "head": logits}
       return logits, state["intermediates"]
 
     return reg.nai_importance(forward, params, examples, mask, batch_size=self.batch_size,

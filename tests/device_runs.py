@@ -1,0 +1,32 @@
+"""Runs every continual method on 1 and on N devices of this process; prints the results as JSON.
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/device_runs.py WORKDIR 8
+
+A separate process, because the number of forced CPU devices is fixed when JAX starts.
+"""
+
+import json
+import os
+import sys
+
+from conftest import small_config
+from lwcl import driver
+
+METHODS = ("finetune", "joint", "ewc", "mas", "si", "nai", "agem", "gem", "lgd")
+TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 128,
+        "train.batch_size": 16, "method.memory_per_task": 16, "method.agem_ref_batch": 16,
+        "method.importance_samples": 48, "method.importance_batch_size": 16, "method.strength": 10.0}
+
+
+def main(workdir: str, devices: int) -> None:
+  out = {}
+  for method in METHODS:
+    for n in (1, devices):
+      cfg = small_config(**TINY, **{"method.name": method, "devices.num_devices": n})
+      res = driver.run(cfg, os.path.join(workdir, f"{method}_{n}"))
+      out[f"{method}/{n}"] = {k: res[k] for k in ("accuracy_matrix", "final_train_loss", "devices")}
+  print(json.dumps(out))
+
+
+if __name__ == "__main__":
+  main(sys.argv[1], int(sys.argv[2]))
