@@ -23,6 +23,7 @@ import re
 import sys
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
+FORGETTING_PLOT = "comparison_forgetting.png"
 
 
 def load_config(spec: str, overrides=()):
@@ -99,6 +100,7 @@ def describe(results: dict) -> dict:
           "local_blocks": info.get("local_blocks", 1), "acc": 100 * results["acc"],
           "blocks": [100 * a for a in results.get("block_acc", [])],
           "probes": [100 * a for a in results.get("linear_probe_acc", [])],
+          "forgetting": [float("nan") if f is None else 100 * f for f in results.get("block_forgetting", [])],
           "train_seconds": results.get("train_seconds", float("nan"))}
 
 
@@ -106,20 +108,23 @@ def tables(names, results) -> tuple[str, str]:
   """The markdown and CSV comparison tables of ``results`` (one per run, named by ``names``)."""
   rows = [describe(r) for r in results]
   md = ["| run | model | mode | strides | shallow intensity | K | final acc % | block heads % (1..K) | "
-        "linear probes % (1..K) | train s |", "| --- " * 10 + "|"]
+        "linear probes % (1..K) | train s | block forgetting % (1..K) |", "| --- " * 11 + "|"]
   for name, r in zip(names, rows):
     fmt = lambda v: " ".join(f"{a:.1f}" for a in v) or "-"  # noqa: E731
     md.append(f"| {name} | {r['model']} | {r['mode']} | {r['strides']} | {r['intensity']} | {r['local_blocks']} | "
-              f"{r['acc']:.2f} | {fmt(r['blocks'])} | {fmt(r['probes'])} | {r['train_seconds']:.0f} |")
-  k = max([len(r["blocks"]) for r in rows] + [len(r["probes"]) for r in rows] + [0])
+              f"{r['acc']:.2f} | {fmt(r['blocks'])} | {fmt(r['probes'])} | {r['train_seconds']:.0f} | "
+              f"{fmt(r['forgetting'])} |")
+  k = max([len(r[key]) for r in rows for key in ("blocks", "probes", "forgetting")] + [0])
   out = io.StringIO()
   writer = csv.writer(out)
   writer.writerow(["run", "model", "mode", "strides", "intensity", "local_blocks", "acc", "train_seconds"]
-                  + [f"block_{i + 1}" for i in range(k)] + [f"probe_{i + 1}" for i in range(k)])
+                  + [f"block_{i + 1}" for i in range(k)] + [f"probe_{i + 1}" for i in range(k)]
+                  + [f"forgetting_{i + 1}" for i in range(k)])
   for name, r in zip(names, rows):
     pad = lambda v: [f"{a:.2f}" for a in v] + [""] * (k - len(v))  # noqa: E731
     writer.writerow([name, r["model"], r["mode"], r["strides"], r["intensity"], r["local_blocks"],
-                     f"{r['acc']:.2f}", f"{r['train_seconds']:.1f}"] + pad(r["blocks"]) + pad(r["probes"]))
+                     f"{r['acc']:.2f}", f"{r['train_seconds']:.1f}"] + pad(r["blocks"]) + pad(r["probes"])
+                    + pad(r["forgetting"]))
   return "\n".join(md) + "\n", out.getvalue()
 
 
@@ -151,6 +156,9 @@ def compare(specs, out_dir: str, overrides=()) -> list:
   runs = [(n, r) for n, r in zip(names, results) if "block_acc" in r]
   if runs:
     layerwise.plot_block_accuracy(runs, os.path.join(out_dir, PLOT), "accuracy against depth")
+  forgetting_runs = [(n, r) for n, r in runs if len(r["block_accuracy"]) > 1]
+  if forgetting_runs:
+    layerwise.plot_block_forgetting(forgetting_runs, os.path.join(out_dir, FORGETTING_PLOT))
   print(md, flush=True)
   print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}" + (f"; plot: {out_dir}/{PLOT}" if runs else ""))
   return results

@@ -327,3 +327,13 @@ def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importanc
 def ml_dict(d):
   import ml_collections  # pylint: disable=g-import-not-at-top
   return ml_collections.ConfigDict(d)
+
+
+def test_compare_tables_report_which_blocks_forget():
+  from lwcl import compare
+  fake = {"acc": 0.9, "block_acc": [0.5, 0.9], "block_forgetting": [0.25, None], "train_seconds": 3.0,
+          "layerwise": {"mode": "local", "local_blocks": 2, "depth": [3, 7]},
+          "config": {"model": {"name": "resnet", "depth": 8, "strides": "standard"}}}
+  md, table_csv = compare.tables(["a"], [fake])
+  assert md.splitlines()[2].endswith("| 3 | 25.0 nan |")
+  assert table_csv.splitlines()[1].endswith(",25.00,nan")

@@ -73,3 +73,15 @@ def test_task_heads_select_each_examples_head():
   k, b = params["params"]["kernel"], params["params"]["bias"]
   want = np.stack([np.asarray(x[i] @ k[t] + b[t]) for i, t in enumerate(task)])
   np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+
+
+def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from lwcl.models.convnet import max_pool_2x2  # pylint: disable=g-import-not-at-top
+  for shape in ((3, 28, 28, 4), (2, 7, 9, 3)):  # odd sizes: VALID drops the last row / column
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)  # continuous values: no ties
+    ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
+    w = jax.random.normal(jax.random.PRNGKey(1), ref(x).shape)
+    grads = [jax.grad(lambda v, f=f: jnp.sum(f(v) * w))(x) for f in (max_pool_2x2, ref)]
+    np.testing.assert_array_equal(grads[0], grads[1])
