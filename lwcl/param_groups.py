@@ -104,7 +104,7 @@ def definition_order(tree: Any) -> list[int]:
     ``head``, then the layer-wise auxiliary heads ``aux_<k>`` by ``k`` (added after the network by
     :class:`lwcl.layerwise.fns.LayerwiseFns`), then any other key in natural order;
   * inside a module: its own leaves first, weight-like (``kernel``, ``scale``, ``embedding``) before
-    ``bias`` before any other (by name), as ``nn.Linear`` / ``nn.Conv2d`` / ``nn.BatchNorm2d`` register
+    ``bias`` before any other (by name), as ``nn.Linear`` / ``nn.Conv2d`` / ``nn.BatchNorm2d`` create
     ``weight`` then ``bias``; then its submodules: Flax's auto-named layers (``Conv_0``, ``Dense_1``) by
     their counter, then explicitly named ones (``shortcut_conv``, ``head``) in natural order, each
     followed by its normalization layer: the ``k``-th ``BatchNorm_k`` (``LayerNorm``, ``GroupNorm``,

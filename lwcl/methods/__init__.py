@@ -10,7 +10,7 @@ Families, one module each (the hooks every method implements are documented once
   :mod:`lwcl.projection`, memory in :mod:`lwcl.memory`).
 
 Adding a method: write its class in its family's module, add one line to :data:`METHODS`, and its keys
-(if any) to ``configs/default.py``. Nothing is registered at import time.
+(if any) to ``configs/default.py``. No import side effect fills the table.
 """
 
 from __future__ import annotations
