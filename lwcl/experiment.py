@@ -5,7 +5,8 @@ then goes through the stream in named steps:
 
 1. :meth:`~Experiment._resume`: open the workdir's checkpoints and restore the newest, or start fresh
    (initial accuracies ``b``);
-2. :meth:`~Experiment._train_task`: the task's steps with the jitted train step, logging, non-finite loss
+2. :meth:`~Experiment._train_task`: the task's steps with the jitted train step (one per host batch, or
+   ``train.steps_per_dispatch`` per compiled loop on device-resident data), logging, non-finite loss
    detection and checkpoints every ``checkpoint.every_steps`` steps;
 3. :meth:`~Experiment._finish_task`: evaluate every task (future ones included) into the accuracy matrix,
    the layer-wise read-outs, the method's end-of-task update, and a checkpoint;
@@ -32,7 +33,8 @@ from lwcl import metrics as metrics_lib
 from lwcl import optim
 from lwcl import report
 from lwcl.checkpoint import RunCheckpointer
-from lwcl.data.pipeline import Preprocessor, eval_batches, steps_per_epoch, train_batches
+from lwcl.data.pipeline import (Preprocessor, dispatch_lengths, eval_batches, step_indices, steps_per_epoch,
+                                train_batches)
 from lwcl.data.scenarios import build_scenario
 from lwcl.data.sources import load_dataset
 from lwcl.errors import ConfigError, DivergenceError
@@ -41,7 +43,7 @@ from lwcl.models import build_model
 from lwcl.parallel import DataParallel
 from lwcl.results import RESULTS_FILE, fingerprint, result_config
 from lwcl.run_state import Progress, Record
-from lwcl.train import TrainState, make_eval_step, make_train_step
+from lwcl.train import TrainState, make_eval_step, make_train_step, make_train_steps
 
 HEATMAP_FILE = "accuracy_matrix.png"
 
@@ -51,7 +53,8 @@ def validate(config) -> None:
   positive = {"train.epochs_per_task": config.train.epochs_per_task,
               "train.batch_size": config.train.batch_size,
               "train.eval_batch_size": config.train.eval_batch_size,
-              "train.log_every_steps": config.train.log_every_steps}
+              "train.log_every_steps": config.train.log_every_steps,
+              "train.steps_per_dispatch": config.train.steps_per_dispatch}
   for key, value in positive.items():
     if value < 1:
       raise ConfigError(f"{key} must be at least 1, got {value}; fix --config.{key}")
@@ -106,6 +109,12 @@ class Experiment:
     validate(config)
     self.config = config
     self.parallel = DataParallel.create(config.devices)
+    # Steps per compiled call; multi-process runs keep one host batch per step (each process would have to
+    # place the whole task's data; not done yet).
+    self.steps_per_dispatch = config.train.steps_per_dispatch if jax.process_count() == 1 else 1
+    if self.steps_per_dispatch != config.train.steps_per_dispatch:
+      logging.warning("multi-process run: train.steps_per_dispatch=%d ignored, one step per dispatch",
+                      config.train.steps_per_dispatch)
     self.parallel.check_batch_size(config.train.batch_size, "train.batch_size")
     eval_bs = config.train.eval_batch_size
     self.eval_batch_size = -(-eval_bs // self.parallel.size) * self.parallel.size
@@ -128,6 +137,9 @@ class Experiment:
     rep, bat = self.parallel.replicated, self.parallel.batch
     self.train_step = jax.jit(make_train_step(self.fns, self.tx, self.method), donate_argnums=(0,),
                               in_shardings=(rep, bat, rep), out_shardings=(rep, rep))
+    self._greedy = isinstance(self.fns, layerwise.LayerwiseFns) and self.fns.mode == "greedy"
+    self.train_steps = jax.jit(make_train_steps(self.fns, self.tx, self.method, bat), donate_argnums=(0,),
+                               in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep))
     self.eval_step = jax.jit(make_eval_step(self.fns), in_shardings=(rep, rep, bat),
                              out_shardings=(rep, rep))
     self.readouts = layerwise.Readouts(self.fns, config.layerwise, strides=str(config.model.strides),
@@ -193,7 +205,9 @@ class Experiment:
     Args:
       workdir: folder for checkpoints, ``results.json``, TensorBoard events and plots.
       on_step: called with the global step (int, over the whole stream) after every train step and its
-        checkpoint, if any; e.g. a test's fault injection (a SIGKILL in mid-task).
+        checkpoint, if any; e.g. a test's fault injection (a SIGKILL in mid-task). With
+        ``train.steps_per_dispatch > 1`` it is called for every step of a dispatch, in order, once the
+        dispatch has been issued (checkpoints are only written at dispatch ends).
     Returns:
       The results dict also written to ``workdir/results.json``.
     Raises:
@@ -237,8 +251,7 @@ class Experiment:
     """Runs task ``t`` from ``run.progress.task_step`` to its last step."""
     config, progress, record = self.config, run.progress, run.record
     T, epochs, bs = self.scenario.num_tasks, config.train.epochs_per_task, config.train.batch_size
-    data, spe = self.train_data[t], self.steps_per_epoch[t]
-    learning_rates = self.learning_rates.for_task(spe)
+    spe = self.steps_per_epoch[t]
     total, split, lca_n = spe * epochs, config.eval.split, config.eval.lca_batches
     every = config.checkpoint.every_steps
     steps_before = sum(self.steps_per_epoch[k] * epochs for k in range(t))
@@ -247,37 +260,80 @@ class Experiment:
     if lca_n and progress.task_step == 0:
       record.lca[t, 0] = self.evaluate_task(run.state, t, split)
     bar = _progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
+    dispatch = self._one_step_dispatches if self.steps_per_dispatch == 1 else self._multi_step_dispatches
     pending, tic, loss = [], time.perf_counter(), float("nan")
-    for s in range(progress.task_step, total):
-      epoch, index = divmod(s, spe)
-      if s == progress.task_step or index == 0:
-        batches = train_batches(data, bs, config.seed, t, epoch, start=index)
-      batch = layerwise.with_phase(self.fns, next(batches), s, spe, epochs)  # greedy mode: + phase
-      run.state, step_metrics = self.train_step(run.state, self.parallel.put_batch(batch), learning_rates[s])
-      pending.append(step_metrics["loss"])
-      progress.task_step = s + 1
-      progress.train_examples += bs
-      step = s + 1 + steps_before
-      if lca_n and s < lca_n:
-        record.lca[t, s + 1] = self.evaluate_task(run.state, t, split)
-      due_log = (s + 1) % config.train.log_every_steps == 0
-      due_ckpt = every and step % every == 0 and s + 1 < total
-      if due_log or due_ckpt or s + 1 == total:
-        loss = _check_finite(pending, t, s + 1)
-        pending = []
-        bar.set_postfix(loss=f"{loss:.4f}")
-        run.writer.write_scalars(step, {"train/loss": loss, "train/task": t + 1})
-      if due_ckpt:
-        progress.train_seconds += time.perf_counter() - tic
-        run.save(task_done=False)
-        tic = time.perf_counter()
-      bar.update(1)
-      if on_step is not None:
-        on_step(step)
+    for first, count, losses in dispatch(run, t, total):
+      for s in range(first, first + count):  # the steps of a dispatch, after it was dispatched
+        pending.append((losses, None if losses.ndim == 0 else s - first))
+        progress.task_step = s + 1
+        progress.train_examples += bs
+        step = s + 1 + steps_before
+        if lca_n and s < lca_n:  # dispatches of one step (see _boundary)
+          record.lca[t, s + 1] = self.evaluate_task(run.state, t, split)
+        due_log = (s + 1) % config.train.log_every_steps == 0
+        due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (_boundary)
+        if due_log or due_ckpt or s + 1 == total:
+          loss = _check_finite(pending, t, s + 1)
+          pending = []
+          bar.set_postfix(loss=f"{loss:.4f}")
+          run.writer.write_scalars(step, {"train/loss": loss, "train/task": t + 1})
+        if due_ckpt:
+          progress.train_seconds += time.perf_counter() - tic
+          run.save(task_done=False)
+          tic = time.perf_counter()
+        bar.update(1)
+        if on_step is not None:
+          on_step(step)
     jax.block_until_ready(run.state)
     progress.train_seconds += time.perf_counter() - tic
     bar.close()
     record.final_loss[t] = loss  # the last step always checks (s + 1 == total)
+
+  def _one_step_dispatches(self, run: _Run, t: int, total: int):
+    """``train.steps_per_dispatch = 1``: one jitted step per host batch; yields ``(step, 1, loss)`` after
+    dispatching each step (``run.state`` updated)."""
+    config, spe = self.config, self.steps_per_epoch[t]
+    learning_rates = self.learning_rates.for_task(spe)
+    for s in range(run.progress.task_step, total):
+      epoch, index = divmod(s, spe)
+      if s == run.progress.task_step or index == 0:
+        batches = train_batches(self.train_data[t], config.train.batch_size, config.seed, t, epoch,
+                                start=index)
+      batch = layerwise.with_phase(self.fns, next(batches), s, spe, config.train.epochs_per_task)
+      run.state, step_metrics = self.train_step(run.state, self.parallel.put_batch(batch), learning_rates[s])
+      yield s, 1, step_metrics["loss"]
+
+  def _multi_step_dispatches(self, run: _Run, t: int, total: int):
+    """``train.steps_per_dispatch = K > 1``: the task's training data on the device once, then up to ``K``
+    steps per call of the compiled loop (:func:`lwcl.train.make_train_steps`); yields ``(first step,
+    count, losses [K])`` after dispatching each call (``run.state`` updated). Dispatches end at every
+    checkpoint step and, while recording the LCA curve, after every step (:meth:`_boundary`)."""
+    config, spe, K = self.config, self.steps_per_epoch[t], self.steps_per_dispatch
+    epochs, data = config.train.epochs_per_task, self.train_data[t]
+    learning_rates = self.learning_rates.for_task(spe)
+    rows = max(len(d) for d in self.train_data)  # one data shape, one compiled loop for the whole stream
+    host = {"image": data.images, "label": data.labels, "task": data.tasks}
+    padded = {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)])
+              for k, x in host.items()}
+    device_data = self.parallel.replicate(padded)
+    steps_before = sum(n * epochs for n in self.steps_per_epoch[:t])
+    for first, count in dispatch_lengths(run.progress.task_step, total, K,
+                                         lambda s: self._boundary(s, steps_before)):
+      steps = {"index": step_indices(len(data), config.train.batch_size, config.seed, t, spe, first, count,
+                                     rows=K), "learning_rate": np.zeros(K, np.float32)}
+      steps["learning_rate"][:count] = learning_rates[first:first + count]
+      if self._greedy:
+        steps["phase"] = np.zeros(K, np.int32)
+        steps["phase"][:count] = [layerwise.greedy_phase(self.fns, s, spe, epochs)
+                                  for s in range(first, first + count)]
+      run.state, losses = self.train_steps(run.state, device_data, steps, np.int32(count))
+      yield first, count, losses
+
+  def _boundary(self, s: int, steps_before: int) -> bool:
+    """Whether a dispatch must end after task step ``s``: a checkpoint follows it, or the LCA curve
+    records an evaluation after it."""
+    every = self.config.checkpoint.every_steps
+    return bool(s < self.config.eval.lca_batches or (every and (s + 1 + steps_before) % every == 0))
 
   def _finish_task(self, run: _Run, t: int) -> None:
     """Evaluates every task after task ``t``, updates the method state, checkpoints, prints a line."""
@@ -341,8 +397,18 @@ class Experiment:
 
 
 def _check_finite(losses: list, task: int, task_step: int) -> float:
-  """The last loss of ``losses`` (device scalars); raises DivergenceError if any is not finite."""
-  values = np.asarray(jax.device_get(losses), dtype=np.float64)
+  """The last loss of ``losses``; raises DivergenceError if any is not finite.
+
+  Args:
+    losses: ``(array, index)`` pairs, in step order: a device scalar with index None, or element ``index``
+      of a device vector (one loss per step of a dispatch).
+    task, task_step: where the run is (for the message).
+  Raises:
+    DivergenceError: a loss is inf or nan.
+  """
+  arrays = {id(a): a for a, _ in losses}
+  host = dict(zip(arrays, jax.device_get(list(arrays.values()))))
+  values = np.asarray([host[id(a)] if i is None else host[id(a)][i] for a, i in losses], dtype=np.float64)
   if not np.all(np.isfinite(values)):
     raise DivergenceError(f"the training loss became {values[~np.isfinite(values)][0]} in task {task + 1} "
                           f"by step {task_step} of the task; lower --config.optimizer.learning_rate or "

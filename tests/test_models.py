@@ -85,3 +85,14 @@ def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
     w = jax.random.normal(jax.random.PRNGKey(1), ref(x).shape)
     grads = [jax.grad(lambda v, f=f: jnp.sum(f(v) * w))(x) for f in (max_pool_2x2, ref)]
     np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_max_pool_2x2_keeps_the_native_pool_off_the_cpu(monkeypatch):
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from lwcl.models import convnet  # pylint: disable=g-import-not-at-top
+  calls = []
+  monkeypatch.setattr(convnet.jax, "default_backend", lambda: "gpu")
+  monkeypatch.setattr(convnet.nn, "max_pool", lambda *a, **k: calls.append(k) or nn.pooling.max_pool(*a, **k))
+  x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 4, 2))
+  np.testing.assert_array_equal(convnet.max_pool_2x2(x), nn.pooling.max_pool(x, (2, 2), strides=(2, 2)))
+  assert calls == [{"strides": (2, 2)}]

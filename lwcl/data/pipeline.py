@@ -45,6 +45,57 @@ def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: 
     yield {"image": data.images[idx], "label": data.labels[idx], "task": data.tasks[idx]}
 
 
+def step_indices(num_examples: int, batch_size: int, seed: int, task: int, steps_per_epoch: int, first: int,
+                 count: int, rows: int | None = None) -> np.ndarray:
+  """The example indices of ``count`` consecutive train steps of a task, from task step ``first`` on.
+
+  Row ``i`` holds the (sorted) indices of the batch :func:`train_batches` yields at task step
+  ``first + i``: epoch ``(first + i) // steps_per_epoch``, batch ``(first + i) % steps_per_epoch``.
+
+  Args:
+    num_examples: the task's training examples; batch_size: examples per step; seed, task: as in
+      :func:`epoch_order`; steps_per_epoch: :func:`steps_per_epoch` of the task.
+    first: task step of row 0 (>= 0); count: steps (>= 0); rows: rows of the result, >= ``count``
+      (padding rows are 0); None = ``count``.
+  Returns:
+    int32 ``[rows, batch_size]``.
+  Raises:
+    ValueError: ``rows < count``.
+  """
+  rows = count if rows is None else rows
+  if rows < count:
+    raise ValueError(f"rows={rows} < count={count}")
+  out = np.zeros((rows, batch_size), np.int32)
+  epoch, order = None, None
+  for i, s in enumerate(range(first, first + count)):
+    e, b = divmod(s, steps_per_epoch)
+    if e != epoch:
+      epoch, order = e, epoch_order(num_examples, seed, task, e)
+    out[i] = np.sort(order[b * batch_size:(b + 1) * batch_size])
+  return out
+
+
+def dispatch_lengths(first: int, total: int, max_steps: int, boundaries) -> list[tuple[int, int]]:
+  """Splits task steps ``first .. total - 1`` into dispatches of at most ``max_steps`` steps.
+
+  Args:
+    first, total: the task steps to run, ``[first, total)``.
+    max_steps: the longest dispatch (>= 1).
+    boundaries: a function ``task_step -> bool``: True when a dispatch must end after that step (a
+      checkpoint, a recorded evaluation); the last step always ends one.
+  Returns:
+    ``[(first_step, count), ...]`` in order, covering ``[first, total)`` exactly.
+  """
+  out, s = [], first
+  while s < total:
+    n = 1
+    while n < max_steps and s + n < total and not boundaries(s + n - 1):
+      n += 1
+    out.append((s, n))
+    s += n
+  return out
+
+
 def eval_batches(images: np.ndarray, labels: np.ndarray, task: int, batch_size: int) -> Iterator[dict]:
   """Yields fixed-size evaluation batches of one task's split, the last padded (``mask`` = 0)."""
   n = labels.shape[0]

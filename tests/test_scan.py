@@ -1,0 +1,192 @@
+"""Several train steps per compiled call (``train.steps_per_dispatch``): same results as one step per call.
+
+With ``K > 1`` the task's training data lives on the device and up to ``K`` steps run in one compiled loop,
+each gathering its batch on the device from precomputed indices; dispatches end at checkpoints and at the
+LCA curve's steps. These tests compare it with the one-step path (``K = 1``) for every method and the
+layer-wise modes, resume it after a SIGKILL in mid-dispatch, and make it diverge.
+"""
+
+import os
+import signal
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from conftest import small_config
+from lwcl import driver, experiment
+from lwcl import results as results_lib
+from lwcl.checkpoint import RunCheckpointer
+from lwcl.data.pipeline import dispatch_lengths, epoch_order, step_indices, train_batches
+from lwcl.errors import DivergenceError
+from test_experiment import assert_one_line_error, cli, load_results
+
+METHODS = ("finetune", "joint", "ewc", "mas", "si", "nai", "agem", "gem", "lgd")
+# Small memories and importance samples keep the 9 x 2 runs fast; 3 tasks of 10 steps each.
+FAST = {"method.memory_per_task": 20, "method.agem_ref_batch": 20, "method.importance_samples": 40,
+        "method.importance_batch_size": 20, "method.strength": 10.0}
+
+
+def _run(tmp_path, name, **overrides):
+  exp = experiment.Experiment(small_config(**FAST, **overrides))
+  steps = []
+  results = exp.run(str(tmp_path / name), on_step=steps.append)
+  return exp, results, steps
+
+
+def _assert_same_run(one, many):
+  (exp1, res1, steps1), (expk, resk, stepsk) = one, many
+  chex.assert_trees_all_close(expk.final_state.params, exp1.final_state.params, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(expk.final_state.batch_stats, exp1.final_state.batch_stats, rtol=1e-5,
+                              atol=1e-6)
+  assert int(expk.final_state.step) == int(exp1.final_state.step)
+  np.testing.assert_allclose(resk["accuracy_matrix"], res1["accuracy_matrix"], atol=2e-3)
+  np.testing.assert_allclose(resk["final_train_loss"], res1["final_train_loss"], rtol=1e-4, atol=1e-5)
+  assert resk["train_examples"] == res1["train_examples"]
+  assert stepsk == steps1 == list(range(1, len(steps1) + 1))  # on_step: every step, in order
+
+
+def test_step_indices_are_the_batches_of_train_batches():
+  n, bs, seed, task = 103, 10, 3, 1
+  spe = n // bs
+  want = [b["label"] for e in range(3)
+          for b in train_batches(_indexed(n, task), bs, seed, task, e)]
+  got = step_indices(n, bs, seed, task, spe, first=7, count=15, rows=16)
+  chex.assert_shape(got, (16, bs))
+  assert got.dtype == np.int32
+  np.testing.assert_array_equal(got[:15], np.stack(want[7:22]))
+  np.testing.assert_array_equal(got[15], 0)  # padding row
+  np.testing.assert_array_equal(got[3], np.sort(epoch_order(n, seed, task, 1)[0:bs]))  # step 10 = epoch 1
+  with pytest.raises(ValueError):
+    step_indices(n, bs, seed, task, spe, first=0, count=5, rows=4)
+
+
+def _indexed(n, task):
+  """Examples whose label is their own index (so a batch's labels are its indices)."""
+  from lwcl.data.examples import Examples
+  return Examples(np.zeros((n, 1, 1, 1), np.uint8), np.arange(n, dtype=np.int32),
+                  np.full(n, task, np.int32))
+
+
+def test_dispatch_lengths_end_at_boundaries_and_cover_every_step():
+  assert dispatch_lengths(0, 10, 4, lambda s: False) == [(0, 4), (4, 4), (8, 2)]
+  assert dispatch_lengths(3, 10, 4, lambda s: s in (4, 5)) == [(3, 2), (5, 1), (6, 4)]
+  assert dispatch_lengths(0, 5, 8, lambda s: s < 2) == [(0, 1), (1, 1), (2, 3)]
+  assert dispatch_lengths(5, 5, 4, lambda s: False) == []
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_matches_one_step_per_dispatch(tmp_path, method):
+  extra = {"method.name": method}
+  if method == "finetune":  # boundaries: checkpoints mid-task and the LCA curve's one-step dispatches
+    extra.update({"checkpoint.every_steps": 7, "eval.lca_batches": 3})
+  one = _run(tmp_path, "k1", **extra)
+  many = _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4})
+  _assert_same_run(one, many)
+  if method == "finetune":
+    np.testing.assert_allclose(many[1]["lca_curves"], one[1]["lca_curves"], atol=2e-3)
+  if method == "joint":  # tasks of 200, 400 and 600 examples: padded to one shape, compiled once
+    assert many[0].train_steps._cache_size() == 1  # pylint: disable=protected-access
+  if method in ("agem", "gem", "lgd"):
+    chex.assert_trees_all_equal(many[0].final_state.method_state.memory,
+                                one[0].final_state.method_state.memory)
+
+
+@pytest.mark.parametrize("mode", ("local", "greedy"))
+def test_layerwise_modes_match_one_step_per_dispatch(tmp_path, mode):
+  extra = {"layerwise.mode": mode, "model.hidden": (16, 16), "train.epochs_per_task": 2,
+           "method.name": "si" if mode == "local" else "finetune"}
+  one = _run(tmp_path, "k1", **extra)
+  many = _run(tmp_path, "k8", **extra, **{"train.steps_per_dispatch": 8})
+  _assert_same_run(one, many)
+
+
+def test_convnet_matches_one_step_per_dispatch_up_to_rounding(tmp_path):
+  # On CPU the loop's convolution kernels differ from the one-step program's (XLA does not use its Eigen
+  # kernels inside loops), so parameters agree to float rounding only.
+  extra = {"model.name": "convnet", "model.conv_stages": ((8,),), "model.dense": (16,),
+           "scenario.num_tasks": 2}
+  (exp1, res1, _), (expk, resk, _) = (_run(tmp_path, "k1", **extra),
+                                      _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4}))
+  chex.assert_trees_all_close(expk.final_state.params, exp1.final_state.params, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(resk["accuracy_matrix"], res1["accuracy_matrix"], atol=2e-3)
+
+
+def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys):
+  # 10 steps per task; checkpoints at global steps 4, 8, 12, ...; K = 4: task 2 (global steps 11..20)
+  # runs dispatches of 2, 4 and 4 steps. Killed (by the real entry point, tests/fault_run.py) after step
+  # 14, inside the dispatch of steps 13..16, it resumes here from the checkpoint at 12.
+  overrides = {"train.steps_per_dispatch": 4, "checkpoint.every_steps": 4, "method.name": "agem",
+               "method.memory_per_task": 20, "method.agem_ref_batch": 20}
+  want = driver.run(small_config(**overrides), str(tmp_path / "ref"))
+  killed = str(tmp_path / "killed")
+  proc = cli(killed, *[f"--config.{k}={v}" for k, v in overrides.items()], kill_after_step=14)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  assert not os.path.exists(os.path.join(killed, "results.json"))
+  assert sorted(os.listdir(os.path.join(killed, "checkpoints")), key=int)[-1] == "12"
+  capsys.readouterr()
+  got = driver.run(small_config(**overrides), killed)
+  assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
+  assert got["accuracy_matrix"] == want["accuracy_matrix"]
+  assert got["initial_accuracy"] == want["initial_accuracy"]
+  assert got["final_train_loss"] == want["final_train_loss"]
+
+
+def test_four_devices_gather_a_batch_split_over_devices(tmp_path):
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  one = cli(str(tmp_path / "k1"), "--config.devices.num_devices=4", env=env)
+  many = cli(str(tmp_path / "k4"), "--config.devices.num_devices=4", "--config.train.steps_per_dispatch=4",
+             env=env)
+  assert one.returncode == 0 and many.returncode == 0, many.stderr[-2000:]
+  a, b = load_results(str(tmp_path / "k1")), load_results(str(tmp_path / "k4"))
+  assert b["devices"]["count"] == 4
+  np.testing.assert_allclose(b["final_train_loss"], a["final_train_loss"], rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(b["accuracy_matrix"], a["accuracy_matrix"], atol=2e-3)
+
+
+def _divergence(tmp_path, name, k):
+  """Runs a diverging config; returns the error message, the newest checkpoint step and its params."""
+  config = small_config(**{"optimizer.learning_rate": 1e8, "checkpoint.every_steps": 3,
+                           "train.steps_per_dispatch": k})
+  exp = experiment.Experiment(config)
+  workdir = str(tmp_path / name)
+  with pytest.raises(DivergenceError, match="learning_rate") as error:
+    exp.run(workdir)
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, results_lib.result_config(config.to_dict()))
+  step = ckpt.latest_step()
+  params = None
+  if step is not None:
+    state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
+    params = state["state"].params
+    chex.assert_tree_all_finite(params)
+  ckpt.close()
+  return str(error.value), step, params
+
+
+def test_nan_loss_inside_a_dispatch_stops_like_one_step_dispatches(tmp_path):
+  # Dispatches of up to 8 steps end at the checkpoints every 3 steps: the first non-finite loss is
+  # inside a dispatch, found when its last step is checked, before that step's checkpoint is written.
+  message1, step1, params1 = _divergence(tmp_path, "k1", 1)
+  message8, step8, params8 = _divergence(tmp_path, "k8", 8)
+  assert message8 == message1 and step8 == step1
+  if step1 is not None:
+    chex.assert_trees_all_close(params8, params1, rtol=1e-5, atol=1e-6)
+  proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8",
+             "--config.train.log_every_steps=1", "--config.train.steps_per_dispatch=4")
+  assert_one_line_error(proc, "loss became", "learning_rate")
+
+
+def test_train_steps_runs_count_steps_of_k():
+  exp = experiment.Experiment(small_config(**{"train.steps_per_dispatch": 4}))
+  assert exp.steps_per_dispatch == 4
+  state = exp.parallel.replicate(exp.initial_state())
+  data = exp.parallel.replicate({"image": exp.train_data[0].images, "label": exp.train_data[0].labels,
+                                 "task": exp.train_data[0].tasks})
+  steps = {"index": step_indices(len(exp.train_data[0]), 20, 0, 0, 10, 0, 2, rows=4),
+           "learning_rate": np.full(4, 0.01, np.float32)}
+  state, losses = exp.train_steps(state, data, steps, np.int32(2))
+  losses = np.asarray(jax.device_get(losses))
+  assert np.isfinite(losses).all() and (losses[:2] > 0).all() and (losses[2:] == 0).all()
+  assert int(state.step) == 2
