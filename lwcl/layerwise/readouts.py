@@ -229,9 +229,7 @@ def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> No
   fig, axes = plt.subplots(1, 2 if probes else 1, figsize=(11.5 if probes else 6.4, 4.6), sharey=True,
                            squeeze=False)
   axes = axes[0]
-  for i, (label, res) in enumerate(runs):
-    depth = res["layerwise"]["depth"]
-    style = {"color": f"C{i % 10}", "marker": "os^vDP*Xph"[(i // 10) % 10], "label": label}
+  for depth, res, style in _depth_styles(runs):
     axes[0].plot(depth, 100 * np.asarray(res["block_acc"]), "-", **style)
     if "linear_probe_acc" in res:
       axes[1].plot(depth, 100 * np.asarray(res["linear_probe_acc"]), "--", **style)
@@ -239,13 +237,7 @@ def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> No
   axes[0].set_ylabel("test accuracy (%)")
   if probes:
     axes[1].set_title("linear probe on each local block's frozen features", fontsize=9)
-  for ax in axes:
-    ax.set_xlabel("depth (weight layers through the end of the local block)")
-    ax.grid(alpha=0.3)
-  axes[-1].legend(fontsize=7, loc="lower right")
-  fig.suptitle(title or "accuracy against depth", fontsize=10)
-  fig.tight_layout()
-  save_figure(fig, path, dpi=100)
+  _finish_depth_figure(fig, axes, path, title or "accuracy against depth", "lower right")
 
 
 def plot_block_forgetting(runs: Sequence[tuple], path: str, title: str = "") -> None:
@@ -259,20 +251,29 @@ def plot_block_forgetting(runs: Sequence[tuple], path: str, title: str = "") -> 
   plt = pyplot()
   fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.4), squeeze=False)
   axes = axes[0]
-  for i, (label, res) in enumerate(runs):
-    depth = res["layerwise"]["depth"]
-    style = {"color": f"C{i % 10}", "marker": "os^vDP*Xph"[(i // 10) % 10], "label": label}
+  for depth, res, style in _depth_styles(runs):
     for ax, key in zip(axes, ("block_forgetting", "block_bwt")):
-      values = [np.nan if v is None else 100 * v for v in res[key]]
-      ax.plot(depth, values, "-", **style)
+      ax.plot(depth, [np.nan if v is None else 100 * v for v in res[key]], "-", **style)
   axes[0].set_title("forgetting of each local block's head (last: the network's output)", fontsize=9)
   axes[0].set_ylabel("forgetting (%)")
   axes[1].set_title("backward transfer of each local block's head", fontsize=9)
   axes[1].set_ylabel("BWT (%)")
+  _finish_depth_figure(fig, axes, path, title or "which blocks forget", "lower left")
+
+
+def _depth_styles(runs: Sequence[tuple]):
+  """``(depth, results, line style)`` of each ``(label, results)`` run: one color and marker per run."""
+  for i, (label, res) in enumerate(runs):
+    yield res["layerwise"]["depth"], res, {"color": f"C{i % 10}", "marker": "os^vDP*Xph"[(i // 10) % 10],
+                                           "label": label}
+
+
+def _finish_depth_figure(fig, axes, path: str, title: str, legend_loc: str) -> None:
+  """Depth x-axis labels, grid, legend and title on every panel; then saves the figure atomically."""
   for ax in axes:
     ax.set_xlabel("depth (weight layers through the end of the local block)")
     ax.grid(alpha=0.3)
-  axes[-1].legend(fontsize=7, loc="lower left")
-  fig.suptitle(title or "which blocks forget", fontsize=10)
+  axes[-1].legend(fontsize=7, loc=legend_loc)
+  fig.suptitle(title, fontsize=10)
   fig.tight_layout()
   save_figure(fig, path, dpi=100)
