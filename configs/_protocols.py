@@ -74,6 +74,28 @@ def gem_protocol(dataset: str, kind: str, source: str):
   return c
 
 
+# Arguments of the configs/gem_*.py files: the method run on the GEM protocol.
+GEM_PROTOCOL_METHODS = ("gem", "gem_m0", "agem", "finetune")
+
+
+def gem_protocol_method(c, arg: str) -> None:
+  """Sets ``method.*`` of a GEM-protocol config ``c`` to the method ``arg`` names: ``gem`` (margin 0.5,
+  the reference code's ``memory_strength``), ``gem_m0`` (GEM with margin 0, the plain QP of the paper's
+  Eq. 10-11), ``agem`` (A-GEM with reference batches of 256 from the same 256 memories per task) or
+  ``finetune`` (no memory).
+
+  Raises:
+    ValueError: ``arg`` is not one of :data:`GEM_PROTOCOL_METHODS` (the config loader reports it in one line).
+  """
+  arg = (arg or "gem").strip()
+  if arg not in GEM_PROTOCOL_METHODS:
+    raise ValueError(f"GEM-protocol config argument '{arg}' is not one of {', '.join(GEM_PROTOCOL_METHODS)}")
+  if arg == "gem_m0":
+    c.method.gem_margin = 0.0
+  elif arg != "gem":
+    c.method.name = arg
+
+
 def agem_protocol(dataset: str, kind: str, source: str):
   """The A-GEM protocol (the 17 reported tasks), method A-GEM."""
   c = default_config()

@@ -11,7 +11,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # model initialization, training order, augmentation
-  c.num_orders = 0  # > 0: run the stream over this many seeded task orders (order_seed = 0..R-1)
+  c.num_orders = 0  # > 0: run the stream in this many distinct task orders (order 0 = as defined; lwcl/orders.py)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"  # TFDS name; mnist/fashion_mnist/kmnist also read from local IDX files
@@ -36,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.scenario.class_order = ()  # explicit class order, e.g. (3, 1, 0, ...); () = 0..C-1
   c.scenario.shuffle_classes = False  # seeded by scenario.seed when class_order is ()
   c.scenario.order_seed = -1  # task order: -1 = as defined; otherwise a seeded permutation of the tasks
+  c.scenario.task_order = ()  # explicit task order (indices of the tasks as defined); () = use order_seed
   c.scenario.samples_per_task = 0  # cap on training examples per task (GEM protocol: 1000); 0 = all
   c.scenario.validation_fraction = 0.0  # share of each task's training data held out for validation
   c.scenario.max_tasks = 0  # task slots the state is padded to; 0 = num_tasks

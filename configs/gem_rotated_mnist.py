@@ -1,13 +1,16 @@
 """GEM protocol on rotated MNIST (TFDS): 20 tasks rotated by 0, 9, ..., 171 degrees, MLP 2x100.
 
-Method gem by default; the other methods on the same protocol: --config.method.name=finetune | agem |
-gem | lgd (LGD per layer; --config.method.grouping=network for its concatenated ablation).
+The argument picks the method: gem (default, margin 0.5), gem_m0, agem or finetune
+(configs/_protocols.py, ``gem_protocol_method``). LGD on this protocol: --config.method.name=lgd, or the
+presets of configs/lgd_*_fashion_mnist.py.
 Settings and sources: configs/_protocols.py.
 """
 
 from lwcl.config_files import sibling
 
 
-def get_config():
+def get_config(arg: str = "gem"):
   protocols = sibling(__file__, "_protocols")
-  return protocols.gem_protocol("mnist", "rotated", "tfds")
+  c = protocols.gem_protocol("mnist", "rotated", "tfds")
+  protocols.gem_protocol_method(c, arg)
+  return c

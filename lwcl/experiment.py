@@ -150,13 +150,13 @@ class Experiment:
     self.train_data = [self.method.training_data(self.scenario, t) for t in range(self.scenario.num_tasks)]
     self.steps_per_epoch = [steps_per_epoch(len(d), self.config.train.batch_size) for d in self.train_data]
 
-  def reorder(self, order_seed: int) -> None:
-    """Switches to another task order (``scenario.order_seed``), reusing the compiled steps when the
-    label space is unchanged (always, except masked task-incremental heads, whose masks follow the
-    order). The data set is not reloaded."""
+  def reorder(self, order) -> None:
+    """Switches to another task order (``scenario.task_order``, a permutation of the tasks as defined),
+    reusing the compiled steps when the label space is unchanged (always, except masked task-incremental
+    heads, whose masks follow the order). The data set is not reloaded."""
     config = self.config.copy_and_resolve_references()
     with config.unlocked():
-      config.scenario.order_seed = order_seed
+      config.scenario.task_order = tuple(int(i) for i in order)
     config.lock()
     self.config = config
     scenario = build_scenario(config.scenario, self.dataset)

@@ -1,10 +1,12 @@
 """Task-order robustness: the same experiment over R seeded task orders, in one process.
 
-``--config.num_orders=R`` runs the stream with ``scenario.order_seed = 0, 1, ..., R-1`` (each a seeded
-permutation of the tasks), reusing the data set and the compiled steps, each order in
-``workdir/order<r>/`` (resumable like any run). ``workdir/results.json`` then holds every order's metrics,
-their mean and standard deviation (ACC, BWT, FWT, forgetting), and the spread of each task's final
-accuracy across orders; ``workdir/acc_per_order.png`` plots ACC per order.
+``--config.num_orders=R`` runs the stream in ``R`` distinct task orders (:func:`distinct_orders`: order 0
+is the stream as the config defines it, the others distinct seeded permutations, the same for every
+method and seed), reusing the data set and the compiled steps, each order in ``workdir/order<r>/``
+(``scenario.task_order`` set to it; resumable like any run). ``workdir/results.json`` then lists every
+order (its task indices and names) with its metrics, their mean and standard deviation (ACC, BWT, FWT,
+forgetting), and the spread of each task's final accuracy across orders; ``workdir/acc_per_order.png``
+plots ACC per order.
 
 Source: the order-robustness protocol of Yoon et al., *Scalable and Order-robust Continual Learning with
 Additive Parameter Decomposition*, ICLR 2020 (used by NAI, Kim & Lee 2021, Sec. 4).
@@ -12,25 +14,72 @@ Additive Parameter Decomposition*, ICLR 2020 (used by NAI, Kim & Lee 2021, Sec. 
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 from typing import Callable
 
 import numpy as np
 
 from lwcl import metrics, report
+from lwcl.data.scenarios import task_order
+from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.figures import pyplot, save_figure
 from lwcl.results import RESULTS_FILE, fingerprint, finished_results
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
+ORDERS_SEED = 0  # seeds the draw of orders 1..R-1 (the same orders for every method and seed)
+_ENUMERATE_UP_TO = 5040  # 7!: below this many orders, draw without replacement from all of them
 
 
-def order_config(config, order_seed: int):
-  """A copy of ``config`` for one order: ``num_orders = 0`` and ``scenario.order_seed = order_seed``."""
+def distinct_orders(num_tasks: int, num_orders: int, first) -> list:
+  """``num_orders`` distinct task orders, the first being ``first``.
+
+  Orders ``1..R-1`` are drawn with ``numpy.random.default_rng(ORDERS_SEED)``: without replacement from
+  all ``T!`` orders when ``T! <= 5040``, else as permutations with repeats rejected.
+
+  Args:
+    num_tasks: ``T``.
+    num_orders: ``R >= 1``.
+    first: the stream as defined (a permutation of ``0..T-1``).
+  Returns:
+    ``R`` lists, each a permutation of ``0..T-1``, pairwise different.
+  Raises:
+    ConfigError: ``R > T!`` (there are not that many distinct orders).
+  """
+  total = math.factorial(num_tasks)
+  if num_orders > total:
+    raise ConfigError(f"num_orders={num_orders} asks for more task orders than the {total} distinct orders "
+                      f"of {num_tasks} tasks; set --config.num_orders to at most {total}")
+  first = tuple(int(i) for i in first)
+  rng = np.random.default_rng(ORDERS_SEED)
+  if total <= _ENUMERATE_UP_TO:
+    rest = [p for p in itertools.permutations(range(num_tasks)) if p != first]
+    picks = rng.permutation(len(rest))[:num_orders - 1]
+    return [list(first)] + [list(rest[i]) for i in picks]
+  orders, seen = [list(first)], {first}
+  while len(orders) < num_orders:
+    order = tuple(int(i) for i in rng.permutation(num_tasks))
+    if order not in seen:
+      seen.add(order)
+      orders.append(list(order))
+  return orders
+
+
+def config_orders(config) -> list:
+  """The ``config.num_orders`` distinct orders of ``config``'s stream (:func:`distinct_orders`)."""
+  sc = config.scenario
+  return distinct_orders(sc.num_tasks, config.num_orders, task_order(sc.num_tasks, sc.order_seed,
+                                                                     sc.get("task_order", ())))
+
+
+def order_config(config, order):
+  """A copy of ``config`` for one order: ``num_orders = 0`` and ``scenario.task_order = order``."""
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.num_orders = 0
-    c.scenario.order_seed = order_seed
+    c.scenario.task_order = tuple(int(i) for i in order)
   c.lock()
   return c
 
@@ -80,13 +129,14 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   every run (:meth:`lwcl.experiment.Experiment.run`).
 
   Raises:
-    ConfigError: an order's folder holds another experiment's results.
+    ConfigError: an order's folder holds another experiment's results, or more orders than ``T!``.
   """
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
   exp, per_order = None, []
-  for r in range(config.num_orders):
-    cfg = order_config(config, r)
+  all_orders = config_orders(config)
+  for r, order in enumerate(all_orders):
+    cfg = order_config(config, order)
     sub = os.path.join(workdir, f"order{r}")
     done = finished_results(cfg, sub)
     if done is not None:
@@ -95,7 +145,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
     if exp is None:
       exp = Experiment(cfg)
     else:
-      exp.reorder(r)
+      exp.reorder(order)
     print(f"lwcl: task order {r + 1}/{config.num_orders}: " +
           " | ".join(t.name for t in exp.scenario.tasks), flush=True)
     per_order.append(exp.run(sub, on_step))
@@ -103,7 +153,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   summary = summarize_orders(per_order)
   results = {
       "num_orders": config.num_orders,
-      "orders": [{"order_seed": r, "tasks": [t["name"] for t in res["tasks"]],
+      "orders": [{"order": r, "task_order": all_orders[r], "tasks": [t["name"] for t in res["tasks"]],
                   **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"]}
                  for r, res in enumerate(per_order)],
       **summary,
@@ -126,7 +176,7 @@ def format_summary(results: dict) -> str:
     return "n/a" if v is None else f"{100 * v:.2f}"
 
   for o in results["orders"]:
-    lines.append(f"{o['order_seed']:<8}" + "".join(f"{pct(o[k]):>12}" for k in SCALARS))
+    lines.append(f"{o['order']:<8}" + "".join(f"{pct(o[k]):>12}" for k in SCALARS))
   lines.append(f"{'mean':<8}" + "".join(f"{pct(results[k]['mean'] if results[k] else None):>12}"
                                          for k in SCALARS))
   lines.append(f"{'std':<8}" + "".join(f"{pct(results[k]['std'] if results[k] else None):>12}"

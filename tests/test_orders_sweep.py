@@ -12,9 +12,11 @@ from lwcl.errors import ConfigError
 
 def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   config = small_config(**{"num_orders": 2})
-  exp = experiment.Experiment(orders.order_config(config, 0))
+  order0, order1 = orders.config_orders(config)
+  assert order0 == list(range(config.scenario.num_tasks)) and order1 != order0  # order 0: as defined
+  exp = experiment.Experiment(orders.order_config(config, order0))
   first = exp.run(str(tmp_path / "order0"))
-  exp.reorder(1)
+  exp.reorder(order1)
   second = exp.run(str(tmp_path / "order1"))
   assert exp.train_step._cache_size() == 1  # one compilation for both orders  # pylint: disable=protected-access
   names0 = [t["name"] for t in first["tasks"]]
@@ -31,6 +33,26 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   np.testing.assert_allclose(sorted([first["accuracy_matrix"][-1][0], second["accuracy_matrix"][-1][j]]),
                              [spread[names0[0]]["min"], spread[names0[0]]["max"]])
   assert os.path.exists(tmp_path / "acc_per_order.png")
+  assert [o["task_order"] for o in results["orders"]] == [order0, order1]
+  assert [o["tasks"] for o in results["orders"]] == [names0, names1]
+
+
+@pytest.mark.parametrize("num_tasks,num_orders", [(3, 6), (5, 10), (9, 10)])
+def test_orders_are_distinct_and_start_with_the_stream_as_defined(num_tasks, num_orders):
+  first = [int(i) for i in np.random.default_rng(7).permutation(num_tasks)]
+  got = orders.distinct_orders(num_tasks, num_orders, first)
+  assert got[0] == first and len(got) == num_orders
+  assert len({tuple(o) for o in got}) == num_orders  # pairwise distinct
+  assert all(sorted(o) == list(range(num_tasks)) for o in got)
+  assert orders.distinct_orders(num_tasks, num_orders, first) == got  # deterministic
+
+
+def test_more_orders_than_permutations_and_bad_task_order_are_refused(tmp_path):
+  with pytest.raises(ConfigError, match="at most 6"):
+    orders.run_orders(small_config(**{"num_orders": 7, "scenario.num_tasks": 3}), str(tmp_path))
+  assert not os.listdir(tmp_path)  # refused before any run
+  with pytest.raises(ConfigError, match="not a permutation"):
+    experiment.Experiment(small_config(**{"scenario.task_order": (0, 0)}))
 
 
 def test_sweep_selects_on_validation_and_reports_test(tmp_path):

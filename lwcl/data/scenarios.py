@@ -15,7 +15,7 @@ Label spaces (``scenario.incremental``):
 * ``domain``: domain-incremental, one shared head whose outputs are the within-task labels.
 
 All randomness (class order, task order, permutations, subsampling, validation split) comes from
-``scenario.seed`` and ``scenario.order_seed``; the same config always gives the same stream.
+``scenario.seed`` and ``scenario.order_seed`` (or an explicit ``scenario.task_order``); the same config always gives the same stream.
 """
 
 from __future__ import annotations
@@ -119,9 +119,25 @@ def _class_order(cfg, num_classes: int) -> list:
   return order
 
 
-def task_order(num_tasks: int, order_seed: int) -> list:
-  """The order in which the tasks are presented: identity for ``order_seed < 0``, else a seeded
-  permutation (``numpy.random.default_rng(order_seed)``)."""
+def task_order(num_tasks: int, order_seed: int, explicit=()) -> list:
+  """The order in which the tasks are presented, as indices into the tasks as defined.
+
+  Args:
+    num_tasks: ``T``.
+    order_seed: ``scenario.order_seed``: ``< 0`` the order as defined, else a seeded permutation
+      (``numpy.random.default_rng(order_seed).permutation(T)``).
+    explicit: ``scenario.task_order``; when not empty it is the order itself and ``order_seed`` is unused.
+  Returns:
+    A permutation of ``0..T-1`` (list of int).
+  Raises:
+    ConfigError: ``explicit`` is not a permutation of ``0..T-1``.
+  """
+  if len(explicit):
+    order = [int(i) for i in explicit]
+    if sorted(order) != list(range(num_tasks)):
+      raise ConfigError(f"scenario.task_order {tuple(order)} is not a permutation of 0..{num_tasks - 1}; "
+                        "list every task index once, or set () to use scenario.order_seed")
+    return order
   if order_seed < 0:
     return list(range(num_tasks))
   return [int(i) for i in np.random.default_rng(order_seed).permutation(num_tasks)]
@@ -165,7 +181,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
     scenario_config: ``config.scenario`` (see ``configs/default.py`` for every key).
     ds: the data set.
   Returns:
-    The :class:`Scenario`, tasks in stream order (``order_seed`` applied).
+    The :class:`Scenario`, tasks in stream order (``task_order`` or ``order_seed`` applied).
   Raises:
     ConfigError: impossible scenario (classes not divisible into tasks, unknown kind, ...).
     DataError: a task ends up with fewer training examples than one batch would need.
@@ -200,7 +216,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
         raise ConfigError(f"scenario.angles lists {len(angles)} angles for {T} tasks; give one per task")
       transforms = [{"angle_degrees": float(a)} for a in angles]
 
-  order = task_order(T, cfg.order_seed)
+  order = task_order(T, cfg.order_seed, cfg.get("task_order", ()))
   class_sets = [class_sets[i] for i in order]
   transforms = [transforms[i] for i in order]
 
