@@ -168,8 +168,9 @@ class Experiment:
 
   # -- state ---------------------------------------------------------------------------------------
 
-  def initial_state(self) -> TrainState:
-    key = jax.random.PRNGKey(self.config.seed)
+  def initial_state(self, seed: int | None = None) -> TrainState:
+    """The state at the start of the stream, from ``seed`` (default ``config.seed``; replicas pass theirs)."""
+    key = jax.random.PRNGKey(self.config.seed if seed is None else seed)
     init_key, train_key = jax.random.split(key)
     params, batch_stats = self.fns.init(init_key, self.scenario.image_shape)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
@@ -199,7 +200,8 @@ class Experiment:
 
   # -- the stream ----------------------------------------------------------------------------------
 
-  def run(self, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
+  def run(self, workdir: str, on_step: Callable[[int], None] | None = None,
+          on_task_end: Callable[[int, TrainState], None] | None = None) -> dict:
     """Trains and evaluates the whole stream in ``workdir`` (resuming when it holds a checkpoint).
 
     Args:
@@ -208,6 +210,9 @@ class Experiment:
         checkpoint, if any; e.g. a test's fault injection (a SIGKILL in mid-task). With
         ``train.steps_per_dispatch > 1`` it is called for every step of a dispatch, in order, once the
         dispatch has been issued (checkpoints are only written at dispatch ends).
+      on_task_end: called with ``(t, state)`` after task ``t`` is evaluated, its method state updated
+        and checkpointed (e.g. a diagnostic, ``lwcl.studies.lgd_push``); not called for tasks restored
+        from a checkpoint.
     Returns:
       The results dict also written to ``workdir/results.json``.
     Raises:
@@ -219,6 +224,8 @@ class Experiment:
       for t in range(run.progress.task, self.scenario.num_tasks):
         self._train_task(run, t, on_step)
         self._finish_task(run, t)
+        if on_task_end is not None:
+          on_task_end(t, run.state)
       results = self._report(run)
     finally:
       run.close()
