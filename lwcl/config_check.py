@@ -39,6 +39,7 @@ TUPLE_ELEMENTS = {
     "model.conv_stages": ((int,), "((32,),(64,))"),
     "layerwise.aux_hidden": (int, "(256,)"),
     "scenario.class_order": (int, "(1,0,3,2,5,4,7,6,9,8)"),
+    "scenario.task_order": (int, "(4,3,2,1,0)"),
     "scenario.angles": (float, "(0.,45.,90.,135.,180.)"),
     "sweep.candidates": (float, "(1.,10.,100.)"),
 }

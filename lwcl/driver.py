@@ -3,8 +3,9 @@
 ``run`` checks every config value's type (:mod:`lwcl.config_check`), takes the workdir's lock for the
 whole run (:mod:`lwcl.workdir_lock`: a second run on the same workdir is refused), reports a finished
 workdir again (or refuses one holding another experiment's results), then runs a validation sweep
-(``sweep.key``, :mod:`lwcl.sweep`), a task-order study (``num_orders``, :mod:`lwcl.orders`) or a single
-:class:`~lwcl.experiment.Experiment`. The flow is one-way: ``main -> driver -> sweep / orders ->
+(``sweep.key``, :mod:`lwcl.sweep`), a task-order study (``num_orders``, :mod:`lwcl.orders`), seeds as
+replicas of one vmapped program (``num_seeds``, :mod:`lwcl.replicas`) or a single
+:class:`~lwcl.experiment.Experiment`. The flow is one-way: ``main -> driver -> sweep / orders / replicas ->
 experiment``; nothing below imports the driver.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Callable
 
-from lwcl import config_check, orders, report, sweep, workdir_lock
+from lwcl import config_check, orders, replica_results, replicas, report, sweep, workdir_lock
 from lwcl.experiment import Experiment
 from lwcl.results import finished_results
 
@@ -33,6 +34,7 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
       (``devices.multihost``) take no lock: all their processes share the workdir.
   """
   config_check.check_config(config, config_check.default_reference())
+  replica_results.validate(config)
   lock = contextlib.nullcontext() if config.devices.multihost else workdir_lock.hold(workdir)
   with lock:
     return _run_locked(config, workdir, on_step)
@@ -42,6 +44,8 @@ def _run_locked(config, workdir: str, on_step) -> dict:
   existing = finished_results(config, workdir)
   if existing is not None:
     return existing
+  if config.num_seeds:
+    return replicas.run_replicas(config, workdir, on_step)
   if config.sweep.key:
     return sweep.run_sweep(config, workdir, on_step)
   if config.num_orders:
@@ -54,4 +58,6 @@ def format_summary(results: dict) -> str:
   with metrics and speed."""
   if "orders" in results:
     return orders.format_summary(results)
+  if "seeds" in results:
+    return replica_results.format_summary(results)
   return report.format_summary(results)

@@ -1,0 +1,144 @@
+"""``num_seeds``: R seeds as replicas of one vmapped program (lwcl/replicas.py, lwcl/replica_results.py).
+
+Replica r equals the single run of seed ``seed + r`` (two tasks, so the method's end-of-task update and
+its use in the second task are exercised); the driver writes each seed's results and the summary, resumes
+after an interruption and reports a finished workdir; unsupported combinations are one-line errors.
+"""
+
+import json
+import os
+import types
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from conftest import small_config
+from lwcl import driver, replica_results, replicas
+from lwcl.errors import ConfigError, DivergenceError
+from lwcl.experiment import Experiment
+
+TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
+        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
+        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
+        "optimizer.learning_rate": 0.1, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
+
+
+def tiny(**extra):
+  return small_config(**TINY, **extra)
+
+
+def assert_close_per_leaf(got, want, rtol=2e-4):
+  """Every float leaf within ``rtol`` of the leaf's largest magnitude (float32 reassociation under vmap:
+  e.g. EWC's Fisher sums per-example gradients in another order); integer leaves equal."""
+  def scaled(tree, ref):
+    return jax.tree.map(lambda x, r: np.asarray(x, np.float64) / max(1.0, float(np.max(np.abs(r), initial=0.0)))
+                        if np.asarray(r).dtype.kind == "f" else np.asarray(x), tree, ref)
+  chex.assert_trees_all_close(scaled(got, want), scaled(want, want), atol=rtol, rtol=0.0)
+
+
+# (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
+# differs from config.seed, so that comparison also checks that each replica trains from its own seed.
+@pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
+    ("finetune", 3, 1, (0, 1)), ("ewc", 1, 2, (1,)), ("gem", 1, 1, (1,))])
+def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
+  config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
+                   "train.epochs_per_task": epochs})
+  reps = replicas.Replicas(config)
+  summary = reps.run(str(tmp_path / "replicas"))
+  assert summary["seeds"] == [3, 4]
+  for r in compared:
+    seed = 3 + r
+    exp = Experiment(replica_results.seed_config(config, seed))
+    single = exp.run(str(tmp_path / f"single{seed}"))
+    got = replicas.replica(reps.final_state, r)
+    assert int(got.step) == int(exp.final_state.step) == 12 * epochs  # 6 steps per epoch, 2 tasks
+    assert_close_per_leaf(got.params, exp.final_state.params)
+    assert_close_per_leaf(got.method_state, exp.final_state.method_state)
+    np.testing.assert_allclose(summary["runs"][r]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)
+
+
+def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(tmp_path, capsys, monkeypatch):
+  config = tiny(**{"method.name": "si", "num_seeds": 2, "checkpoint.every_steps": 4})
+  workdir = str(tmp_path / "run")
+
+  def interrupt(step):
+    if step == 9:  # task 2, after the checkpoint at step 8
+      raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    driver.run(config, workdir, on_step=interrupt)
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  results = json.loads(json.dumps(driver.run(config, workdir)))  # tuples as in the file
+  assert "resuming 2 seeds from checkpoint at task 2, step 2" in capsys.readouterr().out
+
+  runs = []
+  for seed in (3, 4):
+    with open(os.path.join(workdir, f"seed{seed}", "results.json")) as f:
+      runs.append(json.load(f))
+    assert runs[-1]["config"]["seed"] == seed and runs[-1]["config"]["num_seeds"] == 0
+    assert np.asarray(runs[-1]["accuracy_matrix"]).shape == (2, 2)
+  with open(os.path.join(workdir, "results.json")) as f:
+    assert json.load(f) == results
+  for k in ("acc", "bwt", "fwt", "forgetting"):
+    values = [r[k] for r in runs]
+    assert results[k]["mean"] == pytest.approx(np.mean(values))
+    assert results[k]["std"] == pytest.approx(np.std(values))
+    assert results[k]["n"] == 2
+  assert [r["acc"] for r in results["runs"]] == [r["acc"] for r in runs]
+  assert "mean" in driver.format_summary(results) and "over 2 seeds" in driver.format_summary(results)
+
+  # Uninterrupted, the same replicas give the same results (the resumed run continued exactly).
+  uninterrupted = driver.run(config, str(tmp_path / "uninterrupted"))
+  assert [r["accuracy_matrix"] for r in uninterrupted["runs"]] == [r["accuracy_matrix"] for r in runs]
+
+  # Finished: reported again without training; each seed's folder is a finished single run of its seed.
+  monkeypatch.setattr(replicas.Replicas, "run", lambda *a, **k: pytest.fail("retrained a finished workdir"))
+  monkeypatch.setattr(Experiment, "run", lambda *a, **k: pytest.fail("retrained a finished seed"))
+  assert driver.run(config, workdir) == results
+  os.remove(os.path.join(workdir, "results.json"))  # a summary lost after every seed finished
+  assert driver.run(config, workdir)["runs"] == results["runs"]
+  assert driver.run(replica_results.seed_config(config, 4), os.path.join(workdir, "seed4")) == runs[1]
+  # Another experiment's results in a seed's folder are refused before anything is trained.
+  os.makedirs(tmp_path / "foreign" / "seed3")
+  with open(tmp_path / "foreign" / "seed3" / "results.json", "w") as f:
+    json.dump(runs[1], f)  # seed 4's
+  with pytest.raises(ConfigError, match="different experiment"):
+    driver.run(config, str(tmp_path / "foreign"))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"num_seeds": -1}, "num_seeds must be >= 0"),
+    ({"num_seeds": 2, "num_orders": 2}, "num_seeds cannot be combined with num_orders"),
+    ({"num_seeds": 2, "sweep.key": "method.strength", "sweep.candidates": (1.0,)},
+     "num_seeds cannot be combined with sweep.key"),
+    ({"num_seeds": 2, "devices.multihost": True}, "drop --config.devices.multihost"),
+])
+def test_unsupported_combinations_are_one_line_errors(tmp_path, overrides, message):
+  with pytest.raises(ConfigError, match=message) as e:
+    driver.run(tiny(**overrides), str(tmp_path / "w"))
+  assert "\n" not in str(e.value) and "--config." in str(e.value)
+  assert not os.path.exists(tmp_path / "w")  # refused before the workdir is made
+
+
+def test_divergence_names_the_replica():
+  finite, nan = np.asarray([0.5, 0.4, 0.3], np.float32), np.asarray([[0.5, 0.5], [0.4, np.nan], [0.3, 0.2]],
+                                                                     np.float32)
+  np.testing.assert_allclose(replicas.check_finite([(finite, None)], [7, 8, 9], 0, 1), finite)
+  with pytest.raises(DivergenceError, match=r"loss of seed 8 \(replica 1 of 3\) became nan in task 2"):
+    replicas.check_finite([(finite, None), (nan, 1)], [7, 8, 9], 1, 5)
+
+
+def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
+  class HostOnly:  # an end-of-task hook that needs concrete values (float() of a traced array)
+    def end_task(self, method_state, params, batch_stats, task, data):
+      return {"total": method_state["total"] + float(np.sum(params["w"])) + task}
+
+  fake = types.SimpleNamespace(exp=types.SimpleNamespace(method=HostOnly(), train_data=[None, None]),
+                               seeds=[0, 1, 2])
+  state = types.SimpleNamespace(params={"w": np.arange(6.0).reshape(3, 2)}, batch_stats={},
+                                method_state={"total": np.zeros(3)})
+  got = replicas.Replicas.end_task(fake, state, 1)
+  np.testing.assert_allclose(got["total"], [2.0, 6.0, 10.0])  # sum of each replica's w, plus the task
+  assert fake.exp.method.vmappable_end_task is False  # later tasks go straight to the loop
