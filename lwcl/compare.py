@@ -10,6 +10,12 @@ argument) and resume or are reported again like ``bin/run`` (a finished workdir 
 ``OUT/comparison.md``, ``OUT/comparison.csv`` and ``OUT/comparison.png`` (accuracy against depth: every
 block head, solid, and the linear probes, dashed) compare them: final accuracy, every local block head's
 accuracy after the last task (mean over tasks) and the linear probes, for layer-wise runs.
+
+``--seeds=N`` runs every config with seeds ``seed .. seed+N-1`` as replicas of one vmapped program
+(``num_seeds``, :mod:`lwcl.replicas`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun),
+and the table gives mean +- std over the seeds (population std) of ACC, BWT, forgetting, LCA (when
+``eval.lca_batches`` is set) and the train time; ``OUT/comparison.png`` then shows the final accuracy
+of each run with the std as error bars.
 """
 
 from __future__ import annotations
@@ -128,21 +134,101 @@ def tables(names, results) -> tuple[str, str]:
   return "\n".join(md) + "\n", out.getvalue()
 
 
-def compare(specs, out_dir: str, overrides=()) -> list:
+SEED_SCALARS = ("acc", "bwt", "forgetting", "lca", "train_seconds")
+
+
+def run_seeds(config, workdir: str, num_seeds: int) -> list:
+  """The results dicts of seeds ``config.seed .. config.seed + num_seeds - 1`` of ``config``: finished ones
+  read from ``workdir/seed<s>/``, the others run as replicas of one program (``num_seeds``, writing
+  ``workdir/results.json`` with the summary as ``bin/run --config.num_seeds`` does).
+
+  Raises:
+    ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
+  """
+  from lwcl import driver, replica_results  # pylint: disable=g-import-not-at-top
+  from lwcl.results import finished_results  # pylint: disable=g-import-not-at-top
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_seeds = num_seeds
+  c.lock()
+  seeds = replica_results.seeds_of(c)
+  read = lambda: [finished_results(replica_results.seed_config(c, s), replica_results.seed_dir(workdir, s))  # noqa: E731
+                  for s in seeds]
+  per_seed = read()
+  if any(r is None for r in per_seed):
+    driver.run(c, workdir)
+    per_seed = read()
+  elif finished_results(c, workdir) is None:
+    replica_results.write_summary(c, workdir, per_seed)
+  return per_seed
+
+
+def seed_statistics(per_seed: list) -> dict:
+  """Mean, population std and n over seeds of each of :data:`SEED_SCALARS` (None where no seed has it)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = {}
+  for k in SEED_SCALARS:
+    values = [r[k] for r in per_seed if r.get(k) is not None]
+    out[k] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)} if values else None
+  return out
+
+
+def seed_tables(names, per_seed_lists) -> tuple[str, str]:
+  """The markdown and CSV tables of mean +- std over seeds (in %, train time in s) of each run."""
+  stats = [seed_statistics(p) for p in per_seed_lists]
+
+  def cell(st, k, scale):
+    return "-" if st[k] is None else f"{scale * st[k]['mean']:.2f} +- {scale * st[k]['std']:.2f}"
+
+  md = ["| run | method | seeds | ACC % | BWT % | forgetting % | LCA % | train s |", "| --- " * 8 + "|"]
+  out = io.StringIO()
+  writer = csv.writer(out)
+  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in SEED_SCALARS for s in ("mean", "std")])
+  for name, st, runs in zip(names, stats, per_seed_lists):
+    method = runs[0].get("method", "?")
+    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(
+        cell(st, k, 1 if k == "train_seconds" else 100) for k in SEED_SCALARS) + " |")
+    writer.writerow([name, method, len(runs)] + [
+        "" if st[k] is None else f"{st[k][s]:.6g}" for k in SEED_SCALARS for s in ("mean", "std")])
+  return "\n".join(md) + "\n", out.getvalue()
+
+
+def plot_seed_accuracy(names, per_seed_lists, path: str) -> None:
+  """Final accuracy (ACC, %) of each run, mean over seeds with the std as error bars; PNG at ``path``."""
+  from lwcl.figures import pyplot, save_figure  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
+  stats = [seed_statistics(p)["acc"] for p in per_seed_lists]
+  fig, ax = plt.subplots(figsize=(2 + 0.5 * len(names), 3.5))
+  ax.bar(range(len(names)), [100 * s["mean"] for s in stats], yerr=[100 * s["std"] for s in stats],
+         capsize=3, color="tab:blue")
+  ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+  ax.set_ylabel(f"ACC (%), mean +- std over {len(per_seed_lists[0])} seeds")
+  fig.tight_layout()
+  save_figure(fig, path)
+
+
+def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
   """Runs every ``path[:arg]`` spec (in order, into ``out_dir/<name>``), then writes the table and plot.
 
+  Args:
+    specs: ``path[:arg]`` config specs; out_dir: the folder of the runs and tables; overrides: ``key=value``
+      strings applied to every config; seeds: ``N > 0`` runs each spec with ``N`` seeds (:func:`run_seeds`).
   Returns:
-    The results dicts, in the order of ``specs``.
+    The results dicts, in the order of ``specs`` (with ``seeds``: a list of per-seed results dicts each).
   Raises:
-    ConfigError: a spec that does not load, or two specs with the same name.
+    ConfigError: a spec that does not load, two specs with the same name, or ``seeds < 0``.
   """
   from lwcl import driver, layerwise  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   names = [run_name(s) for s in specs]
   if len(set(names)) != len(names):
     raise ConfigError(f"two configs would share a workdir ({', '.join(names)}); pass each config once")
+  if seeds < 0:
+    raise ConfigError(f"--seeds={seeds}: pass a number of seeds >= 1, or leave it out for one run")
   configs = [load_config(s, overrides) for s in specs]  # all errors before the first run
   os.makedirs(out_dir, exist_ok=True)
+  if seeds:
+    return _compare_seeds(names, configs, out_dir, seeds)
   results = []
   for name, config in zip(names, configs):
     print(f"== {name}", flush=True)
@@ -164,16 +250,36 @@ def compare(specs, out_dir: str, overrides=()) -> list:
   return results
 
 
+def _compare_seeds(names, configs, out_dir: str, seeds: int) -> list:
+  """:func:`compare` with ``seeds > 0``."""
+  per_seed_lists = []
+  for name, config in zip(names, configs):
+    print(f"== {name} ({seeds} seeds)", flush=True)
+    per_seed_lists.append(run_seeds(config, os.path.join(out_dir, name), seeds))
+  md, table_csv = seed_tables(names, per_seed_lists)
+  with open(os.path.join(out_dir, TABLE_MD), "w") as f:
+    f.write(md)
+  with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
+    f.write(table_csv)
+  plot_seed_accuracy(names, per_seed_lists, os.path.join(out_dir, PLOT))
+  print(md, flush=True)
+  print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}; plot: {out_dir}/{PLOT}")
+  return per_seed_lists
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
   parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")
   parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key in every run (repeatable)")
+  parser.add_argument("--seeds", type=int, default=0, metavar="N",
+                      help="run each config with N seeds (seed..seed+N-1, one vmapped program) and report "
+                           "mean +- std")
   args = parser.parse_args(argv)
   from lwcl.errors import LwclError  # pylint: disable=g-import-not-at-top
   try:
-    compare(args.configs, args.out, args.set)
+    compare(args.configs, args.out, args.set, args.seeds)
   except LwclError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
