@@ -18,10 +18,9 @@ Sweeps, task orders and the results-exist check are the caller's (:mod:`lwcl.dri
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,11 +32,12 @@ from lwcl import metrics as metrics_lib
 from lwcl import optim
 from lwcl import report
 from lwcl.checkpoint import RunCheckpointer
+from lwcl.run_io import Run, check_finite, metric_writer, progress_bar
 from lwcl.data.pipeline import (Preprocessor, dispatch_lengths, eval_batches, step_indices, steps_per_epoch,
                                 train_batches)
 from lwcl.data.scenarios import build_scenario
 from lwcl.data.sources import load_dataset
-from lwcl.errors import ConfigError, DivergenceError
+from lwcl.errors import ConfigError
 from lwcl.methods import build_method
 from lwcl.models import build_model
 from lwcl.parallel import DataParallel
@@ -71,28 +71,6 @@ def validate(config) -> None:
     raise ConfigError("num_orders must be >= 0; fix --config.num_orders")
 
 
-@dataclasses.dataclass
-class _Run:
-  """One pass of :meth:`Experiment.run` over a workdir: its open files and the evolving run state."""
-  workdir: str
-  ckpt: RunCheckpointer
-  writer: Any
-  is_main: bool
-  config_dict: dict
-  state: TrainState
-  record: Record
-  progress: Progress
-
-  def save(self, task_done: bool) -> None:
-    """Checkpoints the whole run state at the current global step."""
-    self.ckpt.save(int(self.state.step), {"state": self.state, "record": self.record},
-                   self.progress.to_meta(task_done))
-
-  def close(self) -> None:
-    self.writer.close()
-    self.ckpt.close()
-
-
 class Experiment:
   """One experiment: data, model, method and compiled steps, built once from a config.
 
@@ -103,11 +81,15 @@ class Experiment:
     parallel: the device mesh and shardings.
     readouts: the layer-wise read-outs (inactive for plain runs).
     final_state: the train state after :meth:`run` (for tests and notebooks).
+    replica_seeds: None here; :class:`lwcl.replicas.Replicas` (leading replica axis on state, record and
+      losses) sets its seeds, and overrides the hooks marked "(replicas override)".
   """
+
+  replica_seeds = None
 
   def __init__(self, config):
     validate(config)
-    self.config = config
+    self.config = self.run_config = config  # run_config: the config the checkpoints belong to
     self.parallel = DataParallel.create(config.devices)
     # Steps per compiled call; multi-process runs keep one host batch per step (each process would have to
     # place the whole task's data; not done yet).
@@ -158,7 +140,7 @@ class Experiment:
     with config.unlocked():
       config.scenario.task_order = tuple(int(i) for i in order)
     config.lock()
-    self.config = config
+    self.config = self.run_config = config
     scenario = build_scenario(config.scenario, self.dataset)
     if np.array_equal(scenario.label_masks, self.scenario.label_masks):
       self.scenario = self.method.scenario = scenario
@@ -232,14 +214,14 @@ class Experiment:
     self.final_state = run.state
     return results
 
-  def _resume(self, workdir: str) -> _Run:
+  def _resume(self, workdir: str) -> Run:
     """Opens ``workdir``; restores its newest checkpoint, or starts the stream (initial accuracies)."""
     os.makedirs(workdir, exist_ok=True)
-    config_dict = self.config.to_dict()
+    config_dict = self.run_config.to_dict()
     is_main = jax.process_index() == 0
     ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), self.config.checkpoint.keep,
                            result_config(config_dict))
-    writer = _metric_writer(workdir, is_main)
+    writer = metric_writer(workdir, is_main)
     state, record, progress = self.initial_state(), self.initial_record(), Progress()
     restored = ckpt.restore({"state": state, "record": record})
     if restored is not None:
@@ -247,14 +229,15 @@ class Experiment:
       state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
       logging.info("resuming at task %d, step %d of the task", progress.task, progress.task_step)
       if is_main:
-        print(f"lwcl: resuming from checkpoint at task {progress.task + 1}, step "
+        seeds = "" if self.replica_seeds is None else f" {len(self.replica_seeds)} seeds"
+        print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
               f"{progress.task_step} of the task", flush=True)
-    run = _Run(workdir, ckpt, writer, is_main, config_dict, self.parallel.replicate(state), record, progress)
+    run = Run(workdir, ckpt, writer, is_main, config_dict, self.parallel.replicate(state), record, progress)
     if restored is None:
       record.b[:] = self.evaluate(run.state, self.config.eval.split)
     return run
 
-  def _train_task(self, run: _Run, t: int, on_step: Callable[[int], None] | None) -> None:
+  def _train_task(self, run: Run, t: int, on_step: Callable[[int], None] | None) -> None:
     """Runs task ``t`` from ``run.progress.task_step`` to its last step."""
     config, progress, record = self.config, run.progress, run.record
     T, epochs, bs = self.scenario.num_tasks, config.train.epochs_per_task, config.train.batch_size
@@ -263,27 +246,26 @@ class Experiment:
     every = config.checkpoint.every_steps
     steps_before = sum(self.steps_per_epoch[k] * epochs for k in range(t))
     if progress.task_step == 0 and config.optimizer.reset_each_task and t > 0:
-      run.state = run.state.replace(opt_state=self.parallel.replicate(self.tx.init(run.state.params)))
+      run.state = run.state.replace(opt_state=self._init_opt_state(run.state.params))
     if lca_n and progress.task_step == 0:
-      record.lca[t, 0] = self.evaluate_task(run.state, t, split)
-    bar = _progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
+      record.lca[..., t, 0] = self.evaluate_task(run.state, t, split)
+    bar = progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
     dispatch = self._one_step_dispatches if self.steps_per_dispatch == 1 else self._multi_step_dispatches
     pending, tic, loss = [], time.perf_counter(), float("nan")
     for first, count, losses in dispatch(run, t, total):
       for s in range(first, first + count):  # the steps of a dispatch, after it was dispatched
-        pending.append((losses, None if losses.ndim == 0 else s - first))
+        pending.append((losses, None if self.steps_per_dispatch == 1 else s - first))
         progress.task_step = s + 1
         progress.train_examples += bs
         step = s + 1 + steps_before
         if lca_n and s < lca_n:  # dispatches of one step (see _boundary)
-          record.lca[t, s + 1] = self.evaluate_task(run.state, t, split)
+          record.lca[..., t, s + 1] = self.evaluate_task(run.state, t, split)
         due_log = (s + 1) % config.train.log_every_steps == 0
         due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (_boundary)
         if due_log or due_ckpt or s + 1 == total:
-          loss = _check_finite(pending, t, s + 1)
-          pending = []
-          bar.set_postfix(loss=f"{loss:.4f}")
-          run.writer.write_scalars(step, {"train/loss": loss, "train/task": t + 1})
+          loss, pending = check_finite(pending, t, s + 1, self.replica_seeds), []
+          bar.set_postfix(loss=f"{np.mean(loss):.4f}")
+          run.writer.write_scalars(step, {"train/task": t + 1, **self._loss_scalars(loss)})
         if due_ckpt:
           progress.train_seconds += time.perf_counter() - tic
           run.save(task_done=False)
@@ -294,23 +276,32 @@ class Experiment:
     jax.block_until_ready(run.state)
     progress.train_seconds += time.perf_counter() - tic
     bar.close()
-    record.final_loss[t] = loss  # the last step always checks (s + 1 == total)
+    record.final_loss[..., t] = loss  # the last step always checks (s + 1 == total)
 
-  def _one_step_dispatches(self, run: _Run, t: int, total: int):
+  def _init_opt_state(self, params):
+    """A fresh optimizer state (``optimizer.reset_each_task``) (replicas override)."""
+    return self.parallel.replicate(self.tx.init(params))
+
+  def _loss_scalars(self, loss) -> dict:
+    """The TensorBoard scalars of a checked loss (replicas override)."""
+    return {"train/loss": float(loss)}
+
+  def _one_step_dispatches(self, run: Run, t: int, total: int):
     """``train.steps_per_dispatch = 1``: one jitted step per host batch; yields ``(step, 1, loss)`` after
     dispatching each step (``run.state`` updated)."""
     config, spe = self.config, self.steps_per_epoch[t]
     learning_rates = self.learning_rates.for_task(spe)
-    for s in range(run.progress.task_step, total):
+    start = run.progress.task_step
+    for s in range(start, total):
       epoch, index = divmod(s, spe)
-      if s == run.progress.task_step or index == 0:
+      if s == start or index == 0:
         batches = train_batches(self.train_data[t], config.train.batch_size, config.seed, t, epoch,
                                 start=index)
       batch = layerwise.with_phase(self.fns, next(batches), s, spe, config.train.epochs_per_task)
       run.state, step_metrics = self.train_step(run.state, self.parallel.put_batch(batch), learning_rates[s])
       yield s, 1, step_metrics["loss"]
 
-  def _multi_step_dispatches(self, run: _Run, t: int, total: int):
+  def _multi_step_dispatches(self, run: Run, t: int, total: int):
     """``train.steps_per_dispatch = K > 1``: the task's training data on the device once, then up to ``K``
     steps per call of the compiled loop (:func:`lwcl.train.make_train_steps`); yields ``(first step,
     count, losses [K])`` after dispatching each call (``run.state`` updated). Dispatches end at every
@@ -326,8 +317,8 @@ class Experiment:
     steps_before = sum(n * epochs for n in self.steps_per_epoch[:t])
     for first, count in dispatch_lengths(run.progress.task_step, total, K,
                                          lambda s: self._boundary(s, steps_before)):
-      steps = {"index": step_indices(len(data), config.train.batch_size, config.seed, t, spe, first, count,
-                                     rows=K), "learning_rate": np.zeros(K, np.float32)}
+      steps = {"index": self._dispatch_indices(len(data), t, spe, first, count),
+               "learning_rate": np.zeros(K, np.float32)}
       steps["learning_rate"][:count] = learning_rates[first:first + count]
       if self._greedy:
         steps["phase"] = np.zeros(K, np.int32)
@@ -336,13 +327,19 @@ class Experiment:
       run.state, losses = self.train_steps(run.state, device_data, steps, np.int32(count))
       yield first, count, losses
 
+  def _dispatch_indices(self, n: int, t: int, spe: int, first: int, count: int) -> np.ndarray:
+    """The example indices of a dispatch's steps, int32 ``[K, B]`` (:func:`step_indices`) (replicas
+    override: one row per replica)."""
+    return step_indices(n, self.config.train.batch_size, self.config.seed, t, spe, first, count,
+                        rows=self.steps_per_dispatch)
+
   def _boundary(self, s: int, steps_before: int) -> bool:
     """Whether a dispatch must end after task step ``s``: a checkpoint follows it, or the LCA curve
     records an evaluation after it."""
     every = self.config.checkpoint.every_steps
     return bool(s < self.config.eval.lca_batches or (every and (s + 1 + steps_before) % every == 0))
 
-  def _finish_task(self, run: _Run, t: int) -> None:
+  def _finish_task(self, run: Run, t: int) -> None:
     """Evaluates every task after task ``t``, updates the method state, checkpoints, prints a line."""
     T, split, record = self.scenario.num_tasks, self.config.eval.split, run.record
     record.R[t] = self.evaluate(run.state, split)
@@ -358,7 +355,7 @@ class Experiment:
       print(f"after task {t + 1}/{T}: accuracy " +
             " ".join(f"{100 * a:.1f}" for a in record.R[t, : t + 1]) + " (seen tasks, %)", flush=True)
 
-  def _report(self, run: _Run) -> dict:
+  def _report(self, run: Run) -> dict:
     """The results dict; on the main process also ``results.json``, scalars and plots."""
     results = self.results(run.record, run.progress, run.config_dict)
     if run.is_main:
@@ -401,48 +398,3 @@ class Experiment:
         "fingerprint": fingerprint(config_dict),
     })
     return out
-
-
-def _check_finite(losses: list, task: int, task_step: int) -> float:
-  """The last loss of ``losses``; raises DivergenceError if any is not finite.
-
-  Args:
-    losses: ``(array, index)`` pairs, in step order: a device scalar with index None, or element ``index``
-      of a device vector (one loss per step of a dispatch).
-    task, task_step: where the run is (for the message).
-  Raises:
-    DivergenceError: a loss is inf or nan.
-  """
-  arrays = {id(a): a for a, _ in losses}
-  host = dict(zip(arrays, jax.device_get(list(arrays.values()))))
-  values = np.asarray([host[id(a)] if i is None else host[id(a)][i] for a, i in losses], dtype=np.float64)
-  if not np.all(np.isfinite(values)):
-    raise DivergenceError(f"the training loss became {values[~np.isfinite(values)][0]} in task {task + 1} "
-                          f"by step {task_step} of the task; lower --config.optimizer.learning_rate or "
-                          "set --config.optimizer.grad_clip_norm (the last good checkpoint is kept)")
-  return float(values[-1])
-
-
-class _NoBar:
-  def update(self, n=1):
-    pass
-
-  def set_postfix(self, **kwargs):
-    pass
-
-  def close(self):
-    pass
-
-
-def _progress_bar(total: int, initial: int, desc: str, enabled: bool):
-  if not enabled:
-    return _NoBar()
-  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
-
-
-def _metric_writer(workdir: str, is_main: bool):
-  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
-  hide_gpus_from_tensorflow()
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  return metric_writers.create_default_writer(workdir, just_logging=not is_main, asynchronous=False)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from lwcl import driver, replica_results, replicas
+from lwcl import driver, replica_results, replicas, run_io
 from lwcl.errors import ConfigError, DivergenceError
 from lwcl.experiment import Experiment
 
@@ -125,9 +125,9 @@ def test_unsupported_combinations_are_one_line_errors(tmp_path, overrides, messa
 def test_divergence_names_the_replica():
   finite, nan = np.asarray([0.5, 0.4, 0.3], np.float32), np.asarray([[0.5, 0.5], [0.4, np.nan], [0.3, 0.2]],
                                                                      np.float32)
-  np.testing.assert_allclose(replicas.check_finite([(finite, None)], [7, 8, 9], 0, 1), finite)
+  np.testing.assert_allclose(run_io.check_finite([(finite, None)], 0, 1, [7, 8, 9]), finite)
   with pytest.raises(DivergenceError, match=r"loss of seed 8 \(replica 1 of 3\) became nan in task 2"):
-    replicas.check_finite([(finite, None), (nan, 1)], [7, 8, 9], 1, 5)
+    run_io.check_finite([(finite, None), (nan, 1)], 1, 5, [7, 8, 9])
 
 
 def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
@@ -135,10 +135,9 @@ def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
     def end_task(self, method_state, params, batch_stats, task, data):
       return {"total": method_state["total"] + float(np.sum(params["w"])) + task}
 
-  fake = types.SimpleNamespace(exp=types.SimpleNamespace(method=HostOnly(), train_data=[None, None]),
-                               seeds=[0, 1, 2])
+  fake = types.SimpleNamespace(method=HostOnly(), train_data=[None, None], seeds=[0, 1, 2])
   state = types.SimpleNamespace(params={"w": np.arange(6.0).reshape(3, 2)}, batch_stats={},
                                 method_state={"total": np.zeros(3)})
   got = replicas.Replicas.end_task(fake, state, 1)
   np.testing.assert_allclose(got["total"], [2.0, 6.0, 10.0])  # sum of each replica's w, plus the task
-  assert fake.exp.method.vmappable_end_task is False  # later tasks go straight to the loop
+  assert fake.method.vmappable_end_task is False  # later tasks go straight to the loop

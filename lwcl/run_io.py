@@ -1,0 +1,94 @@
+"""What one pass over a workdir holds open and reads back: :class:`Run` (checkpointer, metric writer and the
+evolving run state), the non-finite loss check, the progress bar and the TensorBoard writer.
+
+Shared by a single run (:class:`lwcl.experiment.Experiment`) and replicas (:class:`lwcl.replicas.Replicas`),
+whose states, records and losses carry a leading replica axis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from lwcl.checkpoint import RunCheckpointer
+from lwcl.errors import DivergenceError
+from lwcl.run_state import Progress, Record
+
+
+@dataclasses.dataclass
+class Run:
+  """One pass of ``Experiment.run`` over a workdir: its open files and the evolving run state."""
+  workdir: str
+  ckpt: RunCheckpointer
+  writer: Any
+  is_main: bool
+  config_dict: dict
+  state: Any  # lwcl.train.TrainState (leaves with a leading replica axis for replicas)
+  record: Record
+  progress: Progress
+
+  def save(self, task_done: bool) -> None:
+    """Checkpoints the whole run state at the current global step (replicas step together)."""
+    step = int(np.max(jax.device_get(self.state.step)))
+    self.ckpt.save(step, {"state": self.state, "record": self.record}, self.progress.to_meta(task_done))
+
+  def close(self) -> None:
+    self.writer.close()
+    self.ckpt.close()
+
+
+def check_finite(losses: list, task: int, task_step: int, seeds: Sequence[int] | None = None):
+  """The last step's loss; raises DivergenceError if any loss is not finite.
+
+  Args:
+    losses: ``(array, index)`` pairs in step order: one step's loss (a scalar, or ``[R]`` for replicas) with
+      index None, or column ``index`` of a dispatch's losses (``[K]``, or ``[R, K]``).
+    task, task_step: where the run is (for the message).
+    seeds: the replicas' seeds (None for a single run): the message names the replica that diverged.
+  Returns:
+    float64: a scalar, or ``[R]`` for replicas.
+  Raises:
+    DivergenceError: a loss is inf or nan (the earliest step, then the lowest replica, is named).
+  """
+  arrays = {id(a): a for a, _ in losses}
+  host = dict(zip(arrays, jax.device_get(list(arrays.values()))))
+  values = np.stack([np.asarray(host[id(a)] if i is None else np.asarray(host[id(a)])[..., i], np.float64)
+                     for a, i in losses])
+  bad = ~np.isfinite(values)
+  if bad.any():
+    where = tuple(np.argwhere(bad)[0])
+    who = "" if seeds is None else f" of seed {seeds[where[1]]} (replica {where[1]} of {len(seeds)})"
+    raise DivergenceError(f"the training loss{who} became {values[where]} in task {task + 1} by step "
+                          f"{task_step} of the task; lower --config.optimizer.learning_rate or set "
+                          "--config.optimizer.grad_clip_norm (the last good checkpoint is kept)")
+  return values[-1]
+
+
+class _NoBar:
+  def update(self, n=1):
+    pass
+
+  def set_postfix(self, **kwargs):
+    pass
+
+  def close(self):
+    pass
+
+
+def progress_bar(total: int, initial: int, desc: str, enabled: bool):
+  """A tqdm bar over a task's steps, or a no-op one."""
+  if not enabled:
+    return _NoBar()
+  from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+
+
+def metric_writer(workdir: str, is_main: bool):
+  """clu's default metric writer (TensorBoard events in ``workdir``; logging only off the main process)."""
+  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
+  hide_gpus_from_tensorflow()
+  from clu import metric_writers  # pylint: disable=g-import-not-at-top
+  return metric_writers.create_default_writer(workdir, just_logging=not is_main, asynchronous=False)
