@@ -18,6 +18,7 @@ Sweeps, task orders and the results-exist check are the caller's (:mod:`lwcl.dri
 
 from __future__ import annotations
 
+import collections
 import os
 import time
 from typing import Callable
@@ -46,6 +47,7 @@ from lwcl.run_state import Progress, Record
 from lwcl.train import TrainState, make_eval_step, make_train_step, make_train_steps
 
 HEATMAP_FILE = "accuracy_matrix.png"
+MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 to 16 ahead (_train_task)
 
 
 def validate(config) -> None:
@@ -251,8 +253,11 @@ class Experiment:
       record.lca[..., t, 0] = self.evaluate_task(run.state, t, split)
     bar = progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
     dispatch = self._one_step_dispatches if self.steps_per_dispatch == 1 else self._multi_step_dispatches
-    pending, tic, loss = [], time.perf_counter(), float("nan")
+    pending, tic, loss, ahead = [], time.perf_counter(), float("nan"), collections.deque()
     for first, count, losses in dispatch(run, t, total):
+      ahead.append(losses)  # the host runs 8 to 16 dispatches ahead of the device (one wait per 8), so the bar
+      if len(ahead) == 2 * MAX_DISPATCHES_AHEAD:  # moves with the device, not in bursts at log steps
+        jax.block_until_ready([ahead.popleft() for _ in range(MAX_DISPATCHES_AHEAD)][-1])
       for s in range(first, first + count):  # the steps of a dispatch, after it was dispatched
         pending.append((losses, None if self.steps_per_dispatch == 1 else s - first))
         progress.task_step = s + 1
