@@ -89,8 +89,13 @@ class DataParallel:
                         f"{self.size}")
 
   def put_batch(self, batch: dict) -> dict:
-    """Places a global host batch (same on every process) sharded over the mesh."""
+    """Places a global host batch (same on every process) sharded over the mesh. On one device of one
+    process the host arrays are returned as they are: the jitted step's ``in_shardings`` transfer them
+    in its dispatch, which on CPU costs a fraction of a separate placement (about 0.5 ms per step for the
+    GEM-protocol MLP, more than its whole step)."""
     p, n = jax.process_index(), jax.process_count()
+    if n == 1 and self.size == 1:
+      return batch
 
     def put(x):
       local = x if n == 1 else x[p * (x.shape[0] // n):(p + 1) * (x.shape[0] // n)]
