@@ -62,3 +62,10 @@ def small_config(**overrides):
     config_files.set_key(c, key, value)
   c.lock()
   return c
+
+
+def assert_same_stream(got: dict, want: dict) -> None:
+  """Two results dicts of one stream agree exactly: accuracy matrix, initial accuracies, final losses
+  (what a resumed or re-dispatched run must reproduce bit for bit)."""
+  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
+    assert got[key] == want[key], key
