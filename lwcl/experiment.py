@@ -32,6 +32,7 @@ from lwcl import layerwise
 from lwcl import metrics as metrics_lib
 from lwcl import optim
 from lwcl import report
+from lwcl import xla_flags
 from lwcl.checkpoint import RunCheckpointer
 from lwcl.run_io import Run, check_finite, metric_writer, progress_bar
 from lwcl.data.pipeline import (Preprocessor, dispatch_lengths, eval_batches, step_indices, steps_per_epoch,
@@ -93,6 +94,7 @@ class Experiment:
     validate(config)
     self.config = self.run_config = config  # run_config: the config the checkpoints belong to
     self.parallel = DataParallel.create(config.devices)
+    xla_flags.check_in_effect()
     # Steps per compiled call; multi-process runs keep one host batch per step (each process would have to
     # place the whole task's data; not done yet).
     self.steps_per_dispatch = config.train.steps_per_dispatch if jax.process_count() == 1 else 1
@@ -110,7 +112,8 @@ class Experiment:
     """Model functions, method, optimizer and compiled steps for ``scenario``."""
     config = self.config
     self.scenario = scenario
-    self.fns = layerwise.build_fns(config.layerwise, build_model(config.model, scenario), self.preprocess,
+    model = build_model(config.model, scenario, self.steps_per_dispatch)
+    self.fns = layerwise.build_fns(config.layerwise, model, self.preprocess,
                                    scenario.label_masks, scenario.image_shape, scenario.num_heads,
                                    scenario.output_dim)
     self.method = build_method(config.method, scenario, self.fns)

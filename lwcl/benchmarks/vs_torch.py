@@ -1,17 +1,26 @@
 """Training throughput of lwcl's jitted train step against a PyTorch eager loop written as Avalanche runs it.
 
-    bin/bench vs-torch [--rounds=5] [--steps=20] [--settings=convnet,mlp] [--methods=finetune,ewc,agem,...]
-                       [--matmul=2048] [--json=PATH] [--no-torch] [--torch-threads=N]
+    bin/bench vs-torch [--rounds=5] [--steps=20] [--settings=convnet,mlp,resnet20,resnet20-local]
+                       [--methods=finetune,ewc,agem,...] [--matmul=2048] [--json=PATH] [--no-torch]
+                       [--torch-threads=N]
 
 What is measured: examples per second of whole training steps (forward, backward, the method's work, the
-optimizer update) on random uint8 28x28x1 images, normalized inside the step on both sides, in two settings:
+optimizer update) on random uint8 images (28x28x1; ResNet-20: 32x32x3), normalized inside the step on both
+sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 
 * ``convnet``: ``configs/default.py`` (conv32-pool-conv64-pool-fc128, 5 tasks x 2 classes task-incremental
   with one head per task, batch 64, SGD 0.01 with momentum 0.9), methods ``finetune`` and ``ewc`` (the
   penalty with omega and anchor filled with random values);
 * ``mlp``: the GEM protocol of ``configs/_protocols.py`` (MLP 2x100, one 10-way head, batch 10, plain SGD
   0.1) cut to 5 tasks, so the current task has 4 old tasks of 256 memories each (no padded task slots),
-  methods ``finetune``, ``agem`` (a 256-example reference batch from the memories), ``gem`` and ``lgd``.
+  methods ``finetune``, ``agem`` (a 256-example reference batch from the memories), ``gem`` and ``lgd``;
+* ``resnet20``: the CIFAR ResNet-20 of the layer-wise recipe (``configs/_layerwise.py``: batch 128, SGD 0.1
+  with momentum 0.9 and weight decay 5e-4, BatchNorm in train mode), one 10-way head, trained end to end;
+* ``resnet20-local``: the same network in ``local`` mode (9 local blocks with linear auxiliary heads,
+  stop-gradient between blocks, the sum of the local losses).
+
+Convolutions are lowered as a default run lowers them at one step per call (``model.conv_impl=auto``:
+XLA's native convolution, with lwcl's XLA:CPU flags of :mod:`lwcl.xla_flags`, which ``import lwcl`` sets).
 
 lwcl side: the step ``lwcl.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
 ``optim.optimizer``, ``make_train_step``, ``jax.jit`` with the state donated), fed NumPy batches and a
@@ -19,7 +28,7 @@ float32 learning rate as the runner does, blocking only at the end of a timed bl
 ``cost_analysis()`` of that compiled step (a loop's body counted once: GEM's QP iterations are undercounted,
 negligible against its memory gradients).
 
-PyTorch side: the same architectures and initialization (kernels normal with variance 1 / fan-in, Flax's
+PyTorch side (:mod:`lwcl.benchmarks.torch_side`): the same architectures and initialization (kernels normal with variance 1 / fan-in, Flax's
 scale; zero biases), NCHW, train mode, ``torch.set_num_threads`` at its default (``--torch-threads``), and per
 step the order of Avalanche's ``SGDBasedTemplate.training_epoch`` with its plugins' hooks:
 ``before_training_iteration`` (GEM: one forward/backward per old task on its 256 memories; A-GEM: one on a
@@ -53,49 +62,13 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lwcl import config_files, layerwise, optim  # noqa: E402
+from lwcl import layerwise, optim  # noqa: E402
 from lwcl import memory as memory_lib  # noqa: E402
+from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, config, data  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
 from lwcl.train import TrainState, make_train_step  # noqa: E402
-
-CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
-OLD_TASKS = 4  # mlp setting: old tasks with full memories; the current task is the next one
-SETTINGS = {  # heads, outputs per head, tasks of the stream, the current batch's task, methods
-    "convnet": dict(title="ConvNet (configs/default.py): conv32-pool-conv64-pool-fc128, 5 task heads x 2, "
-                    "batch 64, SGD 0.01 momentum 0.9", heads=5, outputs=2, tasks=5, task=1,
-                    methods=("finetune", "ewc")),
-    "mlp": dict(title=f"GEM-protocol MLP 2x100, one 10-way head, batch 10, SGD 0.1, {OLD_TASKS} old tasks x "
-                f"{proj.MEMORY} memories", heads=1, outputs=10, tasks=OLD_TASKS + 1, task=OLD_TASKS,
-                methods=("finetune", "agem", "gem", "lgd")),
-}
-TITLES = {"finetune": "fine-tuning", "ewc": "EWC", "agem": "A-GEM", "gem": "GEM", "lgd": "LGD (per layer)"}
-
-
-def _config(setting: str, method: str):
-  """The experiment config of ``setting`` (``configs/default.py`` or the GEM protocol) with ``method``."""
-  if setting == "convnet":
-    c = config_files.load(os.path.join(CONFIGS, "default.py")).get_config()
-  else:
-    c = config_files.load(os.path.join(CONFIGS, "_protocols.py")).gem_protocol("mnist", "permuted", "idx")
-    c.scenario.num_tasks = SETTINGS[setting]["tasks"]
-  c.method.name = method
-  return c
-
-
-def _data(setting: str, seed: int = 0) -> dict:
-  """Random inputs both sides train on: 8 batches, and ``OLD_TASKS`` x 256 memories (mlp setting)."""
-  s, rng = SETTINGS[setting], np.random.default_rng(seed)
-  bs = _config(setting, "finetune").train.batch_size
-  images = rng.integers(0, 256, (8 * bs,) + proj.IMAGE_SHAPE, dtype=np.uint8)
-  labels = rng.integers(0, s["outputs"], 8 * bs).astype(np.int32)
-  batches = [{"image": images[i * bs:(i + 1) * bs], "label": labels[i * bs:(i + 1) * bs],
-              "task": np.full(bs, s["task"], np.int32)} for i in range(8)]
-  mem_images = rng.integers(0, 256, (OLD_TASKS, proj.MEMORY) + proj.IMAGE_SHAPE, dtype=np.uint8)
-  mem_labels = rng.integers(0, s["outputs"], (OLD_TASKS, proj.MEMORY)).astype(np.int32)
-  return {"batches": batches, "images": images, "mem_images": mem_images, "mem_labels": mem_labels}
-
 
 class LwclStep:
   """lwcl's real train step for one (setting, method), compiled once, its method state filled so that the
@@ -106,23 +79,23 @@ class LwclStep:
   """
 
   def __init__(self, setting: str, method: str, seed: int = 0):
-    s, config, data = SETTINGS[setting], _config(setting, method), _data(setting, seed)
+    s, c, d = SETTINGS[setting], config(setting, method), data(setting, seed)
     masks = np.ones((s["tasks"], s["outputs"]), bool)
     scenario = types.SimpleNamespace(num_heads=s["heads"], output_dim=s["outputs"], max_tasks=s["tasks"],
-                                     image_shape=proj.IMAGE_SHAPE, label_masks=masks)
-    preprocess = Preprocessor.from_config(config.data, data["images"])
-    fns = layerwise.build_fns(config.layerwise, build_model(config.model, scenario), preprocess,
+                                     image_shape=s["shape"], label_masks=masks)
+    preprocess = Preprocessor.from_config(c.data, d["images"])
+    fns = layerwise.build_fns(c.layerwise, build_model(c.model, scenario), preprocess,
                               scenario.label_masks, scenario.image_shape, scenario.num_heads,
                               scenario.output_dim)
-    method_obj = build_method(config.method, scenario, fns)
-    tx = optim.optimizer(fns, method_obj.transformation(), config.optimizer, config.train.epochs_per_task)
-    params, stats = _init(fns, seed)
-    method_state = _filled(method_obj.init_state(params, stats), data, seed)
+    method_obj = build_method(c.method, scenario, fns)
+    tx = optim.optimizer(fns, method_obj.transformation(), c.optimizer, c.train.epochs_per_task)
+    params, stats = _init(fns, s["shape"], seed)
+    method_state = _filled(method_obj.init_state(params, stats), d, seed)
     self.state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
                             jax.random.PRNGKey(seed + 1))
-    self.batches, self.count = data["batches"], 0
-    self.learning_rate = np.float32(config.optimizer.learning_rate)
-    self.examples = config.train.batch_size
+    self.batches, self.count = d["batches"], 0
+    self.learning_rate = np.float32(c.optimizer.learning_rate)
+    self.examples = c.train.batch_size
     jitted = jax.jit(make_train_step(fns, tx, method_obj), donate_argnums=(0,))
     self.step = jitted.lower(self.state, self.batches[0], self.learning_rate).compile()
     cost = self.step.cost_analysis()
@@ -140,15 +113,15 @@ class LwclStep:
     return (time.perf_counter() - tic) / steps
 
 
-def _init(fns, seed: int):
+def _init(fns, image_shape: tuple, seed: int):
   """``(params, batch_stats)`` at Flax's default initialization scale (kernels normal with variance
   1 / fan-in, zero biases) drawn with NumPy, without compiling Flax's initializers (seconds on a CPU)."""
   rng = np.random.default_rng(seed)
-  shapes = jax.eval_shape(lambda: fns.init(jax.random.PRNGKey(seed), proj.IMAGE_SHAPE))
+  shapes = jax.eval_shape(lambda: fns.init(jax.random.PRNGKey(seed), image_shape))
 
   def draw(path, x):
-    if jax.tree_util.keystr(path[-1:]) != "['kernel']":
-      return jnp.zeros(x.shape, x.dtype)
+    if jax.tree_util.keystr(path[-1:]) != "['kernel']":  # BatchNorm: scale 1, others 0
+      return jnp.full(x.shape, float(jax.tree_util.keystr(path[-1:]) in ("['scale']", "['var']")), x.dtype)
     fan_in = x.shape[-2] if len(x.shape) == 3 else np.prod(x.shape[:-1])  # task heads: [heads, in, out]
     return jnp.asarray(rng.standard_normal(x.shape) / np.sqrt(fan_in), x.dtype)
 
@@ -171,155 +144,6 @@ def _filled(method_state, data: dict, seed: int):
         anchor=jax.tree.map(draw(lambda x: np.asarray(x) + 0.01 * rng.standard_normal(x.shape)),
                             method_state.anchor))
   return method_state
-
-
-class TorchStep:
-  """The PyTorch eager step of one (setting, method), in the order Avalanche's template and plugins run it
-  (module docstring). ``projected`` counts the steps whose gradient the method changed (A-GEM, GEM: a
-  violated constraint; LGD: every step)."""
-
-  def __init__(self, setting: str, method: str, seed: int = 0):
-    import torch  # pylint: disable=g-import-not-at-top  (benchmark-only dependency)
-    from torch import nn  # pylint: disable=g-import-not-at-top
-    self.torch, self.nn_f, self.method = torch, nn.functional, method
-    s, config, data = SETTINGS[setting], _config(setting, method), _data(setting, seed)
-    torch.manual_seed(seed)
-    self.model, self.heads = _torch_model(nn, setting, s)  # in train mode
-    opt = config.optimizer
-    self.opt = torch.optim.SGD(self.model.parameters(), lr=opt.learning_rate, momentum=opt.momentum)
-    pre = Preprocessor.from_config(config.data, data["images"])  # the same normalization as lwcl's
-    self.mean, self.std = float(pre.mean[0]), float(pre.std[0])
-    nchw = lambda x: torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))  # noqa: E731
-    long = lambda x: torch.from_numpy(x).long()  # noqa: E731
-    self.batches = [(nchw(b["image"]), long(b["label"]), long(b["task"])) for b in data["batches"]]
-    self.mem_x = nchw(data["mem_images"])  # [old tasks, 256, 1, 28, 28] uint8
-    self.mem_y = long(data["mem_labels"])
-    self.params = list(self.model.parameters())
-    named = list(self.model.named_parameters())
-    self.importance = {n: torch.rand_like(p) for n, p in named}  # EWC
-    self.saved = {n: p.detach().clone() + 0.01 * torch.randn_like(p) for n, p in named}
-    self.strength, self.margin, self.count, self.projected = config.method.strength, proj.MARGIN, 0, 0
-    self.layers = [ps for ps in (list(m.parameters(recurse=False)) for m in self.model.modules()) if ps]
-    self.examples = config.train.batch_size
-    self.run(2)  # warm up
-
-  def forward(self, x, task):
-    """Logits; multi-head models dispatch on the tasks present, as Avalanche's ``MultiTaskModule``."""
-    h = self.model[0](x.float().div(255.0).sub(self.mean).div(self.std))
-    if self.heads is None:
-      return h
-    tasks = self.torch.unique(task)
-    if len(tasks) == 1:
-      return self.heads[int(tasks.item())](h)
-    out = self.torch.empty(h.shape[0], self.heads[0].out_features)
-    for t in tasks.tolist():
-      out[task == t] = self.heads[t](h[task == t])
-    return out
-
-  def flat_grad(self):
-    return self.torch.cat([p.grad.flatten() if p.grad is not None else self.torch.zeros(p.numel())
-                           for p in self.params])
-
-  def set_grad(self, flat) -> None:
-    n = 0
-    for p in self.params:
-      if p.grad is not None:
-        p.grad.copy_(flat[n:n + p.numel()].view_as(p))
-      n += p.numel()
-
-  def step(self, x, y, task) -> None:
-    """One training iteration: memory gradients, zero_grad, forward, loss (+ penalty), backward,
-    projection, optimizer step."""
-    torch, F, m = self.torch, self.nn_f, self.method
-    if m in ("gem", "lgd"):  # GEMPlugin.before_training_iteration: one gradient per old task
-      rows = []
-      for t in range(OLD_TASKS):
-        self.opt.zero_grad()
-        F.cross_entropy(self.forward(self.mem_x[t], torch.full((proj.MEMORY,), t)), self.mem_y[t]).backward()
-        rows.append(self.flat_grad())
-      G = torch.stack(rows)
-    elif m == "agem":  # AGEMPlugin.before_training_iteration: one reference batch from the memories
-      self.opt.zero_grad()
-      idx = torch.randperm(OLD_TASKS * proj.MEMORY)[:256]
-      xs, ys = self.mem_x.flatten(0, 1)[idx], self.mem_y.flatten()[idx]
-      F.cross_entropy(self.forward(xs, idx // proj.MEMORY), ys).backward()
-      ref = self.flat_grad()
-    self.opt.zero_grad()
-    loss = F.cross_entropy(self.forward(x, task), y)
-    if m == "ewc":  # EWCPlugin.before_backward
-      penalty = 0.0
-      for n, p in self.model.named_parameters():
-        penalty = penalty + (self.importance[n] * (p - self.saved[n]).pow(2)).sum()
-      loss = loss + self.strength * penalty
-    loss.backward()
-    with torch.no_grad():
-      if m == "agem":  # AGEMPlugin.after_backward
-        g = self.flat_grad()
-        dot = torch.dot(g, ref)
-        if dot < 0:
-          self.set_grad(g - ref * (dot / torch.dot(ref, ref)))
-          self.projected += 1
-      elif m == "gem":  # GEMPlugin.after_backward, solve_quadprog on the host
-        g = self.flat_grad()
-        if (torch.mv(G, g) < 0).sum() != 0:
-          # pylint: disable-next=protected-access
-          v = proj._host_qp(g.numpy(), G.numpy(), np.ones(OLD_TASKS, bool), self.margin, 1e-3)
-          self.set_grad(torch.from_numpy(v).float())
-          self.projected += 1
-      elif m == "lgd":
-        self.lgd(G)
-    self.opt.step()
-
-  def lgd(self, G) -> None:
-    """Our port of LGD (Tang et al. 2021): per layer, ``gbar`` = mean old gradient, basis ``U`` of the
-    residuals (SVD, numerical rank as ``scipy.linalg.orth``), ``Pg = g - U^T U g``, and if
-    ``<Pgbar, Pg> < 0`` the A-GEM step against ``Pgbar``."""
-    torch, col = self.torch, 0
-    for layer in self.layers:
-      n = sum(p.numel() for p in layer)
-      g = torch.cat([p.grad.flatten() for p in layer])
-      Gl = G[:, col:col + n]
-      col += n
-      gbar = Gl.mean(0)
-      _, sv, vh = torch.linalg.svd(Gl - gbar, full_matrices=False)
-      U = vh[sv > sv.max() * max(Gl.shape) * torch.finfo(sv.dtype).eps]
-      pg, pb = g - U.T @ (U @ g), gbar - U.T @ (U @ gbar)
-      dot = torch.dot(pb, pg)
-      if dot < 0:
-        pg = pg - pb * (dot / torch.dot(pb, pb))
-      k = 0
-      for p in layer:
-        p.grad.copy_(pg[k:k + p.numel()].view_as(p))
-        k += p.numel()
-    self.projected += 1
-
-  def run(self, steps: int) -> float:
-    """Seconds per step over ``steps`` consecutive steps."""
-    tic = time.perf_counter()
-    for _ in range(steps):
-      self.step(*self.batches[self.count % len(self.batches)])
-      self.count += 1
-    return (time.perf_counter() - tic) / steps
-
-
-def _torch_model(nn, setting: str, s: dict):
-  """``(model, heads)``: ``model[0]`` the body (MLP: the whole network), ``model[1]`` the task heads (or
-  None), initialized as lwcl's side (:func:`_init`: LeCun normal kernels, zero biases)."""
-  if setting == "convnet":
-    body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(64 * 7 * 7, 128), nn.ReLU())
-    heads = nn.ModuleList([nn.Linear(128, s["outputs"]) for _ in range(s["heads"])])
-    model = nn.ModuleList([body, heads])
-  else:
-    body = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 100), nn.ReLU(), nn.Linear(100, 100), nn.ReLU(),
-                         nn.Linear(100, s["outputs"]))
-    heads, model = None, nn.ModuleList([body])
-  for m in model.modules():
-    if isinstance(m, (nn.Linear, nn.Conv2d)):
-      nn.init.normal_(m.weight, std=m.weight[0].numel() ** -0.5)
-      nn.init.zeros_(m.bias)
-  return model.train(), heads
 
 
 class Matmul:
@@ -354,6 +178,7 @@ def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul
     for m in (m for m in SETTINGS[setting]["methods"] if m in methods):
       runners[(setting, m, "lwcl")] = LwclStep(setting, m)
       if with_torch:
+        from lwcl.benchmarks.torch_side import TorchStep  # pylint: disable=g-import-not-at-top
         runners[(setting, m, "torch")] = TorchStep(setting, m)
   samples = {key: [] for key in runners}
   for _ in range(rounds):
@@ -400,7 +225,7 @@ def main(argv: list) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench vs-torch", description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median over them)")
   parser.add_argument("--steps", type=int, default=20, help="timed steps per runner and round")
-  parser.add_argument("--settings", default="convnet,mlp", help="comma-separated subset")
+  parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
   parser.add_argument("--methods", default="finetune,ewc,agem,gem,lgd", help="comma-separated subset")
   parser.add_argument("--matmul", type=int, default=2048, help="size of the reference float32 matmul")
   parser.add_argument("--json", default="", help="also write the numbers to this file")

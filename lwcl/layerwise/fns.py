@@ -366,7 +366,8 @@ def build_fns(lw_config, model: Network, preprocess, label_masks: np.ndarray, im
   starts = parse_cuts(lw_config.cuts, model, image_shape)
   heads = tuple(AuxHead(lw_config.aux_head, num_heads, output_dim, int(lw_config.aux_pool),
                         int(lw_config.aux_convs), int(lw_config.aux_width),
-                        tuple(int(h) for h in lw_config.aux_hidden)) for _ in starts[:-1])
+                        tuple(int(h) for h in lw_config.aux_hidden), getattr(model, "conv_impl", "native"))
+                for _ in starts[:-1])
   return LayerwiseFns(model, preprocess, label_masks, mode=lw_config.mode, starts=starts, aux_heads=heads,
                       readouts=bool(lw_config.readouts), local_step=lw_config.local_step,
                       greedy_epochs_per_block=int(lw_config.greedy_epochs_per_block))

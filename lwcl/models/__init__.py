@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from lwcl.errors import ConfigError
+from lwcl.models.conv import resolve_conv_impl
 from lwcl.models.convnet import convnet_blocks
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
@@ -35,33 +36,37 @@ def _intensity(model_config) -> dict:
           "shallow_width": get("shallow_width", 0)}
 
 
-def build_model(model_config, scenario) -> Network:
+def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
   """Builds the network a config's ``model`` section names, with heads sized for the scenario.
 
   Args:
     model_config: ``config.model``: ``name`` and that model's keys (see ``configs/default.py``).
     scenario: the :class:`~lwcl.data.scenarios.Scenario` (for ``num_heads`` and ``output_dim``).
+    steps_per_dispatch: ``train.steps_per_dispatch``; with ``model.conv_impl='auto'`` it picks the
+      convolutions' lowering (:func:`lwcl.models.conv.resolve_conv_impl`).
   Returns:
-    An unbound :class:`Network`; call ``init(rng, x, task, train=False)``.
+    An unbound :class:`Network` (its ``conv_impl`` attribute: the lowering chosen); call
+    ``init(rng, x, task, train=False)``.
   Raises:
-    ConfigError: unknown model name or an inconsistent architecture.
+    ConfigError: unknown model name or ``model.conv_impl``, or an inconsistent architecture.
   """
   name = model_config.name
   head = TaskHeads(scenario.num_heads, scenario.output_dim, name="head")
+  impl = resolve_conv_impl(model_config.get("conv_impl", "auto"), steps_per_dispatch)
   if name == "mlp":
-    return Network(mlp_blocks(model_config.hidden), head, "flatten")
+    return Network(mlp_blocks(model_config.hidden), head, "flatten", impl)
   if name == "convnet":
     return Network(convnet_blocks(model_config.conv_stages, model_config.dense,
-                                  model_config.batch_norm), head, "flatten")
+                                  model_config.batch_norm, impl), head, "flatten", impl)
   if name == "resnet":
     n = cifar_resnet_depth(model_config.depth)
     width = model_config.width or 16
     widths = (width, 2 * width, 4 * width)
-    return Network(resnet_blocks(widths, n, _strides(model_config, n, 3), width,
-                                 model_config.stem_stride, **_intensity(model_config)), head, "avg")
+    return Network(resnet_blocks(widths, n, _strides(model_config, n, 3), width, model_config.stem_stride,
+                                 **_intensity(model_config), conv_impl=impl), head, "avg", impl)
   if name == "reduced_resnet18":
     nf = model_config.width or 20
     widths = (nf, 2 * nf, 4 * nf, 8 * nf)
-    return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf,
-                                 model_config.stem_stride, **_intensity(model_config)), head, "avg")
+    return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf, model_config.stem_stride,
+                                 **_intensity(model_config), conv_impl=impl), head, "avg", impl)
   raise ConfigError(f"unknown model.name '{name}'; use one of {', '.join(MODELS)}")

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from lwcl.errors import ConfigError
+from lwcl.models.conv import conv
 from lwcl.models.heads import TaskHeads
 
 AUX_HEADS = ("linear", "cnn", "mlp")
@@ -54,6 +55,7 @@ class AuxHead(nn.Module):
     pool: side of the adaptive average pool before the Dense layers (DGL uses 2).
     convs: ``cnn``: number of 3x3 convs; ``width``: their channels (0 = the input's channels).
     hidden: ``mlp``: hidden Dense sizes.
+    conv_impl: ``cnn``: the convolutions' lowering (:mod:`lwcl.models.conv`).
   """
   kind: str
   num_heads: int
@@ -62,6 +64,7 @@ class AuxHead(nn.Module):
   convs: int = 2
   width: int = 0
   hidden: Sequence[int] = (256,)
+  conv_impl: str = "native"
 
   @nn.compact
   def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
@@ -77,7 +80,7 @@ class AuxHead(nn.Module):
                           "outputs vectors; use 'linear' or 'mlp' for this model")
       width = self.width or x.shape[-1]
       for _ in range(self.convs):
-        x = nn.Conv(width, (3, 3), padding="SAME", use_bias=False)(x)
+        x = conv(self.conv_impl, width, (3, 3), use_bias=False)(x)
         x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
     elif self.kind not in AUX_HEADS:
       raise ConfigError(f"unknown layerwise.aux_head '{self.kind}'; use one of {', '.join(AUX_HEADS)}")

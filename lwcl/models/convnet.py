@@ -9,6 +9,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from lwcl.models.conv import conv
 from lwcl.models.mlp import DenseBlock, sow_activation
 
 
@@ -30,14 +31,16 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 
 class ConvStage(nn.Module):
-  """``len(channels)`` x (3x3 conv, optional BatchNorm, ReLU), then 2x2 max pool (stride 2)."""
+  """``len(channels)`` x (3x3 conv, optional BatchNorm, ReLU), then 2x2 max pool (stride 2); convolutions
+  lowered as ``conv_impl`` (:mod:`lwcl.models.conv`)."""
   channels: tuple
   batch_norm: bool = False
+  conv_impl: str = "native"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for c in self.channels:
-      layers = [nn.Conv(int(c), (3, 3), padding="SAME", use_bias=not self.batch_norm)]
+      layers = [conv(self.conv_impl, int(c), (3, 3), use_bias=not self.batch_norm)]
       x = layers[-1](x)
       if self.batch_norm:
         layers.append(nn.BatchNorm(use_running_average=not train, momentum=0.9))
@@ -47,9 +50,9 @@ class ConvStage(nn.Module):
     return max_pool_2x2(x)
 
 
-def convnet_blocks(conv_stages, dense, batch_norm: bool) -> list:
+def convnet_blocks(conv_stages, dense, batch_norm: bool, conv_impl: str = "native") -> list:
   """One :class:`ConvStage` per stage, then one Dense block per ``dense`` size."""
-  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm)
+  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, conv_impl)
             for s in conv_stages]
   blocks += [DenseBlock(int(d)) for d in dense]
   return blocks

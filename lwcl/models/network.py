@@ -30,10 +30,13 @@ class Network(nn.Module):
     blocks: the feature extractor's blocks, applied in order.
     head: the task heads.
     pool: read-out before the head: ``'flatten'`` or ``'avg'``.
+    conv_impl: how the blocks' convolutions are lowered, ``'native'`` or ``'patches'``
+      (:mod:`lwcl.models.conv`); auxiliary heads built for this network use the same.
   """
   blocks: Sequence[nn.Module]
   head: nn.Module
   pool: str = "flatten"
+  conv_impl: str = "native"
 
   def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
     """Args: ``x`` float32 ``[B, H, W, C]``; ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch

@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 
 from lwcl.errors import ConfigError
+from lwcl.models.conv import conv
 from lwcl.models.mlp import sow_activation
 
 
@@ -29,12 +30,13 @@ class Stem(nn.Module):
   """3x3 conv (``stride``), BatchNorm, ReLU."""
   features: int
   stride: int = 1
+  conv_impl: str = "native"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv, bn = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False), _bn(train)
-    x = nn.relu(bn(conv(x)))
-    sow_activation(self, x, conv, bn)
+    conv3, bn = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False), _bn(train)
+    x = nn.relu(bn(conv3(x)))
+    sow_activation(self, x, conv3, bn)
     return x
 
 
@@ -44,16 +46,18 @@ class BasicBlock(nn.Module):
   ``num_convs`` (default 2, the standard basic block) sets the convolution intensity of the block (Ma et
   al., arXiv 2010.08038, controlled experiment): the first conv has the stride; every conv but the last is
   followed by BatchNorm + ReLU; the last by BatchNorm, the residual sum, then ReLU. With 2 convs the
-  parameter names are those of the standard block.
+  parameter names are those of the standard block. Convolutions are lowered as ``conv_impl``
+  (:mod:`lwcl.models.conv`).
   """
   features: int
   stride: int = 1
   num_convs: int = 2
+  conv_impl: str = "native"
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     residual = x
-    conv0 = nn.Conv(self.features, (3, 3), strides=self.stride, padding="SAME", use_bias=False)
+    conv0 = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False)
     bn0 = _bn(train)
     y = conv0(x)
     if self.num_convs == 1:
@@ -63,13 +67,13 @@ class BasicBlock(nn.Module):
       y = nn.relu(bn0(y))
       sow_activation(self, y, conv0, bn0)
       for _ in range(self.num_convs - 2):
-        conv, bn = nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)
-        y = nn.relu(bn(conv(y)))
-        sow_activation(self, y, conv, bn)
-      layers = [nn.Conv(self.features, (3, 3), padding="SAME", use_bias=False), _bn(train)]
+        conv_k, bn = conv(self.conv_impl, self.features, (3, 3), use_bias=False), _bn(train)
+        y = nn.relu(bn(conv_k(y)))
+        sow_activation(self, y, conv_k, bn)
+      layers = [conv(self.conv_impl, self.features, (3, 3), use_bias=False), _bn(train)]
       y = layers[1](layers[0](y))
     if residual.shape != y.shape:
-      layers += [nn.Conv(self.features, (1, 1), strides=self.stride, use_bias=False, name="shortcut_conv"),
+      layers += [conv(self.conv_impl, self.features, (1, 1), self.stride, "SAME", False, "shortcut_conv"),
                  _bn(train)]
       residual = layers[-1](layers[-2](residual))
     out = nn.relu(residual + y)
@@ -104,13 +108,15 @@ def accelerated_strides(blocks_per_stage: int, num_stages: int, first_stage_stri
 
 
 def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_stride: int,
-                  shallow_blocks: int = 0, shallow_convs: int = 2, shallow_width: int = 0) -> list:
+                  shallow_blocks: int = 0, shallow_convs: int = 2, shallow_width: int = 0,
+                  conv_impl: str = "native") -> list:
   """Stem plus ``len(widths) * blocks_per_stage`` :class:`BasicBlock`\\ s with the given strides.
 
   Convolution intensity (Ma et al., arXiv 2010.08038): the first ``shallow_blocks`` residual blocks get
   ``shallow_convs`` 3x3 convolutions each (instead of 2) and, when ``shallow_width > 0``, that many
   channels (instead of their stage's width; the stem keeps ``stem_width``). Blocks whose input and output
-  shapes differ get a 1x1 projection shortcut.
+  shapes differ get a 1x1 projection shortcut. ``conv_impl``: the convolutions' lowering
+  (:mod:`lwcl.models.conv`).
 
   Raises:
     ConfigError: if ``strides`` does not have one entry per residual block, or holds a value < 1; if
@@ -128,12 +134,12 @@ def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_
   if shallow_convs < 1 or shallow_width < 0:
     raise ConfigError(f"model.shallow_convs must be >= 1 and model.shallow_width >= 0, got {shallow_convs} "
                       f"and {shallow_width}; fix --config.model.shallow_convs / shallow_width")
-  blocks = [Stem(stem_width, stem_stride)]
+  blocks = [Stem(stem_width, stem_stride, conv_impl)]
   for i in range(n):
     width, convs = int(widths[i // blocks_per_stage]), 2
     if i < shallow_blocks:
       width, convs = int(shallow_width) or width, int(shallow_convs)
-    blocks.append(BasicBlock(width, strides[i], convs))
+    blocks.append(BasicBlock(width, strides[i], convs, conv_impl))
   return blocks
 
 

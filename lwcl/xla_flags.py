@@ -1,0 +1,113 @@
+"""XLA:CPU settings that lwcl applies itself, measured on the jaxlib versions listed here.
+
+``import lwcl`` calls :func:`apply`, which appends :data:`CPU_FLAGS` to ``$XLA_FLAGS`` before JAX creates
+its backends (XLA reads the variable once, when the first backend is made). So the settings hold for
+``bin/run``, ``python -m lwcl.main``, ``bin/test``, ``bin/bench`` and a user's own Python process that
+imports lwcl, in whatever order it imports jax, as long as no JAX computation ran before ``import lwcl``
+(:func:`check_in_effect` warns once when one did).
+
+The flag (``docs/results.md``, "Convolutions on CPU"):
+
+* ``--xla_cpu_experimental_ynn_fusion_type=-individual_convolution``: XLA:CPU (jaxlib 0.10) hands every
+  convolution to YNNPACK as an "individual convolution" library fusion by default; taking convolutions out
+  of that set sends them to XLA's own (Eigen) convolution, 1.4-1.9x faster for lwcl's ConvNet and ResNet
+  training steps on 2-core AVX2 and AVX-512 machines, the MLPs unchanged. It affects only the CPU
+  compiler; GPU and TPU programs are unchanged.
+
+Rules:
+
+* An explicit user setting wins: a flag whose name is already in ``$XLA_FLAGS`` is not added.
+* XLA aborts the process on a flag it does not know, so the flags are added only for the jaxlib versions
+  in :data:`MEASURED_JAXLIB` (``tests/test_xla_flags.py`` checks the installed jaxlib accepts them);
+  with any other version nothing is added (logged once by :func:`check_in_effect`).
+* ``LWCL_XLA_CPU_FLAGS=0`` turns the whole mechanism off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from importlib import metadata
+
+CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
+MEASURED_JAXLIB = ("0.10.2",)
+ENV_SWITCH = "LWCL_XLA_CPU_FLAGS"
+
+_status = {"applied": (), "reason": "not applied yet"}
+
+
+def _jaxlib_version() -> str | None:
+  try:
+    return metadata.version("jaxlib")
+  except metadata.PackageNotFoundError:
+    return None
+
+
+def _backends_initialized() -> bool:
+  if "jax" not in sys.modules:
+    return False
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    return bool(xla_bridge.backends_are_initialized())
+  except (ImportError, AttributeError):  # a JAX without the helper: assume not initialized
+    return False
+
+
+def flags_to_add(xla_flags: str, jaxlib_version: str | None, switch: str = "1") -> tuple:
+  """The subset of :data:`CPU_FLAGS` to append to ``xla_flags`` (the current ``$XLA_FLAGS``).
+
+  Args:
+    xla_flags: the user's ``XLA_FLAGS`` string ('' when unset).
+    jaxlib_version: the installed jaxlib's version string (None: not installed).
+    switch: the value of ``$LWCL_XLA_CPU_FLAGS`` ('0' turns the flags off).
+  Returns:
+    The flags (strings ``--name=value``) that are not already named in ``xla_flags``; empty when the
+    switch is '0' or the jaxlib version was not measured.
+  """
+  if switch == "0" or jaxlib_version not in MEASURED_JAXLIB:
+    return ()
+  named = {f.split("=", 1)[0] for f in xla_flags.split()}
+  return tuple(f for f in CPU_FLAGS if f.split("=", 1)[0] not in named)
+
+
+def apply(environ=None) -> tuple:
+  """Appends the measured CPU flags to ``environ['XLA_FLAGS']`` (default ``os.environ``) unless JAX's
+  backends already exist; returns the flags added (also on later calls: idempotent)."""
+  environ = os.environ if environ is None else environ
+  if _status["applied"]:
+    return _status["applied"]
+  version = _jaxlib_version()
+  if environ.get(ENV_SWITCH, "1") == "0":
+    _status["reason"] = f"{ENV_SWITCH}=0"
+    return ()
+  if version not in MEASURED_JAXLIB:
+    _status["reason"] = (f"jaxlib {version} is not among the versions they were measured on "
+                         f"({', '.join(MEASURED_JAXLIB)})")
+    return ()
+  add = flags_to_add(environ.get("XLA_FLAGS", ""), version)
+  if not add:
+    _status["reason"] = "XLA_FLAGS already sets them"
+    return ()
+  if _backends_initialized():
+    _status["reason"] = "a JAX computation ran before `import lwcl`"
+    return ()
+  environ["XLA_FLAGS"] = " ".join(filter(None, [environ.get("XLA_FLAGS", ""), *add]))
+  _status.update(applied=add, reason="")
+  return add
+
+
+def check_in_effect() -> bool:
+  """Whether lwcl's CPU flags are in effect for this process's CPU backend; logs once why not (the
+  speed of convolutional models on CPU then falls back to XLA's defaults, results are unchanged)."""
+  if _status["applied"] or _status["reason"] in ("", f"{ENV_SWITCH}=0", "XLA_FLAGS already sets them"):
+    return bool(_status["applied"])
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu":
+    return False
+  if not _status.get("warned"):
+    _status["warned"] = True
+    logging.warning("lwcl's XLA:CPU flags (%s) are not in effect: %s; convolutions on CPU run at XLA's "
+                    "default speed (import lwcl before any JAX computation, or set XLA_FLAGS yourself)",
+                    " ".join(CPU_FLAGS), _status["reason"])
+  return False
