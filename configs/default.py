@@ -126,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.lca_batches = 0  # > 0: record the accuracy on each task over its first N minibatches (LCA)
+  c.eval.every_epoch = False  # also record each task's accuracy after every epoch of its own training
   c.eval.split = "test"  # test | valid (held-out scenario.validation_fraction; for model selection)
 
   c.sweep = ml_collections.ConfigDict()  # model selection on the validation split (lwcl/sweep.py)

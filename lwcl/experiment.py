@@ -167,7 +167,8 @@ class Experiment:
   def initial_record(self) -> Record:
     """An empty :class:`~lwcl.run_state.Record` of this stream."""
     T = self.scenario.num_tasks
-    return Record.zeros(T, self.config.eval.lca_batches, self.readouts.initial_record(T))
+    return Record.zeros(T, self.config.eval.lca_batches, self.readouts.initial_record(T),
+                        self.config.train.epochs_per_task)
 
   # -- evaluation ----------------------------------------------------------------------------------
 
@@ -268,6 +269,8 @@ class Experiment:
         step = s + 1 + steps_before
         if lca_n and s < lca_n:  # dispatches of one step (see _boundary)
           record.lca[..., t, s + 1] = self.evaluate_task(run.state, t, split)
+        if config.eval.every_epoch and (s + 1) % spe == 0:  # a dispatch ends here (_boundary)
+          record.epoch_acc[..., t, (s + 1) // spe - 1] = self.evaluate_task(run.state, t, split)
         due_log = (s + 1) % config.train.log_every_steps == 0
         due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (_boundary)
         if due_log or due_ckpt or s + 1 == total:
@@ -324,7 +327,7 @@ class Experiment:
     device_data = self.parallel.replicate(padded)
     steps_before = sum(n * epochs for n in self.steps_per_epoch[:t])
     for first, count in dispatch_lengths(run.progress.task_step, total, K,
-                                         lambda s: self._boundary(s, steps_before)):
+                                         lambda s: self._boundary(s, steps_before, spe)):
       steps = {"index": self._dispatch_indices(len(data), t, spe, first, count),
                "learning_rate": np.zeros(K, np.float32)}
       steps["learning_rate"][:count] = learning_rates[first:first + count]
@@ -341,11 +344,12 @@ class Experiment:
     return step_indices(n, self.config.train.batch_size, self.config.seed, t, spe, first, count,
                         rows=self.steps_per_dispatch)
 
-  def _boundary(self, s: int, steps_before: int) -> bool:
-    """Whether a dispatch must end after task step ``s``: a checkpoint follows it, or the LCA curve
-    records an evaluation after it."""
-    every = self.config.checkpoint.every_steps
-    return bool(s < self.config.eval.lca_batches or (every and (s + 1 + steps_before) % every == 0))
+  def _boundary(self, s: int, steps_before: int, spe: int) -> bool:
+    """Whether a dispatch must end after task step ``s``: a checkpoint follows it, or the LCA curve or
+    the per-epoch accuracy (an epoch of ``spe`` steps ends) records an evaluation after it."""
+    every, evals = self.config.checkpoint.every_steps, self.config.eval
+    return bool(s < evals.lca_batches or (every and (s + 1 + steps_before) % every == 0)
+                or (evals.every_epoch and (s + 1) % spe == 0))
 
   def _finish_task(self, run: Run, t: int) -> None:
     """Evaluates every task after task ``t``, updates the method state, checkpoints, prints a line."""
@@ -388,6 +392,8 @@ class Experiment:
     if self.config.eval.lca_batches:
       out["lca_curves"] = record.lca.tolist()
       out["lca"] = metrics_lib.lca(record.lca, self.config.eval.lca_batches)
+    if self.config.eval.every_epoch:
+      out["epoch_accuracy"] = record.epoch_acc.tolist()
     out.update({
         "method": self.config.method.name,
         "dataset": self.scenario.dataset,

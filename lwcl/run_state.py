@@ -50,6 +50,8 @@ class Record:
     b: ``[T]`` accuracy of every task at initialization.
     lca: ``[T, lca_batches + 1]`` accuracy on each task over its first minibatches (``eval.lca_batches``).
     final_loss: ``[T]`` the training loss at the end of each task (nats).
+    epoch_acc: ``[T, E]`` accuracy on task ``t`` after each of the ``E`` epochs of its training, the
+      learning curve (filled with ``eval.every_epoch``, zeros otherwise; orbax saves no empty array).
     readouts: layer-wise read-outs (:class:`lwcl.layerwise.Readouts`): ``block_R`` ``[T, K, T]`` and
       ``probe`` ``[K, T]``; empty for plain runs.
   """
@@ -58,14 +60,16 @@ class Record:
   lca: np.ndarray
   final_loss: np.ndarray
   readouts: dict
+  epoch_acc: np.ndarray
 
   @classmethod
-  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict) -> "Record":
-    """An empty record of a ``num_tasks`` stream, with the read-outs' initial arrays."""
+  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, epochs: int = 1) -> "Record":
+    """An empty record of a ``num_tasks`` stream of ``epochs`` epochs per task, with the read-outs'
+    initial arrays."""
     T = num_tasks
     return cls(R=np.zeros((T, T), np.float32), b=np.zeros((T,), np.float32),
                lca=np.zeros((T, lca_batches + 1), np.float32), final_loss=np.zeros((T,), np.float32),
-               readouts=readouts)
+               readouts=readouts, epoch_acc=np.zeros((T, epochs), np.float32))
 
   def writable(self) -> "Record":
     """A copy whose arrays are writable host NumPy arrays (after a checkpoint restore)."""

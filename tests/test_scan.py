@@ -103,14 +103,27 @@ def test_layerwise_modes_match_one_step_per_dispatch(tmp_path, mode):
 
 
 def test_convnet_matches_one_step_per_dispatch_up_to_rounding(tmp_path):
-  # On CPU the loop's convolution kernels differ from the one-step program's (XLA does not use its Eigen
-  # kernels inside loops), so parameters agree to float rounding only.
+  # On CPU the loop computes convolutions as patch matmuls (model.conv_impl=auto), the one-step program
+  # with XLA's convolution, so parameters agree to float rounding only.
   extra = {"model.name": "convnet", "model.conv_stages": ((8,),), "model.dense": (16,),
            "scenario.num_tasks": 2}
   (exp1, res1, _), (expk, resk, _) = (_run(tmp_path, "k1", **extra),
                                       _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4}))
+  assert (exp1.fns.model.conv_impl, expk.fns.model.conv_impl) == ("native", "patches")
   chex.assert_trees_all_close(expk.final_state.params, exp1.final_state.params, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(resk["accuracy_matrix"], res1["accuracy_matrix"], atol=2e-3)
+
+
+def test_every_epoch_records_each_tasks_learning_curve(tmp_path):
+  extra = {"train.epochs_per_task": 3, "eval.every_epoch": True}
+  one, many = _run(tmp_path, "k1", **extra), _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4})
+  _assert_same_run(one, many)  # 10 steps per epoch: dispatches of 4, 4, 2 end at every epoch
+  curve, R = np.asarray(one[1]["epoch_accuracy"]), np.asarray(one[1]["accuracy_matrix"])
+  chex.assert_shape(curve, (3, 3))
+  np.testing.assert_array_equal(curve[:, -1], np.diag(R))  # the last epoch's is the task's final accuracy
+  assert np.all(curve[:, 0] > 0.5)  # learned from the first epoch on (2-way tasks)
+  np.testing.assert_allclose(many[1]["epoch_accuracy"], curve, atol=2e-3)
+  assert "epoch_accuracy" not in _run(tmp_path, "off")[1]
 
 
 def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys):
