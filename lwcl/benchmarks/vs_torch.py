@@ -1,8 +1,8 @@
 """Training throughput of lwcl's jitted train step against a PyTorch eager loop written as Avalanche runs it.
 
     bin/bench vs-torch [--rounds=5] [--steps=20] [--settings=convnet,mlp,resnet20,resnet20-local]
-                       [--methods=finetune,ewc,agem,...] [--matmul=2048] [--json=PATH] [--no-torch]
-                       [--torch-threads=N]
+                       [--methods=finetune,ewc,agem,...] [--steps-per-dispatch=1,8] [--matmul=2048]
+                       [--json=PATH] [--no-torch] [--torch-threads=N]
 
 What is measured: examples per second of whole training steps (forward, backward, the method's work, the
 optimizer update) on random uint8 images (28x28x1; ResNet-20: 32x32x3), normalized inside the step on both
@@ -19,8 +19,10 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 * ``resnet20-local``: the same network in ``local`` mode (9 local blocks with linear auxiliary heads,
   stop-gradient between blocks, the sum of the local losses).
 
-Convolutions are lowered as a default run lowers them at one step per call (``model.conv_impl=auto``:
-XLA's native convolution, with lwcl's XLA:CPU flags of :mod:`lwcl.xla_flags`, which ``import lwcl`` sets).
+Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: XLA's native convolution
+at one step per call, patch matmuls on CPU with ``--steps-per-dispatch`` K > 1, where K steps run in one
+compiled loop on device-resident data), with lwcl's XLA:CPU flags (:mod:`lwcl.xla_flags`, set by
+``import lwcl``).
 
 lwcl side: the step ``lwcl.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
 ``optim.optimizer``, ``make_train_step``, ``jax.jit`` with the state donated), fed NumPy batches and a
@@ -68,23 +70,28 @@ from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, confi
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
-from lwcl.train import TrainState, make_train_step  # noqa: E402
+from lwcl.train import TrainState, make_train_step, make_train_steps  # noqa: E402
 
 class LwclStep:
   """lwcl's real train step for one (setting, method), compiled once, its method state filled so that the
   method does its full work (full old-task memories; non-zero importances and an anchor off the params).
 
+  With ``k > 1`` a call is ``k`` steps in one compiled loop on data placed on the device once
+  (:func:`lwcl.train.make_train_steps`, ``train.steps_per_dispatch = k``; convolutions lowered as
+  ``model.conv_impl=auto`` chooses for it).
+
   Attributes:
-    examples: examples per step; flops: XLA's FLOP count of one step.
+    examples: examples per call (``k`` steps); flops: XLA's FLOP count of one call (``k`` x the one-step
+      program's, since XLA counts a loop's body once); k: steps per call.
   """
 
-  def __init__(self, setting: str, method: str, seed: int = 0):
+  def __init__(self, setting: str, method: str, seed: int = 0, k: int = 1):
     s, c, d = SETTINGS[setting], config(setting, method), data(setting, seed)
     masks = np.ones((s["tasks"], s["outputs"]), bool)
     scenario = types.SimpleNamespace(num_heads=s["heads"], output_dim=s["outputs"], max_tasks=s["tasks"],
                                      image_shape=s["shape"], label_masks=masks)
     preprocess = Preprocessor.from_config(c.data, d["images"])
-    fns = layerwise.build_fns(c.layerwise, build_model(c.model, scenario), preprocess,
+    fns = layerwise.build_fns(c.layerwise, build_model(c.model, scenario, k), preprocess,
                               scenario.label_masks, scenario.image_shape, scenario.num_heads,
                               scenario.output_dim)
     method_obj = build_method(c.method, scenario, fns)
@@ -95,11 +102,21 @@ class LwclStep:
                             jax.random.PRNGKey(seed + 1))
     self.batches, self.count = d["batches"], 0
     self.learning_rate = np.float32(c.optimizer.learning_rate)
-    self.examples = c.train.batch_size
+    bs = c.train.batch_size
+    self.examples, self.k = bs * k, k
     jitted = jax.jit(make_train_step(fns, tx, method_obj), donate_argnums=(0,))
     self.step = jitted.lower(self.state, self.batches[0], self.learning_rate).compile()
     cost = self.step.cost_analysis()
-    self.flops = float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+    self.flops = k * float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
+    if k > 1:
+      on_device = jax.device_put({key: np.concatenate([b[key] for b in self.batches])
+                                  for key in self.batches[0]})
+      n = len(self.batches) * bs
+      steps = {"index": (np.arange(k * bs, dtype=np.int32) % n).reshape(k, bs),
+               "learning_rate": np.full(k, self.learning_rate, np.float32)}
+      loop = jax.jit(make_train_steps(fns, tx, method_obj), donate_argnums=(0,))
+      compiled = loop.lower(self.state, on_device, steps, np.int32(k)).compile()
+      self.step = lambda state, batch, lr: compiled(state, on_device, steps, np.int32(k))  # noqa: E731
     self.run(2)  # warm up
 
   def run(self, steps: int) -> float:
@@ -169,39 +186,45 @@ class Matmul:
     return (time.perf_counter() - tic) / steps
 
 
-def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul: int = 2048) -> dict:
-  """Median seconds per step of every (setting, method) on each side, and of the matmuls, in interleaved
-  rounds; returns ``{'rows': [...], 'matmul_flops_per_s': {side: ...}}`` (rows: examples/s, FLOPs)."""
+def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul: int = 2048,
+            ks=(1,)) -> dict:
+  """Median seconds per step of every (setting, method) on each side (lwcl at every
+  ``train.steps_per_dispatch`` in ``ks``), and of the matmuls, in interleaved rounds; returns
+  ``{'rows': [...], 'matmul_flops_per_s': {side: ...}}`` (rows: examples/s, FLOPs)."""
   sides = ("lwcl", "torch") if with_torch else ("lwcl",)
   runners = {("matmul", "", side): Matmul("jax" if side == "lwcl" else "torch", matmul) for side in sides}
   for setting in (s for s in SETTINGS if s in settings):
     for m in (m for m in SETTINGS[setting]["methods"] if m in methods):
-      runners[(setting, m, "lwcl")] = LwclStep(setting, m)
+      for k in ks:
+        runners[(setting, m, "lwcl" if k == 1 else f"lwcl-K{k}")] = LwclStep(setting, m, k=k)
       if with_torch:
         from lwcl.benchmarks.torch_side import TorchStep  # pylint: disable=g-import-not-at-top
         runners[(setting, m, "torch")] = TorchStep(setting, m)
   samples = {key: [] for key in runners}
   for _ in range(rounds):
     for key, runner in runners.items():
-      samples[key].append(runner.run(2 if key[0] == "matmul" else steps))
+      calls = 2 if key[0] == "matmul" else max(1, steps // getattr(runner, "k", 1))  # ~steps train steps
+      samples[key].append(runner.run(calls))
   sec = {key: float(np.median(v)) for key, v in samples.items()}
   peak = {side: runners[("matmul", "", side)].flops / sec[("matmul", "", side)] for side in sides}
   rows = []
   for (setting, m, side), runner in runners.items():
-    if setting == "matmul" or side != "lwcl":
+    if setting == "matmul" or not side.startswith("lwcl"):
       continue
     t = runners.get((setting, m, "torch"))
-    row = {"setting": setting, "method": m, "examples_per_step": runner.examples,
-           "lwcl_seconds_per_step": sec[(setting, m, "lwcl")], "lwcl_flops_per_step": runner.flops,
-           "lwcl_examples_per_s": runner.examples / sec[(setting, m, "lwcl")],
+    row = {"setting": setting, "method": m, "steps_per_dispatch": runner.k,
+           "examples_per_step": runner.examples // runner.k,
+           "lwcl_seconds_per_step": sec[(setting, m, side)] / runner.k,
+           "lwcl_flops_per_step": runner.flops / runner.k,
+           "lwcl_examples_per_s": runner.examples / sec[(setting, m, side)],
            "torch_seconds_per_step": sec[(setting, m, "torch")] if t else None,
            "torch_examples_per_s": t.examples / sec[(setting, m, "torch")] if t else None,
            "torch_projected_fraction": t.projected / t.count if t else None}
-    row["lwcl_flops_per_s"] = runner.flops / row["lwcl_seconds_per_step"]
+    row["lwcl_flops_per_s"] = row["lwcl_flops_per_step"] / row["lwcl_seconds_per_step"]
     row["lwcl_fraction_of_matmul"] = row["lwcl_flops_per_s"] / peak["lwcl"]
     row["ratio"] = row["lwcl_examples_per_s"] / row["torch_examples_per_s"] if t else None
     if t:  # PyTorch at lwcl's FLOP count (same maths; GEM/LGD host work differs slightly)
-      row["torch_fraction_of_matmul"] = runner.flops / row["torch_seconds_per_step"] / peak["torch"]
+      row["torch_fraction_of_matmul"] = row["lwcl_flops_per_step"] / row["torch_seconds_per_step"] / peak["torch"]
     rows.append(row)
   return {"rows": rows, "matmul_flops_per_s": peak}
 
@@ -213,7 +236,8 @@ def table(result: dict) -> str:
            "| lwcl GFLOP/s | lwcl of JAX matmul | PyTorch of torch matmul (lwcl FLOPs) |",
            "|---|---|---|---|---|---|---|---|---|"]
   for r in result["rows"]:
-    lines.append(f"| {r['setting']} | {TITLES[r['method']]} | {r['lwcl_examples_per_s']:,.0f} | "
+    k = r.get("steps_per_dispatch", 1)
+    lines.append(f"| {r['setting']}{f' (K={k})' if k > 1 else ''} | {TITLES[r['method']]} | {r['lwcl_examples_per_s']:,.0f} | "
                  f"{_fmt(r['torch_examples_per_s'], ',.0f')} | {_fmt(r['ratio'], '.2f', 'x')} | "
                  f"{r['lwcl_flops_per_step'] / 1e6:,.1f} | {r['lwcl_flops_per_s'] / 1e9:.1f} | "
                  f"{100 * r['lwcl_fraction_of_matmul']:.1f}% | "
@@ -228,6 +252,8 @@ def main(argv: list) -> None:
   parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
   parser.add_argument("--methods", default="finetune,ewc,agem,gem,lgd", help="comma-separated subset")
   parser.add_argument("--matmul", type=int, default=2048, help="size of the reference float32 matmul")
+  parser.add_argument("--steps-per-dispatch", default="1",
+                      help="comma-separated train.steps_per_dispatch values for lwcl (e.g. 1,8)")
   parser.add_argument("--json", default="", help="also write the numbers to this file")
   parser.add_argument("--no-torch", action="store_true", help="only the lwcl half (no PyTorch needed)")
   parser.add_argument("--torch-threads", type=int, default=0,
@@ -235,15 +261,19 @@ def main(argv: list) -> None:
   args = parser.parse_args(argv)
   split = lambda v: [x.strip() for x in v.split(",") if x.strip()]  # noqa: E731
   settings, methods = split(args.settings), split(args.methods)
-  bad = min(args.rounds, args.steps, args.matmul) < 1 or not set(methods) <= set(TITLES)
+  try:
+    ks = tuple(int(k) for k in split(args.steps_per_dispatch))
+  except ValueError:
+    ks = (0,)
+  bad = min(args.rounds, args.steps, args.matmul, *ks) < 1 or not set(methods) <= set(TITLES)
   if bad or not set(settings) <= set(SETTINGS):
-    parser.error(f"--rounds, --steps, --matmul must be >= 1; --settings a subset of {', '.join(SETTINGS)}, "
-                 f"--methods of {', '.join(TITLES)}")
+    parser.error(f"--rounds, --steps, --matmul, --steps-per-dispatch must be >= 1; --settings a subset of "
+                 f"{', '.join(SETTINGS)}, --methods of {', '.join(TITLES)}")
   if args.torch_threads > 0 and not args.no_torch:
     import torch  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(args.torch_threads)
   load_before, tic = os.getloadavg(), time.perf_counter()
-  result = measure(settings, methods, args.rounds, args.steps, not args.no_torch, args.matmul)
+  result = measure(settings, methods, args.rounds, args.steps, not args.no_torch, args.matmul, ks)
   load = {"before": load_before, "after": os.getloadavg()}
   result.update(rounds=args.rounds, steps=args.steps, matmul_size=args.matmul, load_average=load,
                 seconds=time.perf_counter() - tic, device=jax.devices()[0].platform,
