@@ -19,7 +19,7 @@ from conftest import assert_same_stream
 from lwcl import config_files, config_values, workdir_lock
 from lwcl import results as results_lib
 from test_cli import LOCK_AND_SLEEP, snapshot
-from test_experiment import ROOT, SMALL, assert_one_line_error, cli, load_results
+from test_experiment import ROOT, assert_one_line_error, cli, load_results
 
 # The tiny run T (flags after --config and --workdir).
 T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
