@@ -82,11 +82,13 @@ def stopped(run: Run, error: BaseException, steps_per_task: Sequence[int]) -> Lw
     kept = ("no checkpoint was written" if step is None else
             f"the last good checkpoint ({_place(step, steps_per_task)}) is kept")
     return DivergenceError(f"{error} ({kept})")
-  p = run.progress
+  p, num_tasks = run.progress, len(steps_per_task)
+  where = (f"in task {p.task + 1} of {num_tasks} after step {p.task_step} of the task" if p.task < num_tasks
+           else "after its last task, while writing its results")
   resume = ("from the start (no checkpoint was written yet)" if step is None else
             f"from its last checkpoint ({_place(step, steps_per_task)})")
-  return Interrupted(f"interrupted (Ctrl-C) in task {p.task + 1} of {len(steps_per_task)} after step "
-                     f"{p.task_step} of the task, in {run.workdir}; rerun the same command to resume {resume}")
+  return Interrupted(f"interrupted (Ctrl-C) {where}, in {run.workdir}; rerun the same command to resume "
+                     f"{resume}")
 
 
 def _place(step: int, steps_per_task: Sequence[int]) -> str:

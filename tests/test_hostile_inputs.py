@@ -12,11 +12,13 @@ import glob
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 
 from conftest import assert_same_stream
-from lwcl import config_files, config_values, workdir_lock
+from lwcl import config_files, config_values, run_io, workdir_lock
+from lwcl.errors import DivergenceError
 from lwcl import results as results_lib
 from test_cli import LOCK_AND_SLEEP, snapshot
 from test_experiment import ROOT, assert_one_line_error, cli, load_results
@@ -289,3 +291,21 @@ def test_incomplete_results_name_what_is_missing():
   assert results_lib.incomplete({"config": {}}) == "'config'"
   assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem"}) == "'accuracy_matrix'"
   assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem", "orders": []}) is None
+
+
+def test_stop_messages_place_the_checkpoint_in_the_stream():
+  def stopped_run(checkpoint_step, task, task_step, error=KeyboardInterrupt()):
+    ckpt = types.SimpleNamespace(latest_step=lambda: checkpoint_step)
+    run = types.SimpleNamespace(ckpt=ckpt, progress=types.SimpleNamespace(task=task, task_step=task_step),
+                                workdir="W")
+    return str(run_io.stopped(run, error, [10, 10, 10]))
+  assert stopped_run(16, 1, 7) == ("interrupted (Ctrl-C) in task 2 of 3 after step 7 of the task, in W; rerun "
+                                   "the same command to resume from its last checkpoint (task 2, step 6 of the "
+                                   "task)")
+  assert stopped_run(20, 2, 0).endswith("from its last checkpoint (end of task 2)")
+  assert "after its last task" in stopped_run(30, 3, 0)
+  assert stopped_run(None, 0, 3).endswith("from the start (no checkpoint was written yet)")
+  diverged = stopped_run(None, 0, 3, DivergenceError("the training loss became nan; lower it"))
+  assert diverged == "the training loss became nan; lower it (no checkpoint was written)"
+  assert stopped_run(4, 0, 5, DivergenceError("x; y")).endswith("(the last good checkpoint (task 1, step 4 of "
+                                                                "the task) is kept)")
