@@ -26,7 +26,6 @@ import csv
 import io
 import os
 import re
-import sys
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 FORGETTING_PLOT = "comparison_forgetting.png"
@@ -39,29 +38,26 @@ def load_config(spec: str, overrides=()):
     ConfigError: missing file, a config that fails to load, an unknown key or a value of the wrong type.
   """
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from lwcl import config_files  # pylint: disable=g-import-not-at-top
-  path, _, arg = spec.partition(":")
-  if not os.path.isfile(path):
-    raise ConfigError(f"config file {path} not found; pass paths like configs/layerwise_fmnist.py[:ARG]")
-  try:
-    module = config_files.load(path)
-    config = module.get_config(arg) if arg else module.get_config()
-  except Exception as e:  # pylint: disable=broad-except
-    raise ConfigError(f"cannot load {spec} ({type(e).__name__}: {' '.join(str(e).split())}); check the "
-                      "config argument") from None
+  from lwcl import config_check, config_files  # pylint: disable=g-import-not-at-top
+  config = config_files.load_spec(spec)
   for item in overrides:
     key, sep, text = item.partition("=")
     if not sep:
-      raise ConfigError(f"--set {item}: expected key=value, e.g. --set train.epochs_per_task=2")
+      raise ConfigError(f"--set {item} is not key=value; pass e.g. --set train.epochs_per_task=2")
     key = key.strip()
     try:
       old = config_files.get_key(config, key)
     except KeyError:
-      raise ConfigError(f"--set {item}: no config key '{key}'; see configs/default.py") from None
+      close = config_files.close_key(config, key)
+      hint = f" (did you mean {close}?)" if close and close != key else ""
+      raise ConfigError(f"--set {item}: unknown config key {key}{hint}; see configs/default.py for every "
+                        "key") from None
     try:
       config_files.set_key(config, key, _parse(text.strip(), old))
     except (TypeError, ValueError) as e:
-      raise ConfigError(f"--set {item}: {' '.join(str(e).split())}") from None
+      message = config_check.override_message(key, text.strip(), config_check.default_reference())
+      raise ConfigError((message or f"--set {item}: {' '.join(str(e).split())}; give a value of the key's "
+                         "type in configs/default.py").replace("--config.", "--set ")) from None
   config.lock()
   return config
 
@@ -137,6 +133,15 @@ def tables(names, results) -> tuple[str, str]:
 SEED_SCALARS = ("acc", "bwt", "forgetting", "lca", "train_seconds")
 
 
+def with_seeds(config, num_seeds: int):
+  """A locked copy of ``config`` with ``num_seeds`` set."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_seeds = num_seeds
+  c.lock()
+  return c
+
+
 def run_seeds(config, workdir: str, num_seeds: int) -> list:
   """The results dicts of seeds ``config.seed .. config.seed + num_seeds - 1`` of ``config``: finished ones
   read from ``workdir/seed<s>/``, the others run as replicas of one program (``num_seeds``, writing
@@ -147,10 +152,7 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   """
   from lwcl import driver, replica_results  # pylint: disable=g-import-not-at-top
   from lwcl.results import finished_results  # pylint: disable=g-import-not-at-top
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.num_seeds = num_seeds
-  c.lock()
+  c = with_seeds(config, num_seeds)
   seeds = replica_results.seeds_of(c)
   read = lambda: [finished_results(replica_results.seed_config(c, s), replica_results.seed_dir(workdir, s))  # noqa: E731
                   for s in seeds]
@@ -216,7 +218,8 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
   Returns:
     The results dicts, in the order of ``specs`` (with ``seeds``: a list of per-seed results dicts each).
   Raises:
-    ConfigError: a spec that does not load, two specs with the same name, or ``seeds < 0``.
+    ConfigError: a spec that does not load, a bad value in any config (every config is checked with
+      ``driver.check`` before the first run), two specs with the same name, or ``seeds < 0``.
   """
   from lwcl import driver, layerwise  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
@@ -224,8 +227,13 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
   if len(set(names)) != len(names):
     raise ConfigError(f"two configs would share a workdir ({', '.join(names)}); pass each config once")
   if seeds < 0:
-    raise ConfigError(f"--seeds={seeds}: pass a number of seeds >= 1, or leave it out for one run")
+    raise ConfigError(f"--seeds={seeds} is negative; pass a number of seeds >= 1, or leave it out for one run")
   configs = [load_config(s, overrides) for s in specs]  # all errors before the first run
+  for spec, config in zip(specs, configs):
+    try:
+      driver.check(with_seeds(config, seeds) if seeds else config)
+    except ConfigError as e:
+      raise ConfigError(f"{spec}: {e}") from None
   os.makedirs(out_dir, exist_ok=True)
   if seeds:
     return _compare_seeds(names, configs, out_dir, seeds)
@@ -277,12 +285,14 @@ def main(argv=None) -> None:
                       help="run each config with N seeds (seed..seed+N-1, one vmapped program) and report "
                            "mean +- std")
   args = parser.parse_args(argv)
-  from lwcl.errors import LwclError  # pylint: disable=g-import-not-at-top
+  from lwcl.errors import Interrupted, LwclError, exit_with  # pylint: disable=g-import-not-at-top
   try:
     compare(args.configs, args.out, args.set, args.seeds)
   except LwclError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
+    exit_with(e)
+  except KeyboardInterrupt:
+    exit_with(Interrupted(f"interrupted (Ctrl-C) in {args.out}; rerun the same command to resume: finished "
+                          "runs are reported again, the others resume from their last checkpoint"))
 
 
 if __name__ == "__main__":

@@ -3,14 +3,19 @@
 Config files are plain Python files with ``get_config()``, loaded by path (``--config=configs/x.py``), so
 they are not a package; a config that builds on another (every config starts from ``configs/default.py``)
 loads it with :func:`sibling`. :func:`get_key` and :func:`set_key` read and write a dotted key
-(``method.strength``) of a config, the one implementation every caller uses.
+(``method.strength``) of a config, the one implementation every caller uses. :func:`load_spec` loads a
+``--config`` argument (``path[:arg]``) with every failure as one :class:`~lwcl.errors.ConfigError` line.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
+import inspect
 import os
 import types
+
+from lwcl.errors import ConfigError
 
 
 def load(path: str) -> types.ModuleType:
@@ -26,6 +31,55 @@ def load(path: str) -> types.ModuleType:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module
+
+
+def load_spec(spec: str):
+  """The config of a ``--config`` argument ``path[:arg]``: ``get_config()`` of the file at ``path``, or
+  ``get_config(arg)`` (the text after the first ``:``, as ml_collections passes it).
+
+  Raises:
+    ConfigError: no such file, a file that does not load, an argument the file does not take or refuses
+      (one line naming the fix; the file's own message is kept, flattened).
+  """
+  path, colon, arg = spec.partition(":")
+  if not os.path.isfile(path):
+    what = "is a folder" if os.path.isdir(path) else "not found"
+    raise ConfigError(f"config file {path} {what}; pass a config file, e.g. --config=configs/default.py")
+  try:
+    get_config = load(path).get_config
+  except Exception as e:  # pylint: disable=broad-except  (the file's own error)
+    raise ConfigError(f"config file {path} does not load ({_flat(e)}); fix the file or pass another "
+                      "--config") from None
+  takes_arg = bool(inspect.signature(get_config).parameters)
+  if colon and not takes_arg:
+    raise ConfigError(f"config file {path} takes no argument, got ':{arg}'; pass --config={path}")
+  try:
+    return get_config(arg) if colon else get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    fix = f"fix the argument after ':' (see get_config in {path})" if colon else "fix the file"
+    raise ConfigError(f"{spec} does not load ({_flat(e)}); {fix}") from None
+
+
+def _flat(e: BaseException) -> str:
+  """An exception as one line: ``Type: message``."""
+  return f"{type(e).__name__}: {' '.join(str(e).split())}".rstrip(": ")
+
+
+def close_key(config, key: str) -> str | None:
+  """The dotted key of ``config`` closest to a misspelled ``key`` (``trian.epochs_per_task`` ->
+  ``train.epochs_per_task``, ``train.epochs`` -> ``train.epochs_per_task``), or None."""
+  node, found = config, []
+  for part in key.split("."):
+    if not hasattr(node, "keys"):
+      return None
+    names = list(node.keys())
+    match = [part] if part in names else (difflib.get_close_matches(part, names, n=1, cutoff=0.5) or
+                                          [n for n in names if n.startswith(part)])
+    if not match:
+      return None
+    found.append(match[0])
+    node = node[match[0]]
+  return ".".join(found)
 
 
 def sibling(this_file: str, name: str) -> types.ModuleType:

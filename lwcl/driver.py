@@ -12,9 +12,12 @@ experiment``; nothing below imports the driver.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from typing import Callable
 
-from lwcl import config_check, orders, replica_results, replicas, report, sweep, workdir_lock
+from lwcl import config_check, config_values, orders, replica_results, replicas, report, sweep, workdir_lock
+from lwcl.errors import LwclError
 from lwcl.experiment import Experiment
 from lwcl.results import finished_results
 
@@ -27,17 +30,59 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
     workdir: the run's folder (resumed when it holds checkpoints).
     on_step: called with the global step after every train step (tests inject faults with it).
   Raises:
-    ConfigError: a value whose type differs from ``configs/default.py``'s (checked before the workdir
-      is created), ``workdir`` holds another experiment's results (nothing is overwritten), or a bad
-      config value; other :class:`~lwcl.errors.LwclError` subclasses from the run.
+    ConfigError: a bad config value (:func:`check`, before the workdir is created), or ``workdir`` holds
+      another experiment's results (nothing is overwritten); other :class:`~lwcl.errors.LwclError`
+      subclasses from the run.
+    LwclError: the disk of ``workdir`` is full (the last complete checkpoint is kept).
     WorkdirLockedError: another run holds ``workdir`` (its files are left alone). Multi-host runs
       (``devices.multihost``) take no lock: all their processes share the workdir.
   """
-  config_check.check_config(config, config_check.default_reference())
-  replica_results.validate(config)
+  check(config)
   lock = contextlib.nullcontext() if config.devices.multihost else workdir_lock.hold(workdir)
   with lock:
-    return _run_locked(config, workdir, on_step)
+    try:
+      return _run_locked(config, workdir, on_step)
+    except Exception as e:  # pylint: disable=broad-except
+      if not _no_space(e):
+        raise
+      raise LwclError(f"no space left on the device of {workdir} ({_first_line(e)}); free space or pass "
+                      "a --workdir on a larger disk, then rerun the same command to resume from the "
+                      "last complete checkpoint (files written before are kept)") from None
+
+
+def check(config) -> None:
+  """Every check of a config that needs no data: value types against ``configs/default.py``
+  (:mod:`lwcl.config_check`), value ranges and names (:mod:`lwcl.config_values`), and the combinations
+  of ``num_seeds`` and ``sweep``. :func:`run` calls it before the workdir is touched; ``bin/compare``
+  calls it on every config before the first run.
+
+  Raises:
+    ConfigError: the first bad value, as one line.
+  """
+  config_check.check_config(config, config_check.default_reference())
+  config_values.check_values(config)
+  replica_results.validate(config)
+  if config.sweep.key:
+    sweep.validate(config)
+
+
+def _no_space(e: BaseException) -> bool:
+  """Whether ``e`` (or an exception it wraps) is a full disk or quota: an ``OSError`` ENOSPC / EDQUOT,
+  or orbax's / TensorStore's ``ValueError`` carrying the OS message."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if any(text in str(e) for text in (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT))):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def _first_line(e: BaseException) -> str:
+  text = " ".join(str(e).split())
+  return f"{type(e).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
 
 
 def _run_locked(config, workdir: str, on_step) -> dict:

@@ -2,8 +2,12 @@
 
 Every error a user can cause (a bad config, missing data, a corrupt checkpoint, a diverged run) is raised
 as an :class:`LwclError` whose message is one line naming the problem and the fix. ``lwcl.main`` prints
-it as ``error: <message>`` and exits with status 2; nothing already written is overwritten.
+it as ``error: <message>`` and exits with status 2 (:func:`exit_with`); nothing already written is
+overwritten. A run stopped with Ctrl-C ends with one ``stopped: <where>; <how to resume>`` line and
+status 130 (:class:`Interrupted`).
 """
+
+import sys
 
 
 class LwclError(Exception):
@@ -24,3 +28,19 @@ class CheckpointError(LwclError):
 
 class DivergenceError(LwclError):
   """Training produced a non-finite loss."""
+
+
+class Interrupted(LwclError):
+  """The user stopped the run (Ctrl-C, SIGINT); the message says where, and that a rerun resumes."""
+
+
+EXIT_USER_ERROR = 2  # every LwclError
+EXIT_INTERRUPTED = 130  # Interrupted: 128 + SIGINT, as a shell reports a process stopped by Ctrl-C
+
+
+def exit_with(error: LwclError):
+  """Prints ``error`` as one line on stderr and exits: ``stopped: <message>`` and status 130 for
+  :class:`Interrupted`, else ``error: <message>`` and status 2. Never returns."""
+  stopped = isinstance(error, Interrupted)
+  print(f"{'stopped' if stopped else 'error'}: {error}", file=sys.stderr, flush=True)
+  sys.exit(EXIT_INTERRUPTED if stopped else EXIT_USER_ERROR)

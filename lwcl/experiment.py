@@ -28,18 +28,18 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from lwcl import layerwise
+from lwcl import config_values, layerwise
 from lwcl import metrics as metrics_lib
 from lwcl import optim
 from lwcl import report
 from lwcl import xla_flags
 from lwcl.checkpoint import RunCheckpointer
-from lwcl.run_io import Run, check_finite, metric_writer, progress_bar
+from lwcl.run_io import Run, check_finite, metric_writer, progress_bar, stopped
 from lwcl.data.pipeline import (Preprocessor, dispatch_lengths, eval_batches, step_indices, steps_per_epoch,
                                 train_batches)
 from lwcl.data.scenarios import build_scenario
 from lwcl.data.sources import load_dataset
-from lwcl.errors import ConfigError
+from lwcl.errors import DivergenceError
 from lwcl.methods import build_method
 from lwcl.models import build_model
 from lwcl.parallel import DataParallel
@@ -52,26 +52,12 @@ MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 
 
 
 def validate(config) -> None:
-  """Checks values the config types cannot; raises ConfigError naming the key and the fix."""
-  positive = {"train.epochs_per_task": config.train.epochs_per_task,
-              "train.batch_size": config.train.batch_size,
-              "train.eval_batch_size": config.train.eval_batch_size,
-              "train.log_every_steps": config.train.log_every_steps,
-              "train.steps_per_dispatch": config.train.steps_per_dispatch}
-  for key, value in positive.items():
-    if value < 1:
-      raise ConfigError(f"{key} must be at least 1, got {value}; fix --config.{key}")
-  if config.optimizer.learning_rate <= 0:
-    raise ConfigError("optimizer.learning_rate must be positive; fix --config.optimizer.learning_rate")
-  if config.checkpoint.every_steps < 0 or config.eval.lca_batches < 0:
-    raise ConfigError("checkpoint.every_steps and eval.lca_batches must be >= 0")
-  if config.eval.split not in ("test", "valid"):
-    raise ConfigError(f"unknown eval.split '{config.eval.split}'; use test or valid")
-  if config.eval.split == "valid" and config.scenario.validation_fraction <= 0:
-    raise ConfigError("eval.split=valid needs held-out data; set --config.scenario.validation_fraction "
-                      "(e.g. 0.1)")
-  if config.num_orders < 0:
-    raise ConfigError("num_orders must be >= 0; fix --config.num_orders")
+  """Checks values the config types cannot (:func:`lwcl.config_values.check_values`).
+
+  Raises:
+    ConfigError: the first bad value, naming the key and the fix.
+  """
+  config_values.check_values(config)
 
 
 class Experiment:
@@ -205,7 +191,10 @@ class Experiment:
       The results dict also written to ``workdir/results.json``.
     Raises:
       CheckpointError: the workdir holds a corrupt checkpoint or one of another experiment.
-      DivergenceError: the loss became non-finite (nothing is saved past the last finite checkpoint).
+      DivergenceError: the loss became non-finite (nothing is saved past the last finite checkpoint, which
+        the message names).
+      Interrupted: Ctrl-C (``KeyboardInterrupt``) while running; the message says where the run stopped and
+        which checkpoint a rerun resumes from.
     """
     run = self._resume(workdir)
     try:
@@ -215,6 +204,9 @@ class Experiment:
         if on_task_end is not None:
           on_task_end(t, run.state)
       results = self._report(run)
+    except (KeyboardInterrupt, DivergenceError) as e:  # one line: where it stopped, what a rerun resumes
+      epochs = self.config.train.epochs_per_task
+      raise stopped(run, e, [n * epochs for n in self.steps_per_epoch]) from None
     finally:
       run.close()
     self.final_state = run.state
@@ -227,9 +219,9 @@ class Experiment:
     is_main = jax.process_index() == 0
     ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), self.config.checkpoint.keep,
                            result_config(config_dict))
-    writer = metric_writer(workdir, is_main)
     state, record, progress = self.initial_state(), self.initial_record(), Progress()
     restored = ckpt.restore({"state": state, "record": record})
+    writer = metric_writer(workdir, is_main)  # after the restore: a refused checkpoint adds no events file
     if restored is not None:
       tree, meta = restored
       state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)

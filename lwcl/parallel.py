@@ -70,7 +70,8 @@ class DataParallel:
     n = devices_config.num_devices
     if n:
       if jax.process_count() > 1:
-        raise ConfigError("devices.num_devices must be 0 (all) in multi-host runs")
+        raise ConfigError(f"devices.num_devices={n} in a multi-host run, which uses every device; set "
+                          "--config.devices.num_devices=0")
       if n > len(devices):
         raise ConfigError(f"devices.num_devices={n} but only {len(devices)} devices are visible; lower it "
                           "or set 0 for all")

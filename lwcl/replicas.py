@@ -77,7 +77,7 @@ class Replicas(Experiment):
   def __init__(self, config):
     validate(config)
     if config.num_seeds < 1:
-      raise ConfigError("Replicas needs --config.num_seeds >= 1")
+      raise ConfigError(f"Replicas needs num_seeds >= 1, got {config.num_seeds}; set --config.num_seeds")
     super().__init__(seed_config(config, config.seed))
     self.replica_config = self.run_config = config
     self.seeds = self.replica_seeds = seeds_of(config)

@@ -31,13 +31,21 @@ def _clean(obj):
   return obj
 
 
+def _umask() -> int:
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
 def write_json_atomic(path: str, data: dict) -> None:
   """Writes ``data`` as JSON to ``path`` through a temporary file and a rename, so a crash never leaves a
-  half-written file in place of a good one. Non-finite floats become ``null``."""
+  half-written file in place of a good one. Non-finite floats become ``null``. The file gets the mode
+  of any other output (0644 under the usual umask 022)."""
   directory = os.path.dirname(os.path.abspath(path))
   os.makedirs(directory, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
   try:
+    os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's file is 0600)
     with os.fdopen(fd, "w") as f:
       json.dump(_clean(data), f, indent=2, allow_nan=False)
       f.write("\n")

@@ -44,16 +44,33 @@ def same_experiment(results: dict | None, config_dict: dict) -> bool:
   return not config_differences(result_config(results["config"]), result_config(config_dict))
 
 
+def incomplete(results) -> str | None:
+  """What a results dict lacks of a finished run's (``'config'``, ``'method'``, the accuracies of a
+  single run, a task-order study or replicas), or None when complete."""
+  if not isinstance(results, dict) or not isinstance(results.get("config"), dict) or not results["config"]:
+    return "'config'"
+  if "method" not in results:
+    return "'method'"
+  if not any(k in results for k in ("accuracy_matrix", "orders", "runs")):
+    return "'accuracy_matrix'"
+  return None
+
+
 def finished_results(config, workdir: str) -> dict | None:
   """The results dict in ``workdir/results.json`` when it holds this config's finished experiment, None
   when the workdir has no results yet.
 
   Raises:
-    ConfigError: ``workdir`` holds results of a different experiment (nothing is overwritten).
+    ConfigError: ``workdir`` holds results of a different experiment, or results missing what a finished
+      run writes (:func:`incomplete`); nothing is overwritten.
   """
   existing = read_json(os.path.join(workdir, RESULTS_FILE))
   if existing is None:
     return None
+  missing = incomplete(existing)
+  if missing:
+    raise ConfigError(f"{workdir}/{RESULTS_FILE} is incomplete (no {missing}); move it away to run the "
+                      "experiment in this workdir, or choose a new --workdir (nothing was overwritten)")
   if same_experiment(existing, config.to_dict()):
     return existing
   raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "

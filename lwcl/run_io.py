@@ -14,7 +14,7 @@ import jax
 import numpy as np
 
 from lwcl.checkpoint import RunCheckpointer
-from lwcl.errors import DivergenceError
+from lwcl.errors import DivergenceError, Interrupted, LwclError
 from lwcl.run_state import Progress, Record
 
 
@@ -63,8 +63,41 @@ def check_finite(losses: list, task: int, task_step: int, seeds: Sequence[int] |
     who = "" if seeds is None else f" of seed {seeds[where[1]]} (replica {where[1]} of {len(seeds)})"
     raise DivergenceError(f"the training loss{who} became {values[where]} in task {task + 1} by step "
                           f"{task_step} of the task; lower --config.optimizer.learning_rate or set "
-                          "--config.optimizer.grad_clip_norm (the last good checkpoint is kept)")
+                          "--config.optimizer.grad_clip_norm")
   return values[-1]
+
+
+def stopped(run: Run, error: BaseException, steps_per_task: Sequence[int]) -> LwclError:
+  """The one-line error of a run stopped in ``Experiment.run``, naming the checkpoint a rerun resumes from.
+
+  Args:
+    run: the stopped run; error: a :class:`DivergenceError` or a ``KeyboardInterrupt`` (Ctrl-C);
+    steps_per_task: the number of train steps of each task (to place checkpoints in the stream).
+  Returns:
+    The DivergenceError with the checkpoint kept (if any) added, or an :class:`Interrupted` saying where
+    the run stopped and that rerunning resumes.
+  """
+  step = run.ckpt.latest_step()
+  if isinstance(error, DivergenceError):
+    kept = ("no checkpoint was written" if step is None else
+            f"the last good checkpoint ({_place(step, steps_per_task)}) is kept")
+    return DivergenceError(f"{error} ({kept})")
+  p, num_tasks = run.progress, len(steps_per_task)
+  where = (f"in task {p.task + 1} of {num_tasks} after step {p.task_step} of the task" if p.task < num_tasks
+           else "after its last task, while writing its results")
+  resume = ("from the start (no checkpoint was written yet)" if step is None else
+            f"from its last checkpoint ({_place(step, steps_per_task)})")
+  return Interrupted(f"interrupted (Ctrl-C) {where}, in {run.workdir}; rerun the same command to resume "
+                     f"{resume}")
+
+
+def _place(step: int, steps_per_task: Sequence[int]) -> str:
+  """A checkpoint's global step in words: ``end of task 2`` or ``task 3, step 4 of the task``."""
+  for t, n in enumerate(steps_per_task):
+    if step <= n:
+      return f"end of task {t + 1}" if step == n else f"task {t + 1}, step {step} of the task"
+    step -= n
+  return f"end of task {len(steps_per_task)}"
 
 
 class _NoBar:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from lwcl import config_files, report
+from lwcl import config_files, config_values, report
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.results import RESULTS_FILE, fingerprint, finished_results
@@ -44,6 +44,26 @@ def candidate_config(config, value, split: str):
   return c
 
 
+def validate(config) -> None:
+  """Checks a sweep's settings before anything runs: held-out data, candidates, a known metric, a
+  numeric ``sweep.key``.
+
+  Raises:
+    ConfigError: no validation data, no candidates, an unknown metric or key, a candidate value out of
+      its key's range (one line naming the fix).
+  """
+  if config.scenario.validation_fraction <= 0:
+    raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
+                      "(e.g. 0.1)")
+  if not config.sweep.candidates:
+    raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
+                      "--config.sweep.candidates='(1.,10.,100.)'")
+  if config.sweep.metric not in HIGHER_IS_BETTER:
+    raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
+  for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
+    config_values.check_values(candidate_config(config, value, "valid"))
+
+
 def _run(config, workdir: str, on_step) -> dict:
   """One candidate's run: its finished results, or the experiment run (resumed) in ``workdir``."""
   done = finished_results(config, workdir)
@@ -59,16 +79,9 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
     The final run's results dict with ``sweep`` and ``selected`` added (also written to
     ``workdir/results.json``).
   Raises:
-    ConfigError: no validation data, no values, an unknown key or metric.
+    ConfigError: the errors of :func:`validate`.
   """
-  if config.scenario.validation_fraction <= 0:
-    raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
-                      "(e.g. 0.1)")
-  if not config.sweep.candidates:
-    raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
-                      "--config.sweep.candidates='(1.,10.,100.)'")
-  if config.sweep.metric not in HIGHER_IS_BETTER:
-    raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
+  validate(config)
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
   rows = []

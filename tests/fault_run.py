@@ -1,11 +1,14 @@
-"""``python -m lwcl.main`` with a fault injected: SIGKILL right after a given global train step.
+"""``python -m lwcl.main`` with a fault injected right after a given global train step.
 
-    python tests/fault_run.py STEP --config=... --workdir=... [--config.a.b=value ...]
+    python tests/fault_run.py STEP[:FAULT] --config=... --workdir=... [--config.a.b=value ...]
 
-The kill comes through :func:`lwcl.main.run`'s ``on_step`` hook, so the production loop has no test-only
-code; the process dies as a preempted job would (no cleanup, no flush).
+``FAULT`` is ``KILL`` (the default: SIGKILL, as a preempted job dies: no cleanup, no flush), ``INT``
+(SIGINT, as Ctrl-C in the terminal) or ``FILL`` (the workdir's filesystem is filled up with a file
+``filler`` beside the workdir: the next write finds the disk full). The fault comes through
+:func:`lwcl.main.run`'s ``on_step`` hook, so the production loop has no test-only code.
 """
 
+import errno
 import os
 import signal
 import sys
@@ -13,13 +16,30 @@ import sys
 from lwcl import main
 
 
-def _kill_after(step: int):
+def fill_disk(path: str) -> None:
+  """Writes ``path`` until its filesystem is full (ENOSPC)."""
+  chunk = b"\0" * (1 << 16)
+  with open(path, "wb", buffering=0) as f:
+    try:
+      while True:
+        f.write(chunk)
+    except OSError as e:
+      if e.errno != errno.ENOSPC:
+        raise
+
+
+def _fault_after(step: int, fault: str, workdir: str):
   def on_step(global_step: int) -> None:
-    if global_step == step:
-      os.kill(os.getpid(), signal.SIGKILL)
+    if global_step != step:
+      return
+    if fault == "FILL":
+      fill_disk(os.path.join(os.path.dirname(os.path.abspath(workdir)), "filler"))
+    else:
+      os.kill(os.getpid(), getattr(signal, "SIG" + fault))
   return on_step
 
 
 if __name__ == "__main__":
-  kill_after = int(sys.argv.pop(1))
-  main.run(on_step=_kill_after(kill_after))
+  at, _, kind = sys.argv.pop(1).partition(":")
+  workdir = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir=")][-1]
+  main.run(on_step=_fault_after(int(at), kind or "KILL", workdir))

@@ -156,15 +156,18 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   config = small_config(**{"optimizer.learning_rate": 1e8, "checkpoint.every_steps": 1,
                            "train.log_every_steps": 1})
   exp = experiment.Experiment(config)
-  with pytest.raises(DivergenceError, match="learning_rate"):
+  with pytest.raises(DivergenceError, match="learning_rate") as error:
     exp.run(workdir)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, results_lib.result_config(config.to_dict()))
-  if ckpt.latest_step() is not None:
+  kept = ckpt.latest_step() is not None
+  assert ("the last good checkpoint (task 1, step" in str(error.value)) == kept, str(error.value)
+  if kept:
     state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
     chex.assert_tree_all_finite(state["state"].params)
   proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8", "--config.train.log_every_steps=1")
-  assert_one_line_error(proc, "loss became", "learning_rate")
+  line = assert_one_line_error(proc, "loss became", "learning_rate", "no checkpoint was written")  # step 1
+  assert "kept" not in line
 
 
 def test_tfds_source_end_to_end_with_mock_data(tmp_path):

@@ -195,9 +195,11 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   if cfg.task_heads not in ("multi", "masked"):
     raise ConfigError(f"unknown scenario.task_heads '{cfg.task_heads}'; use multi or masked")
   if cfg.num_tasks < 1:
-    raise ConfigError("scenario.num_tasks must be at least 1")
+    raise ConfigError(f"scenario.num_tasks={cfg.num_tasks} is below 1; give at least one task, e.g. "
+                      "--config.scenario.num_tasks=5")
   if not 0.0 <= cfg.validation_fraction < 1.0:
-    raise ConfigError("scenario.validation_fraction must be in [0, 1)")
+    raise ConfigError(f"scenario.validation_fraction={cfg.validation_fraction} is not in [0, 1); give a "
+                      "held-out share such as --config.scenario.validation_fraction=0.1")
   T = cfg.num_tasks
   max_tasks = cfg.max_tasks or T
   if max_tasks < T:
