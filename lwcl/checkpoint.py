@@ -52,11 +52,11 @@ def _plain(v):
   return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
-def _host(leaf) -> np.ndarray:
-  """A leaf as a host array (a replicated array of a multi-process run: this process's copy)."""
+def _local(leaf):
+  """A leaf this process can copy to the host (a replicated array of a multi-process run: its own copy)."""
   if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and leaf.is_fully_replicated:
-    leaf = leaf.addressable_data(0)
-  return np.asarray(jax.device_get(leaf))
+    return leaf.addressable_data(0)
+  return leaf
 
 
 def state_checksum(tree: Any) -> str:
@@ -70,8 +70,10 @@ def state_checksum(tree: Any) -> str:
     str: the hex digest; equal trees (same structure, dtypes, shapes, bytes) give equal digests.
   """
   digest = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    a = np.ascontiguousarray(_host(leaf))
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  host = jax.device_get([_local(leaf) for _, leaf in flat])  # one transfer for all leaves
+  for (path, _), leaf in zip(flat, host):
+    a = np.ascontiguousarray(np.asarray(leaf))
     digest.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
     digest.update(a.tobytes())
   return digest.hexdigest()
