@@ -169,8 +169,8 @@ class RunCheckpointer:
                             "the original config")
     stored = meta.get("data_fingerprint")
     if stored is not None and self.data_fingerprint is not None and stored != self.data_fingerprint:
-      raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (trained on other "
-                            f"data: data fingerprint {stored[:16]}, the data loaded now "
+      raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (trained on "
+                            f"other data: data fingerprint {str(stored)[:16]}, the data loaded now "
                             f"{self.data_fingerprint[:16]}); point data.source / data.idx_dir at the run's "
                             "original data, or use a new --workdir")
 

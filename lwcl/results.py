@@ -56,8 +56,8 @@ def data_fingerprint(data_config, dataset: sources.ImageDataset | None = None) -
   """
   directory = sources.idx_dir_for(data_config)
   files = sorted(os.scandir(directory), key=lambda e: e.name) if directory and os.path.isdir(directory) else []
-  key = json.dumps([data_config.to_dict(), directory,
-                    [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in files]], sort_keys=True, default=str)
+  stamps = [(e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in files]
+  key = json.dumps([data_config.to_dict(), directory, stamps], sort_keys=True, default=str)
   if dataset is not None or key not in _DATA_FINGERPRINTS:
     _DATA_FINGERPRINTS[key] = sources.dataset_fingerprint(
         dataset if dataset is not None else sources.load_dataset(data_config))
@@ -93,8 +93,8 @@ def read_results(path: str) -> dict | None:
     return None
   except (OSError, ValueError) as e:  # unreadable, not UTF-8, or not JSON
     reason = (e.strerror or type(e).__name__) if isinstance(e, OSError) else f"not valid JSON: {e}"
-    raise ConfigError(f"{path} is unreadable ({reason}); move it away (e.g. mv {path} {path}.bad) and rerun, or "
-                      "use a new --workdir (nothing was overwritten)") from None
+    raise ConfigError(f"{path} is unreadable ({reason}); move it away (e.g. mv {path} {path}.bad) and "
+                      "rerun, or use a new --workdir (nothing was overwritten)") from None
   if not isinstance(data, dict):
     raise ConfigError(f"{path} is not a results file (JSON {type(data).__name__}, not an object); move it "
                       f"away (e.g. mv {path} {path}.bad) and rerun, or use a new --workdir (nothing was "
@@ -121,8 +121,8 @@ def finished_results(config, workdir: str) -> dict | None:
                       "--workdir (nothing was overwritten)")
   stored = existing.get("data_fingerprint")
   if stored is not None and stored != data_fingerprint(config.data):
-    raise ConfigError(f"{workdir} already holds results.json of a different experiment (made from other data: "
-                      f"data fingerprint {str(stored)[:16]}, the data loaded now "
+    raise ConfigError(f"{workdir} already holds results.json of a different experiment (made from other "
+                      f"data: data fingerprint {str(stored)[:16]}, the data loaded now "
                       f"{data_fingerprint(config.data)[:16]}); point data.source / data.idx_dir at the run's "
                       "original data, or choose a new --workdir (nothing was overwritten)")
   return existing
