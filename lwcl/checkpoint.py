@@ -5,16 +5,25 @@ accuracies, learning curves, progress counters) saved with ``StandardSave``, and
 experiment's result-relevant config, the task index and step inside the task, timing). Orbax writes each
 checkpoint to a temporary folder and renames it when complete, so a run killed while saving leaves the
 previous checkpoint intact; a checkpoint is never written over.
+
+What a restore trusts is checked: ``meta`` carries the SHA-256 of the saved state (:func:`state_checksum`),
+recomputed on the restored state, so a damaged data file (a flipped bit that orbax reads without
+complaint) is refused as corrupt, naming the newest older checkpoint that is intact; and the data set's
+fingerprint (:func:`lwcl.data.sources.dataset_fingerprint`), so a run resumed on other data is refused as
+a different experiment. Checkpoints written before these were stored are restored unchecked.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 from typing import Any
 
 import flax.serialization
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from lwcl.errors import CheckpointError
 
@@ -43,6 +52,33 @@ def _plain(v):
   return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
+def _local(leaf):
+  """A leaf this process can copy to the host (a replicated array of a multi-process run: its own copy)."""
+  if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable and leaf.is_fully_replicated:
+    return leaf.addressable_data(0)
+  return leaf
+
+
+def state_checksum(tree: Any) -> str:
+  """SHA-256 (64 hex digits) of a state pytree as saved: every leaf's key path, dtype, shape and bytes, in
+  ``jax.tree_util`` order.
+
+  Args:
+    tree: a pytree of arrays (the ``flax.serialization.to_state_dict`` of a run state); device arrays are
+      copied to the host.
+  Returns:
+    str: the hex digest; equal trees (same structure, dtypes, shapes, bytes) give equal digests.
+  """
+  digest = hashlib.sha256()
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  host = jax.device_get([_local(leaf) for _, leaf in flat])  # one transfer for all leaves
+  for (path, _), leaf in zip(flat, host):
+    a = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}|{a.dtype.str}|{a.shape}|".encode())
+    digest.update(a.tobytes())
+  return digest.hexdigest()
+
+
 class RunCheckpointer:
   """Saves and restores one experiment's run state under ``directory``.
 
@@ -51,11 +87,15 @@ class RunCheckpointer:
     keep: how many checkpoints to keep (older ones are removed after a newer one is complete).
     config: the result-relevant part of the experiment's config, as a JSON-compatible dict; stored with
       every checkpoint, and a checkpoint whose stored config differs in a common key is refused.
+    data_fingerprint: the fingerprint of the data set the run trains and tests on
+      (:func:`lwcl.data.sources.dataset_fingerprint`), or None (not stored, not checked); stored with every
+      checkpoint, and a checkpoint that stores another one is refused.
   """
 
-  def __init__(self, directory: str, keep: int, config: dict):
+  def __init__(self, directory: str, keep: int, config: dict, data_fingerprint: str | None = None):
     self.directory = os.path.abspath(directory)
     self.config = config
+    self.data_fingerprint = data_fingerprint
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
                                            enable_async_checkpointing=False)
     try:
@@ -70,15 +110,18 @@ class RunCheckpointer:
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
-    ``flax.serialization.to_state_dict``) and ``meta`` at ``step``; blocks until written."""
-    meta = dict(meta, config=self.config, format=FORMAT_VERSION)
+    ``flax.serialization.to_state_dict``) and ``meta`` at ``step``, with the state's
+    :func:`state_checksum` and the data fingerprint in ``meta``; blocks until written."""
     tree = flax.serialization.to_state_dict(state)
+    meta = dict(meta, config=self.config, format=FORMAT_VERSION, state_sha256=state_checksum(tree))
+    if self.data_fingerprint is not None:
+      meta["data_fingerprint"] = self.data_fingerprint
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                      meta=ocp.args.JsonSave(meta)))
     self.manager.wait_until_finished()
 
   def restore(self, target: Any) -> tuple[Any, dict] | None:
-    """Restores the newest checkpoint into the structure of ``target``.
+    """Restores the newest checkpoint into the structure of ``target`` and verifies it.
 
     Args:
       target: a pytree with the structure, shapes and dtypes of the saved state (e.g. a freshly
@@ -86,18 +129,33 @@ class RunCheckpointer:
     Returns:
       ``(state, meta)``, or None when there is no checkpoint.
     Raises:
-      CheckpointError: the checkpoint belongs to another experiment, is in another format version
-        (:data:`FORMAT_VERSION`), or is corrupt or incompatible.
+      CheckpointError: the checkpoint belongs to another experiment (another config, or other data), is in
+        another format version (:data:`FORMAT_VERSION`), or is corrupt (unreadable, or the restored state's
+        :func:`state_checksum` differs from the one saved with it) or incompatible. A corrupt checkpoint's
+        message names the newest older checkpoint that restores intact, if any; nothing is deleted.
     """
     step = self.latest_step()
     if step is None:
       return None
-    path = os.path.join(self.directory, str(step))
     try:
-      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      meta = self._meta(step)
+      self._check_identity(meta)
+      return self._state(step, meta, target), meta
+    except _Corrupt as e:
+      raise CheckpointError(f"checkpoint {self._path(step)} is corrupt ({e}){self._fallback(step, target)}"
+                            ) from None
+
+  def _path(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _meta(self, step: int) -> dict:
+    try:
+      return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # pylint: disable=broad-except
-      raise CheckpointError(f"checkpoint {path} is corrupt ({type(e).__name__}); move it away to resume "
-                            "from an older one, or use a new --workdir") from None
+      raise _Corrupt(f"its metadata is unreadable: {type(e).__name__}") from None
+
+  def _check_identity(self, meta: dict) -> None:
+    """Refuses a checkpoint of another format version, config or data set."""
     found = meta.get("format", 1)
     if found != FORMAT_VERSION:
       raise CheckpointError(f"{self.directory} holds a checkpoint in format {found}, written by "
@@ -109,26 +167,48 @@ class RunCheckpointer:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "
                             f"differs in {', '.join(diff[:5]) or 'unknown keys'}); use a new --workdir or "
                             "the original config")
-    abstract = flax.serialization.to_state_dict(target)
+    stored = meta.get("data_fingerprint")
+    if stored is not None and self.data_fingerprint is not None and stored != self.data_fingerprint:
+      raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (trained on "
+                            f"other data: data fingerprint {str(stored)[:16]}, the data loaded now "
+                            f"{self.data_fingerprint[:16]}); point data.source / data.idx_dir at the run's "
+                            "original data, or use a new --workdir")
+
+  def _state(self, step: int, meta: dict, target: Any) -> Any:
+    """Step ``step``'s state in ``target``'s structure, its checksum verified; raises :class:`_Corrupt`."""
     try:
       restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))["state"]
+          state=ocp.args.StandardRestore(flax.serialization.to_state_dict(target))))["state"]
       state = flax.serialization.from_state_dict(target, restored)
     except Exception as e:  # pylint: disable=broad-except
       msg = str(e).splitlines()[0][:200] if str(e) else ""
-      raise CheckpointError(f"checkpoint {path} is corrupt or incompatible with this version of lwcl "
-                            f"({type(e).__name__}: {msg}); move it away to resume from an older one, or "
-                            "use a new --workdir") from None
-    return state, meta
+      raise _Corrupt(f"unreadable or incompatible with this version of lwcl: {type(e).__name__}: {msg}"
+                     ) from None
+    if "state_sha256" not in meta:
+      logging.warning("checkpoint %s has no checksum (written by an older lwcl); restored unverified",
+                      self._path(step))
+    elif state_checksum(restored) != meta["state_sha256"]:
+      raise _Corrupt("checksum mismatch")
+    return state
+
+  def _fallback(self, step: int, target: Any) -> str:
+    """The fix for a corrupt checkpoint at ``step``: which older checkpoint restores intact (if any) and how
+    to resume from it; nothing is moved or deleted here."""
+    away = os.path.join(os.path.dirname(self.directory), f"corrupt-checkpoint-{step}")
+    move = f"move it out of {self.directory} (e.g. mv {self._path(step)} {away})"
+    for older in sorted((s for s in self.manager.all_steps() if s < step), reverse=True):
+      try:
+        meta = self._meta(older)
+        self._check_identity(meta)
+        self._state(older, meta, target)
+      except (CheckpointError, _Corrupt):  # another experiment's, or corrupt too
+        continue
+      return f"; checkpoint {self._path(older)} is intact: {move} and rerun to resume from it"
+    return f" and no older checkpoint is intact; {move} and rerun to start over, or use a new --workdir"
 
   def close(self) -> None:
     self.manager.close()
 
 
-def read_json(path: str) -> dict | None:
-  """A JSON file's content, or None if it does not exist or is not valid JSON."""
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return None
+class _Corrupt(Exception):
+  """A checkpoint's state cannot be restored intact (the message says why)."""

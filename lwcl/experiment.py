@@ -43,7 +43,7 @@ from lwcl.errors import DivergenceError
 from lwcl.methods import build_method
 from lwcl.models import build_model
 from lwcl.parallel import DataParallel
-from lwcl.results import RESULTS_FILE, fingerprint, result_config
+from lwcl.results import RESULTS_FILE, data_fingerprint, fingerprint, result_config
 from lwcl.run_state import Progress, Record
 from lwcl.train import TrainState, make_eval_step, make_train_step, make_train_steps
 
@@ -68,6 +68,8 @@ class Experiment:
     scenario: the task stream.
     fns: model functions; method: the continual method; tx: method transformation + base optimizer.
     parallel: the device mesh and shardings.
+    data_fingerprint: SHA-256 of the data set (:func:`lwcl.results.data_fingerprint`), in checkpoints and
+      ``results.json``.
     readouts: the layer-wise read-outs (inactive for plain runs).
     final_state: the train state after :meth:`run` (for tests and notebooks).
     replica_seeds: None here; :class:`lwcl.replicas.Replicas` (leading replica axis on state, record and
@@ -91,6 +93,7 @@ class Experiment:
     eval_bs = config.train.eval_batch_size
     self.eval_batch_size = -(-eval_bs // self.parallel.size) * self.parallel.size
     self.dataset = load_dataset(config.data)
+    self.data_fingerprint = data_fingerprint(config.data, self.dataset)  # stored with checkpoints, results
     self.preprocess = Preprocessor.from_config(config.data, self.dataset.train_images)
     self._build(build_scenario(config.scenario, self.dataset))
 
@@ -190,7 +193,8 @@ class Experiment:
     Returns:
       The results dict also written to ``workdir/results.json``.
     Raises:
-      CheckpointError: the workdir holds a corrupt checkpoint or one of another experiment.
+      CheckpointError: the workdir holds a corrupt checkpoint (unreadable, or its checksum differs) or one of
+        another experiment (another config, or other data: :attr:`data_fingerprint`).
       DivergenceError: the loss became non-finite (nothing is saved past the last finite checkpoint, which
         the message names).
       Interrupted: Ctrl-C (``KeyboardInterrupt``) while running; the message says where the run stopped and
@@ -218,10 +222,10 @@ class Experiment:
     config_dict = self.run_config.to_dict()
     is_main = jax.process_index() == 0
     ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), self.config.checkpoint.keep,
-                           result_config(config_dict))
+                           result_config(config_dict), self.data_fingerprint)
     state, record, progress = self.initial_state(), self.initial_record(), Progress()
     restored = ckpt.restore({"state": state, "record": record})
-    writer = metric_writer(workdir, is_main)  # after the restore: a refused checkpoint adds no events file
+    writer = metric_writer(workdir, is_main)  # after the checks: a refused workdir gets no events file
     if restored is not None:
       tree, meta = restored
       state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
@@ -402,5 +406,6 @@ class Experiment:
                     "processes": jax.process_count()},
         "config": config_dict,
         "fingerprint": fingerprint(config_dict),
+        "data_fingerprint": self.data_fingerprint,
     })
     return out

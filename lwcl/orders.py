@@ -26,7 +26,7 @@ from lwcl.data.scenarios import task_order
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.figures import pyplot, save_figure
-from lwcl.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint, finished_results
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 ORDERS_SEED = 0  # seeds the draw of orders 1..R-1 (the same orders for every method and seed)
@@ -159,7 +159,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
       **summary,
       "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
       "train_seconds": float(sum(r["train_seconds"] for r in per_order)),
-      "config": config.to_dict(), "fingerprint": fp,
+      "config": config.to_dict(), "fingerprint": fp, **common_data_fingerprint(per_order),
   }
   report.write_json_atomic(path, results)
   plot_acc_per_order(per_order, os.path.join(workdir, "acc_per_order.png"),

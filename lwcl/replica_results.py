@@ -17,7 +17,7 @@ import numpy as np
 from lwcl import metrics, report
 from lwcl.errors import ConfigError
 from lwcl.experiment import HEATMAP_FILE
-from lwcl.results import RESULTS_FILE, fingerprint
+from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -73,7 +73,8 @@ def summarize(config, per_seed: list) -> dict:
     'final_train_loss'}], 'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
     'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
     'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
-    'train_seconds', 'config', 'fingerprint'}``.
+    'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the
+    same)}``.
   """
   seeds = seeds_of(config)
   out = {"num_seeds": len(seeds), "seeds": seeds,
@@ -89,7 +90,8 @@ def summarize(config, per_seed: list) -> dict:
   out.update({"accuracy_matrix_mean": mats.mean(0).tolist(), "accuracy_matrix_std": mats.std(0).tolist(),
               "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
               "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
-              "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict())})
+              "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict()),
+              **common_data_fingerprint(per_seed)})
   return out
 
 

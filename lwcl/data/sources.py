@@ -8,6 +8,7 @@ The ``auto`` source uses local IDX files when they are present (Fashion-MNIST fr
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
@@ -51,6 +52,28 @@ class ImageDataset:
   @property
   def image_shape(self) -> tuple:
     return tuple(self.train_images.shape[1:])
+
+
+def dataset_fingerprint(ds: ImageDataset) -> str:
+  """SHA-256 (64 hex digits) of what a run trains and tests on: the data set's train and test images and
+  labels (dtype, shape and bytes of each) and its number of classes.
+
+  The whole data set, not only the examples the scenario picks: the scenario is a function of the config
+  and these arrays, and ``data.normalize=standardize`` takes its statistics from all training images. One
+  pass over the arrays (Fashion-MNIST, 55 MB: about 0.1 s), cheaper than hashing each task's permuted or
+  rotated copies.
+
+  Args:
+    ds: the loaded data set.
+  Returns:
+    str: the hex digest; the same data from another folder or source gives the same fingerprint.
+  """
+  digest = hashlib.sha256(f"classes={ds.num_classes}|".encode())
+  for name in ("train_images", "train_labels", "test_images", "test_labels"):
+    a = np.ascontiguousarray(getattr(ds, name))
+    digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+    digest.update(memoryview(a).cast("B"))
+  return digest.hexdigest()
 
 
 def idx_dir_for(data_config) -> str | None:
