@@ -120,8 +120,9 @@ def get_config() -> ml_collections.ConfigDict:
   # device once and up to K steps run in one compiled loop (batches gathered on the device, same example
   # order, results equal up to float rounding); dispatches also end at checkpoints and after each of the
   # first eval.lca_batches steps. Pays off for small, dispatch-bound models (GEM-protocol MLP on CPU, K=32:
-  # 1.2-1.7x faster); on CPU, convolutions run far slower inside XLA loops (jax-ml/jax#12868; default
-  # ConvNet, K=8: 12x slower), hence 1. Multi-process runs use 1. The task's data must fit on the device.
+  # 1.2-1.7x faster). On CPU, XLA's convolution is far slower inside loops (jax-ml/jax#12868), so there
+  # model.conv_impl=auto uses patch matmuls; convolutional models are still faster at 1 on CPU, hence 1.
+  # Multi-process runs use 1. The task's data must fit on the device.
   c.train.steps_per_dispatch = 1
 
   c.eval = ml_collections.ConfigDict()

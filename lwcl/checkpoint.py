@@ -142,7 +142,7 @@ class RunCheckpointer:
       self._check_identity(meta)
       return self._state(step, meta, target), meta
     except _Corrupt as e:
-      raise CheckpointError(f"checkpoint {self._path(step)} is corrupt ({e}){self._fallback(step, target)}"
+      raise CheckpointError(f"checkpoint {self._path(step)} is corrupt ({e}); {self._fallback(step, target)}"
                             ) from None
 
   def _path(self, step: int) -> str:
@@ -203,8 +203,8 @@ class RunCheckpointer:
         self._state(older, meta, target)
       except (CheckpointError, _Corrupt):  # another experiment's, or corrupt too
         continue
-      return f"; checkpoint {self._path(older)} is intact: {move} and rerun to resume from it"
-    return f" and no older checkpoint is intact; {move} and rerun to start over, or use a new --workdir"
+      return f"checkpoint {self._path(older)} is intact: {move} and rerun to resume from it"
+    return f"no older checkpoint is intact: {move} and rerun to start over, or use a new --workdir"
 
   def close(self) -> None:
     self.manager.close()
