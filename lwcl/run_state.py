@@ -52,20 +52,24 @@ class Record:
     final_loss: ``[T]`` the training loss at the end of each task (nats).
     readouts: layer-wise read-outs (:class:`lwcl.layerwise.Readouts`): ``block_R`` ``[T, K, T]`` and
       ``probe`` ``[K, T]``; empty for plain runs.
+    method_report: the method's per-task counters (``Method.task_report``, e.g. GEM's solver), ``[T]``
+      each; empty for methods that keep none.
   """
   R: np.ndarray
   b: np.ndarray
   lca: np.ndarray
   final_loss: np.ndarray
   readouts: dict
+  method_report: dict = flax.struct.field(default_factory=dict)
 
   @classmethod
-  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict) -> "Record":
-    """An empty record of a ``num_tasks`` stream, with the read-outs' initial arrays."""
+  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, report_keys=()) -> "Record":
+    """An empty record of a ``num_tasks`` stream, with the read-outs' initial arrays and zero counters for
+    ``report_keys``."""
     T = num_tasks
     return cls(R=np.zeros((T, T), np.float32), b=np.zeros((T,), np.float32),
                lca=np.zeros((T, lca_batches + 1), np.float32), final_loss=np.zeros((T,), np.float32),
-               readouts=readouts)
+               readouts=readouts, method_report={k: np.zeros((T,), np.float32) for k in report_keys})
 
   def writable(self) -> "Record":
     """A copy whose arrays are writable host NumPy arrays (after a checkpoint restore)."""
