@@ -145,3 +145,21 @@ def test_replicas_report_each_seed_s_solver(tmp_path):
     seed = json.load(open(os.path.join(tmp_path, f"seed{run['seed']}", "results.json")))
     assert run["gem_solver"] == seed["gem_solver"]
     assert seed["gem_solver"]["unconverged_steps"] > 0 and not seed["gem_solver"]["ok"]
+
+
+class Stop(Exception):
+  pass
+
+
+def test_counters_survive_a_resume_without_double_counting(tmp_path):
+  cfg = gem_config(**{"method.gem_max_iter": 1, "checkpoint.every_steps": 5})
+  ref = experiment.Experiment(cfg).run(str(tmp_path / "ref"))
+
+  def stop_after_17(step):  # mid task 2; the newest checkpoint is step 15's
+    if step == 17:
+      raise Stop
+
+  with pytest.raises(Stop):
+    experiment.Experiment(cfg).run(str(tmp_path / "cut"), on_step=stop_after_17)
+  resumed = experiment.Experiment(cfg).run(str(tmp_path / "cut"))
+  assert resumed["gem_solver"] == ref["gem_solver"] and resumed["accuracy_matrix"] == ref["accuracy_matrix"]
