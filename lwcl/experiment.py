@@ -369,7 +369,8 @@ class Experiment:
     report = self.method.task_report(run.state.opt_state)
     for key, value in report.items():
       run.record.method_report[key][..., t] = np.asarray(value)[..., t]
-    warning = report and self.method.report_warning({k: v[..., t] for k, v in run.record.method_report.items()})
+    at_t = {k: v[..., t] for k, v in run.record.method_report.items()}
+    warning = report and self.method.report_warning(at_t)
     if warning and run.is_main:
       print(f"warning: task {t + 1}: {warning}", flush=True)
 

@@ -137,7 +137,8 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
     tol: constraint tolerance passed to :func:`lwcl.qp.solve_nonneg_qp` (relative to ``|g_k|``).
     max_iter: the solver's iteration bound (None: :func:`lwcl.qp.default_max_iter`).
     with_report: also return a :class:`lwcl.projection_report.GemReport` (solver iterations and
-      convergence, and the largest constraint violation of the result, recomputed from it).
+      convergence, the largest constraint violation of the result, recomputed from it, and the norms of
+      ``g`` and ``g~``).
   Returns:
     A pytree like ``grad``; with ``with_report``, ``(pytree, GemReport)``.
   Raises:
@@ -183,10 +184,13 @@ def _gem_report(f: _Flat, refs: list, out: list, grams: list, gnorms: jax.Array,
     norms = jnp.sqrt(jnp.maximum(jnp.diagonal(grams[n]), 0)) * gnorms[n]
     live = on & (norms > 0)
     worst.append(jnp.max(jnp.where(live, -dots / jnp.where(live, norms, 1), 0)))
+  everything = [i for idx in f.groups for i in idx]
   return GemReport(projected=jnp.any(violated),
                    iterations=jnp.max(jnp.where(violated, info.iterations, 0)).astype(jnp.int32),
                    converged=jnp.all(info.converged | ~violated),
-                   violation=jnp.maximum(jnp.max(jnp.stack(worst)), 0))
+                   violation=jnp.maximum(jnp.max(jnp.stack(worst)), 0),
+                   grad_norm=jnp.sqrt(_dot(f.g, f.g, everything)),
+                   update_norm=jnp.sqrt(_dot(out, out, everything)))
 
 
 # -- LGD ---------------------------------------------------------------------------------------------
@@ -378,7 +382,9 @@ def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *
     out, report = project_gem(updates, ref_grads, margin, ref_mask, grouping, tol=tol, max_iter=max_iter,
                               with_report=True)
     dtype = jax.tree_util.tree_leaves(updates)[0].dtype
-    limit = max(tol, projection_report.default_violation_tol(dtype)) if violation_tol is None else violation_tol
+    limit = violation_tol
+    if limit is None:
+      limit = max(tol, projection_report.default_violation_tol(dtype))
     task = jnp.clip(jnp.asarray(task, jnp.int32), 0, num_tasks - 1)
     return out, projection_report.accumulate(state, report, task, limit)
 

@@ -31,11 +31,16 @@ class GemReport(NamedTuple):
       ``max_k max(0, -<g_k, g~>) / (|g_k| |g'|)`` over groups and real old tasks (``g'`` the gradient the
       QP projects, ``g + margin sum_k g_k``): 0 when every ``<g_k, g~> >= 0``; a cosine, so comparable
       across steps, tasks and precisions.
+    grad_norm: float, ``|g|``, the gradient before projection.
+    update_norm: float, ``|g~|``, the gradient after projection (``g`` when nothing was violated); with a
+      margin it grows with the number of old tasks (``g' = g + margin sum_k g_k``).
   """
   projected: jax.Array
   iterations: jax.Array
   converged: jax.Array
   violation: jax.Array
+  grad_norm: jax.Array
+  update_norm: jax.Array
 
 
 class GemReportState(NamedTuple):
@@ -50,6 +55,8 @@ class GemReportState(NamedTuple):
       (``GemReport.violation > violation_tol``).
     gem_max_iterations: int32, the most solver iterations of a step.
     gem_max_violation: float32, the largest ``GemReport.violation`` of a step.
+    gem_max_update_norm: float32, the largest ``|g~|`` of a step.
+    gem_max_update_ratio: float32, the largest ``|g~| / |g|`` of a step (1 when nothing was projected).
   """
   gem_steps: jax.Array
   gem_projected: jax.Array
@@ -57,10 +64,13 @@ class GemReportState(NamedTuple):
   gem_violating: jax.Array
   gem_max_iterations: jax.Array
   gem_max_violation: jax.Array
+  gem_max_update_norm: jax.Array
+  gem_max_update_ratio: jax.Array
 
 
 REPORT_KEYS = GemReportState._fields
-_MAXIMA = ("gem_max_iterations", "gem_max_violation")
+_COUNTS = ("gem_steps", "gem_projected", "gem_unconverged", "gem_violating", "gem_max_iterations")
+_MAXIMA = ("gem_max_iterations", "gem_max_violation", "gem_max_update_norm", "gem_max_update_ratio")
 
 
 def default_violation_tol(dtype) -> float:
@@ -74,7 +84,7 @@ def default_violation_tol(dtype) -> float:
 def init_state(num_tasks: int) -> GemReportState:
   """Zero counters for ``num_tasks`` tasks (one buffer each: the train step donates its state)."""
   return GemReportState(*(jnp.zeros((num_tasks,), jnp.int32) for _ in range(5)),
-                        jnp.zeros((num_tasks,), jnp.float32))
+                        *(jnp.zeros((num_tasks,), jnp.float32) for _ in range(3)))
 
 
 def accumulate(state: GemReportState, report: GemReport, task: Any, violation_tol: float) -> GemReportState:
@@ -86,7 +96,11 @@ def accumulate(state: GemReportState, report: GemReport, task: Any, violation_to
       gem_unconverged=state.gem_unconverged.at[task].add(one(~report.converged)),
       gem_violating=state.gem_violating.at[task].add(one(report.violation > violation_tol)),
       gem_max_iterations=state.gem_max_iterations.at[task].max(report.iterations.astype(jnp.int32)),
-      gem_max_violation=state.gem_max_violation.at[task].max(report.violation.astype(jnp.float32)))
+      gem_max_violation=state.gem_max_violation.at[task].max(report.violation.astype(jnp.float32)),
+      gem_max_update_norm=state.gem_max_update_norm.at[task].max(report.update_norm.astype(jnp.float32)),
+      gem_max_update_ratio=state.gem_max_update_ratio.at[task].max(
+          (report.update_norm / jnp.maximum(report.grad_norm, jnp.finfo(report.grad_norm.dtype).tiny))
+          .astype(jnp.float32)))
 
 
 def find_state(opt_state: Any) -> GemReportState | None:
@@ -105,15 +119,17 @@ def summarize(per_task: dict, max_iter: int, violation_tol: float) -> dict:
     max_iter: the solver's iteration bound; violation_tol: the tolerance of ``gem_violating``.
   Returns:
     ``{'per_task': {name: list [T]}, 'unconverged_steps', 'violating_steps', 'projected_steps', 'steps',
-    'max_iterations', 'max_violation', 'max_iter', 'violation_tol', 'ok'}``; names without the ``gem_``
+    'max_iterations', 'max_violation', 'max_update_norm', 'max_update_ratio', 'max_iter', 'violation_tol',
+    'ok'}``; names without the ``gem_``
     prefix; ``ok`` is False when any step did not converge or violated a constraint.
   """
-  table = {k[4:]: (np.asarray(v, np.float64).tolist() if k == "gem_max_violation"
-                   else np.asarray(v).astype(np.int64).tolist()) for k, v in per_task.items()}
+  table = {k[4:]: (np.asarray(v).astype(np.int64).tolist() if k in _COUNTS
+                   else np.asarray(v, np.float64).tolist()) for k, v in per_task.items()}
   total = {k: (max(v) if f"gem_{k}" in _MAXIMA else int(sum(v))) if v else 0 for k, v in table.items()}
   return {"per_task": table, "steps": total["steps"], "projected_steps": total["projected"],
           "unconverged_steps": total["unconverged"], "violating_steps": total["violating"],
           "max_iterations": total["max_iterations"], "max_violation": total["max_violation"],
+          "max_update_norm": total["max_update_norm"], "max_update_ratio": total["max_update_ratio"],
           "max_iter": int(max_iter), "violation_tol": float(violation_tol),
           "ok": total["unconverged"] == 0 and total["violating"] == 0}
 
@@ -122,7 +138,7 @@ def warning(counters: dict, max_iter: int, violation_tol: float) -> str | None:
   """A warning about one task's counters (``{key: array}``, leading replica axes kept) when some step did
   not converge or violated a constraint, else None."""
   as_list = lambda k: np.asarray(counters[k]).astype(np.int64).tolist()  # noqa: E731
-  if not (np.any(np.asarray(counters["gem_unconverged"]) > 0) or np.any(np.asarray(counters["gem_violating"]) > 0)):
+  if not any(np.any(np.asarray(counters[k]) > 0) for k in ("gem_unconverged", "gem_violating")):
     return None
   return (f"GEM's QP solver stopped at max_iter={max_iter} on {as_list('gem_unconverged')} and left a "
           f"constraint violated by more than {violation_tol:.1e} on {as_list('gem_violating')} of "
