@@ -78,6 +78,8 @@ def test_gem_report_flags_a_projection_that_violates_its_constraints(dtype, tol)
       np.testing.assert_allclose(out, ref, atol=30 * float(jnp.finfo(dtype).eps) ** 0.5 * np.linalg.norm(g))
       assert float(rep.violation) <= max(tol, violation(out, g, G) * 1.01 + 1e-7), trial
       assert float(rep.violation) <= projection_report.default_violation_tol(dtype), trial
+      np.testing.assert_allclose([float(rep.grad_norm), float(rep.update_norm)],
+                                 [np.linalg.norm(g), np.linalg.norm(out)], rtol=1e-5)
       # One iteration: not converged, and the violation left is reported as computed independently.
       out1, rep1 = project(jnp.asarray(g, dtype), jnp.asarray(G, dtype), 1)
       out1 = np.asarray(out1["w"], np.float64)
@@ -108,6 +110,7 @@ def test_gem_transformation_counts_each_task_s_steps():
   np.testing.assert_array_equal(counters.gem_violating, [1, 0, 2])
   np.testing.assert_array_equal(counters.gem_max_iterations, [1, 0, 1])
   assert counters.gem_max_violation[0] > 1e-2 and counters.gem_max_violation[1] == 0
+  assert counters.gem_max_update_ratio[0] >= 1 and counters.gem_max_update_norm[1] == 0
   with pytest.raises(ValueError):
     pj.gem(0.0, max_iter=0)
 
