@@ -86,6 +86,8 @@ def get_config() -> ml_collections.ConfigDict:
   #   training; lgd: layer) | layer | block | network | local_block | tensors:N (runs of N parameter
   #   tensors in definition order; the LGD authors' code: tensors:5)
   c.method.gem_margin = 0.5  # gem: dual v >= margin (reference memory_strength; 0 = exact projection)
+  c.method.gem_max_iter = 0  # gem: QP solver iteration bound (0 = 3K + 10, K old tasks); results.json's
+  #   gem_solver counts the steps that hit it or leave a constraint violated
   c.method.agem_ref_batch = 256  # agem: reference batch drawn from the union of the old tasks' memories
   c.method.lgd_threshold = 0.0  # lgd: keep residual directions with singular value > t * largest (0 = rank)
   c.method.lgd_top_k = 0  # lgd: > 0 keeps at most the k leading residual directions (authors' pca3: 3)

@@ -157,7 +157,7 @@ class Experiment:
     """An empty :class:`~lwcl.run_state.Record` of this stream."""
     T = self.scenario.num_tasks
     return Record.zeros(T, self.config.eval.lca_batches, self.readouts.initial_record(T),
-                        self.config.train.epochs_per_task)
+                        self.config.train.epochs_per_task, self.method.report_keys)
 
   # -- evaluation ----------------------------------------------------------------------------------
 
@@ -355,6 +355,7 @@ class Experiment:
     method_state = self.method.end_task(run.state.method_state, run.state.params, run.state.batch_stats, t,
                                         self.train_data[t])
     run.state = run.state.replace(method_state=self.parallel.replicate(method_state))
+    self._record_method_report(run, t)
     run.writer.write_scalars(int(run.state.step), {f"eval/accuracy_task{j + 1}": float(record.R[t, j])
                                                    for j in range(T)})
     run.save(task_done=True)
@@ -362,6 +363,18 @@ class Experiment:
     if run.is_main:
       print(f"after task {t + 1}/{T}: accuracy " +
             " ".join(f"{100 * a:.1f}" for a in record.R[t, : t + 1]) + " (seen tasks, %)", flush=True)
+
+  def _record_method_report(self, run: Run, t: int) -> None:
+    """Copies task ``t``'s entries of the method's per-task counters (``Method.task_report``) into the
+    record, and prints the method's warning about them, if any (GEM: steps whose solver did not converge
+    or left a constraint violated)."""
+    report = self.method.task_report(run.state.opt_state)
+    for key, value in report.items():
+      run.record.method_report[key][..., t] = np.asarray(value)[..., t]
+    at_t = {k: v[..., t] for k, v in run.record.method_report.items()}
+    warning = report and self.method.report_warning(at_t)
+    if warning and run.is_main:
+      print(f"warning: task {t + 1}: {warning}", flush=True)
 
   def _report(self, run: Run) -> dict:
     """The results dict; on the main process also ``results.json``, scalars and plots."""
@@ -385,6 +398,7 @@ class Experiment:
            "eval_split": self.config.eval.split}
     out.update(metrics_lib.summarize(R, b))
     out.update(self.readouts.results(record.readouts))
+    out.update(self.method.report_results(record.method_report) if record.method_report else {})
     if self.config.eval.lca_batches:
       out["lca_curves"] = record.lca.tolist()
       out["lca"] = metrics_lib.lca(record.lca, self.config.eval.lca_batches)

@@ -36,6 +36,9 @@ import jax.numpy as jnp
 import optax
 
 from lwcl.param_groups import Grouping, check_grouping, parameter_groups
+from lwcl import projection_report
+from lwcl.projection_report import GemReport
+from lwcl.qp import QPInfo, solve_nonneg_qp  # noqa: F401  (solve_nonneg_qp re-exported)
 
 
 class _Flat(NamedTuple):
@@ -111,103 +114,17 @@ def project_agem(grad: Any, ref_grad: Any, *, mask: jax.Array | bool = True,
 # -- GEM ---------------------------------------------------------------------------------------------
 
 
-def solve_nonneg_qp(P: jax.Array, c: jax.Array, mask: jax.Array | None = None, *,
-                    tol: jax.Array | float = 0.0, max_iter: int | None = None) -> jax.Array:
-  """Solves ``min_v 1/2 v^T P v + c^T v  s.t.  v >= 0`` (``v_k = 0`` where ``mask`` is False), inside jit.
-
-  ``P`` must be symmetric positive semi-definite; with ``P = G G^T`` and ``c = G g`` this is GEM's dual
-  (Lopez-Paz & Ranzato 2017, Eq. 10) and equivalent to the non-negative least-squares problem
-  ``min_{v >= 0} ||G^T v + g||^2``. Lawson & Hanson's active-set NNLS algorithm (*Solving Least Squares
-  Problems*, 1974, ch. 23), in Gram form: each iteration frees the variable with the most negative gradient
-  and solves the free variables' equality-constrained problem, stepping back to the feasible boundary when
-  that solution leaves ``v >= 0``. It finishes in finitely many steps; the subproblems are solved with an
-  eigen pseudo-inverse of the (Jacobi-scaled) free block, so singular ``P`` (collinear or zero rows) gives
-  the minimum-norm solution of the degenerate directions rather than nan. Pure and traceable (one
-  ``lax.while_loop``), and ``jax.vmap``-able over a leading batch axis.
-
-  Args:
-    P: float ``[K, K]``, symmetric PSD.
-    c: float ``[K]``.
-    mask: bool ``[K]`` or None (all variables).
-    tol: stop when every free variable's negative gradient ``-(P v + c)_k / sqrt(P_kk)`` is ``<= tol``
-      (for GEM: every constraint ``<g_k/|g_k|, g~> >= -tol``). Also floored at ``16 K eps`` times the
-      problem's scale.
-    max_iter: bound on iterations (default ``3K + 10``).
-  Returns:
-    ``v`` float ``[K]``, ``v >= 0``, zero outside ``mask``.
-  """
-  k = P.shape[-1]
-  dtype = P.dtype
-  eps = jnp.finfo(dtype).eps
-  mask = jnp.ones((k,), bool) if mask is None else jnp.asarray(mask, bool)
-  max_iter = 3 * k + 10 if max_iter is None else max_iter
-  # Jacobi scaling: unit diagonal, so the tolerances below are relative.
-  diag = jnp.diagonal(P)
-  live = mask & (diag > 0)
-  d = jnp.where(live, jax.lax.rsqrt(jnp.where(live, diag, 1)), 0).astype(dtype)
-  Pn = P * d[:, None] * d[None, :]
-  cn = c * d
-  scale = jnp.maximum(jnp.max(jnp.abs(cn)), 1.0 * jnp.finfo(dtype).tiny)
-  tol = jnp.maximum(jnp.asarray(tol, dtype), 16 * k * eps * scale)
-
-  def solve(free):
-    both = free[:, None] & free[None, :]
-    M = jnp.where(both, Pn, 0) + jnp.diag(jnp.where(free, 0, 1).astype(dtype))
-    lam, V = jnp.linalg.eigh(M)
-    inv = jnp.where(lam > k * eps * jnp.max(lam), 1 / jnp.where(lam > 0, lam, 1), 0)
-    s = V @ (inv * (V.T @ jnp.where(free, -cn, 0)))
-    return jnp.where(free, s, 0)
-
-  def cond(state):
-    _, _, _, _, it, done = state
-    return (~done) & (it < max_iter)
-
-  def body(state):
-    v, free, banned, last, it, _ = state
-    s = solve(free)
-    feasible = jnp.all(jnp.where(free, s > 0, True))
-
-    # Feasible: accept s, then free the variable with the most negative gradient (if any).
-    w = -(Pn @ s + cn)
-    cand = live & ~free & ~banned & (w > tol)
-    j = jnp.argmax(jnp.where(cand, w, -jnp.inf))
-    add = jnp.any(cand)
-    free_f = free.at[j].set(free[j] | add)
-
-    # Infeasible: step from v towards s until the first free variable reaches 0, and fix it there.
-    blocking = free & (s <= 0)
-    ratio = jnp.where(blocking, v / jnp.where(blocking, v - s, 1), jnp.inf)
-    i = jnp.argmin(ratio)
-    alpha = jnp.clip(ratio[i], 0, 1)
-    v_i = v + alpha * (s - v)
-    leave = free & ((v_i <= 0) | (jnp.arange(k) == i))
-    v_i = jnp.where(leave, 0, v_i)
-    # A variable that leaves at once after entering cannot make progress in this precision: ban it.
-    banned_i = banned | (leave & (jnp.arange(k) == last) & (alpha <= 0))
-
-    v = jnp.where(feasible, s, v_i)
-    free = jnp.where(feasible, free_f, free & ~leave)
-    banned = jnp.where(feasible, banned, banned_i)
-    last = jnp.where(feasible & add, j, -1)
-    done = feasible & ~add
-    return v, free, banned, last, it + 1, done
-
-  false = jnp.zeros((k,), bool)
-  init = (jnp.zeros((k,), dtype), false, false, jnp.asarray(-1), jnp.asarray(0), jnp.asarray(False))
-  v = jax.lax.while_loop(cond, body, init)[0]
-  return jnp.where(live, jnp.maximum(v, 0) * d, 0)
-
-
 def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array | None = None,
-                grouping: Grouping = "network", *, tol: float = 0.0) -> Any:
+                grouping: Grouping = "network", *, tol: float = 0.0, max_iter: int | None = None,
+                with_report: bool = False) -> Any:
   """GEM: the gradient closest to ``g`` with ``<g~, g_k> >= 0`` for every old task ``k``.
 
   Solved through the dual, as the reference code does (``project2cone2``): with ``G`` the ``[K, p]`` matrix
   of old gradients, ``min_v 1/2 v^T G G^T v + (G g)^T v`` subject to ``v >= margin``, then
   ``g~ = G^T v + g``. Substituting ``v = u + margin`` this is the exact projection (margin 0) of
-  ``g + margin * sum_k g_k``, which is how it is solved (:func:`solve_nonneg_qp`, on the device). The
-  projection is applied only when some ``<g, g_k> < 0``; otherwise ``g`` is returned unchanged (as in the
-  reference code, also with ``margin > 0``). Unlike the reference code no ridge ``eps * I`` is added to
+  ``g + margin * sum_k g_k``, which is how it is solved (:func:`lwcl.qp.solve_nonneg_qp`, on the device).
+  The projection is applied only when some ``<g, g_k> < 0``; otherwise ``g`` is returned unchanged (as in
+  the reference code, also with ``margin > 0``). Unlike the reference code no ridge ``eps * I`` is added to
   ``G G^T``: the solver handles singular Gram matrices (collinear or zero old gradients).
 
   Args:
@@ -217,9 +134,13 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
     mask: bool ``[K]``, the real old tasks (None: all).
     grouping: parameter groups projected independently (module docstring); GEM's published form is
       ``'network'``.
-    tol: constraint tolerance passed to :func:`solve_nonneg_qp` (relative to ``|g_k|``).
+    tol: constraint tolerance passed to :func:`lwcl.qp.solve_nonneg_qp` (relative to ``|g_k|``).
+    max_iter: the solver's iteration bound (None: :func:`lwcl.qp.default_max_iter`).
+    with_report: also return a :class:`lwcl.projection_report.GemReport` (solver iterations and
+      convergence, the largest constraint violation of the result, recomputed from it, and the norms of
+      ``g`` and ``g~``).
   Returns:
-    A pytree like ``grad``.
+    A pytree like ``grad``; with ``with_report``, ``(pytree, GemReport)``.
   Raises:
     ValueError: unknown grouping, negative margin, ``ref_grads``/``mask`` of the wrong shape.
   """
@@ -229,7 +150,7 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
   k = f.refs[0].shape[0]
   on = _mask(mask, k)
   refs = [jnp.where(on[:, None], r, 0) for r in f.refs]
-  grams, cs, tols, violated = [], [], [], []
+  grams, cs, gnorms, violated = [], [], [], []
   for idx in f.groups:
     P = sum(refs[i] @ refs[i].T for i in idx)
     c = sum(refs[i] @ f.g[i] for i in idx)
@@ -237,20 +158,39 @@ def project_gem(grad: Any, ref_grads: Any, margin: float = 0.0, mask: jax.Array 
     m1 = on.astype(P.dtype)
     # The problem is solved for g' = g + margin * sum_k g_k: G g' = c + margin * P 1.
     c_m = c + margin * (P @ m1)
-    gnorm = jnp.sqrt(jnp.maximum(gg + 2 * margin * jnp.vdot(m1, c) + margin ** 2 * (m1 @ P @ m1), 0))
+    gnorms.append(jnp.sqrt(jnp.maximum(gg + 2 * margin * jnp.vdot(m1, c) + margin ** 2 * (m1 @ P @ m1), 0)))
     grams.append(P)
     cs.append(c_m)
-    tols.append(tol * gnorm)
     violated.append(jnp.any(on & (c < 0)))
-  violated = jnp.stack(violated)
-  solve = jax.vmap(lambda P, c, m, t: solve_nonneg_qp(P, c, m, tol=t))
-  v = solve(jnp.stack(grams), jnp.stack(cs), on[None, :] & violated[:, None], jnp.stack(tols))
+  violated, gnorms = jnp.stack(violated), jnp.stack(gnorms)
+  solve = jax.vmap(lambda P, c, m, t: solve_nonneg_qp(P, c, m, tol=t, max_iter=max_iter, with_info=True))
+  v, info = solve(jnp.stack(grams), jnp.stack(cs), on[None, :] & violated[:, None], tol * gnorms)
   coef = jnp.where(violated[:, None], v + margin * on.astype(v.dtype)[None, :], 0)
   out = list(f.g)
   for n, idx in enumerate(f.groups):
     for i in idx:
       out[i] = f.g[i] + coef[n].astype(refs[i].dtype) @ refs[i]
-  return _unflatten(f, out)
+  if not with_report:
+    return _unflatten(f, out)
+  return _unflatten(f, out), _gem_report(f, refs, out, grams, gnorms, on, violated, info)
+
+
+def _gem_report(f: _Flat, refs: list, out: list, grams: list, gnorms: jax.Array, on: jax.Array,
+                violated: jax.Array, info: QPInfo) -> GemReport:
+  """:class:`GemReport` of a projection: ``<g_k, g~>`` recomputed from the result ``out``."""
+  worst = []
+  for n, idx in enumerate(f.groups):
+    dots = sum(refs[i] @ out[i] for i in idx)
+    norms = jnp.sqrt(jnp.maximum(jnp.diagonal(grams[n]), 0)) * gnorms[n]
+    live = on & (norms > 0)
+    worst.append(jnp.max(jnp.where(live, -dots / jnp.where(live, norms, 1), 0)))
+  everything = [i for idx in f.groups for i in idx]
+  return GemReport(projected=jnp.any(violated),
+                   iterations=jnp.max(jnp.where(violated, info.iterations, 0)).astype(jnp.int32),
+                   converged=jnp.all(info.converged | ~violated),
+                   violation=jnp.maximum(jnp.max(jnp.stack(worst)), 0),
+                   grad_norm=jnp.sqrt(_dot(f.g, f.g, everything)),
+                   update_norm=jnp.sqrt(_dot(out, out, everything)))
 
 
 # -- LGD ---------------------------------------------------------------------------------------------
@@ -406,20 +346,49 @@ def agem(grouping: Grouping = "network") -> optax.GradientTransformationExtraArg
   return _transformation(project)
 
 
-def gem(margin: float = 0.0, grouping: Grouping = "network",
-        tol: float = 0.0) -> optax.GradientTransformationExtraArgs:
-  """GEM as an optax transformation (:func:`project_gem`; the QP is solved inside the jitted step).
+def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *, num_tasks: int = 1,
+        max_iter: int | None = None,
+        violation_tol: float | None = None) -> optax.GradientTransformationExtraArgs:
+  """GEM as an optax transformation (:func:`project_gem`; the QP is solved inside the jitted step) that
+  counts, per task, the steps whose solver did not converge or whose result violates a constraint.
 
-  ``update(updates, state, params=None, *, ref_grads, ref_mask)`` with ``ref_grads`` the old-task
-  gradients (leading axis ``K``) and ``ref_mask`` bool ``[K]``. State: ``optax.EmptyState``.
+  ``update(updates, state, params=None, *, ref_grads, ref_mask, task=0)`` with ``ref_grads`` the old-task
+  gradients (leading axis ``K``), ``ref_mask`` bool ``[K]`` and ``task`` the int32 index of the task being
+  trained (clipped to ``[0, num_tasks)``). State: :class:`lwcl.projection_report.GemReportState`, per-task
+  counters of :class:`~lwcl.projection_report.GemReport` (``gem_violating`` counts steps whose violation
+  exceeds ``violation_tol``).
 
+  Args:
+    margin, grouping, tol: as :func:`project_gem`.
+    num_tasks: the length of the per-task counters (``scenario.max_tasks``).
+    max_iter: the solver's iteration bound (None: :func:`lwcl.qp.default_max_iter` of ``K``).
+    violation_tol: None: ``max(tol, sqrt(eps))`` of the gradients' dtype
+      (:func:`lwcl.projection_report.default_violation_tol`).
   Raises:
-    ValueError: unknown grouping or negative margin.
+    ValueError: unknown grouping, negative margin, ``num_tasks < 1`` or ``max_iter < 1``.
   """
   check_grouping(grouping)
   if margin < 0:
     raise ValueError(f"GEM margin must be >= 0, got {margin}")
-  return _transformation(lambda u, r, m: project_gem(u, r, margin, m, grouping, tol=tol))
+  if num_tasks < 1 or (max_iter is not None and max_iter < 1):
+    raise ValueError(f"GEM needs num_tasks >= 1 and max_iter >= 1, got {num_tasks} and {max_iter}")
+
+  def init_fn(params):
+    del params
+    return projection_report.init_state(num_tasks)
+
+  def update_fn(updates, state, params=None, *, ref_grads, ref_mask, task=0, **extra_args):
+    del params, extra_args
+    out, report = project_gem(updates, ref_grads, margin, ref_mask, grouping, tol=tol, max_iter=max_iter,
+                              with_report=True)
+    dtype = jax.tree_util.tree_leaves(updates)[0].dtype
+    limit = violation_tol
+    if limit is None:
+      limit = max(tol, projection_report.default_violation_tol(dtype))
+    task = jnp.clip(jnp.asarray(task, jnp.int32), 0, num_tasks - 1)
+    return out, projection_report.accumulate(state, report, task, limit)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def lgd(grouping: Grouping = "layer", threshold: float = 0.0, top_k: int = 0, margin: float = 0.0,

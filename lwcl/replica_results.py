@@ -20,6 +20,7 @@ from lwcl.experiment import HEATMAP_FILE
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
+METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run
 
 
 def validate(config) -> None:
@@ -70,7 +71,7 @@ def summarize(config, per_seed: list) -> dict:
     config: the replica run's config; per_seed: each seed's results dict, in seed order.
   Returns:
     ``{'num_seeds', 'seeds', 'runs': [{'seed', 'acc', 'bwt', 'fwt', 'forgetting', 'accuracy_matrix',
-    'final_train_loss'}], 'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
+    'final_train_loss'} and the method's report (:data:`METHOD_REPORTS`, e.g. GEM's ``gem_solver``)], 'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
     'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
     'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
     'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the
@@ -79,7 +80,8 @@ def summarize(config, per_seed: list) -> dict:
   seeds = seeds_of(config)
   out = {"num_seeds": len(seeds), "seeds": seeds,
          "runs": [{"seed": s, **{k: res.get(k) for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
-                   "final_train_loss": res["final_train_loss"]} for s, res in zip(seeds, per_seed)]}
+                   "final_train_loss": res["final_train_loss"],
+                   **{k: res[k] for k in METHOD_REPORTS if k in res}} for s, res in zip(seeds, per_seed)]}
   for k in SCALARS:
     values = [res[k] for res in per_seed if res.get(k) is not None]
     out[k] = metrics.order_statistics(values) if values else None

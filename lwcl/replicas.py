@@ -207,6 +207,7 @@ class Replicas(Experiment):
         for k, v in sub.items():
           record.readouts[k][r] = v
     run.state = run.state.replace(method_state=self.end_task(run.state, t))
+    self._record_method_report(run, t)
     run.writer.write_scalars(int(run.state.step[0]), {f"eval/accuracy_task{j + 1}_seed{s}": float(record.R[r, t, j])
                                                       for r, s in enumerate(self.seeds) for j in range(T)})
     run.save(task_done=True)

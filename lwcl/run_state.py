@@ -54,6 +54,8 @@ class Record:
       learning curve (filled with ``eval.every_epoch``, zeros otherwise; orbax saves no empty array).
     readouts: layer-wise read-outs (:class:`lwcl.layerwise.Readouts`): ``block_R`` ``[T, K, T]`` and
       ``probe`` ``[K, T]``; empty for plain runs.
+    method_report: the method's per-task counters (``Method.task_report``, e.g. GEM's solver), ``[T]``
+      each; empty for methods that keep none.
   """
   R: np.ndarray
   b: np.ndarray
@@ -61,15 +63,18 @@ class Record:
   final_loss: np.ndarray
   readouts: dict
   epoch_acc: np.ndarray
+  method_report: dict = flax.struct.field(default_factory=dict)
 
   @classmethod
-  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, epochs: int = 1) -> "Record":
+  def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, epochs: int = 1,
+            report_keys=()) -> "Record":
     """An empty record of a ``num_tasks`` stream of ``epochs`` epochs per task, with the read-outs'
-    initial arrays."""
+    initial arrays and zero counters for ``report_keys``."""
     T = num_tasks
     return cls(R=np.zeros((T, T), np.float32), b=np.zeros((T,), np.float32),
                lca=np.zeros((T, lca_batches + 1), np.float32), final_loss=np.zeros((T,), np.float32),
-               readouts=readouts, epoch_acc=np.zeros((T, epochs), np.float32))
+               readouts=readouts, epoch_acc=np.zeros((T, epochs), np.float32),
+               method_report={k: np.zeros((T,), np.float32) for k in report_keys})
 
   def writable(self) -> "Record":
     """A copy whose arrays are writable host NumPy arrays (after a checkpoint restore)."""

@@ -66,11 +66,18 @@ def find_idx_file(directory: str, stem: str) -> str | None:
   return None
 
 
+def missing_idx_files(directory: str | None) -> list:
+  """The stems of the four MNIST-format files (:data:`SPLIT_FILES`) that ``directory`` lacks (all four
+  when it is not a folder)."""
+  stems = [s for pair in SPLIT_FILES.values() for s in pair]
+  if not directory or not os.path.isdir(directory):
+    return stems
+  return [s for s in stems if not find_idx_file(directory, s)]
+
+
 def has_idx_dataset(directory: str | None) -> bool:
   """Whether ``directory`` holds all four MNIST-format files."""
-  if not directory or not os.path.isdir(directory):
-    return False
-  return all(find_idx_file(directory, s) for pair in SPLIT_FILES.values() for s in pair)
+  return not missing_idx_files(directory)
 
 
 def load_idx_split(directory: str, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 ``load_dataset(config.data)`` returns the whole data set as NumPy arrays (uint8 images, int32 labels).
 The ``auto`` source uses local IDX files when they are present (Fashion-MNIST from Debian's
-``dataset-fashion-mnist`` is the built-in default) and TFDS otherwise.
+``dataset-fashion-mnist`` is the built-in default) and TFDS otherwise; a folder given as ``data.idx_dir``
+must hold them (``auto`` never falls back to TFDS past the user's own folder).
 """
 
 from __future__ import annotations
@@ -126,6 +127,9 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
     # Read in large batches rather than batch_size=-1, which needs a known cardinality.
     train_x, train_y = _to_numpy(tfds.as_numpy(train.batch(8192)))
     test_x, test_y = _to_numpy(tfds.as_numpy(test.batch(8192)))
+  except ImportError as e:  # TFDS imports most of its modules lazily, at the first load
+    raise DataError(f"tensorflow-datasets cannot load '{name}': a module it needs is missing ({e}); "
+                    f"install it (pip install {e.name or 'it'}) or run bin/setup") from None
   except Exception as e:  # TFDS raises many kinds; all mean the same thing to the user.
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise DataError(f"cannot load TFDS data set '{name}' ({type(e).__name__}: {msg}); check the name, "
@@ -189,6 +193,11 @@ def load_dataset(data_config) -> ImageDataset:
   if source not in ("auto", "idx", "tfds"):
     raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx or tfds")
   directory = idx_dir_for(data_config)
+  if source == "auto" and data_config.idx_dir and not idx.has_idx_dataset(directory):
+    what = ("does not exist" if not os.path.isdir(directory) else
+            f"lacks {', '.join(f + '[.gz]' for f in idx.missing_idx_files(directory))}")
+    raise DataError(f"data.idx_dir {directory} {what}; put the MNIST-format files there, fix "
+                    "--config.data.idx_dir, or leave it empty to use the default folder or TFDS")
   if source == "idx" or (source == "auto" and idx.has_idx_dataset(directory)):
     if not directory:
       raise DataError(f"no IDX folder known for '{data_config.name}'; set --config.data.idx_dir")

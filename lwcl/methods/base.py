@@ -6,7 +6,7 @@ hyper-parameters and the model functions; everything that changes during the str
 *method state*, a typed pytree (a ``flax.struct.dataclass``) stored in ``TrainState.method_state``,
 checkpointed with the run and passed to the compiled train step as an argument, never frozen into it.
 
-The runner (:mod:`lwcl.experiment`) and the train step (:func:`lwcl.train.make_train_step`) call six hooks,
+The runner (:mod:`lwcl.experiment`) and the train step (:func:`lwcl.train.make_train_step`) call seven hooks,
 documented once on :class:`Method`:
 
 ==================  ======  ===============================================================================
@@ -18,6 +18,7 @@ hook                where   what it returns
 ``step_args``       traced  the keyword arguments of that transformation's ``update`` at this step
 ``after_step``      traced  the method state after a step
 ``end_task``        host    the method state after a task (importances, anchors, ...)
+``task_report``     host    per-task counters its transformation keeps in the optimizer state (GEM's solver)
 ==================  ======  ===============================================================================
 
 Source of the baselines: fine-tuning is the lower bound and joint (cumulative) training the upper bound of
@@ -91,6 +92,28 @@ class Method(abc.ABC):
     trained on. Default: unchanged."""
     del params, batch_stats, task, data
     return method_state
+
+  # Names of the per-task counters :meth:`task_report` returns (the run's record keeps one float32 [T]
+  # array per name, checkpointed with it). Default: none.
+  report_keys: tuple = ()
+
+  def task_report(self, opt_state) -> dict:
+    """The per-task counters the method's transformation keeps in ``opt_state`` (host): ``{name: array
+    [..., max_tasks]}`` for every name of :attr:`report_keys` (leading replica axes kept). The runner copies
+    task ``t``'s entries into its record after the task. Default: none."""
+    del opt_state
+    return {}
+
+  def report_results(self, per_task: dict) -> dict:
+    """Entries for ``results.json`` from one run's recorded counters (``{name: [T]}``). Default: none."""
+    del per_task
+    return {}
+
+  def report_warning(self, counters: dict) -> str | None:
+    """A warning about one task's counters (``{name: array}``, leading replica axes kept), printed after
+    the task, or None. Default: None."""
+    del counters
+    return None
 
 
 class FineTune(Method):

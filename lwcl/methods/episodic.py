@@ -18,8 +18,8 @@ data; here the memory only shapes the gradient, and ``batch_stats`` follow the c
 fine-tuning.)
 
 Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``, ``memory_grad_chunk``,
-``grouping``, ``gem_margin``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``, ``lgd_margin``,
-``lgd_push``, ``lgd_single_task_push``.
+``grouping``, ``gem_margin``, ``gem_max_iter``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``,
+``lgd_margin``, ``lgd_push``, ``lgd_single_task_push``.
 
 **Adding a projection method**: write its rule as a pure function and an optax transformation taking
 ``ref_grads`` / ``ref_mask`` in :mod:`lwcl.projection`, subclass :class:`EpisodicMethod` here (override
@@ -37,10 +37,11 @@ import jax.numpy as jnp
 import optax
 
 from lwcl import memory as memory_lib
-from lwcl import param_groups, projection
+from lwcl import param_groups, projection, projection_report
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
 from lwcl.methods.options import choice, number, option
+from lwcl.qp import default_max_iter
 
 
 @flax.struct.dataclass
@@ -177,12 +178,35 @@ class GEM(EpisodicMethod):
 
   default_grouping = "network"
 
+  report_keys = projection_report.REPORT_KEYS
+
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
     self.margin = number(method_config, "gem_margin", float, 0.0, default=0.5)
+    self.max_iter = number(method_config, "gem_max_iter", int, 0, default=0) or default_max_iter(
+        max(self.max_tasks - 1, 1))
+    self.violation_tol = projection_report.default_violation_tol(jnp.float32)
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return projection.gem(self.margin, self.grouping)
+    return projection.gem(self.margin, self.grouping, num_tasks=self.max_tasks, max_iter=self.max_iter,
+                          violation_tol=self.violation_tol)
+
+  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
+    """The old tasks' reference gradients, and the task index the solver report is counted under."""
+    return dict(super().step_args(method_state, params, batch_stats, batch, rng), task=batch["task"][0])
+
+  def task_report(self, opt_state) -> dict:
+    """The solver's per-task counters (:class:`lwcl.projection_report.GemReportState`)."""
+    state = projection_report.find_state(opt_state)
+    return {} if state is None else state._asdict()
+
+  def report_results(self, per_task: dict) -> dict:
+    """``gem_solver``: the counters per task and in total (:func:`lwcl.projection_report.summarize`)."""
+    return {"gem_solver": projection_report.summarize(per_task, self.max_iter, self.violation_tol)}
+
+  def report_warning(self, counters: dict) -> str | None:
+    """A line when some step of the task did not converge or left a constraint violated."""
+    return projection_report.warning(counters, self.max_iter, self.violation_tol)
 
 
 class LGD(EpisodicMethod):
