@@ -14,20 +14,13 @@ from lwcl.config_files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):
-  lw = sibling(__file__, "_layerwise")
-  c = lw.default_config()
-  c.data.name = "fashion_mnist"
-  c.data.source = "auto"
-  c.data.normalize = "standardize"
-  lw.recipe(c)
+  c = sibling(__file__, "layerwise_fmnist").get_config(arg)
   c.scenario.samples_per_task = 15000
   c.train.epochs_per_task = 12
   c.optimizer.decay_every_epochs = 4
   c.train.log_every_steps = 20
   c.eval.every_epoch = True
   c.checkpoint.every_steps = 100
-  c.layerwise.linear_probe.train_examples = 1000
-  lw.apply_variant(c, arg)
   if c.layerwise.mode == "greedy":  # 3 stages x 4 epochs, decay every 2
     c.layerwise.greedy_epochs_per_block = 4
     c.optimizer.decay_every_epochs = 2
