@@ -279,12 +279,13 @@ def test_layerwise_configs_and_compare_tables():
   assert (c.model.shallow_blocks, c.model.shallow_convs, c.train.epochs_per_task) == (18, 3, 2)
   assert c.layerwise.readouts is True and c.optimizer.learning_rate == 1.0
   assert (c.optimizer.weight_decay, c.train.batch_size, c.scenario.num_tasks) == (5e-4, 128, 1)
-  g = compare.load_config(f"{root}/layerwise_fmnist.py:resnet20,greedy")
-  assert g.layerwise.greedy_epochs_per_block * 3 == g.train.epochs_per_task  # 3 stages
+  for name in ("layerwise_fmnist", "layerwise_fmnist_depth"):
+    g = compare.load_config(f"{root}/{name}.py:resnet20,greedy")
+    assert g.layerwise.greedy_epochs_per_block * 3 == g.train.epochs_per_task  # 3 stages
   for bad in (f"{root}/layerwise_fmnist.py:resnet20,sideways", f"{root}/nope.py"):
     with pytest.raises(ConfigError):
       compare.load_config(bad)
-  with pytest.raises(ConfigError, match="no config key"):
+  with pytest.raises(ConfigError, match="unknown config key train.epochz"):
     compare.load_config(f"{root}/layerwise_fmnist.py", ["train.epochz=2"])
   assert compare.run_name("configs/layerwise_fmnist.py:resnet20,local+accelerated") == \
       "layerwise_fmnist_resnet20_local-accelerated"

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import small_config
 from lwcl import driver, replica_results, replicas, run_io
-from lwcl.errors import ConfigError, DivergenceError
+from lwcl.errors import ConfigError, DivergenceError, Interrupted
 from lwcl.experiment import Experiment
 
 TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
@@ -67,7 +67,7 @@ def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(t
     if step == 9:  # task 2, after the checkpoint at step 8
       raise KeyboardInterrupt
 
-  with pytest.raises(KeyboardInterrupt):
+  with pytest.raises(Interrupted, match="rerun the same command to resume"):  # Ctrl-C: one line
     driver.run(config, workdir, on_step=interrupt)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   results = json.loads(json.dumps(driver.run(config, workdir)))  # tuples as in the file
@@ -109,7 +109,7 @@ def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(t
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"num_seeds": -1}, "num_seeds must be >= 0"),
+    ({"num_seeds": -1}, "num_seeds=-1: must be at least 0"),
     ({"num_seeds": 2, "num_orders": 2}, "num_seeds cannot be combined with num_orders"),
     ({"num_seeds": 2, "sweep.key": "method.strength", "sweep.candidates": (1.0,)},
      "num_seeds cannot be combined with sweep.key"),
