@@ -28,8 +28,9 @@ from absl import logging
 from lwcl.errors import CheckpointError
 
 # Layout of the saved state. 1: method states as dicts, read-out arrays beside the accuracy matrix (lwcl
-# before the methods package); 2: typed method states, ``record.readouts``.
-FORMAT_VERSION = 2
+# before the methods package); 2: typed method states, ``record.readouts``; 3: ``record.epoch_acc`` and
+# ``record.method_report`` (GEM's solver counts in its optimizer state), the state's checksum in ``meta``.
+FORMAT_VERSION = 3
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list:
