@@ -18,7 +18,7 @@ import pytest
 from conftest import small_config
 from synthetic_data import FILES, write_idx
 from test_experiment import assert_one_line_error, cli, load_results
-from lwcl import driver, replicas, workdir_lock
+from lwcl import checkpoint, driver, replicas, workdir_lock
 from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer, state_checksum
 from lwcl.data import sources
@@ -178,6 +178,18 @@ def test_checksum_is_checked_on_every_checkpoint_and_none_intact_is_said(tmp_pat
   assert sorted(os.listdir(directory)) == ["1", "2"]
   with pytest.raises(CheckpointError, match="other data"):  # checked before the state is read
     RunCheckpointer(directory, 3, {"a": 1}, "e" * 64).restore(state)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_as_such(tmp_path, monkeypatch):
+  directory = str(tmp_path / "checkpoints")
+  state = {"w": np.arange(16, dtype=np.float32)}
+  ckpt = RunCheckpointer(directory, 2, {"a": 1}, "d" * 64)
+  ckpt.save(1, state, {"task": 1})
+  ckpt.close()
+  monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION + 1)  # a later lwcl
+  with pytest.raises(CheckpointError, match=f"in format {checkpoint.FORMAT_VERSION - 1}, written by an older"):
+    RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(state)
+  assert os.listdir(directory) == ["1"]
 
 
 # -- A3: an unreadable results.json ---------------------------------------------------------------
