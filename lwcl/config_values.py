@@ -2,15 +2,16 @@
 
 :func:`check_values` runs after :func:`lwcl.config_check.check_config` (so every value has its key's type)
 and before the workdir is created or locked (``driver.check``), so a refused config leaves no trace on
-disk; :class:`~lwcl.experiment.Experiment` runs it again for configs built in code. Its rules:
+disk; :class:`~lwcl.setup.Setup` runs it again for configs built in code. Its rules:
 
 - every ``float`` value (and every number in ``scenario.angles`` and ``sweep.candidates``) is finite;
   ``optimizer.learning_rate`` is also positive;
 - the keys of :data:`AT_LEAST` are at least their bound (counts, sizes, steps; ``0`` means "off", "all" or
   "automatic" where ``configs/default.py`` says so), every layer size in :data:`LAYER_SIZES` is at least 1;
 - ``scenario.validation_fraction`` is in ``[0, 1)``, and ``eval.split = 'valid'`` needs it above 0;
-- ``model.name``, ``method.name`` and ``eval.split`` name something that exists;
-- ``sweep.key`` is not combined with ``num_orders`` (a sweep selects on one order).
+- ``model.name``, ``method.name`` and ``eval.split`` name something that exists.
+
+Combinations of run modes (``num_seeds``, ``num_orders``, ``sweep.key``) are :mod:`lwcl.run_kind`'s.
 
 Data-dependent checks (classes per task against the data set's classes, a batch larger than a task) stay
 where the data is known (:mod:`lwcl.data.scenarios`).
@@ -88,9 +89,6 @@ def _check_names_and_combinations(config) -> None:
     value = _get(config, key)
     if value is not None and value not in names:
       raise ConfigError(f"unknown {key} '{value}'; use one of {', '.join(names)}")
-  if _get(config, "sweep.key") and _get(config, "num_orders"):
-    raise ConfigError("sweep.key cannot be combined with num_orders (a sweep selects on one task order); "
-                      "select with --config.num_orders=0, then run the selected value with num_orders")
 
 
 def _get(config, key: str):

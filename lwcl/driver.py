@@ -16,7 +16,8 @@ import errno
 import os
 from typing import Callable
 
-from lwcl import config_check, config_values, orders, replica_results, replicas, report, sweep, workdir_lock
+from lwcl import (config_check, config_values, orders, replica_results, replicas, report, run_kind, sweep,
+                  workdir_lock)
 from lwcl.errors import LwclError
 from lwcl.experiment import Experiment
 from lwcl.results import finished_results
@@ -61,7 +62,7 @@ def check(config) -> None:
   """
   config_check.check_config(config, config_check.default_reference())
   config_values.check_values(config)
-  replica_results.validate(config)
+  run_kind.check(config)
   if config.sweep.key:
     sweep.validate(config)
 
@@ -89,20 +90,20 @@ def _run_locked(config, workdir: str, on_step) -> dict:
   existing = finished_results(config, workdir)
   if existing is not None:
     return existing
-  if config.num_seeds:
-    return replicas.run_replicas(config, workdir, on_step)
-  if config.sweep.key:
-    return sweep.run_sweep(config, workdir, on_step)
-  if config.num_orders:
-    return orders.run_orders(config, workdir, on_step)
+  return RUNS[run_kind.kind_of(config)](config, workdir, on_step)
+
+
+def _single(config, workdir: str, on_step) -> dict:
   return Experiment(config).run(workdir, on_step)
 
 
+# Each kind of run (lwcl.run_kind) and its runner / its terminal summary.
+RUNS = {"single": _single, "seeds": replicas.run_replicas, "orders": orders.run_orders, "sweep": sweep.run_sweep}
+SUMMARIES = {"single": report.format_summary, "seeds": replica_results.format_summary,
+             "orders": orders.format_summary, "sweep": report.format_summary}
+
+
 def format_summary(results: dict) -> str:
-  """The terminal summary of a results dict: per-order table for order studies, else the accuracy matrix
-  with metrics and speed."""
-  if "orders" in results:
-    return orders.format_summary(results)
-  if "seeds" in results:
-    return replica_results.format_summary(results)
-  return report.format_summary(results)
+  """The terminal summary of a results dict, by its kind (:func:`lwcl.run_kind.kind_of_results`): a table
+  over seeds or orders, else the accuracy matrix with metrics and speed."""
+  return SUMMARIES[run_kind.kind_of_results(results)](results)

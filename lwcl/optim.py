@@ -17,7 +17,6 @@ import numpy as np
 import optax
 
 from lwcl.errors import ConfigError
-from lwcl.layerwise.fns import LayerwiseFns
 from lwcl.layerwise.greedy import check_schedule, greedy_phase, greedy_transformation
 from lwcl.train import ModelFns
 
@@ -123,14 +122,10 @@ def optimizer(fns: ModelFns, method_tx, opt_config, epochs: int):
     ConfigError: an invalid optimizer, or a greedy schedule that disagrees with ``epochs``
       (:func:`~lwcl.layerwise.greedy.check_schedule`).
   """
-  if _is_greedy(fns):
+  if fns.is_greedy:
     check_schedule(fns, epochs)
     return greedy_transformation(fns, method_tx, base_optimizer(opt_config))
   return optax.chain(method_tx, base_optimizer(opt_config))
-
-
-def _is_greedy(fns: ModelFns) -> bool:
-  return isinstance(fns, LayerwiseFns) and fns.mode == "greedy"
 
 
 class LearningRates:
@@ -153,7 +148,7 @@ class LearningRates:
     """float32 ``[steps_per_epoch * epochs]``: the learning rate of every step of a task."""
     total = steps_per_epoch * self.epochs
     steps = np.arange(total)
-    if not _is_greedy(self.fns):
+    if not self.fns.is_greedy:
       return self._evaluate(steps_per_epoch, self.epochs, steps)
     K = self.fns.num_blocks
     block_epochs = self.fns.greedy_epochs_per_block or max(1, self.epochs // K)

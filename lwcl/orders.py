@@ -152,7 +152,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {
-      "num_orders": config.num_orders,
+      "kind": "orders", "num_orders": config.num_orders,
       "orders": [{"order": r, "task_order": all_orders[r], "tasks": [t["name"] for t in res["tasks"]],
                   **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"]}
                  for r, res in enumerate(per_order)],

@@ -1,5 +1,5 @@
-"""What a ``num_seeds`` run (:mod:`lwcl.replicas`) is allowed to combine with, where each seed's results go,
-and the summary over seeds.
+"""Where each seed of a ``num_seeds`` run (:mod:`lwcl.replicas`) writes its results, and the summary over
+seeds (what it may be combined with: :mod:`lwcl.run_kind`).
 
 ``workdir/seed<s>/results.json`` holds seed ``s``'s results in a single run's schema, with the config of a
 single run of that seed (:func:`seed_config`: ``seed = s``, ``num_seeds = 0``); ``workdir/results.json``
@@ -16,33 +16,10 @@ import numpy as np
 
 from lwcl import metrics, report
 from lwcl.errors import ConfigError
-from lwcl.experiment import HEATMAP_FILE
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run
-
-
-def validate(config) -> None:
-  """Checks ``num_seeds`` and the settings it cannot be combined with (before the workdir is touched).
-
-  Raises:
-    ConfigError: ``num_seeds < 0``; ``num_seeds > 0`` together with ``num_orders``, ``sweep.key`` or
-      ``devices.multihost`` (one line naming the fix).
-  """
-  r = config.num_seeds
-  if r < 0:
-    raise ConfigError(f"num_seeds must be >= 0, got {r}; fix --config.num_seeds")
-  if not r:
-    return
-  if config.num_orders:
-    raise ConfigError("num_seeds cannot be combined with num_orders; run the task orders with "
-                      "--config.num_seeds=0, or the seeds of one order with --config.num_orders=0")
-  if config.sweep.key:
-    raise ConfigError("num_seeds cannot be combined with sweep.key; select with --config.num_seeds=0, then run "
-                      "the selected value with --config.num_seeds")
-  if config.devices.multihost:
-    raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
 
 
 def seed_config(config, seed: int):
@@ -78,7 +55,7 @@ def summarize(config, per_seed: list) -> dict:
     same)}``.
   """
   seeds = seeds_of(config)
-  out = {"num_seeds": len(seeds), "seeds": seeds,
+  out = {"kind": "seeds", "num_seeds": len(seeds), "seeds": seeds,
          "runs": [{"seed": s, **{k: res.get(k) for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
                    "final_train_loss": res["final_train_loss"],
                    **{k: res[k] for k in METHOD_REPORTS if k in res}} for s, res in zip(seeds, per_seed)]}
@@ -101,7 +78,7 @@ def write_summary(config, workdir: str, per_seed: list) -> dict:
   """Writes :func:`summarize` to ``workdir/results.json`` and the mean accuracy matrix's heatmap."""
   results = summarize(config, per_seed)
   report.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
-  report.plot_accuracy_matrix(np.asarray(results["accuracy_matrix_mean"]), os.path.join(workdir, HEATMAP_FILE),
+  report.plot_accuracy_matrix(np.asarray(results["accuracy_matrix_mean"]), os.path.join(workdir, report.HEATMAP_FILE),
                               f"{results['method']} on {results['dataset']}, mean over {len(per_seed)} seeds")
   return results
 

@@ -12,6 +12,8 @@ import numpy as np
 
 from lwcl.figures import pyplot, save_figure
 
+HEATMAP_FILE = "accuracy_matrix.png"
+
 
 def _clean(obj):
   """JSON-safe copy: NumPy scalars/arrays to Python, non-finite floats to None."""

@@ -1,14 +1,14 @@
 """What one pass over a workdir holds open and reads back: :class:`Run` (checkpointer, metric writer and the
 evolving run state), the non-finite loss check, the progress bar and the TensorBoard writer.
 
-Shared by a single run (:class:`lwcl.experiment.Experiment`) and replicas (:class:`lwcl.replicas.Replicas`),
-whose states, records and losses carry a leading replica axis.
+Used by the stream loop (:mod:`lwcl.loop`), for a single run and for replicas, whose states, records and
+losses carry a leading replica axis.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import numpy as np
@@ -20,7 +20,8 @@ from lwcl.run_state import Progress, Record
 
 @dataclasses.dataclass
 class Run:
-  """One pass of ``Experiment.run`` over a workdir: its open files and the evolving run state."""
+  """One pass of the stream loop (:func:`lwcl.loop.run_stream`) over a workdir: its open files and the
+  evolving run state."""
   workdir: str
   ckpt: RunCheckpointer
   writer: Any
@@ -29,6 +30,7 @@ class Run:
   state: Any  # lwcl.train.TrainState (leaves with a leading replica axis for replicas)
   record: Record
   progress: Progress
+  end_task_vmappable: bool = True  # False once the method's end-of-task hook failed under vmap (lwcl.loop)
 
   def save(self, task_done: bool) -> None:
     """Checkpoints the whole run state at the current global step (replicas step together)."""
@@ -40,14 +42,14 @@ class Run:
     self.ckpt.close()
 
 
-def check_finite(losses: list, task: int, task_step: int, seeds: Sequence[int] | None = None):
+def check_finite(losses: list, task: int, task_step: int, who: Callable[[int], str] = lambda r: ""):
   """The last step's loss; raises DivergenceError if any loss is not finite.
 
   Args:
     losses: ``(array, index)`` pairs in step order: one step's loss (a scalar, or ``[R]`` for replicas) with
       index None, or column ``index`` of a dispatch's losses (``[K]``, or ``[R, K]``).
     task, task_step: where the run is (for the message).
-    seeds: the replicas' seeds (None for a single run): the message names the replica that diverged.
+    who: words naming replica ``r`` (:meth:`lwcl.replica_axis.ReplicaAxis.who`; empty for a single run).
   Returns:
     float64: a scalar, or ``[R]`` for replicas.
   Raises:
@@ -60,15 +62,15 @@ def check_finite(losses: list, task: int, task_step: int, seeds: Sequence[int] |
   bad = ~np.isfinite(values)
   if bad.any():
     where = tuple(np.argwhere(bad)[0])
-    who = "" if seeds is None else f" of seed {seeds[where[1]]} (replica {where[1]} of {len(seeds)})"
-    raise DivergenceError(f"the training loss{who} became {values[where]} in task {task + 1} by step "
+    name = who(int(where[1])) if len(where) > 1 else ""
+    raise DivergenceError(f"the training loss{name} became {values[where]} in task {task + 1} by step "
                           f"{task_step} of the task; lower --config.optimizer.learning_rate or set "
                           "--config.optimizer.grad_clip_norm")
   return values[-1]
 
 
 def stopped(run: Run, error: BaseException, steps_per_task: Sequence[int]) -> LwclError:
-  """The one-line error of a run stopped in ``Experiment.run``, naming the checkpoint a rerun resumes from.
+  """The one-line error of a run stopped in the stream loop, naming the checkpoint a rerun resumes from.
 
   Args:
     run: the stopped run; error: a :class:`DivergenceError` or a ``KeyboardInterrupt`` (Ctrl-C);

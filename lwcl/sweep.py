@@ -95,7 +95,7 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
   final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
-  results = dict(final, sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
+  results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
   report.write_json_atomic(path, results)
   return results

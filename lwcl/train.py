@@ -74,6 +74,28 @@ class ModelFns:
   preprocess: Preprocessor
   label_masks: np.ndarray
 
+  # Layer-wise capabilities, typed (:class:`lwcl.layerwise.fns.LayerwiseFns` overrides them), so that callers
+  # never test class names or mode strings. A plain network is one block trained end to end.
+  @property
+  def is_layerwise(self) -> bool:
+    """Whether the network is cut into local blocks with auxiliary heads (any ``layerwise.mode``)."""
+    return False
+
+  @property
+  def is_local(self) -> bool:
+    """Whether training minimizes local losses (``layerwise.mode`` local or greedy), not one loss."""
+    return False
+
+  @property
+  def is_greedy(self) -> bool:
+    """Whether one local block trains at a time (greedy mode: batches carry a ``phase`` entry)."""
+    return False
+
+  @property
+  def local_blocks(self) -> int:
+    """``K``, the number of local blocks (1 for a plain network)."""
+    return 1
+
   def init(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
     """Initial ``(params, batch_stats)`` for images of ``image_shape`` (H, W, C)."""
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)

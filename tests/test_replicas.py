@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from lwcl import driver, replica_results, replicas, run_io
+from lwcl import driver, loop, replica_results, replicas, run_io
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
 from lwcl.experiment import Experiment
+from lwcl.replica_axis import ReplicaAxis
 
 TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
         "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
@@ -45,8 +46,8 @@ def assert_close_per_leaf(got, want, rtol=2e-4):
 def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
                    "train.epochs_per_task": epochs})
-  reps = replicas.Replicas(config)
-  summary = reps.run(str(tmp_path / "replicas"))
+  reps = Experiment(config, ReplicaAxis.of_seeds(replica_results.seeds_of(config)))
+  summary = replica_results.summarize(config, reps.run(str(tmp_path / "replicas")))
   assert summary["seeds"] == [3, 4]
   for r in compared:
     seed = 3 + r
@@ -94,8 +95,7 @@ def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(t
   assert [r["accuracy_matrix"] for r in uninterrupted["runs"]] == [r["accuracy_matrix"] for r in runs]
 
   # Finished: reported again without training; each seed's folder is a finished single run of its seed.
-  monkeypatch.setattr(replicas.Replicas, "run", lambda *a, **k: pytest.fail("retrained a finished workdir"))
-  monkeypatch.setattr(Experiment, "run", lambda *a, **k: pytest.fail("retrained a finished seed"))
+  monkeypatch.setattr(loop, "run_stream", lambda *a, **k: pytest.fail("retrained a finished workdir or seed"))
   assert driver.run(config, workdir) == results
   os.remove(os.path.join(workdir, "results.json"))  # a summary lost after every seed finished
   assert driver.run(config, workdir)["runs"] == results["runs"]
@@ -125,9 +125,10 @@ def test_unsupported_combinations_are_one_line_errors(tmp_path, overrides, messa
 def test_divergence_names_the_replica():
   finite, nan = np.asarray([0.5, 0.4, 0.3], np.float32), np.asarray([[0.5, 0.5], [0.4, np.nan], [0.3, 0.2]],
                                                                      np.float32)
-  np.testing.assert_allclose(run_io.check_finite([(finite, None)], 0, 1, [7, 8, 9]), finite)
+  who = ReplicaAxis.of_seeds([7, 8, 9]).who
+  np.testing.assert_allclose(run_io.check_finite([(finite, None)], 0, 1, who), finite)
   with pytest.raises(DivergenceError, match=r"loss of seed 8 \(replica 1 of 3\) became nan in task 2"):
-    run_io.check_finite([(finite, None), (nan, 1)], 1, 5, [7, 8, 9])
+    run_io.check_finite([(finite, None), (nan, 1)], 1, 5, who)
 
 
 def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
@@ -135,9 +136,11 @@ def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
     def end_task(self, method_state, params, batch_stats, task, data):
       return {"total": method_state["total"] + float(np.sum(params["w"])) + task}
 
-  fake = types.SimpleNamespace(method=HostOnly(), train_data=[None, None], seeds=[0, 1, 2])
+  setup = types.SimpleNamespace(method=HostOnly(), train_data=[None, None], axis=ReplicaAxis.of_seeds([0, 1, 2]))
   state = types.SimpleNamespace(params={"w": np.arange(6.0).reshape(3, 2)}, batch_stats={},
                                 method_state={"total": np.zeros(3)})
-  got = replicas.Replicas.end_task(fake, state, 1)
+  run = types.SimpleNamespace(state=state, end_task_vmappable=True)
+  got = loop.end_task(setup, run, 1)
   np.testing.assert_allclose(got["total"], [2.0, 6.0, 10.0])  # sum of each replica's w, plus the task
-  assert fake.method.vmappable_end_task is False  # later tasks go straight to the loop
+  assert run.end_task_vmappable is False  # later tasks go straight to the replica-by-replica loop
+  np.testing.assert_allclose(loop.end_task(setup, run, 0)["total"], [1.0, 5.0, 9.0])

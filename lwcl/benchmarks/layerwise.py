@@ -81,7 +81,7 @@ def step_memory(depth: int, batch: int, mode: str, cuts: str = "block", local_st
   return {"temp_bytes": int(analysis.temp_size_in_bytes),
           "argument_bytes": int(analysis.argument_size_in_bytes),
           "output_bytes": int(analysis.output_size_in_bytes),
-          "local_blocks": getattr(fns, "num_blocks", 1)}
+          "local_blocks": fns.local_blocks}
 
 
 def main(argv) -> None:

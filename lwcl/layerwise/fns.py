@@ -77,6 +77,22 @@ class LayerwiseFns(ModelFns):
     """``K``, the number of local blocks."""
     return len(self.starts)
 
+  @property
+  def is_layerwise(self) -> bool:
+    return True
+
+  @property
+  def is_local(self) -> bool:
+    return self.mode in ("local", "greedy")
+
+  @property
+  def is_greedy(self) -> bool:
+    return self.mode == "greedy"
+
+  @property
+  def local_blocks(self) -> int:
+    return self.num_blocks
+
   def segment(self, k: int) -> range:
     """Indices of the network blocks of local block ``k``."""
     end = self.starts[k + 1] if k + 1 < self.num_blocks else len(self.model.blocks)

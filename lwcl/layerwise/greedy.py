@@ -23,7 +23,7 @@ def check_schedule(fns: ModelFns, epochs_per_task: int) -> None:
   Raises:
     ConfigError: the two disagree.
   """
-  if isinstance(fns, LayerwiseFns) and fns.mode == "greedy" and fns.greedy_epochs_per_block:
+  if fns.is_greedy and fns.greedy_epochs_per_block:
     need = fns.greedy_epochs_per_block * fns.num_blocks
     if need != epochs_per_task:
       raise ConfigError(f"greedy mode trains {fns.num_blocks} local blocks x "
@@ -46,7 +46,7 @@ def greedy_phase(fns: ModelFns, task_step: int, steps_per_epoch: int, epochs: in
 
 def with_phase(fns: ModelFns, batch: dict, task_step: int, steps_per_epoch: int, epochs: int) -> dict:
   """``batch`` plus ``phase`` (int32 ``[B]``, :func:`greedy_phase`) in greedy mode; otherwise ``batch``."""
-  if not (isinstance(fns, LayerwiseFns) and fns.mode == "greedy"):
+  if not fns.is_greedy:
     return batch
   b = len(batch["label"])
   return dict(batch, phase=np.full((b,), greedy_phase(fns, task_step, steps_per_epoch, epochs), np.int32))

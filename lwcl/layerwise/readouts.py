@@ -104,21 +104,18 @@ class Readouts:
     fns: the run's model functions (a :class:`~lwcl.layerwise.fns.LayerwiseFns` makes this active).
     lw_config: ``config.layerwise``.
     strides: ``config.model.strides`` (reported in ``results``).
-    seed: ``config.seed`` (the linear probes' training subsets).
     image_shape: (H, W, C) of one input (depth of each local block).
     parallel: the run's :class:`~lwcl.parallel.DataParallel` (``replicated``, ``batch``, ``put_batch``).
     eval_batch_size: evaluation batch size.
   """
 
-  def __init__(self, fns, lw_config, *, strides: str, seed: int, image_shape: tuple, parallel,
-               eval_batch_size: int):
+  def __init__(self, fns, lw_config, *, strides: str, image_shape: tuple, parallel, eval_batch_size: int):
     self.fns = fns
     self.config = lw_config
     self.strides = str(strides)
-    self.seed = int(seed)
     self.parallel = parallel
     self.eval_batch_size = int(eval_batch_size)
-    self.active = isinstance(fns, LayerwiseFns)
+    self.active = fns.is_layerwise
     if not self.active:
       return
     rep, bat = parallel.replicated, parallel.batch
@@ -151,13 +148,13 @@ class Readouts:
       correct, count = correct + np.asarray(c), count + float(n)
     return (correct / max(count, 1.0)).astype(np.float32)
 
-  def probe_accuracy(self, state, scenario, task: int, split: str = "test") -> np.ndarray:
+  def probe_accuracy(self, state, scenario, task: int, split: str = "test", seed: int = 0) -> np.ndarray:
     """Linear-probe accuracy of every local block's frozen features on one task, float32 ``[K]``: the
-    probe trains on up to ``linear_probe.train_examples`` of the task's training examples (a seeded
-    subset) and is tested on its ``split``."""
+    probe trains on up to ``linear_probe.train_examples`` of the task's training examples (a subset drawn
+    from ``seed``, the run's ``config.seed``, and the task) and is tested on its ``split``."""
     probe = self.config.linear_probe
     t = scenario.tasks[task]
-    rng = np.random.RandomState(self.seed + 7919 * task)
+    rng = np.random.RandomState(int(seed) + 7919 * task)
     idx = np.sort(rng.permutation(len(t.train.labels))[: probe.train_examples])
     test = getattr(t, split)
     feats = [self._features(state, t.train.images[idx], task), self._features(state, test.images, task)]
@@ -176,16 +173,17 @@ class Readouts:
                                                            int(self.config.linear_probe.pool))])
     return [np.concatenate([c[k] for c in chunks]) for k in range(self.fns.num_blocks)]
 
-  def after_task(self, state, scenario, task: int, record: dict, split: str = "test") -> None:
+  def after_task(self, state, scenario, task: int, record: dict, split: str = "test", seed: int = 0) -> None:
     """Fills ``record['block_R'][task]`` (every block on every task) and, after the last task, the
-    linear-probe accuracies ``record['probe']``."""
+    linear-probe accuracies ``record['probe']`` (probes' training subsets drawn from ``seed``)."""
     if not self.active:
       return
     T = scenario.num_tasks
     record["block_R"][task] = np.stack([self.block_accuracy(state, scenario, j, split) for j in range(T)],
                                        axis=1)
     if self.config.linear_probe.enabled and task == T - 1:
-      record["probe"] = np.stack([self.probe_accuracy(state, scenario, j, split) for j in range(T)], axis=1)
+      record["probe"] = np.stack([self.probe_accuracy(state, scenario, j, split, seed) for j in range(T)],
+                                 axis=1)
 
   def results(self, record: dict) -> dict:
     """The read-outs' entries of ``results.json`` (see the class docstring); ``{}`` when not active."""

@@ -50,15 +50,16 @@ class Method(abc.ABC):
   Args:
     method_config: ``config.method`` (read with :mod:`lwcl.methods.options`; bad values raise
       :class:`~lwcl.errors.ConfigError` in the constructor).
-    scenario: the task stream (:class:`~lwcl.data.scenarios.Scenario`; methods with fixed-shape state
-      read ``max_tasks`` and ``image_shape``).
+    scenario: the task stream (:class:`~lwcl.data.scenarios.Scenario`); methods with fixed-shape state
+      read its ``max_tasks`` and ``image_shape`` in the constructor (they keep no reference to it: a run
+      may reorder its tasks, which changes neither).
     fns: the model functions (:class:`~lwcl.train.ModelFns` or a layer-wise subclass), whose ``loss`` is
       the training loss of the run (the sum of local losses in layer-wise ``local`` mode).
   """
 
   def __init__(self, method_config, scenario, fns):
+    del scenario
     self.config = method_config
-    self.scenario = scenario
     self.fns = fns
 
   def training_data(self, scenario, task: int) -> Examples:

@@ -89,11 +89,10 @@ class EpisodicMethod(Method):
       ConfigError: an unknown grouping, ``tensors:N`` with ``N`` not an integer ``>= 1``, or
         ``local_block`` without layer-wise training.
     """
-    layerwise = getattr(fns, "mode", "backprop") in ("local", "greedy") and hasattr(fns, "block_of")
     if grouping == "auto":
-      grouping = "local_block" if layerwise and self.default_grouping == "network" else self.default_grouping
+      grouping = "local_block" if fns.is_local and self.default_grouping == "network" else self.default_grouping
     if grouping == "local_block":
-      if not hasattr(fns, "block_of"):
+      if not fns.is_layerwise:
         raise ConfigError("method.grouping='local_block' needs layer-wise training (layerwise.mode local or "
                           "greedy); use auto, layer, block or network, or set --config.layerwise.mode")
       return lambda path, leaf: ("local_block", fns.block_of(path[0]))

@@ -194,11 +194,10 @@ class MAS(ImportancePenaltyMethod):
   def estimate(self, params, batch_stats, examples, mask, rng):
     del rng
     label_masks = jnp.asarray(self.fns.label_masks)
-    local = getattr(self.fns, "mode", "backprop") in ("local", "greedy")
 
     def output(p, ex):
       one = self._one(ex)
-      if local:
+      if self.fns.is_local:
         logits = jnp.concatenate(self.fns.block_logits(p, batch_stats, one, detach=True), axis=-1)
         allowed = jnp.tile(label_masks[ex["task"]], self.fns.num_blocks)
       else:
@@ -270,7 +269,7 @@ class NAI(ImportancePenaltyMethod):
       logits, state = fns.model.apply({"params": p, "batch_stats": batch_stats}, x, batch["task"],
                                       train=False, mutable=["intermediates"])
       logits = jnp.where(label_masks[batch["task"]], logits, MASKED_LOGIT)
-      if self.include_heads and hasattr(fns, "head_name"):  # layer-wise: auxiliary heads are heads too
+      if self.include_heads and fns.is_layerwise:  # layer-wise: auxiliary heads are heads too
         blocks = fns.block_logits(p, batch_stats, batch)
         logits = {**{fns.head_name(k): l for k, l in enumerate(blocks[:-1])}, "head": logits}
       return logits, state["intermediates"]

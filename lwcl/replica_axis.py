@@ -1,0 +1,93 @@
+"""The replica axis: runs of one compiled program that differ only in values, stacked on a leading axis.
+
+A run of lwcl trains one or more *replicas* of the same stream. A single run is one replica with no
+leading axis (its steps are compiled as written, so its numbers are those of a plain ``jax.jit`` step). With
+``--config.num_seeds=R`` the ``R`` seeds ``seed .. seed+R-1`` are ``R`` replicas: their train states,
+records and losses carry a leading axis ``R`` and every step runs under ``jax.vmap``, so one compiled
+program trains them all. Replica ``r`` draws its initial state and its minibatch order from its seed as the
+single run of that seed does, and equals it up to float rounding (``tests/test_replicas.py``).
+
+:class:`ReplicaAxis` is the only place that knows whether there is a leading axis: the stream loop
+(:mod:`lwcl.loop`) and the report (:mod:`lwcl.run_report`) call :meth:`ReplicaAxis.vmap`,
+:meth:`ReplicaAxis.stack` and :meth:`ReplicaAxis.get` and never test for replicas themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def replica(tree: Any, r: int) -> Any:
+  """Replica ``r`` of a stacked pytree (every leaf indexed ``[r]`` on its leading axis)."""
+  return jax.tree.map(lambda x: x[r], tree)
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked leaf by leaf into one with a leading axis ``len(trees)`` (device
+  arrays stay on the device, host arrays on the host)."""
+  return jax.tree.map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs), *trees)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaAxis:
+  """The replicas of a run.
+
+  Attributes:
+    seeds: each replica's ``config.seed`` (initial state, minibatch order, linear-probe subsets).
+    batched: whether states carry a leading replica axis (``num_seeds`` runs); False for a single run, whose
+      one replica has no axis.
+  """
+  seeds: tuple = (0,)
+  batched: bool = False
+
+  @classmethod
+  def single(cls, seed: int) -> "ReplicaAxis":
+    """One run of ``seed``, no leading axis."""
+    return cls((int(seed),), False)
+
+  @classmethod
+  def of_seeds(cls, seeds: Sequence[int]) -> "ReplicaAxis":
+    """One replica per seed, stacked on a leading axis (even for one seed)."""
+    if not seeds:
+      raise ValueError("a replica axis needs at least one seed")
+    return cls(tuple(int(s) for s in seeds), True)
+
+  @property
+  def size(self) -> int:
+    """``R``, the number of replicas."""
+    return len(self.seeds)
+
+  def vmap(self, fn: Callable, in_axes) -> Callable:
+    """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
+    return jax.vmap(fn, in_axes=in_axes) if self.batched else fn
+
+  def stack(self, trees: Sequence[Any]) -> Any:
+    """The replicas' trees (one per replica, in order) as the run holds them: stacked when batched, else
+    the single tree."""
+    if len(trees) != self.size:
+      raise ValueError(f"{len(trees)} trees for {self.size} replicas")
+    return stack(trees) if self.batched else trees[0]
+
+  def each(self, fn: Callable[[int], Any]) -> Any:
+    """``stack([fn(seed) for seed in seeds])``: a per-replica value built from each replica's seed."""
+    return self.stack([fn(s) for s in self.seeds])
+
+  def get(self, tree: Any, r: int) -> Any:
+    """Replica ``r``'s part of a tree the run holds."""
+    return replica(tree, r) if self.batched else tree
+
+  def who(self, r: int) -> str:
+    """Words naming replica ``r`` in a message: empty for a single run."""
+    return f" of seed {self.seeds[r]} (replica {r} of {self.size})" if self.batched else ""
+
+  def scalars(self, name: str, values) -> dict:
+    """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else
+    ``{name_seed<s>: v_r}`` for every replica."""
+    if not self.batched:
+      return {name: float(values)}
+    return {f"{name}_seed{s}": float(v) for s, v in zip(self.seeds, np.asarray(values))}
