@@ -87,13 +87,28 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
 # -- evaluation -------------------------------------------------------------------------------------
 
 def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test") -> np.ndarray:
-  """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for a batched axis."""
-  data = getattr(setup.scenario.tasks[task], split)
+  """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for a batched axis (task
+  ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
   correct = count = 0.0
-  for batch in eval_batches(data.images, data.labels, task, setup.eval_batch_size):
+  for batch in _eval_batches(setup, task, split):
     c, n = setup.steps.eval_step(state.params, state.batch_stats, _put(setup, batch))
     correct, count = correct + c, count + n
   return np.asarray(correct, np.float64) / np.maximum(np.asarray(count, np.float64), 1.0)
+
+
+def _eval_batches(setup: Setup, task: int, split: str):
+  """Evaluation batches of task ``task``: the shared stream's, or, one per replica stacked (``[R, B, ...]``)
+  for per-replica streams, the shorter replicas padded with empty (``mask`` 0) batches."""
+  per_stream = []
+  for stream in setup.streams:
+    data = getattr(stream.scenario.tasks[task], split)
+    per_stream.append(list(eval_batches(data.images, data.labels, task, setup.eval_batch_size)))
+  if len(per_stream) == 1:
+    return per_stream[0]
+  n = max(len(b) for b in per_stream)
+  for batches in per_stream:
+    batches += [dict(batches[0], mask=np.zeros_like(batches[0]["mask"]))] * (n - len(batches))
+  return [stack([batches[i] for batches in per_stream]) for i in range(n)]
 
 
 def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray:
@@ -125,7 +140,7 @@ def resume(setup: Setup, workdir: str) -> Run:
     state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
     logging.info("resuming at task %d, step %d of the task", progress.task, progress.task_step)
     if is_main:
-      seeds = f" {axis.size} seeds" if axis.batched else ""
+      seeds = f" {axis.size} {'task orders' if axis.orders else 'seeds'}" if axis.batched else ""
       print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
             f"{progress.task_step} of the task", flush=True)
   run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.replicate(state), record, progress)
@@ -183,16 +198,30 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
 
 def _indices(setup: Setup, t: int, first: int, count: int, rows: int | None = None) -> np.ndarray:
   """Every replica's example indices of task steps ``first .. first + count - 1`` (:func:`step_indices`:
-  those of a single run of the replica's seed), int32 ``[rows, B]`` (``[R, rows, B]`` when batched)."""
-  n, bs = len(setup.train_data[t]), setup.config.train.batch_size
-  return setup.axis.each(lambda seed: step_indices(n, bs, seed, t, setup.steps_per_epoch[t], first, count,
-                                                   rows=rows))
+  those of the single run of the replica's seed and order), int32 ``[rows, B]`` (``[R, rows, B]`` when
+  batched)."""
+  axis, bs, spe = setup.axis, setup.config.train.batch_size, setup.steps_per_epoch[t]
+  return axis.each(lambda r: step_indices(len(setup.stream(r).train_data[t]), bs, axis.seeds[r], t, spe, first,
+                                          count, rows=rows))
+
+
+def _gather(setup: Setup, t: int, rows: np.ndarray) -> dict:
+  """The training batch of example indices ``rows`` (``[B]``, or ``[R, B]``: each replica's from its own
+  stream's data)."""
+  if len(setup.streams) == 1:
+    data = setup.train_data[t]
+    return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
+  return stack([_gather_one(setup.stream(r).train_data[t], rows[r]) for r in range(setup.axis.size)])
+
+
+def _gather_one(data, rows):
+  return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
 
 
 def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   """``train.steps_per_dispatch = 1``: one compiled step per host batch (``[B, ...]``, or ``[R, B, ...]``);
   yields ``(step, 1, loss)`` after dispatching each step (``run.state`` updated)."""
-  config, spe, data, fns = setup.config, setup.steps_per_epoch[t], setup.train_data[t], setup.fns
+  config, spe, fns = setup.config, setup.steps_per_epoch[t], setup.fns
   learning_rates = setup.learning_rates.for_task(spe)
   start = run.progress.task_step
   for s in range(start, total):
@@ -200,7 +229,7 @@ def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     if s == start or index == 0:  # the indices of the rest of this epoch
       first, idx = s, _indices(setup, t, s, spe - index)
     rows = idx[..., s - first, :]
-    batch = {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
+    batch = _gather(setup, t, rows)
     if fns.is_greedy:
       batch["phase"] = np.full(rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task), np.int32)
     run.state, step_metrics = setup.steps.train_step(run.state, _put(setup, batch), learning_rates[s])
@@ -209,16 +238,21 @@ def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
 
 def _multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   """``train.steps_per_dispatch = K > 1``: the task's training data on the device once (shared by the
-  replicas), then up to ``K`` steps per call of the compiled loop (:func:`lwcl.train.make_train_steps`);
+  replicas, or stacked ``[R, N, ...]`` for per-replica streams), then up to ``K`` steps per call of the
+  compiled loop (:func:`lwcl.train.make_train_steps`);
   yields ``(first step, count, losses [K] or [R, K])`` after each call (``run.state`` updated). Dispatches
   end at every checkpoint step and, while recording the LCA curve, after every step (:func:`_boundary`)."""
   config, spe, K, fns = setup.config, setup.steps_per_epoch[t], setup.steps_per_dispatch, setup.fns
-  epochs, data = config.train.epochs_per_task, setup.train_data[t]
+  epochs = config.train.epochs_per_task
   learning_rates = setup.learning_rates.for_task(spe)
-  rows = max(len(d) for d in setup.train_data)  # one data shape, one compiled loop for the whole stream
-  host = {"image": data.images, "label": data.labels, "task": data.tasks}
-  padded = {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) for k, x in host.items()}
-  device_data = setup.parallel.replicate(padded)
+  rows = max(len(d) for st in setup.streams for d in st.train_data)  # one data shape, one compiled loop
+
+  def padded(data):
+    host = {"image": data.images, "label": data.labels, "task": data.tasks}
+    return {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) for k, x in host.items()}
+
+  device_data = setup.parallel.replicate(padded(setup.train_data[t]) if len(setup.streams) == 1 else
+                                         stack([padded(st.train_data[t]) for st in setup.streams]))
   steps_before = sum(n * epochs for n in setup.steps_per_epoch[:t])
   for first, count in dispatch_lengths(run.progress.task_step, total, K,
                                        lambda s: _boundary(setup, s, steps_before, spe)):
@@ -247,7 +281,7 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
   if setup.readouts.active:
     for r, seed in enumerate(axis.seeds):
       sub = {k: axis.get(v, r) for k, v in record.readouts.items()}
-      setup.readouts.after_task(axis.get(run.state, r), setup.scenario, t, sub, split, seed)
+      setup.parts(r)[2].after_task(axis.get(run.state, r), setup.stream(r).scenario, t, sub, split, seed)
       for k, v in sub.items():  # a batched record's rows are views, but after_task may replace an array
         if axis.batched:
           record.readouts[k][r] = v
@@ -263,14 +297,15 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
   if run.is_main:
     seen = 100 * np.asarray(record.R[..., t, : t + 1]).reshape(-1, t + 1)
     cells = [f"{m:.1f}" if not axis.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
-    spread = f", mean±std over {axis.size} seeds" if axis.batched else ""
+    spread = f", mean±std over {axis.size} {'task orders' if axis.orders else 'seeds'}" if axis.batched else ""
     print(f"after task {t + 1}/{T}: accuracy {' '.join(cells)} (seen tasks, %{spread})", flush=True)
 
 
 def end_task(setup: Setup, run: Run, task: int) -> Any:
-  """The method's end-of-task hook on every replica: directly for a single run; for a batched axis under
-  ``jax.vmap``, or, for a hook that needs concrete values (a ConcretizationTypeError or tracer-conversion
-  error under ``vmap``), one replica at a time (same results, logged). Returns the method state."""
+  """The method's end-of-task hook on every replica: directly for a single run; for replicas of one stream
+  (seeds) under ``jax.vmap``, or, for a hook that needs concrete values (a ConcretizationTypeError or
+  tracer-conversion error under ``vmap``), one replica at a time (same results, logged); for per-replica
+  streams (task orders) one replica at a time on its own data. Returns the method state."""
   method, data, state, axis = setup.method, setup.train_data[task], run.state, setup.axis
 
   def hook(ms, params, stats):
@@ -278,6 +313,9 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
 
   if not axis.batched:
     return hook(state.method_state, state.params, state.batch_stats)
+  if len(setup.streams) > 1:
+    return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
+                                             task, setup.stream(r).train_data[task]) for r in range(axis.size)])
   if run.end_task_vmappable:
     try:
       return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)

@@ -2,8 +2,9 @@
 
 ``--config.num_orders=R`` runs the stream in ``R`` distinct task orders (:func:`distinct_orders`: order 0
 is the stream as the config defines it, the others distinct seeded permutations, the same for every
-method and seed), reusing the data set and the compiled steps, each order in ``workdir/order<r>/``
-(``scenario.task_order`` set to it; resumable like any run). ``workdir/results.json`` then lists every
+method and seed), as replicas of one vmapped program (``orders_as_replicas``, default) or one after
+another, each order's results in ``workdir/order<r>/`` (``scenario.task_order`` set to it; resumable like
+any run). ``workdir/results.json`` then lists every
 order (its task indices and names) with its metrics, their mean and standard deviation (ACC, BWT, FWT,
 forgetting), and the spread of each task's final accuracy across orders; ``workdir/acc_per_order.png``
 plots ACC per order.
@@ -25,6 +26,8 @@ from lwcl import metrics, report
 from lwcl.data.scenarios import task_order
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
+from lwcl.replica_axis import ReplicaAxis, order_config  # noqa: F401  (order_config re-exported)
+from lwcl.setup import UnequalStreams
 from lwcl.figures import pyplot, save_figure
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint, finished_results
 
@@ -74,16 +77,6 @@ def config_orders(config) -> list:
                                                                      sc.get("task_order", ())))
 
 
-def order_config(config, order):
-  """A copy of ``config`` for one order: ``num_orders = 0`` and ``scenario.task_order = order``."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.num_orders = 0
-    c.scenario.task_order = tuple(int(i) for i in order)
-  c.lock()
-  return c
-
-
 def summarize_orders(per_order: list) -> dict:
   """Statistics over orders.
 
@@ -125,30 +118,24 @@ def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
 def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
   """Runs ``config.num_orders`` task orders; returns (and writes) the summary results dict.
 
-  An order whose folder holds its finished results is reported, not rerun; ``on_step`` is passed to
-  every run (:meth:`lwcl.experiment.Experiment.run`).
+  With ``orders_as_replicas`` (default) the orders are replicas of one vmapped program
+  (:class:`~lwcl.replica_axis.ReplicaAxis`: each replica trains its own order's stream; the stacked state
+  is checkpointed in ``workdir/checkpoints``); otherwise, or when the orders' tasks differ in size
+  (:class:`~lwcl.setup.UnequalStreams`), one after another, reusing the data set and the compiled steps
+  (each order checkpointed in its folder). Either way order ``r``'s results are in ``workdir/order<r>/``
+  with the config of the single run of that order. An order whose folder holds its finished results is
+  reported, not rerun; ``on_step`` is passed to the runs.
 
   Raises:
     ConfigError: an order's folder holds another experiment's results, or more orders than ``T!``.
   """
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
-  exp, per_order = None, []
   all_orders = config_orders(config)
-  for r, order in enumerate(all_orders):
-    cfg = order_config(config, order)
-    sub = os.path.join(workdir, f"order{r}")
-    done = finished_results(cfg, sub)
-    if done is not None:
-      per_order.append(done)
-      continue
-    if exp is None:
-      exp = Experiment(cfg)
-    else:
-      exp.reorder(order)
-    print(f"lwcl: task order {r + 1}/{config.num_orders}: " +
-          " | ".join(t.name for t in exp.scenario.tasks), flush=True)
-    per_order.append(exp.run(sub, on_step))
+  folders = [os.path.join(workdir, f"order{r}") for r in range(len(all_orders))]
+  per_order = [finished_results(order_config(config, o), d) for o, d in zip(all_orders, folders)]
+  if any(d is None for d in per_order):
+    per_order = _train_orders(config, workdir, all_orders, per_order, on_step)
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {
@@ -158,13 +145,39 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
                  for r, res in enumerate(per_order)],
       **summary,
       "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
-      "train_seconds": float(sum(r["train_seconds"] for r in per_order)),
+      "train_seconds": float(sum(r["train_seconds"] for r in per_order) if not config.orders_as_replicas
+                             else max(r["train_seconds"] for r in per_order)),
       "config": config.to_dict(), "fingerprint": fp, **common_data_fingerprint(per_order),
   }
   report.write_json_atomic(path, results)
   plot_acc_per_order(per_order, os.path.join(workdir, "acc_per_order.png"),
                      f"{first['method']} on {first['dataset']}: ACC per task order")
   return results
+
+
+def _train_orders(config, workdir: str, all_orders: list, done: list, on_step) -> list:
+  """Every order's results: the unfinished ones trained as replicas (or one after another)."""
+  if config.orders_as_replicas:
+    try:
+      exp = Experiment(config, ReplicaAxis.of_orders(config.seed, all_orders))
+    except UnequalStreams as e:
+      print(f"lwcl: {e}", flush=True)
+    else:
+      print(f"lwcl: {len(all_orders)} task orders as replicas of one program", flush=True)
+      return exp.run(workdir, on_step, done=done)
+  exp, per_order = None, []
+  for r, order in enumerate(all_orders):
+    if done[r] is not None:
+      per_order.append(done[r])
+      continue
+    if exp is None:
+      exp = Experiment(order_config(config, order))
+    else:
+      exp.reorder(order)
+    print(f"lwcl: task order {r + 1}/{len(all_orders)}: " + " | ".join(t.name for t in exp.scenario.tasks),
+          flush=True)
+    per_order.append(exp.run(os.path.join(workdir, f"order{r}"), on_step))
+  return per_order
 
 
 def format_summary(results: dict) -> str:

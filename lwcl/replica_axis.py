@@ -15,6 +15,7 @@ single run of that seed does, and equals it up to float rounding (``tests/test_r
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -33,34 +34,81 @@ def stack(trees: Sequence[Any]) -> Any:
   return jax.tree.map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs), *trees)
 
 
+def seed_config(config, seed: int):
+  """A locked copy of ``config`` for one seed of a ``num_seeds`` run: ``seed = seed``, ``num_seeds = 0``."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.seed, c.num_seeds = int(seed), 0
+  c.lock()
+  return c
+
+
+def order_config(config, order):
+  """A locked copy of ``config`` for one task order: ``num_orders = 0``, ``scenario.task_order = order``."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_orders = 0
+    c.scenario.task_order = tuple(int(i) for i in order)
+  c.lock()
+  return c
+
+
 @dataclasses.dataclass(frozen=True)
 class ReplicaAxis:
   """The replicas of a run.
 
   Attributes:
     seeds: each replica's ``config.seed`` (initial state, minibatch order, linear-probe subsets).
-    batched: whether states carry a leading replica axis (``num_seeds`` runs); False for a single run, whose
-      one replica has no axis.
+    orders: each replica's task order (a tuple of task indices, :func:`lwcl.orders.distinct_orders`), or
+      empty when every replica runs the stream the config defines.
+    batched: whether states carry a leading replica axis (``num_seeds`` and ``num_orders`` runs); False for
+      a single run, whose one replica has no axis.
   """
   seeds: tuple = (0,)
+  orders: tuple = ()
   batched: bool = False
 
   @classmethod
   def single(cls, seed: int) -> "ReplicaAxis":
     """One run of ``seed``, no leading axis."""
-    return cls((int(seed),), False)
+    return cls((int(seed),), (), False)
 
   @classmethod
   def of_seeds(cls, seeds: Sequence[int]) -> "ReplicaAxis":
     """One replica per seed, stacked on a leading axis (even for one seed)."""
     if not seeds:
       raise ValueError("a replica axis needs at least one seed")
-    return cls(tuple(int(s) for s in seeds), True)
+    return cls(tuple(int(s) for s in seeds), (), True)
+
+  @classmethod
+  def of_orders(cls, seed: int, orders: Sequence[Sequence[int]]) -> "ReplicaAxis":
+    """One replica per task order (all of seed ``seed``), stacked on a leading axis."""
+    if not orders:
+      raise ValueError("a replica axis needs at least one order")
+    return cls((int(seed),) * len(orders), tuple(tuple(int(i) for i in o) for o in orders), True)
 
   @property
   def size(self) -> int:
     """``R``, the number of replicas."""
     return len(self.seeds)
+
+  def label(self, r: int) -> str:
+    """Replica ``r`` in words: ``seed 3`` or ``task order 2``."""
+    return f"task order {r}" if self.orders else f"seed {self.seeds[r]}"
+
+  def config(self, config, r: int):
+    """Replica ``r``'s single-run config: ``config`` itself for a single run, else the config of the single
+    run of its seed (:func:`seed_config`) or its order (:func:`order_config`)."""
+    if not self.batched:
+      return config
+    return order_config(config, self.orders[r]) if self.orders else seed_config(config, self.seeds[r])
+
+  def folder(self, workdir: str, r: int) -> str:
+    """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>`` or
+    ``workdir/order<r>``."""
+    if not self.batched:
+      return workdir
+    return os.path.join(workdir, f"order{r}" if self.orders else f"seed{self.seeds[r]}")
 
   def vmap(self, fn: Callable, in_axes) -> Callable:
     """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
@@ -74,8 +122,8 @@ class ReplicaAxis:
     return stack(trees) if self.batched else trees[0]
 
   def each(self, fn: Callable[[int], Any]) -> Any:
-    """``stack([fn(seed) for seed in seeds])``: a per-replica value built from each replica's seed."""
-    return self.stack([fn(s) for s in self.seeds])
+    """``stack([fn(r) for r in range(R)])``: a per-replica value built from each replica's index."""
+    return self.stack([fn(r) for r in range(self.size)])
 
   def get(self, tree: Any, r: int) -> Any:
     """Replica ``r``'s part of a tree the run holds."""
@@ -83,11 +131,14 @@ class ReplicaAxis:
 
   def who(self, r: int) -> str:
     """Words naming replica ``r`` in a message: empty for a single run."""
-    return f" of seed {self.seeds[r]} (replica {r} of {self.size})" if self.batched else ""
+    return f" of {self.label(r)} (replica {r} of {self.size})" if self.batched else ""
 
   def scalars(self, name: str, values) -> dict:
     """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else
-    ``{name_seed<s>: v_r}`` for every replica."""
+    ``{name_seed<s>: v_r}`` (``name_order<r>`` for orders) for every replica."""
     if not self.batched:
       return {name: float(values)}
-    return {f"{name}_seed{s}": float(v) for s, v in zip(self.seeds, np.asarray(values))}
+    return {f"{name}_{self._tag(r)}": float(v) for r, v in enumerate(np.asarray(values))}
+
+  def _tag(self, r: int) -> str:
+    return f"order{r}" if self.orders else f"seed{self.seeds[r]}"

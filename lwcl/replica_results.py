@@ -15,20 +15,11 @@ import os
 import numpy as np
 
 from lwcl import metrics, report
-from lwcl.errors import ConfigError
+from lwcl.replica_axis import seed_config  # noqa: F401  (re-exported)
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run
-
-
-def seed_config(config, seed: int):
-  """A locked copy of ``config`` for one replica: ``seed = seed``, ``num_seeds = 0`` (a single run's)."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.seed, c.num_seeds = int(seed), 0
-  c.lock()
-  return c
 
 
 def seeds_of(config) -> list:

@@ -16,7 +16,6 @@ import numpy as np
 
 from lwcl import metrics as metrics_lib
 from lwcl import report as report_lib
-from lwcl.replica_results import seed_config, seed_dir
 from lwcl.results import RESULTS_FILE, fingerprint
 from lwcl.run_io import Run
 from lwcl.run_state import Progress, Record
@@ -24,19 +23,20 @@ from lwcl.run_state import Progress, Record
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
 
-def results(setup, record: Record, progress: Progress, config_dict: dict) -> dict:
-  """The results dict of one replica's finished stream (the schema of ``results.json`` in the README).
+def results(setup, r: int, record: Record, progress: Progress, config_dict: dict) -> dict:
+  """The results dict of replica ``r``'s finished stream (the schema of ``results.json`` in the README).
 
   Args:
-    setup: the run's :class:`~lwcl.setup.Setup`; record: the replica's record (no replica axis);
-    progress: the run's progress; config_dict: the replica's single-run config (``config.to_dict()``).
+    setup: the run's :class:`~lwcl.setup.Setup`; r: the replica (0 for a single run); record: the
+    replica's record (no replica axis); progress: the run's progress; config_dict: the replica's single-run
+    config (``config.to_dict()``).
   """
-  config, scenario = setup.config, setup.scenario
+  config, scenario, readouts = setup.config, setup.stream(r).scenario, setup.parts(r)[2]
   R, b = record.R.astype(np.float64), record.b.astype(np.float64)
   out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
          "eval_split": config.eval.split}
   out.update(metrics_lib.summarize(R, b))
-  out.update(setup.readouts.results(record.readouts))
+  out.update(readouts.results(record.readouts))
   out.update(setup.method.report_results(record.method_report) if record.method_report else {})
   if config.eval.lca_batches:
     out["lca_curves"] = record.lca.tolist()
@@ -69,26 +69,34 @@ def report(setup, run: Run, done: list) -> list:
   summary scalars (TensorBoard). Replicas in ``done`` are reported as found."""
   axis, sc, out = setup.axis, setup.scenario, []
   title = f"{setup.config.method.name} on {sc.dataset} ({sc.kind}, {sc.incremental}-incremental)"
-  for r, seed in enumerate(axis.seeds):
+  for r in range(axis.size):
     if done[r] is not None:
       out.append(done[r])
       continue
-    config_dict = seed_config(setup.config, seed).to_dict() if axis.batched else run.config_dict
-    res = results(setup, axis.get(run.record, r), run.progress, config_dict)
-    folder = run.workdir
+    config_dict = axis.config(setup.config, r).to_dict() if axis.batched else run.config_dict
+    res = results(setup, r, axis.get(run.record, r), run.progress, config_dict)
     if axis.batched:
-      res["replica"] = {"index": r, "num_seeds": axis.size, "workdir": run.workdir,
+      res["replica"] = {"index": r, ("num_orders" if axis.orders else "num_seeds"): axis.size, "workdir": run.workdir,
                         "note": "trained as one replica of a vmapped program; train_seconds is the program's"}
-      folder = seed_dir(run.workdir, seed)
     out.append(res)
     if not run.is_main:
       continue
     step = int(np.max(jax.device_get(run.state.step)))
     finite = {k: res[k] for k in SCALARS if res[k] is not None and np.isfinite(res[k])}
-    run.writer.write_scalars(step, {(f"{k}_seed{seed}" if axis.batched else k): v for k, v in finite.items()})
+    run.writer.write_scalars(step, {n: v for k, x in finite.items() for n, v in _scalars(axis, r, k, x).items()})
+    folder = axis.folder(run.workdir, r)
     os.makedirs(folder, exist_ok=True)
     report_lib.write_json_atomic(os.path.join(folder, RESULTS_FILE), res)
     report_lib.plot_accuracy_matrix(axis.get(run.record, r).R, os.path.join(folder, report_lib.HEATMAP_FILE),
-                                    title + (f", seed {seed}" if axis.batched else ""))
-    setup.readouts.write(res, folder)
+                                    title + (f", {axis.label(r)}" if axis.batched else ""))
+    setup.parts(r)[2].write(res, folder)
   return out
+
+
+def _scalars(axis, r: int, name: str, value: float) -> dict:
+  """Replica ``r``'s scalar ``name`` as the run's TensorBoard names it (:meth:`ReplicaAxis.scalars`)."""
+  if not axis.batched:
+    return {name: value}
+  values = np.zeros(axis.size)
+  values[r] = value
+  return {n: v for i, (n, v) in enumerate(axis.scalars(name, values).items()) if i == r}

@@ -27,7 +27,7 @@ from lwcl.errors import ConfigError
 from lwcl.methods import Method, build_method
 from lwcl.models import build_model
 from lwcl.parallel import DataParallel
-from lwcl.replica_axis import ReplicaAxis
+from lwcl.replica_axis import ReplicaAxis, order_config
 from lwcl.results import data_fingerprint
 from lwcl.run_state import Record
 from lwcl.train import ModelFns, TrainState, make_eval_step, make_train_step, make_train_steps
@@ -51,23 +51,58 @@ class Steps:
   init_opt: Callable
 
 
-def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis) -> Steps:
-  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`)."""
+def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis,
+                  shared_data: bool = True, masks: np.ndarray | None = None,
+                  rebuild: Callable | None = None) -> Steps:
+  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`).
+
+  Args:
+    shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
+      orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
+    masks: the replicas' label masks, bool ``[R, max_tasks, O]``, when they differ (task orders under masked
+      task-incremental heads); then every step is traced with replica ``r``'s masks as data, through
+      ``rebuild(masks) -> (fns, tx, method)``.
+  """
   rep, bat = parallel.replicated, parallel.batch
-  step = make_train_step(fns, tx, method)
-  steps = make_train_steps(fns, tx, method, None if axis.batched else bat)
-  evaluate = make_eval_step(fns)
   if not axis.batched:
-    return Steps(jax.jit(step, donate_argnums=(0,), in_shardings=(rep, bat, rep), out_shardings=(rep, rep)),
-                 jax.jit(steps, donate_argnums=(0,), in_shardings=(rep, rep, rep, rep),
+    return Steps(jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,), in_shardings=(rep, bat, rep),
                          out_shardings=(rep, rep)),
-                 jax.jit(evaluate, in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
+                 jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
+                         in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
+                 jax.jit(make_eval_step(fns), in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
                  lambda params: parallel.replicate(tx.init(params)))
+  data_axis = None if shared_data else 0
   steps_axes = {"index": 0, "learning_rate": None, **({"phase": None} if fns.is_greedy else {})}
-  return Steps(jax.jit(axis.vmap(step, (0, 0, None)), donate_argnums=(0,)),
-               jax.jit(axis.vmap(steps, (0, None, steps_axes, None)), donate_argnums=(0,)),
-               jax.jit(axis.vmap(evaluate, (0, 0, None))),
-               jax.jit(axis.vmap(tx.init, 0)))
+  in_axes = {"train_step": (0, 0, None), "train_steps": (0, data_axis, steps_axes, None),
+             "eval_step": (0, 0, data_axis)}
+  builders = {"train_step": make_train_step, "train_steps": make_train_steps,
+              "eval_step": lambda f, t, m: make_eval_step(f)}
+
+  def compiled(name: str, **jit_kwargs):
+    if masks is None:
+      return jax.jit(jax.vmap(builders[name](fns, tx, method), in_axes=in_axes[name]), **jit_kwargs)
+
+    def with_masks(replica_masks, *args):  # replica r's step, its label masks traced
+      return builders[name](*rebuild(replica_masks))(*args)
+
+    vmapped = jax.vmap(with_masks, in_axes=(0,) + in_axes[name])
+    return jax.jit(lambda *args: vmapped(masks, *args), **jit_kwargs)
+
+  return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
+               compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+  """One replica's stream of tasks: its scenario (in its task order) and what each task trains on
+  (``method.training_data``)."""
+  scenario: Scenario
+  train_data: tuple
+
+
+class UnequalStreams(ConfigError):
+  """Task orders whose tasks differ in size cannot run as replicas in lockstep (:meth:`Setup.build`);
+  :func:`lwcl.orders.run_orders` then runs them one after another."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,18 +110,23 @@ class Setup:
   """Everything a run builds once from its config (see the module docstring).
 
   Attributes:
-    config: the run's (locked) config as given (``num_seeds`` included); replica ``r``'s single-run
-      config is :func:`lwcl.replica_results.seed_config` of it.
+    config: the run's (locked) config as given (``num_seeds`` / ``num_orders`` included); replica ``r``'s
+      single-run config is ``axis.config(config, r)``.
     axis: the replicas (:class:`~lwcl.replica_axis.ReplicaAxis`).
     parallel: the device mesh and shardings.
     dataset, data_fingerprint: the loaded data set and its SHA-256 (:func:`lwcl.results.data_fingerprint`).
     preprocess: uint8 images -> normalized float32.
     steps_per_dispatch: train steps per compiled call (1 on multi-process runs).
     eval_batch_size: evaluation batch size, rounded up to a multiple of the devices.
-    scenario: the task stream; fns: the model functions; method: the continual method.
-    tx: the method's transformation chained with the base optimizer; learning_rates: the schedule.
-    train_data: the examples trained on in each task (``method.training_data``); steps_per_epoch: per task.
-    readouts: the layer-wise read-outs (inactive for plain runs).
+    streams: the replicas' task streams (:class:`Stream`): one shared by every replica, or one per replica
+      for task orders.
+    fns: the model functions; method: the continual method; tx: the method's transformation chained with
+      the base optimizer; learning_rates: the schedule; readouts: the layer-wise read-outs (inactive for
+      plain runs). With per-replica label masks (:attr:`masks`), these are stream 0's, and
+      :attr:`replica_parts` holds every replica's ``(fns, method, readouts)`` for the host-side hooks.
+    steps_per_epoch: per task (equal for every stream).
+    masks: None, or the replicas' label masks bool ``[R, max_tasks, O]`` when they differ (task orders
+      under masked task-incremental heads), passed to the compiled steps as data.
     steps: the compiled steps (:class:`Steps`).
   """
   config: Any
@@ -97,14 +137,15 @@ class Setup:
   preprocess: Preprocessor
   steps_per_dispatch: int
   eval_batch_size: int
-  scenario: Scenario
+  streams: tuple
   fns: ModelFns
   method: Method
   tx: Any
   learning_rates: optim.LearningRates
-  train_data: tuple
-  steps_per_epoch: tuple
   readouts: layerwise.Readouts
+  steps_per_epoch: tuple
+  masks: Any
+  replica_parts: tuple
   steps: Steps
 
   @classmethod
@@ -114,6 +155,7 @@ class Setup:
     Raises:
       ConfigError: a bad config value (:func:`lwcl.config_values.check_values`), a batch size the devices
         do not divide, or a batched axis on more than one device or process.
+      UnequalStreams: task orders whose tasks differ in size (they cannot train in lockstep).
       DataError: the data set cannot be loaded.
     """
     config_values.check_values(config)
@@ -121,8 +163,8 @@ class Setup:
     parallel = DataParallel.create(config.devices)
     xla_flags.check_in_effect()
     if axis.batched and (parallel.size != 1 or jax.process_count() != 1):
-      raise ConfigError(f"num_seeds runs all replicas on one device, but {parallel.size} devices are in use; "
-                        "set --config.devices.num_devices=1")
+      raise ConfigError(f"num_seeds and num_orders run all replicas on one device, but {parallel.size} devices "
+                        "are in use; set --config.devices.num_devices=1")
     # Multi-process runs keep one host batch per step (each process would have to place the task's data).
     k = config.train.steps_per_dispatch if jax.process_count() == 1 else 1
     if k != config.train.steps_per_dispatch:
@@ -132,34 +174,58 @@ class Setup:
     eval_batch_size = -(-config.train.eval_batch_size // parallel.size) * parallel.size
     dataset = load_dataset(config.data)
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
-    scenario = build_scenario(config.scenario, dataset)
+    configs = [axis.config(config, r) for r in range(axis.size)] if axis.orders else [config]
+    scenarios = [build_scenario(c.scenario, dataset) for c in configs]
     fields = dict(config=config, axis=axis, parallel=parallel, dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
                   steps_per_dispatch=k, eval_batch_size=eval_batch_size)
-    return cls(**fields, **_stream_parts(config, scenario, preprocess, parallel, axis, k, eval_batch_size))
+    return cls(**fields, **_stream_parts(config, scenarios, preprocess, parallel, axis, k, eval_batch_size))
 
   def with_order(self, order) -> "Setup":
-    """The setup of the same run in another task order (``scenario.task_order = order``, a permutation of
-    the tasks as defined). The data set is not reloaded; the compiled steps are reused when the label
-    masks are unchanged (always, except masked task-incremental heads, whose masks follow the order)."""
-    config = self.config.copy_and_resolve_references()
+    """The setup of the same single run in another task order (``scenario.task_order = order``, a
+    permutation of the tasks as defined). The data set is not reloaded; the compiled steps are reused when
+    the label masks are unchanged (always, except masked task-incremental heads, whose masks follow the
+    order)."""
+    if self.axis.batched:
+      raise ValueError("with_order switches the order of a single run, not of replicas")
+    config = order_config(self.config, order)
     with config.unlocked():
-      config.scenario.task_order = tuple(int(i) for i in order)
+      config.num_orders = self.config.num_orders
     config.lock()
     scenario = build_scenario(config.scenario, self.dataset)
     if not np.array_equal(scenario.label_masks, self.scenario.label_masks):
       return dataclasses.replace(self, config=config, **_stream_parts(
-          config, scenario, self.preprocess, self.parallel, self.axis, self.steps_per_dispatch,
+          config, [scenario], self.preprocess, self.parallel, self.axis, self.steps_per_dispatch,
           self.eval_batch_size))
-    train_data = tuple(self.method.training_data(scenario, t) for t in range(scenario.num_tasks))
-    return dataclasses.replace(self, config=config, scenario=scenario, train_data=train_data,
-                               steps_per_epoch=_steps_per_epoch(train_data, config))
+    stream = Stream(scenario, tuple(self.method.training_data(scenario, t) for t in range(scenario.num_tasks)))
+    return dataclasses.replace(self, config=config, streams=(stream,),
+                               steps_per_epoch=_steps_per_epoch([stream], config))
+
+  # -- views ---------------------------------------------------------------------------------------
+
+  @property
+  def scenario(self) -> Scenario:
+    """The scenario of stream 0 (every stream's, up to the order of its tasks)."""
+    return self.streams[0].scenario
+
+  @property
+  def train_data(self) -> tuple:
+    """Stream 0's training data per task."""
+    return self.streams[0].train_data
+
+  def stream(self, r: int) -> Stream:
+    """Replica ``r``'s stream."""
+    return self.streams[r if len(self.streams) > 1 else 0]
+
+  def parts(self, r: int) -> tuple:
+    """Replica ``r``'s ``(fns, method, readouts)`` for the host-side hooks (end of task, read-outs)."""
+    return self.replica_parts[r] if self.replica_parts else (self.fns, self.method, self.readouts)
 
   # -- the state at the start of the stream -------------------------------------------------------
 
   def initial_state(self) -> TrainState:
     """Every replica's state at the start of the stream (from its seed), as the run holds it."""
-    return self.axis.each(self._initial_state)
+    return self.axis.each(lambda r: self._initial_state(self.axis.seeds[r]))
 
   def _initial_state(self, seed: int) -> TrainState:
     init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
@@ -176,24 +242,52 @@ class Setup:
         self.method.report_keys))
 
 
-def _steps_per_epoch(train_data, config) -> tuple:
-  return tuple(steps_per_epoch(len(d), config.train.batch_size) for d in train_data)
+def _steps_per_epoch(streams, config) -> tuple:
+  """Steps per epoch of each task, equal in every stream.
+
+  Raises:
+    UnequalStreams: two streams' tasks at one position differ in size.
+  """
+  per_stream = {tuple(steps_per_epoch(len(d), config.train.batch_size) for d in s.train_data) for s in streams}
+  if len(per_stream) > 1:
+    raise UnequalStreams("the task orders' tasks differ in size, so they cannot train as replicas in lockstep "
+                         f"(steps per epoch {sorted(per_stream)[:2]}...); they run one after another")
+  return per_stream.pop()
 
 
-def _stream_parts(config, scenario, preprocess, parallel, axis, steps_per_dispatch, eval_batch_size) -> dict:
-  """The fields of a :class:`Setup` that depend on the scenario: model functions, method, optimizer,
-  training data, read-outs and compiled steps."""
-  model = build_model(config.model, scenario, steps_per_dispatch)
+def _parts(config, scenario, fns_model_args, parallel, eval_batch_size):
+  """``(fns, method, tx, readouts)`` of one scenario (its label masks)."""
+  model, preprocess = fns_model_args
   fns = layerwise.build_fns(config.layerwise, model, preprocess, scenario.label_masks, scenario.image_shape,
                             scenario.num_heads, scenario.output_dim)
   method = build_method(config.method, scenario, fns)
-  epochs = config.train.epochs_per_task
-  tx = optim.optimizer(fns, method.transformation(), config.optimizer, epochs)
-  train_data = tuple(method.training_data(scenario, t) for t in range(scenario.num_tasks))
-  return dict(scenario=scenario, fns=fns, method=method, tx=tx,
-              learning_rates=optim.LearningRates(fns, config.optimizer, epochs), train_data=train_data,
-              steps_per_epoch=_steps_per_epoch(train_data, config),
-              readouts=layerwise.Readouts(fns, config.layerwise, strides=str(config.model.strides),
-                                          image_shape=scenario.image_shape, parallel=parallel,
-                                          eval_batch_size=eval_batch_size),
-              steps=compile_steps(fns, tx, method, parallel, axis))
+  tx = optim.optimizer(fns, method.transformation(), config.optimizer, config.train.epochs_per_task)
+  readouts = layerwise.Readouts(fns, config.layerwise, strides=str(config.model.strides),
+                                image_shape=scenario.image_shape, parallel=parallel,
+                                eval_batch_size=eval_batch_size)
+  return fns, method, tx, readouts
+
+
+def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispatch, eval_batch_size) -> dict:
+  """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica): model
+  functions, method, optimizer, streams, read-outs and compiled steps."""
+  first = scenarios[0]
+  model = build_model(config.model, first, steps_per_dispatch)
+  fns, method, tx, readouts = _parts(config, first, (model, preprocess), parallel, eval_batch_size)
+  streams = tuple(Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks))) for sc in scenarios)
+  masks, replica_parts, rebuild = None, (), None
+  if any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios):
+    masks = np.stack([sc.label_masks for sc in scenarios])
+    replica_parts = tuple((f, m, ro) for f, m, _, ro in
+                          (_parts(config, sc, (model, preprocess), parallel, eval_batch_size) for sc in scenarios))
+
+    def rebuild(replica_masks):  # the step's pieces with replica masks (traced) in place of stream 0's
+      f = dataclasses.replace(fns, label_masks=replica_masks)
+      m = build_method(config.method, first, f)
+      return f, optim.optimizer(f, m.transformation(), config.optimizer, config.train.epochs_per_task), m
+
+  return dict(streams=streams, fns=fns, method=method, tx=tx,
+              learning_rates=optim.LearningRates(fns, config.optimizer, config.train.epochs_per_task),
+              readouts=readouts, steps_per_epoch=_steps_per_epoch(streams, config), masks=masks,
+              replica_parts=replica_parts,
+              steps=compile_steps(fns, tx, method, parallel, axis, len(streams) == 1, masks, rebuild))

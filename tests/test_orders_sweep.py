@@ -7,7 +7,9 @@ import pytest
 
 from conftest import small_config
 from lwcl import driver, experiment, orders, sweep
-from lwcl.errors import ConfigError
+from lwcl.errors import ConfigError, Interrupted
+from lwcl.replica_axis import ReplicaAxis
+from lwcl.setup import Setup
 
 
 def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
@@ -35,6 +37,47 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   assert os.path.exists(tmp_path / "acc_per_order.png")
   assert [o["task_order"] for o in results["orders"]] == [order0, order1]
   assert [o["tasks"] for o in results["orders"]] == [names0, names1]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"method.name": "ewc"},  # one head per task: every order shares the label masks
+    # masked task-incremental heads: each order's masks are replica data; A-GEM's memory gradients use them
+    {"method.name": "agem", "scenario.task_heads": "masked", "train.steps_per_dispatch": 3}])
+def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrides):
+  config = small_config(**{"num_orders": 3, **overrides})
+  setup = Setup.build(config, ReplicaAxis.of_orders(config.seed, orders.config_orders(config)))
+  assert (setup.masks is not None) == ("scenario.task_heads" in overrides)
+  replicas = driver.run(config, str(tmp_path / "replicas"))
+  assert "checkpoints" in os.listdir(tmp_path / "replicas")  # one program, one stacked checkpoint
+  sequential = config.copy_and_resolve_references()
+  sequential.orders_as_replicas = False
+  one_by_one = driver.run(sequential, str(tmp_path / "sequential"))
+  assert "checkpoints" not in os.listdir(tmp_path / "sequential")
+  assert replicas["kind"] == one_by_one["kind"] == "orders"
+  for got, want in zip(replicas["orders"], one_by_one["orders"]):
+    assert got["task_order"] == want["task_order"] and got["tasks"] == want["tasks"]
+    np.testing.assert_allclose(got["accuracy_matrix"], want["accuracy_matrix"], atol=2e-3)
+  # Each order's folder is the finished single run of that order.
+  for r, order in enumerate(orders.config_orders(config)):
+    single = driver.run(orders.order_config(config, order), str(tmp_path / "replicas" / f"order{r}"))
+    assert single["accuracy_matrix"] == replicas["orders"][r]["accuracy_matrix"]
+    assert single["replica"]["num_orders"] == 3
+
+
+def test_orders_as_replicas_resume_after_an_interruption(tmp_path, capsys):
+  config = small_config(**{"num_orders": 2, "method.name": "si", "checkpoint.every_steps": 4})
+
+  def interrupt(step):
+    if step == 13:  # task 2, after the checkpoint at step 12
+      raise KeyboardInterrupt
+
+  with pytest.raises(Interrupted, match="rerun the same command to resume"):
+    driver.run(config, str(tmp_path / "run"), on_step=interrupt)
+  resumed = driver.run(config, str(tmp_path / "run"))
+  assert "resuming 2 task orders from checkpoint at task 2, step 2" in capsys.readouterr().out
+  uninterrupted = driver.run(config, str(tmp_path / "uninterrupted"))
+  assert [o["accuracy_matrix"] for o in resumed["orders"]] == [o["accuracy_matrix"] for o in uninterrupted["orders"]]
+  assert "over 2 task orders" in driver.format_summary(resumed)
 
 
 @pytest.mark.parametrize("num_tasks,num_orders", [(3, 6), (5, 10), (9, 10)])
