@@ -222,7 +222,7 @@ def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   """``train.steps_per_dispatch = 1``: one compiled step per host batch (``[B, ...]``, or ``[R, B, ...]``);
   yields ``(step, 1, loss)`` after dispatching each step (``run.state`` updated)."""
   config, spe, fns = setup.config, setup.steps_per_epoch[t], setup.fns
-  learning_rates = setup.learning_rates.for_task(spe)
+  learning_rates = setup.learning_rates_of_task(spe)
   start = run.progress.task_step
   for s in range(start, total):
     epoch, index = divmod(s, spe)
@@ -232,7 +232,7 @@ def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     batch = _gather(setup, t, rows)
     if fns.is_greedy:
       batch["phase"] = np.full(rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task), np.int32)
-    run.state, step_metrics = setup.steps.train_step(run.state, _put(setup, batch), learning_rates[s])
+    run.state, step_metrics = setup.steps.train_step(run.state, _put(setup, batch), learning_rates[..., s])
     yield s, 1, step_metrics["loss"]
 
 
@@ -244,7 +244,7 @@ def _multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   end at every checkpoint step and, while recording the LCA curve, after every step (:func:`_boundary`)."""
   config, spe, K, fns = setup.config, setup.steps_per_epoch[t], setup.steps_per_dispatch, setup.fns
   epochs = config.train.epochs_per_task
-  learning_rates = setup.learning_rates.for_task(spe)
+  learning_rates = setup.learning_rates_of_task(spe)
   rows = max(len(d) for st in setup.streams for d in st.train_data)  # one data shape, one compiled loop
 
   def padded(data):
@@ -256,8 +256,9 @@ def _multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   steps_before = sum(n * epochs for n in setup.steps_per_epoch[:t])
   for first, count in dispatch_lengths(run.progress.task_step, total, K,
                                        lambda s: _boundary(setup, s, steps_before, spe)):
-    steps = {"index": _indices(setup, t, first, count, rows=K), "learning_rate": np.zeros(K, np.float32)}
-    steps["learning_rate"][:count] = learning_rates[first:first + count]
+    steps = {"index": _indices(setup, t, first, count, rows=K),
+             "learning_rate": np.zeros(learning_rates.shape[:-1] + (K,), np.float32)}
+    steps["learning_rate"][..., :count] = learning_rates[..., first:first + count]
     if fns.is_greedy:
       steps["phase"] = np.zeros(K, np.int32)
       steps["phase"][:count] = [greedy_phase(fns, s, spe, epochs) for s in range(first, first + count)]
@@ -318,13 +319,16 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
                                              task, setup.stream(r).train_data[task]) for r in range(axis.size)])
   if run.end_task_vmappable:
     try:
+      if setup.values is not None:  # each replica's method rebuilt around its values (a swept hyper-parameter)
+        rebuilt = lambda v, *args: setup.rebuild(v)[2].end_task(*args, task, data)  # noqa: E731
+        return jax.vmap(rebuilt)(setup.values, state.method_state, state.params, state.batch_stats)
       return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)
     except _NOT_VMAPPABLE as e:
       logging.info("%s.end_task cannot run under vmap (%s); running it replica by replica",
                    type(method).__name__, type(e).__name__)
       run.end_task_vmappable = False
-  return stack([hook(*axis.get((state.method_state, state.params, state.batch_stats), r))
-                for r in range(axis.size)])
+  return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
+                                           task, data) for r in range(axis.size)])
 
 
 def _record_method_report(setup: Setup, run: Run, t: int) -> None:

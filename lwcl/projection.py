@@ -368,7 +368,7 @@ def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *
     ValueError: unknown grouping, negative margin, ``num_tasks < 1`` or ``max_iter < 1``.
   """
   check_grouping(grouping)
-  if margin < 0:
+  if isinstance(margin, (int, float)) and margin < 0:  # a traced margin (a swept candidate) is checked on the host
     raise ValueError(f"GEM margin must be >= 0, got {margin}")
   if num_tasks < 1 or (max_iter is not None and max_iter < 1):
     raise ValueError(f"GEM needs num_tasks >= 1 and max_iter >= 1, got {num_tasks} and {max_iter}")

@@ -22,6 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwcl import config_files
+from lwcl.errors import ConfigError
+
 
 def replica(tree: Any, r: int) -> Any:
   """Replica ``r`` of a stacked pytree (every leaf indexed ``[r]`` on its leading axis)."""
@@ -39,6 +42,26 @@ def seed_config(config, seed: int):
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.seed, c.num_seeds = int(seed), 0
+  c.lock()
+  return c
+
+
+def candidate_config(config, key: str, value, split: str):
+  """A locked copy of ``config`` with dotted ``key`` set to ``value`` (cast to the key's type),
+  ``eval.split = split`` and the sweep cleared (one candidate of a validation sweep, :mod:`lwcl.sweep`).
+
+  Raises:
+    ConfigError: ``key`` is not a numeric key of the config.
+  """
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    try:
+      config_files.set_key(c, key, type(config_files.get_key(c, key))(value))
+    except (KeyError, TypeError, ValueError):
+      raise ConfigError(f"sweep.key '{key}' is not a numeric config key; use a dotted key of "
+                        "configs/default.py such as method.strength") from None
+    c.eval.split = split
+    c.sweep.key, c.sweep.candidates = "", ()
   c.lock()
   return c
 
@@ -67,6 +90,8 @@ class ReplicaAxis:
   seeds: tuple = (0,)
   orders: tuple = ()
   batched: bool = False
+  key: str = ""
+  candidates: tuple = ()
 
   @classmethod
   def single(cls, seed: int) -> "ReplicaAxis":
@@ -87,6 +112,14 @@ class ReplicaAxis:
       raise ValueError("a replica axis needs at least one order")
     return cls((int(seed),) * len(orders), tuple(tuple(int(i) for i in o) for o in orders), True)
 
+  @classmethod
+  def of_candidates(cls, seed: int, key: str, values: Sequence[float]) -> "ReplicaAxis":
+    """One replica per candidate value of the dotted config ``key`` (a validation sweep, all of seed
+    ``seed``), stacked on a leading axis; the replicas evaluate on the validation split."""
+    if not values:
+      raise ValueError("a replica axis needs at least one candidate")
+    return cls((int(seed),) * len(values), (), True, str(key), tuple(float(v) for v in values))
+
   @property
   def size(self) -> int:
     """``R``, the number of replicas."""
@@ -94,6 +127,8 @@ class ReplicaAxis:
 
   def label(self, r: int) -> str:
     """Replica ``r`` in words: ``seed 3`` or ``task order 2``."""
+    if self.candidates:
+      return f"{self.key}={self.candidates[r]:g}"
     return f"task order {r}" if self.orders else f"seed {self.seeds[r]}"
 
   def config(self, config, r: int):
@@ -101,14 +136,16 @@ class ReplicaAxis:
     run of its seed (:func:`seed_config`) or its order (:func:`order_config`)."""
     if not self.batched:
       return config
+    if self.candidates:
+      return candidate_config(config, self.key, self.candidates[r], "valid")
     return order_config(config, self.orders[r]) if self.orders else seed_config(config, self.seeds[r])
 
   def folder(self, workdir: str, r: int) -> str:
-    """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>`` or
-    ``workdir/order<r>``."""
+    """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>``,
+    ``workdir/order<r>`` or ``workdir/<candidate value>``."""
     if not self.batched:
       return workdir
-    return os.path.join(workdir, f"order{r}" if self.orders else f"seed{self.seeds[r]}")
+    return os.path.join(workdir, self._tag(r) if not self.candidates else f"{self.candidates[r]:g}")
 
   def vmap(self, fn: Callable, in_axes) -> Callable:
     """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
@@ -141,4 +178,6 @@ class ReplicaAxis:
     return {f"{name}_{self._tag(r)}": float(v) for r, v in enumerate(np.asarray(values))}
 
   def _tag(self, r: int) -> str:
+    if self.candidates:
+      return f"candidate{r}"
     return f"order{r}" if self.orders else f"seed{self.seeds[r]}"

@@ -52,16 +52,18 @@ class Steps:
 
 
 def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis,
-                  shared_data: bool = True, masks: np.ndarray | None = None,
-                  rebuild: Callable | None = None) -> Steps:
+                  shared_data: bool = True, values: dict | None = None, rebuild: Callable | None = None,
+                  lr_per_replica: bool = False) -> Steps:
   """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`).
 
   Args:
     shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
       orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
-    masks: the replicas' label masks, bool ``[R, max_tasks, O]``, when they differ (task orders under masked
-      task-incremental heads); then every step is traced with replica ``r``'s masks as data, through
-      ``rebuild(masks) -> (fns, tx, method)``.
+    values: what differs between the replicas' steps besides their state, with a leading axis ``R``
+      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads; ``hyper`` float32
+      ``[R]``, a swept method hyper-parameter), or None; then every step is traced with replica ``r``'s
+      values as data, through ``rebuild(values) -> (fns, tx, method)``.
+    lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
   """
   rep, bat = parallel.replicated, parallel.batch
   if not axis.batched:
@@ -71,22 +73,22 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
                          in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
                  jax.jit(make_eval_step(fns), in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
                  lambda params: parallel.replicate(tx.init(params)))
-  data_axis = None if shared_data else 0
-  steps_axes = {"index": 0, "learning_rate": None, **({"phase": None} if fns.is_greedy else {})}
-  in_axes = {"train_step": (0, 0, None), "train_steps": (0, data_axis, steps_axes, None),
+  data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
+  steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
+  in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None),
              "eval_step": (0, 0, data_axis)}
   builders = {"train_step": make_train_step, "train_steps": make_train_steps,
               "eval_step": lambda f, t, m: make_eval_step(f)}
 
   def compiled(name: str, **jit_kwargs):
-    if masks is None:
+    if values is None:
       return jax.jit(jax.vmap(builders[name](fns, tx, method), in_axes=in_axes[name]), **jit_kwargs)
 
-    def with_masks(replica_masks, *args):  # replica r's step, its label masks traced
-      return builders[name](*rebuild(replica_masks))(*args)
+    def with_values(replica_values, *args):  # replica r's step, its values traced
+      return builders[name](*rebuild(replica_values))(*args)
 
-    vmapped = jax.vmap(with_masks, in_axes=(0,) + in_axes[name])
-    return jax.jit(lambda *args: vmapped(masks, *args), **jit_kwargs)
+    vmapped = jax.vmap(with_values, in_axes=(0,) + in_axes[name])
+    return jax.jit(lambda *args: vmapped(values, *args), **jit_kwargs)
 
   return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
                compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
@@ -98,6 +100,13 @@ class Stream:
   (``method.training_data``)."""
   scenario: Scenario
   train_data: tuple
+
+
+# The swept key whose candidates are per-replica learning-rate schedules (data of every step), not a
+# hyper-parameter traced into the method.
+LEARNING_RATE = "optimizer.learning_rate"
+# Swept keys whose candidates can be replicas: the learning rate and the methods' float hyper-parameters.
+REPLICABLE_PREFIX = "method."
 
 
 class UnequalStreams(ConfigError):
@@ -121,12 +130,16 @@ class Setup:
     streams: the replicas' task streams (:class:`Stream`): one shared by every replica, or one per replica
       for task orders.
     fns: the model functions; method: the continual method; tx: the method's transformation chained with
-      the base optimizer; learning_rates: the schedule; readouts: the layer-wise read-outs (inactive for
-      plain runs). With per-replica label masks (:attr:`masks`), these are stream 0's, and
-      :attr:`replica_parts` holds every replica's ``(fns, method, readouts)`` for the host-side hooks.
+      the base optimizer; readouts: the layer-wise read-outs (inactive for plain runs). With per-replica
+      :attr:`values`, these are replica 0's, and :attr:`replica_parts` holds every replica's ``(fns, method,
+      readouts)`` for the host-side hooks.
+    learning_rates: the schedule (:class:`~lwcl.optim.LearningRates`), one, or one per replica (a swept
+      learning rate).
     steps_per_epoch: per task (equal for every stream).
-    masks: None, or the replicas' label masks bool ``[R, max_tasks, O]`` when they differ (task orders
-      under masked task-incremental heads), passed to the compiled steps as data.
+    values: None, or what differs between the replicas' compiled steps (:func:`compile_steps`): the label
+      masks of task orders under masked heads, a swept method hyper-parameter.
+    replica_parts: every replica's ``(fns, method, readouts)`` when :attr:`values` is set, else empty.
+    rebuild: ``values of one replica -> (fns, tx, method)`` around them (traced), or None.
     steps: the compiled steps (:class:`Steps`).
   """
   config: Any
@@ -141,11 +154,12 @@ class Setup:
   fns: ModelFns
   method: Method
   tx: Any
-  learning_rates: optim.LearningRates
+  learning_rates: tuple
   readouts: layerwise.Readouts
   steps_per_epoch: tuple
-  masks: Any
+  values: Any
   replica_parts: tuple
+  rebuild: Any
   steps: Steps
 
   @classmethod
@@ -174,8 +188,8 @@ class Setup:
     eval_batch_size = -(-config.train.eval_batch_size // parallel.size) * parallel.size
     dataset = load_dataset(config.data)
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
-    configs = [axis.config(config, r) for r in range(axis.size)] if axis.orders else [config]
-    scenarios = [build_scenario(c.scenario, dataset) for c in configs]
+    scenarios = [build_scenario(axis.config(config, r).scenario, dataset) for r in range(axis.size)] \
+        if axis.orders else [build_scenario(config.scenario, dataset)]
     fields = dict(config=config, axis=axis, parallel=parallel, dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
                   steps_per_dispatch=k, eval_batch_size=eval_batch_size)
@@ -217,6 +231,11 @@ class Setup:
     """Replica ``r``'s stream."""
     return self.streams[r if len(self.streams) > 1 else 0]
 
+  def learning_rates_of_task(self, steps_per_epoch: int) -> np.ndarray:
+    """The learning rate of every step of a task, float32 ``[steps]`` (``[R, steps]`` when swept)."""
+    lrs = [lr.for_task(steps_per_epoch) for lr in self.learning_rates]
+    return lrs[0] if len(lrs) == 1 else np.stack(lrs)
+
   def parts(self, r: int) -> tuple:
     """Replica ``r``'s ``(fns, method, readouts)`` for the host-side hooks (end of task, read-outs)."""
     return self.replica_parts[r] if self.replica_parts else (self.fns, self.method, self.readouts)
@@ -224,15 +243,16 @@ class Setup:
   # -- the state at the start of the stream -------------------------------------------------------
 
   def initial_state(self) -> TrainState:
-    """Every replica's state at the start of the stream (from its seed), as the run holds it."""
-    return self.axis.each(lambda r: self._initial_state(self.axis.seeds[r]))
+    """Every replica's state at the start of the stream (from its seed; the method state from its own
+    method, which may hold a swept hyper-parameter), as the run holds it."""
+    return self.axis.each(self._initial_state)
 
-  def _initial_state(self, seed: int) -> TrainState:
-    init_key, train_key = jax.random.split(jax.random.PRNGKey(seed))
+  def _initial_state(self, r: int) -> TrainState:
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(self.axis.seeds[r]))
     params, batch_stats = self.fns.init(init_key, self.scenario.image_shape)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                       opt_state=self.tx.init(params),
-                      method_state=self.method.init_state(params, batch_stats), rng=train_key)
+                      method_state=self.parts(r)[1].init_state(params, batch_stats), rng=train_key)
 
   def initial_record(self) -> Record:
     """Every replica's empty :class:`~lwcl.run_state.Record`, as the run holds it."""
@@ -269,25 +289,66 @@ def _parts(config, scenario, fns_model_args, parallel, eval_batch_size):
 
 
 def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispatch, eval_batch_size) -> dict:
-  """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica): model
-  functions, method, optimizer, streams, read-outs and compiled steps."""
+  """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica) and the replicas'
+  values: model functions, method, optimizer, streams, read-outs and compiled steps."""
   first = scenarios[0]
   model = build_model(config.model, first, steps_per_dispatch)
   fns, method, tx, readouts = _parts(config, first, (model, preprocess), parallel, eval_batch_size)
   streams = tuple(Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks))) for sc in scenarios)
-  masks, replica_parts, rebuild = None, (), None
+  epochs = config.train.epochs_per_task
+  values, rebuild, replica_parts = {}, None, ()
   if any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios):
-    masks = np.stack([sc.label_masks for sc in scenarios])
-    replica_parts = tuple((f, m, ro) for f, m, _, ro in
-                          (_parts(config, sc, (model, preprocess), parallel, eval_batch_size) for sc in scenarios))
+    values["label_masks"] = np.stack([sc.label_masks for sc in scenarios])
+  if axis.candidates and axis.key != LEARNING_RATE:
+    values["hyper"] = np.asarray(axis.candidates, np.float32)
+  if values:
+    replica_parts = tuple((f, m, ro) for f, m, _, ro in (
+        _parts(axis.config(config, r), scenarios[r if len(scenarios) > 1 else 0], (model, preprocess), parallel,
+               eval_batch_size) for r in range(axis.size)))
 
-    def rebuild(replica_masks):  # the step's pieces with replica masks (traced) in place of stream 0's
-      f = dataclasses.replace(fns, label_masks=replica_masks)
-      m = build_method(config.method, first, f)
-      return f, optim.optimizer(f, m.transformation(), config.optimizer, config.train.epochs_per_task), m
+    def rebuild(replica_values):  # the step's pieces around replica values (traced)
+      f = fns
+      if "label_masks" in replica_values:
+        f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
+      method_config = config.method
+      if "hyper" in replica_values:
+        method_config = Overlay(config.method, {axis.key.split(".", 1)[1]: replica_values["hyper"]})
+      m = build_method(method_config, first, f)
+      return f, optim.optimizer(f, m.transformation(), config.optimizer, epochs), m
 
-  return dict(streams=streams, fns=fns, method=method, tx=tx,
-              learning_rates=optim.LearningRates(fns, config.optimizer, config.train.epochs_per_task),
-              readouts=readouts, steps_per_epoch=_steps_per_epoch(streams, config), masks=masks,
-              replica_parts=replica_parts,
-              steps=compile_steps(fns, tx, method, parallel, axis, len(streams) == 1, masks, rebuild))
+  if axis.key == LEARNING_RATE:
+    learning_rates = tuple(optim.LearningRates(fns, axis.config(config, r).optimizer, epochs)
+                           for r in range(axis.size))
+  else:
+    learning_rates = (optim.LearningRates(fns, config.optimizer, epochs),)
+  return dict(streams=streams, fns=fns, method=method, tx=tx, learning_rates=learning_rates, readouts=readouts,
+              steps_per_epoch=_steps_per_epoch(streams, config), values=values or None,
+              replica_parts=replica_parts, rebuild=rebuild,
+              steps=compile_steps(fns, tx, method, parallel, axis, len(streams) == 1, values or None, rebuild,
+                                  len(learning_rates) > 1))
+
+
+class Overlay:
+  """A read-only view of a config section with some keys replaced (e.g. by a traced value): what a method
+  is built from inside a compiled step whose hyper-parameter is replica data (:mod:`lwcl.methods.options`
+  reads it like the section)."""
+
+  def __init__(self, section, overrides: dict):
+    self._section, self._overrides = section, dict(overrides)
+
+  def __contains__(self, key) -> bool:
+    return key in self._overrides or key in self._section
+
+  def __getitem__(self, key):
+    return self._overrides[key] if key in self._overrides else self._section[key]
+
+  def __getattr__(self, key):
+    if key.startswith("_"):
+      raise AttributeError(key)
+    try:
+      return self[key]
+    except KeyError:
+      raise AttributeError(key) from None
+
+  def get(self, key, default=None):
+    return self[key] if key in self else default

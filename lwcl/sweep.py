@@ -16,32 +16,26 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-from lwcl import config_files, config_values, report
+import jax
+import numpy as np
+
+from lwcl import config_files, config_values, replica_axis, report
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.setup import LEARNING_RATE, REPLICABLE_PREFIX
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 
 
 def candidate_config(config, value, split: str):
-  """``config`` with the swept key set to ``value``, ``eval.split = split`` and the sweep cleared.
+  """``config`` with the swept key set to ``value``, ``eval.split = split`` and the sweep cleared
+  (:func:`lwcl.replica_axis.candidate_config`).
 
   Raises:
-    ConfigError: if ``sweep.key`` is not a key of the config.
+    ConfigError: if ``sweep.key`` is not a numeric key of the config.
   """
-  c = config.copy_and_resolve_references()
-  key = config.sweep.key
-  with c.unlocked():
-    try:
-      config_files.set_key(c, key, type(config_files.get_key(c, key))(value))
-    except (KeyError, TypeError, ValueError):
-      raise ConfigError(f"sweep.key '{config.sweep.key}' is not a numeric config key; use a dotted key "
-                        "of configs/default.py such as method.strength") from None
-    c.eval.split = split
-    c.sweep.key, c.sweep.candidates = "", ()
-  c.lock()
-  return c
+  return replica_axis.candidate_config(config, config.sweep.key, value, split)
 
 
 def validate(config) -> None:
@@ -73,7 +67,12 @@ def _run(config, workdir: str, on_step) -> dict:
 def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
   """Runs every candidate on validation data, then the selected one on test data.
 
-  ``on_step`` is passed to every run (:meth:`lwcl.experiment.Experiment.run`).
+  Candidates of the learning rate (``optimizer.learning_rate``) and of the methods' float hyper-parameters
+  (``method.*``) change values, not shapes: they train as replicas of one vmapped program
+  (:class:`~lwcl.replica_axis.ReplicaAxis`, checkpointed in ``workdir/sweep/checkpoints``). Other keys
+  (sizes, counts, other sections), or a method whose steps cannot take the value as data, run one after
+  another (a line says so). Each candidate's results are in ``workdir/sweep/<value>/``; an already
+  finished candidate is reported, not rerun. ``on_step`` is passed to every run.
 
   Returns:
     The final run's results dict with ``sweep`` and ``selected`` added (also written to
@@ -84,12 +83,13 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   validate(config)
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
-  rows = []
-  for value in config.sweep.candidates:
-    cfg = candidate_config(config, value, "valid")
-    print(f"lwcl: sweep {config.sweep.key}={value} (validation split)", flush=True)
-    res = _run(cfg, os.path.join(workdir, "sweep", f"{value:g}"), on_step)
-    rows.append({"value": value, **{k: res[k] for k in ("acc", "bwt", "fwt", "forgetting")}})
+  values = list(config.sweep.candidates)
+  folders = [os.path.join(workdir, "sweep", f"{v:g}") for v in values]
+  per_candidate = [finished_results(candidate_config(config, v, "valid"), d) for v, d in zip(values, folders)]
+  if any(d is None for d in per_candidate):
+    per_candidate = _train_candidates(config, workdir, per_candidate, on_step)
+  rows = [{"value": v, **{k: res[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
+          for v, res in zip(values, per_candidate)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
   best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric} "
@@ -99,3 +99,57 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
   report.write_json_atomic(path, results)
   return results
+
+
+def _train_candidates(config, workdir: str, done: list, on_step) -> list:
+  """Every candidate's validation results: as replicas of one program when the key allows it
+  (:func:`replicable`), else one after another."""
+  key, values = config.sweep.key, list(config.sweep.candidates)
+  why = replicable(config)
+  if why is None:
+    program = config.copy_and_resolve_references()
+    with program.unlocked():
+      program.eval.split = "valid"
+    program.lock()
+    exp = Experiment(program, replica_axis.ReplicaAxis.of_candidates(config.seed, key, values))
+    why = _untraceable(exp.setup)
+    if why is None:
+      print(f"lwcl: sweep {key} over {len(values)} candidates as replicas of one program (validation split)",
+            flush=True)
+      return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
+  print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
+  out = []
+  for value, res in zip(values, done):
+    if res is None:
+      print(f"lwcl: sweep {key}={value} (validation split)", flush=True)
+      res = _run(candidate_config(config, value, "valid"), os.path.join(workdir, "sweep", f"{value:g}"), on_step)
+    out.append(res)
+  return out
+
+
+def replicable(config) -> str | None:
+  """None when ``sweep.key``'s candidates can be replicas of one program, else the reason in words."""
+  key = config.sweep.key
+  if key != LEARNING_RATE and not key.startswith(REPLICABLE_PREFIX):
+    return f"{key} is not the learning rate or a method.* hyper-parameter"
+  if not isinstance(config_files.get_key(config, key), float):
+    return f"{key} is not a float (it may change shapes)"
+  return None
+
+
+def _untraceable(setup) -> str | None:
+  """None when one step of every replica traces with its candidate as data, else the error in words (a
+  method that needs the value on the host, e.g. in a Python condition)."""
+  try:
+    state = jax.eval_shape(setup.initial_state)
+    data, R = setup.train_data[0], setup.axis.size
+    B = setup.config.train.batch_size
+    batch = {"image": jax.ShapeDtypeStruct((R, B) + data.images.shape[1:], data.images.dtype),
+             "label": jax.ShapeDtypeStruct((R, B), np.int32), "task": jax.ShapeDtypeStruct((R, B), np.int32)}
+    if setup.fns.is_greedy:
+      batch["phase"] = jax.ShapeDtypeStruct((R, B), np.int32)
+    lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[..., 0]
+    jax.eval_shape(setup.steps.train_step, state, batch, lr)
+  except Exception as e:  # pylint: disable=broad-except  (the sequential runs report a genuine error)
+    return f"the step cannot take the value as data: {type(e).__name__}"
+  return None

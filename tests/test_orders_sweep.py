@@ -1,5 +1,6 @@
 """Task-order robustness (num_orders) and validation-split hyper-parameter sweeps."""
 
+import json
 import os
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
 def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrides):
   config = small_config(**{"num_orders": 3, **overrides})
   setup = Setup.build(config, ReplicaAxis.of_orders(config.seed, orders.config_orders(config)))
-  assert (setup.masks is not None) == ("scenario.task_heads" in overrides)
+  assert (setup.values is not None and "label_masks" in setup.values) == ("scenario.task_heads" in overrides)
   replicas = driver.run(config, str(tmp_path / "replicas"))
   assert "checkpoints" in os.listdir(tmp_path / "replicas")  # one program, one stacked checkpoint
   sequential = config.copy_and_resolve_references()
@@ -112,6 +113,45 @@ def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   final = driver.run(sweep.candidate_config(config, results["selected"], "test"), str(tmp_path / "final"))
   assert final["config"]["optimizer"]["learning_rate"] == results["selected"]
   assert final["accuracy_matrix"] == results["accuracy_matrix"]
+
+
+@pytest.mark.parametrize("key,candidates,method", [
+    ("method.strength", (1.0, 100.0), "si"),  # SI: the strength in the method state and the step
+    ("optimizer.learning_rate", (1e-3, 0.05), "ewc")])  # per-replica learning-rate schedules
+def test_sweep_candidates_as_replicas_equal_one_after_another(tmp_path, monkeypatch, capsys, key, candidates,
+                                                              method):
+  config = small_config(**{"sweep.key": key, "sweep.candidates": candidates, "method.name": method,
+                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  replicas = sweep.run_sweep(config, str(tmp_path / "replicas"))
+  assert "candidates as replicas of one program" in capsys.readouterr().out
+  assert os.path.isdir(tmp_path / "replicas" / "sweep" / "checkpoints")
+  monkeypatch.setattr(sweep, "replicable", lambda config: "forced by the test")
+  one_by_one = sweep.run_sweep(config, str(tmp_path / "sequential"))
+  assert "run one after another (forced by the test)" in capsys.readouterr().out
+  for got, want in zip(replicas["sweep"]["candidates"], one_by_one["sweep"]["candidates"]):
+    assert got["value"] == want["value"]
+    assert got["acc"] == pytest.approx(want["acc"], abs=2e-3)
+  assert replicas["selected"] == one_by_one["selected"]
+  # Each replica trained with its own value (a value ignored by the replicas would give equal results).
+  assert len({tuple(map(tuple, r["accuracy_matrix"])) for r in _candidate_results(tmp_path / "replicas", candidates)}) \
+      == len(candidates)
+  # Each candidate's folder holds the finished validation run of that value (the sequential runs find
+  # them too: the same config, whichever way they were trained).
+  for value in candidates:
+    cand = sweep.candidate_config(config, value, "valid")
+    assert driver.run(cand, str(tmp_path / "replicas" / "sweep" / f"{value:g}"))["eval_split"] == "valid"
+
+
+def _candidate_results(workdir, candidates):
+  return [json.loads((workdir / "sweep" / f"{v:g}" / "results.json").read_text()) for v in candidates]
+
+
+def test_sweep_of_a_shape_key_runs_one_after_another(tmp_path, capsys):
+  config = small_config(**{"sweep.key": "method.memory_per_task", "sweep.candidates": (10.0, 20.0),
+                           "method.name": "agem", "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  results = sweep.run_sweep(config, str(tmp_path))
+  assert "method.memory_per_task is not a float (it may change shapes)" in capsys.readouterr().out
+  assert [c["value"] for c in results["sweep"]["candidates"]] == [10.0, 20.0]
 
 
 def test_sweep_needs_validation_data_and_a_real_key(tmp_path):

@@ -6,6 +6,7 @@ same one-line :class:`~lwcl.errors.ConfigError` naming the key and the fix.
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from lwcl.errors import ConfigError
@@ -42,6 +43,8 @@ def number(cfg, key: str, cast, minimum, *, strict: bool = False, maximum=None, 
   """``option`` as ``cast`` (int or float), finite, ``>= minimum`` (``> minimum`` when ``strict``) and
   ``< maximum`` when given; raises ConfigError naming the key and the bound otherwise."""
   value = option(cfg, key, default)
+  if isinstance(value, jax.core.Tracer):  # a swept candidate traced into a replica's step, checked on the host
+    return value
   try:
     if isinstance(value, bool) or cast(value) != value and cast is int:
       raise ValueError
