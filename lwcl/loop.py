@@ -27,11 +27,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from lwcl import run_report
+from lwcl import dispatch, run_report
 from lwcl.checkpoint import RunCheckpointer
-from lwcl.data.pipeline import dispatch_lengths, eval_batches, step_indices
+from lwcl.data.pipeline import eval_batches
 from lwcl.errors import DivergenceError
-from lwcl.layerwise import greedy_phase
 from lwcl.replica_axis import stack
 from lwcl.results import result_config
 from lwcl.run_io import Run, check_finite, metric_writer, progress_bar, stopped
@@ -91,7 +90,7 @@ def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test
   ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
   correct = count = 0.0
   for batch in _eval_batches(setup, task, split):
-    c, n = setup.steps.eval_step(state.params, state.batch_stats, _put(setup, batch))
+    c, n = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch))
     correct, count = correct + c, count + n
   return np.asarray(correct, np.float64) / np.maximum(np.asarray(count, np.float64), 1.0)
 
@@ -115,11 +114,6 @@ def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray
   """Accuracy on every task of the stream, float32 ``[T]`` (``[R, T]`` for a batched axis)."""
   return np.stack([evaluate_task(setup, state, j, split) for j in range(setup.scenario.num_tasks)],
                   axis=-1).astype(np.float32)
-
-
-def _put(setup: Setup, batch: dict) -> dict:
-  """A host batch placed for the compiled steps (split over the devices; replicas are on one device)."""
-  return batch if setup.axis.batched else setup.parallel.put_batch(batch)
 
 
 # -- the stream -------------------------------------------------------------------------------------
@@ -162,9 +156,9 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
   if lca_n and progress.task_step == 0:
     record.lca[..., t, 0] = evaluate_task(setup, run.state, t, split)
   bar = progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
-  dispatch = _one_step_dispatches if K == 1 else _multi_step_dispatches
+  steps = dispatch.one_step_dispatches if K == 1 else dispatch.multi_step_dispatches
   pending, tic, loss, ahead = [], time.perf_counter(), float("nan"), collections.deque()
-  for first, count, losses in dispatch(setup, run, t, total):
+  for first, count, losses in steps(setup, run, t, total):
     ahead.append(losses)  # the host runs 8 to 16 dispatches ahead of the device (one wait per 8), so the bar
     if len(ahead) == 2 * MAX_DISPATCHES_AHEAD:  # moves with the device, not in bursts at log steps
       jax.block_until_ready([ahead.popleft() for _ in range(MAX_DISPATCHES_AHEAD)][-1])
@@ -173,12 +167,12 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
       progress.task_step = s + 1
       progress.train_examples += bs
       step = s + 1 + steps_before
-      if lca_n and s < lca_n:  # dispatches of one step (see _boundary)
+      if lca_n and s < lca_n:  # dispatches of one step (see dispatch._boundary)
         record.lca[..., t, s + 1] = evaluate_task(setup, run.state, t, split)
-      if config.eval.every_epoch and (s + 1) % spe == 0:  # a dispatch ends here (_boundary)
+      if config.eval.every_epoch and (s + 1) % spe == 0:  # a dispatch ends here (dispatch._boundary)
         record.epoch_acc[..., t, (s + 1) // spe - 1] = evaluate_task(setup, run.state, t, split)
       due_log = (s + 1) % config.train.log_every_steps == 0
-      due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (_boundary)
+      due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (dispatch._boundary)
       if due_log or due_ckpt or s + 1 == total:
         loss, pending = check_finite(pending, t, s + 1, axis.who), []
         bar.set_postfix(loss=f"{np.mean(loss):.4f}")
@@ -194,84 +188,6 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
   progress.train_seconds += time.perf_counter() - tic
   bar.close()
   record.final_loss[..., t] = loss  # the last step always checks (s + 1 == total)
-
-
-def _indices(setup: Setup, t: int, first: int, count: int, rows: int | None = None) -> np.ndarray:
-  """Every replica's example indices of task steps ``first .. first + count - 1`` (:func:`step_indices`:
-  those of the single run of the replica's seed and order), int32 ``[rows, B]`` (``[R, rows, B]`` when
-  batched)."""
-  axis, bs, spe = setup.axis, setup.config.train.batch_size, setup.steps_per_epoch[t]
-  return axis.each(lambda r: step_indices(len(setup.stream(r).train_data[t]), bs, axis.seeds[r], t, spe, first,
-                                          count, rows=rows))
-
-
-def _gather(setup: Setup, t: int, rows: np.ndarray) -> dict:
-  """The training batch of example indices ``rows`` (``[B]``, or ``[R, B]``: each replica's from its own
-  stream's data)."""
-  if len(setup.streams) == 1:
-    data = setup.train_data[t]
-    return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
-  return stack([_gather_one(setup.stream(r).train_data[t], rows[r]) for r in range(setup.axis.size)])
-
-
-def _gather_one(data, rows):
-  return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
-
-
-def _one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
-  """``train.steps_per_dispatch = 1``: one compiled step per host batch (``[B, ...]``, or ``[R, B, ...]``);
-  yields ``(step, 1, loss)`` after dispatching each step (``run.state`` updated)."""
-  config, spe, fns = setup.config, setup.steps_per_epoch[t], setup.fns
-  learning_rates = setup.learning_rates_of_task(spe)
-  start = run.progress.task_step
-  for s in range(start, total):
-    epoch, index = divmod(s, spe)
-    if s == start or index == 0:  # the indices of the rest of this epoch
-      first, idx = s, _indices(setup, t, s, spe - index)
-    rows = idx[..., s - first, :]
-    batch = _gather(setup, t, rows)
-    if fns.is_greedy:
-      batch["phase"] = np.full(rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task), np.int32)
-    run.state, step_metrics = setup.steps.train_step(run.state, _put(setup, batch), learning_rates[..., s])
-    yield s, 1, step_metrics["loss"]
-
-
-def _multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
-  """``train.steps_per_dispatch = K > 1``: the task's training data on the device once (shared by the
-  replicas, or stacked ``[R, N, ...]`` for per-replica streams), then up to ``K`` steps per call of the
-  compiled loop (:func:`lwcl.train.make_train_steps`);
-  yields ``(first step, count, losses [K] or [R, K])`` after each call (``run.state`` updated). Dispatches
-  end at every checkpoint step and, while recording the LCA curve, after every step (:func:`_boundary`)."""
-  config, spe, K, fns = setup.config, setup.steps_per_epoch[t], setup.steps_per_dispatch, setup.fns
-  epochs = config.train.epochs_per_task
-  learning_rates = setup.learning_rates_of_task(spe)
-  rows = max(len(d) for st in setup.streams for d in st.train_data)  # one data shape, one compiled loop
-
-  def padded(data):
-    host = {"image": data.images, "label": data.labels, "task": data.tasks}
-    return {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) for k, x in host.items()}
-
-  device_data = setup.parallel.replicate(padded(setup.train_data[t]) if len(setup.streams) == 1 else
-                                         stack([padded(st.train_data[t]) for st in setup.streams]))
-  steps_before = sum(n * epochs for n in setup.steps_per_epoch[:t])
-  for first, count in dispatch_lengths(run.progress.task_step, total, K,
-                                       lambda s: _boundary(setup, s, steps_before, spe)):
-    steps = {"index": _indices(setup, t, first, count, rows=K),
-             "learning_rate": np.zeros(learning_rates.shape[:-1] + (K,), np.float32)}
-    steps["learning_rate"][..., :count] = learning_rates[..., first:first + count]
-    if fns.is_greedy:
-      steps["phase"] = np.zeros(K, np.int32)
-      steps["phase"][:count] = [greedy_phase(fns, s, spe, epochs) for s in range(first, first + count)]
-    run.state, losses = setup.steps.train_steps(run.state, device_data, steps, np.int32(count))
-    yield first, count, losses
-
-
-def _boundary(setup: Setup, s: int, steps_before: int, spe: int) -> bool:
-  """Whether a dispatch must end after task step ``s``: a checkpoint follows it, or the LCA curve or the
-  per-epoch accuracy (an epoch of ``spe`` steps ends) records an evaluation after it."""
-  every, evals = setup.config.checkpoint.every_steps, setup.config.eval
-  return bool(s < evals.lca_batches or (every and (s + 1 + steps_before) % every == 0)
-              or (evals.every_epoch and (s + 1) % spe == 0))
 
 
 def finish_task(setup: Setup, run: Run, t: int) -> None:

@@ -12,7 +12,7 @@ space is unchanged, the compiled steps.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -30,68 +30,8 @@ from lwcl.parallel import DataParallel
 from lwcl.replica_axis import ReplicaAxis, order_config
 from lwcl.results import data_fingerprint
 from lwcl.run_state import Record
-from lwcl.train import ModelFns, TrainState, make_eval_step, make_train_step, make_train_steps
-
-
-@dataclasses.dataclass(frozen=True)
-class Steps:
-  """The compiled steps of a setup (vmapped over the replicas when the axis is batched).
-
-  Attributes:
-    train_step: ``(state, batch, learning_rate) -> (state, metrics)`` (:func:`lwcl.train.make_train_step`),
-      state donated; a batched axis gives every replica its own minibatch (``[R, B, ...]``).
-    train_steps: ``(state, data, steps, count) -> (state, losses)`` (:func:`lwcl.train.make_train_steps`);
-      a batched axis gives every replica its own ``steps['index']`` (``[R, K, B]``) on shared data.
-    eval_step: ``(params, batch_stats, batch) -> (correct, count)`` on a batch shared by the replicas.
-    init_opt: ``params -> opt_state`` (a fresh optimizer state, ``optimizer.reset_each_task``).
-  """
-  train_step: Callable
-  train_steps: Callable
-  eval_step: Callable
-  init_opt: Callable
-
-
-def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis,
-                  shared_data: bool = True, values: dict | None = None, rebuild: Callable | None = None,
-                  lr_per_replica: bool = False) -> Steps:
-  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`).
-
-  Args:
-    shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
-      orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
-    values: what differs between the replicas' steps besides their state, with a leading axis ``R``
-      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads; ``hyper`` float32
-      ``[R]``, a swept method hyper-parameter), or None; then every step is traced with replica ``r``'s
-      values as data, through ``rebuild(values) -> (fns, tx, method)``.
-    lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
-  """
-  rep, bat = parallel.replicated, parallel.batch
-  if not axis.batched:
-    return Steps(jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,), in_shardings=(rep, bat, rep),
-                         out_shardings=(rep, rep)),
-                 jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
-                         in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
-                 jax.jit(make_eval_step(fns), in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
-                 lambda params: parallel.replicate(tx.init(params)))
-  data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
-  steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
-  in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None),
-             "eval_step": (0, 0, data_axis)}
-  builders = {"train_step": make_train_step, "train_steps": make_train_steps,
-              "eval_step": lambda f, t, m: make_eval_step(f)}
-
-  def compiled(name: str, **jit_kwargs):
-    if values is None:
-      return jax.jit(jax.vmap(builders[name](fns, tx, method), in_axes=in_axes[name]), **jit_kwargs)
-
-    def with_values(replica_values, *args):  # replica r's step, its values traced
-      return builders[name](*rebuild(replica_values))(*args)
-
-    vmapped = jax.vmap(with_values, in_axes=(0,) + in_axes[name])
-    return jax.jit(lambda *args: vmapped(values, *args), **jit_kwargs)
-
-  return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
-               compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
+from lwcl.compiled_steps import Overlay, Steps, compile_steps
+from lwcl.train import ModelFns, TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,7 +246,7 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
         _parts(axis.config(config, r), scenarios[r if len(scenarios) > 1 else 0], (model, preprocess), parallel,
                eval_batch_size) for r in range(axis.size)))
 
-    def rebuild(replica_values):  # the step's pieces around replica values (traced)
+    def rebuild_around(replica_values):  # the step's pieces around replica values (traced)
       f = fns
       if "label_masks" in replica_values:
         f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
@@ -315,6 +255,8 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
         method_config = Overlay(config.method, {axis.key.split(".", 1)[1]: replica_values["hyper"]})
       m = build_method(method_config, first, f)
       return f, optim.optimizer(f, m.transformation(), config.optimizer, epochs), m
+
+    rebuild = rebuild_around
 
   if axis.key == LEARNING_RATE:
     learning_rates = tuple(optim.LearningRates(fns, axis.config(config, r).optimizer, epochs)
@@ -326,29 +268,3 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
               replica_parts=replica_parts, rebuild=rebuild,
               steps=compile_steps(fns, tx, method, parallel, axis, len(streams) == 1, values or None, rebuild,
                                   len(learning_rates) > 1))
-
-
-class Overlay:
-  """A read-only view of a config section with some keys replaced (e.g. by a traced value): what a method
-  is built from inside a compiled step whose hyper-parameter is replica data (:mod:`lwcl.methods.options`
-  reads it like the section)."""
-
-  def __init__(self, section, overrides: dict):
-    self._section, self._overrides = section, dict(overrides)
-
-  def __contains__(self, key) -> bool:
-    return key in self._overrides or key in self._section
-
-  def __getitem__(self, key):
-    return self._overrides[key] if key in self._overrides else self._section[key]
-
-  def __getattr__(self, key):
-    if key.startswith("_"):
-      raise AttributeError(key)
-    try:
-      return self[key]
-    except KeyError:
-      raise AttributeError(key) from None
-
-  def get(self, key, default=None):
-    return self[key] if key in self else default
