@@ -17,6 +17,7 @@ import pytest
 from conftest import small_config
 from lwcl import driver, loop, replica_results, replicas, run_io
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
+from lwcl.methods import METHODS
 from lwcl.experiment import Experiment
 from lwcl.replica_axis import ReplicaAxis
 
@@ -42,7 +43,7 @@ def assert_close_per_leaf(got, want, rtol=2e-4):
 # (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
 # differs from config.seed, so that comparison also checks that each replica trains from its own seed.
 @pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
-    ("finetune", 3, 1, (0, 1)), ("ewc", 1, 2, (1,)), ("gem", 1, 1, (1,))])
+    (m, *{"finetune": (3, 1, (0, 1)), "ewc": (1, 2, (1,))}.get(m, (1, 1, (1,)))) for m in sorted(METHODS)])
 def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
                    "train.epochs_per_task": epochs})
@@ -54,7 +55,7 @@ def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps
     exp = Experiment(replica_results.seed_config(config, seed))
     single = exp.run(str(tmp_path / f"single{seed}"))
     got = replicas.replica(reps.final_state, r)
-    assert int(got.step) == int(exp.final_state.step) == 12 * epochs  # 6 steps per epoch, 2 tasks
+    assert int(got.step) == int(exp.final_state.step) >= 12 * epochs  # >= 6 steps per epoch, 2 tasks
     assert_close_per_leaf(got.params, exp.final_state.params)
     assert_close_per_leaf(got.method_state, exp.final_state.method_state)
     np.testing.assert_allclose(summary["runs"][r]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Part 5 of issue 11: strengths selected on the validation split (stream as defined), then 10 distinct task orders.
+# The sweeps' candidates and the 10 orders each train as replicas of one vmapped program (issue 17).
+#   docs/studies/task_orders.sh      (one command; the total wall time is the last line of progress.txt)
 set -euo pipefail
+study_start=$(date +%s)
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 bin/setup
 mkdir -p runs/study_orders
@@ -28,3 +31,4 @@ for m in finetune nai ewc mas si; do
   echo "$(date +%T) orders $m strength=$strength rc=$? $(( $(date +%s) - start ))s" >> $log
 done
 $py -m lwcl.studies.order_spread --out=runs/study_orders/table runs/study_orders/orders_{nai,finetune,ewc,mas,si}
+echo "$(date +%T) total wall time $(( $(date +%s) - study_start ))s on $(lscpu | sed -n 's/^Model name: *//p')" >> $log
