@@ -151,11 +151,10 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
     ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
   """
   from lwcl import driver, replica_results  # pylint: disable=g-import-not-at-top
+  from lwcl.replica_axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
   from lwcl.results import finished_results  # pylint: disable=g-import-not-at-top
   c = with_seeds(config, num_seeds)
-  seeds = replica_results.seeds_of(c)
-  read = lambda: [finished_results(replica_results.seed_config(c, s), replica_results.seed_dir(workdir, s))  # noqa: E731
-                  for s in seeds]
+  read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(replica_results.seeds_of(c)), workdir)  # noqa: E731
   per_seed = read()
   if any(r is None for r in per_seed):
     driver.run(c, workdir)

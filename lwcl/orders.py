@@ -26,10 +26,10 @@ from lwcl import metrics, report
 from lwcl.data.scenarios import task_order
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
-from lwcl.replica_axis import ReplicaAxis, order_config  # noqa: F401  (order_config re-exported)
+from lwcl.replica_axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
 from lwcl.setup import UnequalStreams
 from lwcl.figures import pyplot, save_figure
-from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint, finished_results
+from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 ORDERS_SEED = 0  # seeds the draw of orders 1..R-1 (the same orders for every method and seed)
@@ -132,10 +132,10 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
   all_orders = config_orders(config)
-  folders = [os.path.join(workdir, f"order{r}") for r in range(len(all_orders))]
-  per_order = [finished_results(order_config(config, o), d) for o, d in zip(all_orders, folders)]
+  axis = ReplicaAxis.of_orders(config.seed, all_orders)
+  per_order = finished_replicas(config, axis, workdir)
   if any(d is None for d in per_order):
-    per_order = _train_orders(config, workdir, all_orders, per_order, on_step)
+    per_order = _train_orders(config, workdir, axis, per_order, on_step)
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {
@@ -155,11 +155,12 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   return results
 
 
-def _train_orders(config, workdir: str, all_orders: list, done: list, on_step) -> list:
+def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) -> list:
   """Every order's results: the unfinished ones trained as replicas (or one after another)."""
+  all_orders = axis.orders
   if config.orders_as_replicas:
     try:
-      exp = Experiment(config, ReplicaAxis.of_orders(config.seed, all_orders))
+      exp = Experiment(config, axis)
     except UnequalStreams as e:
       print(f"lwcl: {e}", flush=True)
     else:
@@ -176,7 +177,7 @@ def _train_orders(config, workdir: str, all_orders: list, done: list, on_step) -
       exp.reorder(order)
     print(f"lwcl: task order {r + 1}/{len(all_orders)}: " + " | ".join(t.name for t in exp.scenario.tasks),
           flush=True)
-    per_order.append(exp.run(os.path.join(workdir, f"order{r}"), on_step))
+    per_order.append(exp.run(axis.folder(workdir, r), on_step))
   return per_order
 
 

@@ -181,3 +181,15 @@ class ReplicaAxis:
     if self.candidates:
       return f"candidate{r}"
     return f"order{r}" if self.orders else f"seed{self.seeds[r]}"
+
+
+def finished_replicas(config, axis: ReplicaAxis, workdir: str) -> list:
+  """Per replica of ``axis``, its finished results in its folder (:meth:`ReplicaAxis.folder` of
+  ``workdir``) for its single-run config (:meth:`ReplicaAxis.config`), or None: the one check of finished
+  replicas, used by seeds, task orders, sweeps and ``bin/compare``.
+
+  Raises:
+    ConfigError: a folder holds another experiment's results (nothing is overwritten).
+  """
+  from lwcl.results import finished_results  # pylint: disable=g-import-not-at-top  (data sources, lazily)
+  return [finished_results(axis.config(config, r), axis.folder(workdir, r)) for r in range(axis.size)]

@@ -28,10 +28,9 @@ from typing import Callable
 
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
-from lwcl.replica_axis import ReplicaAxis, replica, stack  # noqa: F401  (re-exported)
+from lwcl.replica_axis import ReplicaAxis, finished_replicas, replica, stack  # noqa: F401  (re-exported)
 from lwcl import run_kind
-from lwcl.replica_results import seed_config, seed_dir, seeds_of, write_summary
-from lwcl.results import finished_results
+from lwcl.replica_results import seeds_of, write_summary
 
 
 def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
@@ -48,8 +47,8 @@ def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = N
   run_kind.check(config)
   if config.num_seeds < 1:
     raise ConfigError(f"run_replicas needs num_seeds >= 1, got {config.num_seeds}; set --config.num_seeds")
-  seeds = seeds_of(config)
-  per_seed = [finished_results(seed_config(config, s), seed_dir(workdir, s)) for s in seeds]
+  axis = ReplicaAxis.of_seeds(seeds_of(config))
+  per_seed = finished_replicas(config, axis, workdir)
   if any(d is None for d in per_seed):
-    per_seed = Experiment(config, ReplicaAxis.of_seeds(seeds)).run(workdir, on_step, done=per_seed)
+    per_seed = Experiment(config, axis).run(workdir, on_step, done=per_seed)
   return write_summary(config, workdir, per_seed)

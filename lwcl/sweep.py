@@ -84,8 +84,7 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
   values = list(config.sweep.candidates)
-  folders = [os.path.join(workdir, "sweep", f"{v:g}") for v in values]
-  per_candidate = [finished_results(candidate_config(config, v, "valid"), d) for v, d in zip(values, folders)]
+  per_candidate = replica_axis.finished_replicas(_program(config), _axis(config), os.path.join(workdir, "sweep"))
   if any(d is None for d in per_candidate):
     per_candidate = _train_candidates(config, workdir, per_candidate, on_step)
   rows = [{"value": v, **{k: res[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
@@ -107,11 +106,7 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
   key, values = config.sweep.key, list(config.sweep.candidates)
   why = replicable(config)
   if why is None:
-    program = config.copy_and_resolve_references()
-    with program.unlocked():
-      program.eval.split = "valid"
-    program.lock()
-    exp = Experiment(program, replica_axis.ReplicaAxis.of_candidates(config.seed, key, values))
+    exp = Experiment(_program(config), _axis(config))
     why = _untraceable(exp.setup)
     if why is None:
       print(f"lwcl: sweep {key} over {len(values)} candidates as replicas of one program (validation split)",
@@ -125,6 +120,21 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
       res = _run(candidate_config(config, value, "valid"), os.path.join(workdir, "sweep", f"{value:g}"), on_step)
     out.append(res)
   return out
+
+
+def _program(config):
+  """The config of the candidates' program: the sweep's, evaluated on the validation split."""
+  program = config.copy_and_resolve_references()
+  with program.unlocked():
+    program.eval.split = "valid"
+  program.lock()
+  return program
+
+
+def _axis(config) -> replica_axis.ReplicaAxis:
+  """The sweep's candidates as a replica axis (their folders ``<value>``, their configs
+  :func:`candidate_config` on the validation split)."""
+  return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates)
 
 
 def replicable(config) -> str | None:
