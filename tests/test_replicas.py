@@ -137,7 +137,9 @@ def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
     def end_task(self, method_state, params, batch_stats, task, data):
       return {"total": method_state["total"] + float(np.sum(params["w"])) + task}
 
-  setup = types.SimpleNamespace(method=HostOnly(), train_data=[None, None], axis=ReplicaAxis.of_seeds([0, 1, 2]))
+  method = HostOnly()
+  setup = types.SimpleNamespace(method=method, train_data=[None, None], axis=ReplicaAxis.of_seeds([0, 1, 2]),
+                                streams=(None,), values=None, parts=lambda r: (None, method, None))
   state = types.SimpleNamespace(params={"w": np.arange(6.0).reshape(3, 2)}, batch_stats={},
                                 method_state={"total": np.zeros(3)})
   run = types.SimpleNamespace(state=state, end_task_vmappable=True)
