@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import small_config
+from helpers import ROOT, SMALL, assert_one_line_error, cli, load_results
 from lwcl import config_check, config_files, driver, workdir_lock
 from lwcl.errors import ConfigError
-from test_experiment import ROOT, SMALL, assert_one_line_error, cli, load_results
 
 
 def default_dict(**overrides) -> dict:

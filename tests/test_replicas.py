@@ -15,14 +15,12 @@ import numpy as np
 import pytest
 
 from conftest import small_config
+import helpers
 from lwcl import driver, replica_results, replicas, run_io
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
 from lwcl.experiment import Experiment
 
-TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
-        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
-        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
-        "optimizer.learning_rate": 0.1, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
+TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
 
 
 def tiny(**extra):
