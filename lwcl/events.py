@@ -51,7 +51,8 @@ class MetricWriter:
     self._metadata.data_class = summary_pb2.DataClass.DATA_CLASS_SCALAR
 
   def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-    """Records ``scalars`` (tag -> a number; written as float32) at global step ``step`` (int)."""
+    """Records ``scalars`` (tag -> a number; written as float32) at global step ``step`` (int); the event
+    reaches the file at once (TensorBoard shows a running run; a crash loses nothing written)."""
     shown = [f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(scalars.items())]
     logging.info("[%d] %s", step, ", ".join(shown))
     if self._records is None:
@@ -61,6 +62,7 @@ class MetricWriter:
       event.summary.value.add(tag=tag, metadata=self._metadata,
                               tensor=tensor_util.make_tensor_proto(np.float32(value)))
     self._write(event)
+    self.flush()
 
   def _write(self, event) -> None:
     self._records.write(event.SerializeToString())
