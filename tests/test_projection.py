@@ -566,7 +566,7 @@ def _resnet_params_in_creation_order(depth, aux_head=None):
       walk(v, prefix + (k,)) if isinstance(v, dict) else created.append(prefix + (k,))
 
   def init(key):
-    params = fns.init(key, (8, 8, 1))[0]
+    params = fns.init_variables(key, (8, 8, 1))[0]  # traced as written (``init`` compiles it: sorted keys)
     walk(params)
     return params
 
