@@ -12,7 +12,7 @@ compiling them again.
   ``jax.config.jax_compilation_cache_dir`` was set before ``import lwcl``, lwcl changes nothing.
 
 Programs that took at least :data:`MIN_COMPILE_SECONDS` to compile are stored (0: all; looking a program
-up and loading it takes about 10 ms on a 2-core CPU, compiling the smallest 10-50 ms), and the folder is
+up and loading it takes about 20 ms on a 2-core CPU, compiling the smallest 10-50 ms), and the folder is
 kept under :data:`MAX_BYTES` by JAX, least recently used first (with ``filelock`` installed). Entries
 are keyed by the program, the jax/jaxlib version, the backend and the XLA flags, so a changed setting
 compiles afresh; a cached program gives the same results as a fresh compilation.
