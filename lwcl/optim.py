@@ -124,8 +124,12 @@ def optimizer(fns: ModelFns, method_tx, opt_config, epochs: int):
   """
   if fns.is_greedy:
     check_schedule(fns, epochs)
-    return greedy_transformation(fns, method_tx, base_optimizer(opt_config))
-  return optax.chain(method_tx, base_optimizer(opt_config))
+    tx = greedy_transformation(fns, method_tx, base_optimizer(opt_config))
+  else:
+    tx = optax.chain(method_tx, base_optimizer(opt_config))
+  # One compiled program for the initial state; run eagerly, optax builds it leaf by leaf (a small
+  # compilation per parameter shape).
+  return tx._replace(init=jax.jit(tx.init))
 
 
 class LearningRates:

@@ -19,7 +19,7 @@ _initialized = False
 
 
 def hide_gpus_from_tensorflow() -> None:
-  """Keeps TensorFlow (used by tensorflow-datasets and TensorBoard writers) off the accelerators, so it
+  """Keeps TensorFlow (used by tensorflow-datasets only) off the accelerators, so it
   neither grabs GPU memory JAX needs nor initializes CUDA twice. Safe to call many times."""
   try:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top

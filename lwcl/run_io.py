@@ -1,5 +1,5 @@
 """What one pass over a workdir holds open and reads back: :class:`Run` (checkpointer, metric writer and the
-evolving run state), the non-finite loss check, the progress bar and the TensorBoard writer.
+evolving run state), the non-finite loss check, the progress bar and the metric (TensorBoard) writer.
 
 Used by the stream loop (:mod:`lwcl.loop`), for a single run and for replicas, whose states, records and
 losses carry a leading replica axis.
@@ -122,8 +122,7 @@ def progress_bar(total: int, initial: int, desc: str, enabled: bool):
 
 
 def metric_writer(workdir: str, is_main: bool):
-  """clu's default metric writer (TensorBoard events in ``workdir``; logging only off the main process)."""
-  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
-  hide_gpus_from_tensorflow()
-  from clu import metric_writers  # pylint: disable=g-import-not-at-top
-  return metric_writers.create_default_writer(workdir, just_logging=not is_main, asynchronous=False)
+  """The run's scalars: logged, and on the main process also written as TensorBoard events in ``workdir``
+  (:class:`lwcl.events.MetricWriter`, which does not import TensorFlow)."""
+  from lwcl.events import MetricWriter  # pylint: disable=g-import-not-at-top
+  return MetricWriter(workdir, write_events=is_main)

@@ -10,6 +10,7 @@ ids, masks indexed by task) is an argument or part of the state, never a Python 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import flax
@@ -97,7 +98,18 @@ class ModelFns:
     return 1
 
   def init(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
-    """Initial ``(params, batch_stats)`` for images of ``image_shape`` (H, W, C)."""
+    """Initial ``(params, batch_stats)`` (float32 pytrees) from the PRNG key ``rng`` for images of
+    ``image_shape`` (H, W, C): :meth:`init_variables` compiled as one program per image shape (run
+    eagerly, Flax's initializers would compile one small program per parameter)."""
+    return self._compiled_init(rng, tuple(int(d) for d in image_shape))
+
+  @functools.cached_property
+  def _compiled_init(self):
+    return jax.jit(self.init_variables, static_argnums=1)
+
+  def init_variables(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
+    """The network's initial ``(params, batch_stats)`` for images of ``image_shape`` (H, W, C); traceable
+    (:meth:`init` runs it compiled)."""
     x = jnp.zeros((1,) + tuple(image_shape), jnp.float32)
     variables = self.model.init(rng, x, jnp.zeros((1,), jnp.int32), train=False)
     return variables["params"], variables.get("batch_stats", {})

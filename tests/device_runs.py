@@ -10,19 +10,20 @@ import os
 import sys
 
 from conftest import small_config
+from helpers import METHODS, TINY
 from lwcl import driver
 
-METHODS = ("finetune", "joint", "ewc", "mas", "si", "nai", "agem", "gem", "lgd")
-TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 128,
-        "train.batch_size": 16, "method.memory_per_task": 16, "method.agem_ref_batch": 16,
-        "method.importance_samples": 48, "method.importance_batch_size": 16, "method.strength": 10.0}
+# helpers.TINY with every batch a multiple of 8 devices, at the default learning rate.
+DEVICE_TINY = {**{k: v for k, v in TINY.items() if k != "optimizer.learning_rate"},
+               "scenario.samples_per_task": 128, "train.batch_size": 16, "method.memory_per_task": 16,
+               "method.agem_ref_batch": 16, "method.importance_samples": 48, "method.importance_batch_size": 16}
 
 
 def main(workdir: str, devices: int) -> None:
   out = {}
   for method in METHODS:
     for n in (1, devices):
-      cfg = small_config(**TINY, **{"method.name": method, "devices.num_devices": n})
+      cfg = small_config(**DEVICE_TINY, **{"method.name": method, "devices.num_devices": n})
       res = driver.run(cfg, os.path.join(workdir, f"{method}_{n}"))
       out[f"{method}/{n}"] = {k: res[k] for k in ("accuracy_matrix", "final_train_loss", "devices")}
   print(json.dumps(out))

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from conftest import small_config
+from helpers import ROOT, SMALL, assert_one_line_error, cli, load_results
 from lwcl import config_check, config_files, driver, workdir_lock
 from lwcl.errors import ConfigError
-from test_experiment import ROOT, SMALL, assert_one_line_error, cli, load_results
 
 
 def default_dict(**overrides) -> dict:
@@ -99,12 +99,15 @@ def test_bad_overrides_end_in_one_line_before_the_workdir_exists(tmp_path, overr
   assert not os.path.exists(workdir)
 
 
-# Runs lwcl.main like the command line, but waits after train step 1 until the file argv[1] exists.
+# Runs lwcl.main like the command line, but after train step 1 creates the file argv[1] + '.paused' and waits
+# until the file argv[1] exists.
 PAUSED_RUN = """
 import os, sys, time
 from lwcl import main
 go = sys.argv.pop(1)
 def on_step(step):
+  if step == 1:
+    open(go + ".paused", "w").close()
   deadline = time.time() + 300
   while step == 1 and not os.path.exists(go) and time.time() < deadline:
     time.sleep(0.05)
@@ -133,6 +136,8 @@ def test_second_run_on_a_busy_workdir_is_refused_and_the_first_finishes(tmp_path
        *SMALL], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   try:
     wait_for(lambda: os.path.exists(lock) and "started=" in open(lock).read(), first, "the lock")
+    # Paused: the first run writes nothing more to the workdir until `go` exists.
+    wait_for(lambda: os.path.exists(go + ".paused"), first, "the first run's step 1")
     with open(lock) as f:
       held = f.read()
     assert f"pid={first.pid}\n" in held

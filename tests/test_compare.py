@@ -5,22 +5,14 @@ import os
 import numpy as np
 import pytest
 
+from helpers import TINY_CONFIG_FILE
 from lwcl import compare
 from lwcl.errors import ConfigError
-
-TINY = """import sys
-sys.path.insert(0, {tests!r})
-from conftest import small_config
-
-
-def get_config(arg=""):
-  return small_config(**{{"method.name": arg or "finetune", "scenario.num_tasks": 2}})
-"""
 
 
 def test_compare_seeds_runs_replicas_reports_mean_std_and_reuses_finished_seeds(tmp_path):
   spec = tmp_path / "tiny.py"
-  spec.write_text(TINY.format(tests=os.path.dirname(os.path.abspath(__file__))))
+  spec.write_text(TINY_CONFIG_FILE.format(tests=os.path.dirname(os.path.abspath(__file__))))
   out = tmp_path / "out"
   per_seed_lists = compare.compare([f"{spec}:finetune", f"{spec}:ewc"], str(out), ["eval.lca_batches=2"], seeds=2)
   assert [len(p) for p in per_seed_lists] == [2, 2]

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from test_experiment import ROOT, SMALL, cli, load_results
+from helpers import METHODS, ROOT, SMALL, cli, load_results
 
 ENV = {"JAX_PLATFORMS": "cpu"}
 
@@ -25,7 +25,7 @@ def test_every_method_on_eight_devices_matches_one_device(tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   runs = json.loads(proc.stdout.strip().splitlines()[-1])
   methods = sorted({k.split("/")[0] for k in runs})
-  assert len(methods) == 9
+  assert methods == list(METHODS)
   for m in methods:
     one, eight = runs[f"{m}/1"], runs[f"{m}/8"]
     assert one["devices"]["count"] == 1 and eight["devices"]["count"] == 8

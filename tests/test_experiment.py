@@ -1,54 +1,18 @@
 """End-to-end runs on real Fashion-MNIST: results, resume after SIGKILL, data parallelism, bad input."""
 
-import json
 import os
 import signal
-import subprocess
-import sys
 
 import chex
 import numpy as np
 import pytest
 
 from conftest import assert_same_stream, small_config
+from helpers import DIVERGES_IN_SECOND_EPOCH, assert_one_line_error, cli, load_results
 from lwcl import driver, experiment
 from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer
 from lwcl.errors import ConfigError, DivergenceError
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The small config of conftest, as command-line overrides.
-SMALL = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.scenario.num_tasks=3",
-         "--config.scenario.samples_per_task=200", "--config.train.epochs_per_task=1",
-         "--config.train.batch_size=20", "--config.train.eval_batch_size=500",
-         "--config.train.progress=False"]
-
-
-def cli(workdir, *overrides, env=None, kill_after_step=None):
-  """Runs ``python -m lwcl.main`` on the default config with the small overrides; with
-  ``kill_after_step`` the same entry point SIGKILLs itself after that global step (tests/fault_run.py)."""
-  full_env = dict(os.environ, **(env or {}))
-  entry = ["-m", "lwcl.main"] if kill_after_step is None else [
-      os.path.join(ROOT, "tests", "fault_run.py"), str(kill_after_step)]
-  cmd = [sys.executable, *entry, f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-         *SMALL, *overrides]
-  return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600)
-
-
-def assert_one_line_error(proc, *fragments):
-  assert proc.returncode == 2, proc.stderr[-2000:]
-  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
-  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
-  assert len(errors) == 1, proc.stderr[-2000:]
-  assert proc.stderr.rstrip().splitlines()[-1] == errors[0]
-  for f in fragments:
-    assert f in errors[0], errors[0]
-  return errors[0]
-
-
-def load_results(workdir):
-  with open(os.path.join(workdir, "results.json")) as f:
-    return json.load(f)
 
 
 def test_end_to_end_results_and_outputs(tmp_path):
@@ -153,18 +117,16 @@ def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   workdir = str(tmp_path / "w")
-  config = small_config(**{"optimizer.learning_rate": 1e8, "checkpoint.every_steps": 1,
-                           "train.log_every_steps": 1})
+  config = small_config(**DIVERGES_IN_SECOND_EPOCH, **{"checkpoint.every_steps": 1, "train.log_every_steps": 1})
   exp = experiment.Experiment(config)
   with pytest.raises(DivergenceError, match="learning_rate") as error:
     exp.run(workdir)
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, results_lib.result_config(config.to_dict()))
-  kept = ckpt.latest_step() is not None
-  assert ("the last good checkpoint (task 1, step" in str(error.value)) == kept, str(error.value)
-  if kept:
-    state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
-    chex.assert_tree_all_finite(state["state"].params)
+  assert ckpt.latest_step() >= 10  # the first epoch (10 steps at learning rate 1e-6) is checkpointed
+  assert "the last good checkpoint (task 1, step" in str(error.value), str(error.value)
+  state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
+  chex.assert_tree_all_finite(state["state"].params)
   proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8", "--config.train.log_every_steps=1")
   line = assert_one_line_error(proc, "loss became", "learning_rate", "no checkpoint was written")  # step 1
   assert "kept" not in line

@@ -17,31 +17,16 @@ import types
 import pytest
 
 from conftest import assert_same_stream
+from helpers import ROOT, TINY_CONFIG_FILE, assert_one_line_error, cli, load_results
 from lwcl import config_files, config_values, run_io, workdir_lock
 from lwcl.errors import DivergenceError
 from lwcl import results as results_lib
 from test_cli import LOCK_AND_SLEEP, snapshot
-from test_experiment import ROOT, assert_one_line_error, cli, load_results
 
 # The issue's tiny run T (flags after --config and --workdir).
 T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
      "--config.train.epochs_per_task=1", "--config.train.progress=False"]
 DEFAULT = f"--config={ROOT}/configs/default.py"
-# A config file for bin/compare: get_config('METHOD') or get_config('METHOD/H1,H2') (model.hidden as text).
-TINY = """import sys
-sys.path.insert(0, {tests!r})
-from conftest import small_config
-
-
-def get_config(arg="finetune"):
-  method, _, hidden = arg.partition("/")
-  overrides = {{"method.name": method, "scenario.num_tasks": 2}}
-  if hidden:
-    overrides["model.hidden"] = tuple(hidden.split(","))
-  return small_config(**overrides)
-"""
-
-
 def write_results(content):
   def setup(workdir):
     os.makedirs(workdir)
@@ -57,7 +42,7 @@ def write_file(workdir):
 
 def tiny_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
-    f.write(TINY.format(tests=os.path.dirname(os.path.abspath(__file__))))
+    f.write(TINY_CONFIG_FILE.format(tests=os.path.dirname(os.path.abspath(__file__))))
 
 
 # id: (entry point arguments; WORKDIR and TINY stand for the case's workdir and tiny.py), fragments of the

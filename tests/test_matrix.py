@@ -15,15 +15,10 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_stream, small_config
+from helpers import METHODS, ROOT, TINY
 from lwcl import driver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METHODS = ("finetune", "joint", "ewc", "mas", "si", "nai", "agem", "gem", "lgd")
 MODES = ("backprop", "local", "greedy")
-TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
-        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
-        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
-        "optimizer.learning_rate": 0.1}
 _RESULTS = {}  # (method, mode) -> results of the in-process run, reused by the resume test
 
 

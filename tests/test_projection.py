@@ -419,30 +419,53 @@ def test_layerwise_local_mode_uses_local_losses_and_projects_per_local_block():
                                 rtol=1e-5, atol=1e-7, custom_message=f"seed {seed}")
 
 
-@pytest.mark.parametrize("name", ["gem_permuted_mnist", "gem_rotated_mnist", "gem_permuted_fashion_mnist",
-                                  "gem_rotated_fashion_mnist", "gem_split_cifar100", "agem_permuted_mnist",
-                                  "agem_permuted_fashion_mnist", "agem_split_cifar100"])
-def test_protocol_configs(name):
-  import importlib.util  # pylint: disable=g-import-not-at-top
+PROTOCOL_CONFIGS = ["gem_permuted_mnist", "gem_rotated_mnist", "gem_permuted_fashion_mnist",
+                    "gem_rotated_fashion_mnist", "gem_split_cifar100", "agem_permuted_mnist",
+                    "agem_permuted_fashion_mnist", "agem_split_cifar100"]
+# What may differ between configs of one protocol: the data set and how the stream is cut (the model and
+# its sizes follow the data set: an MLP for MNIST-like data, GEM's reduced ResNet-18 for CIFAR-100).
+DATA_KEYS = ("data.", "scenario.kind", "scenario.incremental", "scenario.task_heads", "scenario.classes_per_task",
+             "scenario.class_order", "scenario.samples_per_task", "scenario.max_angle", "model.",
+             "method.memory_per_task", "optimizer.learning_rate")
+
+
+def _protocol_config(name):
+  """configs/<name>.py loaded as ``--config`` loads it (lwcl.config_files), locked and value-checked."""
   import os  # pylint: disable=g-import-not-at-top
-  path = os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config()
+  from lwcl import config_files, config_values  # pylint: disable=g-import-not-at-top
+  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")).get_config()
   c.lock()
-  gem = name.startswith("gem")
-  assert c.method.name == ("gem" if gem else "agem")
-  assert c.train.batch_size == 10 and c.train.epochs_per_task == 1 and c.optimizer.momentum == 0.0
-  assert c.scenario.num_tasks == (20 if gem else 17)
-  if "cifar" in name:
-    assert c.model.name == "reduced_resnet18" and c.scenario.classes_per_task == 5
-    assert c.scenario.samples_per_task == 2500 and c.data.source == "tfds"
-  else:
-    assert c.model.name == "mlp" and c.scenario.samples_per_task == 1000
-    assert c.model.hidden == ((100, 100) if gem else (256, 256))
-  if gem:
-    assert c.method.memory_per_task == 256 and c.method.gem_margin == 0.5 and c.optimizer.learning_rate == 0.1
+  config_values.check_values(c)
+  return c
+
+
+def _flat(d, prefix=""):
+  return {k2: v2 for k, v in d.items()
+          for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(prefix + k, v)])}
+
+
+def test_protocol_configs_share_their_protocol_and_differ_only_in_the_data():
+  configs = {name: _protocol_config(name) for name in PROTOCOL_CONFIGS}
+  for protocol in ("gem", "agem"):
+    members = {n: _flat(c.to_dict()) for n, c in configs.items() if n.split("_")[0] == protocol}
+    assert len(members) >= 3
+    first = next(iter(members.values()))
+    for name, flat in members.items():
+      assert flat["method.name"] == protocol, name
+      differ = {k for k in first if flat[k] != first[k]}
+      assert all(k.startswith(DATA_KEYS) for k in differ), (name, sorted(differ))
+  # Both protocols: the same epochs and minibatches, plain SGD without momentum.
+  for name, c in configs.items():
+    assert (c.train.epochs_per_task, c.train.batch_size, c.optimizer.name, c.optimizer.momentum) == \
+        (configs["gem_split_cifar100"].train.epochs_per_task, configs["gem_split_cifar100"].train.batch_size,
+         "sgd", 0.0), name
+  # A-GEM reports the tasks after its cross-validation tasks: its CIFAR-100 class order starts after them,
+  # and the reported tasks use every remaining class.
+  agem, gem = configs["agem_split_cifar100"], configs["gem_split_cifar100"]
+  cv_tasks = gem.scenario.num_tasks - agem.scenario.num_tasks
+  assert cv_tasks > 0
+  assert tuple(agem.scenario.class_order) == tuple(range(cv_tasks * agem.scenario.classes_per_task, 100))
+  assert len(agem.scenario.class_order) == agem.scenario.num_tasks * agem.scenario.classes_per_task
 
 
 # -- LGD: the authors' rule (configs/lgd_*.py presets) -----------------------------------------------
@@ -543,7 +566,7 @@ def _resnet_params_in_creation_order(depth, aux_head=None):
       walk(v, prefix + (k,)) if isinstance(v, dict) else created.append(prefix + (k,))
 
   def init(key):
-    params = fns.init(key, (8, 8, 1))[0]
+    params = fns.init_variables(key, (8, 8, 1))[0]  # traced as written (``init`` compiles it: sorted keys)
     walk(params)
     return params
 

@@ -15,16 +15,13 @@ import numpy as np
 import pytest
 
 from conftest import small_config
+import helpers
 from lwcl import driver, loop, replica_results, replicas, run_io
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
-from lwcl.methods import METHODS
 from lwcl.experiment import Experiment
 from lwcl.replica_axis import ReplicaAxis
 
-TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
-        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
-        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
-        "optimizer.learning_rate": 0.1, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
+TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
 
 
 def tiny(**extra):
@@ -43,7 +40,7 @@ def assert_close_per_leaf(got, want, rtol=2e-4):
 # (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
 # differs from config.seed, so that comparison also checks that each replica trains from its own seed.
 @pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
-    (m, *{"finetune": (3, 1, (0, 1)), "ewc": (1, 2, (1,))}.get(m, (1, 1, (1,)))) for m in sorted(METHODS)])
+    (m, *{"finetune": (3, 1, (0, 1)), "ewc": (1, 2, (1,))}.get(m, (1, 1, (1,)))) for m in helpers.METHODS])
 def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
                    "train.epochs_per_task": epochs})

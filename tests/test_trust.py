@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from conftest import small_config
+from helpers import assert_one_line_error, cli, load_results
 from synthetic_data import FILES, write_idx
-from test_experiment import assert_one_line_error, cli, load_results
 from lwcl import checkpoint, driver, replicas, workdir_lock
 from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer, state_checksum

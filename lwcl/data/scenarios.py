@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.ndimage
 
 from lwcl.data.examples import Examples
 from lwcl.data.sources import ImageDataset
@@ -162,6 +161,7 @@ def _split_tasks(cfg, ds: ImageDataset) -> tuple[list, list]:
 def _rotate(images: np.ndarray, angle: float) -> np.ndarray:
   if angle % 360 == 0:
     return images
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top  (0.3 s: only rotated streams need it)
   out = scipy.ndimage.rotate(images.astype(np.float32), angle, axes=(1, 2), reshape=False, order=1,
                              mode="constant", cval=0.0)
   return np.clip(np.rint(out), 0, 255).astype(np.uint8)

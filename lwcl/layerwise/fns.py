@@ -115,10 +115,10 @@ class LayerwiseFns(ModelFns):
 
   # -- init and pieces -----------------------------------------------------------------------------
 
-  def init(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
-    """``(params, batch_stats)``: the network's (initialized from ``rng`` as ``ModelFns.init`` does) plus
-    each auxiliary head's (from ``fold_in(rng, 1 + k)``)."""
-    params, stats = ModelFns.init(self, rng, image_shape)
+  def init_variables(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
+    """``(params, batch_stats)``: the network's (initialized from ``rng`` as ``ModelFns.init_variables``
+    does) plus each auxiliary head's (from ``fold_in(rng, 1 + k)``); traceable (``init`` compiles it)."""
+    params, stats = ModelFns.init_variables(self, rng, image_shape)
     params, stats = dict(params), dict(stats)
     shapes = block_output_shapes(self.model, image_shape)
     task = jnp.zeros((1,), jnp.int32)

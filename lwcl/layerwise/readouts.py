@@ -26,7 +26,7 @@ FORGETTING_PLOT_FILE = "block_forgetting.png"
 def block_depths(fns: "LayerwiseFns", image_shape: tuple) -> list:
   """Weight layers (conv and dense kernels, projection shortcuts excluded) from the input through the end
   of each local block: a list of ``K`` ints (ResNet-20, ``cuts='block'``: 3, 5, ..., 19)."""
-  params = jax.eval_shape(lambda: ModelFns.init(fns, jax.random.PRNGKey(0), image_shape)[0])
+  params = jax.eval_shape(lambda: ModelFns.init_variables(fns, jax.random.PRNGKey(0), image_shape)[0])
   per_block = {}
   for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]:
     keys = [getattr(p, "key", str(p)) for p in path]

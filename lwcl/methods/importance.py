@@ -68,12 +68,19 @@ class SIState(ImportanceState):
   path: PyTree
 
 
+@jax.jit
 def _copy(tree: PyTree) -> PyTree:
-  """Fresh device buffers (the anchor must not alias the donated parameters)."""
+  """Fresh device buffers (the anchor must not alias the donated parameters); one compiled program (a
+  ``copy`` per leaf, never the input buffers forwarded)."""
   return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
 
 
+_accumulate = jax.jit(reg.accumulate, static_argnums=2)  # one program, not one per leaf shape
+
+
+@jax.jit
 def _zeros_like(params: PyTree) -> PyTree:
+  """float32 zeros shaped like ``params``, one compiled program."""
   return jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), params)
 
 
@@ -110,7 +117,7 @@ class ImportancePenaltyMethod(Method):
 
   def end_task(self, method_state: ImportanceState, params, batch_stats, task: int, data: Examples):
     omega_t = self.task_importance(method_state, params, batch_stats, task, data)
-    return method_state.replace(omega=reg.accumulate(method_state.omega, omega_t, self.accumulate),
+    return method_state.replace(omega=_accumulate(method_state.omega, omega_t, self.accumulate),
                                 anchor=_copy(params))
 
   # importance of one task

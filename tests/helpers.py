@@ -1,0 +1,81 @@
+"""Helpers shared by the test modules: the command-line entry point as a subprocess (:func:`cli`), its
+one-line error check, the small and tiny configs, and the methods under test."""
+
+import json
+import os
+import subprocess
+import sys
+
+from lwcl import methods
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every continual method, in one fixed order (the registry is the one list; tests never restate it).
+METHODS = tuple(sorted(methods.METHODS))
+
+# conftest.small_config as command-line overrides of configs/default.py.
+SMALL = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.scenario.num_tasks=3",
+         "--config.scenario.samples_per_task=200", "--config.train.epochs_per_task=1",
+         "--config.train.batch_size=20", "--config.train.eval_batch_size=500",
+         "--config.train.progress=False"]
+
+# Overrides of conftest.small_config for the many-run tests (every method, every mode, replicas): MLP 16-16,
+# 2 tasks of 120 examples, batch 20 (6 steps per task), small memories and importance samples.
+TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
+        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
+        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
+        "optimizer.learning_rate": 0.1}
+
+# A stream that trains normally for one epoch and then diverges (for conftest.small_config: 10 steps per
+# epoch): 2 epochs per task, the step schedule's learning rate 1e-6 in the first epoch of task 1 (10 steps,
+# every one checkpointable), 1e-6 * 1e14 = 1e8 from its second.
+DIVERGES_IN_SECOND_EPOCH = {"train.epochs_per_task": 2, "optimizer.learning_rate": 1e-6,
+                            "optimizer.schedule": "step", "optimizer.decay_every_epochs": 1,
+                            "optimizer.decay_factor": 1e14}
+
+# A config file for bin/compare (written with .format(tests=<this folder>)): get_config('METHOD') or
+# get_config('METHOD/H1,H2') (model.hidden as text): conftest.small_config with 2 tasks.
+TINY_CONFIG_FILE = """import sys
+sys.path.insert(0, {tests!r})
+from conftest import small_config
+
+
+def get_config(arg="finetune"):
+  method, _, hidden = arg.partition("/")
+  overrides = {{"method.name": method, "scenario.num_tasks": 2}}
+  if hidden:
+    overrides["model.hidden"] = tuple(hidden.split(","))
+  return small_config(**overrides)
+"""
+
+
+def cli(workdir, *overrides, env=None, kill_after_step=None, entry=None):
+  """Runs ``python -m lwcl.main`` on the default config with the small overrides; with
+  ``kill_after_step`` the same entry point SIGKILLs itself after that global step (tests/fault_run.py);
+  ``entry`` replaces the entry point's arguments (e.g. ``['-c', code]``); ``env`` adds variables (None
+  removes one). Returns the CompletedProcess."""
+  full_env = {k: v for k, v in dict(os.environ, **(env or {})).items() if v is not None}
+  if entry is None:
+    entry = ["-m", "lwcl.main"] if kill_after_step is None else [
+        os.path.join(ROOT, "tests", "fault_run.py"), str(kill_after_step)]
+  cmd = [sys.executable, *entry, f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+         *SMALL, *overrides]
+  return subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=600)
+
+
+def assert_one_line_error(proc, *fragments):
+  """Exit status 2, no traceback, exactly one ``error:`` line (the last) containing every fragment;
+  returns that line."""
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1, proc.stderr[-2000:]
+  assert proc.stderr.rstrip().splitlines()[-1] == errors[0]
+  for f in fragments:
+    assert f in errors[0], errors[0]
+  return errors[0]
+
+
+def load_results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
