@@ -1,0 +1,297 @@
+"""Labelled images in ArrayRecord files: the feature spec, the writer, and the random-access readers.
+
+A record folder (``data.record_dir``) holds ``features.json`` (a :class:`FeatureSpec`) and each split's
+ArrayRecord shards ``<split>.array_record-<i>-of-<n>``, every record a serialized ``tf.train.Example``
+(TFDS's own record format) with a bytes feature ``image`` (raw uint8 ``H*W*C``, PNG or JPEG) and an
+int64 feature ``label``. TensorFlow is not needed: the Example message is parsed with ``protobuf``.
+TFDS data sets prepared with ``file_format='array_record'`` are read through ``tfds.data_source``
+(:class:`TfdsReader`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import os
+
+import numpy as np
+
+from lwcl.errors import DataError
+
+FEATURES_FILE = "features.json"
+ENCODINGS = ("raw", "png", "jpeg")
+
+
+def _example_class():
+  """The ``tf.train.Example`` message class, built from its descriptor in a private pool."""
+  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # pylint: disable=g-import-not-at-top
+  f = descriptor_pb2.FileDescriptorProto(name="lwcl_example.proto", package="lwcl_tf", syntax="proto3")
+  T = descriptor_pb2.FieldDescriptorProto
+
+  def message(name, fields, nested=()):
+    m = f.message_type.add(name=name) if not nested else nested
+    for num, (fname, ftype, label, type_name) in enumerate(fields, 1):
+      fd = m.field.add(name=fname, number=num, type=ftype, label=label)
+      if type_name:
+        fd.type_name = type_name
+    return m
+
+  rep, opt = T.LABEL_REPEATED, T.LABEL_OPTIONAL
+  message("BytesList", [("value", T.TYPE_BYTES, rep, "")])
+  message("FloatList", [("value", T.TYPE_FLOAT, rep, "")])
+  message("Int64List", [("value", T.TYPE_INT64, rep, "")])
+  feature = message("Feature", [("bytes_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.BytesList"),
+                                ("float_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.FloatList"),
+                                ("int64_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.Int64List")])
+  feature.oneof_decl.add(name="kind")
+  for fd in feature.field:
+    fd.oneof_index = 0
+  features = f.message_type.add(name="Features")
+  entry = features.nested_type.add(name="FeatureEntry")
+  entry.options.map_entry = True
+  entry.field.add(name="key", number=1, type=T.TYPE_STRING, label=opt)
+  entry.field.add(name="value", number=2, type=T.TYPE_MESSAGE, label=opt, type_name=".lwcl_tf.Feature")
+  features.field.add(name="feature", number=1, type=T.TYPE_MESSAGE, label=rep,
+                     type_name=".lwcl_tf.Features.FeatureEntry")
+  message("Example", [("features", T.TYPE_MESSAGE, opt, ".lwcl_tf.Features")])
+  pool = descriptor_pool.DescriptorPool()
+  pool.Add(f)
+  return message_factory.GetMessageClass(pool.FindMessageTypeByName("lwcl_tf.Example"))
+
+
+_EXAMPLE = []
+
+
+def example_class():
+  if not _EXAMPLE:
+    _EXAMPLE.append(_example_class())
+  return _EXAMPLE[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+  """What the records of a folder hold (``features.json``).
+
+  Attributes:
+    image_shape: ``(H, W, C)`` of the decoded uint8 images.
+    encoding: ``raw`` (``H*W*C`` bytes), ``png`` or ``jpeg``.
+    num_classes: labels are int in ``[0, num_classes)``.
+    class_names: one name per class.
+    image_key, label_key: the Example's feature names.
+    stats: ``{'mean': [C], 'std': [C]}`` of the training images in ``[0, 1]`` units, or None.
+  """
+  image_shape: tuple
+  encoding: str
+  num_classes: int
+  class_names: tuple = ()
+  image_key: str = "image"
+  label_key: str = "label"
+  stats: dict | None = None
+
+  def to_json(self) -> dict:
+    return {"image": {"shape": list(self.image_shape), "dtype": "uint8", "encoding": self.encoding},
+            "label": {"num_classes": self.num_classes, "names": list(self.class_names)},
+            "image_key": self.image_key, "label_key": self.label_key, "stats": self.stats}
+
+  @classmethod
+  def from_json(cls, d: dict, where: str) -> "FeatureSpec":
+    """Raises DataError naming the first missing or wrong entry of ``where`` (a features.json)."""
+    fix = f"; fix {where} (see lwcl.data.records.FeatureSpec)"
+    try:
+      image, label = d["image"], d["label"]
+      shape = tuple(int(v) for v in image["shape"])
+      encoding, num_classes = str(image.get("encoding", "raw")), int(label["num_classes"])
+    except (KeyError, TypeError, ValueError) as e:
+      raise DataError(f"feature spec {where} lacks or mistypes {e}; it needs image.shape [H, W, C] and "
+                      f"label.num_classes{fix}") from None
+    if len(shape) != 3 or min(shape) < 1:
+      raise DataError(f"feature spec {where}: image.shape {list(shape)} is not [H, W, C]{fix}")
+    if image.get("dtype", "uint8") != "uint8":
+      raise DataError(f"feature spec {where}: image.dtype {image.get('dtype')} is not uint8{fix}")
+    if encoding not in ENCODINGS:
+      raise DataError(f"feature spec {where}: image.encoding '{encoding}' is not one of {ENCODINGS}{fix}")
+    if num_classes < 1:
+      raise DataError(f"feature spec {where}: label.num_classes={num_classes} is below 1{fix}")
+    names = tuple(str(n) for n in label.get("names") or range(num_classes))
+    return cls(shape, encoding, num_classes, names, str(d.get("image_key", "image")),
+               str(d.get("label_key", "label")), d.get("stats"))
+
+
+def encode_image(image: np.ndarray, encoding: str) -> bytes:
+  """uint8 ``[H, W, C]`` as the bytes of ``encoding``."""
+  if encoding == "raw":
+    return np.ascontiguousarray(image, np.uint8).tobytes()
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(
+      buf, format="PNG" if encoding == "png" else "JPEG", quality=95)
+  return buf.getvalue()
+
+
+def decode_image(data: bytes, spec: FeatureSpec, where: str) -> np.ndarray:
+  """The uint8 ``[H, W, C]`` image of a record's image bytes; DataError when it does not fit the spec."""
+  if spec.encoding == "raw":
+    x = np.frombuffer(data, np.uint8)
+    if x.size != int(np.prod(spec.image_shape)):
+      raise DataError(f"a record of {where} has {x.size} image bytes, the feature spec's shape "
+                      f"{list(spec.image_shape)} needs {int(np.prod(spec.image_shape))}; fix image.shape in "
+                      f"{FEATURES_FILE} or rewrite the records")
+    return x.reshape(spec.image_shape)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  x = np.asarray(Image.open(io.BytesIO(data)))
+  return x.reshape(x.shape[:2] + (-1,))
+
+
+def serialize(image_bytes: bytes, label: int, spec: FeatureSpec) -> bytes:
+  """One record: a serialized ``tf.train.Example`` with ``image`` bytes and an int64 ``label``."""
+  ex = example_class()()
+  ex.features.feature[spec.image_key].bytes_list.value.append(image_bytes)
+  ex.features.feature[spec.label_key].int64_list.value.append(int(label))
+  return ex.SerializeToString()
+
+
+def parse(record: bytes, spec: FeatureSpec, where: str) -> tuple[bytes, int]:
+  """``(image bytes, label)`` of one record; DataError when a feature of the spec is missing."""
+  ex = example_class().FromString(record)
+  feats = ex.features.feature
+  if spec.image_key not in feats or spec.label_key not in feats:
+    raise DataError(f"records of {where} have features {sorted(feats)}, not '{spec.image_key}' and "
+                    f"'{spec.label_key}'; set image_key / label_key in {FEATURES_FILE}")
+  return feats[spec.image_key].bytes_list.value[0], int(feats[spec.label_key].int64_list.value[0])
+
+
+def split_files(directory: str, split: str) -> list:
+  """The sorted ArrayRecord shards of ``split`` in ``directory``."""
+  return sorted(glob.glob(os.path.join(directory, f"{split}.array_record*")))
+
+
+def write_split(directory: str, split: str, chunks, spec: FeatureSpec, num_shards: int = 1) -> int:
+  """Writes ``split``'s records from ``chunks`` (an iterable of ``(uint8 [n, H, W, C], int [n])``) into
+  ``num_shards`` ArrayRecord files, examples in order and shards filled round-robin by chunk.
+
+  Returns the number of examples written.
+  """
+  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
+  os.makedirs(directory, exist_ok=True)
+  writers = [ArrayRecordWriter(os.path.join(directory, f"{split}.array_record-{i:05d}-of-{num_shards:05d}"),
+                               "group_size:1") for i in range(num_shards)]
+  n = 0
+  for k, (images, labels) in enumerate(chunks):
+    w = writers[k % num_shards]
+    for x, y in zip(images, labels):
+      w.write(serialize(encode_image(x, spec.encoding), int(y), spec))
+    n += len(labels)
+  for w in writers:
+    w.close()
+  return n
+
+
+def write_features(directory: str, spec: FeatureSpec) -> None:
+  """Writes ``features.json``."""
+  os.makedirs(directory, exist_ok=True)
+  with open(os.path.join(directory, FEATURES_FILE), "w") as f:
+    json.dump(spec.to_json(), f, indent=1)
+
+
+def write_dataset(directory: str, train: tuple, test: tuple, class_names=(), encoding: str = "raw",
+                  num_shards: int = 1) -> FeatureSpec:
+  """Writes an in-memory data set (``train``, ``test``: ``(uint8 [N, H, W, C], int [N])``) as a record
+  folder, with the training images' channel statistics in the spec; returns the spec."""
+  from lwcl.data.lazy import channel_stats  # pylint: disable=g-import-not-at-top
+  mean, std = channel_stats(train[0])
+  num_classes = int(max(np.max(train[1]), np.max(test[1]))) + 1
+  spec = FeatureSpec(tuple(train[0].shape[1:]), encoding, num_classes,
+                     tuple(class_names) or tuple(str(i) for i in range(num_classes)),
+                     stats={"mean": list(mean), "std": list(std)})
+  for split, (x, y) in (("train", train), ("test", test)):
+    step = -(-len(y) // num_shards)
+    write_split(directory, split, ((x[s:s + step], y[s:s + step]) for s in range(0, len(y), step)), spec,
+                num_shards)
+  write_features(directory, spec)
+  return spec
+
+
+def read_spec(directory: str) -> FeatureSpec:
+  """The folder's feature spec; DataError when the folder or its ``features.json`` is missing or wrong."""
+  path = os.path.join(directory, FEATURES_FILE)
+  if not os.path.isdir(directory):
+    raise DataError(f"data.record_dir {directory} does not exist; fix --config.data.record_dir")
+  if not os.path.exists(path):
+    raise DataError(f"{path} is missing; write the feature spec there (lwcl.data.records.write_features) "
+                    "or point --config.data.record_dir at a record folder")
+  try:
+    with open(path) as f:
+      d = json.load(f)
+  except (OSError, ValueError) as e:
+    raise DataError(f"{path} is not readable JSON ({e}); fix or rewrite it") from None
+  return FeatureSpec.from_json(d if isinstance(d, dict) else {}, path)
+
+
+class RecordReader:
+  """Random access to one split of a record folder.
+
+  Attributes:
+    num_examples, image_shape ``(H, W, C)``, spec, paths, stats (the spec's, for the train split).
+  """
+
+  def __init__(self, directory: str, split: str, spec: FeatureSpec | None = None):
+    self.spec = spec or read_spec(directory)
+    self.paths = split_files(directory, split)
+    self.where = f"{directory} ({split})"
+    if not self.paths:
+      raise DataError(f"no ArrayRecord files for split '{split}' in {directory} (expected "
+                      f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
+                      "--config.data.record_dir / data.train_split / data.test_split")
+    self.image_shape = tuple(self.spec.image_shape)
+    self.stats = self.spec.stats if split == "train" else None
+    self._source = None
+    self.num_examples = len(self._data_source())
+
+  def _data_source(self):
+    if self._source is None:
+      import grain  # pylint: disable=g-import-not-at-top
+      try:
+        self._source = grain.sources.ArrayRecordDataSource(self.paths)
+      except Exception as e:  # array_record raises plain RuntimeErrors for bad files
+        raise DataError(f"cannot open the ArrayRecord files of {self.where} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''}); rewrite them") from None
+    return self._source
+
+  def __getstate__(self):  # grain worker processes reopen the files
+    return {**self.__dict__, "_source": None}
+
+  def read(self, indices: np.ndarray) -> list:
+    """The serialized records at ``indices`` (int, ascending reads fastest)."""
+    return self._data_source().__getitems__([int(i) for i in indices])
+
+  def read_images(self, indices: np.ndarray) -> np.ndarray:
+    """uint8 ``[n, H, W, C]`` images of the records ``indices``."""
+    out = np.empty((len(indices),) + self.image_shape, np.uint8)
+    for k, rec in enumerate(self.read(indices)):
+      out[k] = decode_image(parse(rec, self.spec, self.where)[0], self.spec, self.where)
+    return out
+
+  def read_labels(self, chunk: int = 8192) -> np.ndarray:
+    """int32 ``[num_examples]``: every record's label, read once (images are skipped, not decoded)."""
+    out = np.empty(self.num_examples, np.int32)
+    for s in range(0, self.num_examples, chunk):
+      for k, rec in enumerate(self.read(np.arange(s, min(s + chunk, self.num_examples)))):
+        out[s + k] = parse(rec, self.spec, self.where)[1]
+    return out
+
+  def fingerprint_parts(self) -> list:
+    """What identifies these records cheaply: each file's size and the SHA-256 of its first and last MiB
+    (with the labels, :func:`lwcl.data.sources.dataset_fingerprint`)."""
+    parts = []
+    for p in self.paths:
+      size = os.path.getsize(p)
+      h = hashlib.sha256()
+      with open(p, "rb") as f:
+        h.update(f.read(1 << 20))
+        f.seek(max(size - (1 << 20), 0))
+        h.update(f.read(1 << 20))
+      parts.append(f"{size}:{h.hexdigest()}")
+    return [json.dumps(self.spec.to_json(), sort_keys=True)] + parts

@@ -1,0 +1,48 @@
+"""Per-image transforms of the permuted and rotated scenarios, applied to any batch of images.
+
+Both act on each image on its own, so applying them to a whole task at once (the in-memory source) or to
+each batch as it is read (the streaming source) gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import scipy.ndimage
+
+
+@functools.lru_cache(maxsize=256)
+def pixel_permutation(seed: int, num_pixels: int) -> np.ndarray:
+  """The pixel permutation of a permuted task: int64 ``[num_pixels]``, a function of ``seed``."""
+  return np.random.default_rng(seed).permutation(num_pixels)
+
+
+def rotate(images: np.ndarray, angle: float) -> np.ndarray:
+  """uint8 ``[N, H, W, C]`` rotated by ``angle`` degrees about the centre (bilinear, zeros outside)."""
+  if angle % 360 == 0:
+    return images
+  out = scipy.ndimage.rotate(images.astype(np.float32), angle, axes=(1, 2), reshape=False, order=1,
+                             mode="constant", cval=0.0)
+  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def permute(images: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
+  """uint8 ``[N, H, W, C]`` with the pixels (all channels together) reordered by ``perm`` ``[H * W]``."""
+  if perm is None:
+    return images
+  n, h, w, c = images.shape
+  return images.reshape(n, h * w, c)[:, perm].reshape(n, h, w, c)
+
+
+def apply(images: np.ndarray, transform: dict | None) -> np.ndarray:
+  """A task's transform (``Task.transform``: None, ``{'permutation_seed': s}`` or
+  ``{'angle_degrees': a}``) applied to uint8 ``[N, H, W, C]``; returns the same shape and dtype."""
+  if not transform:
+    return images
+  if "permutation_seed" in transform:
+    h, w = images.shape[1:3]
+    return permute(images, pixel_permutation(int(transform["permutation_seed"]), h * w))
+  if "angle_degrees" in transform:
+    return rotate(images, float(transform["angle_degrees"]))
+  raise ValueError(f"unknown transform {transform}")
