@@ -19,7 +19,15 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.name = "fashion_mnist"  # TFDS name; mnist/fashion_mnist/kmnist also read from local IDX files
-  c.data.source = "auto"  # auto (local IDX files when present, else TFDS) | idx | tfds
+  # auto (data.record_dir set: arrayrecord; else local IDX files when present, else TFDS) | idx | tfds (all
+  # in memory) | arrayrecord (streamed from data.record_dir) | tfds_stream (streamed from a TFDS data set
+  # prepared with file_format=array_record in data.data_dir); README "Streaming data"
+  c.data.source = "auto"
+  c.data.record_dir = ""  # folder of ArrayRecord files + features.json (lwcl/data/records.py)
+  c.data.stream = ml_collections.ConfigDict()
+  c.data.stream.threads = 2  # grain read threads of the streaming loader
+  c.data.stream.prefetch = 4  # batches read ahead (host), one more placed on the device
+  c.data.stream.workers = 0  # grain worker processes decoding batches (0: the read threads decode)
   c.data.idx_dir = ""  # folder of MNIST-format files; default: $LWCL_IDX_DIR, then Debian's folder
   c.data.data_dir = ""  # TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)
   c.data.train_split = "train"

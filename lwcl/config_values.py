@@ -9,7 +9,8 @@ disk; :class:`~lwcl.setup.Setup` runs it again for configs built in code. Its ru
 - the keys of :data:`AT_LEAST` are at least their bound (counts, sizes, steps; ``0`` means "off", "all" or
   "automatic" where ``configs/default.py`` says so), every layer size in :data:`LAYER_SIZES` is at least 1;
 - ``scenario.validation_fraction`` is in ``[0, 1)``, and ``eval.split = 'valid'`` needs it above 0;
-- ``model.name``, ``method.name`` and ``eval.split`` name something that exists.
+- ``model.name``, ``method.name`` and ``eval.split`` name something that exists;
+- ``data.source`` is a known source, and streamed data runs one step per dispatch.
 
 Combinations of run modes (``num_seeds``, ``num_orders``, ``sweep.key``) are :mod:`lwcl.run_kind`'s.
 
@@ -34,12 +35,14 @@ AT_LEAST = {
     "method.memory_per_task": 0, "method.importance_samples": 0, "method.importance_batch_size": 1,
     "method.memory_grad_chunk": 0, "method.agem_ref_batch": 1, "method.lgd_top_k": 0,
     "layerwise.greedy_epochs_per_block": 0, "layerwise.linear_probe.train_examples": 1,
-    "layerwise.linear_probe.steps": 1,
+    "layerwise.linear_probe.steps": 1, "data.stream.threads": 1, "data.stream.prefetch": 1,
+    "data.stream.workers": 0,
 }
 # Tuples of layer sizes (nested for model.conv_stages): every size is at least 1.
 LAYER_SIZES = ("model.hidden", "model.dense", "model.conv_stages", "layerwise.aux_hidden")
 FINITE_TUPLES = ("scenario.angles", "sweep.candidates")
 EVAL_SPLITS = ("test", "valid")
+DATA_SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
 
 
 def check_values(config) -> None:
@@ -77,6 +80,13 @@ def _check_names_and_combinations(config) -> None:
   if fraction is not None and not 0.0 <= fraction < 1.0:
     _refuse("scenario.validation_fraction", fraction, "the held-out share must be in [0, 1)",
             "a fraction in [0, 1)", 0.1)
+  source = _get(config, "data.source")
+  if source is not None and source not in DATA_SOURCES:
+    raise ConfigError(f"unknown data.source '{source}'; use one of {', '.join(DATA_SOURCES)}")
+  streams = source in ("arrayrecord", "tfds_stream") or (source == "auto" and _get(config, "data.record_dir"))
+  if streams and (_get(config, "train.steps_per_dispatch") or 1) > 1:
+    raise ConfigError("streamed data (data.source arrayrecord / tfds_stream, or data.record_dir set) needs "
+                      "train.steps_per_dispatch=1: K > 1 places a task's whole data on the device")
   split = _get(config, "eval.split")
   if split is not None and split not in EVAL_SPLITS:
     raise ConfigError(f"unknown eval.split '{split}'; use --config.eval.split=test or valid")

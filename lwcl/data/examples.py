@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from lwcl.data.lazy import LazyImages
+
 
 @dataclasses.dataclass(frozen=True)
 class Examples:
@@ -16,7 +18,8 @@ class Examples:
   or examples of several tasks (joint training's union, importance estimation).
 
   Attributes:
-    images: uint8 ``[N, H, W, C]``.
+    images: uint8 ``[N, H, W, C]``: a NumPy array, or :class:`~lwcl.data.lazy.LazyImages` (streaming
+      source: read from disk when indexed).
     labels: int32 ``[N]``, in the scenario's output space.
     tasks: int32 ``[N]``, the stream index of each example's task.
   """
@@ -34,8 +37,12 @@ class Examples:
 
   @classmethod
   def concatenate(cls, parts: Sequence["Examples"]) -> "Examples":
-    """The examples of ``parts``, in order."""
-    return cls(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+    """The examples of ``parts``, in order (streamed images stay on disk: a lazy view of them all)."""
+    lazy = isinstance(parts[0].images, LazyImages)
+    if lazy and len(parts) == 1:
+      return parts[0]
+    return cls(LazyImages.concatenate([p.images for p in parts]) if lazy else
+               np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
                np.concatenate([p.tasks for p in parts]))
 
   @classmethod

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lwcl.data.examples import Examples
+from lwcl.data.lazy import LazyImages
 from lwcl.errors import ConfigError, DataError
 
 
@@ -156,9 +157,12 @@ class Preprocessor:
     ``standardize`` (zero mean, unit variance), ``unit`` (scale to [0, 1]) or ``none``."""
     c = train_images.shape[-1]
     mode = data_config.normalize
-    if mode == "standardize":
-      mean, std = channel_moments(train_images)
-      std = np.maximum(std, 1e-6)
+    if mode == "standardize":  # streamed images: the feature spec's statistics, or one pass in chunks
+      if isinstance(train_images, LazyImages):
+        mean, std = train_images.channel_stats()
+      else:
+        mean, std = channel_moments(train_images)
+        std = np.maximum(std, 1e-6)
     elif mode == "unit":
       mean, std = (0.0,) * c, (1.0,) * c
     elif mode == "none":

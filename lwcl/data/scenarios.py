@@ -24,7 +24,9 @@ import dataclasses
 
 import numpy as np
 
+from lwcl.data import transforms
 from lwcl.data.examples import Examples
+from lwcl.data.lazy import LazyImages
 from lwcl.data.sources import ImageDataset
 from lwcl.errors import ConfigError, DataError
 
@@ -101,8 +103,8 @@ def _train_valid(rng, images, labels, task: int, cfg) -> tuple[Examples, Example
   if cfg.samples_per_task:
     train_idx = train_idx[: cfg.samples_per_task]
   train_idx = np.sort(train_idx)
-  return (Examples.of_task(images[train_idx], labels[train_idx], task),
-          Examples.of_task(images[valid_idx], labels[valid_idx], task))
+  return (Examples.of_task(_rows(images, train_idx), labels[train_idx], task),
+          Examples.of_task(_rows(images, valid_idx), labels[valid_idx], task))
 
 
 def _class_order(cfg, num_classes: int) -> list:
@@ -158,20 +160,16 @@ def _split_tasks(cfg, ds: ImageDataset) -> tuple[list, list]:
   return [tuple(order[k * cpt:(k + 1) * cpt]) for k in range(T)], [None] * T
 
 
-def _rotate(images: np.ndarray, angle: float) -> np.ndarray:
-  if angle % 360 == 0:
-    return images
-  import scipy.ndimage  # pylint: disable=g-import-not-at-top  (0.3 s: only rotated streams need it)
-  out = scipy.ndimage.rotate(images.astype(np.float32), angle, axes=(1, 2), reshape=False, order=1,
-                             mode="constant", cval=0.0)
-  return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+def _rows(images, idx: np.ndarray):
+  """Rows ``idx`` of in-memory images, or a lazy view of them (streaming source: nothing is read)."""
+  return images.view(idx) if isinstance(images, LazyImages) else images[idx]
 
 
-def _permute(images: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
-  if perm is None:
-    return images
-  n, h, w, c = images.shape
-  return images.reshape(n, h * w, c)[:, perm].reshape(n, h, w, c)
+def _transformed(images, transform: dict | None):
+  """A task's transform applied now (in memory) or when the rows are read (streaming source)."""
+  if isinstance(images, LazyImages):
+    return images.with_transform(transform)
+  return transforms.apply(images, transform)
 
 
 def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
@@ -239,8 +237,8 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   tasks = []
   for t, (classes, transform) in enumerate(zip(class_sets, transforms)):
     def select(images, labels, classes=classes):
-      keep = np.isin(labels, classes)
-      x, y = images[keep], labels[keep]
+      keep = np.flatnonzero(np.isin(labels, classes))
+      x, y = _rows(images, keep), labels[keep]
       if local_labels:
         lut = np.full(ds.num_classes, -1, np.int32)
         lut[list(classes)] = np.arange(len(classes), dtype=np.int32)
@@ -249,14 +247,10 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
 
     train_x, train_y = select(ds.train_images, ds.train_labels)
     test_x, test_y = select(ds.test_images, ds.test_labels)
+    train_x, test_x = _transformed(train_x, transform), _transformed(test_x, transform)
     if transform and "permutation_seed" in transform:
-      perm = np.random.default_rng(transform["permutation_seed"]).permutation(
-          ds.image_shape[0] * ds.image_shape[1])
-      train_x, test_x = _permute(train_x, perm), _permute(test_x, perm)
       name = f"permutation {t}"
     elif transform and "angle_degrees" in transform:
-      train_x = _rotate(train_x, transform["angle_degrees"])
-      test_x = _rotate(test_x, transform["angle_degrees"])
       name = f"rotation {transform['angle_degrees']:g} deg"
     elif transform is None and kind == "permuted":
       name = "identity"

@@ -1,9 +1,10 @@
-"""Data sources: local MNIST-format IDX files and tensorflow-datasets (TFDS).
+"""Data sources: local MNIST-format IDX files, tensorflow-datasets (TFDS), and streamed ArrayRecord files.
 
 ``load_dataset(config.data)`` returns the whole data set as NumPy arrays (uint8 images, int32 labels).
 The ``auto`` source uses local IDX files when they are present (Fashion-MNIST from Debian's
 ``dataset-fashion-mnist`` is the built-in default) and TFDS otherwise; a folder given as ``data.idx_dir``
-must hold them (``auto`` never falls back to TFDS past the user's own folder).
+must hold them (``auto`` never falls back to TFDS past the user's own folder). With ``data.record_dir``
+(``auto`` or ``arrayrecord``) or ``tfds_stream`` the images stay on disk (:mod:`lwcl.data.records`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import os
 
 import numpy as np
 
-from lwcl.data import idx
+from lwcl.data import idx, records
+from lwcl.data.lazy import LazyImages, StreamOptions
 from lwcl.errors import DataError
 
 # Where Debian's dataset packages put MNIST-format files, by TFDS name.
@@ -33,7 +35,7 @@ class ImageDataset:
 
   Attributes:
     name: data set name (TFDS naming, e.g. ``fashion_mnist``).
-    train_images: uint8 ``[N, H, W, C]``.
+    train_images: uint8 ``[N, H, W, C]`` (a NumPy array, or :class:`~lwcl.data.lazy.LazyImages`).
     train_labels: int32 ``[N]`` in ``[0, num_classes)``.
     test_images: uint8 ``[M, H, W, C]``.
     test_labels: int32 ``[M]``.
@@ -62,7 +64,8 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   The whole data set, not only the examples the scenario picks: the scenario is a function of the config
   and these arrays, and ``data.normalize=standardize`` takes its statistics from all training images. One
   pass over the arrays (Fashion-MNIST, 55 MB: about 0.1 s), cheaper than hashing each task's permuted or
-  rotated copies.
+  rotated copies. Streamed images (:class:`~lwcl.data.lazy.LazyImages`) are not read whole: their files'
+  sizes and the SHA-256 of each file's first and last MiB stand for them, with every label.
 
   Args:
     ds: the loaded data set.
@@ -71,6 +74,10 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   """
   digest = hashlib.sha256(f"classes={ds.num_classes}|".encode())
   for name in ("train_images", "train_labels", "test_images", "test_labels"):
+    if isinstance(getattr(ds, name), LazyImages):  # streamed: the files' sizes, heads and tails (with labels)
+      parts = [p for s in getattr(ds, name).segments for p in s.reader.fingerprint_parts()]
+      digest.update(f"{name}|records|{len(getattr(ds, name))}|{'|'.join(parts)}|".encode())
+      continue
     a = np.ascontiguousarray(getattr(ds, name))
     digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
     digest.update(memoryview(a).cast("B"))
@@ -145,6 +152,37 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
                       "tfds")
 
 
+def stream_options(data_config) -> StreamOptions:
+  """The streaming loader's ``data.stream`` settings (defaults where a config lacks them)."""
+  stream = data_config.get("stream") or {}
+  return StreamOptions(int(stream.get("threads", 2)), int(stream.get("prefetch", 4)),
+                       int(stream.get("workers", 0)))
+
+
+def load_record_dataset(data_config) -> ImageDataset:
+  """A record folder (``data.record_dir``, :mod:`lwcl.data.records`) as a streamed data set: labels read
+  once into int32 arrays, images :class:`~lwcl.data.lazy.LazyImages` read when indexed.
+
+  Raises:
+    DataError: no ``data.record_dir``, a missing folder, ``features.json`` or split, or a bad feature spec.
+  """
+  directory = data_config.get("record_dir")
+  if not directory:
+    raise DataError("data.source=arrayrecord needs a record folder; set --config.data.record_dir")
+  spec = records.read_spec(directory)
+  options = stream_options(data_config)
+  train = records.RecordReader(directory, data_config.train_split, spec)
+  test = records.RecordReader(directory, data_config.test_split, spec)
+  train_y, test_y = train.read_labels(), test.read_labels()
+  for y, r in ((train_y, train), (test_y, test)):
+    if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
+      raise DataError(f"labels of {r.where} lie in [{y.min()}, {y.max()}], outside the feature spec's "
+                      f"{spec.num_classes} classes; fix label.num_classes in {records.FEATURES_FILE}")
+  return ImageDataset(data_config.name, LazyImages.of_reader(train, options), train_y,
+                      LazyImages.of_reader(test, options), test_y, spec.num_classes,
+                      tuple(spec.class_names), f"arrayrecord:{directory}")
+
+
 def concatenate(parts: list) -> ImageDataset:
   """One data set whose classes are those of ``parts`` in turn: part k's labels are offset by the number
   of classes before it, and class names are qualified (``'cifar100:apple'``). Used for streams over
@@ -173,11 +211,12 @@ def load_dataset(data_config) -> ImageDataset:
   """Loads the data set a config's ``data`` section names.
 
   Args:
-    data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds``), ``idx_dir``,
-      ``data_dir``, ``train_split``, ``test_split``, ``download``. A name joining several data sets with
+    data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds`` |
+      ``arrayrecord`` | ``tfds_stream``), ``idx_dir``, ``record_dir``, ``stream``, ``data_dir``, ``train_split``, ``test_split``, ``download``. A name joining several data sets with
       ``+`` (``cifar10+cifar100``) loads each and :func:`concatenate`\ s their classes.
   Returns:
-    The whole :class:`ImageDataset`.
+    The :class:`ImageDataset`: whole in memory, or (``arrayrecord``, ``tfds_stream``, or ``auto`` with a
+    ``record_dir``) its labels in memory and its images :class:`~lwcl.data.lazy.LazyImages` on disk.
   Raises:
     DataError: unknown source, missing files, or a TFDS failure.
   """
@@ -190,8 +229,14 @@ def load_dataset(data_config) -> ImageDataset:
       parts.append(load_dataset(part_config))
     return concatenate(parts)
   source = data_config.source
-  if source not in ("auto", "idx", "tfds"):
-    raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx or tfds")
+  if source not in ("auto", "idx", "tfds", "arrayrecord", "tfds_stream"):
+    raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx, tfds, arrayrecord "
+                    "or tfds_stream")
+  if source == "arrayrecord" or (source == "auto" and data_config.get("record_dir")):
+    return load_record_dataset(data_config)
+  if source == "tfds_stream":
+    from lwcl.data import tfds_stream  # pylint: disable=g-import-not-at-top  (tensorflow-datasets: slow)
+    return tfds_stream.load_tfds_stream(data_config, stream_options(data_config))
   directory = idx_dir_for(data_config)
   if source == "auto" and data_config.idx_dir and not idx.has_idx_dataset(directory):
     what = ("does not exist" if not os.path.isdir(directory) else

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import scipy.ndimage
 
 
 @functools.lru_cache(maxsize=256)
@@ -22,6 +21,7 @@ def rotate(images: np.ndarray, angle: float) -> np.ndarray:
   """uint8 ``[N, H, W, C]`` rotated by ``angle`` degrees about the centre (bilinear, zeros outside)."""
   if angle % 360 == 0:
     return images
+  import scipy.ndimage  # pylint: disable=g-import-not-at-top  (0.3 s: only rotated streams need it)
   out = scipy.ndimage.rotate(images.astype(np.float32), angle, axes=(1, 2), reshape=False, order=1,
                              mode="constant", cval=0.0)
   return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -1,0 +1,102 @@
+"""The streaming loader: one epoch's training batches read from disk by grain, in the in-memory order.
+
+:func:`train_batches` is :func:`lwcl.data.pipeline.train_batches` for any :class:`~lwcl.data.examples.Examples`:
+in-memory examples go through the pipeline as before; streamed ones (:class:`~lwcl.data.lazy.LazyImages`)
+through a grain ``MapDataset`` over the epoch's batch indices, read ahead by grain's threads (or worker
+processes, ``data.stream.workers``), so a batch is the same examples in the same order as in memory.
+
+Where a run is: the loader's position is the task step (``Progress.task_step``), which the orbax checkpoint
+holds; a resumed run builds the iterator from that batch on (``start``), as grain's own iterator state
+(``{'next_index': b}`` of a ``MapDataset`` iterator) would.
+
+Several processes (``jax.process_count() > 1``): process ``p`` reads only rows ``[p * B / P, (p + 1) * B / P)``
+of each global batch (the rows :meth:`lwcl.parallel.DataParallel.put_batch` takes from it), so the processes
+read disjoint shards, together the global batch of one process; the other rows of its host batch are
+zeros, never read.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from lwcl.data import pipeline
+from lwcl.data.examples import Examples
+from lwcl.data.lazy import LazyImages
+
+
+def process_rows(batch_size: int) -> slice:
+  """The rows of a global batch of ``batch_size`` this process reads (all of them on one process)."""
+  p, n = jax.process_index(), jax.process_count()
+  return slice(p * (batch_size // n), (p + 1) * (batch_size // n))
+
+
+class _BatchReader:
+  """Batch ``b`` of one epoch: ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``
+  (picklable, for grain worker processes)."""
+
+  def __init__(self, data: Examples, order: np.ndarray, batch_size: int, rows: slice):
+    self.data, self.order, self.batch_size, self.rows = data, order, batch_size, rows
+
+  def __call__(self, b: int) -> dict:
+    bs = self.batch_size
+    idx = np.sort(self.order[b * bs:(b + 1) * bs])
+    mine = self.data.images[idx[self.rows]]
+    if mine.shape[0] == bs:
+      images = mine
+    else:
+      images = np.zeros((bs,) + mine.shape[1:], np.uint8)
+      images[self.rows] = mine
+    return {"image": images, "label": self.data.labels[idx], "task": self.data.tasks[idx]}
+
+
+def stream_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: int,
+                   start: int = 0):
+  """The grain dataset of one epoch's batches ``start ..`` of streamed ``data`` (an ``IterDataset``).
+
+  Args:
+    data: examples whose ``images`` are :class:`LazyImages` (their ``options`` set threads, prefetch and
+      worker processes); batch_size, seed, task, epoch, start: as :func:`lwcl.data.pipeline.train_batches`.
+  Returns:
+    A ``grain.IterDataset`` yielding the batch dicts of :func:`lwcl.data.pipeline.train_batches` (this
+    process's rows read, the others zeros when there are several processes).
+  Raises:
+    DataError: fewer examples than one batch.
+  """
+  import grain  # pylint: disable=g-import-not-at-top
+  n = pipeline.steps_per_epoch(len(data), batch_size)
+  order = pipeline.epoch_order(len(data), seed, task, epoch)
+  options = data.images.options
+  ds = grain.MapDataset.range(start, n).map(_BatchReader(data, order, batch_size, process_rows(batch_size)))
+  if options.workers > 0:
+    return ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers))
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=options.threads,
+                                              prefetch_buffer_size=options.prefetch))
+
+
+def _to_device(batches: Iterator[dict]) -> Iterator[dict]:
+  """The batches one ahead on the (single, non-CPU) device; elsewhere as they are (on CPU the jitted
+  step's own transfer is cheaper, see ``DataParallel.put_batch``)."""
+  if jax.device_count() > 1 or jax.devices()[0].platform == "cpu":
+    yield from batches
+    return
+  ahead = None
+  for batch in batches:
+    placed = jax.device_put(batch)
+    if ahead is not None:
+      yield ahead
+    ahead = placed
+  if ahead is not None:
+    yield ahead
+
+
+def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: int,
+                  start: int = 0) -> Iterator[dict]:
+  """Yields one epoch's minibatches from batch index ``start`` on: :func:`lwcl.data.pipeline.train_batches`
+  for in-memory data, :func:`stream_batches` (read by grain, prefetched) for streamed data. Same batches
+  either way: ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``."""
+  if not isinstance(data.images, LazyImages):
+    return pipeline.train_batches(data, batch_size, seed, task, epoch, start)
+  return _to_device(iter(stream_batches(data, batch_size, seed, task, epoch, start)))
