@@ -238,15 +238,25 @@ class RecordReader:
   """
 
   def __init__(self, directory: str, split: str, spec: FeatureSpec | None = None):
-    self.spec = spec or read_spec(directory)
-    self.paths = split_files(directory, split)
-    self.where = f"{directory} ({split})"
-    if not self.paths:
+    spec = spec or read_spec(directory)
+    paths = split_files(directory, split)
+    if not paths:
       raise DataError(f"no ArrayRecord files for split '{split}' in {directory} (expected "
                       f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
                       "--config.data.record_dir / data.train_split / data.test_split")
-    self.image_shape = tuple(self.spec.image_shape)
-    self.stats = self.spec.stats if split == "train" else None
+    self._open(paths, spec, f"{directory} ({split})", split == "train")
+
+  @classmethod
+  def of_files(cls, paths: list, spec: FeatureSpec, where: str, train: bool) -> "RecordReader":
+    """A reader of the ArrayRecord files ``paths`` (e.g. a TFDS split's shards), described by ``spec``."""
+    reader = cls.__new__(cls)
+    reader._open(list(paths), spec, where, train)
+    return reader
+
+  def _open(self, paths: list, spec: FeatureSpec, where: str, train: bool) -> None:
+    self.spec, self.paths, self.where = spec, paths, where
+    self.image_shape = tuple(spec.image_shape)
+    self.stats = spec.stats if train else None
     self._source = None
     self.num_examples = len(self._data_source())
 

@@ -170,9 +170,15 @@ def load_record_dataset(data_config) -> ImageDataset:
   if not directory:
     raise DataError("data.source=arrayrecord needs a record folder; set --config.data.record_dir")
   spec = records.read_spec(directory)
-  options = stream_options(data_config)
   train = records.RecordReader(directory, data_config.train_split, spec)
   test = records.RecordReader(directory, data_config.test_split, spec)
+  return streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
+
+
+def streamed_dataset(data_config, train, test, spec, source: str) -> ImageDataset:
+  """The :class:`ImageDataset` of two :class:`~lwcl.data.records.RecordReader`\ s: every label read once
+  (int32, checked against the spec's classes), the images left on disk."""
+  options = stream_options(data_config)
   train_y, test_y = train.read_labels(), test.read_labels()
   for y, r in ((train_y, train), (test_y, test)):
     if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
@@ -180,7 +186,7 @@ def load_record_dataset(data_config) -> ImageDataset:
                       f"{spec.num_classes} classes; fix label.num_classes in {records.FEATURES_FILE}")
   return ImageDataset(data_config.name, LazyImages.of_reader(train, options), train_y,
                       LazyImages.of_reader(test, options), test_y, spec.num_classes,
-                      tuple(spec.class_names), f"arrayrecord:{directory}")
+                      tuple(spec.class_names), source)
 
 
 def concatenate(parts: list) -> ImageDataset:
@@ -236,7 +242,8 @@ def load_dataset(data_config) -> ImageDataset:
     return load_record_dataset(data_config)
   if source == "tfds_stream":
     from lwcl.data import tfds_stream  # pylint: disable=g-import-not-at-top  (tensorflow-datasets: slow)
-    return tfds_stream.load_tfds_stream(data_config, stream_options(data_config))
+    train, test, spec, where = tfds_stream.open_tfds_stream(data_config)
+    return streamed_dataset(data_config, train, test, spec, f"tfds_stream:{where}")
   directory = idx_dir_for(data_config)
   if source == "auto" and data_config.idx_dir and not idx.has_idx_dataset(directory):
     what = ("does not exist" if not os.path.isdir(directory) else
