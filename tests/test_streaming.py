@@ -1,0 +1,191 @@
+"""The streaming source: ArrayRecord files written with the real writers, read through grain, give the
+runs of the in-memory source; a killed run resumes mid-epoch to the same results; two processes read
+disjoint shards and match one process; TFDS data sets prepared as ArrayRecord stream too."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from conftest import small_config
+from synthetic_data import FILES, write_idx
+from test_devices import _free_port, forced_devices
+from lwcl import driver
+from lwcl.data import pipeline, records, sources, stream_loader
+from lwcl.data.examples import Examples
+from lwcl.data.lazy import LazyImages
+from lwcl.data.pipeline import train_batches
+from lwcl.data.scenarios import build_scenario
+from lwcl.errors import ConfigError, DataError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed)."""
+  ds = sources.load_dataset(small_config().data)
+  x, y = ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
+  xt, yt = ds.test_images[:TEST], ds.test_labels[:TEST]
+  base = tmp_path_factory.mktemp("stream")
+  idx_dir, rec_dir = str(base / "idx"), str(base / "records")
+  os.makedirs(idx_dir)
+  arrays = {("train", "images"): x[..., 0], ("train", "labels"): y, ("test", "images"): xt[..., 0],
+            ("test", "labels"): yt}
+  for key, name in FILES.items():
+    write_idx(os.path.join(idx_dir, name), arrays[key])
+  records.write_dataset(rec_dir, (x, y), (xt, yt), class_names=ds.class_names, num_shards=3)
+  return {"idx": idx_dir, "records": rec_dir, "arrays": (x, y, xt, yt)}
+
+
+def test_records_read_back_what_was_written(folders):
+  x, y, xt, yt = folders["arrays"]
+  ds = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
+  assert isinstance(ds.train_images, LazyImages) and ds.source.startswith("arrayrecord:")
+  chex.assert_shape(ds.train_images, (TRAIN, 28, 28, 1))
+  np.testing.assert_array_equal(ds.train_labels, y)
+  np.testing.assert_array_equal(ds.test_labels, yt)
+  rows = np.array([2999, 0, 1500, 0])
+  np.testing.assert_array_equal(ds.train_images[rows], x[rows])
+  np.testing.assert_array_equal(ds.test_images[10:20], xt[10:20])
+  assert sources.dataset_fingerprint(ds) == sources.dataset_fingerprint(ds)
+
+
+@pytest.mark.parametrize("kind", ["split", "permuted", "rotated"])
+def test_scenario_tasks_hold_the_same_examples(folders, kind):
+  mem = sources.load_dataset(small_config(**{"data.idx_dir": folders["idx"]}).data)
+  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
+  cfg = small_config(**{"scenario.kind": kind}).scenario
+  for a, b in zip(build_scenario(cfg, mem).tasks, build_scenario(cfg, disk).tasks):
+    for split in ("train", "valid", "test"):
+      ea, eb = getattr(a, split), getattr(b, split)
+      np.testing.assert_array_equal(ea.labels, eb.labels)
+      np.testing.assert_array_equal(ea.images, eb.images[:])
+    batches = zip(train_batches(a.train, 20, 0, 1, 0), stream_loader.train_batches(b.train, 20, 0, 1, 0))
+    for ba, bb in batches:
+      chex.assert_trees_all_equal(ba, bb)
+
+
+@pytest.mark.parametrize("kind", ["split", "rotated"])
+def test_streamed_run_gives_the_in_memory_accuracy_matrix(folders, tmp_path, kind):
+  mem = driver.run(small_config(**{"scenario.kind": kind, "data.idx_dir": folders["idx"]}), str(tmp_path / "m"))
+  disk = driver.run(small_config(**{"scenario.kind": kind, "data.record_dir": folders["records"]}),
+                    str(tmp_path / "d"))
+  assert disk["data_source"].startswith("arrayrecord:")
+  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
+    assert disk[key] == mem[key], key
+
+
+def _env(**extra) -> dict:
+  """The environment of a subprocess run: this checkout's lwcl first (``python tests/fault_run.py`` would
+  otherwise import the lwcl installed in the virtual environment, which may be another checkout)."""
+  path = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
+  return dict(os.environ, **extra, PYTHONPATH=path)
+
+
+def _cli(workdir, *overrides, kill_after_step=None):
+  entry = ["-m", "lwcl.main"] if kill_after_step is None else [
+      os.path.join(ROOT, "tests", "fault_run.py"), str(kill_after_step)]
+  small = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.scenario.num_tasks=3",
+           "--config.scenario.samples_per_task=200", "--config.train.batch_size=20",
+           "--config.train.eval_batch_size=500", "--config.train.progress=False"]
+  return subprocess.run([sys.executable, *entry, f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+                         *small, *overrides], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                        env=_env(JAX_PLATFORMS="cpu"))
+
+
+def _results(workdir):
+  with open(os.path.join(workdir, "results.json")) as f:
+    return json.load(f)
+
+
+def test_sigkill_mid_epoch_resumes_to_identical_results(folders, tmp_path):
+  ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
+  extra = [f"--config.data.record_dir={folders['records']}", "--config.train.epochs_per_task=2",
+           "--config.checkpoint.every_steps=4"]
+  assert _cli(ref, *extra).returncode == 0
+  proc = _cli(killed, *extra, kill_after_step=33)  # task 2 (20 steps each), epoch 1, batch 3 of 10
+  assert proc.returncode == -signal.SIGKILL
+  assert sorted(os.listdir(os.path.join(killed, "checkpoints")))[-1] == "32"
+  proc = _cli(killed, *extra)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resuming from checkpoint at task 2, step 12 of the task" in proc.stdout
+  a, b = _results(ref), _results(killed)
+  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
+    assert a[key] == b[key], key
+
+
+def test_each_process_reads_a_disjoint_shard_of_the_global_batch(folders, monkeypatch):
+  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
+  data = Examples.of_task(disk.train_images, disk.train_labels, 0)
+  whole = next(iter(stream_loader.stream_batches(data, 20, 0, 0, 0)))
+  read, parts = [[], []], []
+
+  class Spy:  # records the rows one process asks the reader for
+    def __init__(self, reader, log):
+      self.reader, self.log = reader, log
+      self.image_shape, self.num_examples = reader.image_shape, reader.num_examples
+
+    def read_images(self, indices):
+      self.log.append(indices.copy())
+      return self.reader.read_images(indices)
+
+  for p in range(2):
+    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    spied = Examples(LazyImages([s.__class__(Spy(s.reader, read[p]), s.indices, s.transform)
+                                 for s in disk.train_images.segments]), data.labels, data.tasks)
+    parts.append(next(iter(stream_loader.stream_batches(spied, 20, 0, 0, 0))))
+  # grain reads ahead, so a process may have read more batches than the first: every row it read is one
+  # of its half-batches' rows, and it read its half of the first batch.
+  order = pipeline.epoch_order(len(data), 0, 0, 0)
+  halves = [set(), set()]
+  for b in range(len(data) // 20):
+    batch = np.sort(order[b * 20:(b + 1) * 20])
+    halves[0].update(batch[:10].tolist())
+    halves[1].update(batch[10:].tolist())
+  first = np.sort(order[:20])
+  for p in range(2):
+    mine = set(np.concatenate(read[p]).tolist())
+    assert mine <= halves[p] and set(first[10 * p:10 * (p + 1)].tolist()) <= mine
+  assert not halves[0] & halves[1]
+  np.testing.assert_array_equal(parts[0]["image"][:10], whole["image"][:10])
+  np.testing.assert_array_equal(parts[1]["image"][10:], whole["image"][10:])
+  np.testing.assert_array_equal(parts[1]["label"], whole["label"])
+
+
+def test_two_processes_match_one_process(folders, tmp_path):
+  extra = [f"--config.data.record_dir={folders['records']}", "--config.train.epochs_per_task=1"]
+  single = str(tmp_path / "single")
+  env = {**forced_devices(4), "PYTHONPATH": _env()["PYTHONPATH"]}
+  proc = subprocess.run([sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py",
+                         f"--workdir={single}", "--config.model.name=mlp", "--config.model.hidden=(32,)",
+                         "--config.scenario.num_tasks=3", "--config.scenario.samples_per_task=200",
+                         "--config.train.batch_size=20", "--config.train.eval_batch_size=500",
+                         "--config.train.progress=False", *extra], capture_output=True, text=True, env=env,
+                        cwd=ROOT, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  port, multi = _free_port(), str(tmp_path / "multi")
+  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={multi}",
+         "--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.scenario.num_tasks=3",
+         "--config.scenario.samples_per_task=200", "--config.train.batch_size=20",
+         "--config.train.eval_batch_size=500", "--config.train.progress=False", *extra,
+         "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
+         "--config.devices.num_processes=2"]
+  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**forced_devices(2), "PYTHONPATH": _env()["PYTHONPATH"]},
+                            cwd=ROOT) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  a, b = _results(single), _results(multi)
+  assert b["devices"] == {"count": 4, "platform": "cpu", "processes": 2}
+  np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
