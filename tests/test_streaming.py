@@ -189,3 +189,52 @@ def test_two_processes_match_one_process(folders, tmp_path):
   assert b["devices"] == {"count": 4, "platform": "cpu", "processes": 2}
   np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
   np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
+
+
+def _data_config(**overrides):
+  return small_config(**{f"data.{k}": v for k, v in overrides.items()}).data
+
+
+def test_bad_record_folders_give_one_plain_error(folders, tmp_path):
+  with pytest.raises(DataError, match="does not exist; fix --config.data.record_dir"):
+    sources.load_dataset(_data_config(record_dir=str(tmp_path / "nowhere")))
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  with pytest.raises(DataError, match="features.json is missing"):
+    sources.load_dataset(_data_config(record_dir=str(empty)))
+  with pytest.raises(DataError, match="needs a record folder; set --config.data.record_dir"):
+    sources.load_dataset(_data_config(source="arrayrecord"))
+  x, y = folders["arrays"][0][:40], folders["arrays"][1][:40]
+  for name, spec, match in (
+      ("flat", {"image": {"shape": [28, 28]}, "label": {"num_classes": 10}}, r"image.shape \[28, 28\] is not"),
+      ("nolabel", {"image": {"shape": [28, 28, 1]}}, "lacks or mistypes 'label'"),
+      ("wrongsize", {"image": {"shape": [32, 32, 1]}, "label": {"num_classes": 10}}, "has 784 image bytes"),
+      ("fewclasses", {"image": {"shape": [28, 28, 1]}, "label": {"num_classes": 2}}, "outside the feature spec"),
+      ("keys", {"image": {"shape": [28, 28, 1]}, "label": {"num_classes": 10}, "image_key": "img"},
+       "not 'img' and 'label'")):
+    d = str(tmp_path / name)
+    records.write_split(d, "train", [(x, y)], records.FeatureSpec((28, 28, 1), "raw", 10))
+    records.write_split(d, "test", [(x, y)], records.FeatureSpec((28, 28, 1), "raw", 10))
+    with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
+      json.dump(spec, f)
+    with pytest.raises(DataError, match=match) as e:
+      sources.load_dataset(_data_config(record_dir=d))
+    assert "\n" not in str(e.value)
+  os.remove(os.path.join(d, "test.array_record-00000-of-00001"))
+  with pytest.raises(DataError, match="no ArrayRecord files for split 'test'"):
+    sources.load_dataset(_data_config(record_dir=d))
+  with pytest.raises(ConfigError, match="needs train.steps_per_dispatch=1"):
+    driver.run(small_config(**{"data.record_dir": folders["records"], "train.steps_per_dispatch": 4}),
+               str(tmp_path / "k4"))
+  with pytest.raises(DataError, match="cannot be loaded whole"):
+    np.asarray(sources.load_dataset(_data_config(record_dir=folders["records"])).train_images)
+
+
+def test_png_records_and_the_missing_file_error_of_the_command_line(tmp_path, folders):
+  x, y, xt, yt = folders["arrays"]
+  d = str(tmp_path / "png")
+  records.write_dataset(d, (x[:200], y[:200]), (xt[:50], yt[:50]), encoding="png")
+  ds = sources.load_dataset(_data_config(record_dir=d))
+  np.testing.assert_array_equal(ds.train_images[[3, 7]], x[[3, 7]])
+  proc = _cli(str(tmp_path / "run"), f"--config.data.record_dir={tmp_path / 'nothing'}")
+  assert proc.returncode == 2 and proc.stderr.rstrip().splitlines()[-1].startswith("error: data.record_dir")

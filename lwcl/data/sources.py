@@ -179,6 +179,9 @@ def streamed_dataset(data_config, train, test, spec, source: str) -> ImageDatase
   """The :class:`ImageDataset` of two :class:`~lwcl.data.records.RecordReader`\ s: every label read once
   (int32, checked against the spec's classes), the images left on disk."""
   options = stream_options(data_config)
+  for r in (train, test):  # one image each now: a spec that does not fit the records fails here, not mid-run
+    if r.num_examples:
+      r.read_images(np.zeros(1, np.int64))
   train_y, test_y = train.read_labels(), test.read_labels()
   for y, r in ((train_y, train), (test_y, test)):
     if y.size and (y.min() < 0 or y.max() >= spec.num_classes):
