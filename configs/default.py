@@ -58,9 +58,11 @@ def get_config() -> ml_collections.ConfigDict:
   c.scenario.seed = 0  # permutations, class shuffling, subsampling, validation split
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = "convnet"  # mlp | convnet | resnet | reduced_resnet18
+  c.model.name = "convnet"  # mlp | convnet | resnet | reduced_resnet18 | imagenet_resnet18 | greedy_vgg
   c.model.hidden = (100, 100)  # mlp
-  c.model.conv_stages = ((32,), (64,))  # convnet: channels of the 3x3 convs of each stage (2x2 max pool)
+  # convnet / greedy_vgg: channels of the 3x3 convs of each stage (convnet: 2x2 max pool after a stage;
+  # greedy_vgg: invertible 2x2 downsampling before it)
+  c.model.conv_stages = ((32,), (64,))
   c.model.dense = (128,)  # convnet: hidden Dense layers after the conv stages
   c.model.batch_norm = False  # convnet
   c.model.depth = 20  # resnet: 6n+2

@@ -1,4 +1,5 @@
-"""Models: MLP, ConvNet, CIFAR ResNets, reduced ResNet-18, all as :class:`Network` (blocks + task heads).
+"""Models: MLP, ConvNet, CIFAR ResNets, reduced ResNet-18, ImageNet ResNet-18, the greedy VGG-like network,
+all as :class:`Network` (blocks + task heads).
 
 ``build_model(config.model, scenario)`` is the one factory.
 """
@@ -9,11 +10,12 @@ from lwcl.errors import ConfigError
 from lwcl.models.conv import resolve_conv_impl
 from lwcl.models.convnet import convnet_blocks
 from lwcl.models.heads import TaskHeads
+from lwcl.models.imagenet import greedy_vgg_blocks, imagenet_resnet18_blocks
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
 from lwcl.models.resnet import accelerated_strides, cifar_resnet_depth, resnet_blocks, standard_strides
 
-MODELS = ("mlp", "convnet", "resnet", "reduced_resnet18")
+MODELS = ("mlp", "convnet", "resnet", "reduced_resnet18", "imagenet_resnet18", "greedy_vgg")
 
 
 def _strides(model_config, blocks_per_stage: int, num_stages: int) -> tuple:
@@ -69,4 +71,9 @@ def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
     widths = (nf, 2 * nf, 4 * nf, 8 * nf)
     return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf, model_config.stem_stride,
                                  **_intensity(model_config), conv_impl=impl), head, "avg", impl)
+  if name == "imagenet_resnet18":
+    width = model_config.width or 64
+    return Network(imagenet_resnet18_blocks(width, _strides(model_config, 2, 4), impl), head, "avg", impl)
+  if name == "greedy_vgg":
+    return Network(greedy_vgg_blocks(model_config.conv_stages, impl), head, "avg", impl)
   raise ConfigError(f"unknown model.name '{name}'; use one of {', '.join(MODELS)}")
