@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   # prepared with file_format=array_record in data.data_dir); README "Streaming data"
   c.data.source = "auto"
   c.data.record_dir = ""  # folder of ArrayRecord files + features.json (lwcl/data/records.py)
+  # streamed images read at image_size x image_size (random-resized crop + flip in training, resize + centre
+  # crop in evaluation, lwcl/data/image_ops.py); 0 = as stored (needed > 0 for records of varying size)
+  c.data.image_size = 0
   c.data.stream = ml_collections.ConfigDict()
   c.data.stream.threads = 2  # grain read threads of the streaming loader
   c.data.stream.prefetch = 4  # batches read ahead (host), one more placed on the device

@@ -36,7 +36,7 @@ AT_LEAST = {
     "method.memory_grad_chunk": 0, "method.agem_ref_batch": 1, "method.lgd_top_k": 0,
     "layerwise.greedy_epochs_per_block": 0, "layerwise.linear_probe.train_examples": 1,
     "layerwise.linear_probe.steps": 1, "data.stream.threads": 1, "data.stream.prefetch": 1,
-    "data.stream.workers": 0,
+    "data.stream.workers": 0, "data.image_size": 0,
 }
 # Tuples of layer sizes (nested for model.conv_stages): every size is at least 1.
 LAYER_SIZES = ("model.hidden", "model.dense", "model.conv_stages", "layerwise.aux_hidden")

@@ -133,9 +133,9 @@ def test_each_process_reads_a_disjoint_shard_of_the_global_batch(folders, monkey
       self.reader, self.log = reader, log
       self.image_shape, self.num_examples = reader.image_shape, reader.num_examples
 
-    def read_images(self, indices):
+    def read_images(self, indices, augment=None):
       self.log.append(indices.copy())
-      return self.reader.read_images(indices)
+      return self.reader.read_images(indices, augment)
 
   for p in range(2):
     monkeypatch.setattr(jax, "process_index", lambda p=p: p)

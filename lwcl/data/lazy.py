@@ -108,6 +108,11 @@ class LazyImages:
   def __getitem__(self, key) -> np.ndarray:
     if isinstance(key, (int, np.integer)):
       return self[np.asarray([key])][0]
+    return self.read(key)
+
+  def read(self, key, augment: tuple | None = None) -> np.ndarray:
+    """``self[key]``; ``augment = (seed, task, epoch)`` asks readers that crop (``data.image_size``) for
+    the training view of each image (:func:`lwcl.data.image_ops.view`)."""
     pos = self._positions(key)
     out = np.empty((pos.size,) + self.shape[1:], np.uint8)
     seg_of = np.searchsorted(self._offsets, pos, side="right") - 1
@@ -116,7 +121,8 @@ class LazyImages:
       seg = self.segments[k]
       wanted = seg.indices[pos[rows] - self._offsets[k]]
       unique, inverse = np.unique(wanted, return_inverse=True)
-      images = seg.reader.read_images(unique)
+      images = (seg.reader.read_images(unique) if augment is None else
+                seg.reader.read_images(unique, augment))
       out[rows] = transforms.apply(images, seg.transform)[inverse.reshape(-1)]
     return out
 

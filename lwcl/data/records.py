@@ -80,7 +80,8 @@ class FeatureSpec:
   """What the records of a folder hold (``features.json``).
 
   Attributes:
-    image_shape: ``(H, W, C)`` of the decoded uint8 images.
+    image_shape: ``(H, W, C)`` of the decoded uint8 images; ``H = W = 0`` (null in JSON): PNG / JPEG images
+      of varying size, read at ``data.image_size`` (:mod:`lwcl.data.image_ops`).
     encoding: ``raw`` (``H*W*C`` bytes), ``png`` or ``jpeg``.
     num_classes: labels are int in ``[0, num_classes)``.
     class_names: one name per class.
@@ -106,13 +107,15 @@ class FeatureSpec:
     fix = f"; fix {where} (see lwcl.data.records.FeatureSpec)"
     try:
       image, label = d["image"], d["label"]
-      shape = tuple(int(v) for v in image["shape"])
+      shape = tuple(int(v or 0) for v in image["shape"])
       encoding, num_classes = str(image.get("encoding", "raw")), int(label["num_classes"])
     except (KeyError, TypeError, ValueError) as e:
       raise DataError(f"feature spec {where} lacks or mistypes {e}; it needs image.shape [H, W, C] and "
                       f"label.num_classes{fix}") from None
-    if len(shape) != 3 or min(shape) < 1:
+    if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
       raise DataError(f"feature spec {where}: image.shape {list(shape)} is not [H, W, C]{fix}")
+    if min(shape) == 0 and image.get("encoding", "raw") == "raw":
+      raise DataError(f"feature spec {where}: raw images need a fixed image.shape, not {list(shape)}{fix}")
     if image.get("dtype", "uint8") != "uint8":
       raise DataError(f"feature spec {where}: image.dtype {image.get('dtype')} is not uint8{fix}")
     if encoding not in ENCODINGS:
@@ -146,7 +149,12 @@ def decode_image(data: bytes, spec: FeatureSpec, where: str) -> np.ndarray:
     return x.reshape(spec.image_shape)
   from PIL import Image  # pylint: disable=g-import-not-at-top
   x = np.asarray(Image.open(io.BytesIO(data)))
-  return x.reshape(x.shape[:2] + (-1,))
+  x = x.reshape(x.shape[:2] + (-1,))
+  fixed = spec.image_shape if min(spec.image_shape) > 0 else (x.shape[0], x.shape[1], spec.image_shape[2])
+  if x.shape != tuple(fixed):
+    raise DataError(f"a record of {where} decodes to an image of shape {list(x.shape)}, the feature spec "
+                    f"says {list(spec.image_shape)}; fix image.shape in {FEATURES_FILE} (0 for varying sizes)")
+  return x
 
 
 def serialize(image_bytes: bytes, label: int, spec: FeatureSpec) -> bytes:
@@ -247,26 +255,31 @@ class RecordReader:
     num_examples, image_shape ``(H, W, C)``, spec, paths, stats (the spec's, for the train split).
   """
 
-  def __init__(self, directory: str, split: str, spec: FeatureSpec | None = None):
+  def __init__(self, directory: str, split: str, spec: FeatureSpec | None = None, image_size: int = 0):
     spec = spec or read_spec(directory)
     paths = split_files(directory, split)
     if not paths:
       raise DataError(f"no ArrayRecord files for split '{split}' in {directory} (expected "
                       f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
                       "--config.data.record_dir / data.train_split / data.test_split")
-    self._open(paths, spec, f"{directory} ({split})", split == "train")
+    self._open(paths, spec, f"{directory} ({split})", split == "train", image_size)
 
   @classmethod
-  def of_files(cls, paths: list, spec: FeatureSpec, where: str, train: bool) -> "RecordReader":
+  def of_files(cls, paths: list, spec: FeatureSpec, where: str, train: bool,
+               image_size: int = 0) -> "RecordReader":
     """A reader of the ArrayRecord files ``paths`` (e.g. a TFDS split's shards), described by ``spec``."""
     reader = cls.__new__(cls)
-    reader._open(list(paths), spec, where, train)
+    reader._open(list(paths), spec, where, train, image_size)
     return reader
 
-  def _open(self, paths: list, spec: FeatureSpec, where: str, train: bool) -> None:
-    self.spec, self.paths, self.where = spec, paths, where
-    self.image_shape = tuple(spec.image_shape)
-    self.stats = spec.stats if train else None
+  def _open(self, paths: list, spec: FeatureSpec, where: str, train: bool, image_size: int) -> None:
+    self.spec, self.paths, self.where, self.image_size = spec, paths, where, int(image_size)
+    if not self.image_size and min(spec.image_shape) == 0:
+      raise DataError(f"the images of {where} vary in size; set --config.data.image_size (e.g. 224) to read "
+                      "them at one size")
+    c = spec.image_shape[2]
+    self.image_shape = (self.image_size, self.image_size, c) if self.image_size else tuple(spec.image_shape)
+    self.stats = spec.stats if train and not self.image_size else None
     self._source = None
     self.num_examples = int(self._starts[-1]) if self._readers() else 0
 
@@ -301,11 +314,15 @@ class RecordReader:
         out[i] = rec
     return out
 
-  def read_images(self, indices: np.ndarray) -> np.ndarray:
-    """uint8 ``[n, H, W, C]`` images of the records ``indices``."""
+  def read_images(self, indices: np.ndarray, augment: tuple | None = None) -> np.ndarray:
+    """uint8 ``[n, H, W, C]`` images of the records ``indices``. With ``data.image_size`` S they are read
+    at S x S: ``augment = (seed, task, epoch)`` gives the training view (random-resized crop and flip),
+    None the evaluation view (:func:`lwcl.data.image_ops.view`); without, ``augment`` is unused."""
+    from lwcl.data import image_ops  # pylint: disable=g-import-not-at-top
     out = np.empty((len(indices),) + self.image_shape, np.uint8)
     for k, rec in enumerate(self.read(indices)):
-      out[k] = decode_image(parse(rec, self.spec, self.where)[0], self.spec, self.where)
+      image = decode_image(parse(rec, self.spec, self.where)[0], self.spec, self.where)
+      out[k] = image_ops.view(image, self.image_size, augment, indices[k]) if self.image_size else image
     return out
 
   def read_labels(self, chunk: int = 8192) -> np.ndarray:

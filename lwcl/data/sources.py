@@ -170,8 +170,9 @@ def load_record_dataset(data_config) -> ImageDataset:
   if not directory:
     raise DataError("data.source=arrayrecord needs a record folder; set --config.data.record_dir")
   spec = records.read_spec(directory)
-  train = records.RecordReader(directory, data_config.train_split, spec)
-  test = records.RecordReader(directory, data_config.test_split, spec)
+  size = int(data_config.get("image_size", 0) or 0)
+  train = records.RecordReader(directory, data_config.train_split, spec, size)
+  test = records.RecordReader(directory, data_config.test_split, spec, size)
   return streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
 
 

@@ -37,13 +37,14 @@ class _BatchReader:
   """Batch ``b`` of one epoch: ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``
   (picklable, for grain worker processes)."""
 
-  def __init__(self, data: Examples, order: np.ndarray, batch_size: int, rows: slice):
+  def __init__(self, data: Examples, order: np.ndarray, batch_size: int, rows: slice, augment: tuple):
     self.data, self.order, self.batch_size, self.rows = data, order, batch_size, rows
+    self.augment = augment  # (seed, task, epoch): the training views of cropping readers
 
   def __call__(self, b: int) -> dict:
     bs = self.batch_size
     idx = np.sort(self.order[b * bs:(b + 1) * bs])
-    mine = self.data.images[idx[self.rows]]
+    mine = self.data.images.read(idx[self.rows], self.augment)
     if mine.shape[0] == bs:
       images = mine
     else:
@@ -69,7 +70,8 @@ def stream_batches(data: Examples, batch_size: int, seed: int, task: int, epoch:
   n = pipeline.steps_per_epoch(len(data), batch_size)
   order = pipeline.epoch_order(len(data), seed, task, epoch)
   options = data.images.options
-  ds = grain.MapDataset.range(start, n).map(_BatchReader(data, order, batch_size, process_rows(batch_size)))
+  read = _BatchReader(data, order, batch_size, process_rows(batch_size), (seed, task, epoch))
+  ds = grain.MapDataset.range(start, n).map(read)
   if options.workers > 0:
     return ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers))
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=options.threads,

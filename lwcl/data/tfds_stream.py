@@ -50,16 +50,18 @@ def feature_spec(builder) -> records.FeatureSpec:
                     "'label'; choose an image-classification data set")
   image, label = features["image"], features["label"]
   shape = tuple(image.shape)
-  if len(shape) != 3 or any(d is None for d in shape):
-    raise DataError(f"TFDS data set '{builder.name}' has images of shape {shape}, not a fixed [H, W, C]; "
-                    "write resized records with lwcl.data.records.write_split and use data.source=arrayrecord")
+  if len(shape) != 3 or shape[2] is None:
+    raise DataError(f"TFDS data set '{builder.name}' has images of shape {shape}, not [H, W, C]; choose an "
+                    "image-classification data set")
+  shape = tuple(int(d or 0) for d in shape)  # None: varying sizes, read at data.image_size
   encoding = {"jpeg": "jpeg", "png": "png", None: "png"}.get(getattr(image, "encoding_format", None), "png")
   num_classes = int(getattr(label, "num_classes", 0))
   names = tuple(getattr(label, "names", None) or (str(i) for i in range(num_classes)))
   return records.FeatureSpec(shape, encoding, num_classes, names)
 
 
-def split_reader(builder, split: str, spec: records.FeatureSpec, train: bool) -> records.RecordReader:
+def split_reader(builder, split: str, spec: records.FeatureSpec, train: bool,
+                 image_size: int = 0) -> records.RecordReader:
   """A :class:`~lwcl.data.records.RecordReader` of one split's ArrayRecord shards."""
   if split not in builder.info.splits:
     raise DataError(f"TFDS data set '{builder.name}' has no split '{split}' (it has "
@@ -69,7 +71,7 @@ def split_reader(builder, split: str, spec: records.FeatureSpec, train: bool) ->
   if not paths or missing:
     raise DataError(f"the ArrayRecord files of {builder.name} ({split}) are missing in {builder.data_dir} "
                     f"({len(missing)} of {len(paths)}); prepare it again with --file_format=array_record")
-  return records.RecordReader.of_files(paths, spec, f"{builder.name} ({split})", train)
+  return records.RecordReader.of_files(paths, spec, f"{builder.name} ({split})", train, image_size)
 
 
 def open_tfds_stream(data_config) -> tuple:
@@ -82,5 +84,6 @@ def open_tfds_stream(data_config) -> tuple:
   """
   builder = _builder(data_config.name, data_config.data_dir or None)
   spec = feature_spec(builder)
-  return (split_reader(builder, data_config.train_split, spec, True),
-          split_reader(builder, data_config.test_split, spec, False), spec, str(builder.data_dir))
+  size = int(data_config.get("image_size", 0) or 0)
+  return (split_reader(builder, data_config.train_split, spec, True, size),
+          split_reader(builder, data_config.test_split, spec, False, size), spec, str(builder.data_dir))
