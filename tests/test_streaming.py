@@ -238,3 +238,56 @@ def test_png_records_and_the_missing_file_error_of_the_command_line(tmp_path, fo
   np.testing.assert_array_equal(ds.train_images[[3, 7]], x[[3, 7]])
   proc = _cli(str(tmp_path / "run"), f"--config.data.record_dir={tmp_path / 'nothing'}")
   assert proc.returncode == 2 and proc.stderr.rstrip().splitlines()[-1].startswith("error: data.record_dir")
+
+
+def _write_jpeg_set(directory, train=48, test=16, classes=4):
+  """A tiny ImageNet-like record folder: JPEGs of varying sizes (36-52 pixels), ``classes`` colours; splits
+  ``train`` and ``validation`` (ImageNet's names)."""
+  rng = np.random.default_rng(0)
+  spec = records.FeatureSpec((0, 0, 3), "jpeg", classes)
+  colours = rng.integers(0, 256, (classes, 3))
+  for split, n in (("train", train), ("validation", test)):
+    labels = np.arange(n) % classes
+    images = [np.clip(colours[y] + rng.normal(0, 30, (int(rng.integers(36, 53)), int(rng.integers(36, 53)), 3)),
+                      0, 255).astype(np.uint8) for y in labels]
+    records.write_split(directory, split, [([x], [y]) for x, y in zip(images, labels)], spec, num_shards=2)
+  records.write_features(directory, spec)
+  return directory
+
+
+@pytest.mark.parametrize("arg", ["resnet18,backprop", "resnet18,local+accelerated", "resnet18,greedy",
+                                 "vgg,local", "vgg,greedy"])
+def test_imagenet_configs_build_and_train_a_few_steps(tmp_path_factory, arg):
+  from lwcl import config_files
+  base = tmp_path_factory.getbasetemp() / "jpeg_records"
+  if not (base / records.FEATURES_FILE).exists():
+    _write_jpeg_set(str(base))
+  c = config_files.load(os.path.join(ROOT, "configs", "layerwise_imagenet.py")).get_config(arg)
+  greedy = arg.endswith("greedy")
+  overrides = {"data.source": "arrayrecord", "data.record_dir": str(base), "data.name": "tiny_jpegs",
+               "data.image_size": 32, "data.stream.threads": 2, "model.width": 8,
+               "model.conv_stages": ((8,), (16, 16)), "train.batch_size": 16, "train.eval_batch_size": 16,
+               "train.epochs_per_task": 2 if greedy else 1, "train.progress": False, "checkpoint.every_steps": 0,
+               "layerwise.greedy_epochs_per_block": 1 if greedy else 0}
+  for key, value in overrides.items():
+    config_files.set_key(c, key, value)
+  if greedy and c.model.name == "imagenet_resnet18":
+    config_files.set_key(c, "train.epochs_per_task", 4)
+  c.lock()
+  res = driver.run(c, str(tmp_path_factory.mktemp("imagenet_run")))
+  chex.assert_shape(np.asarray(res["accuracy_matrix"]), (1, 1))
+  assert np.isfinite(res["final_train_loss"]).all() and res["train_examples"] > 0
+  assert res["data_source"].startswith("arrayrecord:")
+
+
+def test_training_views_are_cropped_per_epoch_and_evaluation_views_fixed(tmp_path):
+  d = _write_jpeg_set(str(tmp_path / "jpegs"), train=8, test=4)
+  reader = records.RecordReader(d, "train", image_size=24)
+  rows = np.arange(4)
+  chex.assert_shape(reader.read_images(rows), (4, 24, 24, 3))
+  np.testing.assert_array_equal(reader.read_images(rows), reader.read_images(rows))
+  a, b = reader.read_images(rows, (0, 0, 0)), reader.read_images(rows, (0, 0, 1))
+  np.testing.assert_array_equal(a, reader.read_images(rows, (0, 0, 0)))
+  assert not np.array_equal(a, b)
+  with pytest.raises(DataError, match="vary in size; set --config.data.image_size"):
+    records.RecordReader(d, "train")
