@@ -255,26 +255,48 @@ def _write_jpeg_set(directory, train=48, test=16, classes=4):
   return directory
 
 
-@pytest.mark.parametrize("arg", ["resnet18,backprop", "resnet18,local+accelerated", "resnet18,greedy",
-                                 "vgg,local", "vgg,greedy"])
-def test_imagenet_configs_build_and_train_a_few_steps(tmp_path_factory, arg):
+def _imagenet_config(base, arg):
+  """``configs/layerwise_imagenet.py:arg`` shrunk to the tiny JPEG records: 32 x 32, width 8, batch 16."""
   from lwcl import config_files
-  base = tmp_path_factory.getbasetemp() / "jpeg_records"
-  if not (base / records.FEATURES_FILE).exists():
-    _write_jpeg_set(str(base))
   c = config_files.load(os.path.join(ROOT, "configs", "layerwise_imagenet.py")).get_config(arg)
   greedy = arg.endswith("greedy")
   overrides = {"data.source": "arrayrecord", "data.record_dir": str(base), "data.name": "tiny_jpegs",
                "data.image_size": 32, "data.stream.threads": 2, "model.width": 8,
                "model.conv_stages": ((8,), (16, 16)), "train.batch_size": 16, "train.eval_batch_size": 16,
-               "train.epochs_per_task": 2 if greedy else 1, "train.progress": False, "checkpoint.every_steps": 0,
+               "train.epochs_per_task": 1, "train.progress": False, "checkpoint.every_steps": 0,
                "layerwise.greedy_epochs_per_block": 1 if greedy else 0}
   for key, value in overrides.items():
     config_files.set_key(c, key, value)
-  if greedy and c.model.name == "imagenet_resnet18":
-    config_files.set_key(c, "train.epochs_per_task", 4)
+  if greedy:  # one epoch per local block: ResNet-18 4 stages, the shrunk VGG 2
+    config_files.set_key(c, "train.epochs_per_task", 4 if c.model.name == "imagenet_resnet18" else 2)
   c.lock()
-  res = driver.run(c, str(tmp_path_factory.mktemp("imagenet_run")))
+  return c
+
+
+@pytest.fixture(scope="module")
+def jpeg_records(tmp_path_factory):
+  return _write_jpeg_set(str(tmp_path_factory.mktemp("jpeg_records")))
+
+
+@pytest.mark.parametrize("arg", ["resnet18,backprop", "resnet18,local", "resnet18,local+accelerated",
+                                 "resnet18,greedy", "vgg,backprop", "vgg,local", "vgg,greedy"])
+def test_imagenet_configs_build(jpeg_records, arg):
+  from lwcl import experiment
+  exp = experiment.Experiment(_imagenet_config(jpeg_records, arg))
+  state = exp.initial_state()
+  assert exp.scenario.image_shape == (32, 32, 3) and exp.scenario.output_dim == 4
+  assert len(exp.fns.model.blocks) == (9 if "resnet18" in arg else 3)
+  assert (exp.config.layerwise.mode, exp.config.model.strides) == (
+      arg.split(",")[1].split("+")[0], "accelerated" if "accelerated" in arg else "standard")
+  assert state.params
+
+
+# Training compiles the whole network on the CPU (ResNet-18 local / backprop: 1-2 minutes each on 2 busy
+# cores), so two variants train here: the greedy ResNet-18 (stem + 8 residual blocks, 4 local blocks in
+# turn) and the greedy VGG.
+@pytest.mark.parametrize("arg", ["resnet18,greedy", "vgg,greedy"])
+def test_imagenet_configs_train_a_few_steps(jpeg_records, tmp_path, arg):
+  res = driver.run(_imagenet_config(jpeg_records, arg), str(tmp_path / "run"))
   chex.assert_shape(np.asarray(res["accuracy_matrix"]), (1, 1))
   assert np.isfinite(res["final_train_loss"]).all() and res["train_examples"] > 0
   assert res["data_source"].startswith("arrayrecord:")
