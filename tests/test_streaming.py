@@ -313,3 +313,38 @@ def test_training_views_are_cropped_per_epoch_and_evaluation_views_fixed(tmp_pat
   assert not np.array_equal(a, b)
   with pytest.raises(DataError, match="vary in size; set --config.data.image_size"):
     records.RecordReader(d, "train")
+
+
+def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+
+  class LwclStreamTiny(tfds.core.GeneratorBasedBuilder):  # registered by name on definition
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(28, 28, 1)), "label": tfds.features.ClassLabel(num_classes=4)}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(0, 240), "test": self._generate_examples(1, 80)}
+
+    def _generate_examples(self, seed, n):
+      rng = np.random.default_rng(seed)
+      for i in range(n):
+        yield i, {"image": rng.integers(0, 256, (28, 28, 1), dtype=np.uint8), "label": i % 4}
+
+  data_dir = str(tmp_path / "tfds")
+  LwclStreamTiny(data_dir=data_dir, file_format="array_record").download_and_prepare()
+  ds = sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=data_dir))
+  assert isinstance(ds.train_images, LazyImages) and ds.num_classes == 4
+  chex.assert_shape(ds.train_images, (240, 28, 28, 1))
+  reference = tfds.data_source("lwcl_stream_tiny", split="train", data_dir=data_dir, download=False)
+  for i in (0, 17, 239):
+    np.testing.assert_array_equal(ds.train_images[i], reference[i]["image"])
+    assert ds.train_labels[i] == reference[i]["label"]
+  res = driver.run(small_config(**{"data.name": "lwcl_stream_tiny", "data.source": "tfds_stream",
+                                   "data.data_dir": data_dir, "scenario.num_tasks": 2,
+                                   "scenario.samples_per_task": 60}), str(tmp_path / "run"))
+  assert res["data_source"].startswith("tfds_stream:") and np.isfinite(res["final_train_loss"]).all()
+  with pytest.raises(DataError, match="is not prepared"):
+    sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
