@@ -348,3 +348,18 @@ def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
   assert res["data_source"].startswith("tfds_stream:") and np.isfinite(res["final_train_loss"]).all()
   with pytest.raises(DataError, match="is not prepared"):
     sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
+
+
+def test_each_process_reads_its_rows_of_the_evaluation_batches(folders, monkeypatch):
+  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
+  images, labels = disk.test_images.view(np.arange(50)), disk.test_labels[:50]
+  whole = list(pipeline.eval_batches(images, labels, 0, 32))
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  for p in range(2):
+    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
+    for got, want in zip(pipeline.eval_batches(images, labels, 0, 32), whole):
+      rows = slice(16 * p, 16 * (p + 1))
+      np.testing.assert_array_equal(got["image"][rows], want["image"][rows])
+      assert not got["image"][slice(16 * (1 - p), 16 * (2 - p))].any()
+      chex.assert_trees_all_equal({k: v for k, v in got.items() if k != "image"},
+                                  {k: v for k, v in want.items() if k != "image"})

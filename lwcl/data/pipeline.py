@@ -98,11 +98,21 @@ def dispatch_lengths(first: int, total: int, max_steps: int, boundaries) -> list
 
 
 def eval_batches(images: np.ndarray, labels: np.ndarray, task: int, batch_size: int) -> Iterator[dict]:
-  """Yields fixed-size evaluation batches of one task's split, the last padded (``mask`` = 0)."""
+  """Yields fixed-size evaluation batches of one task's split, the last padded (``mask`` = 0). Streamed
+  images (:class:`~lwcl.data.lazy.LazyImages`) in a multi-process run: each process reads only the rows of
+  each batch it places (:meth:`lwcl.parallel.DataParallel.put_batch`), the others are zeros."""
   n = labels.shape[0]
+  p, procs = jax.process_index(), jax.process_count()
   for s in range(0, n, batch_size):
-    x, y = images[s:s + batch_size], labels[s:s + batch_size]
+    y = labels[s:s + batch_size]
     k = y.shape[0]
+    if isinstance(images, LazyImages) and procs > 1:  # streamed: read only this process's rows (put_batch's)
+      mine = np.arange(p * (batch_size // procs), (p + 1) * (batch_size // procs))
+      mine = mine[mine < k]
+      x = np.zeros((k,) + images.shape[1:], np.uint8)
+      x[mine] = images[s + mine]
+    else:
+      x = images[s:s + batch_size]
     mask = np.ones(batch_size, np.float32)
     if k < batch_size:
       pad = batch_size - k
