@@ -21,8 +21,9 @@ Recipe (ours, the standard ResNet ImageNet schedule, not a reproduction of the p
 momentum 0.9, weight decay 1e-4, batch 256, learning rate 0.1 x 0.1 every 30 epochs, 90 epochs; one task
 with all 1000 classes. Local blocks: every residual block (ResNet-18) or every conv block (VGG) with a
 linear auxiliary head (2x2 average pool, Dense, the paper's k = 1 auxiliary problem); ``greedy`` trains the
-stages in turn (``layerwise.cuts='stage'``: 4 local blocks), 20 epochs each with the decay every 8. VGG widths: 128, then
-doubled at every downsampling up to 1024 (8 conv blocks); the paper's exact widths are not reproduced.
+stages in turn (``layerwise.cuts='stage'``: 4 local blocks), 20 epochs each with the decay every 8.
+VGG widths: 128, then doubled at every downsampling up to 1024 (8 conv blocks); the paper's exact widths
+are not reproduced.
 """
 
 from lwcl import config_files

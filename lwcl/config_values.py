@@ -85,8 +85,8 @@ def _check_names_and_combinations(config) -> None:
     raise ConfigError(f"unknown data.source '{source}'; use one of {', '.join(DATA_SOURCES)}")
   streams = source in ("arrayrecord", "tfds_stream") or (source == "auto" and _get(config, "data.record_dir"))
   if streams and (_get(config, "train.steps_per_dispatch") or 1) > 1:
-    raise ConfigError("streamed data (data.source arrayrecord / tfds_stream, or data.record_dir set) needs "
-                      "train.steps_per_dispatch=1: K > 1 places a task's whole data on the device")
+    raise ConfigError("streamed data (data.source arrayrecord / tfds_stream, or data.record_dir set) cannot "
+                      "be placed on the device whole; it needs train.steps_per_dispatch=1")
   split = _get(config, "eval.split")
   if split is not None and split not in EVAL_SPLITS:
     raise ConfigError(f"unknown eval.split '{split}'; use --config.eval.split=test or valid")

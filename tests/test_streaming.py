@@ -180,8 +180,8 @@ def test_two_processes_match_one_process(folders, tmp_path):
          "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
          "--config.devices.num_processes=2"]
   procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**forced_devices(2), "PYTHONPATH": _env()["PYTHONPATH"]},
-                            cwd=ROOT) for i in range(2)]
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**forced_devices(2), "PYTHONPATH": _env()["PYTHONPATH"]}) for i in range(2)]
   outs = [p.communicate(timeout=600) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-3000:]

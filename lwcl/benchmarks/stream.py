@@ -60,7 +60,8 @@ def throughput(record_dir: str, batches: int, threads: int, sets: list) -> dict:
   exp = experiment.Experiment(c)
   data, bs = exp.train_data[0], c.train.batch_size
   batches = min(batches, len(data) // bs)
-  out = {"config": {"model": c.model.name, "batch_size": bs, "threads": threads, "train_examples_task1": len(data)}}
+  out = {"config": {"model": c.model.name, "batch_size": bs, "threads": threads,
+                    "train_examples_task1": len(data)}}
   tic = time.perf_counter()
   it = stream_loader.train_batches(data, bs, c.seed, 0, 0)
   for _ in range(batches):

@@ -30,7 +30,10 @@ def center_crop(image: np.ndarray, size: int) -> np.ndarray:
   uint8 ``[h, w, C] -> [size, size, C]``."""
   h, w = image.shape[:2]
   short = max(size, int(round(size * EVAL_RESIZE)))
-  nh, nw = (short, max(short, int(round(w * short / h)))) if h <= w else (max(short, int(round(h * short / w))), short)
+  if h <= w:
+    nh, nw = short, max(short, int(round(w * short / h)))
+  else:
+    nh, nw = max(short, int(round(h * short / w))), short
   image = _resize(image, nh, nw)
   top, left = (nh - size) // 2, (nw - size) // 2
   return image[top:top + size, left:left + size]

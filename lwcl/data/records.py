@@ -31,7 +31,8 @@ LABELS_SUFFIX = ".labels.npy"
 
 def _example_class():
   """The ``tf.train.Example`` message class, built from its descriptor in a private pool."""
-  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
   f = descriptor_pb2.FileDescriptorProto(name="lwcl_example.proto", package="lwcl_tf", syntax="proto3")
   T = descriptor_pb2.FieldDescriptorProto
 

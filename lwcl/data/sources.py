@@ -222,7 +222,8 @@ def load_dataset(data_config) -> ImageDataset:
 
   Args:
     data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds`` |
-      ``arrayrecord`` | ``tfds_stream``), ``idx_dir``, ``record_dir``, ``stream``, ``data_dir``, ``train_split``, ``test_split``, ``download``. A name joining several data sets with
+      ``arrayrecord`` | ``tfds_stream``), ``idx_dir``, ``record_dir``, ``image_size``, ``stream``,
+      ``data_dir``, ``train_split``, ``test_split``, ``download``. A name joining several data sets with
       ``+`` (``cifar10+cifar100``) loads each and :func:`concatenate`\ s their classes.
   Returns:
     The :class:`ImageDataset`: whole in memory, or (``arrayrecord``, ``tfds_stream``, or ``auto`` with a

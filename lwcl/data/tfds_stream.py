@@ -26,8 +26,9 @@ def _builder(name: str, data_dir: str | None):
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises many kinds for an unknown or unregistered name
-    raise DataError(f"unknown TFDS data set '{name}' ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-                    "check --config.data.name") from None
+    first = str(e).splitlines()[0] if str(e) else ""
+    raise DataError(f"unknown TFDS data set '{name}' ({type(e).__name__}: {first}); check "
+                    "--config.data.name") from None
   if not builder.is_prepared():
     raise DataError(f"TFDS data set '{name}' is not prepared in {builder.data_dir}; prepare it with `tfds build "
                     f"{name} --file_format=array_record --data_dir=DIR` and set --config.data.data_dir=DIR")
