@@ -105,24 +105,26 @@ class FeatureSpec:
   @classmethod
   def from_json(cls, d: dict, where: str) -> "FeatureSpec":
     """Raises DataError naming the first missing or wrong entry of ``where`` (a features.json)."""
-    fix = f"; fix {where} (see lwcl.data.records.FeatureSpec)"
     try:
       image, label = d["image"], d["label"]
       shape = tuple(int(v or 0) for v in image["shape"])
       encoding, num_classes = str(image.get("encoding", "raw")), int(label["num_classes"])
     except (KeyError, TypeError, ValueError) as e:
-      raise DataError(f"feature spec {where} lacks or mistypes {e}; it needs image.shape [H, W, C] and "
-                      f"label.num_classes{fix}") from None
+      raise DataError(f"feature spec {where} lacks or mistypes {e}; give image.shape [H, W, C] and "
+                      "label.num_classes (see lwcl.data.records.FeatureSpec)") from None
+    problem = None
     if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
-      raise DataError(f"feature spec {where}: image.shape {list(shape)} is not [H, W, C]{fix}")
-    if min(shape) == 0 and image.get("encoding", "raw") == "raw":
-      raise DataError(f"feature spec {where}: raw images need a fixed image.shape, not {list(shape)}{fix}")
-    if image.get("dtype", "uint8") != "uint8":
-      raise DataError(f"feature spec {where}: image.dtype {image.get('dtype')} is not uint8{fix}")
-    if encoding not in ENCODINGS:
-      raise DataError(f"feature spec {where}: image.encoding '{encoding}' is not one of {ENCODINGS}{fix}")
-    if num_classes < 1:
-      raise DataError(f"feature spec {where}: label.num_classes={num_classes} is below 1{fix}")
+      problem = f"image.shape {list(shape)} is not [H, W, C]"
+    elif min(shape) == 0 and encoding == "raw":
+      problem = f"raw images need a fixed image.shape, not {list(shape)}"
+    elif image.get("dtype", "uint8") != "uint8":
+      problem = f"image.dtype {image.get('dtype')} is not uint8"
+    elif encoding not in ENCODINGS:
+      problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
+    elif num_classes < 1:
+      problem = f"label.num_classes={num_classes} is below 1"
+    if problem:
+      raise DataError(f"feature spec {where}: {problem}; fix it (see lwcl.data.records.FeatureSpec)")
     names = tuple(str(n) for n in label.get("names") or range(num_classes))
     return cls(shape, encoding, num_classes, names, str(d.get("image_key", "image")),
                str(d.get("label_key", "label")), d.get("stats"))
