@@ -90,6 +90,16 @@ def _env(**extra) -> dict:
   return dict(os.environ, **extra, PYTHONPATH=path)
 
 
+@pytest.mark.parametrize("extra,keys", [
+    ({"method.name": "agem", "method.memory_per_task": 20}, ("accuracy_matrix", "final_train_loss")),
+    ({"num_seeds": 2}, ("accuracy_matrix_mean", "acc"))])  # replicas index the images with [R, B] rows
+def test_streamed_methods_and_replicas_match_in_memory(folders, tmp_path, extra, keys):
+  mem = driver.run(small_config(**extra, **{"data.idx_dir": folders["idx"]}), str(tmp_path / "m"))
+  disk = driver.run(small_config(**extra, **{"data.record_dir": folders["records"]}), str(tmp_path / "d"))
+  for key in keys:
+    assert json.dumps(disk[key]) == json.dumps(mem[key]), key
+
+
 def _cli(workdir, *overrides, kill_after_step=None):
   entry = ["-m", "lwcl.main"] if kill_after_step is None else [
       os.path.join(ROOT, "tests", "fault_run.py"), str(kill_after_step)]

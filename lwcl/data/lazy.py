@@ -37,8 +37,8 @@ class Segment:
 class LazyImages:
   """uint8 ``[N, H, W, C]`` images read from disk when indexed.
 
-  Indexing with an int array, a boolean mask, a slice or an int returns NumPy uint8 (``[n, H, W, C]``, or
-  ``[H, W, C]`` for an int), in the order asked; :meth:`view` and :meth:`with_transform` return new lazy
+  Indexing with an int array (any shape S), a boolean mask, a slice or an int returns NumPy uint8
+  (``S + [H, W, C]``, ``[n, H, W, C]``, or ``[H, W, C]`` for an int), in the order asked; :meth:`view` and :meth:`with_transform` return new lazy
   views without reading.
   """
 
@@ -114,6 +114,7 @@ class LazyImages:
     """``self[key]``; ``augment = (seed, task, epoch)`` asks readers that crop (``data.image_size``) for
     the training view of each image (:func:`lwcl.data.image_ops.view`)."""
     pos = self._positions(key)
+    lead = np.shape(key) if not isinstance(key, slice) and np.asarray(key).dtype != bool else pos.shape
     out = np.empty((pos.size,) + self.shape[1:], np.uint8)
     seg_of = np.searchsorted(self._offsets, pos, side="right") - 1
     for k in np.unique(seg_of):
@@ -124,7 +125,7 @@ class LazyImages:
       images = (seg.reader.read_images(unique) if augment is None else
                 seg.reader.read_images(unique, augment))
       out[rows] = transforms.apply(images, seg.transform)[inverse.reshape(-1)]
-    return out
+    return out.reshape(tuple(lead) + self.shape[1:])
 
   def __array__(self, dtype=None, copy=None):
     raise DataError("streamed images cannot be loaded whole; this use needs the in-memory source "
