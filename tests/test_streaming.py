@@ -132,6 +132,19 @@ def test_sigkill_mid_epoch_resumes_to_identical_results(folders, tmp_path):
     assert a[key] == b[key], key
 
 
+def test_grain_worker_processes_give_the_same_run(folders, tmp_path):
+  # Worker processes start with every epoch's iterator (about 15 s on 2 busy cores): one task, one epoch.
+  extra = [f"--config.data.record_dir={folders['records']}", "--config.scenario.num_tasks=1",
+           "--config.train.epochs_per_task=1"]
+  threads, workers = str(tmp_path / "threads"), str(tmp_path / "workers")
+  assert _cli(threads, *extra).returncode == 0
+  proc = _cli(workers, *extra, "--config.data.stream.workers=2")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  a, b = _results(threads), _results(workers)
+  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
+    assert a[key] == b[key], key
+
+
 def test_each_process_reads_a_disjoint_shard_of_the_global_batch(folders, monkeypatch):
   disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
   data = Examples.of_task(disk.train_images, disk.train_labels, 0)
