@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lwcl.data import stream_loader
 from lwcl.data.pipeline import dispatch_lengths, step_indices
 from lwcl.layerwise import greedy_phase
 from lwcl.replica_axis import stack
@@ -52,8 +53,10 @@ def one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     epoch, index = divmod(s, spe)
     if s == start or index == 0:  # the indices of the rest of this epoch
       first, idx = s, _indices(setup, t, s, spe - index)
+      streamed = stream_loader.streamed_batches(setup.train_data[t], config.train.batch_size,
+                                                setup.axis.seeds[0], t, epoch, index, setup.axis.batched)
     rows = idx[..., s - first, :]
-    batch = _gather(setup, t, rows)
+    batch = next(streamed) if streamed is not None else _gather(setup, t, rows)
     if fns.is_greedy:
       batch["phase"] = np.full(rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task), np.int32)
     run.state, step_metrics = setup.steps.train_step(run.state, put(setup, batch), learning_rates[..., s])

@@ -73,7 +73,8 @@ def throughput(record_dir: str, batches: int, threads: int, sets: list) -> dict:
   for _, _ in zip(range(batches), pipeline.train_batches(whole, bs, c.seed, 0, 0)):
     pass
   out["in_memory_pipeline_examples_per_s"] = _rate(batches * bs, time.perf_counter() - tic)
-  state, lr = exp.parallel.replicate(exp.initial_state()), exp.learning_rates.for_task(exp.steps_per_epoch[0])
+  state = exp.parallel.replicate(exp.initial_state())
+  lr = exp.setup.learning_rates_of_task(exp.steps_per_epoch[0])
   batch = next(stream_loader.train_batches(data, bs, c.seed, 0, 0))
   state, m = exp.train_step(state, exp.parallel.put_batch(batch), lr[0])  # compile
   jax.block_until_ready(m)

@@ -94,6 +94,17 @@ def _to_device(batches: Iterator[dict]) -> Iterator[dict]:
     yield ahead
 
 
+def streamed_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: int, start: int,
+                     replicas: bool = False) -> Iterator[dict] | None:
+  """The grain-read batches of one epoch from batch ``start`` on (:func:`train_batches`) when ``data`` is
+  streamed and the run is a plain one (its batches are those of :func:`lwcl.data.pipeline.step_indices`);
+  None otherwise (in-memory data, or ``replicas``: seeds, orders and sweep candidates gather each
+  replica's rows themselves). The hook of :func:`lwcl.dispatch.one_step_dispatches`."""
+  if replicas or not isinstance(data.images, LazyImages):
+    return None
+  return train_batches(data, batch_size, seed, task, epoch, start)
+
+
 def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: int,
                   start: int = 0) -> Iterator[dict]:
   """Yields one epoch's minibatches from batch index ``start`` on: :func:`lwcl.data.pipeline.train_batches`
