@@ -133,20 +133,41 @@ class LazyImages:
 
   def channel_stats(self, chunk: int = 4096) -> tuple[tuple, tuple]:
     """Per-channel mean and std (``[0, 1]`` units) of these images: the reader's stored statistics when
-    this is one whole untransformed reader (``FeatureSpec.stats``), else one pass in chunks."""
+    this is one whole untransformed reader (``FeatureSpec.stats``), else one pass in chunks (exact sums of
+    value counts: the in-memory statistics)."""
     if len(self.segments) == 1:
       seg = self.segments[0]
       stats = getattr(seg.reader, "stats", None)
       if stats and seg.transform is None and np.array_equal(seg.indices, np.arange(seg.reader.num_examples)):
         return tuple(stats["mean"]), tuple(stats["std"])
-    c = self.shape[-1]
-    total, sq, n = np.zeros(c), np.zeros(c), 0
+    counts = np.zeros((self.shape[-1], 256), np.int64)
     for s in range(0, len(self), chunk):
-      x = self[s:s + chunk].reshape(-1, c).astype(np.float64) / 255.0
-      total, sq, n = total + x.sum(0), sq + (x * x).sum(0), n + x.shape[0]
-    mean = total / max(n, 1)
-    std = np.sqrt(np.maximum(sq / max(n, 1) - mean * mean, 0.0))
-    return tuple(float(m) for m in mean), tuple(float(s) for s in np.maximum(std, 1e-6))
+      counts += value_counts(self[s:s + chunk])
+    return moments(counts)
+
+
+def value_counts(images: np.ndarray) -> np.ndarray:
+  """int64 ``[C, 256]``: how often each uint8 value occurs in each channel of ``images`` ``[..., C]``."""
+  c = images.shape[-1]
+  flat = images.reshape(-1, c)
+  counts = np.zeros((c, 256), np.int64)
+  rows = max(1, (1 << 20) // c)  # chunks: np.bincount copies its input to int64 first
+  for start in range(0, len(flat), rows):
+    for k in range(c):
+      counts[k] += np.bincount(flat[start:start + rows, k], minlength=256)
+  return counts
+
+
+def moments(counts: np.ndarray) -> tuple[tuple, tuple]:
+  """Per-channel mean and std (at least 1e-6) in ``[0, 1]`` units from :func:`value_counts`: exact sums,
+  the arithmetic of :func:`lwcl.data.pipeline.channel_moments`, so a streamed data set's statistics equal
+  the in-memory ones bit for bit however it was read in chunks."""
+  values = np.arange(256, dtype=np.float64) / 255.0
+  counts = counts.astype(np.float64)
+  n = counts.sum(1)
+  mean = counts @ values / n
+  std = np.sqrt(np.sum(counts * (values[None, :] - mean[:, None]) ** 2, axis=1) / n)
+  return tuple(float(m) for m in mean), tuple(float(v) for v in np.maximum(std, 1e-6))
 
 
 def channel_stats(images) -> tuple[tuple, tuple]:
@@ -154,6 +175,4 @@ def channel_stats(images) -> tuple[tuple, tuple]:
   NumPy arrays or :class:`LazyImages`. Returns two tuples of C floats."""
   if isinstance(images, LazyImages):
     return images.channel_stats()
-  c = images.shape[-1]
-  x = images.reshape(-1, c).astype(np.float64) / 255.0
-  return tuple(float(m) for m in x.mean(0)), tuple(float(s) for s in np.maximum(x.std(0), 1e-6))
+  return moments(value_counts(images))
