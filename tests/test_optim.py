@@ -20,7 +20,7 @@ def opt_config(**kw):
   return types.SimpleNamespace(**c)
 
 
-PLAIN = types.SimpleNamespace(mode="backprop")  # any non-greedy model functions
+PLAIN = types.SimpleNamespace(is_greedy=False)  # any non-greedy model functions
 
 
 @pytest.mark.parametrize("steps_per_epoch", [5, 20])
