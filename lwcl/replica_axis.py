@@ -175,7 +175,12 @@ class ReplicaAxis:
     ``{name_seed<s>: v_r}`` (``name_order<r>`` for orders) for every replica."""
     if not self.batched:
       return {name: float(values)}
-    return {f"{name}_{self._tag(r)}": float(v) for r, v in enumerate(np.asarray(values))}
+    return {self.scalar_name(name, r): float(v) for r, v in enumerate(np.asarray(values))}
+
+  def scalar_name(self, name: str, r: int) -> str:
+    """Replica ``r``'s TensorBoard name of scalar ``name``: ``name`` for a single run, else ``name_seed<s>``,
+    ``name_order<r>`` or ``name_candidate<r>``."""
+    return f"{name}_{self._tag(r)}" if self.batched else name
 
   def _tag(self, r: int) -> str:
     if self.candidates:

@@ -24,7 +24,8 @@ RESULTS_FILE = "results.json"
 # Config keys that do not change results (they may differ when a run is resumed).
 OPERATIONAL_KEYS = ("checkpoint", "devices", "train.progress", "train.log_every_steps",
                     "train.eval_batch_size", "data.idx_dir", "data.data_dir", "data.download",
-                    "data.source", "method.memory_grad_chunk", "orders_as_replicas")
+                    "data.source", "data.record_dir", "data.stream", "method.memory_grad_chunk",
+                    "orders_as_replicas")
 _DATA_FINGERPRINTS = {}  # data config and its IDX files' sizes and times -> fingerprint (one load a process)
 
 

@@ -83,7 +83,7 @@ def report(setup, run: Run, done: list) -> list:
       continue
     step = int(np.max(jax.device_get(run.state.step)))
     finite = {k: res[k] for k in SCALARS if res[k] is not None and np.isfinite(res[k])}
-    run.writer.write_scalars(step, {n: v for k, x in finite.items() for n, v in _scalars(axis, r, k, x).items()})
+    run.writer.write_scalars(step, {axis.scalar_name(k, r): v for k, v in finite.items()})
     folder = axis.folder(run.workdir, r)
     os.makedirs(folder, exist_ok=True)
     report_lib.write_json_atomic(os.path.join(folder, RESULTS_FILE), res)
@@ -91,12 +91,3 @@ def report(setup, run: Run, done: list) -> list:
                                     title + (f", {axis.label(r)}" if axis.batched else ""))
     setup.parts(r)[2].write(res, folder)
   return out
-
-
-def _scalars(axis, r: int, name: str, value: float) -> dict:
-  """Replica ``r``'s scalar ``name`` as the run's TensorBoard names it (:meth:`ReplicaAxis.scalars`)."""
-  if not axis.batched:
-    return {name: value}
-  values = np.zeros(axis.size)
-  values[r] = value
-  return {n: v for i, (n, v) in enumerate(axis.scalars(name, values).items()) if i == r}
