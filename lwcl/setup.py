@@ -215,9 +215,8 @@ def _steps_per_epoch(streams, config) -> tuple:
   return per_stream.pop()
 
 
-def _parts(config, scenario, fns_model_args, parallel, eval_batch_size):
+def _parts(config, scenario, model, preprocess, parallel, eval_batch_size):
   """``(fns, method, tx, readouts)`` of one scenario (its label masks)."""
-  model, preprocess = fns_model_args
   fns = layerwise.build_fns(config.layerwise, model, preprocess, scenario.label_masks, scenario.image_shape,
                             scenario.num_heads, scenario.output_dim)
   method = build_method(config.method, scenario, fns)
@@ -233,7 +232,7 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
   values: model functions, method, optimizer, streams, read-outs and compiled steps."""
   first = scenarios[0]
   model = build_model(config.model, first, steps_per_dispatch)
-  fns, method, tx, readouts = _parts(config, first, (model, preprocess), parallel, eval_batch_size)
+  fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size)
   streams = tuple(Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks))) for sc in scenarios)
   epochs = config.train.epochs_per_task
   values, rebuild, replica_parts = {}, None, ()
@@ -243,7 +242,7 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
     values["hyper"] = np.asarray(axis.candidates, np.float32)
   if values:
     replica_parts = tuple((f, m, ro) for f, m, _, ro in (
-        _parts(axis.config(config, r), scenarios[r if len(scenarios) > 1 else 0], (model, preprocess), parallel,
+        _parts(axis.config(config, r), scenarios[r if len(scenarios) > 1 else 0], model, preprocess, parallel,
                eval_batch_size) for r in range(axis.size)))
 
     def rebuild_around(replica_values):  # the step's pieces around replica values (traced)
