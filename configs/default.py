@@ -12,7 +12,8 @@ def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # model initialization, training order, augmentation
   c.num_orders = 0  # > 0: run the stream in this many distinct task orders (order 0 = as defined; lwcl/orders.py)
-  c.num_seeds = 0  # > 0: train seeds seed..seed+R-1 as R replicas of one vmapped program (lwcl/replicas.py)
+  c.num_seeds = 0  # > 0: train seeds seed..seed+R-1 as R replicas of one vmapped program (lwcl/replicas.py);
+  # with num_orders or sweep.key, every order or candidate over these seeds (one program; lwcl/run_kind.py)
   # num_orders: the orders as replicas of one vmapped program (False: one after another, e.g. convolutional
   # models on CPU, whose batched convolutions XLA runs slowly). Same results up to float rounding.
   c.orders_as_replicas = True

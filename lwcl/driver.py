@@ -100,7 +100,7 @@ def _single(config, workdir: str, on_step) -> dict:
 # Each kind of run (lwcl.run_kind) and its runner / its terminal summary.
 RUNS = {"single": _single, "seeds": replicas.run_replicas, "orders": orders.run_orders, "sweep": sweep.run_sweep}
 SUMMARIES = {"single": report.format_summary, "seeds": replica_results.format_summary,
-             "orders": orders.format_summary, "sweep": report.format_summary}
+             "orders": orders.format_summary, "sweep": sweep.format_summary}
 
 
 def format_summary(results: dict) -> str:

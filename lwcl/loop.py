@@ -134,7 +134,7 @@ def resume(setup: Setup, workdir: str) -> Run:
     state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
     logging.info("resuming at task %d, step %d of the task", progress.task, progress.task_step)
     if is_main:
-      seeds = f" {axis.size} {'task orders' if axis.orders else 'seeds'}" if axis.batched else ""
+      seeds = f" {axis.describe()}" if axis.batched else ""
       print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
             f"{progress.task_step} of the task", flush=True)
   run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.replicate(state), record, progress)
@@ -214,7 +214,7 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
   if run.is_main:
     seen = 100 * np.asarray(record.R[..., t, : t + 1]).reshape(-1, t + 1)
     cells = [f"{m:.1f}" if not axis.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
-    spread = f", mean±std over {axis.size} {'task orders' if axis.orders else 'seeds'}" if axis.batched else ""
+    spread = f", mean±std over {axis.describe()}" if axis.batched else ""
     print(f"after task {t + 1}/{T}: accuracy {' '.join(cells)} (seen tasks, %{spread})", flush=True)
 
 

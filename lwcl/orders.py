@@ -7,7 +7,9 @@ another, each order's results in ``workdir/order<r>/`` (``scenario.task_order`` 
 any run). ``workdir/results.json`` then lists every
 order (its task indices and names) with its metrics, their mean and standard deviation (ACC, BWT, FWT,
 forgetting), and the spread of each task's final accuracy across orders; ``workdir/acc_per_order.png``
-plots ACC per order.
+plots ACC per order. With ``--config.num_seeds=S`` as well, every order runs over ``S`` seeds (``R x S``
+replicas of one program): ``workdir/order<r>/`` is then that order's ``num_seeds`` run (``seed<s>/`` and
+the summary over its seeds), and the statistics over orders are those of each order's mean over seeds.
 
 Source: the order-robustness protocol of Yoon et al., *Scalable and Order-robust Continual Learning with
 Additive Parameter Decomposition*, ICLR 2020 (used by NAI, Kim & Lee 2021, Sec. 4).
@@ -27,6 +29,7 @@ from lwcl.data.scenarios import task_order
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.replica_axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
+from lwcl.replica_results import seeds_of, write_summary
 from lwcl.setup import UnequalStreams
 from lwcl.figures import pyplot, save_figure
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
@@ -116,15 +119,18 @@ def plot_acc_per_order(per_order: list, path: str, title: str) -> None:
 
 
 def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
-  """Runs ``config.num_orders`` task orders; returns (and writes) the summary results dict.
+  """Runs ``config.num_orders`` task orders (each over ``config.num_seeds`` seeds when set); returns (and
+  writes) the summary results dict.
 
-  With ``orders_as_replicas`` (default) the orders are replicas of one vmapped program
+  With ``orders_as_replicas`` (default) the orders (times the seeds) are replicas of one vmapped program
   (:class:`~lwcl.replica_axis.ReplicaAxis`: each replica trains its own order's stream; the stacked state
   is checkpointed in ``workdir/checkpoints``); otherwise, or when the orders' tasks differ in size
-  (:class:`~lwcl.setup.UnequalStreams`), one after another, reusing the data set and the compiled steps
-  (each order checkpointed in its folder). Either way order ``r``'s results are in ``workdir/order<r>/``
-  with the config of the single run of that order. An order whose folder holds its finished results is
-  reported, not rerun; ``on_step`` is passed to the runs.
+  (:class:`~lwcl.setup.UnequalStreams`), one order after another, reusing the data set and the compiled
+  steps (each order checkpointed in its folder). Either way order ``r``'s results are in
+  ``workdir/order<r>/`` with the config of the single run of that order; with ``num_seeds`` that folder
+  holds the order's ``num_seeds`` run (``seed<s>/`` per seed and their summary), and the order's row is
+  the mean over its seeds. A finished order or seed is reported, not rerun; ``on_step`` is passed to the
+  runs.
 
   Raises:
     ConfigError: an order's folder holds another experiment's results, or more orders than ``T!``.
@@ -132,40 +138,59 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
   all_orders = config_orders(config)
-  axis = ReplicaAxis.of_orders(config.seed, all_orders)
-  per_order = finished_replicas(config, axis, workdir)
-  if any(d is None for d in per_order):
-    per_order = _train_orders(config, workdir, axis, per_order, on_step)
+  seeds = seeds_of(config) if config.num_seeds else ()
+  axis = ReplicaAxis.of_orders(config.seed, all_orders, seeds)
+  per_replica = finished_replicas(config, axis, workdir)
+  if any(d is None for d in per_replica):
+    per_replica = _train_orders(config, workdir, axis, per_replica, on_step)
+  per_order = per_replica if not seeds else [
+      _mean_over_seeds(write_summary(order_config(config, order), os.path.join(workdir, f"order{r}"),
+                                     per_replica[r * len(seeds):(r + 1) * len(seeds)]))
+      for r, order in enumerate(all_orders)]
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {
       "kind": "orders", "num_orders": config.num_orders,
+      **({"num_seeds": len(seeds), "seeds": list(seeds)} if seeds else {}),
       "orders": [{"order": r, "task_order": all_orders[r], "tasks": [t["name"] for t in res["tasks"]],
-                  **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"]}
+                  **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
+                  **({"over_seeds": res["over_seeds"]} if seeds else {})}
                  for r, res in enumerate(per_order)],
       **summary,
       "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
       "train_seconds": float(sum(r["train_seconds"] for r in per_order) if not config.orders_as_replicas
                              else max(r["train_seconds"] for r in per_order)),
-      "config": config.to_dict(), "fingerprint": fp, **common_data_fingerprint(per_order),
+      "config": config.to_dict(), "fingerprint": fp, **common_data_fingerprint(per_replica),
   }
   report.write_json_atomic(path, results)
   plot_acc_per_order(per_order, os.path.join(workdir, "acc_per_order.png"),
-                     f"{first['method']} on {first['dataset']}: ACC per task order")
+                     f"{first['method']} on {first['dataset']}: ACC per task order"
+                     + (f" (mean over {len(seeds)} seeds)" if seeds else ""))
   return results
 
 
+def _mean_over_seeds(summary: dict) -> dict:
+  """One order's row from its ``num_seeds`` summary (:func:`lwcl.replica_results.summarize`): each metric
+  and the accuracy matrix as the mean over the seeds, the statistics kept in ``over_seeds``."""
+  return dict(summary, **{k: summary[k]["mean"] if summary[k] else None for k in SCALARS},
+              accuracy_matrix=summary["accuracy_matrix_mean"],
+              over_seeds={k: summary[k] for k in SCALARS})
+
+
 def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) -> list:
-  """Every order's results: the unfinished ones trained as replicas (or one after another)."""
-  all_orders = axis.orders
+  """Every replica's results (order-major, seeds within an order): the unfinished ones trained as replicas
+  of one program, or order after order (each order's seeds as replicas when ``num_seeds`` is set)."""
+  all_orders = [axis.orders[r] for r in range(0, axis.size, max(axis.seed_count, 1))]
   if config.orders_as_replicas:
     try:
       exp = Experiment(config, axis)
     except UnequalStreams as e:
       print(f"lwcl: {e}", flush=True)
     else:
-      print(f"lwcl: {len(all_orders)} task orders as replicas of one program", flush=True)
+      print(f"lwcl: {axis.describe()} as replicas of one program", flush=True)
       return exp.run(workdir, on_step, done=done)
+  if axis.seed_count:
+    return _train_orders_of_seeds(config, workdir, all_orders, done, on_step)
   exp, per_order = None, []
   for r, order in enumerate(all_orders):
     if done[r] is not None:
@@ -181,9 +206,25 @@ def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) 
   return per_order
 
 
+def _train_orders_of_seeds(config, workdir: str, all_orders: list, done: list, on_step) -> list:
+  """Order after order, each order's seeds as replicas of one program (its ``num_seeds`` run in
+  ``workdir/order<r>``)."""
+  seeds, out = seeds_of(config), []
+  for r, order in enumerate(all_orders):
+    mine = done[r * len(seeds):(r + 1) * len(seeds)]
+    if any(d is None for d in mine):
+      print(f"lwcl: task order {r + 1}/{len(all_orders)} over {len(seeds)} seeds", flush=True)
+      mine = Experiment(order_config(config, order), ReplicaAxis.of_seeds(seeds)).run(
+          os.path.join(workdir, f"order{r}"), on_step, done=mine)
+    out.extend(mine)
+  return out
+
+
 def format_summary(results: dict) -> str:
   """Readable table of per-order metrics and their mean +- std."""
-  lines = [f"{results['method']} on {results['dataset']} over {results['num_orders']} task orders",
+  seeds = f" x {results['num_seeds']} seeds (each order's row: the mean over its seeds)" \
+      if results.get("num_seeds") else ""
+  lines = [f"{results['method']} on {results['dataset']} over {results['num_orders']} task orders{seeds}",
            f"{'order':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
 
   def pct(v):

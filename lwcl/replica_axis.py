@@ -78,20 +78,29 @@ def order_config(config, order):
 
 @dataclasses.dataclass(frozen=True)
 class ReplicaAxis:
-  """The replicas of a run.
+  """The replicas of a run: one dimension (seeds, task orders or sweep candidates), or the product of task
+  orders or candidates with seeds.
+
+  A product is order-major: replica ``r`` is outer element ``r // S`` (an order or a candidate) with seed
+  ``seeds[r]``, ``S = seed_count`` seeds per outer element, as if that outer element's ``num_seeds`` run
+  were stacked after the previous one's.
 
   Attributes:
     seeds: each replica's ``config.seed`` (initial state, minibatch order, linear-probe subsets).
     orders: each replica's task order (a tuple of task indices, :func:`lwcl.orders.distinct_orders`), or
       empty when every replica runs the stream the config defines.
-    batched: whether states carry a leading replica axis (``num_seeds`` and ``num_orders`` runs); False for
-      a single run, whose one replica has no axis.
+    batched: whether states carry a leading replica axis (``num_seeds``, ``num_orders`` and sweep runs);
+      False for a single run, whose one replica has no axis.
+    key: the swept dotted config key, or empty; candidates: each replica's value of it, or empty.
+    seed_count: ``S``, the seeds per order or candidate when seeds are a dimension of the axis (a
+      ``num_seeds`` run, alone or in a product), else 0.
   """
   seeds: tuple = (0,)
   orders: tuple = ()
   batched: bool = False
   key: str = ""
   candidates: tuple = ()
+  seed_count: int = 0
 
   @classmethod
   def single(cls, seed: int) -> "ReplicaAxis":
@@ -103,49 +112,81 @@ class ReplicaAxis:
     """One replica per seed, stacked on a leading axis (even for one seed)."""
     if not seeds:
       raise ValueError("a replica axis needs at least one seed")
-    return cls(tuple(int(s) for s in seeds), (), True)
+    return cls(tuple(int(s) for s in seeds), (), True, seed_count=len(seeds))
 
   @classmethod
-  def of_orders(cls, seed: int, orders: Sequence[Sequence[int]]) -> "ReplicaAxis":
-    """One replica per task order (all of seed ``seed``), stacked on a leading axis."""
+  def of_orders(cls, seed: int, orders: Sequence[Sequence[int]], seeds: Sequence[int] = ()) -> "ReplicaAxis":
+    """One replica per task order (all of seed ``seed``), or, with ``seeds``, per task order and seed
+    (order-major), stacked on a leading axis."""
     if not orders:
       raise ValueError("a replica axis needs at least one order")
-    return cls((int(seed),) * len(orders), tuple(tuple(int(i) for i in o) for o in orders), True)
+    orders = tuple(tuple(int(i) for i in o) for o in orders)
+    return cls._product(seed, seeds, orders=orders)
 
   @classmethod
-  def of_candidates(cls, seed: int, key: str, values: Sequence[float]) -> "ReplicaAxis":
+  def of_candidates(cls, seed: int, key: str, values: Sequence[float], seeds: Sequence[int] = ()) -> "ReplicaAxis":
     """One replica per candidate value of the dotted config ``key`` (a validation sweep, all of seed
-    ``seed``), stacked on a leading axis; the replicas evaluate on the validation split."""
+    ``seed``), or, with ``seeds``, per candidate and seed (candidate-major), stacked on a leading axis; the
+    replicas evaluate on the validation split."""
     if not values:
       raise ValueError("a replica axis needs at least one candidate")
-    return cls((int(seed),) * len(values), (), True, str(key), tuple(float(v) for v in values))
+    return cls._product(seed, seeds, key=str(key), candidates=tuple(float(v) for v in values))
+
+  @classmethod
+  def _product(cls, seed: int, seeds: Sequence[int], orders: tuple = (), key: str = "",
+               candidates: tuple = ()) -> "ReplicaAxis":
+    outer = len(orders or candidates)
+    per = tuple(int(s) for s in seeds) or (int(seed),)
+    return cls(per * outer, tuple(o for o in orders for _ in per), True, key,
+               tuple(v for v in candidates for _ in per), len(seeds))
 
   @property
   def size(self) -> int:
     """``R``, the number of replicas."""
     return len(self.seeds)
 
+  def outer(self, r: int) -> int:
+    """The index of replica ``r``'s task order or candidate (``r`` itself when seeds are no dimension)."""
+    return r // max(self.seed_count, 1)
+
+  def describe(self) -> str:
+    """The replicas in words: ``3 seeds``, ``10 task orders``, ``10 task orders x 3 seeds``, ``5 candidates
+    of method.strength x 3 seeds``."""
+    n_outer = self.size // max(self.seed_count, 1)
+    outer = (f"{n_outer} task orders" if self.orders else
+             f"{n_outer} candidates of {self.key}" if self.candidates else "")
+    seeds = f"{self.seed_count} seeds" if self.seed_count else ""
+    return " x ".join(p for p in (outer, seeds) if p) or f"{self.size} seeds"
+
   def label(self, r: int) -> str:
-    """Replica ``r`` in words: ``seed 3`` or ``task order 2``."""
-    if self.candidates:
-      return f"{self.key}={self.candidates[r]:g}"
-    return f"task order {r}" if self.orders else f"seed {self.seeds[r]}"
+    """Replica ``r`` in words: ``seed 3``, ``task order 2``, ``method.strength=10`` or, in a product,
+    ``task order 2, seed 3``."""
+    words = {"candidate": lambda: f"{self.key}={self.candidates[r]:g}", "order": lambda: f"task order {self.outer(r)}",
+             "seed": lambda: f"seed {self.seeds[r]}"}
+    return ", ".join(words[dim]() for dim in self._dimensions())
 
   def config(self, config, r: int):
     """Replica ``r``'s single-run config: ``config`` itself for a single run, else the config of the single
-    run of its seed (:func:`seed_config`) or its order (:func:`order_config`)."""
+    run of its candidate (:func:`candidate_config`), its order (:func:`order_config`) and its seed
+    (:func:`seed_config`), whichever the axis varies."""
     if not self.batched:
       return config
-    if self.candidates:
-      return candidate_config(config, self.key, self.candidates[r], "valid")
-    return order_config(config, self.orders[r]) if self.orders else seed_config(config, self.seeds[r])
+    dims = self._dimensions()
+    if "candidate" in dims:
+      config = candidate_config(config, self.key, self.candidates[r], "valid")
+    if "order" in dims:
+      config = order_config(config, self.orders[r])
+    return seed_config(config, self.seeds[r]) if "seed" in dims else config
 
   def folder(self, workdir: str, r: int) -> str:
     """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>``,
-    ``workdir/order<r>`` or ``workdir/<candidate value>``."""
+    ``workdir/order<o>``, ``workdir/<candidate value>``, or in a product ``workdir/order<o>/seed<s>`` and
+    ``workdir/<candidate value>/seed<s>`` (the layout of each order's or candidate's ``num_seeds`` run)."""
     if not self.batched:
       return workdir
-    return os.path.join(workdir, self._tag(r) if not self.candidates else f"{self.candidates[r]:g}")
+    names = {"candidate": f"{self.candidates[r]:g}" if self.candidates else "", "order": f"order{self.outer(r)}",
+             "seed": f"seed{self.seeds[r]}"}
+    return os.path.join(workdir, *(names[dim] for dim in self._dimensions()))
 
   def vmap(self, fn: Callable, in_axes) -> Callable:
     """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
@@ -171,21 +212,26 @@ class ReplicaAxis:
     return f" of {self.label(r)} (replica {r} of {self.size})" if self.batched else ""
 
   def scalars(self, name: str, values) -> dict:
-    """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else
-    ``{name_seed<s>: v_r}`` (``name_order<r>`` for orders) for every replica."""
+    """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else one scalar per
+    replica named by :meth:`scalar_name`."""
     if not self.batched:
       return {name: float(values)}
     return {self.scalar_name(name, r): float(v) for r, v in enumerate(np.asarray(values))}
 
   def scalar_name(self, name: str, r: int) -> str:
     """Replica ``r``'s TensorBoard name of scalar ``name``: ``name`` for a single run, else ``name_seed<s>``,
-    ``name_order<r>`` or ``name_candidate<r>``."""
-    return f"{name}_{self._tag(r)}" if self.batched else name
+    ``name_order<o>``, ``name_candidate<c>``, or in a product ``name_order<o>_seed<s>`` and
+    ``name_candidate<c>_seed<s>``."""
+    if not self.batched:
+      return name
+    index = {"candidate": self.outer(r), "order": self.outer(r), "seed": self.seeds[r]}
+    return "_".join([name] + [f"{dim}{index[dim]}" for dim in self._dimensions()])
 
-  def _tag(self, r: int) -> str:
-    if self.candidates:
-      return f"candidate{r}"
-    return f"order{r}" if self.orders else f"seed{self.seeds[r]}"
+  def _dimensions(self) -> tuple:
+    """The dimensions the replicas vary over, outer first: ``('seed',)``, ``('order',)``,
+    ``('candidate',)``, ``('order', 'seed')`` or ``('candidate', 'seed')``."""
+    outer = ("candidate",) if self.candidates else ("order",) if self.orders else ()
+    return outer + (("seed",) if self.seed_count or not outer else ())
 
 
 def finished_replicas(config, axis: ReplicaAxis, workdir: str) -> list:

@@ -76,7 +76,7 @@ def report(setup, run: Run, done: list) -> list:
     config_dict = axis.config(setup.config, r).to_dict() if axis.batched else run.config_dict
     res = results(setup, r, axis.get(run.record, r), run.progress, config_dict)
     if axis.batched:
-      res["replica"] = {"index": r, ("num_orders" if axis.orders else "num_seeds"): axis.size, "workdir": run.workdir,
+      res["replica"] = {"index": r, "of": axis.describe(), "num_replicas": axis.size, "workdir": run.workdir,
                         "note": "trained as one replica of a vmapped program; train_seconds is the program's"}
     out.append(res)
     if not run.is_main:

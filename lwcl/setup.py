@@ -128,8 +128,14 @@ class Setup:
     eval_batch_size = -(-config.train.eval_batch_size // parallel.size) * parallel.size
     dataset = load_dataset(config.data)
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
-    scenarios = [build_scenario(axis.config(config, r).scenario, dataset) for r in range(axis.size)] \
-        if axis.orders else [build_scenario(config.scenario, dataset)]
+    if axis.orders:  # one scenario per task order, shared by that order's replicas (seeds)
+      by_order = {}
+      for o in axis.orders:
+        if o not in by_order:
+          by_order[o] = build_scenario(order_config(config, o).scenario, dataset)
+      scenarios = [by_order[o] for o in axis.orders]
+    else:
+      scenarios = [build_scenario(config.scenario, dataset)]
     fields = dict(config=config, axis=axis, parallel=parallel, dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
                   steps_per_dispatch=k, eval_batch_size=eval_batch_size)
@@ -233,7 +239,11 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
   first = scenarios[0]
   model = build_model(config.model, first, steps_per_dispatch)
   fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size)
-  streams = tuple(Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks))) for sc in scenarios)
+  by_scenario = {}  # replicas of one task order share its stream
+  for sc in scenarios:
+    if id(sc) not in by_scenario:
+      by_scenario[id(sc)] = Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks)))
+  streams = tuple(by_scenario[id(sc)] for sc in scenarios)
   epochs = config.train.epochs_per_task
   values, rebuild, replica_parts = {}, None, ()
   if any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios):
@@ -241,9 +251,17 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
   if axis.candidates and axis.key != LEARNING_RATE:
     values["hyper"] = np.asarray(axis.candidates, np.float32)
   if values:
-    replica_parts = tuple((f, m, ro) for f, m, _, ro in (
-        _parts(axis.config(config, r), scenarios[r if len(scenarios) > 1 else 0], model, preprocess, parallel,
-               eval_batch_size) for r in range(axis.size)))
+    built = {}  # the replicas (seeds) of one task order or candidate share their parts
+
+    def parts_of(r):
+      sc = scenarios[r if len(scenarios) > 1 else 0]
+      which = (id(sc), axis.candidates[r] if axis.candidates else None)
+      if which not in built:
+        f, m, _, ro = _parts(axis.config(config, r), sc, model, preprocess, parallel, eval_batch_size)
+        built[which] = (f, m, ro)
+      return built[which]
+
+    replica_parts = tuple(parts_of(r) for r in range(axis.size))
 
     def rebuild_around(replica_values):  # the step's pieces around replica values (traced)
       f = fns

@@ -19,9 +19,10 @@ from typing import Callable
 import jax
 import numpy as np
 
-from lwcl import config_files, config_values, replica_axis, report
+from lwcl import config_files, config_values, replica_axis, replica_results, replicas, report
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
+from lwcl.replica_results import SCALARS, seeds_of, write_summary
 from lwcl.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.setup import LEARNING_RATE, REPLICABLE_PREFIX
 
@@ -59,7 +60,10 @@ def validate(config) -> None:
 
 
 def _run(config, workdir: str, on_step) -> dict:
-  """One candidate's run: its finished results, or the experiment run (resumed) in ``workdir``."""
+  """One run of a single value: its finished results, or the experiment run (resumed) in ``workdir``; a
+  ``num_seeds`` run (:func:`lwcl.replicas.run_replicas`, its summary) when ``config.num_seeds`` is set."""
+  if config.num_seeds:
+    return replicas.run_replicas(config, workdir, on_step)
   done = finished_results(config, workdir)
   return done if done is not None else Experiment(config).run(workdir, on_step)
 
@@ -74,6 +78,12 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   another (a line says so). Each candidate's results are in ``workdir/sweep/<value>/``; an already
   finished candidate is reported, not rerun. ``on_step`` is passed to every run.
 
+  With ``num_seeds = S`` every candidate runs over the ``S`` seeds (``C x S`` replicas of one program, or
+  each candidate's seeds as replicas when the candidates run one after another): ``workdir/sweep/<value>/``
+  is then the candidate's ``num_seeds`` run (``seed<s>/`` and the summary), the selection is on the mean
+  over the seeds, and the final run on the test split is a ``num_seeds`` run of the selected value in
+  ``workdir/final/``.
+
   Returns:
     The final run's results dict with ``sweep`` and ``selected`` added (also written to
     ``workdir/results.json``).
@@ -83,15 +93,22 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   validate(config)
   path = os.path.join(workdir, RESULTS_FILE)
   fp = fingerprint(config.to_dict())
-  values = list(config.sweep.candidates)
-  per_candidate = replica_axis.finished_replicas(_program(config), _axis(config), os.path.join(workdir, "sweep"))
-  if any(d is None for d in per_candidate):
-    per_candidate = _train_candidates(config, workdir, per_candidate, on_step)
-  rows = [{"value": v, **{k: res[k] for k in ("acc", "bwt", "fwt", "forgetting")}}
-          for v, res in zip(values, per_candidate)]
+  values, seeds = list(config.sweep.candidates), _seeds(config)
+  sweep_dir = os.path.join(workdir, "sweep")
+  per_replica = replica_axis.finished_replicas(_program(config), _axis(config), sweep_dir)
+  if any(d is None for d in per_replica):
+    per_replica = _train_candidates(config, workdir, per_replica, on_step)
+  rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
+  if seeds:  # each candidate's row: the mean over its seeds, with their statistics
+    S = len(seeds)
+    summaries = [write_summary(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"),
+                               per_replica[c * S:(c + 1) * S]) for c, v in enumerate(values)]
+    rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
+             "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
   best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
-  print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric} "
+  over = f" mean over {len(seeds)} seeds" if seeds else ""
+  print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
   final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
   results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
@@ -101,25 +118,34 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
 
 
 def _train_candidates(config, workdir: str, done: list, on_step) -> list:
-  """Every candidate's validation results: as replicas of one program when the key allows it
-  (:func:`replicable`), else one after another."""
-  key, values = config.sweep.key, list(config.sweep.candidates)
+  """Every replica's validation results (candidate-major, seeds within a candidate): as replicas of one
+  program when the key allows it (:func:`replicable`), else candidate after candidate (each candidate's
+  seeds as replicas when ``num_seeds`` is set)."""
+  key, values, seeds = config.sweep.key, list(config.sweep.candidates), _seeds(config)
   why = replicable(config)
   if why is None:
     exp = Experiment(_program(config), _axis(config))
     why = _untraceable(exp.setup)
     if why is None:
-      print(f"lwcl: sweep {key} over {len(values)} candidates as replicas of one program (validation split)",
-            flush=True)
+      print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
       return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
-  out = []
-  for value, res in zip(values, done):
-    if res is None:
+  out, S = [], max(len(seeds), 1)
+  for c, value in enumerate(values):
+    mine = done[c * S:(c + 1) * S]
+    if any(d is None for d in mine):
       print(f"lwcl: sweep {key}={value} (validation split)", flush=True)
-      res = _run(candidate_config(config, value, "valid"), os.path.join(workdir, "sweep", f"{value:g}"), on_step)
-    out.append(res)
+      folder = os.path.join(workdir, "sweep", f"{value:g}")
+      exp = Experiment(candidate_config(config, value, "valid"),
+                       replica_axis.ReplicaAxis.of_seeds(seeds) if seeds else None)
+      mine = exp.run(folder, on_step, done=mine) if seeds else [exp.run(folder, on_step)]
+    out.extend(mine)
   return out
+
+
+def _seeds(config) -> list:
+  """The seeds every candidate runs over (``num_seeds``), or empty."""
+  return seeds_of(config) if config.num_seeds else []
 
 
 def _program(config):
@@ -132,9 +158,10 @@ def _program(config):
 
 
 def _axis(config) -> replica_axis.ReplicaAxis:
-  """The sweep's candidates as a replica axis (their folders ``<value>``, their configs
-  :func:`candidate_config` on the validation split)."""
-  return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates)
+  """The sweep's candidates (times the seeds, with ``num_seeds``) as a replica axis (their folders
+  ``<value>`` or ``<value>/seed<s>``, their configs :func:`candidate_config` on the validation split)."""
+  return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
+                                                _seeds(config))
 
 
 def replicable(config) -> str | None:
@@ -163,3 +190,17 @@ def _untraceable(setup) -> str | None:
   except Exception as e:  # pylint: disable=broad-except  (the sequential runs report a genuine error)
     return f"the step cannot take the value as data: {type(e).__name__}"
   return None
+
+
+def format_summary(results: dict) -> str:
+  """The candidates' validation metrics and the selected value, then the final run's summary (a single
+  run's accuracy matrix, or the table over seeds for ``num_seeds``)."""
+  sweep, metric = results["sweep"], results["sweep"]["metric"]
+  over = f" (mean over {results['num_seeds']} seeds)" if results.get("num_seeds") else ""
+  lines = [f"sweep of {sweep['key']} on the validation split{over}: {metric.upper()} per candidate"]
+  for row in sweep["candidates"]:
+    v = row[metric]
+    mark = "  <- selected" if row["value"] == results["selected"] else ""
+    lines.append(f"  {row['value']:<10g} {'n/a' if v is None else f'{100 * v:.2f}'}{mark}")
+  final = replica_results.format_summary(results) if "runs" in results else report.format_summary(results)
+  return "\n".join(lines) + "\nfinal run on the test split:\n" + final

@@ -62,7 +62,7 @@ def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrid
   for r, order in enumerate(orders.config_orders(config)):
     single = driver.run(orders.order_config(config, order), str(tmp_path / "replicas" / f"order{r}"))
     assert single["accuracy_matrix"] == replicas["orders"][r]["accuracy_matrix"]
-    assert single["replica"]["num_orders"] == 3
+    assert single["replica"]["num_replicas"] == 3 and single["replica"]["of"] == "3 task orders"
 
 
 def test_orders_as_replicas_resume_after_an_interruption(tmp_path, capsys):
@@ -123,7 +123,7 @@ def test_sweep_candidates_as_replicas_equal_one_after_another(tmp_path, monkeypa
   config = small_config(**{"sweep.key": key, "sweep.candidates": candidates, "method.name": method,
                            "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
   replicas = sweep.run_sweep(config, str(tmp_path / "replicas"))
-  assert "candidates as replicas of one program" in capsys.readouterr().out
+  assert f"sweep 2 candidates of {key} as replicas of one program" in capsys.readouterr().out
   assert os.path.isdir(tmp_path / "replicas" / "sweep" / "checkpoints")
   monkeypatch.setattr(sweep, "replicable", lambda config: "forced by the test")
   one_by_one = sweep.run_sweep(config, str(tmp_path / "sequential"))
