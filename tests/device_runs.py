@@ -1,6 +1,8 @@
 """Runs every continual method on 1 and on N devices of this process; prints the results as JSON.
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/device_runs.py WORKDIR 8
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/device_runs.py WORKDIR 8 [M1,M2,...]
+
+(the methods named, default every method).
 
 A separate process, because the number of forced CPU devices is fixed when JAX starts.
 """
@@ -19,9 +21,9 @@ DEVICE_TINY = {**{k: v for k, v in TINY.items() if k != "optimizer.learning_rate
                "method.agem_ref_batch": 16, "method.importance_samples": 48, "method.importance_batch_size": 16}
 
 
-def main(workdir: str, devices: int) -> None:
+def main(workdir: str, devices: int, methods=METHODS) -> None:
   out = {}
-  for method in METHODS:
+  for method in methods:
     for n in (1, devices):
       cfg = small_config(**DEVICE_TINY, **{"method.name": method, "devices.num_devices": n})
       res = driver.run(cfg, os.path.join(workdir, f"{method}_{n}"))
@@ -30,4 +32,4 @@ def main(workdir: str, devices: int) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], int(sys.argv[2]))
+  main(sys.argv[1], int(sys.argv[2]), *([sys.argv[3].split(",")] if len(sys.argv) > 3 else []))

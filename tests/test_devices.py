@@ -19,13 +19,23 @@ def forced_devices(n: int) -> dict:
   return dict(os.environ, **ENV, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
 
 
-def test_every_method_on_eight_devices_matches_one_device(tmp_path):
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "device_runs.py"), str(tmp_path), "8"],
+# Every method, in two halves (two processes, so parallel test workers share the work).
+HALVES = (METHODS[0::2], METHODS[1::2])
+
+
+def test_the_halves_cover_every_method():
+  assert sorted(HALVES[0] + HALVES[1]) == sorted(METHODS)
+
+
+@pytest.mark.parametrize("half", [0, 1])
+def test_every_method_on_eight_devices_matches_one_device(tmp_path, half):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "device_runs.py"), str(tmp_path), "8",
+                         ",".join(HALVES[half])],
                         capture_output=True, text=True, env=forced_devices(8), cwd=ROOT, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   runs = json.loads(proc.stdout.strip().splitlines()[-1])
   methods = sorted({k.split("/")[0] for k in runs})
-  assert methods == list(METHODS)
+  assert methods == sorted(HALVES[half])
   for m in methods:
     one, eight = runs[f"{m}/1"], runs[f"{m}/8"]
     assert one["devices"]["count"] == 1 and eight["devices"]["count"] == 8
