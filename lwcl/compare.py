@@ -233,6 +233,9 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
       driver.check(with_seeds(config, seeds) if seeds else config)
     except ConfigError as e:
       raise ConfigError(f"{spec}: {e}") from None
+    if seeds and (config.num_orders or config.sweep.key):
+      raise ConfigError(f"{spec}: --seeds compares single streams over seeds, but the config sets "
+                        "num_orders or sweep.key; run it with bin/run --config.num_seeds instead")
   os.makedirs(out_dir, exist_ok=True)
   if seeds:
     return _compare_seeds(names, configs, out_dir, seeds)

@@ -36,3 +36,11 @@ def test_compare_seeds_runs_replicas_reports_mean_std_and_reuses_finished_seeds(
   assert os.path.getmtime(out / "tiny_ewc" / "seed1" / "results.json") == stamp
   with pytest.raises(ConfigError, match="seeds"):
     compare.compare([f"{spec}:finetune"], str(out), seeds=-1)
+
+
+def test_compare_seeds_refuses_a_config_of_orders_or_a_sweep_before_any_run(tmp_path):
+  spec = tmp_path / "tiny.py"
+  spec.write_text(TINY_CONFIG_FILE.format(tests=os.path.dirname(os.path.abspath(__file__))))
+  with pytest.raises(ConfigError, match="num_orders or sweep.key; run it with bin/run --config.num_seeds"):
+    compare.compare([f"{spec}:finetune"], str(tmp_path / "out"), ["num_orders=2"], seeds=2)
+  assert not (tmp_path / "out").exists()
