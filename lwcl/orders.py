@@ -29,7 +29,8 @@ from lwcl.data.scenarios import task_order
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
 from lwcl.replica_axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
-from lwcl.replica_results import seeds_of, write_summary
+from lwcl.replica_results import seeds_of, write_summaries
+from lwcl.replicas import run_one_after_another
 from lwcl.setup import UnequalStreams
 from lwcl.figures import pyplot, save_figure
 from lwcl.results import RESULTS_FILE, common_data_fingerprint, fingerprint
@@ -143,10 +144,9 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   per_replica = finished_replicas(config, axis, workdir)
   if any(d is None for d in per_replica):
     per_replica = _train_orders(config, workdir, axis, per_replica, on_step)
-  per_order = per_replica if not seeds else [
-      _mean_over_seeds(write_summary(order_config(config, order), os.path.join(workdir, f"order{r}"),
-                                     per_replica[r * len(seeds):(r + 1) * len(seeds)]))
-      for r, order in enumerate(all_orders)]
+  per_order = per_replica if not seeds else [_mean_over_seeds(summary) for summary in write_summaries(
+      [(order_config(config, order), os.path.join(workdir, f"order{r}")) for r, order in enumerate(all_orders)],
+      per_replica)]
   first = per_order[0]
   summary = summarize_orders(per_order)
   results = {
@@ -189,8 +189,11 @@ def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) 
     else:
       print(f"lwcl: {axis.describe()} as replicas of one program", flush=True)
       return exp.run(workdir, on_step, done=done)
-  if axis.seed_count:
-    return _train_orders_of_seeds(config, workdir, all_orders, done, on_step)
+  if axis.seed_count:  # each order's seeds as replicas of one program, order after order
+    seeds = seeds_of(config)
+    return run_one_after_another(
+        [(f"task order {r + 1}/{len(all_orders)} over {len(seeds)} seeds", order_config(config, order),
+          os.path.join(workdir, f"order{r}")) for r, order in enumerate(all_orders)], seeds, done, on_step)
   exp, per_order = None, []
   for r, order in enumerate(all_orders):
     if done[r] is not None:
@@ -204,20 +207,6 @@ def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) 
           flush=True)
     per_order.append(exp.run(axis.folder(workdir, r), on_step))
   return per_order
-
-
-def _train_orders_of_seeds(config, workdir: str, all_orders: list, done: list, on_step) -> list:
-  """Order after order, each order's seeds as replicas of one program (its ``num_seeds`` run in
-  ``workdir/order<r>``)."""
-  seeds, out = seeds_of(config), []
-  for r, order in enumerate(all_orders):
-    mine = done[r * len(seeds):(r + 1) * len(seeds)]
-    if any(d is None for d in mine):
-      print(f"lwcl: task order {r + 1}/{len(all_orders)} over {len(seeds)} seeds", flush=True)
-      mine = Experiment(order_config(config, order), ReplicaAxis.of_seeds(seeds)).run(
-          os.path.join(workdir, f"order{r}"), on_step, done=mine)
-    out.extend(mine)
-  return out
 
 
 def format_summary(results: dict) -> str:

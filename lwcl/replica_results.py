@@ -74,6 +74,15 @@ def write_summary(config, workdir: str, per_seed: list) -> dict:
   return results
 
 
+def write_summaries(runs: list, per_replica: list) -> list:
+  """The summaries of several ``num_seeds`` runs trained as one product (task orders or sweep candidates x
+  seeds): :func:`write_summary` of each ``(config, folder)`` of ``runs`` with its slice of ``per_replica``
+  (outer-major: run ``i``'s seeds are ``per_replica[i * S:(i + 1) * S]``, ``S = len(per_replica) //
+  len(runs)``)."""
+  S = len(per_replica) // len(runs)
+  return [write_summary(config, folder, per_replica[i * S:(i + 1) * S]) for i, (config, folder) in enumerate(runs)]
+
+
 def format_summary(results: dict) -> str:
   """Readable table of every seed's metrics and their mean and standard deviation (percent)."""
   lines = [f"{results['method']} on {results['dataset']} over {results['num_seeds']} seeds (one vmapped "

@@ -52,3 +52,29 @@ def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = N
   if any(d is None for d in per_seed):
     per_seed = Experiment(config, axis).run(workdir, on_step, done=per_seed)
   return write_summary(config, workdir, per_seed)
+
+
+def run_one_after_another(runs: list, seeds: list, done: list, on_step=None) -> list:
+  """Task orders or sweep candidates that cannot share one program, one after another, each over
+  ``seeds`` as replicas of one program (its ``num_seeds`` run), or as one single run when ``seeds`` is
+  empty.
+
+  Args:
+    runs: ``(label, config, folder)`` of each (``config``: its config with ``num_seeds`` as given; the
+      label is printed before it trains).
+    seeds: every run's seeds (``seeds_of`` its config), or empty.
+    done: per replica, outer-major (run ``i``'s seeds at ``i * S .. (i + 1) * S - 1``), its finished
+      results or None; a run whose replicas are all finished is not trained.
+    on_step: passed to every run.
+  Returns:
+    Every replica's results dict, outer-major.
+  """
+  S, out = max(len(seeds), 1), []
+  for i, (label, config, folder) in enumerate(runs):
+    mine = done[i * S:(i + 1) * S]
+    if any(d is None for d in mine):
+      print(f"lwcl: {label}", flush=True)
+      exp = Experiment(config, ReplicaAxis.of_seeds(seeds) if seeds else None)
+      mine = exp.run(folder, on_step, done=mine) if seeds else [exp.run(folder, on_step)]
+    out.extend(mine)
+  return out

@@ -22,7 +22,7 @@ import numpy as np
 from lwcl import config_files, config_values, replica_axis, replica_results, replicas, report
 from lwcl.errors import ConfigError
 from lwcl.experiment import Experiment
-from lwcl.replica_results import SCALARS, seeds_of, write_summary
+from lwcl.replica_results import SCALARS, seeds_of, write_summaries
 from lwcl.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.setup import LEARNING_RATE, REPLICABLE_PREFIX
 
@@ -100,9 +100,8 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
     per_replica = _train_candidates(config, workdir, per_replica, on_step)
   rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
-    S = len(seeds)
-    summaries = [write_summary(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"),
-                               per_replica[c * S:(c + 1) * S]) for c, v in enumerate(values)]
+    summaries = write_summaries([(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"))
+                                 for v in values], per_replica)
     rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
              "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
@@ -130,17 +129,9 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
       print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
       return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
-  out, S = [], max(len(seeds), 1)
-  for c, value in enumerate(values):
-    mine = done[c * S:(c + 1) * S]
-    if any(d is None for d in mine):
-      print(f"lwcl: sweep {key}={value} (validation split)", flush=True)
-      folder = os.path.join(workdir, "sweep", f"{value:g}")
-      exp = Experiment(candidate_config(config, value, "valid"),
-                       replica_axis.ReplicaAxis.of_seeds(seeds) if seeds else None)
-      mine = exp.run(folder, on_step, done=mine) if seeds else [exp.run(folder, on_step)]
-    out.extend(mine)
-  return out
+  return replicas.run_one_after_another(
+      [(f"sweep {key}={value} (validation split)", candidate_config(config, value, "valid"),
+        os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
 
 
 def _seeds(config) -> list:
