@@ -18,8 +18,9 @@ results are not overwritten, and a folder holding another experiment's results i
 is trained.
 
 The replica axis itself is :class:`lwcl.replica_axis.ReplicaAxis`; the loop is the single run's
-(:mod:`lwcl.loop`). Not supported (one-line :class:`~lwcl.errors.ConfigError`): ``num_orders``,
-``sweep.key``, more than one device, multi-host runs.
+(:mod:`lwcl.loop`). With ``num_orders`` or ``sweep.key``, the seeds are the inner dimension of a product
+(:mod:`lwcl.orders`, :mod:`lwcl.sweep`; :func:`run_one_after_another` when the outer runs cannot share one
+program). Not supported (one-line :class:`~lwcl.errors.ConfigError`): more than one device, multi-host runs.
 """
 
 from __future__ import annotations
