@@ -143,7 +143,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   axis = ReplicaAxis.of_orders(config.seed, all_orders, seeds)
   per_replica = finished_replicas(config, axis, workdir)
   if any(d is None for d in per_replica):
-    per_replica = _train_orders(config, workdir, axis, per_replica, on_step)
+    per_replica = _train_orders(config, workdir, axis, all_orders, per_replica, on_step)
   per_order = per_replica if not seeds else [_mean_over_seeds(summary) for summary in write_summaries(
       [(order_config(config, order), os.path.join(workdir, f"order{r}")) for r, order in enumerate(all_orders)],
       per_replica)]
@@ -177,10 +177,9 @@ def _mean_over_seeds(summary: dict) -> dict:
               over_seeds={k: summary[k] for k in SCALARS})
 
 
-def _train_orders(config, workdir: str, axis: ReplicaAxis, done: list, on_step) -> list:
+def _train_orders(config, workdir: str, axis: ReplicaAxis, all_orders: list, done: list, on_step) -> list:
   """Every replica's results (order-major, seeds within an order): the unfinished ones trained as replicas
   of one program, or order after order (each order's seeds as replicas when ``num_seeds`` is set)."""
-  all_orders = [axis.orders[r] for r in range(0, axis.size, max(axis.seed_count, 1))]
   if config.orders_as_replicas:
     try:
       exp = Experiment(config, axis)

@@ -43,8 +43,9 @@ def _config(spec: str, method: str):
 
 
 def step_timer(config, axis: ReplicaAxis):
-  """A function ``n -> seconds per step`` over ``n`` calls of ``axis``'s compiled train step (one batch of
-  task 0's training data, the same for every replica; the state carried from call to call)."""
+  """``(timer, image_size)``: ``timer(n)`` is the seconds per step over ``n`` calls of ``axis``'s compiled
+  train step (one batch of task 0's training data, the same for every replica; the state carried from call
+  to call), ``image_size`` the number of values in one image (the first dense layer's input)."""
   setup = Setup.build(config, axis)
   data, B = setup.train_data[0], config.train.batch_size
   batch = {"image": data.images[:B], "label": data.labels[:B].astype(np.int32), "task": np.zeros(B, np.int32)}
@@ -64,8 +65,7 @@ def step_timer(config, axis: ReplicaAxis):
     return (time.perf_counter() - tic) / n
 
   seconds_per_step(5)  # compile and warm up
-  seconds_per_step.image_size = int(np.prod(setup.scenario.image_shape))
-  return seconds_per_step
+  return seconds_per_step, int(np.prod(setup.scenario.image_shape))
 
 
 def matmul_timer(rows: int, d_in: int, d_out: int):
@@ -97,10 +97,10 @@ def main(argv: list) -> None:
   args = parser.parse_args(argv)
   config = _config(args.config, args.method)
   R, B = args.replicas, config.train.batch_size
-  single_step = step_timer(config, ReplicaAxis.single(config.seed))
-  d_in, d_out = single_step.image_size, int(config.model.hidden[0])  # the MLP's first dense layer
+  single_step, d_in = step_timer(config, ReplicaAxis.single(config.seed))
+  d_out = int(config.model.hidden[0])  # the MLP's first dense layer: [d_in, d_out]
   timers = {"single": single_step,
-            f"{R} replicas": step_timer(config, ReplicaAxis.of_seeds([config.seed + r for r in range(R)])),
+            f"{R} replicas": step_timer(config, ReplicaAxis.of_seeds([config.seed + r for r in range(R)]))[0],
             "matmul": matmul_timer(R * B, d_in, d_out)}
   times = {k: [] for k in timers}
   for _ in range(args.rounds):
