@@ -81,13 +81,18 @@ def test_task_heads_select_each_examples_head():
 def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   from lwcl.models.convnet import max_pool_2x2  # pylint: disable=g-import-not-at-top
-  for shape in ((3, 28, 28, 4), (2, 7, 9, 3)):  # odd sizes: VALID drops the last row / column
-    x = jax.random.normal(jax.random.PRNGKey(0), shape)  # continuous values: no ties
-    ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))  # noqa: E731
+  ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))  # noqa: E731
+  continuous = [jax.random.normal(jax.random.PRNGKey(0), shape) for shape in ((3, 28, 28, 4), (2, 7, 9, 3))]
+  # integers in -2..2 and a ReLU'd map: most windows hold tied maxima (the first one in row-major order
+  # takes the gradient, as in XLA's select_and_scatter); odd sizes: VALID drops the last row / column
+  tied = [jax.random.randint(jax.random.PRNGKey(2), (3, 7, 9, 4), -2, 3).astype(jnp.float32),
+          jax.nn.relu(continuous[0])]
+  for x in continuous + tied:
     np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
     w = jax.random.normal(jax.random.PRNGKey(1), ref(x).shape)
-    grads = [jax.grad(lambda v, f=f: jnp.sum(f(v) * w))(x) for f in (max_pool_2x2, ref)]
+    grads = [jax.jit(jax.grad(lambda v, f=f: jnp.sum(f(v) * w)))(x) for f in (max_pool_2x2, ref)]
     np.testing.assert_array_equal(grads[0], grads[1])
+    chex.assert_trees_all_close(jnp.sum(grads[0]), jnp.sum(w), rtol=1e-5)  # each window passes g on once
 
 
 def test_max_pool_2x2_keeps_the_native_pool_off_the_cpu(monkeypatch):

@@ -102,13 +102,14 @@ def test_layerwise_modes_match_one_step_per_dispatch(tmp_path, mode):
 
 
 def test_convnet_matches_one_step_per_dispatch_up_to_rounding(tmp_path):
-  # On CPU the loop computes convolutions as patch matmuls (model.conv_impl=auto), the one-step program
-  # with XLA's convolution, so parameters agree to float rounding only.
+  # On CPU the loop computes the wide convolutions as patch matmuls (model.conv_impl=auto), the one-step
+  # program with XLA's convolution (both: the 1-channel first one as multiply-adds), so parameters agree
+  # to float rounding only.
   extra = {"model.name": "convnet", "model.conv_stages": ((8,),), "model.dense": (16,),
            "scenario.num_tasks": 2}
   (exp1, res1, _), (expk, resk, _) = (_run(tmp_path, "k1", **extra),
                                       _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4}))
-  assert (exp1.fns.model.conv_impl, expk.fns.model.conv_impl) == ("native", "patches")
+  assert (exp1.fns.model.conv_impl, expk.fns.model.conv_impl) == ("native+direct", "patches+direct")
   chex.assert_trees_all_close(expk.final_state.params, exp1.final_state.params, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(resk["accuracy_matrix"], res1["accuracy_matrix"], atol=2e-3)
 

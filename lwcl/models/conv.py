@@ -1,7 +1,9 @@
-"""Convolution lowerings: XLA's native convolution, or shifted patches and one matmul (CPU loops).
+"""Convolution lowerings: XLA's native convolution, shifted patches and one matmul, or shifted
+multiply-adds (narrow inputs on CPU).
 
 Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`, which picks the
-``conv_general_dilated`` function it calls from ``model.conv_impl``:
+``conv_general_dilated`` function it calls from the lowering :func:`resolve_conv_impl` gives for
+``model.conv_impl``:
 
 * ``native``: ``jax.lax.conv_general_dilated`` (XLA's convolution; on GPU/TPU the only sensible choice).
 * ``patches``: :func:`patch_conv`: the ``kh * kw`` shifted (strided) slices of the padded input are
@@ -10,9 +12,17 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   (``lax.fori_loop`` / ``scan``, what ``train.steps_per_dispatch > 1`` uses) to a slow generic kernel
   (jax-ml/jax#12868); a matmul keeps its fast kernel there. Costs ``kh * kw`` times the input's memory
   for the patches (and the same again in the backward pass).
-* ``auto`` (default): ``patches`` on the CPU backend when steps run inside a compiled loop
-  (``train.steps_per_dispatch > 1``), ``native`` otherwise (measurements in ``docs/results.md``,
-  "Convolutions on CPU").
+* ``direct``: :func:`direct_conv`: the sum over the ``kh * kw * C`` shifted slices of one input channel
+  times that kernel row, ``[B, Ho, Wo, 1] * [O]``: element-wise multiply-adds that XLA fuses into one loop
+  with the bias and the activation that follow. For inputs with few channels (an image's 1 or 3) a matmul
+  or convolution kernel has almost nothing to contract (``kh * kw * C`` = 9 or 27) and runs far below the
+  machine's rate (the default ConvNet's first convolution: 22 GFLOP/s forward in XLA:CPU's kernel); the
+  multiply-adds cost ``kh * kw * C`` passes of FMAs over an output that is written once.
+* ``native+direct`` / ``patches+direct``: ``direct`` for convolutions with at most
+  :data:`NARROW_CHANNELS` input channels, the other lowering for the rest.
+* ``auto`` (default) resolves to ``native+direct`` on the CPU backend (``patches+direct`` when steps run
+  inside a compiled loop, ``train.steps_per_dispatch > 1``) and to ``native`` on GPU/TPU (measurements in
+  ``docs/results.md``, "Convolutions on CPU").
 
 Parameters are the same under every lowering (``kernel`` ``[kh, kw, C, O]``, HWIO), so a checkpoint of one
 restores under another; values and gradients agree to float32 rounding (``tests/test_conv.py``).
@@ -20,6 +30,7 @@ restores under another; values and gradients agree to float32 rounding (``tests/
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -29,14 +40,17 @@ from jax import lax
 
 from lwcl.errors import ConfigError
 
-CONV_IMPLS = ("auto", "native", "patches")
+CONV_IMPLS = ("auto", "native", "patches", "direct")
+LOWERINGS = ("native", "patches", "direct", "native+direct", "patches+direct")
+NARROW_CHANNELS = 3  # ``X+direct``: convolutions with at most this many input channels are ``direct``
 
 
 def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str | None = None) -> str:
-  """``native`` or ``patches`` for ``model.conv_impl`` (``auto`` resolved as the module doc says).
+  """The lowering (one of :data:`LOWERINGS`) for ``model.conv_impl``, ``auto`` resolved as the module doc
+  says.
 
   Args:
-    conv_impl: ``auto`` | ``native`` | ``patches``.
+    conv_impl: ``auto`` | ``native`` | ``patches`` | ``direct``.
     steps_per_dispatch: ``train.steps_per_dispatch`` (steps per compiled loop).
     backend: JAX backend name; default ``jax.default_backend()``.
   Raises:
@@ -47,13 +61,46 @@ def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str 
   if conv_impl != "auto":
     return conv_impl
   backend = backend or jax.default_backend()
-  return "patches" if backend == "cpu" and steps_per_dispatch > 1 else "native"
+  if backend != "cpu":
+    return "native"
+  return ("patches" if steps_per_dispatch > 1 else "native") + "+direct"
 
 
 def _pads(padding, in_spatial: Sequence[int], kernel: Sequence[int], strides: Sequence[int]) -> list:
   if isinstance(padding, str):
     return lax.padtype_to_pads(in_spatial, kernel, strides, padding)
   return [tuple(int(v) for v in p) for p in padding]
+
+
+def _checked(name: str, lhs: jax.Array, rhs: jax.Array, window_strides, padding, lhs_dilation,
+             rhs_dilation, dimension_numbers, feature_group_count) -> tuple:
+  """``(strides, pads)`` as int tuples, after the checks behind :func:`patch_conv`'s ValueError."""
+  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+  if dimension_numbers is not None:
+    dimension_numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+  dilated = any(d != 1 for d in tuple(lhs_dilation or ()) + tuple(rhs_dilation or ()))
+  if lhs.ndim != 4 or dilated or feature_group_count != 1 or dimension_numbers not in (None, nhwc):
+    raise ValueError(f"{name} supports 2-D NHWC/HWIO convolutions without dilation or groups; use "
+                     "model.conv_impl=native for this model")
+  strides = tuple(int(s) for s in window_strides)
+  pads = tuple(tuple(int(v) for v in p) for p in _pads(padding, lhs.shape[1:3], rhs.shape[:2], strides))
+  return strides, pads
+
+
+def _shifted_slices(lhs: jax.Array, kernel: Sequence[int], strides: tuple, pads: tuple) -> list:
+  """The ``kh * kw`` shifted (strided) slices ``[B, Ho, Wo, C]`` of the padded input, in kernel order
+  ``(0, 0), (0, 1), ...``."""
+  (kh, kw), (sh, sw) = kernel, strides
+  x = jnp.pad(lhs, ((0, 0),) + pads + ((0, 0),))
+  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+  return [x[:, i: i + (ho - 1) * sh + 1: sh, j: j + (wo - 1) * sw + 1: sw] for i in range(kh) for j in range(kw)]
+
+
+def _patch_matmul(lhs: jax.Array, rhs: jax.Array, strides: tuple, pads: tuple, precision=None) -> jax.Array:
+  kh, kw, c, o = rhs.shape
+  slices = _shifted_slices(lhs, (kh, kw), strides, pads)
+  patches = slices[0] if len(slices) == 1 else jnp.concatenate(slices, axis=-1)
+  return lax.dot_general(patches, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())), precision=precision)
 
 
 def patch_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
@@ -78,31 +125,91 @@ def patch_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], pa
     ValueError: a non-4-D input, dilation, grouped convolution or other dimension numbers (use
       ``model.conv_impl=native`` for those).
   """
-  nhwc = lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
-  if dimension_numbers is not None:
-    dimension_numbers = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  dilated = any(d != 1 for d in (lhs_dilation or ()) + tuple(rhs_dilation or ()))
-  if lhs.ndim != 4 or dilated or feature_group_count != 1 or dimension_numbers not in (None, nhwc):
-    raise ValueError("patch_conv supports 2-D NHWC/HWIO convolutions without dilation or groups; use "
-                     "model.conv_impl=native for this model")
-  kh, kw, c, o = rhs.shape
-  sh, sw = (int(s) for s in window_strides)
-  (pt, pb), (pl, pr) = _pads(padding, lhs.shape[1:3], (kh, kw), (sh, sw))
-  x = jnp.pad(lhs, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
-  ho, wo = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-  if kh == kw == 1:
-    patches = x[:, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+  strides, pads = _checked("patch_conv", lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                           dimension_numbers, feature_group_count)
+  return _patch_matmul(lhs, rhs, strides, pads, precision)
+
+
+def direct_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
+                lhs_dilation=None, rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                precision=None, backward: str = "native", **_) -> jax.Array:
+  """2-D convolution as ``kh * kw * C`` broadcast multiply-adds, ``sum_{i,j,c} x_ij[..., c:c+1] *
+  rhs[i, j, c]`` over the shifted slices ``x_ij`` of the padded input; for inputs with few channels. The
+  same arguments, result and errors as :func:`patch_conv` (``precision`` is unused: float multiply-adds).
+
+  Args:
+    backward: whose gradients it has (a custom VJP): ``native`` (``lax.conv_general_dilated``'s) or
+      ``patches`` (:func:`patch_conv`'s, for compiled loops on CPU). Autodiff of the multiply-adds gives
+      ``kh * kw * C`` reductions that XLA:CPU feeds with materialized broadcasts of the output's size (the
+      default ConvNet's step ran 3x slower); the native kernel's weight gradient is the fastest measured
+      for a narrow input (``docs/results.md``, "Convolutions on CPU"). The input's gradient is computed
+      only where the input needs one (not for an image).
+  Raises:
+    ValueError: as :func:`patch_conv`, or an unknown ``backward``.
+  """
+  del precision
+  if backward not in ("native", "patches"):
+    raise ValueError(f"direct_conv backward '{backward}' is not 'native' or 'patches'")
+  strides, pads = _checked("direct_conv", lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                           dimension_numbers, feature_group_count)
+  return _direct(lhs, rhs, strides, pads, backward)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _direct(lhs: jax.Array, rhs: jax.Array, strides: tuple, pads: tuple, backward: str) -> jax.Array:
+  del backward
+  kh, kw, c, _ = rhs.shape
+  rows = rhs.reshape(kh * kw, c, -1)
+  out = None
+  for k, x in enumerate(_shifted_slices(lhs, (kh, kw), strides, pads)):
+    for ci in range(c):
+      term = x[..., ci:ci + 1] * rows[k, ci]
+      out = term if out is None else out + term
+  return out
+
+
+def _direct_fwd(lhs, rhs, strides, pads, backward):
+  return _direct(lhs, rhs, strides, pads, backward), (lhs, rhs)
+
+
+def _direct_bwd(strides, pads, backward, res, g):
+  if backward == "native":
+    fn = functools.partial(lax.conv_general_dilated, window_strides=strides, padding=pads,
+                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
   else:
-    patches = jnp.concatenate([x[:, i: i + (ho - 1) * sh + 1: sh, j: j + (wo - 1) * sw + 1: sw]
-                               for i in range(kh) for j in range(kw)], axis=-1)
-  return lax.dot_general(patches, rhs.reshape(kh * kw * c, o), (((3,), (0,)), ((), ())),
-                         precision=precision)
+    fn = functools.partial(_patch_matmul, strides=strides, pads=pads)
+  _, vjp = jax.vjp(fn, *res)
+  return vjp(g)
+
+
+_direct.defvjp(_direct_fwd, _direct_bwd)
+
+
+def _narrow_direct(wide, backward: str):
+  """A ``conv_general_dilated`` that lowers convolutions with at most :data:`NARROW_CHANNELS` input
+  channels as :func:`direct_conv` (with ``backward``'s gradients) and the others with ``wide``."""
+  def conv_general_dilated(lhs, rhs, *args, **kwargs):
+    if rhs.shape[2] <= NARROW_CHANNELS:
+      return direct_conv(lhs, rhs, *args, backward=backward, **kwargs)
+    return wide(lhs, rhs, *args, **kwargs)
+  return conv_general_dilated
+
+
+_FUNCTIONS = {"native": None, "patches": patch_conv, "direct": direct_conv,
+              "native+direct": _narrow_direct(lax.conv_general_dilated, "native"),
+              "patches+direct": _narrow_direct(patch_conv, "patches")}
 
 
 def conv(conv_impl: str, features: int, kernel_size: tuple, strides: int = 1, padding="SAME",
          use_bias: bool = True, name: str | None = None) -> nn.Conv:
-  """A ``flax.linen.Conv`` lowered as ``conv_impl`` (``native`` or ``patches``; ``auto`` means native:
-  resolve it first with :func:`resolve_conv_impl`)."""
-  fn = patch_conv if conv_impl == "patches" else None
+  """A ``flax.linen.Conv`` lowered as ``conv_impl``, one of :data:`LOWERINGS` (resolve ``auto`` first with
+  :func:`resolve_conv_impl`).
+
+  Raises:
+    ValueError: ``conv_impl`` is not a lowering.
+  """
+  if conv_impl not in _FUNCTIONS:
+    raise ValueError(f"conv lowering '{conv_impl}' is not one of {', '.join(LOWERINGS)}; resolve "
+                     "model.conv_impl with resolve_conv_impl first")
   return nn.Conv(features, kernel_size, strides=strides, padding=padding, use_bias=use_bias, name=name,
-                 conv_general_dilated=fn)
+                 conv_general_dilated=_FUNCTIONS[conv_impl])

@@ -8,26 +8,54 @@ from __future__ import annotations
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lwcl.models.conv import conv
 from lwcl.models.mlp import DenseBlock, sow_activation
 
 
+@jax.custom_vjp
+def _window_max(x: jax.Array) -> jax.Array:
+  return jnp.maximum(jnp.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]), jnp.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+
+
+def _window_max_fwd(x):
+  y = _window_max(x)
+  return y, (x, y)
+
+
+def _window_max_bwd(res, g):
+  x, y = res
+  b, h, w, c = x.shape
+  hit = x.reshape(b, h // 2, 2, w // 2, 2, c) == y[:, :, None, :, None, :]
+  zero, seen, parts = jnp.zeros_like(g), None, []
+  for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):  # row-major window order: the first maximum takes it all
+    first = hit[:, :, i, :, j] if seen is None else hit[:, :, i, :, j] & ~seen
+    parts.append(jnp.where(first, g, zero))
+    seen = hit[:, :, i, :, j] if seen is None else seen | hit[:, :, i, :, j]
+  rows = [jnp.stack(parts[2 * i: 2 * i + 2], axis=3) for i in (0, 1)]  # [B, H/2, W/2, 2, C] each
+  return (jnp.stack(rows, axis=2).reshape(x.shape),)
+
+
+_window_max.defvjp(_window_max_fwd, _window_max_bwd)
+
+
 def max_pool_2x2(x: jax.Array) -> jax.Array:
   """2x2 max pooling with stride 2 (``VALID``: an odd last row or column is dropped), ``[B, H, W, C]`` ->
-  ``[B, H // 2, W // 2, C]``; the same values as ``flax.linen.max_pool(x, (2, 2), strides=(2, 2))``.
+  ``[B, H // 2, W // 2, C]``, float; the values and gradients of
+  ``flax.linen.max_pool(x, (2, 2), strides=(2, 2))``, whose gradient goes to the first maximum of each
+  window in row-major order (XLA's ``select_and_scatter`` with ``>=``), ties included.
 
-  On CPU it is a reshape and a ``max`` reduction: XLA:CPU's ``reduce_window`` backward
-  (``select_and_scatter``) took about half of the default ConvNet's training step (``bin/bench vs-torch``),
-  the reduction's is a few times cheaper. Its gradient differs from ``max_pool``'s only where a window
-  holds several equal maxima (split evenly instead of given to the first); after a ReLU such ties are at
-  0, where the ReLU's gradient is 0 anyway. GPU and TPU keep the native ``reduce_window``.
+  On CPU it is a reshape and a ``max`` reduction with a custom VJP (the gradient placed by comparing the
+  input with the saved maxima): XLA:CPU's ``reduce_window`` backward (``select_and_scatter``) took about
+  half of the default ConvNet's training step, and the reduction's autodiff gradient (which splits ties
+  and counts them with a second reduction) about a sixth (``docs/results.md``, "Convolutions on CPU").
+  GPU and TPU keep the native ``reduce_window``.
   """
   if jax.default_backend() != "cpu":
     return nn.max_pool(x, (2, 2), strides=(2, 2))
-  b, h, w, c = x.shape
-  x = x[:, : h // 2 * 2, : w // 2 * 2]
-  return x.reshape(b, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+  return _window_max(x[:, :h, :w])
 
 
 class ConvStage(nn.Module):
