@@ -15,7 +15,8 @@ from jax import lax
 from conftest import small_config
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
-from lwcl.models.conv import LOWERINGS, NARROW_CHANNELS, conv, direct_conv, patch_conv, resolve_conv_impl
+from lwcl.models.conv import (DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv,
+                              resolve_conv_impl)
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (input side, in channels, out channels, kernel, stride, padding): the models' convolutions (3x3 SAME at
@@ -80,19 +81,27 @@ def test_resolve_conv_impl():
     resolve_conv_impl("im2col")
 
 
-def test_direct_takes_only_the_narrow_convolutions():
-  # ConvNet on 28x28x1 and 28x28x3: its first convolution reads NARROW_CHANNELS or fewer channels, the
-  # second 8; XLA convolutions left in the forward program: both under native, the second under +direct.
+@pytest.mark.parametrize("kernel,channels", [(3, 1), (3, 3), (5, 1), (3, 4), (3, 5), (3, 8), (7, 3)])
+def test_direct_takes_only_the_narrow_convolutions(kernel, channels):
+  # under +direct, a convolution contracting kh * kw * C <= DIRECT_MAX_CONTRACTION values per output is
+  # multiply-adds (no XLA convolution left in its program), the others stay XLA's (the 7x7 ImageNet stem)
+  x, w = jnp.zeros((2, 16, 16, channels)), jnp.zeros((kernel, kernel, channels, 4))
+  layer = conv("native+direct", 4, (kernel, kernel))
+  variables = {"params": {"kernel": w, "bias": jnp.zeros((4,))}}
+  xla_convs = str(jax.make_jaxpr(layer.apply)(variables, x)).count("conv_general_dilated")
+  assert xla_convs == (0 if kernel * kernel * channels <= DIRECT_MAX_CONTRACTION else 1)
+
+
+def test_auto_on_cpu_makes_the_first_convnet_convolution_direct():
   scenario = types.SimpleNamespace(num_heads=1, output_dim=2)
-  for channels in (1, NARROW_CHANNELS):
-    counts = {}
-    for impl in ("native", "auto", "direct"):  # auto: native+direct on CPU
-      net = build_model(small_config(**{"model.name": "convnet", "model.conv_stages": ((8,), (8,)),
-                                        "model.conv_impl": impl}).model, scenario)
-      x, task = jnp.zeros((2, 28, 28, channels)), jnp.zeros((2,), jnp.int32)
-      variables = jax.eval_shape(net.init, jax.random.PRNGKey(0), x, task)
-      counts[impl] = str(jax.make_jaxpr(net.apply)(variables, x, task)).count("conv_general_dilated")
-    assert counts == {"native": 2, "auto": 1, "direct": 0}
+  counts = {}
+  for impl in ("native", "auto", "direct"):  # auto: native+direct on CPU
+    net = build_model(small_config(**{"model.name": "convnet", "model.conv_stages": ((8,), (8,)),
+                                      "model.conv_impl": impl}).model, scenario)
+    x, task = jnp.zeros((2, 28, 28, 1)), jnp.zeros((2,), jnp.int32)
+    variables = jax.eval_shape(net.init, jax.random.PRNGKey(0), x, task)
+    counts[impl] = str(jax.make_jaxpr(net.apply)(variables, x, task)).count("conv_general_dilated")
+  assert counts == {"native": 2, "auto": 1, "direct": 0}
 
 
 @pytest.mark.parametrize("overrides,shape", [

@@ -18,8 +18,9 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   or convolution kernel has almost nothing to contract (``kh * kw * C`` = 9 or 27) and runs far below the
   machine's rate (the default ConvNet's first convolution: 22 GFLOP/s forward in XLA:CPU's kernel); the
   multiply-adds cost ``kh * kw * C`` passes of FMAs over an output that is written once.
-* ``native+direct`` / ``patches+direct``: ``direct`` for convolutions with at most
-  :data:`NARROW_CHANNELS` input channels, the other lowering for the rest.
+* ``native+direct`` / ``patches+direct``: ``direct`` for convolutions that contract at most
+  :data:`DIRECT_MAX_CONTRACTION` values per output (``kh * kw * C``: a 3x3 or 5x5 convolution of an image's
+  1-3 channels, not a 7x7 ImageNet stem), the other lowering for the rest.
 * ``auto`` (default) resolves to ``native+direct`` on the CPU backend (``patches+direct`` when steps run
   inside a compiled loop, ``train.steps_per_dispatch > 1``) and to ``native`` on GPU/TPU (measurements in
   ``docs/results.md``, "Convolutions on CPU").
@@ -42,7 +43,9 @@ from lwcl.errors import ConfigError
 
 CONV_IMPLS = ("auto", "native", "patches", "direct")
 LOWERINGS = ("native", "patches", "direct", "native+direct", "patches+direct")
-NARROW_CHANNELS = 3  # ``X+direct``: convolutions with at most this many input channels are ``direct``
+# ``X+direct``: convolutions contracting at most this many values per output (``kh * kw * C``) are ``direct``
+# (forward measured faster at 9, 25, 27 and 36, slower at 72 and 147: docs/results.md)
+DIRECT_MAX_CONTRACTION = 36
 
 
 def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str | None = None) -> str:
@@ -186,10 +189,11 @@ _direct.defvjp(_direct_fwd, _direct_bwd)
 
 
 def _narrow_direct(wide, backward: str):
-  """A ``conv_general_dilated`` that lowers convolutions with at most :data:`NARROW_CHANNELS` input
-  channels as :func:`direct_conv` (with ``backward``'s gradients) and the others with ``wide``."""
+  """A ``conv_general_dilated`` that lowers convolutions contracting at most
+  :data:`DIRECT_MAX_CONTRACTION` values per output as :func:`direct_conv` (with ``backward``'s gradients)
+  and the others with ``wide``."""
   def conv_general_dilated(lhs, rhs, *args, **kwargs):
-    if rhs.shape[2] <= NARROW_CHANNELS:
+    if rhs.shape[0] * rhs.shape[1] * rhs.shape[2] <= DIRECT_MAX_CONTRACTION:
       return direct_conv(lhs, rhs, *args, backward=backward, **kwargs)
     return wide(lhs, rhs, *args, **kwargs)
   return conv_general_dilated
