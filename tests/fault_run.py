@@ -40,6 +40,10 @@ def _fault_after(step: int, fault: str, workdir: str):
 
 
 if __name__ == "__main__":
+  # Ctrl-C reaches a run in a terminal as Python's KeyboardInterrupt. A suite started as a background job
+  # of a non-interactive shell (nohup ... &) hands its children SIGINT ignored, and Python then installs no
+  # handler: restore it, so INT is the terminal's Ctrl-C however the tests were started.
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   at, _, kind = sys.argv.pop(1).partition(":")
   workdir = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--workdir=")][-1]
   main.run(on_step=_fault_after(int(at), kind or "KILL", workdir))
