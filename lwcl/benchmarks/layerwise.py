@@ -12,6 +12,12 @@ local loss differentiated by plain reverse mode, for comparison with the block-b
 Usage: ``bin/bench layerwise [--depths=56,110] [--batch=128] [--cuts=even:9,block] [--json=FILE]``.
 The ratio column is local / backprop of the same depth; the target of issue 3 is <= 1/3 for ResNet-110
 with >= 9 local blocks.
+
+``bin/bench layerwise --config=SPEC [--config=SPEC ...] [--set KEY=VALUE ...]`` measures instead the train
+step that ``bin/run --config=SPEC`` compiles (:func:`config_step_memory`: its data set, input shape, batch
+size, model, lowering, mode and method), e.g. the depth study's
+``--config=configs/layerwise_fmnist_depth.py:resnet56,local``; the ratio there is to the backprop config of
+the same network among those given.
 """
 
 from __future__ import annotations
@@ -84,6 +90,56 @@ def step_memory(depth: int, batch: int, mode: str, cuts: str = "block", local_st
           "local_blocks": fns.local_blocks}
 
 
+def config_step_memory(config) -> dict:
+  """Compiles the train step of the single run ``config`` describes and returns its memory analysis.
+
+  The step is the one :class:`lwcl.setup.Setup` builds for ``bin/run`` (nothing is executed, no state is
+  allocated: the state and batch are shapes), on the default backend, so its lowering, mode and method are
+  the run's own. Loads the config's data set (for the input shape and dtype).
+
+  Returns:
+    dict with ``temp_bytes``, ``argument_bytes``, ``output_bytes`` (as :func:`step_memory`) and
+    ``local_blocks`` (K; in backprop mode with readouts, the blocks whose heads read detached features).
+  Raises:
+    ConfigError / DataError: as :meth:`lwcl.setup.Setup.build` (a bad config value, a missing data set).
+  """
+  from lwcl.setup import Setup  # pylint: disable=g-import-not-at-top  (loads data sets; only here)
+  setup = Setup.build(config)
+  images = setup.dataset.train_images
+  b = config.train.batch_size
+  batch_spec = {"image": jax.ShapeDtypeStruct((b,) + images.shape[1:], images.dtype),
+                "label": jax.ShapeDtypeStruct((b,), jnp.int32), "task": jax.ShapeDtypeStruct((b,), jnp.int32)}
+  lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), batch_spec,
+                                         jax.ShapeDtypeStruct((), jnp.float32))
+  analysis = lowered.compile().memory_analysis()
+  return {"temp_bytes": int(analysis.temp_size_in_bytes),
+          "argument_bytes": int(analysis.argument_size_in_bytes),
+          "output_bytes": int(analysis.output_size_in_bytes),
+          "local_blocks": setup.fns.local_blocks}
+
+
+def _config_rows(specs, overrides) -> list:
+  """:func:`config_step_memory` of every spec, printed as a markdown table; ratio to the backprop spec of
+  the same model (name and depth) among ``specs``."""
+  from lwcl.compare import load_config  # pylint: disable=g-import-not-at-top
+  configs = [load_config(s, overrides) for s in specs]  # every bad spec before the first compile
+  network = lambda c: (c.model.name, c.model.depth)  # noqa: E731
+  print(f"peak temporary memory of one compiled train step, backend {jax.default_backend()}\n")
+  print("| config | mode | local blocks | temp MiB | argument MiB | ratio to backprop |")
+  print("| --- | --- | --- | --- | --- | --- |", flush=True)
+  rows = []
+  for spec, config in zip(specs, configs):
+    r = config_step_memory(config)
+    rows.append({"config": spec, "mode": config.layerwise.mode, "network": network(config), **r})
+  for row in rows:
+    base = [b for b in rows if b["network"] == row["network"] and b["mode"] == "backprop"]
+    row["ratio"] = row["temp_bytes"] / base[0]["temp_bytes"] if base else None
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.3f}"
+    print(f"| {row['config']} | {row['mode']} | {row['local_blocks']} | {row['temp_bytes'] / 2 ** 20:.1f} | "
+          f"{row['argument_bytes'] / 2 ** 20:.1f} | {ratio} |", flush=True)
+  return rows
+
+
 def main(argv) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench layerwise", description=__doc__.splitlines()[0])
   parser.add_argument("--depths", default="56,110", help="CIFAR ResNet depths (6n+2), comma-separated")
@@ -91,7 +147,26 @@ def main(argv) -> None:
   parser.add_argument("--cuts", default="even:9,block", help="layerwise.cuts values for local mode")
   parser.add_argument("--no-autodiff", action="store_true", help="skip the plain reverse-mode local step")
   parser.add_argument("--json", default="", help="also write the rows to this JSON file")
+  parser.add_argument("--config", action="append", default=[], metavar="SPEC",
+                      help="measure the train step of bin/run --config=SPEC instead (repeatable)")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="with --config: override a config key in every config (repeatable)")
   args = parser.parse_args(argv)
+  if args.config:
+    from lwcl.errors import LwclError, exit_with  # pylint: disable=g-import-not-at-top
+    try:
+      rows = _config_rows(args.config, args.set)
+    except LwclError as e:
+      exit_with(e)
+  else:
+    rows = _depth_rows(args)
+  if args.json:
+    with open(args.json, "w") as f:
+      json.dump(rows, f, indent=1)
+
+
+def _depth_rows(args) -> list:
+  """The CIFAR ResNet rows of ``--depths`` x (backprop, local per ``--cuts``), printed as a markdown table."""
   rows = []
   mib = 2.0 ** 20
   print(f"peak temporary memory of one compiled train step, batch {args.batch}, {IMAGE_SHAPE} inputs, "
@@ -111,6 +186,4 @@ def main(argv) -> None:
       print(f"| ResNet-{depth} | {mode} | {cuts} | {r['local_blocks']} | {r['temp_bytes'] / mib:.1f} | "
             f"{ratio:.3f} |", flush=True)
       rows.append({"depth": depth, "mode": mode, "cuts": cuts, "local_step": local_step, "ratio": ratio, **r})
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump(rows, f, indent=1)
+  return rows
