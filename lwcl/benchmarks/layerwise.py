@@ -109,6 +109,8 @@ def config_step_memory(config) -> dict:
   b = config.train.batch_size
   batch_spec = {"image": jax.ShapeDtypeStruct((b,) + images.shape[1:], images.dtype),
                 "label": jax.ShapeDtypeStruct((b,), jnp.int32), "task": jax.ShapeDtypeStruct((b,), jnp.int32)}
+  if setup.fns.is_greedy:  # the block that trains is data: one program serves every phase
+    batch_spec["phase"] = jax.ShapeDtypeStruct((b,), jnp.int32)
   lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), batch_spec,
                                          jax.ShapeDtypeStruct((), jnp.float32))
   analysis = lowered.compile().memory_analysis()
