@@ -6,6 +6,7 @@ single run of its seed and order (:func:`lwcl.data.pipeline.step_indices`).
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from lwcl.data import stream_loader
@@ -34,13 +35,32 @@ def _gather(setup: Setup, t: int, rows: np.ndarray) -> dict:
   """The training batch of example indices ``rows`` (``[B]``, or ``[R, B]``: each replica's from its own
   stream's data)."""
   if len(setup.streams) == 1:
-    data = setup.train_data[t]
-    return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
-  return stack([_gather_one(setup.stream(r).train_data[t], rows[r]) for r in range(setup.axis.size)])
+    return _fields(setup.train_data[t], rows)
+  return stack([_fields(setup.stream(r).train_data[t], rows[r]) for r in range(setup.axis.size)])
 
 
-def _gather_one(data, rows):
+def _fields(data, rows) -> dict:
+  """The batch of ``data``'s (:class:`lwcl.data.examples.Examples`) examples ``rows`` (an index array, or
+  ``slice(None)`` for all): ``{'image': uint8 [..., H, W, C], 'label': int32 [...], 'task': int32 [...]}``."""
   return {"image": data.images[rows], "label": data.labels[rows], "task": data.tasks[rows]}
+
+
+def _with_phase(batch: dict, shape: tuple, phase: int) -> dict:
+  """``batch`` with greedy training's ``phase`` (int32 ``shape``: the block that trains, as data, so that
+  one compiled step serves every phase)."""
+  return {**batch, "phase": np.full(shape, phase, np.int32)}
+
+
+def train_batch_spec(setup: Setup) -> dict:
+  """Shapes and dtypes (``jax.ShapeDtypeStruct``) of the batch :func:`one_step_dispatches` feeds the train
+  step of a single run (no replica axis): the keys, shapes and dtypes of a real batch of the first task,
+  phase included for greedy training, so that a step lowered from them (``bin/bench layerwise --config``)
+  is the one the run compiles."""
+  rows = np.arange(setup.config.train.batch_size) % len(setup.train_data[0])
+  batch = _fields(setup.train_data[0], rows)
+  if setup.fns.is_greedy:
+    batch = _with_phase(batch, rows.shape, 0)
+  return {k: jax.ShapeDtypeStruct(x.shape, x.dtype) for k, x in batch.items()}
 
 
 def one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
@@ -58,7 +78,7 @@ def one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     rows = idx[..., s - first, :]
     batch = next(streamed) if streamed is not None else _gather(setup, t, rows)
     if fns.is_greedy:
-      batch["phase"] = np.full(rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task), np.int32)
+      batch = _with_phase(batch, rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task))
     run.state, step_metrics = setup.steps.train_step(run.state, put(setup, batch), learning_rates[..., s])
     yield s, 1, step_metrics["loss"]
 
@@ -75,7 +95,7 @@ def multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
   rows = max(len(d) for st in setup.streams for d in st.train_data)  # one data shape, one compiled loop
 
   def padded(data):
-    host = {"image": data.images, "label": data.labels, "task": data.tasks}
+    host = _fields(data, slice(None))
     return {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) for k, x in host.items()}
 
   device_data = setup.parallel.replicate(padded(setup.train_data[t]) if len(setup.streams) == 1 else

@@ -271,6 +271,24 @@ def test_bench_measures_the_step_a_config_runs(capsys):
   assert "layerwise_fmnist_depth.py:resnet8,local | local | 3 |" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("mode", ["local", "greedy"])
+def test_train_batch_spec_is_the_batch_the_step_is_fed(mode):
+  """The batch layout ``bin/bench layerwise --config`` lowers the step with (``dispatch.train_batch_spec``)
+  has the keys, shapes and dtypes of the batch ``one_step_dispatches`` feeds the run's train step."""
+  from lwcl import dispatch
+  from lwcl.setup import Setup
+  setup = Setup.build(small_config(**{"model.hidden": (32, 32), "layerwise.mode": mode}))
+  fed = []
+  record = lambda state, batch, lr: (fed.append(batch), (state, {"loss": 0.0}))[1]  # noqa: E731
+  recording = dataclasses.replace(setup, steps=dataclasses.replace(setup.steps, train_step=record))
+  run = types.SimpleNamespace(state=None, progress=types.SimpleNamespace(task_step=0))
+  next(dispatch.one_step_dispatches(recording, run, 0, 1))
+  spec = dispatch.train_batch_spec(setup)
+  assert ("phase" in spec) == (mode == "greedy")
+  assert {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in spec.items()} == \
+      {k: (tuple(np.shape(v)), np.dtype(v.dtype)) for k, v in fed[0].items()}
+
+
 def test_experiment_reports_block_accuracy_and_probes(tmp_path):
   cfg = small_config(**{"model.hidden": (32, 32, 32), "scenario.num_tasks": 2, "layerwise.mode": "greedy",
                         "layerwise.linear_probe.enabled": True, "layerwise.linear_probe.steps": 50,

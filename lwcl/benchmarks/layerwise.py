@@ -103,15 +103,10 @@ def config_step_memory(config) -> dict:
   Raises:
     ConfigError / DataError: as :meth:`lwcl.setup.Setup.build` (a bad config value, a missing data set).
   """
-  from lwcl.setup import Setup  # pylint: disable=g-import-not-at-top  (loads data sets; only here)
+  from lwcl.dispatch import train_batch_spec  # pylint: disable=g-import-not-at-top  (loads data sets)
+  from lwcl.setup import Setup  # pylint: disable=g-import-not-at-top
   setup = Setup.build(config)
-  images = setup.dataset.train_images
-  b = config.train.batch_size
-  batch_spec = {"image": jax.ShapeDtypeStruct((b,) + images.shape[1:], images.dtype),
-                "label": jax.ShapeDtypeStruct((b,), jnp.int32), "task": jax.ShapeDtypeStruct((b,), jnp.int32)}
-  if setup.fns.is_greedy:  # the block that trains is data: one program serves every phase
-    batch_spec["phase"] = jax.ShapeDtypeStruct((b,), jnp.int32)
-  lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), batch_spec,
+  lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), train_batch_spec(setup),
                                          jax.ShapeDtypeStruct((), jnp.float32))
   analysis = lowered.compile().memory_analysis()
   return {"temp_bytes": int(analysis.temp_size_in_bytes),
