@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+from lwcl.studies.outputs import write_study
 STATISTICS = ("acc_std", "aopd", "mopd")
 
 
@@ -125,13 +126,7 @@ def main(argv=None) -> None:
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     sys.exit(2)
-  os.makedirs(args.out, exist_ok=True)
-  md = table(result)
-  with open(os.path.join(args.out, "order_spread.md"), "w") as f:
-    f.write(md)
-  with open(os.path.join(args.out, "order_spread.json"), "w") as f:
-    json.dump(result, f, indent=1)
-  print(md, flush=True)
+  write_study(args.out, "order_spread", table(result), result)
 
 
 if __name__ == "__main__":

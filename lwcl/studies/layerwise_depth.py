@@ -1,0 +1,198 @@
+"""Tables and curves of a layer-wise depth study (issue 15, part 5) from its finished single runs.
+
+    python -m lwcl.studies.layerwise_depth --out=OUT STUDY
+
+``STUDY`` holds single-task runs in the layout ``bin/compare --seeds`` reads, ``STUDY/<run name>/seed<s>/``
+(``results.json``, and ``maxrss_kib.txt`` when the run was timed by ``/usr/bin/time``), as
+``docs/studies/layerwise_depth_full.sh`` writes them. Runs are grouped by run name (one config, several
+seeds); a group's network is ``(model.name, model.depth)`` of its config, and the group of the same network
+whose ``layerwise.mode`` is ``backprop`` is its reference. Per group, in %:
+
+* test ACC: mean and population std (ddof 0, as ``bin/compare --seeds`` prints it) over the seeds;
+* gap to backprop: backprop's ACC minus the group's, paired by seed (seeds both groups finished);
+* against local: the group's ACC minus the plain ``local`` group's of the same network, paired by seed (the
+  effect of a variant such as accelerated downsampling, the paper's claim 2);
+* best block head: the highest test accuracy of the local auxiliary heads (chosen on the test split: where
+  the useful depth ends, an optimistic figure), mean and std, and the block of each seed's best head;
+* per run: its test accuracy after each epoch (``eval.every_epoch``), training seconds and examples per second
+  (``results.json``; speed figures only where the run had the machine to itself), peak RSS.
+
+The claims tested are Ma, Yu, Li, Wang, *Why Layer-Wise Learning is Hard to Scale-up and a Possible Solution
+via Accelerated Downsampling*, arXiv 2010.08038 (2020): local training falls behind backprop as networks get
+deeper, and accelerated downsampling narrows the gap. A run without ``kind`` in its results (written before
+that field) counts as a single run.
+
+Writes ``OUT/layerwise_depth.md``, ``OUT/layerwise_depth.json`` and ``OUT/layerwise_depth.png`` (mean test
+accuracy after each epoch, one panel per network).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+
+import numpy as np
+
+from lwcl.figures import pyplot, save_figure
+from lwcl.studies.outputs import write_study
+
+
+def load_runs(study: str) -> dict:
+  """``{run name: {seed: results}}`` of every ``study/<name>/seed<s>/results.json``; each results dict gains
+  ``maxrss_kib`` (int, or None without ``maxrss_kib.txt``).
+
+  Raises:
+    ValueError: no finished run under ``study``; a run that is not a single-task layer-wise run (no block
+      heads, no per-epoch accuracy, or more than one task).
+  """
+  runs: dict = {}
+  for path in sorted(glob.glob(os.path.join(study, "*", "seed*", "results.json"))):
+    with open(path) as f:
+      res = json.load(f)
+    heads = np.asarray(res.get("block_accuracy") or [], np.float64)
+    if res.get("kind", "single") != "single" or heads.size == 0 or not res.get("epoch_accuracy") or \
+        res["scenario"]["num_tasks"] != 1:
+      raise ValueError(f"{path} is not a single-task layer-wise run with per-epoch accuracy "
+                       "(layerwise_fmnist_depth.py-like config: one task, eval.every_epoch)")
+    rss = os.path.join(os.path.dirname(path), "maxrss_kib.txt")
+    res["maxrss_kib"] = int(open(rss).read().split()[-1]) if os.path.exists(rss) else None
+    name, seed = path.split(os.sep)[-3], int(path.split(os.sep)[-2][len("seed"):])
+    runs.setdefault(name, {})[seed] = res
+  if not runs:
+    raise ValueError(f"no finished run (<name>/seed<s>/results.json) under {study}")
+  return runs
+
+
+def _network(res: dict) -> str:
+  model = res["config"]["model"]
+  return f"ResNet-{model['depth']}" if model["name"] == "resnet" else f"{model['name']}-{model['depth']}"
+
+
+def _variant(name: str, res: dict) -> str:
+  """The run name's part after the network (``..._resnet32_local-convs1`` -> ``local+convs1``)."""
+  model = res["config"]["model"]
+  token = f"{model['name']}{model['depth']}_"
+  return name.split(token, 1)[1].replace("-", "+") if token in name else name
+
+
+def _mean_std(values) -> list:
+  v = np.asarray(values, np.float64)
+  return [float(v.mean()), float(v.std())] if v.size else [None, None]
+
+
+def _paired(group: dict, ref: dict | None, sign: float) -> dict | None:
+  """``sign * (ref ACC - group ACC)`` per common seed, in %, with mean and std; None without a reference."""
+  if ref is None:
+    return None
+  seeds = sorted(set(group) & set(ref))
+  diffs = [sign * 100 * (ref[s]["acc"] - group[s]["acc"]) for s in seeds]
+  return {"seeds": seeds, "per_seed": diffs, "mean_std": _mean_std(diffs)} if seeds else None
+
+
+def analyse(runs: dict) -> dict:
+  """The study's summary rows (one per run name) and per-run rows, from :func:`load_runs`."""
+  groups, per_run = [], []
+  by_key = {}
+  for name, seeds in runs.items():
+    first = seeds[min(seeds)]
+    by_key[(_network(first), first["config"]["layerwise"]["mode"], _variant(name, first))] = name
+  for name, seeds in runs.items():
+    first = seeds[min(seeds)]
+    net, mode, variant = _network(first), first["config"]["layerwise"]["mode"], _variant(name, first)
+    backprop = next((runs[n] for (k_net, k_mode, _), n in by_key.items() if k_net == net and k_mode == "backprop"),
+                    None)
+    local = runs.get(by_key.get((net, "local", "local")))
+    heads = {s: np.asarray(r["block_accuracy"], np.float64).reshape(-1) * 100 for s, r in seeds.items()}
+    groups.append({
+        "run": name, "network": net, "mode": mode, "variant": variant, "seeds": sorted(seeds),
+        "acc": _mean_std([100 * seeds[s]["acc"] for s in sorted(seeds)]),
+        "gap_to_backprop": None if mode == "backprop" else _paired(seeds, backprop, 1.0),
+        "against_local": None if mode != "local" or variant == "local" else _paired(seeds, local, -1.0),
+        "best_head": _mean_std([heads[s].max() for s in sorted(seeds)]),
+        "best_head_blocks": [int(heads[s].argmax()) + 1 for s in sorted(seeds)],
+        "blocks": int(heads[min(seeds)].size),
+        "last_head": _mean_std([heads[s][-1] for s in sorted(seeds)]),
+    })
+    for s in sorted(seeds):
+      r = seeds[s]
+      per_run.append({"run": name, "network": net, "variant": variant, "seed": s, "acc": 100 * r["acc"],
+                      "best_head": float(heads[s].max()), "best_head_block": int(heads[s].argmax()) + 1,
+                      "last_head": float(heads[s][-1]),
+                      "epoch_accuracy": [100 * a for a in np.asarray(r["epoch_accuracy"]).reshape(-1)],
+                      "decay_every_epochs": r["config"]["optimizer"].get("decay_every_epochs", 0),
+                      "train_seconds": r["train_seconds"], "examples_per_second": r["examples_per_second"],
+                      "maxrss_kib": r["maxrss_kib"]})
+  order = lambda row: (int(row["network"].split("-")[-1]) if row["network"].split("-")[-1].isdigit() else 0,  # noqa: E731
+                       row["network"], row["mode"] != "backprop", row["variant"])
+  groups.sort(key=order)
+  rank = {g["run"]: i for i, g in enumerate(groups)}
+  per_run.sort(key=lambda row: (rank[row["run"]], row["seed"]))
+  return {"groups": groups, "runs": per_run}
+
+
+def _pm(ms, digits=2) -> str:
+  return "-" if ms is None or ms[0] is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+
+
+def table(result: dict) -> str:
+  """Markdown: the summary table, then one row per run with its per-epoch test accuracy."""
+  lines = ["| network | variant | seeds | test ACC | gap to backprop (paired) | against local (paired) | "
+           "best block head (blocks) | last head |", "|---|---|---|---|---|---|---|---|"]
+  for g in result["groups"]:
+    gap, vs = g["gap_to_backprop"], g["against_local"]
+    lines.append(f"| {g['network']} | {g['variant']} | {','.join(map(str, g['seeds']))} | {_pm(g['acc'])} | "
+                 f"{_pm(gap['mean_std']) if gap else '-'} | "
+                 f"{(_pm(vs['mean_std']) + ' (' + ', '.join(f'{d:+.2f}' for d in vs['per_seed']) + ')') if vs else '-'} | "
+                 f"{_pm(g['best_head'], 1)} ({', '.join(map(str, g['best_head_blocks']))} of {g['blocks']}) | "
+                 f"{_pm(g['last_head'], 1)} |")
+  lines += ["", "| network | variant | seed | test ACC | best head (block) | last head | test accuracy after each "
+            "epoch (\\| at each decay) | training | peak RSS (KB) |", "|---|---|---|---|---|---|---|---|---|"]
+  for r in result["runs"]:
+    every = r["decay_every_epochs"] or len(r["epoch_accuracy"])
+    ep = r["epoch_accuracy"]
+    curve = " \\| ".join(" ".join(f"{a:.1f}" for a in ep[i:i + every]) for i in range(0, len(ep), every))
+    rss = "-" if r["maxrss_kib"] is None else f"{r['maxrss_kib']:,}"
+    lines.append(f"| {r['network']} | {r['variant']} | {r['seed']} | {r['acc']:.2f} | {r['best_head']:.1f} "
+                 f"({r['best_head_block']}) | {r['last_head']:.1f} | {curve} | {r['train_seconds']:.0f} s, "
+                 f"{r['examples_per_second']:.1f} ex/s | {rss} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot(result: dict, path: str) -> None:
+  """Mean test accuracy (%) after each epoch over the seeds, one panel per network, one line per variant."""
+  plt = pyplot()
+  networks = list(dict.fromkeys(g["network"] for g in result["groups"]))
+  fig, axes = plt.subplots(1, len(networks), figsize=(4.5 * len(networks), 3.6), squeeze=False, sharey=True)
+  for ax, net in zip(axes[0], networks):
+    for g in (g for g in result["groups"] if g["network"] == net):
+      curves = np.asarray([r["epoch_accuracy"] for r in result["runs"] if r["run"] == g["run"]])
+      ax.plot(np.arange(1, curves.shape[1] + 1), curves.mean(0), marker="o", ms=3,
+              label=f"{g['variant']} ({len(curves)} seeds)")
+    ax.set_title(net)
+    ax.set_xlabel("epoch")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  axes[0][0].set_ylabel("test accuracy, % (mean over seeds)")
+  fig.tight_layout()
+  save_figure(fig, path)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog="python -m lwcl.studies.layerwise_depth", description=__doc__.splitlines()[0])
+  parser.add_argument("study", help="folder of the study's runs, <run name>/seed<s>/results.json")
+  parser.add_argument("--out", required=True, help="folder for layerwise_depth.{md,json,png}")
+  args = parser.parse_args(argv)
+  try:
+    result = analyse(load_runs(args.study))
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    sys.exit(2)
+  write_study(args.out, "layerwise_depth", table(result), result)
+  plot(result, os.path.join(args.out, "layerwise_depth.png"))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,26 @@
+"""The files a study writes: its markdown table and its JSON result, each through a temporary file and a
+rename (a crash never leaves half a table in place of a good one)."""
+
+from __future__ import annotations
+
+import os
+
+from lwcl.report import write_json_atomic
+
+
+def write_study(out: str, stem: str, markdown: str, result: dict) -> None:
+  """Writes ``out/<stem>.md`` and ``out/<stem>.json`` (creating ``out``) and prints the table.
+
+  Args:
+    out: the output folder.
+    stem: the files' name without extension, e.g. ``order_spread``.
+    markdown: the table (text).
+    result: JSON-serializable dict (non-finite floats become ``null``).
+  """
+  os.makedirs(out, exist_ok=True)
+  path = os.path.join(out, stem + ".md")
+  with open(path + ".tmp", "w") as f:
+    f.write(markdown)
+  os.replace(path + ".tmp", path)
+  write_json_atomic(os.path.join(out, stem + ".json"), result)
+  print(markdown, flush=True)
