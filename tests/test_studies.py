@@ -64,7 +64,7 @@ def _depth_run(root, name, seed, mode, acc, heads, depth=20):
   run.mkdir(parents=True)
   (run / "results.json").write_text(json.dumps({
       "kind": "single", "acc": acc, "block_accuracy": [[[h] for h in heads]], "epoch_accuracy": [[0.5, 0.6, acc, acc]],
-      "scenario": {"num_tasks": 1}, "train_seconds": 10.0, "examples_per_second": 100.0,
+      "scenario": {"num_tasks": 1}, "linear_probe_accuracy": [[0.7], [0.6]], "train_seconds": 10.0, "examples_per_second": 100.0,
       "config": {"model": {"name": "resnet", "depth": depth}, "layerwise": {"mode": mode},
                  "optimizer": {"decay_every_epochs": 2}}}))
   (run / "maxrss_kib.txt").write_text("1234\n")
@@ -92,7 +92,7 @@ def test_layerwise_depth_table_pairs_seeds(tmp_path, capsys):
   layerwise_depth.main([str(study), "--out", str(tmp_path / "out")])
   md = (tmp_path / "out" / "layerwise_depth.md").read_text()
   assert "| ResNet-20 | local | 0,1 | 86.50 ± 0.50 | 4.50 ± 0.50 | - |" in md
-  assert "| ResNet-20 | backprop | 0 | 90.00 | 90.0 (2) | 90.0 | 50.0 60.0 \\| 90.0 90.0 | 10 s, 100.0 ex/s | 1,234 |" in md
+  assert "| ResNet-20 | backprop | 0 | 90.00 | 90.0 (2) | 90.0 | 70.0 (1) / 60.0 | 50.0 60.0 \\| 90.0 90.0 | 10 s, 100.0 ex/s | 1,234 |" in md
   assert (tmp_path / "out" / "layerwise_depth.png").exists()
   with pytest.raises(SystemExit):
     layerwise_depth.main([str(tmp_path / "empty"), "--out", str(tmp_path / "out2")])

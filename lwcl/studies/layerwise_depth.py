@@ -14,6 +14,7 @@ whose ``layerwise.mode`` is ``backprop`` is its reference. Per group, in %:
   effect of a variant such as accelerated downsampling, the paper's claim 2);
 * best block head: the highest test accuracy of the local auxiliary heads (chosen on the test split: where
   the useful depth ends, an optimistic figure), mean and std, and the block of each seed's best head;
+* per run, the linear probes' best accuracy (block) and the last block's (``layerwise.linear_probe``);
 * per run: its test accuracy after each epoch (``eval.every_epoch``), training seconds and examples per second
   (``results.json``; speed figures only where the run had the machine to itself), peak RSS.
 
@@ -118,9 +119,11 @@ def analyse(runs: dict) -> dict:
     })
     for s in sorted(seeds):
       r = seeds[s]
+      probe = np.asarray(r.get("linear_probe_accuracy") or [], np.float64).reshape(-1) * 100
       per_run.append({"run": name, "network": net, "variant": variant, "seed": s, "acc": 100 * r["acc"],
                       "best_head": float(heads[s].max()), "best_head_block": int(heads[s].argmax()) + 1,
                       "last_head": float(heads[s][-1]),
+                      "probe": [float(probe.max()), int(probe.argmax()) + 1, float(probe[-1])] if probe.size else None,
                       "epoch_accuracy": [100 * a for a in np.asarray(r["epoch_accuracy"]).reshape(-1)],
                       "decay_every_epochs": r["config"]["optimizer"].get("decay_every_epochs", 0),
                       "train_seconds": r["train_seconds"], "examples_per_second": r["examples_per_second"],
@@ -148,15 +151,16 @@ def table(result: dict) -> str:
                  f"{(_pm(vs['mean_std']) + ' (' + ', '.join(f'{d:+.2f}' for d in vs['per_seed']) + ')') if vs else '-'} | "
                  f"{_pm(g['best_head'], 1)} ({', '.join(map(str, g['best_head_blocks']))} of {g['blocks']}) | "
                  f"{_pm(g['last_head'], 1)} |")
-  lines += ["", "| network | variant | seed | test ACC | best head (block) | last head | test accuracy after each "
-            "epoch (\\| at each decay) | training | peak RSS (KB) |", "|---|---|---|---|---|---|---|---|---|"]
+  lines += ["", "| network | variant | seed | test ACC | best head (block) | last head | linear probe: best (block) "
+            "/ last | test accuracy after each epoch (\\| at each decay) | training | peak RSS (KB) |", "|---" * 10 + "|"]
   for r in result["runs"]:
     every = r["decay_every_epochs"] or len(r["epoch_accuracy"])
     ep = r["epoch_accuracy"]
     curve = " \\| ".join(" ".join(f"{a:.1f}" for a in ep[i:i + every]) for i in range(0, len(ep), every))
     rss = "-" if r["maxrss_kib"] is None else f"{r['maxrss_kib']:,}"
+    probe = "-" if r["probe"] is None else f"{r['probe'][0]:.1f} ({r['probe'][1]}) / {r['probe'][2]:.1f}"
     lines.append(f"| {r['network']} | {r['variant']} | {r['seed']} | {r['acc']:.2f} | {r['best_head']:.1f} "
-                 f"({r['best_head_block']}) | {r['last_head']:.1f} | {curve} | {r['train_seconds']:.0f} s, "
+                 f"({r['best_head_block']}) | {r['last_head']:.1f} | {probe} | {curve} | {r['train_seconds']:.0f} s, "
                  f"{r['examples_per_second']:.1f} ex/s | {rss} |")
   return "\n".join(lines) + "\n"
 
