@@ -78,9 +78,10 @@ def test_layerwise_depth_table_pairs_seeds(tmp_path, capsys):
     _depth_run(study, "d_resnet20_local", seed, "local", lo, [0.88, lo])
     _depth_run(study, "d_resnet20_local-accelerated", seed, "local", acc, [0.8, 0.89 + seed / 100, acc][:2])
   _depth_run(study, "d_resnet20_local-accelerated", 2, "local", 0.5, [0.5, 0.5])  # no backprop seed 2
+  _depth_run(study, "d_resnet20_local-convs1", 0, "local", 0.85, [0.85, 0.8])  # one seed: no spread shown
   result = layerwise_depth.analyse(layerwise_depth.load_runs(str(study)))
-  backprop, local, accel = result["groups"]
-  assert [g["variant"] for g in result["groups"]] == ["backprop", "local", "local+accelerated"]
+  backprop, local, accel, _ = result["groups"]
+  assert [g["variant"] for g in result["groups"]] == ["backprop", "local", "local+accelerated", "local+convs1"]
   assert backprop["gap_to_backprop"] is None and local["against_local"] is None
   assert local["gap_to_backprop"]["per_seed"] == pytest.approx([4.0, 5.0])
   assert local["gap_to_backprop"]["mean_std"] == pytest.approx([4.5, 0.5])  # population std, as bin/compare
@@ -92,6 +93,7 @@ def test_layerwise_depth_table_pairs_seeds(tmp_path, capsys):
   layerwise_depth.main([str(study), "--out", str(tmp_path / "out")])
   md = (tmp_path / "out" / "layerwise_depth.md").read_text()
   assert "| ResNet-20 | local | 0,1 | 86.50 ± 0.50 | 4.50 ± 0.50 | - |" in md
+  assert "| ResNet-20 | local+convs1 | 0 | 85.00 | 5.00 | -1.00 (-1.00) | 85.0 (1 of 2) | 80.0 |" in md
   assert "| ResNet-20 | backprop | 0 | 90.00 | 90.0 (2) | 90.0 | 70.0 (1) / 60.0 | 50.0 60.0 \\| 90.0 90.0 | 10 s, 100.0 ex/s | 1,234 |" in md
   assert (tmp_path / "out" / "layerwise_depth.png").exists()
   with pytest.raises(SystemExit):

@@ -136,8 +136,11 @@ def analyse(runs: dict) -> dict:
   return {"groups": groups, "runs": per_run}
 
 
-def _pm(ms, digits=2) -> str:
-  return "-" if ms is None or ms[0] is None else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
+def _pm(ms, digits=2, n=2) -> str:
+  """``mean ± std``; the mean alone for ``n = 1`` value (no spread to show)."""
+  if ms is None or ms[0] is None:
+    return "-"
+  return f"{ms[0]:.{digits}f}" if n == 1 else f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
 
 
 def table(result: dict) -> str:
@@ -145,12 +148,12 @@ def table(result: dict) -> str:
   lines = ["| network | variant | seeds | test ACC | gap to backprop (paired) | against local (paired) | "
            "best block head (blocks) | last head |", "|---|---|---|---|---|---|---|---|"]
   for g in result["groups"]:
-    gap, vs = g["gap_to_backprop"], g["against_local"]
-    lines.append(f"| {g['network']} | {g['variant']} | {','.join(map(str, g['seeds']))} | {_pm(g['acc'])} | "
-                 f"{_pm(gap['mean_std']) if gap else '-'} | "
-                 f"{(_pm(vs['mean_std']) + ' (' + ', '.join(f'{d:+.2f}' for d in vs['per_seed']) + ')') if vs else '-'} | "
-                 f"{_pm(g['best_head'], 1)} ({', '.join(map(str, g['best_head_blocks']))} of {g['blocks']}) | "
-                 f"{_pm(g['last_head'], 1)} |")
+    gap, vs, n = g["gap_to_backprop"], g["against_local"], len(g["seeds"])
+    lines.append(f"| {g['network']} | {g['variant']} | {','.join(map(str, g['seeds']))} | {_pm(g['acc'], n=n)} | "
+                 f"{_pm(gap['mean_std'], n=len(gap['seeds'])) if gap else '-'} | "
+                 f"{(_pm(vs['mean_std'], n=len(vs['seeds'])) + ' (' + ', '.join(f'{d:+.2f}' for d in vs['per_seed']) + ')') if vs else '-'} | "
+                 f"{_pm(g['best_head'], 1, n)} ({', '.join(map(str, g['best_head_blocks']))} of {g['blocks']}) | "
+                 f"{_pm(g['last_head'], 1, n)} |")
   lines += ["", "| network | variant | seed | test ACC | best head (block) | last head | linear probe: best (block) "
             "/ last | test accuracy after each epoch (\\| at each decay) | training | peak RSS (KB) |", "|---" * 10 + "|"]
   for r in result["runs"]:
