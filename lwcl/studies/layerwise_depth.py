@@ -59,7 +59,10 @@ def load_runs(study: str) -> dict:
       raise ValueError(f"{path} is not a single-task layer-wise run with per-epoch accuracy "
                        "(layerwise_fmnist_depth.py-like config: one task, eval.every_epoch)")
     rss = os.path.join(os.path.dirname(path), "maxrss_kib.txt")
-    res["maxrss_kib"] = int(open(rss).read().split()[-1]) if os.path.exists(rss) else None
+    res["maxrss_kib"] = None
+    if os.path.exists(rss):
+      with open(rss) as f:
+        res["maxrss_kib"] = int(f.read().split()[-1])  # /usr/bin/time -a appends: the last run's
     name, seed = path.split(os.sep)[-3], int(path.split(os.sep)[-2][len("seed"):])
     runs.setdefault(name, {})[seed] = res
   if not runs:

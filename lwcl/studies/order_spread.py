@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from lwcl.studies.outputs import write_study
+
 STATISTICS = ("acc_std", "aopd", "mopd")
 
 
