@@ -56,8 +56,9 @@ def load_runs(study: str) -> dict:
     heads = np.asarray(res.get("block_accuracy") or [], np.float64)
     if res.get("kind", "single") != "single" or heads.size == 0 or not res.get("epoch_accuracy") or \
         res["scenario"]["num_tasks"] != 1:
-      raise ValueError(f"{path} is not a single-task layer-wise run with per-epoch accuracy "
-                       "(layerwise_fmnist_depth.py-like config: one task, eval.every_epoch)")
+      raise ValueError(f"{path} is not a single-task layer-wise run with per-epoch accuracy; move it out of "
+                       "the study folder, or rerun it with one task and eval.every_epoch=True "
+                       "(as configs/layerwise_fmnist_depth.py)")
     rss = os.path.join(os.path.dirname(path), "maxrss_kib.txt")
     res["maxrss_kib"] = None
     if os.path.exists(rss):
@@ -66,7 +67,8 @@ def load_runs(study: str) -> dict:
     name, seed = path.split(os.sep)[-3], int(path.split(os.sep)[-2][len("seed"):])
     runs.setdefault(name, {})[seed] = res
   if not runs:
-    raise ValueError(f"no finished run (<name>/seed<s>/results.json) under {study}")
+    raise ValueError(f"no finished run (<name>/seed<s>/results.json) under {study}; pass the folder "
+                     "docs/studies/layerwise_depth_full.sh wrote, once a run has finished")
   return runs
 
 
