@@ -47,6 +47,18 @@ def requires_real_fmnist(test):
   return pytest.mark.skip(reason="Fashion-MNIST IDX files not installed (bin/setup installs them)")(test)
 
 
+@pytest.fixture
+def onednn_available():
+  """For tests of lwcl's oneDNN convolutions: skips when the library is not built or cannot load, fails
+  under CI (bin/setup builds it: python -m lwcl.native.build)."""
+  from lwcl.models import onednn  # pylint: disable=g-import-not-at-top
+  reason = onednn.unavailable_reason()
+  if reason is not None:
+    if ON_CI:
+      pytest.fail(f"oneDNN convolutions unavailable under CI=true: {reason}")
+    pytest.skip(reason)
+
+
 def small_config(**overrides):
   """The default config shrunk for tests: MLP, 3 tasks, 200 examples per task, 1 epoch, no progress bar.
 

@@ -1,4 +1,4 @@
-"""Patch-matmul and multiply-add (direct) convolutions (lwcl/models/conv.py) against XLA's convolution:
+"""Patch-matmul, multiply-add (direct) and oneDNN convolutions (lwcl/models/conv.py) against XLA's convolution:
 values and gradients for every kernel, stride and padding lwcl's models use, in float64 (exact up to
 summation order) and float32; the same parameters and outputs for whole networks under every lowering;
 which convolutions ``+direct`` takes; and how ``auto`` resolves."""
@@ -17,6 +17,7 @@ from lwcl.errors import ConfigError
 from lwcl.models import build_model
 from lwcl.models.conv import (DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv,
                               resolve_conv_impl)
+from lwcl.native import build
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (input side, in channels, out channels, kernel, stride, padding): the models' convolutions (3x3 SAME at
@@ -68,15 +69,23 @@ def test_lowerings_refuse_what_they_do_not_compute(fn):
     conv("auto", 4, (3, 3))
 
 
-def test_resolve_conv_impl():
+def _without_onednn(monkeypatch):
+  monkeypatch.setitem(build._state, "reason", "not built (test)")  # pylint: disable=protected-access
+
+
+def test_resolve_conv_impl(monkeypatch):
+  _without_onednn(monkeypatch)  # with the library: tests/test_onednn.py
   assert resolve_conv_impl("auto", 1, "cpu") == "native+direct"
   assert resolve_conv_impl("auto", 8, "cpu") == "patches+direct"
   assert resolve_conv_impl("auto", 8, "gpu") == resolve_conv_impl("auto", 8, "tpu") == "native"
   assert resolve_conv_impl("patches", 1, "gpu") == "patches"
   assert resolve_conv_impl("native", 8, "cpu") == "native"
   assert resolve_conv_impl("direct", 1, "cpu") == "direct"
-  assert {resolve_conv_impl(i, k, b) for i in ("auto", "native", "patches", "direct") for k in (1, 8)
-          for b in ("cpu", "gpu")} == set(LOWERINGS)
+  reached = {resolve_conv_impl(i, k, b) for i in ("auto", "native", "patches", "direct") for k in (1, 8)
+             for b in ("cpu", "gpu")}
+  monkeypatch.setitem(build._state, "reason", None)  # pylint: disable=protected-access
+  reached |= {resolve_conv_impl(i, 1, "cpu") for i in ("auto", "onednn")}
+  assert reached == set(LOWERINGS)
   with pytest.raises(ConfigError, match="model.conv_impl 'im2col' is unknown"):
     resolve_conv_impl("im2col")
 
@@ -92,7 +101,8 @@ def test_direct_takes_only_the_narrow_convolutions(kernel, channels):
   assert xla_convs == (0 if kernel * kernel * channels <= DIRECT_MAX_CONTRACTION else 1)
 
 
-def test_auto_on_cpu_makes_the_first_convnet_convolution_direct():
+def test_auto_on_cpu_makes_the_first_convnet_convolution_direct(monkeypatch):
+  _without_onednn(monkeypatch)
   scenario = types.SimpleNamespace(num_heads=1, output_dim=2)
   counts = {}
   for impl in ("native", "auto", "direct"):  # auto: native+direct on CPU
@@ -109,12 +119,15 @@ def test_auto_on_cpu_makes_the_first_convnet_convolution_direct():
     ({"model.name": "resnet", "model.depth": 8, "model.strides": "accelerated"}, (28, 28, 1)),
     ({"model.name": "resnet", "model.depth": 8, "model.shallow_blocks": 1, "model.shallow_convs": 3},
      (32, 32, 3))], ids=["convnet", "resnet8-accelerated-28x28", "resnet8-convs3"])
-def test_networks_agree_under_every_lowering(overrides, shape):
+def test_networks_agree_under_every_lowering(overrides, shape, monkeypatch, onednn_available):
   scenario = types.SimpleNamespace(num_heads=2, output_dim=3)
-  build = lambda impl, k=1: build_model(small_config(**overrides, **{"model.conv_impl": impl}).model,  # noqa: E731
-                                       scenario, steps_per_dispatch=k)
-  nets = {impl: build(impl) for impl in ("native", "patches", "direct")}
-  nets.update({"native+direct": build("auto"), "patches+direct": build("auto", 8)})  # auto on CPU
+  make = lambda impl, k=1: build_model(small_config(**overrides, **{"model.conv_impl": impl}).model,  # noqa: E731
+                                      scenario, steps_per_dispatch=k)
+  nets = {impl: make(impl) for impl in ("native", "patches", "direct", "onednn")}
+  nets["onednn+direct"] = make("auto")  # auto on CPU with the oneDNN library
+  with monkeypatch.context() as m:
+    _without_onednn(m)
+    nets.update({"native+direct": make("auto"), "patches+direct": make("auto", 8)})  # auto on CPU without it
   assert {impl: net.conv_impl for impl, net in nets.items()} == {impl: impl for impl in nets}
   x = jax.random.normal(jax.random.PRNGKey(1), (4,) + shape)
   task = jnp.array([0, 1, 0, 1], jnp.int32)
@@ -134,7 +147,8 @@ def test_networks_agree_under_every_lowering(overrides, shape):
     chex.assert_trees_all_close(values[impl], values["native"], rtol=2e-4, atol=2e-4)
 
 
-def test_steps_per_dispatch_selects_patches_on_cpu():
+def test_steps_per_dispatch_selects_patches_on_cpu(monkeypatch):
+  _without_onednn(monkeypatch)  # with oneDNN, auto is onednn+direct at any K (tests/test_onednn.py)
   scenario = types.SimpleNamespace(num_heads=1, output_dim=2)
   cfg = small_config(**{"model.name": "convnet"})
   assert build_model(cfg.model, scenario, steps_per_dispatch=1).conv_impl == "native+direct"

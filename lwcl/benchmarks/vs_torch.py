@@ -19,16 +19,18 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 * ``resnet20-local``: the same network in ``local`` mode (9 local blocks with linear auxiliary heads,
   stop-gradient between blocks, the sum of the local losses).
 
-Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: XLA's native convolution
-at one step per call, patch matmuls on CPU with ``--steps-per-dispatch`` K > 1, where K steps run in one
-compiled loop on device-resident data), with lwcl's XLA:CPU flags (:mod:`lwcl.xla_flags`, set by
-``import lwcl``).
+Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: on CPU oneDNN's
+convolutions when lwcl's oneDNN library is built, else XLA's native convolution at one step per call and patch
+matmuls with ``--steps-per-dispatch`` K > 1, where K steps run in one compiled loop on device-resident data;
+:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.xla_flags`, set by ``import lwcl``). The
+header names the lowering of each row's step.
 
 lwcl side: the step ``lwcl.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
 ``optim.optimizer``, ``make_train_step``, ``jax.jit`` with the state donated), fed NumPy batches and a
 float32 learning rate as the runner does, blocking only at the end of a timed block. FLOPs per step: XLA's
 ``cost_analysis()`` of that compiled step (a loop's body counted once: GEM's QP iterations are undercounted,
-negligible against its memory gradients).
+negligible against its memory gradients); where convolutions are oneDNN custom calls, which XLA does not
+count, of the same step compiled with ``model.conv_impl=native``.
 
 PyTorch side (:mod:`lwcl.benchmarks.torch_side`): the same architectures and initialization (kernels normal with variance 1 / fan-in, Flax's
 scale; zero biases), NCHW, train mode, ``torch.set_num_threads`` at its default (``--torch-threads``), and per
@@ -70,6 +72,7 @@ from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, confi
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
+from lwcl.models.conv import resolve_conv_impl  # noqa: E402
 from lwcl.train import TrainState, make_train_step, make_train_steps  # noqa: E402
 
 class LwclStep:
@@ -91,11 +94,16 @@ class LwclStep:
     scenario = types.SimpleNamespace(num_heads=s["heads"], output_dim=s["outputs"], max_tasks=s["tasks"],
                                      image_shape=s["shape"], label_masks=masks)
     preprocess = Preprocessor.from_config(c.data, d["images"])
-    fns = layerwise.build_fns(c.layerwise, build_model(c.model, scenario, k), preprocess,
-                              scenario.label_masks, scenario.image_shape, scenario.num_heads,
-                              scenario.output_dim)
-    method_obj = build_method(c.method, scenario, fns)
-    tx = optim.optimizer(fns, method_obj.transformation(), c.optimizer, c.train.epochs_per_task)
+
+    def parts(model_config):
+      fns = layerwise.build_fns(c.layerwise, build_model(model_config, scenario, k), preprocess,
+                                scenario.label_masks, scenario.image_shape, scenario.num_heads,
+                                scenario.output_dim)
+      method_obj = build_method(c.method, scenario, fns)
+      return fns, method_obj, optim.optimizer(fns, method_obj.transformation(), c.optimizer,
+                                              c.train.epochs_per_task)
+
+    fns, method_obj, tx = parts(c.model)
     params, stats = _init(fns, s["shape"], seed)
     method_state = _filled(method_obj.init_state(params, stats), d, seed)
     self.state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
@@ -106,7 +114,15 @@ class LwclStep:
     self.examples, self.k = bs * k, k
     jitted = jax.jit(make_train_step(fns, tx, method_obj), donate_argnums=(0,))
     self.step = jitted.lower(self.state, self.batches[0], self.learning_rate).compile()
-    cost = self.step.cost_analysis()
+    self.conv_impl = resolve_conv_impl(c.model.get("conv_impl", "auto"), k)
+    counted = self.step
+    if "onednn" in self.conv_impl:  # XLA does not count custom calls: count the native lowering's program
+      native = c.model.copy_and_resolve_references()
+      native.conv_impl = "native"
+      fns_n, method_n, tx_n = parts(native)
+      counted = jax.jit(make_train_step(fns_n, tx_n, method_n)).lower(
+          self.state, self.batches[0], self.learning_rate).compile()
+    cost = counted.cost_analysis()
     self.flops = k * float((cost[0] if isinstance(cost, (list, tuple)) else cost)["flops"])
     if k > 1:
       on_device = jax.device_put({key: np.concatenate([b[key] for b in self.batches])
@@ -212,7 +228,7 @@ def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul
     if setting == "matmul" or not side.startswith("lwcl"):
       continue
     t = runners.get((setting, m, "torch"))
-    row = {"setting": setting, "method": m, "steps_per_dispatch": runner.k,
+    row = {"setting": setting, "method": m, "steps_per_dispatch": runner.k, "conv_impl": runner.conv_impl,
            "examples_per_step": runner.examples // runner.k,
            "lwcl_seconds_per_step": sec[(setting, m, side)] / runner.k,
            "lwcl_flops_per_step": runner.flops / runner.k,
@@ -232,12 +248,14 @@ def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul
 def table(result: dict) -> str:
   """The markdown table of :func:`measure`'s result."""
   _fmt = lambda x, spec, suffix="": "-" if x is None else format(x, spec) + suffix  # noqa: E731
-  lines = ["| setting | method | lwcl (examples/s) | PyTorch (examples/s) | lwcl / PyTorch | lwcl MFLOP/step "
-           "| lwcl GFLOP/s | lwcl of JAX matmul | PyTorch of torch matmul (lwcl FLOPs) |",
-           "|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| setting | method | convolutions | lwcl (examples/s) | PyTorch (examples/s) | lwcl / PyTorch "
+           "| lwcl MFLOP/step | lwcl GFLOP/s | lwcl of JAX matmul | PyTorch of torch matmul (lwcl FLOPs) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
   for r in result["rows"]:
     k = r.get("steps_per_dispatch", 1)
-    lines.append(f"| {r['setting']}{f' (K={k})' if k > 1 else ''} | {TITLES[r['method']]} | {r['lwcl_examples_per_s']:,.0f} | "
+    conv = r.get("conv_impl", "-") if r["setting"] != "mlp" else "-"
+    lines.append(f"| {r['setting']}{f' (K={k})' if k > 1 else ''} | {TITLES[r['method']]} | {conv} | "
+                 f"{r['lwcl_examples_per_s']:,.0f} | "
                  f"{_fmt(r['torch_examples_per_s'], ',.0f')} | {_fmt(r['ratio'], '.2f', 'x')} | "
                  f"{r['lwcl_flops_per_step'] / 1e6:,.1f} | {r['lwcl_flops_per_s'] / 1e9:.1f} | "
                  f"{100 * r['lwcl_fraction_of_matmul']:.1f}% | "

@@ -1,4 +1,4 @@
-"""Convolution lowerings: XLA's native convolution, shifted patches and one matmul, or shifted
+"""Convolution lowerings: XLA's native convolution, oneDNN's (CPU), shifted patches and one matmul, or shifted
 multiply-adds (narrow inputs on CPU).
 
 Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`, which picks the
@@ -18,12 +18,19 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   or convolution kernel has almost nothing to contract (``kh * kw * C`` = 9 or 27) and runs far below the
   machine's rate (the default ConvNet's first convolution: 22 GFLOP/s forward in XLA:CPU's kernel); the
   multiply-adds cost ``kh * kw * C`` passes of FMAs over an output that is written once.
-* ``native+direct`` / ``patches+direct``: ``direct`` for convolutions that contract at most
+* ``onednn``: :func:`onednn_conv`: oneDNN's convolution primitives, forward and both gradients, as XLA FFI
+  custom calls (:mod:`lwcl.models.onednn`; the library is built by ``python -m lwcl.native.build``, which
+  ``bin/setup`` runs). On CPU, XLA's convolution backward runs at half the matmul's rate or less; oneDNN's
+  forward + backward were 1.6-3.4x faster for lwcl's models' convolutions, and a custom call stays fast inside
+  compiled loops. float32 only: other dtypes take XLA's convolution.
+* ``native+direct`` / ``patches+direct`` / ``onednn+direct``: ``direct`` for convolutions that contract at most
   :data:`DIRECT_MAX_CONTRACTION` values per output (``kh * kw * C``: a 3x3 or 5x5 convolution of an image's
   1-3 channels, not a 7x7 ImageNet stem), the other lowering for the rest.
-* ``auto`` (default) resolves to ``native+direct`` on the CPU backend (``patches+direct`` when steps run
-  inside a compiled loop, ``train.steps_per_dispatch > 1``) and to ``native`` on GPU/TPU (measurements in
-  ``docs/results.md``, "Convolutions on CPU").
+* ``auto`` (default) resolves on the CPU backend to ``onednn+direct`` (``direct`` with oneDNN's gradients)
+  when the oneDNN library is built and loads, otherwise to ``native+direct`` (``patches+direct`` when steps
+  run inside a compiled loop, ``train.steps_per_dispatch > 1``); on GPU/TPU to ``native`` (measurements in
+  ``docs/results.md``, "Convolutions on CPU" and "oneDNN convolutions"). ``LWCL_ONEDNN=0`` keeps ``auto``
+  off oneDNN.
 
 Parameters are the same under every lowering (``kernel`` ``[kh, kw, C, O]``, HWIO), so a checkpoint of one
 restores under another; values and gradients agree to float32 rounding (``tests/test_conv.py``).
@@ -40,9 +47,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from lwcl.errors import ConfigError
+from lwcl.models import onednn
 
-CONV_IMPLS = ("auto", "native", "patches", "direct")
-LOWERINGS = ("native", "patches", "direct", "native+direct", "patches+direct")
+CONV_IMPLS = ("auto", "native", "patches", "direct", "onednn")
+LOWERINGS = ("native", "patches", "direct", "onednn", "native+direct", "patches+direct", "onednn+direct")
 # ``X+direct``: convolutions contracting at most this many values per output (``kh * kw * C``) are ``direct``
 # (forward measured faster at 9, 25, 27 and 36, slower at 72 and 147: docs/results.md)
 DIRECT_MAX_CONTRACTION = 36
@@ -57,15 +65,22 @@ def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str 
     steps_per_dispatch: ``train.steps_per_dispatch`` (steps per compiled loop).
     backend: JAX backend name; default ``jax.default_backend()``.
   Raises:
-    ConfigError: an unknown ``conv_impl``.
+    ConfigError: an unknown ``conv_impl``, or ``onednn`` where the oneDNN convolutions cannot run (the
+      message says why and how to build them).
   """
   if conv_impl not in CONV_IMPLS:
     raise ConfigError(f"model.conv_impl '{conv_impl}' is unknown; use one of {', '.join(CONV_IMPLS)}")
+  backend = backend or jax.default_backend()
+  if conv_impl == "onednn":
+    reason = onednn.unavailable_reason() if backend == "cpu" else f"oneDNN runs on CPU only (backend: {backend})"
+    if reason:
+      raise ConfigError(f"model.conv_impl=onednn cannot be used: {reason}; or use model.conv_impl=auto")
   if conv_impl != "auto":
     return conv_impl
-  backend = backend or jax.default_backend()
   if backend != "cpu":
     return "native"
+  if onednn.unavailable_reason() is None:
+    return "onednn+direct"
   return ("patches" if steps_per_dispatch > 1 else "native") + "+direct"
 
 
@@ -133,6 +148,25 @@ def patch_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], pa
   return _patch_matmul(lhs, rhs, strides, pads, precision)
 
 
+def onednn_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
+                lhs_dilation=None, rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
+                precision=None, **kwargs) -> jax.Array:
+  """2-D convolution by oneDNN with oneDNN's gradients (:func:`lwcl.models.onednn.conv`); the same arguments,
+  result and errors as :func:`patch_conv` (``precision`` is unused). Inputs other than float32 take
+  ``lax.conv_general_dilated``.
+
+  Raises:
+    ValueError: as :func:`patch_conv`.
+    RuntimeError: the oneDNN library is not available (its message says how to build it).
+  """
+  strides, pads = _checked("onednn_conv", lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                           dimension_numbers, feature_group_count)
+  if lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return lax.conv_general_dilated(lhs, rhs, strides, pads, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                    precision=precision, **kwargs)
+  return onednn.conv(lhs, rhs, strides, pads)
+
+
 def direct_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding,
                 lhs_dilation=None, rhs_dilation=None, dimension_numbers=None, feature_group_count: int = 1,
                 precision=None, backward: str = "native", **_) -> jax.Array:
@@ -141,8 +175,9 @@ def direct_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], p
   same arguments, result and errors as :func:`patch_conv` (``precision`` is unused: float multiply-adds).
 
   Args:
-    backward: whose gradients it has (a custom VJP): ``native`` (``lax.conv_general_dilated``'s) or
-      ``patches`` (:func:`patch_conv`'s, for compiled loops on CPU). Autodiff of the multiply-adds gives
+    backward: whose gradients it has (a custom VJP): ``native`` (``lax.conv_general_dilated``'s),
+      ``patches`` (:func:`patch_conv`'s, for compiled loops on CPU) or ``onednn`` (oneDNN's; float32, else
+      ``native``). Autodiff of the multiply-adds gives
       ``kh * kw * C`` reductions that XLA:CPU feeds with materialized broadcasts of the output's size (the
       default ConvNet's step ran 3x slower); the native kernel's weight gradient is the fastest measured
       for a narrow input (``docs/results.md``, "Convolutions on CPU"). The input's gradient is computed
@@ -151,8 +186,8 @@ def direct_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], p
     ValueError: as :func:`patch_conv`, or an unknown ``backward``.
   """
   del precision
-  if backward not in ("native", "patches"):
-    raise ValueError(f"direct_conv backward '{backward}' is not 'native' or 'patches'")
+  if backward not in ("native", "patches", "onednn"):
+    raise ValueError(f"direct_conv backward '{backward}' is not 'native', 'patches' or 'onednn'")
   strides, pads = _checked("direct_conv", lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                            dimension_numbers, feature_group_count)
   return _direct(lhs, rhs, strides, pads, backward)
@@ -176,7 +211,9 @@ def _direct_fwd(lhs, rhs, strides, pads, backward):
 
 
 def _direct_bwd(strides, pads, backward, res, g):
-  if backward == "native":
+  if backward == "onednn" and all(r.dtype == jnp.float32 for r in res):
+    return onednn.gradients(strides, pads, res, g)
+  if backward in ("native", "onednn"):
     fn = functools.partial(lax.conv_general_dilated, window_strides=strides, padding=pads,
                            dimension_numbers=("NHWC", "HWIO", "NHWC"))
   else:
@@ -199,9 +236,10 @@ def _narrow_direct(wide, backward: str):
   return conv_general_dilated
 
 
-_FUNCTIONS = {"native": None, "patches": patch_conv, "direct": direct_conv,
+_FUNCTIONS = {"native": None, "patches": patch_conv, "direct": direct_conv, "onednn": onednn_conv,
               "native+direct": _narrow_direct(lax.conv_general_dilated, "native"),
-              "patches+direct": _narrow_direct(patch_conv, "patches")}
+              "patches+direct": _narrow_direct(patch_conv, "patches"),
+              "onednn+direct": _narrow_direct(onednn_conv, "onednn")}
 
 
 def conv(conv_impl: str, features: int, kernel_size: tuple, strides: int = 1, padding="SAME",

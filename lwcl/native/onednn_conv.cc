@@ -1,0 +1,286 @@
+// lwcl's oneDNN convolutions: XLA FFI handlers for the forward, input-gradient and kernel-gradient passes of a
+// 2-D NHWC / HWIO float32 convolution (any strides and explicit paddings, no dilation or groups), computed by
+// oneDNN's convolution primitives (the library behind PyTorch's CPU convolutions).
+//
+// Built by `python -m lwcl.native.build` (bin/setup runs it); loaded and registered by lwcl/native/build.py;
+// called from lwcl/models/onednn.py, which defines the gradients. Why: XLA:CPU's own convolution backward ran
+// at half the matmul's rate or less (docs/results.md, "Convolutions on CPU").
+//
+// Threads: the batch is split into one part per thread of XLA's intra-op pool (the FFI ThreadPool); each part
+// runs one single-threaded oneDNN primitive, so oneDNN's OpenMP never starts a team that would compete with
+// XLA's threads for the cores. The kernel gradient sums the parts' gradients in part order (deterministic for
+// a given thread count). The calling thread's OpenMP thread count is restored before returning, so PyTorch or
+// NumPy code in the same process (which may share libgomp) keeps its own setting.
+#include <omp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace {
+
+// Sets this thread's OpenMP thread count to 1 (oneDNN's OpenMP runtime reads it when it runs a primitive) and
+// restores it on scope exit.
+class OneThread {
+ public:
+  OneThread() : previous_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~OneThread() { omp_set_num_threads(previous_); }
+
+ private:
+  int previous_;
+};
+
+struct Shape {
+  int64_t n, c, h, w, o, kh, kw, ho, wo, sh, sw, pt, pb, pl, pr;
+  auto key() const { return std::make_tuple(n, c, h, w, o, kh, kw, ho, wo, sh, sw, pt, pb, pl, pr); }
+  bool operator<(const Shape& s) const { return key() < s.key(); }
+};
+
+struct Prims {
+  dnnl::convolution_forward::primitive_desc fwd;
+  dnnl::convolution_backward_data::primitive_desc bwd_data;
+  dnnl::convolution_backward_weights::primitive_desc bwd_weights;
+  dnnl::convolution_forward fwd_p;
+  dnnl::convolution_backward_data bwd_data_p;
+  dnnl::convolution_backward_weights bwd_weights_p;
+  memory::desc src, wei, dst;  // user layouts: nhwc, hwio, nhwc
+};
+
+dnnl::engine& engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// Primitives for one shape (one part of the batch), made for one thread, cached for the process.
+Prims& get(const Shape& s) {
+  static std::mutex mu;
+  static std::map<Shape, std::unique_ptr<Prims>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  OneThread one;
+  auto it = cache.find(s);
+  if (it != cache.end()) return *it->second;
+  auto& eng = engine();
+  memory::dims src_d{s.n, s.c, s.h, s.w}, wei_d{s.o, s.c, s.kh, s.kw}, dst_d{s.n, s.o, s.ho, s.wo};
+  memory::dims strides{s.sh, s.sw}, pad_l{s.pt, s.pl}, pad_r{s.pb, s.pr};
+  memory::desc src(src_d, dt::f32, tag::nhwc), dst(dst_d, dt::f32, tag::nhwc);
+  memory::desc wei(wei_d, dt::f32, tag::hwio), wei_any(wei_d, dt::f32, tag::any);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  auto fd = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                            src, wei_any, dst, strides, pad_l, pad_r);
+  auto fwd = dnnl::convolution_forward::primitive_desc(fd, attr, eng);
+  auto bdd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, src, wei_any, dst, strides,
+                                                   pad_l, pad_r);
+  auto bwd_data = dnnl::convolution_backward_data::primitive_desc(bdd, attr, eng, fwd);
+  auto bwd = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src, wei_any, dst,
+                                                      strides, pad_l, pad_r);
+  auto bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd, attr, eng, fwd);
+  auto p = std::make_unique<Prims>(Prims{fwd, bwd_data, bwd_weights, dnnl::convolution_forward(fwd),
+                                         dnnl::convolution_backward_data(bwd_data),
+                                         dnnl::convolution_backward_weights(bwd_weights), src, wei, dst});
+  auto& ref = *p;
+  cache.emplace(s, std::move(p));
+  return ref;
+}
+
+Shape shape_of(ffi::Span<const int64_t> x, ffi::Span<const int64_t> k, ffi::Span<const int64_t> y, int64_t sh,
+               int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr) {
+  // x: [N, H, W, C]; k: [KH, KW, C, O]; y: [N, Ho, Wo, O]
+  return Shape{x[0], x[3], x[1], x[2], k[3], k[0], k[1], y[1], y[2], sh, sw, pt, pb, pl, pr};
+}
+
+// Runs part(i, begin, size) over the batch split in up to pool.num_threads() parts. The parts are claimed from
+// a counter by the calling thread and by tasks on XLA's pool, so the caller never waits for a task that has not
+// started (no deadlock when every pool thread is inside such a call); late tasks find nothing left and return.
+struct SplitState {
+  std::atomic<int64_t> next{0};
+  int64_t done = 0, parts = 0, n = 0;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::function<void(int, int64_t, int64_t)> part;
+  std::string error;
+};
+
+void work(const std::shared_ptr<SplitState>& st) {
+  for (int64_t i; (i = st->next.fetch_add(1)) < st->parts;) {
+    int64_t b = st->n * i / st->parts, e = st->n * (i + 1) / st->parts;
+    std::string error;
+    try {
+      OneThread one;
+      st->part(static_cast<int>(i), b, e - b);
+    } catch (const std::exception& ex) {
+      error = ex.what();
+    }
+    std::lock_guard<std::mutex> lock(st->mu);
+    if (!error.empty()) st->error = error;
+    if (++st->done == st->parts) st->cv.notify_all();
+  }
+}
+
+void split(ffi::ThreadPool& pool, int64_t n, int64_t parts, std::function<void(int, int64_t, int64_t)> part) {
+  auto st = std::make_shared<SplitState>();
+  st->parts = parts;
+  st->n = n;
+  st->part = std::move(part);
+  for (int64_t i = 1; i < parts; ++i) pool.Schedule([st] { work(st); });
+  work(st);
+  std::unique_lock<std::mutex> lock(st->mu);
+  st->cv.wait(lock, [&] { return st->done == st->parts; });
+  if (!st->error.empty()) throw std::runtime_error(st->error);
+}
+
+int64_t num_parts(ffi::ThreadPool& pool, int64_t n) {
+  return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
+}
+
+void run(const dnnl::primitive& prim, const dnnl::primitive_desc_base& pd,
+         std::unordered_map<int, memory> args) {
+  auto& eng = engine();
+  std::vector<uint8_t> scratch(pd.scratchpad_desc().get_size());
+  args.insert({DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), eng, scratch.data())});
+  dnnl::stream st(eng);
+  prim.execute(st, args);
+  st.wait();
+}
+
+memory weights_in(const memory::desc& want, const memory::desc& user, void* data) {
+  auto& eng = engine();
+  memory u(user, eng, data);
+  if (want == user) return u;
+  memory m(want, eng);
+  dnnl::stream st(eng);
+  dnnl::reorder(u, m).execute(st, u, m);
+  st.wait();
+  return m;
+}
+
+ffi::Error failed(const std::exception& e) {
+  return ffi::Error(ffi::ErrorCode::kInternal,
+                    std::string("lwcl's oneDNN convolution failed: ") + e.what() +
+                        " (run with --config.model.conv_impl=native to use XLA's convolution)");
+}
+
+}  // namespace
+
+static ffi::Error Fwd(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k,
+                      ffi::ResultBufferR4<ffi::F32> y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                      int64_t pr) {
+  try {
+    OneThread one;
+    Shape s = shape_of(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
+    if (s.n == 0) return ffi::Error::Success();
+    auto* xs = static_cast<float*>(x.untyped_data());
+    auto* ys = static_cast<float*>(y->untyped_data());
+    split(pool, s.n, num_parts(pool, s.n), [&](int, int64_t b, int64_t size) {
+      Shape ps = s;
+      ps.n = size;
+      auto& p = get(ps);
+      auto w = weights_in(p.fwd.weights_desc(), p.wei, k.untyped_data());
+      memory src(p.src, engine(), xs + b * s.h * s.w * s.c), dst(p.dst, engine(), ys + b * s.ho * s.wo * s.o);
+      run(p.fwd_p, p.fwd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
+    });
+  } catch (const std::exception& e) {
+    return failed(e);
+  }
+  return ffi::Error::Success();
+}
+
+static ffi::Error BwdData(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> dy, ffi::BufferR4<ffi::F32> k,
+                          ffi::ResultBufferR4<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                          int64_t pr) {
+  try {
+    OneThread one;
+    Shape s = shape_of(dx->dimensions(), k.dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
+    if (s.n == 0) return ffi::Error::Success();
+    auto* dys = static_cast<float*>(dy.untyped_data());
+    auto* dxs = static_cast<float*>(dx->untyped_data());
+    split(pool, s.n, num_parts(pool, s.n), [&](int, int64_t b, int64_t size) {
+      Shape ps = s;
+      ps.n = size;
+      auto& p = get(ps);
+      auto w = weights_in(p.bwd_data.weights_desc(), p.wei, k.untyped_data());
+      memory ddst(p.dst, engine(), dys + b * s.ho * s.wo * s.o), dsrc(p.src, engine(), dxs + b * s.h * s.w * s.c);
+      run(p.bwd_data_p, p.bwd_data, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    });
+  } catch (const std::exception& e) {
+    return failed(e);
+  }
+  return ffi::Error::Success();
+}
+
+static ffi::Error BwdWeights(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> dy,
+                             ffi::ResultBufferR4<ffi::F32> dk, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                             int64_t pl, int64_t pr) {
+  try {
+    OneThread one;
+    Shape s = shape_of(x.dimensions(), dk->dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
+    int64_t count = s.kh * s.kw * s.c * s.o;
+    if (s.n == 0) {
+      std::memset(dk->untyped_data(), 0, count * sizeof(float));
+      return ffi::Error::Success();
+    }
+    int64_t t = num_parts(pool, s.n);
+    std::vector<std::vector<float>> partial(t, std::vector<float>(count));
+    auto* xs = static_cast<float*>(x.untyped_data());
+    auto* dys = static_cast<float*>(dy.untyped_data());
+    split(pool, s.n, t, [&](int i, int64_t b, int64_t size) {
+      Shape ps = s;
+      ps.n = size;
+      auto& p = get(ps);
+      auto& eng = engine();
+      memory src(p.src, eng, xs + b * s.h * s.w * s.c), ddst(p.dst, eng, dys + b * s.ho * s.wo * s.o);
+      memory user(p.wei, eng, partial[i].data());
+      auto want = p.bwd_weights.diff_weights_desc();
+      memory dw = want == p.wei ? user : memory(want, eng);
+      run(p.bwd_weights_p, p.bwd_weights, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
+      if (!(want == p.wei)) {
+        dnnl::stream st(eng);
+        dnnl::reorder(dw, user).execute(st, dw, user);
+        st.wait();
+      }
+    });
+    auto* out = static_cast<float*>(dk->untyped_data());
+    std::memcpy(out, partial[0].data(), count * sizeof(float));
+    for (int64_t i = 1; i < static_cast<int64_t>(partial.size()); ++i)
+      for (int64_t j = 0; j < count; ++j) out[j] += partial[i][j];
+  } catch (const std::exception& e) {
+    return failed(e);
+  }
+  return ffi::Error::Success();
+}
+
+#define BIND                                                                                                 \
+  ffi::Ffi::Bind()                                                                                           \
+      .Ctx<ffi::ThreadPool>()                                                                                \
+      .Arg<ffi::BufferR4<ffi::F32>>()                                                                          \
+      .Arg<ffi::BufferR4<ffi::F32>>()                                                                          \
+      .Ret<ffi::BufferR4<ffi::F32>>()                                                                          \
+      .Attr<int64_t>("sh")                                                                                   \
+      .Attr<int64_t>("sw")                                                                                   \
+      .Attr<int64_t>("pt")                                                                                   \
+      .Attr<int64_t>("pb")                                                                                   \
+      .Attr<int64_t>("pl")                                                                                   \
+      .Attr<int64_t>("pr")
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LwclConvFwd, Fwd, BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LwclConvBwdData, BwdData, BIND);
+XLA_FFI_DEFINE_HANDLER_SYMBOL(LwclConvBwdWeights, BwdWeights, BIND);
