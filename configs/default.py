@@ -73,11 +73,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.width = 0  # resnet / reduced_resnet18 base width; 0 = 16 / 20
   c.model.strides = "standard"  # resnet / reduced_resnet18: standard | accelerated | comma-separated ints
   c.model.stem_stride = 1
-  # How convolutions are computed: auto | native (XLA's convolution) | patches (shifted slices + one matmul)
-  # | direct (multiply-adds of the shifted slices). auto = native off the CPU; on CPU direct where
-  # kh*kw*C <= 36 (an image's first 3x3 conv), and for the others patches when train.steps_per_dispatch > 1
-  # (XLA:CPU's convolution is very slow inside compiled loops), native otherwise. Same parameters and
-  # values (lwcl/models/conv.py).
+  # How convolutions are computed: auto | native (XLA's convolution) | onednn (oneDNN's, CPU, float32;
+  # built by bin/setup) | patches (shifted slices + one matmul) | direct (multiply-adds of the shifted
+  # slices). auto = native off the CPU; on CPU direct where kh*kw*C <= 36 (an image's first 3x3 conv), and
+  # for the others onednn when lwcl's oneDNN library is built (LWCL_ONEDNN=0: not), else patches when
+  # train.steps_per_dispatch > 1 (XLA:CPU's convolution is very slow inside compiled loops), else native.
+  # Same parameters and values up to float rounding (lwcl/models/conv.py).
   c.model.conv_impl = "auto"
   # Convolution intensity (resnet / reduced_resnet18; Ma et al. 2010.08038): the first shallow_blocks residual
   # blocks get shallow_convs 3x3 convs (standard: 2) and shallow_width channels (0 = their stage's width).
