@@ -56,6 +56,8 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
       "examples_per_second": float(progress.train_examples / max(progress.train_seconds, 1e-9)),
       "devices": {"count": setup.parallel.size, "platform": jax.devices()[0].platform,
                   "processes": jax.process_count()},
+      # how the model's convolutions were computed (model.conv_impl resolved: lwcl/models/conv.py)
+      "conv_impl": getattr(getattr(setup.fns, "model", None), "conv_impl", None),
       "config": config_dict,
       "fingerprint": fingerprint(config_dict),
       "data_fingerprint": setup.data_fingerprint,

@@ -21,6 +21,7 @@ from lwcl import results as results_lib
 from lwcl.checkpoint import RunCheckpointer
 from lwcl.data.pipeline import dispatch_lengths, epoch_order, step_indices, train_batches
 from lwcl.errors import DivergenceError
+from lwcl.native import build as native_build
 
 # Small memories and importance samples keep the 9 x 2 runs fast; 3 tasks of 10 steps each.
 FAST = {"method.memory_per_task": 20, "method.agem_ref_batch": 20, "method.importance_samples": 40,
@@ -101,15 +102,26 @@ def test_layerwise_modes_match_one_step_per_dispatch(tmp_path, mode):
   _assert_same_run(one, many)
 
 
-def test_convnet_matches_one_step_per_dispatch_up_to_rounding(tmp_path):
-  # On CPU the loop computes the wide convolutions as patch matmuls (model.conv_impl=auto), the one-step
-  # program with XLA's convolution (both: the 1-channel first one as multiply-adds), so parameters agree
-  # to float rounding only.
+@pytest.mark.parametrize("with_onednn", (True, False), ids=("onednn", "xla"))
+def test_convnet_matches_one_step_per_dispatch_up_to_rounding(tmp_path, monkeypatch, request, with_onednn):
+  # On CPU with lwcl's oneDNN library (model.conv_impl=auto) both programs compute the convolutions with
+  # oneDNN: the same run. Without it, the loop computes the wide convolutions as patch matmuls, the one-step
+  # program with XLA's convolution (both: the 1-channel first one as multiply-adds), so parameters agree to
+  # float rounding only.
+  if with_onednn:
+    request.getfixturevalue("onednn_available")
+  else:
+    monkeypatch.setitem(native_build._state, "reason", "off (test)")  # pylint: disable=protected-access
   extra = {"model.name": "convnet", "model.conv_stages": ((8,),), "model.dense": (16,),
            "scenario.num_tasks": 2}
-  (exp1, res1, _), (expk, resk, _) = (_run(tmp_path, "k1", **extra),
-                                      _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4}))
+  one, many = _run(tmp_path, "k1", **extra), _run(tmp_path, "k4", **extra, **{"train.steps_per_dispatch": 4})
+  (exp1, res1, _), (expk, resk, _) = one, many
+  if with_onednn:
+    assert exp1.fns.model.conv_impl == expk.fns.model.conv_impl == res1["conv_impl"] == "onednn+direct"
+    _assert_same_run(one, many)
+    return
   assert (exp1.fns.model.conv_impl, expk.fns.model.conv_impl) == ("native+direct", "patches+direct")
+  assert (res1["conv_impl"], resk["conv_impl"]) == ("native+direct", "patches+direct")  # results.json says so
   chex.assert_trees_all_close(expk.final_state.params, exp1.final_state.params, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(resk["accuracy_matrix"], res1["accuracy_matrix"], atol=2e-3)
 
