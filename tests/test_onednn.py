@@ -54,19 +54,15 @@ def test_values_and_gradients_match_xla_in_float64(case):
 
 
 @needs_onednn
-@pytest.mark.parametrize("batch", [1, 2, 3, 7])
-def test_any_batch_size_matches_xla_in_float32(batch):
-  x, w = _inputs(batch, 14, 8, 16, 3)
-  got = _value_and_grads(lambda x, w: onednn_conv(x, w, (1, 1), "SAME", dimension_numbers=DN), x, w)
-  want = _value_and_grads(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN),
-                          x, w)
-  chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)  # float32: summation order only
-
-
-@needs_onednn
-def test_direct_with_onednn_gradients_matches_xla():
-  x, w = _inputs(6, 28, 1, 8, 3)
-  got = _value_and_grads(lambda x, w: direct_conv(x, w, (1, 1), "SAME", backward="onednn"), x, w)
+@pytest.mark.parametrize("lowering,batch,c", [("onednn", 1, 8), ("onednn", 2, 8), ("onednn", 3, 8),
+                                             ("onednn", 7, 8), ("direct, oneDNN gradients", 6, 1)])
+def test_any_batch_size_matches_xla_in_float32(lowering, batch, c):
+  x, w = _inputs(batch, 14, c, 16, 3)  # batches of 1, and that split unevenly over the threads
+  if lowering == "onednn":
+    f = lambda x, w: onednn_conv(x, w, (1, 1), "SAME", dimension_numbers=DN)  # noqa: E731
+  else:
+    f = lambda x, w: direct_conv(x, w, (1, 1), "SAME", backward="onednn")  # noqa: E731
+  got = _value_and_grads(f, x, w)
   want = _value_and_grads(lambda x, w: lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=DN),
                           x, w)
   chex.assert_trees_all_close(got, want, rtol=1e-4, atol=1e-4)  # float32: summation order only

@@ -179,76 +179,81 @@ ffi::Error failed(const std::exception& e) {
                         " (run with --config.model.conv_impl=native to use XLA's convolution)");
 }
 
+// Runs `body` with this thread at 1 OpenMP thread; oneDNN's and other C++ errors become an FFI error.
+template <typename Body>
+ffi::Error guarded(Body body) {
+  try {
+    OneThread one;
+    body();
+  } catch (const std::exception& e) {
+    return failed(e);
+  }
+  return ffi::Error::Success();
+}
+
+// The forward pass (`in`: the input x, `out`: y) or the input-gradient pass (`in`: dy, `out`: dx), per part of
+// the batch, with the weights `k` (HWIO) reordered into the primitive's layout.
+void data_pass(ffi::ThreadPool& pool, const Shape& s, bool forward, const float* in, float* out, void* k) {
+  const int64_t x_size = s.h * s.w * s.c, y_size = s.ho * s.wo * s.o;
+  split(pool, s.n, num_parts(pool, s.n), [&](int, int64_t b, int64_t size) {
+    Shape part = s;
+    part.n = size;
+    auto& p = get(part);
+    auto& eng = engine();
+    auto* in_part = const_cast<float*>(in) + b * (forward ? x_size : y_size);
+    auto* out_part = out + b * (forward ? y_size : x_size);
+    if (forward) {
+      auto w = weights_in(p.fwd.weights_desc(), p.wei, k);
+      memory src(p.src, eng, in_part), dst(p.dst, eng, out_part);
+      run(p.fwd_p, p.fwd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
+    } else {
+      auto w = weights_in(p.bwd_data.weights_desc(), p.wei, k);
+      memory ddst(p.dst, eng, in_part), dsrc(p.src, eng, out_part);
+      run(p.bwd_data_p, p.bwd_data, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, dsrc}});
+    }
+  });
+}
+
 }  // namespace
 
 static ffi::Error Fwd(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> k,
                       ffi::ResultBufferR4<ffi::F32> y, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
                       int64_t pr) {
-  try {
-    OneThread one;
+  return guarded([&] {
     Shape s = shape_of(x.dimensions(), k.dimensions(), y->dimensions(), sh, sw, pt, pb, pl, pr);
-    if (s.n == 0) return ffi::Error::Success();
-    auto* xs = static_cast<float*>(x.untyped_data());
-    auto* ys = static_cast<float*>(y->untyped_data());
-    split(pool, s.n, num_parts(pool, s.n), [&](int, int64_t b, int64_t size) {
-      Shape ps = s;
-      ps.n = size;
-      auto& p = get(ps);
-      auto w = weights_in(p.fwd.weights_desc(), p.wei, k.untyped_data());
-      memory src(p.src, engine(), xs + b * s.h * s.w * s.c), dst(p.dst, engine(), ys + b * s.ho * s.wo * s.o);
-      run(p.fwd_p, p.fwd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
-    });
-  } catch (const std::exception& e) {
-    return failed(e);
-  }
-  return ffi::Error::Success();
+    if (s.n > 0) data_pass(pool, s, true, x.typed_data(), y->typed_data(), k.untyped_data());
+  });
 }
 
 static ffi::Error BwdData(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> dy, ffi::BufferR4<ffi::F32> k,
-                          ffi::ResultBufferR4<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
-                          int64_t pr) {
-  try {
-    OneThread one;
+                          ffi::ResultBufferR4<ffi::F32> dx, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
+                          int64_t pl, int64_t pr) {
+  return guarded([&] {
     Shape s = shape_of(dx->dimensions(), k.dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
-    if (s.n == 0) return ffi::Error::Success();
-    auto* dys = static_cast<float*>(dy.untyped_data());
-    auto* dxs = static_cast<float*>(dx->untyped_data());
-    split(pool, s.n, num_parts(pool, s.n), [&](int, int64_t b, int64_t size) {
-      Shape ps = s;
-      ps.n = size;
-      auto& p = get(ps);
-      auto w = weights_in(p.bwd_data.weights_desc(), p.wei, k.untyped_data());
-      memory ddst(p.dst, engine(), dys + b * s.ho * s.wo * s.o), dsrc(p.src, engine(), dxs + b * s.h * s.w * s.c);
-      run(p.bwd_data_p, p.bwd_data, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, dsrc}});
-    });
-  } catch (const std::exception& e) {
-    return failed(e);
-  }
-  return ffi::Error::Success();
+    if (s.n > 0) data_pass(pool, s, false, dy.typed_data(), dx->typed_data(), k.untyped_data());
+  });
 }
 
 static ffi::Error BwdWeights(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ffi::BufferR4<ffi::F32> dy,
                              ffi::ResultBufferR4<ffi::F32> dk, int64_t sh, int64_t sw, int64_t pt, int64_t pb,
                              int64_t pl, int64_t pr) {
-  try {
-    OneThread one;
+  return guarded([&] {
     Shape s = shape_of(x.dimensions(), dk->dimensions(), dy.dimensions(), sh, sw, pt, pb, pl, pr);
-    int64_t count = s.kh * s.kw * s.c * s.o;
+    const int64_t count = s.kh * s.kw * s.c * s.o;
+    float* out = dk->typed_data();
     if (s.n == 0) {
-      std::memset(dk->untyped_data(), 0, count * sizeof(float));
-      return ffi::Error::Success();
+      std::memset(out, 0, count * sizeof(float));
+      return;
     }
-    int64_t t = num_parts(pool, s.n);
-    std::vector<std::vector<float>> partial(t, std::vector<float>(count));
-    auto* xs = static_cast<float*>(x.untyped_data());
-    auto* dys = static_cast<float*>(dy.untyped_data());
-    split(pool, s.n, t, [&](int i, int64_t b, int64_t size) {
-      Shape ps = s;
-      ps.n = size;
-      auto& p = get(ps);
+    const int64_t parts = num_parts(pool, s.n), x_size = s.h * s.w * s.c, y_size = s.ho * s.wo * s.o;
+    std::vector<std::vector<float>> partial(parts - 1, std::vector<float>(count));  // part 0 writes to out
+    split(pool, s.n, parts, [&](int i, int64_t b, int64_t size) {
+      Shape part = s;
+      part.n = size;
+      auto& p = get(part);
       auto& eng = engine();
-      memory src(p.src, eng, xs + b * s.h * s.w * s.c), ddst(p.dst, eng, dys + b * s.ho * s.wo * s.o);
-      memory user(p.wei, eng, partial[i].data());
+      memory src(p.src, eng, x.typed_data() + b * x_size), ddst(p.dst, eng, dy.typed_data() + b * y_size);
+      memory user(p.wei, eng, i == 0 ? out : partial[i - 1].data());
       auto want = p.bwd_weights.diff_weights_desc();
       memory dw = want == p.wei ? user : memory(want, eng);
       run(p.bwd_weights_p, p.bwd_weights, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
@@ -258,14 +263,9 @@ static ffi::Error BwdWeights(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ff
         st.wait();
       }
     });
-    auto* out = static_cast<float*>(dk->untyped_data());
-    std::memcpy(out, partial[0].data(), count * sizeof(float));
-    for (int64_t i = 1; i < static_cast<int64_t>(partial.size()); ++i)
-      for (int64_t j = 0; j < count; ++j) out[j] += partial[i][j];
-  } catch (const std::exception& e) {
-    return failed(e);
-  }
-  return ffi::Error::Success();
+    for (const auto& part : partial)  // in part order: deterministic for a given thread count
+      for (int64_t j = 0; j < count; ++j) out[j] += part[j];
+  });
 }
 
 #define BIND                                                                                                 \
