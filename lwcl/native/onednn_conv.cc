@@ -63,11 +63,20 @@ struct Prims {
   dnnl::convolution_backward_data bwd_data_p;
   dnnl::convolution_backward_weights bwd_weights_p;
   memory::desc src, wei, dst;  // user layouts: nhwc, hwio, nhwc
+  // HWIO -> the forward's and the input gradient's weights layouts; the kernel gradient's layout -> HWIO
+  // (null primitives where the layouts are the same)
+  dnnl::reorder fwd_w, data_w, diff_w;
 };
 
 dnnl::engine& engine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;
+}
+
+// `from` -> `to`: a reorder primitive, or a null one when the layouts are the same.
+dnnl::reorder reorder_between(const memory::desc& from, const memory::desc& to) {
+  if (from == to) return dnnl::reorder();
+  return dnnl::reorder(dnnl::reorder::primitive_desc(engine(), from, engine(), to));
 }
 
 // Primitives for one shape (one part of the batch), made for one thread, cached for the process.
@@ -96,7 +105,10 @@ Prims& get(const Shape& s) {
   auto bwd_weights = dnnl::convolution_backward_weights::primitive_desc(bwd, attr, eng, fwd);
   auto p = std::make_unique<Prims>(Prims{fwd, bwd_data, bwd_weights, dnnl::convolution_forward(fwd),
                                          dnnl::convolution_backward_data(bwd_data),
-                                         dnnl::convolution_backward_weights(bwd_weights), src, wei, dst});
+                                         dnnl::convolution_backward_weights(bwd_weights), src, wei, dst,
+                                         reorder_between(wei, fwd.weights_desc()),
+                                         reorder_between(wei, bwd_data.weights_desc()),
+                                         reorder_between(bwd_weights.diff_weights_desc(), wei)});
   auto& ref = *p;
   cache.emplace(s, std::move(p));
   return ref;
@@ -152,24 +164,39 @@ int64_t num_parts(ffi::ThreadPool& pool, int64_t n) {
   return std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), n));
 }
 
-void run(const dnnl::primitive& prim, const dnnl::primitive_desc_base& pd,
-         std::unordered_map<int, memory> args) {
-  auto& eng = engine();
-  std::vector<uint8_t> scratch(pd.scratchpad_desc().get_size());
-  args.insert({DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), eng, scratch.data())});
-  dnnl::stream st(eng);
-  prim.execute(st, args);
-  st.wait();
+// Per thread: a stream, and grow-only buffers for scratchpads and weights in the primitives' layouts, so a
+// call allocates nothing once the shapes have been seen.
+struct Local {
+  dnnl::stream stream{engine()};
+  std::vector<uint8_t> scratch, weights;
+};
+
+Local& local() {
+  thread_local Local l;
+  return l;
 }
 
-memory weights_in(const memory::desc& want, const memory::desc& user, void* data) {
-  auto& eng = engine();
-  memory u(user, eng, data);
-  if (want == user) return u;
-  memory m(want, eng);
-  dnnl::stream st(eng);
-  dnnl::reorder(u, m).execute(st, u, m);
-  st.wait();
+void* room(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+void run(const dnnl::primitive& prim, const dnnl::primitive_desc_base& pd,
+         std::unordered_map<int, memory> args) {
+  auto& l = local();
+  args.insert({DNNL_ARG_SCRATCHPAD,
+               memory(pd.scratchpad_desc(), engine(), room(l.scratch, pd.scratchpad_desc().get_size()))});
+  prim.execute(l.stream, args);
+  l.stream.wait();
+}
+
+// The HWIO weights at `data` in layout `want` (through `reorder` when that is not null).
+memory weights_in(const dnnl::reorder& reorder, const memory::desc& want, const memory::desc& user, void* data) {
+  memory u(user, engine(), data);
+  if (!reorder) return u;
+  auto& l = local();
+  memory m(want, engine(), room(l.weights, want.get_size()));
+  reorder.execute(l.stream, u, m);
   return m;
 }
 
@@ -203,11 +230,11 @@ void data_pass(ffi::ThreadPool& pool, const Shape& s, bool forward, const float*
     auto* in_part = const_cast<float*>(in) + b * (forward ? x_size : y_size);
     auto* out_part = out + b * (forward ? y_size : x_size);
     if (forward) {
-      auto w = weights_in(p.fwd.weights_desc(), p.wei, k);
+      auto w = weights_in(p.fwd_w, p.fwd.weights_desc(), p.wei, k);
       memory src(p.src, eng, in_part), dst(p.dst, eng, out_part);
       run(p.fwd_p, p.fwd, {{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}});
     } else {
-      auto w = weights_in(p.bwd_data.weights_desc(), p.wei, k);
+      auto w = weights_in(p.data_w, p.bwd_data.weights_desc(), p.wei, k);
       memory ddst(p.dst, eng, in_part), dsrc(p.src, eng, out_part);
       run(p.bwd_data_p, p.bwd_data, {{DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, dsrc}});
     }
@@ -255,12 +282,11 @@ static ffi::Error BwdWeights(ffi::ThreadPool pool, ffi::BufferR4<ffi::F32> x, ff
       memory src(p.src, eng, x.typed_data() + b * x_size), ddst(p.dst, eng, dy.typed_data() + b * y_size);
       memory user(p.wei, eng, i == 0 ? out : partial[i - 1].data());
       auto want = p.bwd_weights.diff_weights_desc();
-      memory dw = want == p.wei ? user : memory(want, eng);
+      memory dw = p.diff_w ? memory(want, eng, room(local().weights, want.get_size())) : user;
       run(p.bwd_weights_p, p.bwd_weights, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, ddst}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
-      if (!(want == p.wei)) {
-        dnnl::stream st(eng);
-        dnnl::reorder(dw, user).execute(st, dw, user);
-        st.wait();
+      if (p.diff_w) {
+        p.diff_w.execute(local().stream, dw, user);
+        local().stream.wait();
       }
     });
     for (const auto& part : partial)  // in part order: deterministic for a given thread count
