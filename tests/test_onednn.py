@@ -127,10 +127,21 @@ def test_conv_impl_resolves_by_availability(monkeypatch):
   assert resolve_conv_impl("auto", 1, "gpu") == "native"
 
 
-def test_turned_off_by_the_environment(monkeypatch):
+def test_turned_off_by_the_environment(monkeypatch, caplog):
   monkeypatch.setattr(build, "_state", {})
   monkeypatch.setenv(build.ENV_SWITCH, "0")
   assert "turned off by LWCL_ONEDNN=0" in build.load()
+  assert not caplog.records  # a choice, not a problem: no warning
+
+
+def test_a_missing_build_is_a_warning_that_names_the_fix(monkeypatch, tmp_path, caplog):
+  monkeypatch.setattr(build, "_state", {})
+  monkeypatch.setattr(build, "BUILD_DIR", tmp_path)  # nothing built there
+  reason = build.load()
+  assert "not built" in reason and "python -m lwcl.native.build" in reason
+  assert build.load() == reason  # decided once per process
+  (record,) = caplog.records
+  assert record.levelname == "WARNING" and "use XLA's, slower" in record.getMessage()
 
 
 def test_build_errors_name_the_fix(monkeypatch, tmp_path):

@@ -7,6 +7,11 @@ backward together were 1.6x (the default ConvNet's second convolution) to 3.4x (
 faster on a 2-core Xeon (``docs/results.md``, "oneDNN convolutions"). Values agree with
 ``lax.conv_general_dilated`` to float32 rounding (``tests/test_onednn.py``).
 
+Source: oneDNN's convolution primitive (oneDNN Developer Guide, "Convolution": ``forward_training``,
+``backward_data`` and ``backward_weights`` with ``algorithm::convolution_direct``), which computes
+``y[b, i, j, o] = sum_{di, dj, c} x[b, i * sh + di - pt, j * sw + dj - pl, c] * k[di, dj, c, o]`` (zero outside
+the input), the definition of ``lax.conv_general_dilated`` without dilation.
+
 Only float32 NHWC / HWIO convolutions without dilation or groups on the CPU backend; :mod:`lwcl.models.conv`
 chooses this lowering and falls back to XLA's convolution for anything else. Under ``jax.vmap`` the custom
 calls run once per mapped element (``vmap_method='sequential'``).

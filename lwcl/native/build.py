@@ -118,8 +118,9 @@ def load() -> str | None:
       _state["library"] = lib
     except (OSError, AttributeError) as e:
       reason = f"lwcl's oneDNN library {path} failed to load ({e}); rebuild it: python -m lwcl.native.build"
-  if reason:
-    logging.getLogger("lwcl").info("%s; convolutions use XLA's kernels", reason)
+  if reason and os.environ.get(ENV_SWITCH, "1") != "0":  # LWCL_ONEDNN=0 is a choice, not a problem
+    logging.warning("%s; convolutions on CPU use XLA's, slower (docs/results.md, \"oneDNN convolutions\")",
+                    reason)
   _state["reason"] = reason
   return reason
 
