@@ -21,8 +21,8 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
 * ``onednn``: :func:`onednn_conv`: oneDNN's convolution primitives, forward and both gradients, as XLA FFI
   custom calls (:mod:`lwcl.models.onednn`; the library is built by ``python -m lwcl.native.build``, which
   ``bin/setup`` runs). On CPU, XLA's convolution backward runs at half the matmul's rate or less; oneDNN's
-  forward + backward were 1.6-3.4x faster for lwcl's models' convolutions, and a custom call stays fast inside
-  compiled loops. float32 only: other dtypes take XLA's convolution.
+  forward + backward were 1.6-3.3x faster for lwcl's models' convolutions (``bin/bench conv``), and a
+  custom call stays fast inside compiled loops. float32 only: other dtypes take XLA's convolution.
 * ``native+direct`` / ``patches+direct`` / ``onednn+direct``: ``direct`` for convolutions that contract at most
   :data:`DIRECT_MAX_CONTRACTION` values per output (``kh * kw * C``: a 3x3 or 5x5 convolution of an image's
   1-3 channels, not a 7x7 ImageNet stem), the other lowering for the rest.
