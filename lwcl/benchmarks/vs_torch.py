@@ -72,7 +72,6 @@ from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, confi
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
-from lwcl.models.conv import resolve_conv_impl  # noqa: E402
 from lwcl.train import TrainState, make_train_step, make_train_steps  # noqa: E402
 
 class LwclStep:
@@ -114,7 +113,7 @@ class LwclStep:
     self.examples, self.k = bs * k, k
     jitted = jax.jit(make_train_step(fns, tx, method_obj), donate_argnums=(0,))
     self.step = jitted.lower(self.state, self.batches[0], self.learning_rate).compile()
-    self.conv_impl = resolve_conv_impl(c.model.get("conv_impl", "auto"), k)
+    self.conv_impl = fns.model.conv_impl  # the lowering build_model chose
     counted = self.step
     if "onednn" in self.conv_impl:  # XLA does not count custom calls: count the native lowering's program
       native = c.model.copy_and_resolve_references()

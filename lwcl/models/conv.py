@@ -72,14 +72,14 @@ def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str 
     raise ConfigError(f"model.conv_impl '{conv_impl}' is unknown; use one of {', '.join(CONV_IMPLS)}")
   backend = backend or jax.default_backend()
   if conv_impl == "onednn":
-    reason = onednn.unavailable_reason() if backend == "cpu" else f"oneDNN runs on CPU only (backend: {backend})"
+    reason = onednn.unavailable_reason(backend)
     if reason:
       raise ConfigError(f"model.conv_impl=onednn cannot be used: {reason}; or use model.conv_impl=auto")
   if conv_impl != "auto":
     return conv_impl
   if backend != "cpu":
     return "native"
-  if onednn.unavailable_reason() is None:
+  if onednn.unavailable_reason(backend) is None:
     return "onednn+direct"
   return ("patches" if steps_per_dispatch > 1 else "native") + "+direct"
 

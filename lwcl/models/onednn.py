@@ -28,11 +28,13 @@ import numpy as np
 from lwcl.native import build
 
 
-def unavailable_reason() -> str | None:
-  """None when the oneDNN convolutions can run in this process (CPU backend, library built and loaded);
-  otherwise why not (a sentence that names the fix)."""
-  if jax.default_backend() != "cpu":
-    return f"oneDNN convolutions run on CPU only (backend: {jax.default_backend()})"
+def unavailable_reason(backend: str | None = None) -> str | None:
+  """None when the oneDNN convolutions can run in this process on ``backend`` (default
+  ``jax.default_backend()``): the CPU backend, with the library built and loaded; otherwise why not (a
+  sentence that names the fix)."""
+  backend = backend or jax.default_backend()
+  if backend != "cpu":
+    return f"oneDNN convolutions run on CPU only (backend: {backend})"
   return build.load()
 
 
