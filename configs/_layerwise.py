@@ -20,7 +20,7 @@ Each config file's ``get_config(arg)`` takes ``'resnetD,VARIANT'`` (``--config=F
   have N channels (standard 16): the convolution-intensity knobs of the shallow blocks.
 """
 
-from lwcl import config_files
+from lwcl.config import files as config_files
 
 MODES = ("backprop", "local", "greedy")
 

@@ -17,7 +17,7 @@ the functions below, which start from ``configs/default.py`` and change values.
   reference batches of 256 from the episodic memory.
 """
 
-from lwcl import config_files
+from lwcl.config import files as config_files
 
 
 def default_config():

@@ -5,7 +5,7 @@ gem | lgd (LGD per layer; --config.method.grouping=network for its concatenated 
 Settings and sources: configs/_protocols.py.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config():

@@ -23,7 +23,7 @@ reference gradient (LGD, A-GEM, GEM: its own local loss on the memory) come from
 auxiliary head (docs/design.md, "Continual methods in layer-wise modes").
 """
 
-from lwcl.config_files import default_config
+from lwcl.config.files import default_config
 
 STRENGTHS = {"ewc": 1.0, "nai": 1.0, "mas": 1.0, "si": 0.1}
 METHODS = ("finetune", "ewc", "nai", "lgd", "mas", "si", "agem", "gem")

@@ -11,9 +11,9 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # model initialization, training order, augmentation
-  c.num_orders = 0  # > 0: run the stream in this many distinct task orders (order 0 = as defined; lwcl/orders.py)
-  c.num_seeds = 0  # > 0: train seeds seed..seed+R-1 as R replicas of one vmapped program (lwcl/replicas.py);
-  # with num_orders or sweep.key, every order or candidate over these seeds (one program; lwcl/run_kind.py)
+  c.num_orders = 0  # > 0: run the stream in this many distinct task orders (order 0 = as defined; lwcl/runs/orders.py)
+  c.num_seeds = 0  # > 0: train seeds seed..seed+R-1 as R replicas of one vmapped program (lwcl/runs/seeds.py);
+  # with num_orders or sweep.key, every order or candidate over these seeds (one program; lwcl/runs/kinds.py)
   # num_orders: the orders as replicas of one vmapped program (False: one after another, e.g. convolutional
   # models on CPU, whose batched convolutions XLA runs slowly). Same results up to float rounding.
   c.orders_as_replicas = True
@@ -98,7 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.nai_normalize = "layer_mean"  # nai: neuron mean activation / layer_mean | layer_max | none
   c.method.nai_weight_rule = "output"  # nai: a weight gets its output neuron's importance | max (of in, out)
   c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
-  # Episodic memory (agem, gem, lgd; lwcl/methods/episodic.py, lwcl/projection.py)
+  # Episodic memory (agem, gem, lgd; lwcl/methods/episodic.py, lwcl/methods/projection.py)
   c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
   c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
   #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
@@ -152,7 +152,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.every_epoch = False  # also record each task's accuracy after every epoch of its own training
   c.eval.split = "test"  # test | valid (held-out scenario.validation_fraction; for model selection)
 
-  c.sweep = ml_collections.ConfigDict()  # model selection on the validation split (lwcl/sweep.py)
+  c.sweep = ml_collections.ConfigDict()  # model selection on the validation split (lwcl/runs/sweep.py)
   c.sweep.key = ""  # dotted config key to sweep, e.g. 'method.strength'; '' = no sweep
   c.sweep.candidates = ()  # candidate values (floats), e.g. (1.0, 10.0, 100.0)
   c.sweep.metric = "acc"  # acc | bwt | forgetting (lower is better) on the validation split

@@ -6,7 +6,7 @@ presets of configs/lgd_*_fashion_mnist.py.
 Settings and sources: configs/_protocols.py.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config(arg: str = "gem"):

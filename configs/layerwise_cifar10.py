@@ -7,7 +7,7 @@ optional +accelerated, +convsN, +widthN (e.g. resnet110,local+accelerated). Sett
 sources: configs/_layerwise.py. Compare several with bin/compare.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):

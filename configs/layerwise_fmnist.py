@@ -8,7 +8,7 @@ probes on 1000 examples. Argument ``resnetD,VARIANT`` as in configs/_layerwise.p
 ``resnet20,local``, ``resnet20,local+accelerated``, ``resnet20,local+convs1``, ``resnet20,local+convs3``.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):

@@ -10,7 +10,7 @@ off), checkpoints every 100 steps (a run resumes after any interruption). Linear
 Argument ``resnetD,VARIANT`` as in configs/_layerwise.py (``resnet56,backprop``, ``resnet32,local+convs3``).
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config(arg: str = "resnet20,local"):

@@ -26,7 +26,7 @@ VGG widths: 128, then doubled at every downsampling up to 1024 (8 conv blocks); 
 are not reproduced.
 """
 
-from lwcl import config_files
+from lwcl.config import files as config_files
 
 MODELS = ("resnet18", "vgg")
 MODES = ("backprop", "local", "greedy")

@@ -9,7 +9,7 @@ rule (docs/design.md, "LGD"; :func:`apply_preset`, shared with configs/lgd_rotat
 ``equation`` (default), ``authors`` or ``authors_mean``.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 PRESETS = ("equation", "authors", "authors_mean")
 

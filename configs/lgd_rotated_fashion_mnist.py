@@ -9,7 +9,7 @@ margin 0.5 along the sum of the old gradients, one-old-task push, groups of 5 te
 ``authors_mean`` (``authors`` with the push along the mean). Protocol: configs/_protocols.py.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config(arg: str = "equation"):

@@ -9,7 +9,7 @@ selected on the validation split (never on test data) from 0.003, 0.01, 0.03, 0.
 see the issue-4 closing note).
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config():

@@ -7,7 +7,7 @@ strength here is the Fashion-MNIST selection's, not tuned for CIFAR. CIFAR-100 c
 (``data.data_dir``; downloaded on first use).
 """
 
-from lwcl.config_files import default_config
+from lwcl.config.files import default_config
 
 
 def get_config():

@@ -7,7 +7,7 @@ note the learning-rate schedule is constant here, so the first task being ten ti
 others does not matter. Task orders: ``--config.num_orders=5``.
 """
 
-from lwcl.config_files import sibling
+from lwcl.config.files import sibling
 
 
 def get_config():

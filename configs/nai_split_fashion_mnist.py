@@ -7,7 +7,7 @@ validation split of task order 0 (never on test data) from 0.01, 0.1, 1, 10. Oth
 method; validation-selected here: EWC 1e6, the top of its grid 10..1e6, MAS 10, SI 10).
 """
 
-from lwcl.config_files import default_config
+from lwcl.config.files import default_config
 
 
 def get_config():

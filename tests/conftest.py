@@ -21,7 +21,7 @@ os.environ.setdefault("LWCL_CACHE_DIR", os.path.join(os.path.dirname(os.path.dir
 
 import pytest  # noqa: E402
 
-from lwcl import config_files  # noqa: E402
+from lwcl.config import files as config_files  # noqa: E402
 from lwcl.data import idx, sources  # noqa: E402
 from synthetic_data import write_learnable_idx_dataset  # noqa: E402
 
@@ -50,7 +50,7 @@ def requires_real_fmnist(test):
 @pytest.fixture
 def onednn_available():
   """For tests of lwcl's oneDNN convolutions: skips when the library is not built or cannot load, fails
-  under CI (bin/setup builds it: python -m lwcl.native.build)."""
+  under CI (bin/setup builds it: python -m lwcl.platform.native.build)."""
   from lwcl.models import onednn  # pylint: disable=g-import-not-at-top
   reason = onednn.unavailable_reason()
   if reason is not None:

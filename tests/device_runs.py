@@ -13,7 +13,7 @@ import sys
 
 from conftest import small_config
 from helpers import METHODS, TINY
-from lwcl import driver
+from lwcl.runs import driver
 
 # helpers.TINY with every batch a multiple of 8 devices, at the default learning rate.
 DEVICE_TINY = {**{k: v for k, v in TINY.items() if k != "optimizer.learning_rate"},

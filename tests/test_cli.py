@@ -1,5 +1,5 @@
-"""Command-line safety: every config value checked up front (lwcl/config_check.py), one run per workdir
-(lwcl/workdir_lock.py)."""
+"""Command-line safety: every config value checked up front (lwcl/config/types.py), one run per workdir
+(lwcl/io/lock.py)."""
 
 import glob
 import os
@@ -12,7 +12,10 @@ import pytest
 
 from conftest import small_config
 from helpers import ROOT, SMALL, assert_one_line_error, cli, load_results
-from lwcl import config_check, config_files, driver, workdir_lock
+from lwcl.config import types as config_check
+from lwcl.config import files as config_files
+from lwcl.runs import driver
+from lwcl.io import lock as workdir_lock
 from lwcl.errors import ConfigError
 
 
@@ -156,7 +159,7 @@ def test_second_run_on_a_busy_workdir_is_refused_and_the_first_finishes(tmp_path
 
 LOCK_AND_SLEEP = """
 import sys, time
-from lwcl import workdir_lock
+from lwcl.io import lock as workdir_lock
 with workdir_lock.hold(sys.argv[1]):
   print("locked", flush=True)
   time.sleep(600)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from helpers import TINY_CONFIG_FILE
-from lwcl import compare
+from lwcl.cli import compare
 from lwcl.errors import ConfigError
 
 

@@ -17,7 +17,7 @@ from lwcl.errors import ConfigError
 from lwcl.models import build_model
 from lwcl.models.conv import (DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv,
                               resolve_conv_impl)
-from lwcl.native import build
+from lwcl.platform.native import build
 
 DN = ("NHWC", "HWIO", "NHWC")
 # (input side, in channels, out channels, kernel, stride, padding): the models' convolutions (3x3 SAME at

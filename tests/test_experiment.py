@@ -9,9 +9,10 @@ import pytest
 
 from conftest import assert_same_stream, small_config
 from helpers import DIVERGES_IN_SECOND_EPOCH, assert_one_line_error, cli, load_results
-from lwcl import driver, experiment
-from lwcl import results as results_lib
-from lwcl.checkpoint import RunCheckpointer
+from lwcl.runs import driver
+from lwcl.engine import experiment
+from lwcl.io import results as results_lib
+from lwcl.io.checkpoint import RunCheckpointer
 from lwcl.errors import ConfigError, DivergenceError
 
 

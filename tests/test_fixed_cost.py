@@ -12,7 +12,9 @@ import pytest
 
 from conftest import small_config
 from helpers import ROOT, cli, load_results
-from lwcl import compilation_cache, events, experiment
+from lwcl.platform import compilation_cache
+from lwcl.io import events
+from lwcl.engine import experiment
 from lwcl.data.pipeline import channel_moments
 
 # Runs lwcl.main with the arguments after the code and prints, at exit, which heavy modules it imported.

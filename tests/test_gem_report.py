@@ -1,5 +1,5 @@
 """GEM's solver report: a projection that did not converge or violates its constraints cannot pass
-unreported (lwcl.qp, lwcl.projection_report, the ``gem_solver`` entry of results.json).
+unreported (lwcl.methods.qp, lwcl.methods.gem_report, the ``gem_solver`` entry of results.json).
 
 References: quadprog in float64 on GEM's dual (the reference code's ``project2cone2`` without its ridge)
 for the exact projection, and NumPy in float64 for the constraint violation of a result. The solver is
@@ -17,8 +17,11 @@ import optax
 import pytest
 import quadprog
 
-from lwcl import experiment, projection as pj, projection_report, qp
-from lwcl.replicas import run_replicas
+from lwcl.engine import experiment
+from lwcl.methods import projection as pj
+from lwcl.methods import gem_report as projection_report
+from lwcl.methods import qp
+from lwcl.runs.seeds import run_replicas
 
 from conftest import small_config
 

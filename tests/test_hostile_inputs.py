@@ -18,9 +18,12 @@ import pytest
 
 from conftest import assert_same_stream
 from helpers import ROOT, TINY_CONFIG_FILE, assert_one_line_error, cli, load_results
-from lwcl import config_files, config_values, run_io, workdir_lock
+from lwcl.config import files as config_files
+from lwcl.config import values as config_values
+from lwcl.engine import run_io
+from lwcl.io import lock as workdir_lock
 from lwcl.errors import DivergenceError
-from lwcl import results as results_lib
+from lwcl.io import results as results_lib
 from test_cli import LOCK_AND_SLEEP, snapshot
 
 # The tiny run T (flags after --config and --workdir).
@@ -64,12 +67,12 @@ CASES = {
                                  "--workdir=WORKDIR"],
                                 ["name exactly one mode of backprop, local, greedy", "argument after ':'"], None),
     "C12 compare: bad method in the second config": (
-        ["-m", "lwcl.compare", "--out=WORKDIR", "TINY:finetune", "TINY:ewcc"],
+        ["-m", "lwcl.cli.compare", "--out=WORKDIR", "TINY:finetune", "TINY:ewcc"],
         ["tiny.py:ewcc", "unknown method.name 'ewcc'", "use one of"], tiny_config),
     "C12 compare: bad model.hidden in the second config": (
-        ["-m", "lwcl.compare", "--out=WORKDIR", "TINY:finetune", "TINY:joint/a,b"],
+        ["-m", "lwcl.cli.compare", "--out=WORKDIR", "TINY:finetune", "TINY:joint/a,b"],
         ["tiny.py:joint/a,b", "model.hidden=('a', 'b')", "'a' is not an integer"], tiny_config),
-    "C12 compare: bad --set value": (["-m", "lwcl.compare", "--out=WORKDIR", "--set",
+    "C12 compare: bad --set value": (["-m", "lwcl.cli.compare", "--out=WORKDIR", "--set",
                                       "train.epochs_per_task=abc", "TINY:finetune"],
                                      ["train.epochs_per_task=abc", "not an integer", "--set "], tiny_config),
     "C14 learning_rate=nan": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.learning_rate=nan"],

@@ -14,13 +14,17 @@ import optax
 import pytest
 
 from conftest import small_config
-from lwcl import driver, layerwise, optim
+from lwcl import layerwise
+from lwcl.runs import driver
+from lwcl.engine import optim
 from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
 from lwcl.methods import FineTune
 from lwcl.models import build_model
 from lwcl.models.aux_heads import adaptive_avg_pool
-from lwcl.train import ModelFns, TrainState, make_train_step
+from lwcl.core.model_fns import ModelFns
+from lwcl.core.state import TrainState
+from lwcl.engine.steps import make_train_step
 
 IMAGE = (16, 16, 3)
 CLASSES = 4
@@ -275,8 +279,8 @@ def test_bench_measures_the_step_a_config_runs(capsys):
 def test_train_batch_spec_is_the_batch_the_step_is_fed(mode):
   """The batch layout ``bin/bench layerwise --config`` lowers the step with (``dispatch.train_batch_spec``)
   has the keys, shapes and dtypes of the batch ``one_step_dispatches`` feeds the run's train step."""
-  from lwcl import dispatch
-  from lwcl.setup import Setup
+  from lwcl.engine import dispatch
+  from lwcl.engine.build import Setup
   setup = Setup.build(small_config(**{"model.hidden": (32, 32), "layerwise.mode": mode}))
   fed = []
   record = lambda state, batch, lr: (fed.append(batch), (state, {"loss": 0.0}))[1]  # noqa: E731
@@ -307,7 +311,7 @@ def test_experiment_reports_block_accuracy_and_probes(tmp_path):
 
 
 def test_layerwise_configs_and_compare_tables():
-  from lwcl import compare
+  from lwcl.cli import compare
   root = os.path.join(os.path.dirname(__file__), "..", "configs")
   c = compare.load_config(f"{root}/layerwise_cifar100.py:resnet110,local+accelerated+convs3",
                           ["train.epochs_per_task=2", "layerwise.readouts=true", "optimizer.learning_rate=1"])
@@ -334,7 +338,8 @@ def test_layerwise_configs_and_compare_tables():
 
 
 def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importance():
-  from lwcl import methods, regularization as reg  # pylint: disable=g-import-not-at-top
+  from lwcl import methods  # pylint: disable=g-import-not-at-top
+  from lwcl.methods import regularization as reg  # pylint: disable=g-import-not-at-top
   fns, params, stats = built(cuts="block")  # 4 local blocks
   data = make_batch(3, n=6)
   examples, mask = {**data}, np.ones(6, np.float32)
@@ -367,7 +372,7 @@ def ml_dict(d):
 
 
 def test_compare_tables_report_which_blocks_forget():
-  from lwcl import compare
+  from lwcl.cli import compare
   fake = {"acc": 0.9, "block_acc": [0.5, 0.9], "block_forgetting": [0.25, None], "train_seconds": 3.0,
           "layerwise": {"mode": "local", "local_blocks": 2, "depth": [3, 7]},
           "config": {"model": {"name": "resnet", "depth": 8, "strides": "standard"}}}

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import assert_same_stream, small_config
 from helpers import METHODS, ROOT, TINY
-from lwcl import driver
+from lwcl.runs import driver
 
 MODES = ("backprop", "local", "greedy")
 _RESULTS = {}  # (method, mode) -> results of the in-process run, reused by the resume test

@@ -1,4 +1,4 @@
-"""Episodic memory (lwcl.memory): ring buffers, masks, union sampling, inside jit."""
+"""Episodic memory (lwcl.methods.memory): ring buffers, masks, union sampling, inside jit."""
 
 import flax
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lwcl import memory as memory_lib
+from lwcl.methods import memory as memory_lib
 
 
 def fresh_rng():

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from lwcl import metrics
+from lwcl.core import metrics
 
 
 def reference(R, b):

@@ -1,4 +1,4 @@
-"""lwcl's oneDNN convolutions (lwcl/models/onednn.py, lwcl/native/onednn_conv.cc) against XLA's convolution in
+"""lwcl's oneDNN convolutions (lwcl/models/onednn.py, lwcl/platform/native/onednn_conv.cc) against XLA's convolution in
 float64 and float32: values and both gradients for every kernel, stride and padding the models use, batches
 that split unevenly over the threads, ``jax.vmap``, compiled loops, dtypes it leaves to XLA; the OpenMP setting
 of the calling thread left as it was; how ``model.conv_impl`` resolves with and without the library; the
@@ -17,7 +17,7 @@ from jax import lax
 from lwcl.errors import ConfigError
 from lwcl.models import onednn
 from lwcl.models.conv import direct_conv, onednn_conv, resolve_conv_impl
-from lwcl.native import build
+from lwcl.platform.native import build
 from test_conv import CASES, DN
 
 needs_onednn = pytest.mark.usefixtures("onednn_available")
@@ -138,7 +138,7 @@ def test_a_missing_build_is_a_warning_that_names_the_fix(monkeypatch, tmp_path, 
   monkeypatch.setattr(build, "_state", {})
   monkeypatch.setattr(build, "BUILD_DIR", tmp_path)  # nothing built there
   reason = build.load()
-  assert "not built" in reason and "python -m lwcl.native.build" in reason
+  assert "not built" in reason and "python -m lwcl.platform.native.build" in reason
   assert build.load() == reason  # decided once per process
   (record,) = caplog.records
   assert record.levelname == "WARNING" and "use XLA's, slower" in record.getMessage()

@@ -1,4 +1,4 @@
-"""Base optimizers and per-task learning-rate schedules (lwcl/optim.py)."""
+"""Base optimizers and per-task learning-rate schedules (lwcl/engine/optim.py)."""
 
 import types
 
@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from conftest import small_config
-from lwcl import optim
+from lwcl.engine import optim
 from lwcl.errors import ConfigError
 
 

@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from lwcl import driver, experiment, orders, sweep
+from lwcl.runs import driver
+from lwcl.engine import experiment
+from lwcl.runs import orders
+from lwcl.runs import sweep
 from lwcl.errors import ConfigError, Interrupted
-from lwcl.replica_axis import ReplicaAxis
-from lwcl.setup import Setup
+from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.build import Setup
 
 
 def test_orders_reuse_compiled_steps_and_summarize(tmp_path):

@@ -14,8 +14,12 @@ import pytest
 
 from conftest import small_config
 import helpers
-from lwcl import driver, loop, orders, replica_axis, sweep
-from lwcl.replica_axis import ReplicaAxis
+from lwcl.runs import driver
+from lwcl.engine import loop
+from lwcl.runs import orders
+from lwcl.engine import replica_axis
+from lwcl.runs import sweep
+from lwcl.engine.replica_axis import ReplicaAxis
 
 TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}
 

@@ -1,4 +1,4 @@
-"""A-GEM, GEM, LGD (lwcl.projection) against independent references, and their methods (lwcl.episodic).
+"""A-GEM, GEM, LGD (lwcl.methods.projection) against independent references, and their methods (lwcl.episodic).
 
 References: GEM against quadprog (its primal, and its dual as the GEM reference code states it); LGD
 against a generic QP solver (qpsolvers) of its primal ``min ||x - g||^2 s.t. U x = 0, <gbar, x> >= 0``
@@ -16,15 +16,17 @@ import pytest
 import quadprog
 import qpsolvers
 
-from lwcl import memory as memory_lib
-from lwcl import param_groups
-from lwcl import projection as pj
+from lwcl.methods import memory as memory_lib
+from lwcl.methods import param_groups
+from lwcl.methods import projection as pj
 from lwcl.errors import ConfigError
 from lwcl.methods import EpisodicState, build_method
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
-from lwcl.train import ModelFns, TrainState, make_train_step
+from lwcl.core.model_fns import ModelFns
+from lwcl.core.state import TrainState
+from lwcl.engine.steps import make_train_step
 from lwcl.data.pipeline import Preprocessor
 
 from conftest import small_config
@@ -430,9 +432,10 @@ DATA_KEYS = ("data.", "scenario.kind", "scenario.incremental", "scenario.task_he
 
 
 def _protocol_config(name):
-  """configs/<name>.py loaded as ``--config`` loads it (lwcl.config_files), locked and value-checked."""
+  """configs/<name>.py loaded as ``--config`` loads it (lwcl.config.files), locked and value-checked."""
   import os  # pylint: disable=g-import-not-at-top
-  from lwcl import config_files, config_values  # pylint: disable=g-import-not-at-top
+  from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
+  from lwcl.config import values as config_values  # pylint: disable=g-import-not-at-top
   c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")).get_config()
   c.lock()
   config_values.check_values(c)
@@ -660,7 +663,7 @@ def test_lgd_authors_rule_in_the_train_step():
 @pytest.mark.parametrize("name", ["lgd_permuted_fashion_mnist", "lgd_rotated_fashion_mnist"])
 def test_lgd_preset_configs(name):
   import os  # pylint: disable=g-import-not-at-top
-  from lwcl import config_files  # pylint: disable=g-import-not-at-top
+  from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
   module = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py"))
   presets = {arg: module.get_config(arg) for arg in ("equation", "authors", "authors_mean")}
   for c in presets.values():

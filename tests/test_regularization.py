@@ -1,4 +1,4 @@
-"""Importance penalties (lwcl/regularization.py): every estimator against an independent float64 NumPy
+"""Importance penalties (lwcl/methods/regularization.py): every estimator against an independent float64 NumPy
 computation on a tiny network, SI on a quadratic with a known path integral, the penalty's gradient, and
 strength 0 = fine-tuning bit for bit."""
 
@@ -12,16 +12,17 @@ import optax
 import pytest
 
 from conftest import small_config
-from lwcl import methods, regularization as reg
+from lwcl import methods
+from lwcl.methods import regularization as reg
 from lwcl.data.examples import Examples
 from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
 from lwcl.models.convnet import ConvStage
-from lwcl import config_files
+from lwcl.config import files as config_files
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import DenseBlock
 from lwcl.models.network import Network
-from lwcl.train import ModelFns
+from lwcl.core.model_fns import ModelFns
 
 RTOL, ATOL = 2e-5, 1e-7
 
@@ -391,7 +392,7 @@ SMALL = {"scenario.samples_per_task": 100, "method.importance_samples": 64}
 
 @pytest.fixture(scope="module")
 def finetune_run(tmp_path_factory):
-  from lwcl.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
   exp = Experiment(small_config(**SMALL))
   results = exp.run(str(tmp_path_factory.mktemp("finetune")))
   return results, jax.device_get(exp.final_state.params)
@@ -399,7 +400,7 @@ def finetune_run(tmp_path_factory):
 
 @pytest.mark.parametrize("name", ["ewc", "mas", "si", "nai"])
 def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, name):
-  from lwcl.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
   exp = Experiment(small_config(**SMALL, **{"method.name": name, "method.strength": 0.0}))
   results = exp.run(str(tmp_path))
   want_results, want_params = finetune_run

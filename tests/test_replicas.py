@@ -1,4 +1,4 @@
-"""``num_seeds``: R seeds as replicas of one vmapped program (lwcl/replicas.py, lwcl/replica_results.py).
+"""``num_seeds``: R seeds as replicas of one vmapped program (lwcl/runs/seeds.py, lwcl/runs/summaries.py).
 
 Replica r equals the single run of seed ``seed + r`` (two tasks, so the method's end-of-task update and
 its use in the second task are exercised); the driver writes each seed's results and the summary, resumes
@@ -16,10 +16,14 @@ import pytest
 
 from conftest import small_config
 import helpers
-from lwcl import driver, loop, replica_results, replicas, run_io
+from lwcl.runs import driver
+from lwcl.engine import loop
+from lwcl.runs import summaries as replica_results
+from lwcl.runs import seeds as replicas
+from lwcl.engine import run_io
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
-from lwcl.experiment import Experiment
-from lwcl.replica_axis import ReplicaAxis
+from lwcl.engine.experiment import Experiment
+from lwcl.engine.replica_axis import ReplicaAxis
 
 TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
 

@@ -16,12 +16,13 @@ import pytest
 
 from conftest import assert_same_stream, small_config
 from helpers import DIVERGES_IN_SECOND_EPOCH, METHODS, assert_one_line_error, cli, load_results
-from lwcl import driver, experiment
-from lwcl import results as results_lib
-from lwcl.checkpoint import RunCheckpointer
+from lwcl.runs import driver
+from lwcl.engine import experiment
+from lwcl.io import results as results_lib
+from lwcl.io.checkpoint import RunCheckpointer
 from lwcl.data.pipeline import dispatch_lengths, epoch_order, step_indices, train_batches
 from lwcl.errors import DivergenceError
-from lwcl.native import build as native_build
+from lwcl.platform.native import build as native_build
 
 # Small memories and importance samples keep the 9 x 2 runs fast; 3 tasks of 10 steps each.
 FAST = {"method.memory_per_task": 20, "method.agem_ref_batch": 20, "method.importance_samples": 40,

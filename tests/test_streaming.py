@@ -16,7 +16,7 @@ import pytest
 from conftest import small_config
 from synthetic_data import FILES, write_idx
 from test_devices import _free_port, forced_devices
-from lwcl import driver
+from lwcl.runs import driver
 from lwcl.data import pipeline, records, sources, stream_loader
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
@@ -280,7 +280,7 @@ def _write_jpeg_set(directory, train=48, test=16, classes=4):
 
 def _imagenet_config(base, arg):
   """``configs/layerwise_imagenet.py:arg`` shrunk to the tiny JPEG records: 32 x 32, width 8, batch 16."""
-  from lwcl import config_files
+  from lwcl.config import files as config_files
   c = config_files.load(os.path.join(ROOT, "configs", "layerwise_imagenet.py")).get_config(arg)
   greedy = arg.endswith("greedy")
   overrides = {"data.source": "arrayrecord", "data.record_dir": str(base), "data.name": "tiny_jpegs",
@@ -304,7 +304,7 @@ def jpeg_records(tmp_path_factory):
 @pytest.mark.parametrize("arg", ["resnet18,backprop", "resnet18,local", "resnet18,local+accelerated",
                                  "resnet18,greedy", "vgg,backprop", "vgg,local", "vgg,greedy"])
 def test_imagenet_configs_build(jpeg_records, arg):
-  from lwcl import experiment
+  from lwcl.engine import experiment
   exp = experiment.Experiment(_imagenet_config(jpeg_records, arg))
   state = jax.eval_shape(exp.initial_state)  # the state's structure, not compiled (training tests run it)
   assert exp.scenario.image_shape == (32, 32, 3) and exp.scenario.output_dim == 4

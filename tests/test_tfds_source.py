@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from lwcl import experiment
+from lwcl.engine import experiment
 from lwcl.data import idx, sources
 from lwcl.errors import DataError
 

@@ -18,9 +18,12 @@ import pytest
 from conftest import small_config
 from helpers import assert_one_line_error, cli, load_results
 from synthetic_data import FILES, write_idx
-from lwcl import checkpoint, driver, replicas, workdir_lock
-from lwcl import results as results_lib
-from lwcl.checkpoint import RunCheckpointer, state_checksum
+from lwcl.io import checkpoint
+from lwcl.runs import driver
+from lwcl.runs import seeds as replicas
+from lwcl.io import lock as workdir_lock
+from lwcl.io import results as results_lib
+from lwcl.io.checkpoint import RunCheckpointer, state_checksum
 from lwcl.data import sources
 from lwcl.errors import CheckpointError, ConfigError
 

@@ -1,4 +1,4 @@
-"""lwcl's XLA:CPU flags (lwcl/xla_flags.py): added on import for the measured jaxlib versions, accepted by
+"""lwcl's XLA:CPU flags (lwcl/platform/xla_flags.py): added on import for the measured jaxlib versions, accepted by
 the installed jaxlib (XLA aborts on an unknown flag), never over a user's own setting, off on request."""
 
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lwcl import xla_flags
+from lwcl.platform import xla_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAG = xla_flags.CPU_FLAGS[0]

@@ -10,7 +10,7 @@ bin/setup
 export TF_CPP_MIN_LOG_LEVEL=2
 py=.venv/bin/python
 for T in 10 20; do for kind in permuted rotated; do
-  $py -m lwcl.compare --seeds=3 --out=runs/study_gp/${kind}_T$T --set scenario.num_tasks=$T --set eval.lca_batches=10 \
+  $py -m lwcl.cli.compare --seeds=3 --out=runs/study_gp/${kind}_T$T --set scenario.num_tasks=$T --set eval.lca_batches=10 \
     --set train.progress=false configs/gem_${kind}_fashion_mnist.py:{finetune,agem,gem,gem_m0} \
     configs/lgd_${kind}_fashion_mnist.py:{equation,authors,authors_mean}
 done; done
@@ -21,5 +21,5 @@ done
 $py -m lwcl.main --config=configs/lgd_permuted_fashion_mnist.py:authors --workdir=runs/study_gp/lrsel_permuted_T20_authors \
   --config.scenario.num_tasks=20 --config.scenario.validation_fraction=0.1 --config.eval.lca_batches=10 \
   --config.sweep.key=optimizer.learning_rate --config.sweep.candidates="(0.01,0.03,0.1)" --config.train.progress=False
-$py -m lwcl.compare --seeds=3 --out=runs/study_gp/permuted_T20_lr001 --set scenario.num_tasks=20 --set eval.lca_batches=10 \
+$py -m lwcl.cli.compare --seeds=3 --out=runs/study_gp/permuted_T20_lr001 --set scenario.num_tasks=20 --set eval.lca_batches=10 \
   --set train.progress=false --set optimizer.learning_rate=0.01 configs/lgd_permuted_fashion_mnist.py:authors

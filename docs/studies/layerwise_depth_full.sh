@@ -26,7 +26,7 @@ done
 for item in "${specs[@]}"; do
   arg="${item%@*}"; s="${item#*@}"
   spec="configs/layerwise_fmnist_depth.py:$arg"
-  name=$($py -c "from lwcl.compare import run_name; print(run_name('$spec'))")
+  name=$($py -c "from lwcl.cli.compare import run_name; print(run_name('$spec'))")
   wd="$out/$name/seed$s"
   [ -f "$wd/results.json" ] && continue
   mkdir -p "$wd"

@@ -1,4 +1,4 @@
-"""The default experiment's training step, built by ``lwcl.experiment.Experiment`` in a plain Python process,
+"""The default experiment's training step, built by ``lwcl.engine.experiment.Experiment`` in a plain Python process,
 against ``bin/bench vs-torch``'s PyTorch eager loop for the same ConvNet, in the same process.
 
 No ``bin/`` wrapper: no tcmalloc preload, nothing but ``import lwcl`` (which sets lwcl's XLA flags; the
@@ -20,9 +20,9 @@ import jax
 import numpy as np
 
 import lwcl  # noqa: F401  (XLA flags before JAX starts)
-from lwcl import config_files
+from lwcl.config import files as config_files
 from lwcl.benchmarks.torch_side import TorchStep
-from lwcl.experiment import Experiment
+from lwcl.engine.experiment import Experiment
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """``bin/bench layerwise``: peak temporary memory of one compiled training step, backprop vs local.
 
 For CIFAR ResNets (default 56 and 110) at batch 128 on 32x32x3 inputs, builds the runner's train step
-(:func:`lwcl.train.make_train_step`, fine-tuning, SGD with momentum and weight decay) in ``backprop`` mode
+(:func:`lwcl.engine.steps.make_train_step`, fine-tuning, SGD with momentum and weight decay) in ``backprop`` mode
 and in ``local`` mode (cut into ``--cuts`` local blocks with linear auxiliary heads), compiles it for the
 default backend without running it (``jax.jit(step).lower(...).compile()``) and reports
 ``memory_analysis().temp_size_in_bytes``: the buffers XLA allocates for intermediates (activations,
@@ -36,7 +36,8 @@ from lwcl import layerwise
 from lwcl.data.pipeline import Preprocessor
 from lwcl.methods import FineTune
 from lwcl.models import build_model
-from lwcl.train import TrainState, make_train_step
+from lwcl.core.state import TrainState
+from lwcl.engine.steps import make_train_step
 
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
@@ -93,7 +94,7 @@ def step_memory(depth: int, batch: int, mode: str, cuts: str = "block", local_st
 def config_step_memory(config) -> dict:
   """Compiles the train step of the single run ``config`` describes and returns its memory analysis.
 
-  The step is the one :class:`lwcl.setup.Setup` builds for ``bin/run`` (nothing is executed, no state is
+  The step is the one :class:`lwcl.engine.build.Setup` builds for ``bin/run`` (nothing is executed, no state is
   allocated: the state and batch are shapes), on the default backend, so its lowering, mode and method are
   the run's own. Loads the config's data set (for the input shape and dtype).
 
@@ -101,10 +102,10 @@ def config_step_memory(config) -> dict:
     dict with ``temp_bytes``, ``argument_bytes``, ``output_bytes`` (as :func:`step_memory`) and
     ``local_blocks`` (K; in backprop mode with readouts, the blocks whose heads read detached features).
   Raises:
-    ConfigError / DataError: as :meth:`lwcl.setup.Setup.build` (a bad config value, a missing data set).
+    ConfigError / DataError: as :meth:`lwcl.engine.build.Setup.build` (a bad config value, a missing data set).
   """
-  from lwcl.dispatch import train_batch_spec  # pylint: disable=g-import-not-at-top  (loads data sets)
-  from lwcl.setup import Setup  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.dispatch import train_batch_spec  # pylint: disable=g-import-not-at-top  (loads data sets)
+  from lwcl.engine.build import Setup  # pylint: disable=g-import-not-at-top
   setup = Setup.build(config)
   lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), train_batch_spec(setup),
                                          jax.ShapeDtypeStruct((), jnp.float32))
@@ -118,7 +119,7 @@ def config_step_memory(config) -> dict:
 def _config_rows(specs, overrides) -> list:
   """:func:`config_step_memory` of every spec, printed as a markdown table; ratio to the backprop spec of
   the same model (name and depth) among ``specs``."""
-  from lwcl.compare import load_config  # pylint: disable=g-import-not-at-top
+  from lwcl.cli.compare import load_config  # pylint: disable=g-import-not-at-top
   configs = [load_config(s, overrides) for s in specs]  # every bad spec before the first compile
   network = lambda c: (c.model.name, c.model.depth)  # noqa: E731
   print(f"peak temporary memory of one compiled train step, backend {jax.default_backend()}\n")

@@ -9,7 +9,7 @@ gradient, the old-task gradients on the memory (GEM and LGD: every old task's 25
 A-GEM: one reference batch of 256 from the union), the projection, the SGD update and the memory write.
 
 Methods: fine-tuning (the baseline), A-GEM, GEM with its dual QP solved on the device inside the jitted step
-(``lwcl.projection``), GEM with the QP solved on the host by quadprog every step through
+(``lwcl.methods.projection``), GEM with the QP solved on the host by quadprog every step through
 ``jax.pure_callback`` (what the reference implementations do: ``project2cone2`` ships the gradients to the
 CPU, with its ``eps = 1e-3`` ridge, in float64), and LGD (layer-wise). A last column times the host QP's
 own NumPy/quadprog work without the round trip (a lower bound for the host path). Prints a markdown table;
@@ -38,13 +38,15 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
-from lwcl import memory as memory_lib  # noqa: E402
+from lwcl.methods import memory as memory_lib  # noqa: E402
 from lwcl import methods  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.models.heads import TaskHeads  # noqa: E402
 from lwcl.models.mlp import mlp_blocks  # noqa: E402
 from lwcl.models.network import Network  # noqa: E402
-from lwcl.train import ModelFns, TrainState, make_train_step  # noqa: E402
+from lwcl.core.model_fns import ModelFns  # noqa: E402
+from lwcl.core.state import TrainState  # noqa: E402
+from lwcl.engine.steps import make_train_step  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 BATCH = 10

@@ -1,6 +1,6 @@
 """``bin/bench replica-step``: the compiled train step of one run against the same step of R replicas.
 
-Builds a config's :class:`~lwcl.setup.Setup` for a single run and for ``--replicas`` seeds as replicas
+Builds a config's :class:`~lwcl.engine.build.Setup` for a single run and for ``--replicas`` seeds as replicas
 (``jax.vmap`` over a leading axis R, as ``num_seeds``, ``num_orders`` and sweeps run), and times
 ``--steps`` calls of each train step on one batch of the first task (stacked ``[R, B, ...]`` for the
 replicas), after warm-up calls, interleaved over ``--rounds`` rounds (medians reported). The baseline of
@@ -24,9 +24,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwcl import config_files
-from lwcl.replica_axis import ReplicaAxis
-from lwcl.setup import Setup
+from lwcl.config import files as config_files
+from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.build import Setup
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "nai_split_fashion_mnist.py")
 

@@ -22,7 +22,8 @@ import os
 import tempfile
 import time
 
-from lwcl import config_files, driver
+from lwcl.config import files as config_files
+from lwcl.runs import driver
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "gem_permuted_fashion_mnist.py")
 

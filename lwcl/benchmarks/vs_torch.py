@@ -22,10 +22,10 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: on CPU oneDNN's
 convolutions when lwcl's oneDNN library is built, else XLA's native convolution at one step per call and patch
 matmuls with ``--steps-per-dispatch`` K > 1, where K steps run in one compiled loop on device-resident data;
-:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.xla_flags`, set by ``import lwcl``). The
+:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.platform.xla_flags`, set by ``import lwcl``). The
 header names the lowering of each row's step.
 
-lwcl side: the step ``lwcl.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
+lwcl side: the step ``lwcl.engine.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
 ``optim.optimizer``, ``make_train_step``, ``jax.jit`` with the state donated), fed NumPy batches and a
 float32 learning rate as the runner does, blocking only at the end of a timed block. FLOPs per step: XLA's
 ``cost_analysis()`` of that compiled step (a loop's body counted once: GEM's QP iterations are undercounted,
@@ -66,20 +66,22 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lwcl import layerwise, optim  # noqa: E402
-from lwcl import memory as memory_lib  # noqa: E402
+from lwcl import layerwise  # noqa: E402
+from lwcl.engine import optim  # noqa: E402
+from lwcl.methods import memory as memory_lib  # noqa: E402
 from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, config, data  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
-from lwcl.train import TrainState, make_train_step, make_train_steps  # noqa: E402
+from lwcl.core.state import TrainState  # noqa: E402
+from lwcl.engine.steps import make_train_step, make_train_steps  # noqa: E402
 
 class LwclStep:
   """lwcl's real train step for one (setting, method), compiled once, its method state filled so that the
   method does its full work (full old-task memories; non-zero importances and an anchor off the params).
 
   With ``k > 1`` a call is ``k`` steps in one compiled loop on data placed on the device once
-  (:func:`lwcl.train.make_train_steps`, ``train.steps_per_dispatch = k``; convolutions lowered as
+  (:func:`lwcl.engine.steps.make_train_steps`, ``train.steps_per_dispatch = k``; convolutions lowered as
   ``model.conv_impl=auto`` chooses for it).
 
   Attributes:

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from lwcl import config_files
+from lwcl.config import files as config_files
 from lwcl.benchmarks import projection as proj
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")

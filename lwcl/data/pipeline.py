@@ -100,7 +100,7 @@ def dispatch_lengths(first: int, total: int, max_steps: int, boundaries) -> list
 def eval_batches(images: np.ndarray, labels: np.ndarray, task: int, batch_size: int) -> Iterator[dict]:
   """Yields fixed-size evaluation batches of one task's split, the last padded (``mask`` = 0). Streamed
   images (:class:`~lwcl.data.lazy.LazyImages`) in a multi-process run: each process reads only the rows of
-  each batch it places (:meth:`lwcl.parallel.DataParallel.put_batch`), the others are zeros."""
+  each batch it places (:meth:`lwcl.platform.devices.DataParallel.put_batch`), the others are zeros."""
   n = labels.shape[0]
   p, procs = jax.process_index(), jax.process_count()
   for s in range(0, n, batch_size):

@@ -122,7 +122,7 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
   Raises:
     DataError: unknown data set, no network, or features that are not an image and a class label.
   """
-  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
+  from lwcl.platform.devices import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
   hide_gpus_from_tensorflow()
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

@@ -10,7 +10,7 @@ holds; a resumed run builds the iterator from that batch on (``start``), as grai
 (``{'next_index': b}`` of a ``MapDataset`` iterator) would.
 
 Several processes (``jax.process_count() > 1``): process ``p`` reads only rows ``[p * B / P, (p + 1) * B / P)``
-of each global batch (the rows :meth:`lwcl.parallel.DataParallel.put_batch` takes from it), so the processes
+of each global batch (the rows :meth:`lwcl.platform.devices.DataParallel.put_batch` takes from it), so the processes
 read disjoint shards, together the global batch of one process; the other rows of its host batch are
 zeros, never read.
 """
@@ -99,7 +99,7 @@ def streamed_batches(data: Examples, batch_size: int, seed: int, task: int, epoc
   """The grain-read batches of one epoch from batch ``start`` on (:func:`train_batches`) when ``data`` is
   streamed and the run is a plain one (its batches are those of :func:`lwcl.data.pipeline.step_indices`);
   None otherwise (in-memory data, or ``replicas``: seeds, orders and sweep candidates gather each
-  replica's rows themselves). The hook of :func:`lwcl.dispatch.one_step_dispatches`."""
+  replica's rows themselves). The hook of :func:`lwcl.engine.dispatch.one_step_dispatches`."""
   if replicas or not isinstance(data.images, LazyImages):
     return None
   return train_batches(data, batch_size, seed, task, epoch, start)

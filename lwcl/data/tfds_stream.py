@@ -17,7 +17,7 @@ from lwcl.errors import DataError
 
 
 def _builder(name: str, data_dir: str | None):
-  from lwcl.parallel import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
+  from lwcl.platform.devices import hide_gpus_from_tensorflow  # pylint: disable=g-import-not-at-top
   hide_gpus_from_tensorflow()
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top

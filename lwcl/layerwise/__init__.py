@@ -13,7 +13,7 @@ Modes (``layerwise.mode``):
   heads are trained too, on *detached* features (``stop_gradient``), so they read out every depth without
   changing the backbone's gradient; the loss value reported is the end-to-end loss alone (the read-out
   losses enter as ``L - stop_gradient(L)``). Without read-outs :func:`build_fns` returns a plain
-  :class:`~lwcl.train.ModelFns`, bit-identical to a run without this module.
+  :class:`~lwcl.core.model_fns.ModelFns`, bit-identical to a run without this module.
 * ``local``: decoupled greedy learning (Belilovsky, Eickenberg, Oyallon, *Decoupled Greedy Learning of
   CNNs*, ICML 2020): every local block is updated at every step from its own loss, the loss is
   ``sum_k L_k``. The gradient is computed block by block inside one compiled step (see
@@ -30,14 +30,14 @@ Read-outs (:class:`Readouts`): the test accuracy of every local block's head aft
 (``block_accuracy``), a linear probe on each block's frozen features after the last task
 (``linear_probe_accuracy``), and a plot of accuracy against depth.
 
-Submodules (they import one another one-way, by full module path; none imports :mod:`lwcl.optim`):
+Submodules (they import one another one-way, by full module path; none imports :mod:`lwcl.engine.optim`):
 
 * :mod:`lwcl.layerwise.cuts`: network block output shapes; ``layerwise.cuts`` parsing and validation.
 * :mod:`lwcl.layerwise.fns`: :class:`LayerwiseFns` (local losses, custom VJP), config checks, :func:`build_fns`.
 * :mod:`lwcl.layerwise.greedy`: greedy mode's phase schedule and optimizer transformation.
 * :mod:`lwcl.layerwise.readouts`: block accuracies, linear probes, the depth plot, :class:`Readouts`.
 
-The run's optimizer factory (greedy-aware) is :func:`lwcl.optim.optimizer`.
+The run's optimizer factory (greedy-aware) is :func:`lwcl.engine.optim.optimizer`.
 """
 
 from __future__ import annotations

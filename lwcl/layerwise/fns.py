@@ -1,6 +1,6 @@
 """Model functions of a network cut into local blocks: the local losses, the block-by-block custom VJP of
 the local step, and :func:`build_fns` (``config.layerwise`` -> :class:`LayerwiseFns` or plain
-:class:`~lwcl.train.ModelFns`). Modes and sources: :mod:`lwcl.layerwise`.
+:class:`~lwcl.core.model_fns.ModelFns`). Modes and sources: :mod:`lwcl.layerwise`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lwcl.errors import ConfigError
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
 from lwcl.models.aux_heads import AUX_HEADS, AuxHead, adaptive_avg_pool
 from lwcl.models.network import Network, readout
-from lwcl.train import ModelFns, cross_entropy, mask_logits
+from lwcl.core.model_fns import ModelFns, cross_entropy, mask_logits
 
 MODES = ("backprop", "local", "greedy")
 LOCAL_STEPS = ("segmented", "autodiff")
@@ -38,7 +38,7 @@ def _after(x: jax.Array, g) -> tuple:
 
 @dataclasses.dataclass(frozen=True)
 class LayerwiseFns(ModelFns):
-  """:class:`~lwcl.train.ModelFns` of a network cut into local blocks with auxiliary heads.
+  """:class:`~lwcl.core.model_fns.ModelFns` of a network cut into local blocks with auxiliary heads.
 
   Parameters (and BatchNorm statistics) are the network's (``blocks_<i>``, ``head``) plus ``aux_<k>`` for
   the auxiliary head of local block ``k < K - 1``. ``loss`` has ``ModelFns.loss``'s signature, so the
@@ -367,7 +367,7 @@ def is_layerwise(lw_config) -> bool:
 
 def build_fns(lw_config, model: Network, preprocess, label_masks: np.ndarray, image_shape: tuple,
               num_heads: int, output_dim: int) -> ModelFns:
-  """Model functions for ``config.layerwise``: a plain :class:`~lwcl.train.ModelFns` for ``backprop``
+  """Model functions for ``config.layerwise``: a plain :class:`~lwcl.core.model_fns.ModelFns` for ``backprop``
   without read-outs (nothing changes), otherwise a :class:`LayerwiseFns`.
 
   Args:

@@ -1,6 +1,6 @@
 """Greedy (sequential) layer-wise training: which local block trains when, and the optimizer wrapper
 that moves only that block (Belilovsky et al., *Greedy Layerwise Learning Can Scale to ImageNet*, ICML
-2019). The run's optimizer factory that uses it is :func:`lwcl.optim.optimizer`.
+2019). The run's optimizer factory that uses it is :func:`lwcl.engine.optim.optimizer`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import optax
 
 from lwcl.errors import ConfigError
 from lwcl.layerwise.fns import LayerwiseFns
-from lwcl.train import ModelFns
+from lwcl.core.model_fns import ModelFns
 
 
 def check_schedule(fns: ModelFns, epochs_per_task: int) -> None:

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl import metrics
+from lwcl.core import metrics
 from lwcl.data.pipeline import eval_batches
-from lwcl.figures import pyplot, save_figure
+from lwcl.io.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
-from lwcl.train import MASKED_LOGIT, ModelFns
+from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
 
 PLOT_FILE = "block_accuracy.png"
 FORGETTING_PLOT_FILE = "block_forgetting.png"
@@ -90,7 +90,7 @@ class Readouts:
     recorded arrays are checkpointed with the run.
   * ``results``: ``block_accuracy`` (``[T, K, T]``: ``block_accuracy[:, k, :]`` is head ``k``'s own
     accuracy matrix), ``block_acc`` (final, mean over tasks, ``[K]``), ``block_bwt`` and
-    ``block_forgetting`` (``[K]``, :func:`lwcl.metrics.bwt` / :func:`~lwcl.metrics.forgetting` of each
+    ``block_forgetting`` (``[K]``, :func:`lwcl.core.metrics.bwt` / :func:`~lwcl.core.metrics.forgetting` of each
     head's matrix: which blocks forget), ``linear_probe_accuracy``, ``linear_probe_acc`` and a
     ``layerwise`` description (mode, local blocks, depth in weight layers of each block's end).
   * ``write``: ``block_accuracy.png`` (accuracy against depth) and ``block_forgetting.png`` (forgetting
@@ -105,7 +105,7 @@ class Readouts:
     lw_config: ``config.layerwise``.
     strides: ``config.model.strides`` (reported in ``results``).
     image_shape: (H, W, C) of one input (depth of each local block).
-    parallel: the run's :class:`~lwcl.parallel.DataParallel` (``replicated``, ``batch``, ``put_batch``).
+    parallel: the run's :class:`~lwcl.platform.devices.DataParallel` (``replicated``, ``batch``, ``put_batch``).
     eval_batch_size: evaluation batch size.
   """
 
@@ -216,7 +216,7 @@ class Readouts:
 
 def plot_block_accuracy(runs: Sequence[tuple], path: str, title: str = "") -> None:
   """Saves accuracy against depth, one line per run, to PNG ``path`` (atomically,
-  :func:`lwcl.figures.save_figure`).
+  :func:`lwcl.io.figures.save_figure`).
 
   Args:
     runs: ``(label, results)`` pairs; ``results`` hold ``block_acc`` and ``layerwise.depth`` (and

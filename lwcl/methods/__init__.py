@@ -5,9 +5,9 @@ Families, one module each (the hooks every method implements are documented once
 
 * :mod:`lwcl.methods.base`: the protocol (:class:`Method`), fine-tuning and joint training.
 * :mod:`lwcl.methods.importance`: importance penalties EWC, MAS, SI, NAI (maths in
-  :mod:`lwcl.regularization`).
+  :mod:`lwcl.methods.regularization`).
 * :mod:`lwcl.methods.episodic`: episodic-memory gradient projection A-GEM, GEM, LGD (maths in
-  :mod:`lwcl.projection`, memory in :mod:`lwcl.memory`).
+  :mod:`lwcl.methods.projection`, memory in :mod:`lwcl.methods.memory`).
 
 Adding a method: write its class in its family's module, add one line to :data:`METHODS`, and its keys
 (if any) to ``configs/default.py``. No import side effect fills the table.

@@ -6,7 +6,7 @@ hyper-parameters and the model functions; everything that changes during the str
 *method state*, a typed pytree (a ``flax.struct.dataclass``) stored in ``TrainState.method_state``,
 checkpointed with the run and passed to the compiled train step as an argument, never frozen into it.
 
-The runner (:mod:`lwcl.experiment`) and the train step (:func:`lwcl.train.make_train_step`) call seven hooks,
+The runner (:mod:`lwcl.engine.experiment`) and the train step (:func:`lwcl.engine.steps.make_train_step`) call seven hooks,
 documented once on :class:`Method`:
 
 ==================  ======  ===============================================================================
@@ -53,7 +53,7 @@ class Method(abc.ABC):
     scenario: the task stream (:class:`~lwcl.data.scenarios.Scenario`); methods with fixed-shape state
       read its ``max_tasks`` and ``image_shape`` in the constructor (they keep no reference to it: a run
       may reorder its tasks, which changes neither).
-    fns: the model functions (:class:`~lwcl.train.ModelFns` or a layer-wise subclass), whose ``loss`` is
+    fns: the model functions (:class:`~lwcl.core.model_fns.ModelFns` or a layer-wise subclass), whose ``loss`` is
       the training loss of the run (the sum of local losses in layer-wise ``local`` mode).
   """
 

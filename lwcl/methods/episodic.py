@@ -1,9 +1,9 @@
 """Episodic-memory gradient projection as continual-learning methods: A-GEM, GEM and LGD.
 
-Each method keeps an episodic memory (``lwcl.memory``) in its method state, fills it with every training
+Each method keeps an episodic memory (``lwcl.methods.memory``) in its method state, fills it with every training
 minibatch inside the jitted step (``after_step``), computes the old tasks' gradients on it inside the same
 step (``step_args``), and projects the current gradient with its optax transformation
-(``lwcl.projection``), chained in front of the base optimizer. All state is padded to
+(``lwcl.methods.projection``), chained in front of the base optimizer. All state is padded to
 ``scenario.max_tasks``, so the step compiles once for the whole stream.
 
 Layer-wise training (``lwcl.layerwise``) works unchanged: the memory loss is ``fns.loss``, which in
@@ -22,7 +22,7 @@ Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``
 ``lgd_margin``, ``lgd_push``, ``lgd_single_task_push``.
 
 **Adding a projection method**: write its rule as a pure function and an optax transformation taking
-``ref_grads`` / ``ref_mask`` in :mod:`lwcl.projection`, subclass :class:`EpisodicMethod` here (override
+``ref_grads`` / ``ref_mask`` in :mod:`lwcl.methods.projection`, subclass :class:`EpisodicMethod` here (override
 ``transformation``, and ``step_args`` if it needs other reference gradients than one per old task), and
 add its name to ``METHODS`` in ``lwcl/methods/__init__.py``.
 """
@@ -36,12 +36,14 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lwcl import memory as memory_lib
-from lwcl import param_groups, projection, projection_report
+from lwcl.methods import memory as memory_lib
+from lwcl.methods import param_groups
+from lwcl.methods import projection
+from lwcl.methods import gem_report as projection_report
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
 from lwcl.methods.options import choice, number, option
-from lwcl.qp import default_max_iter
+from lwcl.methods.qp import default_max_iter
 
 
 @flax.struct.dataclass
@@ -49,7 +51,7 @@ class EpisodicState:
   """State of A-GEM, GEM and LGD.
 
   Attributes:
-    memory: :class:`lwcl.memory.Memory`, ``scenario.max_tasks`` ring buffers of ``method.memory_per_task``
+    memory: :class:`lwcl.methods.memory.Memory`, ``scenario.max_tasks`` ring buffers of ``method.memory_per_task``
       examples (uint8 images ``[T, M, H, W, C]``, int32 labels ``[T, M]``, int32 counts ``[T]``), filled
       with every training minibatch inside the train step.
   """
@@ -83,7 +85,7 @@ class EpisodicMethod(Method):
     (``local_block``), so every block is constrained by its own local loss on the memory (docs/design.md,
     "Layer-wise learning is a loss structure"; LGD's layers are already inside one local block each).
     ``tensors:N`` groups ``N`` consecutive parameter tensors in definition order
-    (:func:`lwcl.param_groups.definition_order`; the LGD authors' code uses ``tensors:5``).
+    (:func:`lwcl.methods.param_groups.definition_order`; the LGD authors' code uses ``tensors:5``).
 
     Raises:
       ConfigError: an unknown grouping, ``tensors:N`` with ``N`` not an integer ``>= 1``, or
@@ -195,12 +197,12 @@ class GEM(EpisodicMethod):
     return dict(super().step_args(method_state, params, batch_stats, batch, rng), task=batch["task"][0])
 
   def task_report(self, opt_state) -> dict:
-    """The solver's per-task counters (:class:`lwcl.projection_report.GemReportState`)."""
+    """The solver's per-task counters (:class:`lwcl.methods.gem_report.GemReportState`)."""
     state = projection_report.find_state(opt_state)
     return {} if state is None else state._asdict()
 
   def report_results(self, per_task: dict) -> dict:
-    """``gem_solver``: the counters per task and in total (:func:`lwcl.projection_report.summarize`)."""
+    """``gem_solver``: the counters per task and in total (:func:`lwcl.methods.gem_report.summarize`)."""
     return {"gem_solver": projection_report.summarize(per_task, self.max_iter, self.violation_tol)}
 
   def report_warning(self, counters: dict) -> str | None:
@@ -212,7 +214,7 @@ class LGD(EpisodicMethod):
   """LGD (Tang et al., CVPR 2021): shared + task-specific decomposition of the old gradients, per layer by
   default (``method.grouping='network'`` is the paper's concatenated ablation). ``method.lgd_margin``,
   ``lgd_push`` and ``lgd_single_task_push`` select the authors' margin push
-  (:func:`lwcl.projection.project_lgd`).
+  (:func:`lwcl.methods.projection.project_lgd`).
 
   Raises (constructor):
     ConfigError: an ``lgd_*`` key out of range, ``lgd_push`` not ``sum``/``mean``, or

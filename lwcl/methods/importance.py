@@ -2,11 +2,11 @@
 "Importance penalties").
 
 Task ``t`` minimizes ``L_t(theta) + (strength / 2) * sum_i omega_i (theta_i - anchor_i)^2``; the penalty's
-gradient is added by :func:`lwcl.regularization.importance_penalty` in front of the base optimizer. The
+gradient is added by :func:`lwcl.methods.regularization.importance_penalty` in front of the base optimizer. The
 state (:class:`ImportanceState`) carries ``omega``, ``anchor`` and ``strength`` to every step as extra
 arguments, so one compilation serves the whole stream and a different strength needs no recompilation.
 Each method here differs only in how it estimates one task's importance (:meth:`estimate`, pure maths in
-:mod:`lwcl.regularization`).
+:mod:`lwcl.methods.regularization`).
 
 Config keys (``config.method``, defaults and comments in ``configs/default.py``): ``strength``,
 ``accumulate``, ``importance_samples``, ``importance_batch_size``, ``ewc_fisher``, ``si_xi``,
@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl import regularization as reg
+from lwcl.methods import regularization as reg
 from lwcl.data.examples import Examples
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
 from lwcl.methods.options import choice, number, option
-from lwcl.train import MASKED_LOGIT
+from lwcl.core.model_fns import MASKED_LOGIT
 
 EWC_FISHER = ("empirical", "sampled")
 PyTree = Any
@@ -163,7 +163,7 @@ class ImportancePenaltyMethod(Method):
 
 class EWC(ImportancePenaltyMethod):
   """Elastic weight consolidation (Kirkpatrick et al., PNAS 2017, Eq. 3): omega is the diagonal Fisher
-  (:func:`~lwcl.regularization.fisher_importance`) of each finished task at its final parameters,
+  (:func:`~lwcl.methods.regularization.fisher_importance`) of each finished task at its final parameters,
   accumulated over tasks, with one anchor, the latest task's end parameters (docs/design.md; as online
   EWC and most libraries do, rather than one anchor per task). ``method.ewc_fisher``: ``empirical`` (the
   true labels, the default) or ``sampled`` (labels drawn from the model's predictive distribution, the
@@ -189,7 +189,7 @@ class EWC(ImportancePenaltyMethod):
 
 class MAS(ImportancePenaltyMethod):
   """Memory aware synapses (Aljundi et al., ECCV 2018): omega is
-  :func:`~lwcl.regularization.mas_importance` of the task's outputs (the logits of the outputs its label
+  :func:`~lwcl.methods.regularization.mas_importance` of the task's outputs (the logits of the outputs its label
   mask allows; the paper's unsupervised l2 of the output).
 
   In layer-wise ``local`` and ``greedy`` modes the output is every local block head's outputs, each block
@@ -216,7 +216,7 @@ class MAS(ImportancePenaltyMethod):
 
 class SI(ImportancePenaltyMethod):
   """Synaptic intelligence (Zenke et al., ICML 2017): the train step accumulates the path integral
-  ``path += -g * delta_theta`` (:func:`~lwcl.regularization.si_path_step`, in ``after_step``); at the task
+  ``path += -g * delta_theta`` (:func:`~lwcl.methods.regularization.si_path_step`, in ``after_step``); at the task
   end ``omega += path / ((theta_end - theta_start)^2 + method.si_xi)`` and the path restarts at 0. The
   task's start parameters are the anchor (the previous task's end parameters; the initial ones for task
   1). State: :class:`SIState`."""
@@ -242,7 +242,7 @@ class SI(ImportancePenaltyMethod):
 
 class NAI(ImportancePenaltyMethod):
   """Neuron activation importance (Kim & Lee 2021, arXiv 2107.12657): omega is
-  :func:`~lwcl.regularization.nai_importance` of each finished task, with ``method.nai_normalize``,
+  :func:`~lwcl.methods.regularization.nai_importance` of each finished task, with ``method.nai_normalize``,
   ``method.nai_weight_rule`` and ``method.nai_include_heads``; accumulated by ``method.accumulate``.
   In layer-wise training the auxiliary heads are heads: like the task heads they get importance only with
   ``method.nai_include_heads`` (from their own softmax outputs); the blocks' neurons get theirs from

@@ -19,7 +19,7 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   machine's rate (the default ConvNet's first convolution: 22 GFLOP/s forward in XLA:CPU's kernel); the
   multiply-adds cost ``kh * kw * C`` passes of FMAs over an output that is written once.
 * ``onednn``: :func:`onednn_conv`: oneDNN's convolution primitives, forward and both gradients, as XLA FFI
-  custom calls (:mod:`lwcl.models.onednn`; the library is built by ``python -m lwcl.native.build``, which
+  custom calls (:mod:`lwcl.models.onednn`; the library is built by ``python -m lwcl.platform.native.build``, which
   ``bin/setup`` runs). On CPU, XLA's convolution backward runs at half the matmul's rate or less; oneDNN's
   forward + backward were 1.6-3.3x faster for lwcl's models' convolutions (``bin/bench conv``), and a
   custom call stays fast inside compiled loops. float32 only: other dtypes take XLA's convolution.

@@ -14,7 +14,7 @@ def sow_activation(module: nn.Module, x: jax.Array, *layers: nn.Module) -> None:
   """Records ``x``, an output after its nonlinearity, as ``intermediates['activation:' + names]``.
 
   ``names`` joins with ``+`` the names of the sibling ``layers`` whose parameters produce ``x``'s units
-  (e.g. ``'activation:Conv_0+BatchNorm_0'``); NAI (``lwcl.regularization.nai_importance``) reads the
+  (e.g. ``'activation:Conv_0+BatchNorm_0'``); NAI (``lwcl.methods.regularization.nai_importance``) reads the
   entries to give every parameter the importance of the unit it feeds. A no-op unless ``intermediates``
   is mutable, so parameters and outputs are unchanged.
   """

@@ -1,6 +1,6 @@
 """2-D convolutions computed by oneDNN (the library behind PyTorch's CPU convolutions) through XLA FFI custom
 calls: forward, input gradient and kernel gradient are oneDNN's convolution primitives
-(``lwcl/native/onednn_conv.cc``, built by ``python -m lwcl.native.build``).
+(``lwcl/platform/native/onednn_conv.cc``, built by ``python -m lwcl.platform.native.build``).
 
 Why: on CPU, XLA's convolution backward ran at half the machine's matmul rate or less; oneDNN's forward and
 backward together were 1.7x (the default ConvNet's second convolution) to 3.3x (ResNet-20's 16-channel stage)
@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwcl.native import build
+from lwcl.platform.native import build
 
 
 def unavailable_reason(backend: str | None = None) -> str | None:

@@ -37,7 +37,7 @@ import sys
 
 import numpy as np
 
-from lwcl.figures import pyplot, save_figure
+from lwcl.io.figures import pyplot, save_figure
 from lwcl.studies.outputs import write_study
 
 

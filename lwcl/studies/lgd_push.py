@@ -15,7 +15,7 @@ gradients ``g_1..g_n`` (``n = t - 1``, one per old task, from the memory):
 For each it records ``|g~|`` and the push ``|g~ - g~_0|`` (the part added by the margin), relative to
 ``|g|``, and the loss change on the old tasks' memory that a step of the run's learning rate along
 ``-g~`` makes to first order (``-lr <g~, gbar>``). The push along ``s`` has coefficient
-``max(0, a / n + margin) * n`` on ``gbar`` (``lwcl.projection.project_lgd``), so once the conflict ``a``
+``max(0, a / n + margin) * n`` on ``gbar`` (``lwcl.methods.projection.project_lgd``), so once the conflict ``a``
 is small its norm grows like ``margin * n * |gbar|``: linearly with the number of old tasks.
 
 Writes ``OUT/lgd_push.json`` (per task: mean over the batches) and ``OUT/lgd_push.png``, and the run's own
@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwcl import projection
+from lwcl.methods import projection
 from lwcl.data.pipeline import train_batches
-from lwcl.figures import pyplot, save_figure
+from lwcl.io.figures import pyplot, save_figure
 
 RULES = ("equation", "sum", "mean")
 
@@ -81,7 +81,7 @@ def run(config, out_dir: str, num_batches: int) -> list:
     ConfigError: ``config.method.name`` is not ``lgd`` (or any error of the run itself).
   """
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from lwcl.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
   if config.method.name != "lgd":
     raise ConfigError(f"lgd_push probes LGD runs; {config.method.name} is not lgd")
   exp = Experiment(config)
@@ -135,7 +135,7 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--batches", type=int, default=20, help="minibatches probed at the start of each task")
   args = parser.parse_args(argv)
-  from lwcl.compare import load_config  # pylint: disable=g-import-not-at-top
+  from lwcl.cli.compare import load_config  # pylint: disable=g-import-not-at-top
   from lwcl.errors import LwclError  # pylint: disable=g-import-not-at-top
   overrides = [f"seed={args.seed}", "train.progress=false"] + (
       [f"scenario.num_tasks={args.tasks}"] if args.tasks else [])

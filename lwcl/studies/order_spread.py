@@ -3,7 +3,7 @@ task orders, with bootstrap confidence intervals.
 
     python -m lwcl.studies.order_spread --out=runs/orders_table runs/orders_finetune runs/orders_nai ...
 
-Each argument is the workdir of a finished ``num_orders`` run (:mod:`lwcl.orders`; every method run on the
+Each argument is the workdir of a finished ``num_orders`` run (:mod:`lwcl.runs.orders`; every method run on the
 same orders). For each method it reports, over the ``R`` orders:
 
 * ACC: mean and standard deviation (population) across orders;

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from lwcl.report import write_json_atomic
+from lwcl.io.report import write_json_atomic
 
 
 def write_study(out: str, stem: str, markdown: str, result: dict) -> None:

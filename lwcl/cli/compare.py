@@ -1,0 +1,304 @@
+"""``bin/compare``: runs several configs and writes one comparison table (markdown + CSV) and one plot.
+
+    bin/compare --out=runs/lw_fmnist configs/layerwise_fmnist.py:resnet20,backprop \\
+        configs/layerwise_fmnist.py:resnet20,local configs/layerwise_fmnist.py:resnet20,local+accelerated
+
+Each ``CONFIG`` is a config file, optionally with ``:ARG`` for its ``get_config(ARG)`` (as ``--config``
+of ``bin/run``). ``--set key=value`` (repeatable) overrides a key in every config (``--set
+train.epochs_per_task=2``). The runs go one after another into ``OUT/<name>/`` (``name`` from the file and
+argument) and resume or are reported again like ``bin/run`` (a finished workdir is not recomputed). Then
+``OUT/comparison.md``, ``OUT/comparison.csv`` and ``OUT/comparison.png`` (accuracy against depth: every
+block head, solid, and the linear probes, dashed) compare them: final accuracy, every local block head's
+accuracy after the last task (mean over tasks) and the linear probes, for layer-wise runs.
+
+``--seeds=N`` runs every config with seeds ``seed .. seed+N-1`` as replicas of one vmapped program
+(``num_seeds``, :mod:`lwcl.runs.seeds`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun),
+and the table gives mean +- std over the seeds (population std) of ACC, BWT, forgetting, LCA (when
+``eval.lca_batches`` is set) and the train time; ``OUT/comparison.png`` then shows the final accuracy
+of each run with the std as error bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import io
+import os
+import re
+
+TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
+FORGETTING_PLOT = "comparison_forgetting.png"
+
+
+def load_config(spec: str, overrides=()):
+  """The locked config of ``spec`` (``path[:arg]``) with ``overrides`` (``key=value`` strings) applied.
+
+  Raises:
+    ConfigError: missing file, a config that fails to load, an unknown key or a value of the wrong type.
+  """
+  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from lwcl.config import types as config_check  # pylint: disable=g-import-not-at-top
+  from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
+  config = config_files.load_spec(spec)
+  for item in overrides:
+    key, sep, text = item.partition("=")
+    if not sep:
+      raise ConfigError(f"--set {item} is not key=value; pass e.g. --set train.epochs_per_task=2")
+    key = key.strip()
+    try:
+      old = config_files.get_key(config, key)
+    except KeyError:
+      close = config_files.close_key(config, key)
+      hint = f" (did you mean {close}?)" if close and close != key else ""
+      raise ConfigError(f"--set {item}: unknown config key {key}{hint}; see configs/default.py for every "
+                        "key") from None
+    try:
+      config_files.set_key(config, key, _parse(text.strip(), old))
+    except (TypeError, ValueError) as e:
+      message = config_check.override_message(key, text.strip(), config_check.default_reference())
+      raise ConfigError((message or f"--set {item}: {' '.join(str(e).split())}; give a value of the key's "
+                         "type in configs/default.py").replace("--config.", "--set ")) from None
+  config.lock()
+  return config
+
+
+def _parse(text: str, old):
+  """``text`` as a value of ``old``'s type: strings verbatim, booleans from true/false, numbers and
+  tuples as Python literals."""
+  if isinstance(old, str):
+    return text
+  if isinstance(old, bool):
+    return {"true": True, "1": True, "false": False, "0": False}.get(text.lower(), text)
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+  if isinstance(old, float) and isinstance(value, int):
+    return float(value)
+  if isinstance(old, tuple) and isinstance(value, (list, int, float, str)):
+    return tuple(value) if isinstance(value, list) else (value,)
+  return value
+
+
+def run_name(spec: str) -> str:
+  """A folder name for a ``path[:arg]`` spec: the file's stem, plus the argument."""
+  path, _, arg = spec.partition(":")
+  name = os.path.splitext(os.path.basename(path))[0] + (f"_{arg}" if arg else "")
+  return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name.replace("+", "-"))
+
+
+def describe(results: dict) -> dict:
+  """One table row of a run's results: mode, strides, intensity, accuracies (in %)."""
+  cfg = results.get("config", {})
+  model, lw = cfg.get("model", {}), cfg.get("layerwise", {})
+  info = results.get("layerwise", {})
+  intensity = "standard"
+  if model.get("shallow_blocks"):
+    intensity = (f"{model['shallow_blocks']} blocks x {model.get('shallow_convs', 2)} convs"
+                 + (f" x {model['shallow_width']} ch" if model.get("shallow_width") else ""))
+  return {"mode": info.get("mode", lw.get("mode", "backprop")),
+          "model": f"{model.get('name', '?')}{model.get('depth', '') if model.get('name') == 'resnet' else ''}",
+          "strides": str(model.get("strides", "standard")), "intensity": intensity,
+          "local_blocks": info.get("local_blocks", 1), "acc": 100 * results["acc"],
+          "blocks": [100 * a for a in results.get("block_acc", [])],
+          "probes": [100 * a for a in results.get("linear_probe_acc", [])],
+          "forgetting": [float("nan") if f is None else 100 * f for f in results.get("block_forgetting", [])],
+          "train_seconds": results.get("train_seconds", float("nan"))}
+
+
+def tables(names, results) -> tuple[str, str]:
+  """The markdown and CSV comparison tables of ``results`` (one per run, named by ``names``)."""
+  rows = [describe(r) for r in results]
+  md = ["| run | model | mode | strides | shallow intensity | K | final acc % | block heads % (1..K) | "
+        "linear probes % (1..K) | train s | block forgetting % (1..K) |", "| --- " * 11 + "|"]
+  for name, r in zip(names, rows):
+    fmt = lambda v: " ".join(f"{a:.1f}" for a in v) or "-"  # noqa: E731
+    md.append(f"| {name} | {r['model']} | {r['mode']} | {r['strides']} | {r['intensity']} | {r['local_blocks']} | "
+              f"{r['acc']:.2f} | {fmt(r['blocks'])} | {fmt(r['probes'])} | {r['train_seconds']:.0f} | "
+              f"{fmt(r['forgetting'])} |")
+  k = max([len(r[key]) for r in rows for key in ("blocks", "probes", "forgetting")] + [0])
+  out = io.StringIO()
+  writer = csv.writer(out)
+  writer.writerow(["run", "model", "mode", "strides", "intensity", "local_blocks", "acc", "train_seconds"]
+                  + [f"block_{i + 1}" for i in range(k)] + [f"probe_{i + 1}" for i in range(k)]
+                  + [f"forgetting_{i + 1}" for i in range(k)])
+  for name, r in zip(names, rows):
+    pad = lambda v: [f"{a:.2f}" for a in v] + [""] * (k - len(v))  # noqa: E731
+    writer.writerow([name, r["model"], r["mode"], r["strides"], r["intensity"], r["local_blocks"],
+                     f"{r['acc']:.2f}", f"{r['train_seconds']:.1f}"] + pad(r["blocks"]) + pad(r["probes"])
+                    + pad(r["forgetting"]))
+  return "\n".join(md) + "\n", out.getvalue()
+
+
+SEED_SCALARS = ("acc", "bwt", "forgetting", "lca", "train_seconds")
+
+
+def with_seeds(config, num_seeds: int):
+  """A locked copy of ``config`` with ``num_seeds`` set."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_seeds = num_seeds
+  c.lock()
+  return c
+
+
+def run_seeds(config, workdir: str, num_seeds: int) -> list:
+  """The results dicts of seeds ``config.seed .. config.seed + num_seeds - 1`` of ``config``: finished ones
+  read from ``workdir/seed<s>/``, the others run as replicas of one program (``num_seeds``, writing
+  ``workdir/results.json`` with the summary as ``bin/run --config.num_seeds`` does).
+
+  Raises:
+    ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
+  """
+  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
+  from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
+  from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top
+  c = with_seeds(config, num_seeds)
+  read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(replica_results.seeds_of(c)), workdir)  # noqa: E731
+  per_seed = read()
+  if any(r is None for r in per_seed):
+    driver.run(c, workdir)
+    per_seed = read()
+  elif finished_results(c, workdir) is None:
+    replica_results.write_summary(c, workdir, per_seed)
+  return per_seed
+
+
+def seed_statistics(per_seed: list) -> dict:
+  """Mean, population std and n over seeds of each of :data:`SEED_SCALARS` (None where no seed has it)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = {}
+  for k in SEED_SCALARS:
+    values = [r[k] for r in per_seed if r.get(k) is not None]
+    out[k] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)} if values else None
+  return out
+
+
+def seed_tables(names, per_seed_lists) -> tuple[str, str]:
+  """The markdown and CSV tables of mean +- std over seeds (in %, train time in s) of each run."""
+  stats = [seed_statistics(p) for p in per_seed_lists]
+
+  def cell(st, k, scale):
+    return "-" if st[k] is None else f"{scale * st[k]['mean']:.2f} +- {scale * st[k]['std']:.2f}"
+
+  md = ["| run | method | seeds | ACC % | BWT % | forgetting % | LCA % | train s |", "| --- " * 8 + "|"]
+  out = io.StringIO()
+  writer = csv.writer(out)
+  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in SEED_SCALARS for s in ("mean", "std")])
+  for name, st, runs in zip(names, stats, per_seed_lists):
+    method = runs[0].get("method", "?")
+    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(
+        cell(st, k, 1 if k == "train_seconds" else 100) for k in SEED_SCALARS) + " |")
+    writer.writerow([name, method, len(runs)] + [
+        "" if st[k] is None else f"{st[k][s]:.6g}" for k in SEED_SCALARS for s in ("mean", "std")])
+  return "\n".join(md) + "\n", out.getvalue()
+
+
+def plot_seed_accuracy(names, per_seed_lists, path: str) -> None:
+  """Final accuracy (ACC, %) of each run, mean over seeds with the std as error bars; PNG at ``path``."""
+  from lwcl.io.figures import pyplot, save_figure  # pylint: disable=g-import-not-at-top
+  plt = pyplot()
+  stats = [seed_statistics(p)["acc"] for p in per_seed_lists]
+  fig, ax = plt.subplots(figsize=(2 + 0.5 * len(names), 3.5))
+  ax.bar(range(len(names)), [100 * s["mean"] for s in stats], yerr=[100 * s["std"] for s in stats],
+         capsize=3, color="tab:blue")
+  ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+  ax.set_ylabel(f"ACC (%), mean +- std over {len(per_seed_lists[0])} seeds")
+  fig.tight_layout()
+  save_figure(fig, path)
+
+
+def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
+  """Runs every ``path[:arg]`` spec (in order, into ``out_dir/<name>``), then writes the table and plot.
+
+  Args:
+    specs: ``path[:arg]`` config specs; out_dir: the folder of the runs and tables; overrides: ``key=value``
+      strings applied to every config; seeds: ``N > 0`` runs each spec with ``N`` seeds (:func:`run_seeds`).
+  Returns:
+    The results dicts, in the order of ``specs`` (with ``seeds``: a list of per-seed results dicts each).
+  Raises:
+    ConfigError: a spec that does not load, a bad value in any config (every config is checked with
+      ``driver.check`` before the first run), two specs with the same name, or ``seeds < 0``.
+  """
+  from lwcl import layerwise  # pylint: disable=g-import-not-at-top
+  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
+  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  names = [run_name(s) for s in specs]
+  if len(set(names)) != len(names):
+    raise ConfigError(f"two configs would share a workdir ({', '.join(names)}); pass each config once")
+  if seeds < 0:
+    raise ConfigError(f"--seeds={seeds} is negative; pass a number of seeds >= 1, or leave it out for one run")
+  configs = [load_config(s, overrides) for s in specs]  # all errors before the first run
+  for spec, config in zip(specs, configs):
+    try:
+      driver.check(with_seeds(config, seeds) if seeds else config)
+    except ConfigError as e:
+      raise ConfigError(f"{spec}: {e}") from None
+    if seeds and (config.num_orders or config.sweep.key):
+      raise ConfigError(f"{spec}: --seeds compares single streams over seeds, but the config sets "
+                        "num_orders or sweep.key; run it with bin/run --config.num_seeds instead")
+  os.makedirs(out_dir, exist_ok=True)
+  if seeds:
+    return _compare_seeds(names, configs, out_dir, seeds)
+  results = []
+  for name, config in zip(names, configs):
+    print(f"== {name}", flush=True)
+    results.append(driver.run(config, os.path.join(out_dir, name)))
+    print(f"   final accuracy {100 * results[-1]['acc']:.2f}%", flush=True)
+  md, table_csv = tables(names, results)
+  with open(os.path.join(out_dir, TABLE_MD), "w") as f:
+    f.write(md)
+  with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
+    f.write(table_csv)
+  runs = [(n, r) for n, r in zip(names, results) if "block_acc" in r]
+  if runs:
+    layerwise.plot_block_accuracy(runs, os.path.join(out_dir, PLOT), "accuracy against depth")
+  forgetting_runs = [(n, r) for n, r in runs if len(r["block_accuracy"]) > 1]
+  if forgetting_runs:
+    layerwise.plot_block_forgetting(forgetting_runs, os.path.join(out_dir, FORGETTING_PLOT))
+  print(md, flush=True)
+  print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}" + (f"; plot: {out_dir}/{PLOT}" if runs else ""))
+  return results
+
+
+def _compare_seeds(names, configs, out_dir: str, seeds: int) -> list:
+  """:func:`compare` with ``seeds > 0``."""
+  per_seed_lists = []
+  for name, config in zip(names, configs):
+    print(f"== {name} ({seeds} seeds)", flush=True)
+    per_seed_lists.append(run_seeds(config, os.path.join(out_dir, name), seeds))
+  md, table_csv = seed_tables(names, per_seed_lists)
+  with open(os.path.join(out_dir, TABLE_MD), "w") as f:
+    f.write(md)
+  with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
+    f.write(table_csv)
+  plot_seed_accuracy(names, per_seed_lists, os.path.join(out_dir, PLOT))
+  print(md, flush=True)
+  print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}; plot: {out_dir}/{PLOT}")
+  return per_seed_lists
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
+  parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
+  parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")
+  parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key in every run (repeatable)")
+  parser.add_argument("--seeds", type=int, default=0, metavar="N",
+                      help="run each config with N seeds (seed..seed+N-1, one vmapped program) and report "
+                           "mean +- std")
+  args = parser.parse_args(argv)
+  from lwcl.errors import Interrupted, LwclError, exit_with  # pylint: disable=g-import-not-at-top
+  try:
+    compare(args.configs, args.out, args.set, args.seeds)
+  except LwclError as e:
+    exit_with(e)
+  except KeyboardInterrupt:
+    exit_with(Interrupted(f"interrupted (Ctrl-C) in {args.out}; rerun the same command to resume: finished "
+                          "runs are reported again, the others resume from their last checkpoint"))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,105 @@
+"""The compiled steps of a run (:class:`Steps`), for a replica axis: as written for a single run, under
+``jax.vmap`` for replicas, with what differs between replicas (label masks of task orders, a swept
+hyper-parameter) traced into each replica's step as data (:class:`Overlay` lets a method read a traced
+value as its config key).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+
+from lwcl.methods import Method
+from lwcl.platform.devices import DataParallel
+from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.core.model_fns import ModelFns
+from lwcl.engine.steps import make_eval_step, make_train_step, make_train_steps
+
+
+@dataclasses.dataclass(frozen=True)
+class Steps:
+  """The compiled steps of a setup (vmapped over the replicas when the axis is batched).
+
+  Attributes:
+    train_step: ``(state, batch, learning_rate) -> (state, metrics)`` (:func:`lwcl.engine.steps.make_train_step`),
+      state donated; a batched axis gives every replica its own minibatch (``[R, B, ...]``).
+    train_steps: ``(state, data, steps, count) -> (state, losses)`` (:func:`lwcl.engine.steps.make_train_steps`);
+      a batched axis gives every replica its own ``steps['index']`` (``[R, K, B]``) on shared data.
+    eval_step: ``(params, batch_stats, batch) -> (correct, count)`` on a batch shared by the replicas.
+    init_opt: ``params -> opt_state`` (a fresh optimizer state, ``optimizer.reset_each_task``).
+  """
+  train_step: Callable
+  train_steps: Callable
+  eval_step: Callable
+  init_opt: Callable
+
+
+def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis,
+                  shared_data: bool = True, values: dict | None = None, rebuild: Callable | None = None,
+                  lr_per_replica: bool = False) -> Steps:
+  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`).
+
+  Args:
+    shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
+      orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
+    values: what differs between the replicas' steps besides their state, with a leading axis ``R``
+      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads; ``hyper`` float32
+      ``[R]``, a swept method hyper-parameter), or None; then every step is traced with replica ``r``'s
+      values as data, through ``rebuild(values) -> (fns, tx, method)``.
+    lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
+  """
+  rep, bat = parallel.replicated, parallel.batch
+  if not axis.batched:
+    return Steps(jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,), in_shardings=(rep, bat, rep),
+                         out_shardings=(rep, rep)),
+                 jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
+                         in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
+                 jax.jit(make_eval_step(fns), in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
+                 lambda params: parallel.replicate(tx.init(params)))
+  data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
+  steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
+  in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None),
+             "eval_step": (0, 0, data_axis)}
+  builders = {"train_step": make_train_step, "train_steps": make_train_steps,
+              "eval_step": lambda f, t, m: make_eval_step(f)}
+
+  def compiled(name: str, **jit_kwargs):
+    if values is None:
+      return jax.jit(jax.vmap(builders[name](fns, tx, method), in_axes=in_axes[name]), **jit_kwargs)
+
+    def with_values(replica_values, *args):  # replica r's step, its values traced
+      return builders[name](*rebuild(replica_values))(*args)
+
+    vmapped = jax.vmap(with_values, in_axes=(0,) + in_axes[name])
+    return jax.jit(lambda *args: vmapped(values, *args), **jit_kwargs)
+
+  return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
+               compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
+
+
+class Overlay:
+  """A read-only view of a config section with some keys replaced (e.g. by a traced value): what a method
+  is built from inside a compiled step whose hyper-parameter is replica data (:mod:`lwcl.methods.options`
+  reads it like the section)."""
+
+  def __init__(self, section, overrides: dict):
+    self._section, self._overrides = section, dict(overrides)
+
+  def __contains__(self, key) -> bool:
+    return key in self._overrides or key in self._section
+
+  def __getitem__(self, key):
+    return self._overrides[key] if key in self._overrides else self._section[key]
+
+  def __getattr__(self, key):
+    if key.startswith("_"):
+      raise AttributeError(key)
+    try:
+      return self[key]
+    except KeyError:
+      raise AttributeError(key) from None
+
+  def get(self, key, default=None):
+    return self[key] if key in self else default

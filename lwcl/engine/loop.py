@@ -1,0 +1,261 @@
+"""The stream loop: every replica of a :class:`~lwcl.engine.build.Setup` trained through its tasks and evaluated.
+
+:func:`run_stream` goes through the stream in named steps, on a state, record and losses that carry the
+setup's replica axis (:class:`~lwcl.engine.replica_axis.ReplicaAxis`: none for a single run, a leading ``R`` for
+``num_seeds``):
+
+1. :func:`resume`: open the workdir's checkpoints and restore the newest, or start fresh (initial
+   accuracies ``b``);
+2. :func:`train_task`: the task's steps with the compiled train step (one per host batch, or
+   ``train.steps_per_dispatch`` per compiled loop on device-resident data), logging, non-finite loss
+   detection and checkpoints every ``checkpoint.every_steps`` steps;
+3. :func:`finish_task`: evaluate every task (future ones included) into the accuracy matrix, the layer-wise
+   read-outs, the method's end-of-task update, and a checkpoint;
+4. the report (:func:`lwcl.engine.report.report`): each replica's ``results.json``, scalars and plots.
+
+Running again with the same workdir resumes from the newest checkpoint and ends with the same results.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from lwcl.engine import dispatch
+from lwcl.engine import report as run_report
+from lwcl.io.checkpoint import RunCheckpointer
+from lwcl.data.pipeline import eval_batches
+from lwcl.errors import DivergenceError
+from lwcl.engine.replica_axis import stack
+from lwcl.io.results import result_config
+from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, stopped
+from lwcl.core.record import Progress
+from lwcl.engine.build import Setup
+from lwcl.core.state import TrainState
+
+MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 to 16 ahead (train_task)
+# Errors a host hook raises when it needs concrete values (it then runs replica by replica).
+_NOT_VMAPPABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                  jax.errors.TracerIntegerConversionError)
+
+
+def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = None,
+               on_step: Callable[[int], None] | None = None,
+               on_task_end: Callable[[int, TrainState], None] | None = None) -> tuple[list, TrainState]:
+  """Trains and evaluates every replica through the stream in ``workdir`` (resuming from its checkpoint).
+
+  Args:
+    setup: the run's setup; workdir: folder for checkpoints, results, TensorBoard events and plots.
+    done: per replica, its finished results (reported as found, not rewritten) or None.
+    on_step: called with the global step (int, over the whole stream) after every train step and its
+      checkpoint, if any; e.g. a test's fault injection (a SIGKILL in mid-task). With
+      ``train.steps_per_dispatch > 1`` it is called for every step of a dispatch, in order, once the
+      dispatch has been issued (checkpoints are only written at dispatch ends).
+    on_task_end: called with ``(t, state)`` after task ``t`` is evaluated, its method state updated and
+      checkpointed (e.g. :mod:`lwcl.studies.lgd_push`); not called for tasks restored from a checkpoint.
+  Returns:
+    ``(results, state)``: every replica's results dict (:func:`lwcl.engine.report.report`) and the final
+    train state (with the replica axis).
+  Raises:
+    CheckpointError: the workdir holds a corrupt checkpoint or one of another experiment.
+    DivergenceError: a loss became non-finite (nothing is saved past the last finite checkpoint, which the
+      message names, with the replica's seed for ``num_seeds`` runs).
+    Interrupted: Ctrl-C while running; the message says which checkpoint a rerun resumes from.
+  """
+  run = resume(setup, workdir)
+  try:
+    for t in range(run.progress.task, setup.scenario.num_tasks):
+      train_task(setup, run, t, on_step)
+      finish_task(setup, run, t)
+      if on_task_end is not None:
+        on_task_end(t, run.state)
+    results = run_report.report(setup, run, done or [None] * setup.axis.size)
+  except (KeyboardInterrupt, DivergenceError) as e:  # one line: where it stopped, what a rerun resumes
+    epochs = setup.config.train.epochs_per_task
+    raise stopped(run, e, [n * epochs for n in setup.steps_per_epoch]) from None
+  finally:
+    run.close()
+  return results, run.state
+
+
+# -- evaluation -------------------------------------------------------------------------------------
+
+def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test") -> np.ndarray:
+  """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for a batched axis (task
+  ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
+  correct = count = 0.0
+  for batch in _eval_batches(setup, task, split):
+    c, n = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch))
+    correct, count = correct + c, count + n
+  return np.asarray(correct, np.float64) / np.maximum(np.asarray(count, np.float64), 1.0)
+
+
+def _eval_batches(setup: Setup, task: int, split: str):
+  """Evaluation batches of task ``task``: the shared stream's, or, one per replica stacked (``[R, B, ...]``)
+  for per-replica streams, the shorter replicas padded with empty (``mask`` 0) batches."""
+  per_stream = []
+  for stream in setup.streams:
+    data = getattr(stream.scenario.tasks[task], split)
+    per_stream.append(list(eval_batches(data.images, data.labels, task, setup.eval_batch_size)))
+  if len(per_stream) == 1:
+    return per_stream[0]
+  n = max(len(b) for b in per_stream)
+  for batches in per_stream:
+    batches += [dict(batches[0], mask=np.zeros_like(batches[0]["mask"]))] * (n - len(batches))
+  return [stack([batches[i] for batches in per_stream]) for i in range(n)]
+
+
+def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray:
+  """Accuracy on every task of the stream, float32 ``[T]`` (``[R, T]`` for a batched axis)."""
+  return np.stack([evaluate_task(setup, state, j, split) for j in range(setup.scenario.num_tasks)],
+                  axis=-1).astype(np.float32)
+
+
+# -- the stream -------------------------------------------------------------------------------------
+
+def resume(setup: Setup, workdir: str) -> Run:
+  """Opens ``workdir``; restores its newest checkpoint, or starts the stream (initial accuracies)."""
+  os.makedirs(workdir, exist_ok=True)
+  config, axis = setup.config, setup.axis
+  config_dict = config.to_dict()
+  is_main = jax.process_index() == 0
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
+                         result_config(config_dict), setup.data_fingerprint)
+  state, record, progress = setup.initial_state(), setup.initial_record(), Progress()
+  restored = ckpt.restore({"state": state, "record": record})
+  writer = metric_writer(workdir, is_main)  # after the checks: a refused workdir gets no events file
+  if restored is not None:
+    tree, meta = restored
+    state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
+    logging.info("resuming at task %d, step %d of the task", progress.task, progress.task_step)
+    if is_main:
+      seeds = f" {axis.describe()}" if axis.batched else ""
+      print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
+            f"{progress.task_step} of the task", flush=True)
+  run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.replicate(state), record, progress)
+  if restored is None:
+    record.b[...] = evaluate(setup, run.state, config.eval.split)
+  return run
+
+
+def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | None) -> None:
+  """Runs task ``t`` from ``run.progress.task_step`` to its last step."""
+  config, progress, record, axis = setup.config, run.progress, run.record, setup.axis
+  T, epochs, bs = setup.scenario.num_tasks, config.train.epochs_per_task, config.train.batch_size
+  spe, K = setup.steps_per_epoch[t], setup.steps_per_dispatch
+  total, split, lca_n = spe * epochs, config.eval.split, config.eval.lca_batches
+  every = config.checkpoint.every_steps
+  steps_before = sum(n * epochs for n in setup.steps_per_epoch[:t])
+  if progress.task_step == 0 and config.optimizer.reset_each_task and t > 0:
+    run.state = run.state.replace(opt_state=setup.steps.init_opt(run.state.params))
+  if lca_n and progress.task_step == 0:
+    record.lca[..., t, 0] = evaluate_task(setup, run.state, t, split)
+  bar = progress_bar(total, progress.task_step, f"task {t + 1}/{T}", config.train.progress and run.is_main)
+  steps = dispatch.one_step_dispatches if K == 1 else dispatch.multi_step_dispatches
+  pending, tic, loss, ahead = [], time.perf_counter(), float("nan"), collections.deque()
+  for first, count, losses in steps(setup, run, t, total):
+    ahead.append(losses)  # the host runs 8 to 16 dispatches ahead of the device (one wait per 8), so the bar
+    if len(ahead) == 2 * MAX_DISPATCHES_AHEAD:  # moves with the device, not in bursts at log steps
+      jax.block_until_ready([ahead.popleft() for _ in range(MAX_DISPATCHES_AHEAD)][-1])
+    for s in range(first, first + count):  # the steps of a dispatch, after it was dispatched
+      pending.append((losses, None if K == 1 else s - first))
+      progress.task_step = s + 1
+      progress.train_examples += bs
+      step = s + 1 + steps_before
+      if lca_n and s < lca_n:  # dispatches of one step (see dispatch._boundary)
+        record.lca[..., t, s + 1] = evaluate_task(setup, run.state, t, split)
+      if config.eval.every_epoch and (s + 1) % spe == 0:  # a dispatch ends here (dispatch._boundary)
+        record.epoch_acc[..., t, (s + 1) // spe - 1] = evaluate_task(setup, run.state, t, split)
+      due_log = (s + 1) % config.train.log_every_steps == 0
+      due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (dispatch._boundary)
+      if due_log or due_ckpt or s + 1 == total:
+        loss, pending = check_finite(pending, t, s + 1, axis.who), []
+        bar.set_postfix(loss=f"{np.mean(loss):.4f}")
+        run.writer.write_scalars(step, {"train/task": t + 1, **axis.scalars("train/loss", loss)})
+      if due_ckpt:
+        progress.train_seconds += time.perf_counter() - tic
+        run.save(task_done=False)
+        tic = time.perf_counter()
+      bar.update(1)
+      if on_step is not None:
+        on_step(step)
+  jax.block_until_ready(run.state)
+  progress.train_seconds += time.perf_counter() - tic
+  bar.close()
+  record.final_loss[..., t] = loss  # the last step always checks (s + 1 == total)
+
+
+def finish_task(setup: Setup, run: Run, t: int) -> None:
+  """Evaluates every replica on every task after task ``t`` (and the read-outs), runs the method's
+  end-of-task update, checkpoints, and prints a line (with the spread over seeds for a batched axis)."""
+  T, split, record, axis = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.axis
+  record.R[..., t, :] = evaluate(setup, run.state, split)
+  if setup.readouts.active:
+    for r, seed in enumerate(axis.seeds):
+      sub = {k: axis.get(v, r) for k, v in record.readouts.items()}
+      setup.parts(r)[2].after_task(axis.get(run.state, r), setup.stream(r).scenario, t, sub, split, seed)
+      for k, v in sub.items():  # a batched record's rows are views, but after_task may replace an array
+        if axis.batched:
+          record.readouts[k][r] = v
+        else:
+          record.readouts[k] = v
+  run.state = run.state.replace(method_state=setup.parallel.replicate(end_task(setup, run, t)))
+  _record_method_report(setup, run, t)
+  step = int(np.max(jax.device_get(run.state.step)))
+  run.writer.write_scalars(step, {name: float(v) for j in range(T) for name, v in
+                                  axis.scalars(f"eval/accuracy_task{j + 1}", record.R[..., t, j]).items()})
+  run.save(task_done=True)
+  run.progress.task, run.progress.task_step = t + 1, 0
+  if run.is_main:
+    seen = 100 * np.asarray(record.R[..., t, : t + 1]).reshape(-1, t + 1)
+    cells = [f"{m:.1f}" if not axis.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
+    spread = f", mean±std over {axis.describe()}" if axis.batched else ""
+    print(f"after task {t + 1}/{T}: accuracy {' '.join(cells)} (seen tasks, %{spread})", flush=True)
+
+
+def end_task(setup: Setup, run: Run, task: int) -> Any:
+  """The method's end-of-task hook on every replica: directly for a single run; for replicas of one stream
+  (seeds) under ``jax.vmap``, or, for a hook that needs concrete values (a ConcretizationTypeError or
+  tracer-conversion error under ``vmap``), one replica at a time (same results, logged); for per-replica
+  streams (task orders) one replica at a time on its own data. Returns the method state."""
+  method, data, state, axis = setup.method, setup.train_data[task], run.state, setup.axis
+
+  def hook(ms, params, stats):
+    return method.end_task(ms, params, stats, task, data)
+
+  if not axis.batched:
+    return hook(state.method_state, state.params, state.batch_stats)
+  if len(setup.streams) > 1:
+    return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
+                                             task, setup.stream(r).train_data[task]) for r in range(axis.size)])
+  if run.end_task_vmappable:
+    try:
+      if setup.values is not None:  # each replica's method rebuilt around its values (a swept hyper-parameter)
+        rebuilt = lambda v, *args: setup.rebuild(v)[2].end_task(*args, task, data)  # noqa: E731
+        return jax.vmap(rebuilt)(setup.values, state.method_state, state.params, state.batch_stats)
+      return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)
+    except _NOT_VMAPPABLE as e:
+      logging.info("%s.end_task cannot run under vmap (%s); running it replica by replica",
+                   type(method).__name__, type(e).__name__)
+      run.end_task_vmappable = False
+  return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
+                                           task, data) for r in range(axis.size)])
+
+
+def _record_method_report(setup: Setup, run: Run, t: int) -> None:
+  """Copies task ``t``'s entries of the method's per-task counters (``Method.task_report``) into the
+  record, and prints the method's warning about them, if any (GEM: steps whose solver did not converge
+  or left a constraint violated)."""
+  report = setup.method.task_report(run.state.opt_state)
+  for key, value in report.items():
+    run.record.method_report[key][..., t] = np.asarray(value)[..., t]
+  at_t = {k: v[..., t] for k, v in run.record.method_report.items()}
+  warning = report and setup.method.report_warning(at_t)
+  if warning and run.is_main:
+    print(f"warning: task {t + 1}: {warning}", flush=True)

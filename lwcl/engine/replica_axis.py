@@ -1,0 +1,246 @@
+"""The replica axis: runs of one compiled program that differ only in values, stacked on a leading axis.
+
+A run of lwcl trains one or more *replicas* of the same stream. A single run is one replica with no
+leading axis (its steps are compiled as written, so its numbers are those of a plain ``jax.jit`` step). With
+``--config.num_seeds=R`` the ``R`` seeds ``seed .. seed+R-1`` are ``R`` replicas: their train states,
+records and losses carry a leading axis ``R`` and every step runs under ``jax.vmap``, so one compiled
+program trains them all. Replica ``r`` draws its initial state and its minibatch order from its seed as the
+single run of that seed does, and equals it up to float rounding (``tests/test_replicas.py``).
+
+:class:`ReplicaAxis` is the only place that knows whether there is a leading axis: the stream loop
+(:mod:`lwcl.engine.loop`) and the report (:mod:`lwcl.engine.report`) call :meth:`ReplicaAxis.vmap`,
+:meth:`ReplicaAxis.stack` and :meth:`ReplicaAxis.get` and never test for replicas themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lwcl.config import files as config_files
+from lwcl.errors import ConfigError
+
+
+def replica(tree: Any, r: int) -> Any:
+  """Replica ``r`` of a stacked pytree (every leaf indexed ``[r]`` on its leading axis)."""
+  return jax.tree.map(lambda x: x[r], tree)
+
+
+def stack(trees: Sequence[Any]) -> Any:
+  """Pytrees of one structure stacked leaf by leaf into one with a leading axis ``len(trees)`` (device
+  arrays stay on the device, host arrays on the host)."""
+  return jax.tree.map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs), *trees)
+
+
+def seed_config(config, seed: int):
+  """A locked copy of ``config`` for one seed of a ``num_seeds`` run: ``seed = seed``, ``num_seeds = 0``."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.seed, c.num_seeds = int(seed), 0
+  c.lock()
+  return c
+
+
+def candidate_config(config, key: str, value, split: str):
+  """A locked copy of ``config`` with dotted ``key`` set to ``value`` (cast to the key's type),
+  ``eval.split = split`` and the sweep cleared (one candidate of a validation sweep, :mod:`lwcl.runs.sweep`).
+
+  Raises:
+    ConfigError: ``key`` is not a numeric key of the config.
+  """
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    try:
+      config_files.set_key(c, key, type(config_files.get_key(c, key))(value))
+    except (KeyError, TypeError, ValueError):
+      raise ConfigError(f"sweep.key '{key}' is not a numeric config key; use a dotted key of "
+                        "configs/default.py such as method.strength") from None
+    c.eval.split = split
+    c.sweep.key, c.sweep.candidates = "", ()
+  c.lock()
+  return c
+
+
+def order_config(config, order):
+  """A locked copy of ``config`` for one task order: ``num_orders = 0``, ``scenario.task_order = order``."""
+  c = config.copy_and_resolve_references()
+  with c.unlocked():
+    c.num_orders = 0
+    c.scenario.task_order = tuple(int(i) for i in order)
+  c.lock()
+  return c
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplicaAxis:
+  """The replicas of a run: one dimension (seeds, task orders or sweep candidates), or the product of task
+  orders or candidates with seeds.
+
+  A product is order-major: replica ``r`` is outer element ``r // S`` (an order or a candidate) with seed
+  ``seeds[r]``, ``S = seed_count`` seeds per outer element, as if that outer element's ``num_seeds`` run
+  were stacked after the previous one's.
+
+  Attributes:
+    seeds: each replica's ``config.seed`` (initial state, minibatch order, linear-probe subsets).
+    orders: each replica's task order (a tuple of task indices, :func:`lwcl.runs.orders.distinct_orders`), or
+      empty when every replica runs the stream the config defines.
+    batched: whether states carry a leading replica axis (``num_seeds``, ``num_orders`` and sweep runs);
+      False for a single run, whose one replica has no axis.
+    key: the swept dotted config key, or empty; candidates: each replica's value of it, or empty.
+    seed_count: ``S``, the seeds per order or candidate when seeds are a dimension of the axis (a
+      ``num_seeds`` run, alone or in a product), else 0.
+  """
+  seeds: tuple = (0,)
+  orders: tuple = ()
+  batched: bool = False
+  key: str = ""
+  candidates: tuple = ()
+  seed_count: int = 0
+
+  @classmethod
+  def single(cls, seed: int) -> "ReplicaAxis":
+    """One run of ``seed``, no leading axis."""
+    return cls((int(seed),), (), False)
+
+  @classmethod
+  def of_seeds(cls, seeds: Sequence[int]) -> "ReplicaAxis":
+    """One replica per seed, stacked on a leading axis (even for one seed)."""
+    if not seeds:
+      raise ValueError("a replica axis needs at least one seed")
+    return cls(tuple(int(s) for s in seeds), (), True, seed_count=len(seeds))
+
+  @classmethod
+  def of_orders(cls, seed: int, orders: Sequence[Sequence[int]], seeds: Sequence[int] = ()) -> "ReplicaAxis":
+    """One replica per task order (all of seed ``seed``), or, with ``seeds``, per task order and seed
+    (order-major), stacked on a leading axis."""
+    if not orders:
+      raise ValueError("a replica axis needs at least one order")
+    orders = tuple(tuple(int(i) for i in o) for o in orders)
+    return cls._product(seed, seeds, orders=orders)
+
+  @classmethod
+  def of_candidates(cls, seed: int, key: str, values: Sequence[float], seeds: Sequence[int] = ()) -> "ReplicaAxis":
+    """One replica per candidate value of the dotted config ``key`` (a validation sweep, all of seed
+    ``seed``), or, with ``seeds``, per candidate and seed (candidate-major), stacked on a leading axis; the
+    replicas evaluate on the validation split."""
+    if not values:
+      raise ValueError("a replica axis needs at least one candidate")
+    return cls._product(seed, seeds, key=str(key), candidates=tuple(float(v) for v in values))
+
+  @classmethod
+  def _product(cls, seed: int, seeds: Sequence[int], orders: tuple = (), key: str = "",
+               candidates: tuple = ()) -> "ReplicaAxis":
+    outer = len(orders or candidates)
+    per = tuple(int(s) for s in seeds) or (int(seed),)
+    return cls(per * outer, tuple(o for o in orders for _ in per), True, key,
+               tuple(v for v in candidates for _ in per), len(seeds))
+
+  @property
+  def size(self) -> int:
+    """``R``, the number of replicas."""
+    return len(self.seeds)
+
+  def outer(self, r: int) -> int:
+    """The index of replica ``r``'s task order or candidate (``r`` itself when seeds are no dimension)."""
+    return r // max(self.seed_count, 1)
+
+  def describe(self) -> str:
+    """The replicas in words: ``3 seeds``, ``10 task orders``, ``10 task orders x 3 seeds``, ``5 candidates
+    of method.strength x 3 seeds``."""
+    n_outer = self.size // max(self.seed_count, 1)
+    outer = (f"{n_outer} task orders" if self.orders else
+             f"{n_outer} candidates of {self.key}" if self.candidates else "")
+    seeds = f"{self.seed_count} seeds" if self.seed_count else ""
+    return " x ".join(p for p in (outer, seeds) if p) or f"{self.size} seeds"
+
+  def label(self, r: int) -> str:
+    """Replica ``r`` in words: ``seed 3``, ``task order 2``, ``method.strength=10`` or, in a product,
+    ``task order 2, seed 3``."""
+    words = {"candidate": lambda: f"{self.key}={self.candidates[r]:g}", "order": lambda: f"task order {self.outer(r)}",
+             "seed": lambda: f"seed {self.seeds[r]}"}
+    return ", ".join(words[dim]() for dim in self._dimensions())
+
+  def config(self, config, r: int):
+    """Replica ``r``'s single-run config: ``config`` itself for a single run, else the config of the single
+    run of its candidate (:func:`candidate_config`), its order (:func:`order_config`) and its seed
+    (:func:`seed_config`), whichever the axis varies."""
+    if not self.batched:
+      return config
+    dims = self._dimensions()
+    if "candidate" in dims:
+      config = candidate_config(config, self.key, self.candidates[r], "valid")
+    if "order" in dims:
+      config = order_config(config, self.orders[r])
+    return seed_config(config, self.seeds[r]) if "seed" in dims else config
+
+  def folder(self, workdir: str, r: int) -> str:
+    """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>``,
+    ``workdir/order<o>``, ``workdir/<candidate value>``, or in a product ``workdir/order<o>/seed<s>`` and
+    ``workdir/<candidate value>/seed<s>`` (the layout of each order's or candidate's ``num_seeds`` run)."""
+    if not self.batched:
+      return workdir
+    names = {"candidate": f"{self.candidates[r]:g}" if self.candidates else "", "order": f"order{self.outer(r)}",
+             "seed": f"seed{self.seeds[r]}"}
+    return os.path.join(workdir, *(names[dim] for dim in self._dimensions()))
+
+  def vmap(self, fn: Callable, in_axes) -> Callable:
+    """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
+    return jax.vmap(fn, in_axes=in_axes) if self.batched else fn
+
+  def stack(self, trees: Sequence[Any]) -> Any:
+    """The replicas' trees (one per replica, in order) as the run holds them: stacked when batched, else
+    the single tree."""
+    if len(trees) != self.size:
+      raise ValueError(f"{len(trees)} trees for {self.size} replicas")
+    return stack(trees) if self.batched else trees[0]
+
+  def each(self, fn: Callable[[int], Any]) -> Any:
+    """``stack([fn(r) for r in range(R)])``: a per-replica value built from each replica's index."""
+    return self.stack([fn(r) for r in range(self.size)])
+
+  def get(self, tree: Any, r: int) -> Any:
+    """Replica ``r``'s part of a tree the run holds."""
+    return replica(tree, r) if self.batched else tree
+
+  def who(self, r: int) -> str:
+    """Words naming replica ``r`` in a message: empty for a single run."""
+    return f" of {self.label(r)} (replica {r} of {self.size})" if self.batched else ""
+
+  def scalars(self, name: str, values) -> dict:
+    """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else one scalar per
+    replica named by :meth:`scalar_name`."""
+    if not self.batched:
+      return {name: float(values)}
+    return {self.scalar_name(name, r): float(v) for r, v in enumerate(np.asarray(values))}
+
+  def scalar_name(self, name: str, r: int) -> str:
+    """Replica ``r``'s TensorBoard name of scalar ``name``: ``name`` for a single run, else ``name_seed<s>``,
+    ``name_order<o>``, ``name_candidate<c>``, or in a product ``name_order<o>_seed<s>`` and
+    ``name_candidate<c>_seed<s>``."""
+    if not self.batched:
+      return name
+    index = {"candidate": self.outer(r), "order": self.outer(r), "seed": self.seeds[r]}
+    return "_".join([name] + [f"{dim}{index[dim]}" for dim in self._dimensions()])
+
+  def _dimensions(self) -> tuple:
+    """The dimensions the replicas vary over, outer first: ``('seed',)``, ``('order',)``,
+    ``('candidate',)``, ``('order', 'seed')`` or ``('candidate', 'seed')``."""
+    outer = ("candidate",) if self.candidates else ("order",) if self.orders else ()
+    return outer + (("seed",) if self.seed_count or not outer else ())
+
+
+def finished_replicas(config, axis: ReplicaAxis, workdir: str) -> list:
+  """Per replica of ``axis``, its finished results in its folder (:meth:`ReplicaAxis.folder` of
+  ``workdir``) for its single-run config (:meth:`ReplicaAxis.config`), or None: the one check of finished
+  replicas, used by seeds, task orders, sweeps and ``bin/compare``.
+
+  Raises:
+    ConfigError: a folder holds another experiment's results (nothing is overwritten).
+  """
+  from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top  (data sources, lazily)
+  return [finished_results(axis.config(config, r), axis.folder(workdir, r)) for r in range(axis.size)]

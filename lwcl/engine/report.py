@@ -1,0 +1,95 @@
+"""A finished stream's results: the ``results.json`` schema of one run (:func:`results`) and the files the
+report writes for every replica (:func:`report`).
+
+A single run writes into its workdir; replica ``r`` of a ``num_seeds`` run writes into ``workdir/seed<s>``
+(:func:`lwcl.runs.summaries.seed_dir`), in a single run's schema with the config of the single run of its
+seed, so ``--config.seed=s`` on that folder finds it finished. The summary over seeds is
+:func:`lwcl.runs.summaries.write_summary`'s.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from lwcl.core import metrics as metrics_lib
+from lwcl.io import report as report_lib
+from lwcl.io.results import RESULTS_FILE, fingerprint
+from lwcl.engine.run_io import Run
+from lwcl.core.record import Progress, Record
+
+SCALARS = ("acc", "bwt", "fwt", "forgetting")
+
+
+def results(setup, r: int, record: Record, progress: Progress, config_dict: dict) -> dict:
+  """The results dict of replica ``r``'s finished stream (the schema of ``results.json`` in the README).
+
+  Args:
+    setup: the run's :class:`~lwcl.engine.build.Setup`; r: the replica (0 for a single run); record: the
+    replica's record (no replica axis); progress: the run's progress; config_dict: the replica's single-run
+    config (``config.to_dict()``).
+  """
+  config, scenario, readouts = setup.config, setup.stream(r).scenario, setup.parts(r)[2]
+  R, b = record.R.astype(np.float64), record.b.astype(np.float64)
+  out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
+         "eval_split": config.eval.split}
+  out.update(metrics_lib.summarize(R, b))
+  out.update(readouts.results(record.readouts))
+  out.update(setup.method.report_results(record.method_report) if record.method_report else {})
+  if config.eval.lca_batches:
+    out["lca_curves"] = record.lca.tolist()
+    out["lca"] = metrics_lib.lca(record.lca, config.eval.lca_batches)
+  if config.eval.every_epoch:
+    out["epoch_accuracy"] = record.epoch_acc.tolist()
+  out.update({
+      "method": config.method.name,
+      "dataset": scenario.dataset,
+      "data_source": setup.dataset.source,
+      "scenario": {"kind": scenario.kind, "incremental": scenario.incremental, "num_tasks": scenario.num_tasks,
+                   "output_dim": scenario.output_dim, "num_heads": scenario.num_heads},
+      "tasks": [t.describe() for t in scenario.tasks],
+      "final_train_loss": record.final_loss.tolist(),
+      "train_seconds": float(progress.train_seconds),
+      "train_examples": int(progress.train_examples),
+      "examples_per_second": float(progress.train_examples / max(progress.train_seconds, 1e-9)),
+      "devices": {"count": setup.parallel.size, "platform": jax.devices()[0].platform,
+                  "processes": jax.process_count()},
+      # how the model's convolutions were computed (model.conv_impl resolved: lwcl/models/conv.py)
+      "conv_impl": getattr(getattr(setup.fns, "model", None), "conv_impl", None),
+      "config": config_dict,
+      "fingerprint": fingerprint(config_dict),
+      "data_fingerprint": setup.data_fingerprint,
+  })
+  return out
+
+
+def report(setup, run: Run, done: list) -> list:
+  """Every replica's results dict; on the main process writes, for each replica whose folder does not hold
+  its finished results yet (``done[r]`` None), ``results.json``, the heatmap, the read-outs' plots and the
+  summary scalars (TensorBoard). Replicas in ``done`` are reported as found."""
+  axis, sc, out = setup.axis, setup.scenario, []
+  title = f"{setup.config.method.name} on {sc.dataset} ({sc.kind}, {sc.incremental}-incremental)"
+  for r in range(axis.size):
+    if done[r] is not None:
+      out.append(done[r])
+      continue
+    config_dict = axis.config(setup.config, r).to_dict() if axis.batched else run.config_dict
+    res = results(setup, r, axis.get(run.record, r), run.progress, config_dict)
+    if axis.batched:
+      res["replica"] = {"index": r, "of": axis.describe(), "num_replicas": axis.size, "workdir": run.workdir,
+                        "note": "trained as one replica of a vmapped program; train_seconds is the program's"}
+    out.append(res)
+    if not run.is_main:
+      continue
+    step = int(np.max(jax.device_get(run.state.step)))
+    finite = {k: res[k] for k in SCALARS if res[k] is not None and np.isfinite(res[k])}
+    run.writer.write_scalars(step, {axis.scalar_name(k, r): v for k, v in finite.items()})
+    folder = axis.folder(run.workdir, r)
+    os.makedirs(folder, exist_ok=True)
+    report_lib.write_json_atomic(os.path.join(folder, RESULTS_FILE), res)
+    report_lib.plot_accuracy_matrix(axis.get(run.record, r).R, os.path.join(folder, report_lib.HEATMAP_FILE),
+                                    title + (f", {axis.label(r)}" if axis.batched else ""))
+    setup.parts(r)[2].write(res, folder)
+  return out

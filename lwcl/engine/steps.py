@@ -1,0 +1,105 @@
+"""Pure train and evaluation steps.
+
+A step is a function of explicit state: ``train_step(state, batch, learning_rate) -> (state, metrics)`` and
+``eval_step(params, batch_stats, batch) -> (correct, count)``; ``train_steps`` runs several train steps in
+one compiled loop on batches gathered on the device. They are built once per experiment and
+``jax.jit``-compiled with the state donated; everything that changes across tasks (method state, task
+ids, masks indexed by task) is an argument or part of the state, never a Python constant of the trace.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lwcl.core.model_fns import ModelFns
+from lwcl.core.state import TrainState
+
+
+def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method) -> Callable:
+  """Builds ``train_step(state, batch, learning_rate=None) -> (state, metrics)``.
+
+  The method contributes two traced hooks: ``step_args`` (extra arguments for its optax
+  transformation, e.g. reference gradients or importances), and ``after_step`` (its state update,
+  e.g. SI's path integral or the episodic memory). ``learning_rate`` (float32 scalar, this step's value
+  of the task's schedule, :class:`lwcl.engine.optim.LearningRates`) goes to ``tx.update`` as an extra argument
+  when given. ``metrics`` holds scalar ``loss`` and ``accuracy``.
+  """
+
+  def train_step(state: TrainState, batch: dict, learning_rate=None):
+    rng = jax.random.fold_in(state.rng, state.step)
+    grad_fn = jax.value_and_grad(fns.loss, has_aux=True)
+    (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng, True)
+    args = method.step_args(state.method_state, state.params, state.batch_stats, batch, rng)
+    if learning_rate is not None:
+      args = dict(args, learning_rate=learning_rate)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params, **args)
+    params = optax.apply_updates(state.params, updates)
+    method_state = method.after_step(state.method_state, state.params, params, grads, batch)
+    accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
+    new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
+                              opt_state=opt_state, method_state=method_state)
+    return new_state, {"loss": loss, "accuracy": accuracy}
+
+  return train_step
+
+
+def make_train_steps(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method,
+                     batch_sharding: Any = None) -> Callable:
+  """Builds ``train_steps(state, data, steps, count) -> (state, losses)``: up to ``K`` train steps in one
+  compiled loop, each on a batch gathered on the device from data placed there once.
+
+  Step ``i < count`` is :func:`make_train_step`'s step on the batch ``{k: data[k][steps['index'][i]]}``
+  (plus ``phase``, filled with ``steps['phase'][i]``, when ``steps`` has it: greedy mode) with learning
+  rate ``steps['learning_rate'][i]``; steps ``count .. K - 1`` are padding and do not run. ``count`` is a
+  traced argument, so every dispatch length ``1 .. K`` shares one compiled program (an XLA while loop).
+  On CPU, XLA does not lower the weight-gradient convolutions inside a loop body to its fast (Eigen)
+  kernels, so convolutional models train several times slower this way there; MLPs gain.
+
+  Args of ``train_steps``:
+    state: :class:`TrainState`.
+    data: ``{'image': uint8 [N, H, W, C], 'label': int32 [N], 'task': int32 [N]}`` (a task's training
+      data, on the device).
+    steps: ``{'index': int32 [K, B], 'learning_rate': float32 [K]}``, optionally ``'phase': int32 [K]``.
+    count: int32 scalar in ``[0, K]``: the steps to run.
+  Returns of ``train_steps``: the state after ``count`` steps and the losses float32 ``[K]`` (0 for the
+  padding steps).
+
+  Args:
+    fns, tx, method: as in :func:`make_train_step`.
+    batch_sharding: a sharding for the gathered batch (e.g. split over devices, like the one-step path's
+      input batch); None leaves the layout to the compiler.
+  """
+  train_step = make_train_step(fns, tx, method)
+
+  def train_steps(state: TrainState, data: dict, steps: dict, count):
+    def body(i, carry):
+      state, losses = carry
+      index = steps["index"][i]
+      batch = {k: jnp.take(v, index, axis=0, mode="clip") for k, v in data.items()}
+      if "phase" in steps:
+        batch["phase"] = jnp.full(index.shape, steps["phase"][i], jnp.int32)
+      if batch_sharding is not None:
+        batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+      state, metrics = train_step(state, batch, steps["learning_rate"][i])
+      return state, losses.at[i].set(metrics["loss"].astype(jnp.float32))
+
+    losses = jnp.zeros(steps["learning_rate"].shape, jnp.float32)
+    return jax.lax.fori_loop(0, count, body, (state, losses))
+
+  return train_steps
+
+
+def make_eval_step(fns: ModelFns) -> Callable:
+  """Builds ``eval_step(params, batch_stats, batch) -> (correct, count)``: float32 scalars summed over the
+  batch's real (``mask`` = 1) examples."""
+
+  def eval_step(params, batch_stats, batch: dict):
+    logits, _ = fns.logits(params, batch_stats, batch, train=False)
+    hit = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+    return jnp.sum(hit * batch["mask"]), jnp.sum(batch["mask"])
+
+  return eval_step

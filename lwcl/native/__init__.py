@@ -1,1 +1,0 @@
-"""Compiled extensions of lwcl: oneDNN convolutions as XLA FFI custom calls (:mod:`lwcl.native.build`)."""

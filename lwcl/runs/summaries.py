@@ -1,0 +1,100 @@
+"""Where each seed of a ``num_seeds`` run (:mod:`lwcl.runs.seeds`) writes its results, and the summary over
+seeds (what it may be combined with: :mod:`lwcl.runs.kinds`).
+
+``workdir/seed<s>/results.json`` holds seed ``s``'s results in a single run's schema, with the config of a
+single run of that seed (:func:`seed_config`: ``seed = s``, ``num_seeds = 0``); ``workdir/results.json``
+holds the summary (:func:`summarize`): every seed's ACC, BWT, FWT and forgetting, their statistics
+(:func:`lwcl.core.metrics.order_statistics`: mean, population std, min, max, n), the spread of each task's final
+accuracy, and the mean and std of the accuracy matrix.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lwcl.core import metrics
+from lwcl.io import report
+from lwcl.engine.replica_axis import seed_config  # noqa: F401  (re-exported)
+from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+
+SCALARS = ("acc", "bwt", "fwt", "forgetting")
+METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run
+
+
+def seeds_of(config) -> list:
+  """The replicas' seeds, ``[seed, ..., seed + num_seeds - 1]``."""
+  return [config.seed + r for r in range(config.num_seeds)]
+
+
+def seed_dir(workdir: str, seed: int) -> str:
+  """The folder of one seed's results, ``workdir/seed<seed>``."""
+  return os.path.join(workdir, f"seed{seed}")
+
+
+def summarize(config, per_seed: list) -> dict:
+  """The summary of a replica run.
+
+  Args:
+    config: the replica run's config; per_seed: each seed's results dict, in seed order.
+  Returns:
+    ``{'num_seeds', 'seeds', 'runs': [{'seed', 'acc', 'bwt', 'fwt', 'forgetting', 'accuracy_matrix',
+    'final_train_loss'} and the method's report (:data:`METHOD_REPORTS`, e.g. GEM's ``gem_solver``)], 'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
+    'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
+    'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
+    'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the
+    same)}``.
+  """
+  seeds = seeds_of(config)
+  out = {"kind": "seeds", "num_seeds": len(seeds), "seeds": seeds,
+         "runs": [{"seed": s, **{k: res.get(k) for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
+                   "final_train_loss": res["final_train_loss"],
+                   **{k: res[k] for k in METHOD_REPORTS if k in res}} for s, res in zip(seeds, per_seed)]}
+  for k in SCALARS:
+    values = [res[k] for res in per_seed if res.get(k) is not None]
+    out[k] = metrics.order_statistics(values) if values else None
+  mats = np.asarray([res["accuracy_matrix"] for res in per_seed], np.float64)
+  first = per_seed[0]
+  out["task_final_accuracy"] = {task["name"]: metrics.order_statistics(mats[:, -1, j])
+                                for j, task in enumerate(first["tasks"])}
+  out.update({"accuracy_matrix_mean": mats.mean(0).tolist(), "accuracy_matrix_std": mats.std(0).tolist(),
+              "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
+              "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
+              "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict()),
+              **common_data_fingerprint(per_seed)})
+  return out
+
+
+def write_summary(config, workdir: str, per_seed: list) -> dict:
+  """Writes :func:`summarize` to ``workdir/results.json`` and the mean accuracy matrix's heatmap."""
+  results = summarize(config, per_seed)
+  report.write_json_atomic(os.path.join(workdir, RESULTS_FILE), results)
+  report.plot_accuracy_matrix(np.asarray(results["accuracy_matrix_mean"]), os.path.join(workdir, report.HEATMAP_FILE),
+                              f"{results['method']} on {results['dataset']}, mean over {len(per_seed)} seeds")
+  return results
+
+
+def write_summaries(runs: list, per_replica: list) -> list:
+  """The summaries of several ``num_seeds`` runs trained as one product (task orders or sweep candidates x
+  seeds): :func:`write_summary` of each ``(config, folder)`` of ``runs`` with its slice of ``per_replica``
+  (outer-major: run ``i``'s seeds are ``per_replica[i * S:(i + 1) * S]``, ``S = len(per_replica) //
+  len(runs)``)."""
+  S = len(per_replica) // len(runs)
+  return [write_summary(config, folder, per_replica[i * S:(i + 1) * S]) for i, (config, folder) in enumerate(runs)]
+
+
+def format_summary(results: dict) -> str:
+  """Readable table of every seed's metrics and their mean and standard deviation (percent)."""
+  lines = [f"{results['method']} on {results['dataset']} over {results['num_seeds']} seeds (one vmapped "
+           "program)", f"{'seed':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
+
+  def pct(v):
+    return "n/a" if v is None else f"{100 * v:.2f}"
+
+  for run in results["runs"]:
+    lines.append(f"{run['seed']:<8}" + "".join(f"{pct(run[k]):>12}" for k in SCALARS))
+  for stat in ("mean", "std"):
+    lines.append(f"{stat:<8}" + "".join(f"{pct(results[k][stat] if results[k] else None):>12}"
+                                        for k in SCALARS))
+  return "\n".join(lines)

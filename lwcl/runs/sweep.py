@@ -1,0 +1,202 @@
+"""Hyper-parameter selection on the validation split (never on test data).
+
+With ``--config.sweep.key=method.strength --config.sweep.candidates=(1.,10.,100.)`` and
+``scenario.validation_fraction > 0``, each candidate runs the whole stream evaluated on every task's
+held-out validation split (``eval.split = 'valid'``) in ``workdir/sweep/<value>/``; the candidate with the
+best ``sweep.metric`` (highest ACC or BWT, lowest forgetting) is selected, and one final run with it is
+evaluated on the test split in ``workdir/final/``. ``workdir/results.json`` holds the final run's results
+plus ``sweep`` (every candidate's validation metrics) and ``selected``.
+
+This is the protocol of GEM/A-GEM's hyper-parameter search (Chaudhry et al. 2019, Sec. 5, on held-out
+data) with the validation split taken from each task's training data.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+
+from lwcl.config import files as config_files
+from lwcl.config import values as config_values
+from lwcl.engine import replica_axis
+from lwcl.runs import summaries as replica_results
+from lwcl.runs import seeds as replicas
+from lwcl.io import report
+from lwcl.errors import ConfigError
+from lwcl.engine.experiment import Experiment
+from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
+from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
+
+HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
+
+
+def candidate_config(config, value, split: str):
+  """``config`` with the swept key set to ``value``, ``eval.split = split`` and the sweep cleared
+  (:func:`lwcl.engine.replica_axis.candidate_config`).
+
+  Raises:
+    ConfigError: if ``sweep.key`` is not a numeric key of the config.
+  """
+  return replica_axis.candidate_config(config, config.sweep.key, value, split)
+
+
+def validate(config) -> None:
+  """Checks a sweep's settings before anything runs: held-out data, candidates, a known metric, a
+  numeric ``sweep.key``.
+
+  Raises:
+    ConfigError: no validation data, no candidates, an unknown metric or key, a candidate value out of
+      its key's range (one line naming the fix).
+  """
+  if config.scenario.validation_fraction <= 0:
+    raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
+                      "(e.g. 0.1)")
+  if not config.sweep.candidates:
+    raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
+                      "--config.sweep.candidates='(1.,10.,100.)'")
+  if config.sweep.metric not in HIGHER_IS_BETTER:
+    raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
+  for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
+    config_values.check_values(candidate_config(config, value, "valid"))
+
+
+def _run(config, workdir: str, on_step) -> dict:
+  """One run of a single value: its finished results, or the experiment run (resumed) in ``workdir``; a
+  ``num_seeds`` run (:func:`lwcl.runs.seeds.run_replicas`, its summary) when ``config.num_seeds`` is set."""
+  if config.num_seeds:
+    return replicas.run_replicas(config, workdir, on_step)
+  done = finished_results(config, workdir)
+  return done if done is not None else Experiment(config).run(workdir, on_step)
+
+
+def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
+  """Runs every candidate on validation data, then the selected one on test data.
+
+  Candidates of the learning rate (``optimizer.learning_rate``) and of the methods' float hyper-parameters
+  (``method.*``) change values, not shapes: they train as replicas of one vmapped program
+  (:class:`~lwcl.engine.replica_axis.ReplicaAxis`, checkpointed in ``workdir/sweep/checkpoints``). Other keys
+  (sizes, counts, other sections), or a method whose steps cannot take the value as data, run one after
+  another (a line says so). Each candidate's results are in ``workdir/sweep/<value>/``; an already
+  finished candidate is reported, not rerun. ``on_step`` is passed to every run.
+
+  With ``num_seeds = S`` every candidate runs over the ``S`` seeds (``C x S`` replicas of one program, or
+  each candidate's seeds as replicas when the candidates run one after another): ``workdir/sweep/<value>/``
+  is then the candidate's ``num_seeds`` run (``seed<s>/`` and the summary), the selection is on the mean
+  over the seeds, and the final run on the test split is a ``num_seeds`` run of the selected value in
+  ``workdir/final/``.
+
+  Returns:
+    The final run's results dict with ``sweep`` and ``selected`` added (also written to
+    ``workdir/results.json``).
+  Raises:
+    ConfigError: the errors of :func:`validate`.
+  """
+  validate(config)
+  path = os.path.join(workdir, RESULTS_FILE)
+  fp = fingerprint(config.to_dict())
+  values, seeds = list(config.sweep.candidates), _seeds(config)
+  sweep_dir = os.path.join(workdir, "sweep")
+  per_replica = replica_axis.finished_replicas(_program(config), _axis(config), sweep_dir)
+  if any(d is None for d in per_replica):
+    per_replica = _train_candidates(config, workdir, per_replica, on_step)
+  rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
+  if seeds:  # each candidate's row: the mean over its seeds, with their statistics
+    summaries = write_summaries([(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"))
+                                 for v in values], per_replica)
+    rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
+             "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
+  metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
+  best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
+  over = f" mean over {len(seeds)} seeds" if seeds else ""
+  print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
+        f"{best[metric]:.4f}); final run on the test split", flush=True)
+  final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
+  results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
+                 selected=best["value"], config=config.to_dict(), fingerprint=fp)
+  report.write_json_atomic(path, results)
+  return results
+
+
+def _train_candidates(config, workdir: str, done: list, on_step) -> list:
+  """Every replica's validation results (candidate-major, seeds within a candidate): as replicas of one
+  program when the key allows it (:func:`replicable`), else candidate after candidate (each candidate's
+  seeds as replicas when ``num_seeds`` is set)."""
+  key, values, seeds = config.sweep.key, list(config.sweep.candidates), _seeds(config)
+  why = replicable(config)
+  if why is None:
+    exp = Experiment(_program(config), _axis(config))
+    why = _untraceable(exp.setup)
+    if why is None:
+      print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
+      return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
+  print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
+  return replicas.run_one_after_another(
+      [(f"sweep {key}={value} (validation split)", candidate_config(config, value, "valid"),
+        os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
+
+
+def _seeds(config) -> list:
+  """The seeds every candidate runs over (``num_seeds``), or empty."""
+  return seeds_of(config) if config.num_seeds else []
+
+
+def _program(config):
+  """The config of the candidates' program: the sweep's, evaluated on the validation split."""
+  program = config.copy_and_resolve_references()
+  with program.unlocked():
+    program.eval.split = "valid"
+  program.lock()
+  return program
+
+
+def _axis(config) -> replica_axis.ReplicaAxis:
+  """The sweep's candidates (times the seeds, with ``num_seeds``) as a replica axis (their folders
+  ``<value>`` or ``<value>/seed<s>``, their configs :func:`candidate_config` on the validation split)."""
+  return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
+                                                _seeds(config))
+
+
+def replicable(config) -> str | None:
+  """None when ``sweep.key``'s candidates can be replicas of one program, else the reason in words."""
+  key = config.sweep.key
+  if key != LEARNING_RATE and not key.startswith(REPLICABLE_PREFIX):
+    return f"{key} is not the learning rate or a method.* hyper-parameter"
+  if not isinstance(config_files.get_key(config, key), float):
+    return f"{key} is not a float (it may change shapes)"
+  return None
+
+
+def _untraceable(setup) -> str | None:
+  """None when one step of every replica traces with its candidate as data, else the error in words (a
+  method that needs the value on the host, e.g. in a Python condition)."""
+  try:
+    state = jax.eval_shape(setup.initial_state)
+    data, R = setup.train_data[0], setup.axis.size
+    B = setup.config.train.batch_size
+    batch = {"image": jax.ShapeDtypeStruct((R, B) + data.images.shape[1:], data.images.dtype),
+             "label": jax.ShapeDtypeStruct((R, B), np.int32), "task": jax.ShapeDtypeStruct((R, B), np.int32)}
+    if setup.fns.is_greedy:
+      batch["phase"] = jax.ShapeDtypeStruct((R, B), np.int32)
+    lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[..., 0]
+    jax.eval_shape(setup.steps.train_step, state, batch, lr)
+  except Exception as e:  # pylint: disable=broad-except  (the sequential runs report a genuine error)
+    return f"the step cannot take the value as data: {type(e).__name__}"
+  return None
+
+
+def format_summary(results: dict) -> str:
+  """The candidates' validation metrics and the selected value, then the final run's summary (a single
+  run's accuracy matrix, or the table over seeds for ``num_seeds``)."""
+  sweep, metric = results["sweep"], results["sweep"]["metric"]
+  over = f" (mean over {results['num_seeds']} seeds)" if results.get("num_seeds") else ""
+  lines = [f"sweep of {sweep['key']} on the validation split{over}: {metric.upper()} per candidate"]
+  for row in sweep["candidates"]:
+    v = row[metric]
+    mark = "  <- selected" if row["value"] == results["selected"] else ""
+    lines.append(f"  {row['value']:<10g} {'n/a' if v is None else f'{100 * v:.2f}'}{mark}")
+  final = replica_results.format_summary(results) if "runs" in results else report.format_summary(results)
+  return "\n".join(lines) + "\nfinal run on the test split:\n" + final
