@@ -13,13 +13,19 @@ import tempfile
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-# JAX's compiled programs for the whole suite and its subprocesses (set before `import lwcl`, which turns
-# the persistent compilation cache on): the repository's ignored .cache/jax, not the user's ~/.cache/lwcl.
+# JAX's compiled programs for the whole suite and its subprocesses (set before lwcl.configure() below, which
+# turns the persistent compilation cache on): the repository's ignored .cache/jax, not the user's ~/.cache/lwcl.
 # Tests pass the same with it empty, full or off (LWCL_COMPILATION_CACHE=0).
 os.environ.setdefault("LWCL_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                                      ".cache"))
 
 import pytest  # noqa: E402
+
+import lwcl  # noqa: E402
+
+# The suite runs with the command line's process settings (XLA:CPU flags, compilation cache): in-process
+# runs then compute what `python -m lwcl.main` in a subprocess computes.
+lwcl.configure()
 
 from lwcl.config import files as config_files  # noqa: E402
 from lwcl.data import idx, sources  # noqa: E402

@@ -73,13 +73,14 @@ def test_metric_writer_off_the_main_process_only_logs(tmp_path):
   assert os.path.getsize(main.path) > 0
 
 
-CACHE_SETTING = "import {first}; import {second}, jax; print('DIR', jax.config.jax_compilation_cache_dir)"
+CACHE_SETTING = ("import {first}; import lwcl; lwcl.configure(); import jax; "
+                 "print('DIR', jax.config.jax_compilation_cache_dir)")
 
 
-def _cache_dir_seen(tmp_path, env: dict, first="lwcl", second="lwcl") -> str:
+def _cache_dir_seen(tmp_path, env: dict, first="lwcl") -> str:
   full = {k: v for k, v in os.environ.items() if not k.startswith(("LWCL_CACHE", "LWCL_COMPILATION", "JAX_COMP"))}
   full.update(env)
-  proc = subprocess.run([sys.executable, "-c", CACHE_SETTING.format(first=first, second=second)],
+  proc = subprocess.run([sys.executable, "-c", CACHE_SETTING.format(first=first)],
                         capture_output=True, text=True, env=full, cwd=str(tmp_path), timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   return proc.stdout.split("DIR ")[-1].strip()

@@ -49,7 +49,7 @@ def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
                    "train.epochs_per_task": epochs})
   reps = Experiment(config, ReplicaAxis.of_seeds(replica_results.seeds_of(config)))
-  summary = replica_results.summarize(config, reps.run(str(tmp_path / "replicas")))
+  summary = replica_results.summarize(config, reps.run_replicas(str(tmp_path / "replicas")))
   assert summary["seeds"] == [3, 4]
   for r in compared:
     seed = 3 + r

@@ -201,7 +201,7 @@ def test_nan_loss_inside_a_dispatch_stops_like_one_step_dispatches(tmp_path):
 
 def test_train_steps_runs_count_steps_of_k():
   exp = experiment.Experiment(small_config(**{"train.steps_per_dispatch": 4}))
-  assert exp.steps_per_dispatch == 4
+  assert exp.setup.steps_per_dispatch == 4
   state = exp.parallel.replicate(exp.initial_state())
   data = exp.parallel.replicate({"image": exp.train_data[0].images, "label": exp.train_data[0].labels,
                                  "task": exp.train_data[0].tasks})

@@ -1,5 +1,6 @@
-"""lwcl's XLA:CPU flags (lwcl/platform/xla_flags.py): added on import for the measured jaxlib versions, accepted by
-the installed jaxlib (XLA aborts on an unknown flag), never over a user's own setting, off on request."""
+"""lwcl's XLA:CPU flags (lwcl/platform/xla_flags.py): added by lwcl.configure() (never by `import lwcl`) for the
+measured jaxlib versions, accepted by the installed jaxlib (XLA aborts on an unknown flag), never over a user's
+own setting, off on request."""
 
 import os
 import subprocess
@@ -13,8 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAG = xla_flags.CPU_FLAGS[0]
 NAME = FLAG.split("=", 1)[0]
 MEASURED = xla_flags.MEASURED_JAXLIB[0]
-# A subprocess that imports lwcl, compiles and runs a convolution, and prints the XLA_FLAGS it ran under.
-PROBE = ("import lwcl, os, jax, jax.numpy as jnp\n"
+# A subprocess that configures lwcl's settings, compiles and runs a convolution, and prints the XLA_FLAGS it
+# ran under.
+PROBE = ("import lwcl, os, jax, jax.numpy as jnp\nlwcl.configure()\n"
          "x = jnp.ones((1, 8, 8, 2)); w = jnp.ones((3, 3, 2, 4))\n"
          "y = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',"
          " dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w)\n"
@@ -62,10 +64,29 @@ def test_apply_does_nothing_once_a_backend_exists(monkeypatch):
 
 @pytest.mark.skipif(xla_flags._jaxlib_version() not in xla_flags.MEASURED_JAXLIB,  # pylint: disable=protected-access
                     reason="installed jaxlib is not among the measured versions: lwcl adds no flag there")
-def test_installed_jaxlib_accepts_the_flags_through_import_lwcl():
+def test_installed_jaxlib_accepts_the_flags_through_lwcl_configure():
   assert probe().split() == list(xla_flags.CPU_FLAGS)
   assert probe(XLA_FLAGS="--xla_force_host_platform_device_count=2").split() == [
       "--xla_force_host_platform_device_count=2", *xla_flags.CPU_FLAGS]
   own = f"{NAME}=+individual_convolution"
   assert probe(XLA_FLAGS=own) == own  # an explicit user setting wins
   assert probe(**{xla_flags.ENV_SWITCH: "0"}) == ""
+
+
+# `import lwcl` and its public names leave the process alone: no XLA flag, no JAX option, no JAX import.
+UNTOUCHED = ("import os, sys\nimport lwcl\nfrom lwcl import Experiment, TrainState, METHODS, run, agem\n"
+             "import jax\n"
+             "print(repr(os.environ.get('XLA_FLAGS')), repr(os.environ.get('JAX_COMPILATION_CACHE_DIR')),"
+             " repr(jax.config.jax_compilation_cache_dir), repr(jax.config.jax_persistent_cache_min_compile_time_secs))\n")
+
+
+def test_import_lwcl_leaves_xla_flags_and_jax_cache_settings_untouched():
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_COMP", "JAX_PERSISTENT", "LWCL_"))}
+  env.update(JAX_PLATFORMS="cpu")
+  plain = subprocess.run([sys.executable, "-c", "import jax\nprint(repr(jax.config.jax_persistent_cache_min_compile_time_secs))"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+  proc = subprocess.run([sys.executable, "-c", UNTOUCHED], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+  assert proc.returncode == 0 and plain.returncode == 0, proc.stderr[-2000:] + plain.stderr[-2000:]
+  xla, cache_env, cache_dir, min_secs = proc.stdout.split()
+  assert (xla, cache_env, cache_dir) == ("None", "None", "None")
+  assert min_secs == plain.stdout.strip()  # JAX's own default, whatever this JAX version makes it

@@ -22,7 +22,7 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: on CPU oneDNN's
 convolutions when lwcl's oneDNN library is built, else XLA's native convolution at one step per call and patch
 matmuls with ``--steps-per-dispatch`` K > 1, where K steps run in one compiled loop on device-resident data;
-:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.platform.xla_flags`, set by ``import lwcl``). The
+:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.platform.xla_flags`, set by ``bin/bench``'s :func:`lwcl.platform.configure`). The
 header names the lowering of each row's step.
 
 lwcl side: the step ``lwcl.engine.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,

@@ -27,6 +27,8 @@ import io
 import os
 import re
 
+from lwcl import platform
+
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 FORGETTING_PLOT = "comparison_forgetting.png"
 
@@ -281,6 +283,7 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int) -> list:
 
 
 def main(argv=None) -> None:
+  platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
   parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
   parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")

@@ -24,6 +24,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from lwcl.config import files as config_files
+from lwcl import platform
 from lwcl.errors import Interrupted, LwclError, exit_with
 
 FLAGS = flags.FLAGS
@@ -144,7 +145,9 @@ def _drop_reraised_orbax_errors(record) -> bool:
 
 def run(on_step: Callable[[int], None] | None = None) -> None:
   """Parses the command line and runs it; ``on_step(global_step)`` is called after every train step (a
-  hook for fault-injection tests, see ``tests/fault_run.py``)."""
+  hook for fault-injection tests, see ``tests/fault_run.py``). Applies lwcl's process settings first
+  (:func:`lwcl.platform.configure`: XLA:CPU flags, compilation cache), before any JAX computation."""
+  platform.configure()
   app.run(functools.partial(main, on_step=on_step), flags_parser=parse_flags)
 
 

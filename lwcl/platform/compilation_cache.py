@@ -2,14 +2,16 @@
 second run of the same experiment (or a test suite's many small runs) loads its programs instead of
 compiling them again.
 
-``import lwcl`` calls :func:`apply` (next to :mod:`lwcl.platform.xla_flags`), before any compilation. Settings:
+:func:`lwcl.platform.configure` (called first by every entry point, and by a user's own process that wants
+it; ``import lwcl`` alone changes nothing) calls :func:`apply` next to :mod:`lwcl.platform.xla_flags`,
+before any compilation. Settings:
 
 * ``$LWCL_COMPILATION_CACHE=0`` turns it off (also in a subprocess that inherited lwcl's setting of
   ``$JAX_COMPILATION_CACHE_DIR``); any other value (or unset) leaves it on.
 * ``$LWCL_CACHE_DIR`` (default ``~/.cache/lwcl``, or ``$XDG_CACHE_HOME/lwcl``): the programs go to its
   ``jax/`` folder (:func:`cache_dir`). Delete the folder at any time to empty the cache.
 * An explicit JAX setting wins: when ``$JAX_COMPILATION_CACHE_DIR`` is set, or
-  ``jax.config.jax_compilation_cache_dir`` was set before ``import lwcl``, lwcl changes nothing.
+  ``jax.config.jax_compilation_cache_dir`` was set before :func:`apply`, lwcl changes nothing.
 
 Programs that took at least :data:`MIN_COMPILE_SECONDS` to compile are stored (0: all; looking a program
 up and loading it takes about 20 ms on a 2-core CPU, compiling the smallest 10-50 ms), and the folder is

@@ -1,10 +1,11 @@
 """XLA:CPU settings that lwcl applies itself, measured on the jaxlib versions listed here.
 
-``import lwcl`` calls :func:`apply`, which appends :data:`CPU_FLAGS` to ``$XLA_FLAGS`` before JAX creates
-its backends (XLA reads the variable once, when the first backend is made). So the settings hold for
-``bin/run``, ``python -m lwcl.main``, ``bin/test``, ``bin/bench`` and a user's own Python process that
-imports lwcl, in whatever order it imports jax, as long as no JAX computation ran before ``import lwcl``
-(:func:`check_in_effect` warns once when one did).
+:func:`lwcl.platform.configure` (which every entry point calls first: ``bin/run``, ``python -m lwcl.main``,
+``bin/compare``, ``bin/bench``, the studies, the test suite) calls :func:`apply`, which appends
+:data:`CPU_FLAGS` to ``$XLA_FLAGS`` before JAX creates its backends (XLA reads the variable once, when the
+first backend is made). ``import lwcl`` alone changes nothing; a user's own process gets the flags by
+calling ``lwcl.configure()`` before its first JAX computation (:func:`check_in_effect` warns once when it
+was called too late).
 
 The flag (``docs/results.md``, "Convolutions on CPU"):
 
@@ -91,7 +92,7 @@ def apply(environ=None) -> tuple:
     _status["reason"] = "XLA_FLAGS already sets them"
     return ()
   if _backends_initialized():
-    _status["reason"] = "a JAX computation ran before `import lwcl`"
+    _status["reason"] = "a JAX computation ran before lwcl.configure()"
     return ()
   environ["XLA_FLAGS"] = " ".join(filter(None, [environ.get("XLA_FLAGS", ""), *add]))
   _status.update(applied=add, reason="")
@@ -101,7 +102,8 @@ def apply(environ=None) -> tuple:
 def check_in_effect() -> bool:
   """Whether lwcl's CPU flags are in effect for this process's CPU backend; logs once why not (the
   speed of convolutional models on CPU then falls back to XLA's defaults, results are unchanged)."""
-  if _status["applied"] or _status["reason"] in ("", f"{ENV_SWITCH}=0", "XLA_FLAGS already sets them"):
+  if _status["applied"] or _status["reason"] in ("", f"{ENV_SWITCH}=0", "XLA_FLAGS already sets them",
+                                                "not applied yet"):  # not applied yet: a plain process
     return bool(_status["applied"])
   import jax  # pylint: disable=g-import-not-at-top
   if jax.default_backend() != "cpu":
@@ -109,6 +111,6 @@ def check_in_effect() -> bool:
   if not _status.get("warned"):
     _status["warned"] = True
     logging.warning("lwcl's XLA:CPU flags (%s) are not in effect: %s; convolutions on CPU run at XLA's "
-                    "default speed (import lwcl before any JAX computation, or set XLA_FLAGS yourself)",
+                    "default speed (call lwcl.configure() before any JAX computation, or set XLA_FLAGS yourself)",
                     " ".join(CPU_FLAGS), _status["reason"])
   return False

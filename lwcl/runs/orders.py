@@ -188,7 +188,7 @@ def _train_orders(config, workdir: str, axis: ReplicaAxis, all_orders: list, don
       print(f"lwcl: {e}", flush=True)
     else:
       print(f"lwcl: {axis.describe()} as replicas of one program", flush=True)
-      return exp.run(workdir, on_step, done=done)
+      return exp.run_replicas(workdir, on_step, done=done)
   if axis.seed_count:  # each order's seeds as replicas of one program, order after order
     seeds = seeds_of(config)
     return run_one_after_another(

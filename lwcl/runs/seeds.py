@@ -51,7 +51,7 @@ def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = N
   axis = ReplicaAxis.of_seeds(seeds_of(config))
   per_seed = finished_replicas(config, axis, workdir)
   if any(d is None for d in per_seed):
-    per_seed = Experiment(config, axis).run(workdir, on_step, done=per_seed)
+    per_seed = Experiment(config, axis).run_replicas(workdir, on_step, done=per_seed)
   return write_summary(config, workdir, per_seed)
 
 
@@ -76,6 +76,6 @@ def run_one_after_another(runs: list, seeds: list, done: list, on_step=None) -> 
     if any(d is None for d in mine):
       print(f"lwcl: {label}", flush=True)
       exp = Experiment(config, ReplicaAxis.of_seeds(seeds) if seeds else None)
-      mine = exp.run(folder, on_step, done=mine) if seeds else [exp.run(folder, on_step)]
+      mine = exp.run_replicas(folder, on_step, done=mine if seeds else None)
     out.extend(mine)
   return out

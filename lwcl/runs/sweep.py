@@ -132,7 +132,7 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
     why = _untraceable(exp.setup)
     if why is None:
       print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
-      return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
+      return exp.run_replicas(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
       [(f"sweep {key}={value} (validation split)", candidate_config(config, value, "valid"),

@@ -39,6 +39,7 @@ import numpy as np
 
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.studies.outputs import write_study
+from lwcl import platform
 
 
 def load_runs(study: str) -> dict:
@@ -193,6 +194,7 @@ def plot(result: dict, path: str) -> None:
 
 
 def main(argv=None) -> None:
+  platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
   parser = argparse.ArgumentParser(prog="python -m lwcl.studies.layerwise_depth", description=__doc__.splitlines()[0])
   parser.add_argument("study", help="folder of the study's runs, <run name>/seed<s>/results.json")
   parser.add_argument("--out", required=True, help="folder for layerwise_depth.{md,json,png}")

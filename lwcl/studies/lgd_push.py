@@ -36,6 +36,7 @@ import numpy as np
 from lwcl.methods import projection
 from lwcl.data.pipeline import train_batches
 from lwcl.io.figures import pyplot, save_figure
+from lwcl import platform
 
 RULES = ("equation", "sum", "mean")
 
@@ -128,6 +129,7 @@ def plot(rows: list, path: str) -> None:
 
 
 def main(argv=None) -> None:
+  platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
   parser = argparse.ArgumentParser(prog="python -m lwcl.studies.lgd_push", description=__doc__.splitlines()[0])
   parser.add_argument("--config", required=True, metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True)

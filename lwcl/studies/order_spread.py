@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from lwcl.studies.outputs import write_study
+from lwcl import platform
 
 STATISTICS = ("acc_std", "aopd", "mopd")
 
@@ -115,6 +116,7 @@ def table(result: dict) -> str:
 
 
 def main(argv=None) -> None:
+  platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
   parser = argparse.ArgumentParser(prog="python -m lwcl.studies.order_spread",
                                    description=__doc__.splitlines()[0])
   parser.add_argument("workdirs", nargs="+", help="finished num_orders workdirs, the reference method first")
