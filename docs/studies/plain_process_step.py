@@ -1,9 +1,9 @@
 """The default experiment's training step, built by ``lwcl.engine.experiment.Experiment`` in a plain Python process,
 against ``bin/bench vs-torch``'s PyTorch eager loop for the same ConvNet, in the same process.
 
-No ``bin/`` wrapper: no tcmalloc preload, nothing but ``import lwcl`` (which sets lwcl's XLA flags; the
-oneDNN convolutions are used when ``bin/setup`` built them, as ``results.json``'s ``conv_impl`` and the
-output here say). The lwcl side trains on task 0's Fashion-MNIST batches of ``configs/default.py``, the
+No ``bin/`` wrapper: no tcmalloc preload, no ``lwcl.configure()`` (so no XLA:CPU flag and no compilation
+cache: ``import lwcl`` sets nothing), the public API only; the oneDNN convolutions are used when ``bin/setup``
+built them, as ``results.json``'s ``conv_impl`` and the output here say. The lwcl side trains on task 0's Fashion-MNIST batches of ``configs/default.py``, the
 PyTorch side on the benchmark's random batches of the same shape (the step's cost does not depend on the
 values). Both take turns in interleaved rounds; medians reported.
 
@@ -19,10 +19,8 @@ import time
 import jax
 import numpy as np
 
-import lwcl  # noqa: F401  (XLA flags before JAX starts)
-from lwcl.config import files as config_files
+import lwcl
 from lwcl.benchmarks.torch_side import TorchStep
-from lwcl.engine.experiment import Experiment
 
 
 def main() -> None:
@@ -30,9 +28,9 @@ def main() -> None:
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--steps", type=int, default=20)
   args = parser.parse_args()
-  config = config_files.load("configs/default.py").get_config()
+  config = lwcl.load_config("configs/default.py")
   config.train.progress = False
-  exp = Experiment(config)
+  exp = lwcl.Experiment(config)
   data, bs = exp.setup.train_data[0], config.train.batch_size
   batches = [{"image": data.images[i * bs:(i + 1) * bs], "label": data.labels[i * bs:(i + 1) * bs].astype(np.int32),
               "task": np.zeros(bs, np.int32)} for i in range(8)]
