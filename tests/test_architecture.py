@@ -1,4 +1,5 @@
-"""The package's structure: imports flow one way, modules stay small, methods are found in one table."""
+"""The package's structure: folders that show the architecture, imports that flow one way between them (the
+table :data:`ALLOWED`), modules that stay small, methods found in one table."""
 
 import ast
 import graphlib
@@ -11,6 +12,32 @@ from lwcl import methods
 
 PKG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lwcl")
 MAX_LINES = 450
+MAX_TOP_LEVEL_MODULES = 8
+
+# Which packages (folders, or modules directly in lwcl/) each package may import: the architecture, top to
+# bottom. Entry points (cli, benchmarks, studies) -> runs (the replica adapter: seeds, orders, sweeps) ->
+# engine (one run: build, loop, steps) -> config (the validator over every component's options) -> methods,
+# layerwise -> io (checkpoints, results, figures) -> models, data -> core (types, dotted keys, options),
+# platform, errors.
+# lwcl/__init__ (the public API, imported lazily) and _compat (old import paths) are outside the table.
+ENTRY = {"runs", "engine", "config", "io", "methods", "layerwise", "models", "data", "core", "platform", "errors"}
+ALLOWED = {
+    "main": {"cli"},
+    "cli": ENTRY,
+    "benchmarks": ENTRY | {"cli"},
+    "studies": ENTRY | {"cli"},
+    "runs": {"engine", "config", "io", "data", "core", "platform", "errors"},
+    "engine": {"config", "io", "methods", "layerwise", "models", "data", "core", "platform", "errors"},
+    "config": {"methods", "layerwise", "io", "models", "data", "core", "platform", "errors"},
+    "io": {"data", "core", "platform", "errors"},
+    "methods": {"models", "data", "core", "errors"},
+    "layerwise": {"io", "models", "data", "core", "platform", "errors"},
+    "models": {"core", "platform", "errors"},
+    "data": {"core", "platform", "errors"},
+    "core": {"errors"},
+    "platform": {"errors"},
+    "errors": set(),
+}
 
 
 def _modules() -> dict:
@@ -50,6 +77,41 @@ def test_no_import_circle():
     list(graphlib.TopologicalSorter(graph).static_order())
   except graphlib.CycleError as e:
     pytest.fail(f"import circle: {' -> '.join(e.args[1])}")
+
+
+def _package(module: str) -> str:
+  """The folder (or top-level module) of a dotted module name: ``lwcl.engine.loop`` -> ``engine``,
+  ``lwcl.errors`` -> ``errors``, ``lwcl`` -> ``lwcl``."""
+  parts = module.split(".")
+  return parts[1] if len(parts) > 1 else parts[0]
+
+
+def test_packages_import_only_what_the_table_allows():
+  mods = _modules()
+  found = {}
+  for m, p in mods.items():
+    src = _package(m)
+    if src in ("lwcl", "_compat"):
+      continue
+    assert src in ALLOWED, f"{m}: its package '{src}' is not in the architecture table; add it to ALLOWED"
+    for dst in {_package(i) for i in _first_party_imports(m, p, set(mods))} - {src, "lwcl"}:
+      found.setdefault((src, dst), m)
+  wrong = [f"{src} -> {dst} (in {m})" for (src, dst), m in sorted(found.items()) if dst not in ALLOWED[src]]
+  assert not wrong, "imports the table does not allow: " + "; ".join(wrong)
+
+
+def test_the_table_itself_runs_one_way():
+  try:
+    list(graphlib.TopologicalSorter(ALLOWED).static_order())
+  except graphlib.CycleError as e:
+    pytest.fail(f"the package table has a circle: {' -> '.join(e.args[1])}")
+
+
+def test_at_most_a_few_modules_directly_in_lwcl():
+  top = sorted(f for f in os.listdir(PKG) if f.endswith(".py"))
+  assert len(top) <= MAX_TOP_LEVEL_MODULES, top
+  folders = {f for f in os.listdir(PKG) if os.path.isfile(os.path.join(PKG, f, "__init__.py"))}
+  assert folders - {"_compat"} <= set(ALLOWED), folders - set(ALLOWED)
 
 
 def test_no_relative_imports_and_no_module_over_the_limit():

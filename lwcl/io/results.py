@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 
-from lwcl.config import files as config_files
+from lwcl.core import keys
 from lwcl.io.checkpoint import config_differences
 from lwcl.data import sources
 from lwcl.errors import ConfigError
@@ -33,7 +33,7 @@ def result_config(config_dict: dict) -> dict:
   """The result-relevant part of a config dict (``OPERATIONAL_KEYS`` removed), JSON-compatible."""
   d = json.loads(json.dumps(config_dict, sort_keys=True, default=str))
   for key in OPERATIONAL_KEYS:
-    config_files.pop_key(d, key)
+    keys.pop_key(d, key)
   return d
 
 
