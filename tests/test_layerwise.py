@@ -18,6 +18,7 @@ from lwcl import layerwise
 from lwcl.runs import driver
 from lwcl.engine import optim
 from lwcl.data.pipeline import Preprocessor
+from lwcl.config import values as config_values
 from lwcl.errors import ConfigError
 from lwcl.methods import FineTune
 from lwcl.models import build_model
@@ -214,8 +215,8 @@ def test_cuts_presets_and_config_errors():
     with pytest.raises(ConfigError, match=match):
       layerwise.parse_cuts(bad, model, shape)
   for key, value in [("mode", "sideways"), ("aux_head", "rnn"), ("local_step", "x"), ("aux_pool", -1)]:
-    with pytest.raises(ConfigError, match=f"layerwise.{key}"):
-      make_fns(lw_config(**{key: value}))
+    with pytest.raises(ConfigError, match=f"layerwise.{key}"):  # the config validator's (lwcl/config/)
+      config_values.check_values(lw_config(**{key: value}))
 
 
 def test_stride_presets_and_intensity_give_expected_feature_maps():

@@ -1,6 +1,8 @@
 """Command-line entry point.
 
     python -m lwcl.main --config=configs/default.py --workdir=runs/x [--config.a.b=value ...]
+    python -m lwcl.main --options NAME   # the options of a section (model, method, ...) or a component
+                                         # (resnet, ewc, split, ...): type, default, bounds, doc
 
 The config is locked: an override of a key that does not exist, or of the wrong type, is an error; every
 value is then checked against ``configs/default.py`` (:mod:`lwcl.config.types`, from ``driver.run``)
@@ -31,6 +33,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Folder for checkpoints, results.json, TensorBoard events, plots.")
+flags.DEFINE_string("options", None, "Print the options of a config section (model, method, scenario, data, "
+                    "layerwise, optimizer, train, eval, sweep, checkpoint, devices, top-level) or of a "
+                    "component (a model, scenario kind or method name, e.g. resnet, split, ewc) with type, "
+                    "default, bounds and doc, then exit.")
 
 HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
@@ -116,9 +122,23 @@ def _override_message(msg: str, argv: list) -> str | None:
     return None
 
 
+def print_options(name: str) -> None:
+  """``--options NAME``: prints :func:`lwcl.config.options.describe` and exits 0 (an unknown name: one
+  error line, status 2)."""
+  from lwcl.config import options  # pylint: disable=g-import-not-at-top  (imports the components: JAX)
+  try:
+    text = options.describe(name)
+  except LwclError as e:
+    fail(str(e))
+  print(text, flush=True)
+  sys.exit(0)
+
+
 def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   if len(argv) > 1:
     fail(f"unexpected arguments {' '.join(argv[1:])}; overrides look like --config.train.batch_size=32")
+  if FLAGS.options is not None:
+    print_options(FLAGS.options)
   if FLAGS.config is None:
     fail("no config given; pass --config=configs/default.py")
   if not FLAGS.workdir:

@@ -1,49 +1,48 @@
-"""Checking the values of a config that its types cannot (ranges, names, combinations), before anything runs.
+"""Checking the values of a config that its types cannot (ranges, names, combinations), before anything runs:
+the one place for every check of a config that needs no data.
 
 :func:`check_values` runs after :func:`lwcl.config.types.check_config` (so every value has its key's type)
 and before the workdir is created or locked (``driver.check``), so a refused config leaves no trace on
 disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code. Its rules:
 
-- every ``float`` value (and every number in ``scenario.angles`` and ``sweep.candidates``) is finite;
-  ``optimizer.learning_rate`` is also positive;
-- the keys of :data:`AT_LEAST` are at least their bound (counts, sizes, steps; ``0`` means "off", "all" or
-  "automatic" where ``configs/default.py`` says so), every layer size in :data:`LAYER_SIZES` is at least 1;
-- ``scenario.validation_fraction`` is in ``[0, 1)``, and ``eval.split = 'valid'`` needs it above 0;
-- ``model.name``, ``method.name`` and ``eval.split`` name something that exists;
-- ``data.source`` is a known source, and streamed data runs one step per dispatch.
+- every ``float`` value is finite, and every number of a tuple of floats (``scenario.angles``,
+  ``sweep.candidates``: :data:`lwcl.config.types.TUPLE_ELEMENTS`);
+- every key a component declares (:mod:`lwcl.config.options`: each model, scenario kind, data source,
+  the engine's sections, layer-wise training, devices, checkpoints, methods) is within its declaration's
+  bounds (``0`` means "off", "all" or "automatic" where its doc says so; a tuple of sizes: every size)
+  and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
+- method keys no method declares yet keep their bounds in :data:`METHOD_AT_LEAST`;
+- the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
+  needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
+  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; an enabled linear probe needs a
+  positive learning rate and non-negative ``l2`` and ``pool``; ``num_seeds`` runs on one host (not with
+  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates and is not combined
+  with ``num_orders`` (the kinds of run: :mod:`lwcl.runs.kinds`).
 
-Combinations of run modes (``num_seeds``, ``num_orders``, ``sweep.key``) are :mod:`lwcl.runs.kinds`'s.
-
-Data-dependent checks (classes per task against the data set's classes, a batch larger than a task) stay
-where the data is known (:mod:`lwcl.data.scenarios`).
+What needs more than the config stays where it is known: each sweep candidate's config
+(:func:`lwcl.runs.sweep.validate`), classes per task against the data set's classes, a batch larger than
+a task (:mod:`lwcl.data.scenarios`), strides and depths against a model's blocks (:mod:`lwcl.models`),
+cuts against the network (:mod:`lwcl.layerwise.cuts`), devices against those visible
+(:mod:`lwcl.platform.devices`).
 """
 
 from __future__ import annotations
 
 import math
 
-from lwcl.config import types as config_check
 from lwcl.config import files as config_files
+from lwcl.config import options as config_options
+from lwcl.config import types as config_check
+from lwcl.core.options import unknown_message
+from lwcl.data.sources import STREAMED
 from lwcl.errors import ConfigError
 
-# Smallest allowed value of integer keys (configs/default.py explains what 0 means where it is allowed).
-AT_LEAST = {
-    "train.epochs_per_task": 1, "train.batch_size": 1, "train.eval_batch_size": 1,
-    "train.log_every_steps": 1, "train.steps_per_dispatch": 1, "scenario.num_tasks": 1, "checkpoint.keep": 1,
-    "num_orders": 0, "num_seeds": 0, "scenario.samples_per_task": 0, "scenario.classes_per_task": 0,
-    "scenario.max_tasks": 0, "checkpoint.every_steps": 0, "eval.lca_batches": 0, "devices.num_devices": 0,
-    "model.width": 0, "model.shallow_blocks": 0, "model.shallow_width": 0,
+# Bounds of the method keys until each method declares its OPTIONS (lwcl/methods/); a key a method
+# declares is checked by its declaration instead.
+METHOD_AT_LEAST = {
     "method.memory_per_task": 0, "method.importance_samples": 0, "method.importance_batch_size": 1,
     "method.memory_grad_chunk": 0, "method.agem_ref_batch": 1, "method.lgd_top_k": 0,
-    "layerwise.greedy_epochs_per_block": 0, "layerwise.linear_probe.train_examples": 1,
-    "layerwise.linear_probe.steps": 1, "data.stream.threads": 1, "data.stream.prefetch": 1,
-    "data.stream.workers": 0, "data.image_size": 0,
 }
-# Tuples of layer sizes (nested for model.conv_stages): every size is at least 1.
-LAYER_SIZES = ("model.hidden", "model.dense", "model.conv_stages", "layerwise.aux_hidden")
-FINITE_TUPLES = ("scenario.angles", "sweep.candidates")
-EVAL_SPLITS = ("test", "valid")
-DATA_SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
 
 
 def check_values(config) -> None:
@@ -53,53 +52,117 @@ def check_values(config) -> None:
     config: an ``ml_collections.ConfigDict`` (or nested dict) with the keys of ``configs/default.py``;
       keys it lacks are not checked.
   Raises:
-    ConfigError: the first bad value, as one line naming the key, the value and a valid example.
+    ConfigError: the first bad value, as one line naming the key, the value and a valid example (or the
+      fix of a combination).
   """
   _check_floats(config, "")
-  for key in FINITE_TUPLES:
+  for key, (element, _) in config_check.TUPLE_ELEMENTS.items():
     values = _get(config, key)
-    for v in values or ():
+    for v in (values or ()) if element is float else ():
       if isinstance(v, (int, float)) and not math.isfinite(v):
         _refuse(key, tuple(values), f"{v} is not a finite number", "finite numbers")
-  lr = _get(config, "optimizer.learning_rate")
-  if lr is not None and lr <= 0:
-    _refuse("optimizer.learning_rate", lr, "the learning rate must be positive", "a positive number", 0.01)
-  for key, bound in AT_LEAST.items():
+  declared = config_options.declared()
+  for option in declared.values():
+    _check_option(option, _get(config, option.key))
+  for key, bound in METHOD_AT_LEAST.items():
     value = _get(config, key)
-    if value is not None and value < bound:
-      _refuse(key, value, f"must be at least {bound}", f"{bound} or more" if bound else "0 or more", bound)
-  for key in LAYER_SIZES:
-    value = _get(config, key)
-    if value is not None and any(s < 1 for s in _flat(value)):
-      _refuse(key, tuple(value), "every layer size must be at least 1", "positive sizes",
+    if key not in declared and value is not None and value < bound:
+      _refuse(key, value, f"must be at least {bound}", f"{bound} or more", bound)
+  for rule in RULES:
+    rule(config)
+
+
+def _check_option(option, value) -> None:
+  """``value`` within ``option``'s bounds and choices (``None``: the config lacks the key)."""
+  if value is None:
+    return
+  key = option.key
+  if option.choices:
+    if value not in option.choices:
+      raise ConfigError(unknown_message(key, value, option.choices))
+  elif option.minimum is None:
+    return
+  elif option.type is tuple:  # sizes: every one (nested: model.conv_stages) at least the bound
+    if any(s < option.minimum for s in _flat(value)):
+      _refuse(key, tuple(value), f"every layer size must be at least {option.minimum:g}", "positive sizes",
               f"'{config_check.TUPLE_ELEMENTS[key][1]}'")
-  _check_names_and_combinations(config)
+  elif option.strict and value <= option.minimum:
+    what = key.rsplit(".", 1)[-1].replace("_", " ")
+    if option.minimum == 0:
+      _refuse(key, value, f"the {what} must be positive", "a positive number", option.default)
+    _refuse(key, value, f"the {what} must be above {option.minimum:g}", f"a number above {option.minimum:g}",
+            option.default)
+  elif option.maximum is not None and not option.minimum <= value < option.maximum:
+    interval = f"[{option.minimum:g}, {option.maximum:g})"
+    _refuse(key, value, f"must be in {interval}", f"a number in {interval}", option.default)
+  elif value < option.minimum:
+    bound = option.minimum
+    _refuse(key, value, f"must be at least {bound}", f"{bound} or more", bound)
 
 
-def _check_names_and_combinations(config) -> None:
-  fraction = _get(config, "scenario.validation_fraction")
-  if fraction is not None and not 0.0 <= fraction < 1.0:
-    _refuse("scenario.validation_fraction", fraction, "the held-out share must be in [0, 1)",
-            "a fraction in [0, 1)", 0.1)
+def _streamed_data_one_step_per_dispatch(config) -> None:
   source = _get(config, "data.source")
-  if source is not None and source not in DATA_SOURCES:
-    raise ConfigError(f"unknown data.source '{source}'; use one of {', '.join(DATA_SOURCES)}")
-  streams = source in ("arrayrecord", "tfds_stream") or (source == "auto" and _get(config, "data.record_dir"))
+  streams = source in STREAMED or (source == "auto" and _get(config, "data.record_dir"))
   if streams and (_get(config, "train.steps_per_dispatch") or 1) > 1:
     raise ConfigError("streamed data (data.source arrayrecord / tfds_stream, or data.record_dir set) cannot "
                       "be placed on the device whole; it needs train.steps_per_dispatch=1")
-  split = _get(config, "eval.split")
-  if split is not None and split not in EVAL_SPLITS:
-    raise ConfigError(f"unknown eval.split '{split}'; use --config.eval.split=test or valid")
-  if split == "valid" and not fraction:
+
+
+def _valid_split_needs_held_out_data(config) -> None:
+  if _get(config, "eval.split") == "valid" and not _get(config, "scenario.validation_fraction"):
     raise ConfigError("eval.split=valid needs held-out data; set --config.scenario.validation_fraction "
                       "(e.g. 0.1)")
-  from lwcl.methods import METHODS  # pylint: disable=g-import-not-at-top  (jax; after the cheap checks)
-  from lwcl.models import MODELS  # pylint: disable=g-import-not-at-top
-  for key, names in (("model.name", MODELS), ("method.name", sorted(METHODS))):
-    value = _get(config, key)
-    if value is not None and value not in names:
-      raise ConfigError(f"unknown {key} '{value}'; use one of {', '.join(names)}")
+
+
+def _max_tasks_at_least_num_tasks(config) -> None:
+  max_tasks, num_tasks = _get(config, "scenario.max_tasks"), _get(config, "scenario.num_tasks")
+  if max_tasks and num_tasks is not None and max_tasks < num_tasks:
+    raise ConfigError(f"scenario.max_tasks={max_tasks} is smaller than num_tasks={num_tasks}; raise it or "
+                      "set 0")
+
+
+def _one_angle_per_task(config) -> None:
+  angles, num_tasks = _get(config, "scenario.angles"), _get(config, "scenario.num_tasks")
+  if _get(config, "scenario.kind") == "rotated" and angles and len(angles) != num_tasks:
+    raise ConfigError(f"scenario.angles lists {len(angles)} angles for {num_tasks} tasks; give one per task")
+
+
+def _cnn_head_has_a_conv(config) -> None:
+  if _get(config, "layerwise.aux_head") == "cnn" and (_get(config, "layerwise.aux_convs") or 0) < 1:
+    raise ConfigError("layerwise.aux_convs must be >= 1 for aux_head='cnn'; fix --config.layerwise.aux_convs")
+
+
+def _linear_probe_settings(config) -> None:
+  probe = _get(config, "layerwise.linear_probe")
+  if probe is not None and probe.get("enabled") and (
+      probe["learning_rate"] <= 0 or probe["l2"] < 0 or probe["pool"] < 0):
+    raise ConfigError("layerwise.linear_probe needs train_examples >= 1, steps >= 1, learning_rate > 0, "
+                      "l2 >= 0 and pool >= 0; fix --config.layerwise.linear_probe.*")
+
+
+def _seeds_on_one_host(config) -> None:
+  if _get(config, "num_seeds") and _get(config, "devices.multihost"):
+    raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
+
+
+def _sweep_settings(config) -> None:
+  if not _get(config, "sweep.key"):
+    return
+  if _get(config, "num_orders"):
+    raise ConfigError("sweep.key cannot be combined with num_orders (a sweep selects on one task order); "
+                      "select with --config.num_orders=0, then run the selected value with num_orders")
+  if (_get(config, "scenario.validation_fraction") or 0) <= 0:
+    raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
+                      "(e.g. 0.1)")
+  if not _get(config, "sweep.candidates"):
+    raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
+                      "--config.sweep.candidates='(1.,10.,100.)'")
+
+
+# The combinations, checked in this order after every key's own bounds.
+RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
+         _one_angle_per_task, _cnn_head_has_a_conv, _linear_probe_settings, _seeds_on_one_host,
+         _sweep_settings)
 
 
 def _get(config, key: str):

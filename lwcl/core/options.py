@@ -29,7 +29,8 @@ class Option:
     default: the value ``configs/default.py`` gives it; its type (bool, int, float, str or tuple) is the
       key's type.
     doc: one line: what it means, its unit, and what special values (``0 = off``) mean.
-    minimum: for numbers, the smallest allowed value (None: unbounded below); strict: ``> minimum``.
+    minimum: for numbers, the smallest allowed value (None: unbounded below); strict: ``> minimum``. For a
+      tuple of numbers (layer sizes), the bound of every number in it (the validator checks those).
     maximum: for numbers, the value it must stay below (None: unbounded above).
     choices: for strings, the allowed values (empty: any string).
   """
@@ -75,9 +76,12 @@ class Option:
     return value
 
   def bounds(self) -> str:
-    """The allowed values in words: ``>= 0``, ``> 0 and < 1``, ``finite``, ``one of a | b``, or ``any``."""
+    """The allowed values in words: ``>= 0``, ``> 0 and < 1``, ``finite``, ``one of a | b``,
+    ``every element >= 1`` (a tuple of sizes), or ``any``."""
     if self.choices:
       return "one of " + " | ".join(map(str, self.choices))
+    if self.type is tuple:
+      return f"every element >= {self.minimum:g}" if self.minimum is not None else "any"
     if self.type not in (int, float):
       return "any"
     parts = []
@@ -90,3 +94,20 @@ class Option:
   def describe(self) -> str:
     """One line for ``--options``: ``key (type, default, bounds): doc``."""
     return f"{self.key} ({self.type.__name__}, default {self.default!r}, {self.bounds()}): {self.doc}"
+
+
+def pick(registry, key: str, name: str):
+  """``registry[name]``: the entry a config names (a model, a scenario kind, ...), for the code that builds it.
+
+  Raises:
+    ConfigError: ``name`` is not in ``registry``: ``unknown KEY 'NAME'; use one of A, B`` (the message the
+      config validator gives for a value outside an option's choices).
+  """
+  if name not in registry:
+    raise ConfigError(unknown_message(key, name, tuple(registry)))
+  return registry[name]
+
+
+def unknown_message(key: str, value, choices: tuple) -> str:
+  """The one line for a value of ``key`` outside ``choices``."""
+  return f"unknown {key} '{value}'; use one of {', '.join(map(str, choices))}"

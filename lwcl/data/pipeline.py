@@ -18,6 +18,15 @@ import numpy as np
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
 from lwcl.errors import ConfigError, DataError
+from lwcl.core.options import Option
+
+OPTIONS = (
+    Option("data.normalize", "standardize", "standardize (per-channel mean / std of the training set) | unit "
+           "(to [0, 1]) | none", choices=("standardize", "unit", "none")),
+    Option("data.augment.random_crop", False, "pad then crop back at a random offset"),
+    Option("data.augment.crop_padding", 4, "random_crop: pixels of padding on each side"),
+    Option("data.augment.horizontal_flip", False, "flip each image left-right with probability 1/2"),
+)
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

@@ -21,14 +21,41 @@ All randomness (class order, task order, permutations, subsampling, validation s
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import numpy as np
 
+from lwcl.core.options import Option, pick
 from lwcl.data import transforms
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
 from lwcl.data.sources import ImageDataset
 from lwcl.errors import ConfigError, DataError
+
+INCREMENTAL = ("task", "class", "domain")
+TASK_HEADS = ("multi", "masked")
+
+# The keys every kind reads (each kind's own keys are in its entry of SCENARIOS).
+OPTIONS = (
+    Option("scenario.kind", "split", "how the data set becomes tasks: split | permuted | rotated",
+           choices=("split", "permuted", "rotated")),
+    Option("scenario.incremental", "task", "label space: task (task identity known) | class (one head over "
+           "all classes) | domain (one head over within-task labels)", choices=INCREMENTAL),
+    Option("scenario.task_heads", "multi", "task-incremental only: multi (a head per task) | masked (one "
+           "shared head, logits masked to the task's classes)", choices=TASK_HEADS),
+    Option("scenario.num_tasks", 5, "tasks in the stream", minimum=1),
+    Option("scenario.order_seed", -1, "task order: -1 = as defined; otherwise a seeded permutation of the "
+           "tasks"),
+    Option("scenario.task_order", (), "explicit task order (indices of the tasks as defined); () = use "
+           "order_seed"),
+    Option("scenario.samples_per_task", 0, "cap on training examples per task (GEM protocol: 1000); 0 = all",
+           minimum=0),
+    Option("scenario.validation_fraction", 0.0, "share of each task's training data held out for validation",
+           minimum=0, maximum=1),
+    Option("scenario.max_tasks", 0, "task slots the state is padded to (>= num_tasks); 0 = num_tasks",
+           minimum=0),
+    Option("scenario.seed", 0, "permutations, class shuffling, subsampling, validation split"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +199,71 @@ def _transformed(images, transform: dict | None):
   return transforms.apply(images, transform)
 
 
+def _permuted_tasks(cfg, ds: ImageDataset) -> tuple[list, list]:
+  """All classes per task; task ``k`` permutes the pixels with seed ``seed * 100003 + k``."""
+  T = cfg.num_tasks
+  return [tuple(range(ds.num_classes))] * T, [
+      {"permutation_seed": int(cfg.seed * 100003 + k)} if (k or cfg.permute_first_task) else None
+      for k in range(T)]
+
+
+def _rotated_tasks(cfg, ds: ImageDataset) -> tuple[list, list]:
+  """All classes per task; task ``k`` rotates by ``angles[k]`` (default ``k * max_angle / num_tasks``)."""
+  T = cfg.num_tasks
+  angles = list(cfg.angles) if cfg.angles else [k * cfg.max_angle / T for k in range(T)]
+  return [tuple(range(ds.num_classes))] * T, [{"angle_degrees": float(a)} for a in angles]
+
+
+def _classes_name(t, classes, transform, ds) -> str:
+  return "classes " + ",".join(str(ds.class_names[c]) for c in classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioKind:
+  """One kind of scenario (an entry of :data:`SCENARIOS`).
+
+  Attributes:
+    tasks: ``(config.scenario, ds) -> (class_sets, transforms)``: the tasks as defined (before the task
+      order): each task's classes (tuple of class ids) and transform (``None`` or a dict
+      :func:`lwcl.data.transforms.apply` knows).
+    name: ``(t, classes, transform, ds) -> str``: task ``t``'s readable name.
+    local_labels: whether task- and domain-incremental label spaces use within-task labels (the tasks'
+      classes differ) rather than the data set's classes.
+    options: the ``scenario.*`` keys only this kind reads (:class:`~lwcl.core.options.Option`).
+  """
+  tasks: Callable
+  name: Callable
+  local_labels: bool
+  options: tuple
+
+
+SCENARIOS = {
+    "split": ScenarioKind(_split_tasks, _classes_name, True, (
+        Option("scenario.classes_per_task", 2, "classes per task; 0 = num_classes // num_tasks", minimum=0),
+        Option("scenario.class_order", (), "explicit class order, e.g. (3, 1, 0, ...); () = 0..C-1"),
+        Option("scenario.shuffle_classes", False, "shuffle the classes (seeded by scenario.seed) when "
+               "class_order is ()"),
+    )),
+    "permuted": ScenarioKind(_permuted_tasks,
+                             lambda t, classes, transform, ds: f"permutation {t}" if transform else "identity",
+                             False, (
+        Option("scenario.permute_first_task", True, "False keeps the first task unpermuted"),
+    )),
+    "rotated": ScenarioKind(_rotated_tasks,
+                            lambda t, classes, transform, ds: f"rotation {transform['angle_degrees']:g} deg",
+                            False, (
+        Option("scenario.angles", (), "one angle (degrees) per task; () = k * max_angle / num_tasks"),
+        Option("scenario.max_angle", 180.0, "the last task's angle is below this, in degrees"),
+    )),
+}
+
+
 def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   """Cuts a data set into the task stream a config's ``scenario`` section describes.
+
+  The kind's entry of :data:`SCENARIOS` gives the tasks as defined. The config's values are checked by
+  :mod:`lwcl.config.options` (names, bounds, ``max_tasks`` against ``num_tasks``, one angle per task);
+  what needs the data set (its classes) is checked here.
 
   Args:
     scenario_config: ``config.scenario`` (see ``configs/default.py`` for every key).
@@ -181,40 +271,16 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   Returns:
     The :class:`Scenario`, tasks in stream order (``task_order`` or ``order_seed`` applied).
   Raises:
-    ConfigError: impossible scenario (classes not divisible into tasks, unknown kind, ...).
+    ConfigError: impossible scenario (classes not divisible into tasks, a class order outside the data
+      set's classes, unknown kind).
     DataError: a task ends up with fewer training examples than one batch would need.
   """
   cfg = scenario_config
   kind, inc = cfg.kind, cfg.incremental
-  if kind not in ("split", "permuted", "rotated"):
-    raise ConfigError(f"unknown scenario.kind '{kind}'; use split, permuted or rotated")
-  if inc not in ("task", "class", "domain"):
-    raise ConfigError(f"unknown scenario.incremental '{inc}'; use task, class or domain")
-  if cfg.task_heads not in ("multi", "masked"):
-    raise ConfigError(f"unknown scenario.task_heads '{cfg.task_heads}'; use multi or masked")
-  if cfg.num_tasks < 1:
-    raise ConfigError(f"scenario.num_tasks={cfg.num_tasks} is below 1; give at least one task, e.g. "
-                      "--config.scenario.num_tasks=5")
-  if not 0.0 <= cfg.validation_fraction < 1.0:
-    raise ConfigError(f"scenario.validation_fraction={cfg.validation_fraction} is not in [0, 1); give a "
-                      "held-out share such as --config.scenario.validation_fraction=0.1")
+  entry = pick(SCENARIOS, "scenario.kind", kind)
   T = cfg.num_tasks
   max_tasks = cfg.max_tasks or T
-  if max_tasks < T:
-    raise ConfigError(f"scenario.max_tasks={max_tasks} is smaller than num_tasks={T}; raise it or set 0")
-
-  if kind == "split":
-    class_sets, transforms = _split_tasks(cfg, ds)
-  else:
-    class_sets = [tuple(range(ds.num_classes))] * T
-    if kind == "permuted":
-      transforms = [{"permutation_seed": int(cfg.seed * 100003 + k)} if (k or cfg.permute_first_task)
-                    else None for k in range(T)]
-    else:
-      angles = list(cfg.angles) if cfg.angles else [k * cfg.max_angle / T for k in range(T)]
-      if len(angles) != T:
-        raise ConfigError(f"scenario.angles lists {len(angles)} angles for {T} tasks; give one per task")
-      transforms = [{"angle_degrees": float(a)} for a in angles]
+  class_sets, transforms = entry.tasks(cfg, ds)
 
   order = task_order(T, cfg.order_seed, cfg.get("task_order", ()))
   class_sets = [class_sets[i] for i in order]
@@ -222,7 +288,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
 
   # Label space.
   cpt = len(class_sets[0])
-  if kind == "split" and inc in ("task", "domain") and not (inc == "task" and cfg.task_heads == "masked"):
+  if entry.local_labels and inc in ("task", "domain") and not (inc == "task" and cfg.task_heads == "masked"):
     local_labels, output_dim = True, cpt
   else:
     local_labels, output_dim = False, ds.num_classes
@@ -248,14 +314,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
     train_x, train_y = select(ds.train_images, ds.train_labels)
     test_x, test_y = select(ds.test_images, ds.test_labels)
     train_x, test_x = _transformed(train_x, transform), _transformed(test_x, transform)
-    if transform and "permutation_seed" in transform:
-      name = f"permutation {t}"
-    elif transform and "angle_degrees" in transform:
-      name = f"rotation {transform['angle_degrees']:g} deg"
-    elif transform is None and kind == "permuted":
-      name = "identity"
-    else:
-      name = "classes " + ",".join(str(ds.class_names[c]) for c in classes)
+    name = entry.name(t, classes, transform, ds)
     if train_y.size == 0 or test_y.size == 0:
       raise DataError(f"task {t} ({name}) has no training or test examples in {ds.name}; check "
                       "scenario.class_order and the data set")

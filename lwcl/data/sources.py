@@ -18,6 +18,26 @@ import numpy as np
 from lwcl.data import idx, records
 from lwcl.data.lazy import LazyImages, StreamOptions
 from lwcl.errors import DataError
+from lwcl.core.options import Option
+
+SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
+STREAMED = ("arrayrecord", "tfds_stream")  # sources read batch by batch (train.steps_per_dispatch = 1)
+
+OPTIONS = (
+    Option("data.name", "fashion_mnist", "TFDS name; mnist / fashion_mnist / kmnist also read from local IDX "
+           "files"),
+    Option("data.source", "auto", "auto (data.record_dir set: arrayrecord; else local IDX files when present, "
+           "else TFDS) | idx | tfds (in memory) | arrayrecord (streamed from data.record_dir) | tfds_stream "
+           "(streamed from a TFDS data set prepared with file_format=array_record)", choices=SOURCES),
+    Option("data.record_dir", "", "folder of ArrayRecord files + features.json (lwcl/data/records.py)"),
+    Option("data.image_size", 0, "streamed images read at this size (random-resized crop + flip in training, "
+           "resize + centre crop in evaluation); 0 = as stored", minimum=0),
+    Option("data.idx_dir", "", "folder of MNIST-format files; '' = $LWCL_IDX_DIR, then Debian's folder"),
+    Option("data.data_dir", "", "TFDS data_dir ('' = TFDS default, ~/tensorflow_datasets)"),
+    Option("data.train_split", "train", "the split tasks train on"),
+    Option("data.test_split", "test", "the split tasks are tested on"),
+    Option("data.download", True, "let TFDS download missing data sets"),
+)
 
 # Where Debian's dataset packages put MNIST-format files, by TFDS name.
 DEFAULT_IDX_DIRS = {
@@ -240,7 +260,7 @@ def load_dataset(data_config) -> ImageDataset:
       parts.append(load_dataset(part_config))
     return concatenate(parts)
   source = data_config.source
-  if source not in ("auto", "idx", "tfds", "arrayrecord", "tfds_stream"):
+  if source not in SOURCES:
     raise DataError(f"unknown data source '{source}'; use --config.data.source=auto, idx, tfds, arrayrecord "
                     "or tfds_stream")
   if source == "arrayrecord" or (source == "auto" and data_config.get("record_dir")):

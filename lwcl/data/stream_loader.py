@@ -25,6 +25,14 @@ import numpy as np
 from lwcl.data import pipeline
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
+from lwcl.core.options import Option
+
+OPTIONS = (
+    Option("data.stream.threads", 2, "grain read threads of the streaming loader", minimum=1),
+    Option("data.stream.prefetch", 4, "batches read ahead (host), one more placed on the device", minimum=1),
+    Option("data.stream.workers", 0, "grain worker processes decoding batches; 0 = the read threads decode",
+           minimum=0),
+)
 
 
 def process_rows(batch_size: int) -> slice:

@@ -35,14 +35,27 @@ def permute(images: np.ndarray, perm: np.ndarray | None) -> np.ndarray:
   return images.reshape(n, h * w, c)[:, perm].reshape(n, h, w, c)
 
 
+def _permute_task(images: np.ndarray, seed) -> np.ndarray:
+  h, w = images.shape[1:3]
+  return permute(images, pixel_permutation(int(seed), h * w))
+
+
+def _rotate_task(images: np.ndarray, angle) -> np.ndarray:
+  return rotate(images, float(angle))
+
+
+# A task's transform is a dict of one entry; its key names the function applied to uint8 [N, H, W, C] with
+# the entry's value (a scenario kind adds its transform here).
+TRANSFORMS = {"permutation_seed": _permute_task, "angle_degrees": _rotate_task}
+
+
 def apply(images: np.ndarray, transform: dict | None) -> np.ndarray:
-  """A task's transform (``Task.transform``: None, ``{'permutation_seed': s}`` or
-  ``{'angle_degrees': a}``) applied to uint8 ``[N, H, W, C]``; returns the same shape and dtype."""
+  """A task's transform (``Task.transform``: None, or one entry of :data:`TRANSFORMS`, e.g.
+  ``{'permutation_seed': s}`` or ``{'angle_degrees': a}``) applied to uint8 ``[N, H, W, C]``; returns the
+  same shape and dtype."""
   if not transform:
     return images
-  if "permutation_seed" in transform:
-    h, w = images.shape[1:3]
-    return permute(images, pixel_permutation(int(transform["permutation_seed"]), h * w))
-  if "angle_degrees" in transform:
-    return rotate(images, float(transform["angle_degrees"]))
+  for key, fn in TRANSFORMS.items():
+    if key in transform:
+      return fn(images, transform[key])
   raise ValueError(f"unknown transform {transform}")

@@ -26,6 +26,13 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from lwcl.errors import CheckpointError
+from lwcl.core.options import Option
+
+OPTIONS = (
+    Option("checkpoint.every_steps", 500, "steps between checkpoints (also at every task end); 0 = task ends "
+           "only", minimum=0),
+    Option("checkpoint.keep", 2, "checkpoints kept (the newest)", minimum=1),
+)
 
 # Layout of the saved state. 1: method states as dicts, read-out arrays beside the accuracy matrix (lwcl
 # before the methods package); 2: typed method states, ``record.readouts``; 3: ``record.epoch_acc`` and

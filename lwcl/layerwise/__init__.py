@@ -33,7 +33,7 @@ Read-outs (:class:`Readouts`): the test accuracy of every local block's head aft
 Submodules (they import one another one-way, by full module path; none imports :mod:`lwcl.engine.optim`):
 
 * :mod:`lwcl.layerwise.cuts`: network block output shapes; ``layerwise.cuts`` parsing and validation.
-* :mod:`lwcl.layerwise.fns`: :class:`LayerwiseFns` (local losses, custom VJP), config checks, :func:`build_fns`.
+* :mod:`lwcl.layerwise.fns`: :class:`LayerwiseFns` (local losses, custom VJP), the section's options, :func:`build_fns`.
 * :mod:`lwcl.layerwise.greedy`: greedy mode's phase schedule and optimizer transformation.
 * :mod:`lwcl.layerwise.readouts`: block accuracies, linear probes, the depth plot, :class:`Readouts`.
 
@@ -43,14 +43,18 @@ The run's optimizer factory (greedy-aware) is :func:`lwcl.engine.optim.optimizer
 from __future__ import annotations
 
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
-from lwcl.layerwise.fns import LOCAL_STEPS, MODES, LayerwiseFns, build_fns, is_layerwise, validate
+from lwcl.layerwise import fns as _fns, readouts as _readouts
+from lwcl.layerwise.fns import LOCAL_STEPS, MODES, LayerwiseFns, build_fns, is_layerwise
 from lwcl.layerwise.greedy import (GreedyState, check_schedule, greedy_phase, greedy_transformation,
                                    with_phase)
 from lwcl.layerwise.readouts import (FORGETTING_PLOT_FILE, PLOT_FILE, Readouts, block_depths,
                                      plot_block_accuracy, plot_block_forgetting, train_linear_probe)
 
+# Every layerwise.* key (lwcl/layerwise/fns.py, lwcl/layerwise/readouts.py).
+OPTIONS = _fns.OPTIONS + _readouts.OPTIONS
+
 __all__ = [
     "FORGETTING_PLOT_FILE", "LOCAL_STEPS", "MODES", "PLOT_FILE", "GreedyState", "LayerwiseFns", "Readouts", "block_depths",
     "block_output_shapes", "build_fns", "check_schedule", "greedy_phase", "greedy_transformation",
-    "is_layerwise", "parse_cuts", "plot_block_accuracy", "plot_block_forgetting", "train_linear_probe", "validate", "with_phase",
+    "is_layerwise", "parse_cuts", "plot_block_accuracy", "plot_block_forgetting", "train_linear_probe", "with_phase",
 ]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwcl.errors import ConfigError
+from lwcl.core.options import Option
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
 from lwcl.models.aux_heads import AUX_HEADS, AuxHead, adaptive_avg_pool
 from lwcl.models.network import Network, readout
@@ -20,6 +20,27 @@ from lwcl.core.model_fns import ModelFns, cross_entropy, mask_logits
 
 MODES = ("backprop", "local", "greedy")
 LOCAL_STEPS = ("segmented", "autodiff")
+
+# The layerwise.* keys (layerwise.linear_probe.*: lwcl/layerwise/readouts.py).
+OPTIONS = (
+    Option("layerwise.mode", "backprop", "backprop (end to end, plain training) | local (decoupled) | greedy",
+           choices=MODES),
+    Option("layerwise.readouts", False, "backprop: also train aux heads on detached features (block_accuracy, "
+           "probes)"),
+    Option("layerwise.cuts", "block", "local blocks: block | stage | even:K | comma-separated first-block "
+           "indices"),
+    Option("layerwise.aux_head", "linear", "linear (pool + Dense) | cnn (3x3 convs + BN + ReLU, pool, Dense) "
+           "| mlp", choices=AUX_HEADS),
+    Option("layerwise.aux_pool", 2, "aux heads average-pool feature maps to aux_pool x aux_pool (DGL: 2)",
+           minimum=0),
+    Option("layerwise.aux_convs", 2, "cnn head: number of 3x3 convs (>= 1 with aux_head=cnn)", minimum=0),
+    Option("layerwise.aux_width", 0, "cnn head: conv channels; 0 = the block's channels", minimum=0),
+    Option("layerwise.aux_hidden", (256,), "mlp head: hidden Dense sizes", minimum=1),
+    Option("layerwise.local_step", "segmented", "segmented (block-by-block gradients, low memory) | autodiff",
+           choices=LOCAL_STEPS),
+    Option("layerwise.greedy_epochs_per_block", 0, "greedy: epochs per local block (x K = epochs_per_task); "
+           "0 = split", minimum=0),
+)
 
 
 def _after(x: jax.Array, g) -> tuple:
@@ -337,29 +358,6 @@ class LayerwiseFns(ModelFns):
 
 # -- building --------------------------------------------------------------------------------------
 
-def validate(lw_config) -> None:
-  """Checks ``config.layerwise``; raises ConfigError naming the key and the fix."""
-  if lw_config.mode not in MODES:
-    raise ConfigError(f"unknown layerwise.mode '{lw_config.mode}'; use one of {', '.join(MODES)}")
-  if lw_config.aux_head not in AUX_HEADS:
-    raise ConfigError(f"unknown layerwise.aux_head '{lw_config.aux_head}'; use one of {', '.join(AUX_HEADS)}")
-  if lw_config.local_step not in LOCAL_STEPS:
-    raise ConfigError(f"unknown layerwise.local_step '{lw_config.local_step}'; use segmented or autodiff")
-  for key in ("aux_pool", "aux_convs", "aux_width", "greedy_epochs_per_block"):
-    if lw_config[key] < 0:
-      raise ConfigError(f"layerwise.{key} must be >= 0, got {lw_config[key]}; fix --config.layerwise.{key}")
-  if lw_config.aux_head == "cnn" and lw_config.aux_convs < 1:
-    raise ConfigError("layerwise.aux_convs must be >= 1 for aux_head='cnn'; fix --config.layerwise.aux_convs")
-  if any(int(h) < 1 for h in lw_config.aux_hidden):
-    raise ConfigError(f"layerwise.aux_hidden sizes must be >= 1, got {tuple(lw_config.aux_hidden)}; fix "
-                      "--config.layerwise.aux_hidden")
-  probe = lw_config.linear_probe
-  if probe.enabled and (probe.train_examples < 1 or probe.steps < 1 or probe.learning_rate <= 0
-                        or probe.l2 < 0 or probe.pool < 0):
-    raise ConfigError("layerwise.linear_probe needs train_examples >= 1, steps >= 1, learning_rate > 0, "
-                      "l2 >= 0 and pool >= 0; fix --config.layerwise.linear_probe.*")
-
-
 def is_layerwise(lw_config) -> bool:
   """Whether a run has local blocks (any mode but plain backprop without read-outs)."""
   return lw_config.mode != "backprop" or bool(lw_config.readouts)
@@ -374,9 +372,9 @@ def build_fns(lw_config, model: Network, preprocess, label_masks: np.ndarray, im
     lw_config: ``config.layerwise``; ``model``: the network; ``preprocess``, ``label_masks``: as
       ``ModelFns``; ``image_shape``: (H, W, C); ``num_heads``, ``output_dim``: the scenario's head layout.
   Raises:
-    ConfigError: invalid ``layerwise`` values (see :func:`validate`, :func:`parse_cuts`).
+    ConfigError: ``layerwise.cuts`` that do not fit the network (:func:`parse_cuts`); the section's
+      values are checked by the config validator (:mod:`lwcl.config.options`, :data:`OPTIONS`).
   """
-  validate(lw_config)
   if not is_layerwise(lw_config):
     return ModelFns(model, preprocess, label_masks)
   starts = parse_cuts(lw_config.cuts, model, image_shape)

@@ -14,10 +14,24 @@ import numpy as np
 import optax
 
 from lwcl.core import metrics
+from lwcl.core.options import Option
 from lwcl.data.pipeline import eval_batches
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
 from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
+
+# The layerwise.linear_probe.* keys (learning_rate > 0, l2 >= 0 and pool >= 0 when enabled: the config
+# validator's cross-key rules, lwcl/config/values.py).
+OPTIONS = (
+    Option("layerwise.linear_probe.enabled", False, "after the last task, a linear probe per block and task"),
+    Option("layerwise.linear_probe.train_examples", 2000, "per task (seeded subset of its training data)",
+           minimum=1),
+    Option("layerwise.linear_probe.steps", 300, "full-batch Adam steps", minimum=1),
+    Option("layerwise.linear_probe.learning_rate", 0.01, "Adam learning rate (> 0 when enabled)"),
+    Option("layerwise.linear_probe.l2", 1e-4, "L2 penalty (>= 0 when enabled)"),
+    Option("layerwise.linear_probe.pool", 2, "average-pool feature maps to pool x pool before the probe; "
+           "0 = none (>= 0 when enabled)"),
+)
 
 PLOT_FILE = "block_accuracy.png"
 FORGETTING_PLOT_FILE = "block_forgetting.png"

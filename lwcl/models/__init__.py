@@ -6,16 +6,19 @@ all as :class:`Network` (blocks + task heads).
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
+from lwcl.core.options import Option, pick
 from lwcl.errors import ConfigError
-from lwcl.models.conv import resolve_conv_impl
+from lwcl.models.conv import CONV_IMPL, resolve_conv_impl
+from lwcl.models import convnet, imagenet, mlp, resnet
 from lwcl.models.convnet import convnet_blocks
 from lwcl.models.heads import TaskHeads
 from lwcl.models.imagenet import greedy_vgg_blocks, imagenet_resnet18_blocks
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
 from lwcl.models.resnet import accelerated_strides, cifar_resnet_depth, resnet_blocks, standard_strides
-
-MODELS = ("mlp", "convnet", "resnet", "reduced_resnet18", "imagenet_resnet18", "greedy_vgg")
 
 
 def _strides(model_config, blocks_per_stage: int, num_stages: int) -> tuple:
@@ -38,6 +41,63 @@ def _intensity(model_config) -> dict:
           "shallow_width": get("shallow_width", 0)}
 
 
+def _resnet(model_config, impl):
+  n = cifar_resnet_depth(model_config.depth)
+  width = model_config.width or 16
+  widths = (width, 2 * width, 4 * width)
+  return resnet_blocks(widths, n, _strides(model_config, n, 3), width, model_config.stem_stride,
+                       **_intensity(model_config), conv_impl=impl), "avg"
+
+
+def _reduced_resnet18(model_config, impl):
+  nf = model_config.width or 20
+  widths = (nf, 2 * nf, 4 * nf, 8 * nf)
+  return resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf, model_config.stem_stride,
+                       **_intensity(model_config), conv_impl=impl), "avg"
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """One entry of :data:`MODELS`.
+
+  Attributes:
+    build: ``(config.model, conv_impl) -> (blocks, pool)``: the network's blocks (flax modules called as
+      ``block(x, train)``) and how the last block's features reach the heads (``'flatten'`` | ``'avg'``,
+      :class:`~lwcl.models.network.Network`); ``conv_impl`` is the resolved lowering.
+    options: the ``model.*`` keys it reads beside ``model.name`` and ``model.conv_impl``
+      (:class:`~lwcl.core.options.Option`; a key several models read is declared by each with its meaning
+      there, with equal default and bounds).
+    doc: one line: what the network is.
+  """
+  build: Callable
+  options: tuple
+  doc: str
+
+
+# name -> Model: ``model.name``'s choices and build_model's dispatch (docs/adding.md: adding a model).
+MODELS = {
+    "mlp": Model(lambda c, impl: (mlp_blocks(c.hidden), "flatten"), mlp.OPTIONS,
+                 "fully connected ReLU layers (GEM's MLP: two of 100)"),
+    "convnet": Model(lambda c, impl: (convnet_blocks(c.conv_stages, c.dense, c.batch_norm, impl), "flatten"),
+                     convnet.OPTIONS, "3x3 conv stages with 2x2 max pooling, then Dense layers"),
+    "resnet": Model(_resnet, resnet.RESNET_OPTIONS, "CIFAR ResNet of depth 6n+2 (He et al. 2016)"),
+    "reduced_resnet18": Model(_reduced_resnet18, resnet.REDUCED_RESNET18_OPTIONS,
+                              "reduced ResNet-18 of GEM / A-GEM (nf = 20)"),
+    "imagenet_resnet18": Model(lambda c, impl: (imagenet_resnet18_blocks(c.width or 64, _strides(c, 2, 4),
+                                                                         impl), "avg"),
+                               imagenet.IMAGENET_RESNET18_OPTIONS, "ImageNet ResNet-18 (7x7 stem, max pool)"),
+    "greedy_vgg": Model(lambda c, impl: (greedy_vgg_blocks(c.conv_stages, impl), "avg"),
+                        imagenet.GREEDY_VGG_OPTIONS,
+                        "VGG-like network of Belilovsky et al.'s greedy training (invertible downsampling)"),
+}
+
+# The model.* keys every model reads.
+OPTIONS = (
+    Option("model.name", "convnet", "the network: " + " | ".join(MODELS), choices=tuple(MODELS)),
+    CONV_IMPL,
+)
+
+
 def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
   """Builds the network a config's ``model`` section names, with heads sized for the scenario.
 
@@ -52,28 +112,8 @@ def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
   Raises:
     ConfigError: unknown model name or ``model.conv_impl``, or an inconsistent architecture.
   """
-  name = model_config.name
+  entry = pick(MODELS, "model.name", model_config.name)
   head = TaskHeads(scenario.num_heads, scenario.output_dim, name="head")
   impl = resolve_conv_impl(model_config.get("conv_impl", "auto"), steps_per_dispatch)
-  if name == "mlp":
-    return Network(mlp_blocks(model_config.hidden), head, "flatten", impl)
-  if name == "convnet":
-    return Network(convnet_blocks(model_config.conv_stages, model_config.dense,
-                                  model_config.batch_norm, impl), head, "flatten", impl)
-  if name == "resnet":
-    n = cifar_resnet_depth(model_config.depth)
-    width = model_config.width or 16
-    widths = (width, 2 * width, 4 * width)
-    return Network(resnet_blocks(widths, n, _strides(model_config, n, 3), width, model_config.stem_stride,
-                                 **_intensity(model_config), conv_impl=impl), head, "avg", impl)
-  if name == "reduced_resnet18":
-    nf = model_config.width or 20
-    widths = (nf, 2 * nf, 4 * nf, 8 * nf)
-    return Network(resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf, model_config.stem_stride,
-                                 **_intensity(model_config), conv_impl=impl), head, "avg", impl)
-  if name == "imagenet_resnet18":
-    width = model_config.width or 64
-    return Network(imagenet_resnet18_blocks(width, _strides(model_config, 2, 4), impl), head, "avg", impl)
-  if name == "greedy_vgg":
-    return Network(greedy_vgg_blocks(model_config.conv_stages, impl), head, "avg", impl)
-  raise ConfigError(f"unknown model.name '{name}'; use one of {', '.join(MODELS)}")
+  blocks, pool = entry.build(model_config, impl)
+  return Network(blocks, head, pool, impl)

@@ -46,10 +46,16 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.models import onednn
 
 CONV_IMPLS = ("auto", "native", "patches", "direct", "onednn")
+CONV_IMPL = Option("model.conv_impl", "auto", "how convolutions are computed: auto (native off the CPU; on CPU "
+                   "direct for an image's first conv, then onednn when built, else patches when "
+                   "train.steps_per_dispatch > 1, else native) | native (XLA) | onednn (CPU, float32; built "
+                   "by bin/setup) | patches (shifted slices + one matmul) | direct (multiply-adds)",
+                   choices=CONV_IMPLS)
 LOWERINGS = ("native", "patches", "direct", "onednn", "native+direct", "patches+direct", "onednn+direct")
 # ``X+direct``: convolutions contracting at most this many values per output (``kh * kw * C``) are ``direct``
 # (forward measured faster at 9, 25, 27 and 36, slower at 72 and 147: docs/results.md)

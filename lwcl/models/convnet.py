@@ -12,6 +12,16 @@ import jax.numpy as jnp
 
 from lwcl.models.conv import conv
 from lwcl.models.mlp import DenseBlock, sow_activation
+from lwcl.core.options import Option
+
+CONV_STAGES = Option("model.conv_stages", ((32,), (64,)), "convnet: channels of the 3x3 convs of each stage "
+                     "(a 2x2 max pool after each stage)", minimum=1)
+# The model.* keys the ConvNet reads (beside model.name and model.conv_impl, lwcl/models/__init__.py).
+OPTIONS = (
+    CONV_STAGES,
+    Option("model.dense", (128,), "convnet: hidden Dense layers after the conv stages", minimum=1),
+    Option("model.batch_norm", False, "convnet: BatchNorm after every convolution"),
+)
 
 
 @jax.custom_vjp

@@ -21,6 +21,19 @@ import jax
 from lwcl.models.conv import conv
 from lwcl.models.mlp import sow_activation
 from lwcl.models.resnet import BasicBlock
+from lwcl.core.options import Option
+from lwcl.models.resnet import STRIDES
+
+# The model.* keys each network here reads (beside model.name and model.conv_impl).
+IMAGENET_RESNET18_OPTIONS = (
+    Option("model.width", 0, "imagenet_resnet18: width of the first stage (stages: w, w, 2w, 2w, 4w, 4w, 8w, "
+           "8w); 0 = 64", minimum=0),
+    STRIDES,
+)
+GREEDY_VGG_OPTIONS = (
+    Option("model.conv_stages", ((32,), (64,)), "greedy_vgg: channels of the 3x3 convs of each stage (an "
+           "invertible 2x2 downsampling before each stage)", minimum=1),
+)
 
 
 def _bn(train: bool) -> nn.BatchNorm:

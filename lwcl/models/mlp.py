@@ -5,6 +5,13 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from lwcl.core.options import Option
+
+# The model.* keys the MLP reads (beside model.name and model.conv_impl, lwcl/models/__init__.py).
+OPTIONS = (
+    Option("model.hidden", (100, 100), "mlp: sizes of the hidden ReLU layers", minimum=1),
+)
+
 
 # Prefix of the ``intermediates`` entries that record post-nonlinearity activations (see sow_activation).
 ACTIVATION_PREFIX = "activation:"

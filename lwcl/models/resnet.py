@@ -19,6 +19,29 @@ import jax
 from lwcl.errors import ConfigError
 from lwcl.models.conv import conv
 from lwcl.models.mlp import sow_activation
+from lwcl.core.options import Option
+
+STRIDES = Option("model.strides", "standard", "strides of the residual blocks: standard | accelerated "
+                 "(Ma et al. 2010.08038) | comma-separated ints, one per block")
+STEM_STRIDE = Option("model.stem_stride", 1, "stride of the stem convolution")
+_SHARED = (
+    STRIDES, STEM_STRIDE,
+    Option("model.shallow_blocks", 0, "convolution intensity: the first shallow_blocks residual blocks get "
+           "shallow_convs convs of shallow_width channels; 0 = off", minimum=0),
+    Option("model.shallow_convs", 2, "convolution intensity: 3x3 convs per shallow block (standard: 2)",
+           minimum=1),
+    Option("model.shallow_width", 0, "convolution intensity: channels of the shallow blocks; 0 = their "
+           "stage's width", minimum=0),
+)
+# The model.* keys each residual network reads (beside model.name and model.conv_impl).
+RESNET_OPTIONS = (
+    Option("model.depth", 20, "resnet: depth 6n+2 (20, 32, 44, 56, 110), n residual blocks per stage"),
+    Option("model.width", 0, "resnet: width of the first stage (stages: w, 2w, 4w); 0 = 16", minimum=0),
+) + _SHARED
+REDUCED_RESNET18_OPTIONS = (
+    Option("model.width", 0, "reduced_resnet18: width nf of the first stage (stages: nf, 2nf, 4nf, 8nf); "
+           "0 = 20", minimum=0),
+) + _SHARED
 
 
 def _bn(train: bool, zero_scale: bool = False) -> nn.BatchNorm:
@@ -120,8 +143,8 @@ def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_
 
   Raises:
     ConfigError: if ``strides`` does not have one entry per residual block, or holds a value < 1; if
-      ``shallow_blocks`` is negative or exceeds the number of blocks, ``shallow_convs < 1`` or
-      ``shallow_width < 0``.
+      ``shallow_blocks`` is negative or exceeds the number of blocks. (``model.shallow_convs >= 1`` and
+      ``model.shallow_width >= 0`` are the config validator's, :mod:`lwcl.config.options`.)
   """
   n = len(widths) * blocks_per_stage
   strides = tuple(int(s) for s in strides)
@@ -131,9 +154,6 @@ def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_
   if not 0 <= shallow_blocks <= n:
     raise ConfigError(f"model.shallow_blocks must be in 0..{n} (residual blocks), got {shallow_blocks}; fix "
                       "--config.model.shallow_blocks")
-  if shallow_convs < 1 or shallow_width < 0:
-    raise ConfigError(f"model.shallow_convs must be >= 1 and model.shallow_width >= 0, got {shallow_convs} "
-                      f"and {shallow_width}; fix --config.model.shallow_convs / shallow_width")
   blocks = [Stem(stem_width, stem_stride, conv_impl)]
   for i in range(n):
     width, convs = int(widths[i // blocks_per_stage]), 2

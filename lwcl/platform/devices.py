@@ -14,6 +14,15 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lwcl.errors import ConfigError
+from lwcl.core.options import Option
+
+OPTIONS = (
+    Option("devices.num_devices", 0, "data-parallel over this many local devices; 0 = all", minimum=0),
+    Option("devices.multihost", False, "call jax.distributed.initialize() (TPU pods, SLURM, ...)"),
+    Option("devices.coordinator_address", "", "multihost: the coordinator; '' = auto-detect"),
+    Option("devices.num_processes", 0, "multihost: number of processes; 0 = auto-detect"),
+    Option("devices.process_id", -1, "multihost: this process's id; -1 = auto-detect"),
+)
 
 _initialized = False
 

@@ -60,18 +60,18 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
 
 def check(config) -> None:
   """Every check of a config that needs no data: value types against ``configs/default.py``
-  (:mod:`lwcl.config.types`), value ranges and names (:mod:`lwcl.config.values`), and the combinations
-  of ``num_seeds`` and ``sweep``. :func:`run` calls it before the workdir is touched; ``bin/compare``
+  (:mod:`lwcl.config.types`), value ranges, names and combinations (:mod:`lwcl.config.values`), and a
+  sweep's candidates (:func:`lwcl.runs.sweep.validate`). :func:`run` calls it before the workdir is touched; ``bin/compare``
   calls it on every config before the first run.
 
   Raises:
     ConfigError: the first bad value, as one line.
   """
   config_check.check_config(config, config_check.default_reference())
-  config_values.check_values(config)
-  run_kind.check(config)
   if config.sweep.key:
-    sweep.validate(config)
+    sweep.validate(config)  # the config's values, then each candidate's
+  else:
+    config_values.check_values(config)
 
 
 def _no_space(e: BaseException) -> bool:

@@ -16,20 +16,20 @@ sweep      ``sweep.key`` set            candidates on validation data as replica
 Combinations: ``num_seeds`` with ``num_orders`` or with ``sweep.key`` (products of the replica axis,
 :class:`lwcl.engine.replica_axis.ReplicaAxis`). Refused, with one line naming the runs to do instead:
 ``sweep.key`` with ``num_orders`` (a sweep selects on one task order) and ``num_seeds`` with
-``devices.multihost`` (the replicas share one device). Every ``results.json`` written at the top of a
+``devices.multihost`` (the replicas share one device); the config validator refuses them with the other
+combinations (:mod:`lwcl.config.values`). Every ``results.json`` written at the top of a
 workdir carries its ``kind``; :func:`lwcl.runs.driver.format_summary` prints each kind's summary.
 """
 
 from __future__ import annotations
 
-from lwcl.errors import ConfigError
-
 KINDS = ("single", "seeds", "orders", "sweep")
 
 
 def kind_of(config) -> str:
-  """The kind of run ``config`` asks for (one of :data:`KINDS`); call :func:`check` first. A product
-  with seeds is of its outer kind (``orders`` or ``sweep``)."""
+  """The kind of run ``config`` asks for (one of :data:`KINDS`); check the config first
+  (:func:`lwcl.config.values.check_values` refuses the combinations that do not exist). A product with
+  seeds is of its outer kind (``orders`` or ``sweep``)."""
   if config.sweep.key:
     return "sweep"
   if config.num_orders:
@@ -37,23 +37,6 @@ def kind_of(config) -> str:
   if config.num_seeds:
     return "seeds"
   return "single"
-
-
-def check(config) -> None:
-  """Refuses the combinations that do not exist (before the workdir is touched).
-
-  Raises:
-    ConfigError: ``num_seeds`` or ``num_orders`` below 0; ``num_seeds`` with ``devices.multihost``;
-      ``sweep.key`` with ``num_orders`` (one line naming the fix).
-  """
-  for key in ("num_seeds", "num_orders"):
-    if config[key] < 0:
-      raise ConfigError(f"{key} must be >= 0, got {config[key]}; fix --config.{key}")
-  if config.num_seeds and config.devices.multihost:
-    raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
-  if config.sweep.key and config.num_orders:
-    raise ConfigError("sweep.key cannot be combined with num_orders (a sweep selects on one task order); "
-                      "select with --config.num_orders=0, then run the selected value with num_orders")
 
 
 def kind_of_results(results: dict) -> str:

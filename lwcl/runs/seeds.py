@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from lwcl.config import values as config_values
 from lwcl.errors import ConfigError
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, replica, stack  # noqa: F401  (re-exported)
-from lwcl.runs import kinds as run_kind
 from lwcl.runs.summaries import seeds_of, write_summary
 
 
@@ -41,11 +41,12 @@ def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = N
   overwritten; nothing is trained when every seed's folder does.
 
   Raises:
-    ConfigError: an unsupported combination (:func:`lwcl.runs.kinds.check`), ``num_seeds < 1``, more
+    ConfigError: a bad value or unsupported combination (:func:`lwcl.config.values.check_values`),
+      ``num_seeds < 1``, more
       than one device, or a ``seed<s>`` folder holding another experiment's results (nothing is trained).
     CheckpointError, DivergenceError, Interrupted: as a single run (the message names the seed).
   """
-  run_kind.check(config)
+  config_values.check_values(config)
   if config.num_seeds < 1:
     raise ConfigError(f"run_replicas needs num_seeds >= 1, got {config.num_seeds}; set --config.num_seeds")
   axis = ReplicaAxis.of_seeds(seeds_of(config))

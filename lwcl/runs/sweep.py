@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from lwcl.config import files as config_files
+from lwcl.config import sections as config_sections
 from lwcl.config import values as config_values
 from lwcl.engine import replica_axis
 from lwcl.runs import summaries as replica_results
@@ -32,6 +33,7 @@ from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
+OPTIONS = config_sections.SWEEP  # declared in lwcl.config.sections (the validator cannot import lwcl.runs)
 
 
 def candidate_config(config, value, split: str):
@@ -45,21 +47,14 @@ def candidate_config(config, value, split: str):
 
 
 def validate(config) -> None:
-  """Checks a sweep's settings before anything runs: held-out data, candidates, a known metric, a
-  numeric ``sweep.key``.
+  """Checks a sweep before anything runs: the config's values (:func:`lwcl.config.values.check_values`:
+  held-out data, candidates, a known metric, no ``num_orders``), then each candidate's config (a numeric
+  ``sweep.key``, a value within its key's range).
 
   Raises:
-    ConfigError: no validation data, no candidates, an unknown metric or key, a candidate value out of
-      its key's range (one line naming the fix).
+    ConfigError: one line naming the fix.
   """
-  if config.scenario.validation_fraction <= 0:
-    raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
-                      "(e.g. 0.1)")
-  if not config.sweep.candidates:
-    raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
-                      "--config.sweep.candidates='(1.,10.,100.)'")
-  if config.sweep.metric not in HIGHER_IS_BETTER:
-    raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
+  config_values.check_values(config)
   for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
     config_values.check_values(candidate_config(config, value, "valid"))
 
