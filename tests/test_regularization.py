@@ -320,7 +320,9 @@ def test_penalty_gradient_equals_grad_of_quadratic():
   tx = reg.importance_penalty(0.7)
   state = tx.init(params)
   updates, _ = jax.jit(tx.update)(grads, state, params, omega=omega, anchor=anchor)
-  want = jax.grad(lambda p: reg.quadratic_penalty(p, omega, anchor, 0.7))(params)
+  quadratic = lambda p: 0.35 * sum(jax.tree.leaves(jax.tree.map(  # noqa: E731  (0.7 / 2) sum omega (p - a)^2
+      lambda x, o, a: jnp.sum(o * jnp.square(x - a)), p, omega, anchor)))
+  want = jax.grad(quadratic)(params)
   chex.assert_trees_all_close(updates, jax.tree.map(jnp.add, grads, want), rtol=1e-6)
   # float64 NumPy: strength * omega * (params - anchor).
   expected = jax.tree.map(lambda g, o, p, a: np.float64(g) + 0.7 * np.float64(o) * (np.float64(p) - np.float64(a)),
