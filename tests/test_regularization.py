@@ -11,7 +11,6 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_config
 from lwcl import methods
 from lwcl.methods import regularization as reg
 from lwcl.data.examples import Examples
@@ -385,29 +384,3 @@ def test_nai_max_rule_refuses_residual_networks():
   with pytest.raises(ConfigError, match="nai_weight_rule"):
     methods.NAI(method_config(name="nai", nai_weight_rule="max"), None, fns)
   methods.NAI(method_config(name="nai", nai_weight_rule="output"), None, fns)
-
-
-# -- strength 0 is fine-tuning ----------------------------------------------------------------------
-
-SMALL = {"scenario.samples_per_task": 100, "method.importance_samples": 64}
-
-
-@pytest.fixture(scope="module")
-def finetune_run(tmp_path_factory):
-  from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
-  exp = Experiment(small_config(**SMALL))
-  results = exp.run(str(tmp_path_factory.mktemp("finetune")))
-  return results, jax.device_get(exp.final_state.params)
-
-
-@pytest.mark.parametrize("name", ["ewc", "mas", "si", "nai"])
-def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, name):
-  from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
-  exp = Experiment(small_config(**SMALL, **{"method.name": name, "method.strength": 0.0}))
-  results = exp.run(str(tmp_path))
-  want_results, want_params = finetune_run
-  assert results["accuracy_matrix"] == want_results["accuracy_matrix"]
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(exp.final_state.params), want_params)
-  # The importances were estimated (non-zero) and only the zero strength kept them out.
-  omega = exp.final_state.method_state.omega
-  assert sum(float(jnp.sum(jnp.abs(o))) for o in jax.tree.leaves(omega)) > 0
