@@ -23,6 +23,7 @@ from lwcl.methods.agem import AGEM
 from lwcl.methods.episodic import EpisodicState
 from lwcl.methods.ewc import EWC
 from lwcl.methods.gem import GEM
+from lwcl.methods.l2 import L2
 from lwcl.methods.importance import ImportanceState
 from lwcl.methods.lgd import LGD
 from lwcl.methods.mas import MAS
@@ -39,6 +40,7 @@ METHODS: dict[str, type[Method]] = {
     "agem": AGEM,
     "gem": GEM,
     "lgd": LGD,
+    "l2": L2,
 }
 
 __all__ = ["METHODS", "build_method", "Method", "NoState", "FineTune", "Joint", "EWC", "MAS", "SI", "NAI",
