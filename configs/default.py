@@ -87,8 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.shallow_width = 0
 
   c.method = ml_collections.ConfigDict()
-  c.method.name = "finetune"  # finetune | joint | ewc | mas | si | nai | agem | gem | lgd
-  # Importance penalties (ewc, mas, si, nai; lwcl/methods/importance.py): strength/2 sum omega (theta - anchor)^2
+  c.method.name = "finetune"  # a name of the METHODS table in lwcl/methods/__init__.py (docs/adding.md)
+  # Importance penalties (lwcl/methods/importance.py, one file each: ewc.py, ...):
+  #   strength/2 sum omega (theta - anchor)^2
   c.method.strength = 1.0  # EWC lambda (SI c and MAS lambda are strength / 2); select on validation data
   c.method.accumulate = "sum"  # combine the tasks' importances: sum | max
   c.method.importance_samples = 1000  # ewc/mas/nai: examples per task the importance is estimated on; 0 = all
@@ -98,7 +99,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.nai_normalize = "layer_mean"  # nai: neuron mean activation / layer_mean | layer_max | none
   c.method.nai_weight_rule = "output"  # nai: a weight gets its output neuron's importance | max (of in, out)
   c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
-  # Episodic memory (agem, gem, lgd; lwcl/methods/episodic.py, lwcl/methods/projection.py)
+  # Episodic memory (lwcl/methods/episodic.py, one file each: agem.py, ...; maths in projection.py)
   c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
   c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
   #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk

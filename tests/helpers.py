@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import chex
+import jax
+import numpy as np
+
 from lwcl import methods
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,3 +83,12 @@ def assert_one_line_error(proc, *fragments):
 def load_results(workdir):
   with open(os.path.join(workdir, "results.json")) as f:
     return json.load(f)
+
+
+def assert_close_per_leaf(got, want, rtol=2e-4):
+  """Every float leaf within ``rtol`` of the leaf's largest magnitude (float32 reassociation under vmap:
+  e.g. EWC's Fisher sums per-example gradients in another order); integer leaves equal."""
+  def scaled(tree, ref):
+    return jax.tree.map(lambda x, r: np.asarray(x, np.float64) / max(1.0, float(np.max(np.abs(r), initial=0.0)))
+                        if np.asarray(r).dtype.kind == "f" else np.asarray(x), tree, ref)
+  chex.assert_trees_all_close(scaled(got, want), scaled(want, want), atol=rtol, rtol=0.0)

@@ -127,10 +127,12 @@ def test_methods_are_one_explicit_table_without_import_time_registration():
   for name, cls in methods.METHODS.items():
     assert f'"{name}": {cls.__name__},' in source  # written out, not computed
     assert issubclass(cls, methods.Method)
-  # The table is the one list: configs/default.py documents exactly its methods.
+  # The table is the one list: configs/default.py points to it instead of restating it (a new method
+  # edits no other file).
   default = open(os.path.join(PKG, "..", "configs", "default.py"), encoding="utf-8").read()
-  documented = re.search(r'c\.method\.name = "\w+"  # (.*)', default).group(1).split(" | ")
-  assert sorted(documented) == sorted(methods.METHODS)
+  comment = re.search(r'c\.method\.name = "\w+"  # (.*)', default).group(1)
+  assert "METHODS" in comment and not any(f" {name} " in f" {comment} " for name in methods.METHODS
+                                          if name != "finetune"), comment
   for name, path in _modules().items():
     tree = ast.parse(open(path, encoding="utf-8").read())
     calls = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call)]

@@ -9,7 +9,6 @@ import json
 import os
 import types
 
-import chex
 import jax
 import numpy as np
 import pytest
@@ -32,15 +31,6 @@ def tiny(**extra):
   return small_config(**TINY, **extra)
 
 
-def assert_close_per_leaf(got, want, rtol=2e-4):
-  """Every float leaf within ``rtol`` of the leaf's largest magnitude (float32 reassociation under vmap:
-  e.g. EWC's Fisher sums per-example gradients in another order); integer leaves equal."""
-  def scaled(tree, ref):
-    return jax.tree.map(lambda x, r: np.asarray(x, np.float64) / max(1.0, float(np.max(np.abs(r), initial=0.0)))
-                        if np.asarray(r).dtype.kind == "f" else np.asarray(x), tree, ref)
-  chex.assert_trees_all_close(scaled(got, want), scaled(want, want), atol=rtol, rtol=0.0)
-
-
 # (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
 # differs from config.seed, so that comparison also checks that each replica trains from its own seed.
 @pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
@@ -57,8 +47,8 @@ def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps
     single = exp.run(str(tmp_path / f"single{seed}"))
     got = replicas.replica(reps.final_state, r)
     assert int(got.step) == int(exp.final_state.step) >= 12 * epochs  # >= 6 steps per epoch, 2 tasks
-    assert_close_per_leaf(got.params, exp.final_state.params)
-    assert_close_per_leaf(got.method_state, exp.final_state.method_state)
+    helpers.assert_close_per_leaf(got.params, exp.final_state.params)
+    helpers.assert_close_per_leaf(got.method_state, exp.final_state.method_state)
     np.testing.assert_allclose(summary["runs"][r]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)
 
 

@@ -11,7 +11,6 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   the engine's sections, layer-wise training, devices, checkpoints, methods) is within its declaration's
   bounds (``0`` means "off", "all" or "automatic" where its doc says so; a tuple of sizes: every size)
   and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
-- method keys no method declares yet keep their bounds in :data:`METHOD_AT_LEAST`;
 - the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
   are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; an enabled linear probe needs a
@@ -37,14 +36,6 @@ from lwcl.core.options import unknown_message
 from lwcl.data.sources import STREAMED
 from lwcl.errors import ConfigError
 
-# Bounds of the method keys until each method declares its OPTIONS (lwcl/methods/); a key a method
-# declares is checked by its declaration instead.
-METHOD_AT_LEAST = {
-    "method.memory_per_task": 0, "method.importance_samples": 0, "method.importance_batch_size": 1,
-    "method.memory_grad_chunk": 0, "method.agem_ref_batch": 1, "method.lgd_top_k": 0,
-}
-
-
 def check_values(config) -> None:
   """Checks the values of a type-checked config (the rules of the module docstring).
 
@@ -61,13 +52,8 @@ def check_values(config) -> None:
     for v in (values or ()) if element is float else ():
       if isinstance(v, (int, float)) and not math.isfinite(v):
         _refuse(key, tuple(values), f"{v} is not a finite number", "finite numbers")
-  declared = config_options.declared()
-  for option in declared.values():
+  for option in config_options.declared().values():
     _check_option(option, _get(config, option.key))
-  for key, bound in METHOD_AT_LEAST.items():
-    value = _get(config, key)
-    if key not in declared and value is not None and value < bound:
-      _refuse(key, value, f"must be at least {bound}", f"{bound} or more", bound)
   for rule in RULES:
     rule(config)
 

@@ -81,8 +81,8 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
 
 class Overlay:
   """A read-only view of a config section with some keys replaced (e.g. by a traced value): what a method
-  is built from inside a compiled step whose hyper-parameter is replica data (:mod:`lwcl.methods.options`
-  reads it like the section)."""
+  is built from inside a compiled step whose hyper-parameter is replica data
+  (:func:`lwcl.methods.base.read_option` reads it like the section)."""
 
   def __init__(self, section, overrides: dict):
     self._section, self._overrides = section, dict(overrides)

@@ -1,24 +1,34 @@
 """Continual-learning methods, found by name: ``config.method.name`` -> a class in :data:`METHODS`.
 
-Families, one module each (the hooks every method implements are documented once in
-:mod:`lwcl.methods.base`):
+One module per method, the families' shared code in one module each (the contract every method keeps,
+its hooks and rules, is documented once in :mod:`lwcl.methods.base`):
 
 * :mod:`lwcl.methods.base`: the protocol (:class:`Method`), fine-tuning and joint training.
-* :mod:`lwcl.methods.importance`: importance penalties EWC, MAS, SI, NAI (maths in
-  :mod:`lwcl.methods.regularization`).
-* :mod:`lwcl.methods.episodic`: episodic-memory gradient projection A-GEM, GEM, LGD (maths in
-  :mod:`lwcl.methods.projection`, memory in :mod:`lwcl.methods.memory`).
+* importance penalties (:mod:`lwcl.methods.importance`: state and bases; maths in
+  :mod:`lwcl.methods.regularization`): :mod:`~lwcl.methods.ewc`, :mod:`~lwcl.methods.mas`,
+  :mod:`~lwcl.methods.si`, :mod:`~lwcl.methods.nai`, :mod:`~lwcl.methods.l2`.
+* episodic-memory gradient projection (:mod:`lwcl.methods.episodic`: state and base; maths in
+  :mod:`lwcl.methods.projection`, memory in :mod:`lwcl.methods.memory`): :mod:`~lwcl.methods.agem`,
+  :mod:`~lwcl.methods.gem`, :mod:`~lwcl.methods.lgd`.
 
-Adding a method: write its class in its family's module, add one line to :data:`METHODS`, and its keys
-(if any) to ``configs/default.py``. No import side effect fills the table.
+Adding a method (docs/adding.md): one file in this folder, one line in :data:`METHODS`. No import side
+effect fills the table.
 """
 
 from __future__ import annotations
 
 from lwcl.errors import ConfigError
 from lwcl.methods.base import FineTune, Joint, Method, NoState
-from lwcl.methods.episodic import AGEM, GEM, LGD, EpisodicState
-from lwcl.methods.importance import EWC, MAS, NAI, SI, ImportanceState, SIState
+from lwcl.methods.agem import AGEM
+from lwcl.methods.episodic import EpisodicState
+from lwcl.methods.ewc import EWC
+from lwcl.methods.gem import GEM
+from lwcl.methods.l2 import L2
+from lwcl.methods.importance import ImportanceState
+from lwcl.methods.lgd import LGD
+from lwcl.methods.mas import MAS
+from lwcl.methods.nai import NAI
+from lwcl.methods.si import SI, SIState
 
 METHODS: dict[str, type[Method]] = {
     "finetune": FineTune,
@@ -30,6 +40,7 @@ METHODS: dict[str, type[Method]] = {
     "agem": AGEM,
     "gem": GEM,
     "lgd": LGD,
+    "l2": L2,
 }
 
 __all__ = ["METHODS", "build_method", "Method", "NoState", "FineTune", "Joint", "EWC", "MAS", "SI", "NAI",

@@ -1,25 +1,56 @@
-"""The method protocol, and the two baselines every continual-learning study reports.
+"""The method protocol (the contract every continual-learning method keeps), and the two baselines every
+continual-learning study reports.
 
 A continual-learning method is what lwcl adds to plain training on a stream of tasks. It is an object
-built once per experiment from ``config.method`` (the table in :mod:`lwcl.methods`), holding only its
-hyper-parameters and the model functions; everything that changes during the stream lives in its
-*method state*, a typed pytree (a ``flax.struct.dataclass``) stored in ``TrainState.method_state``,
-checkpointed with the run and passed to the compiled train step as an argument, never frozen into it.
+built from ``config.method`` (the table :data:`lwcl.methods.METHODS`), holding only its hyper-parameters and
+the model functions; everything that changes during the stream lives in its *method state*, a typed pytree
+(a ``flax.struct.dataclass``) stored in ``TrainState.method_state``, checkpointed with the run and passed to
+the compiled train step as an argument, never frozen into it.
 
-The runner (:mod:`lwcl.engine.experiment`) and the train step (:func:`lwcl.engine.steps.make_train_step`) call seven hooks,
-documented once on :class:`Method`:
+The runner (:mod:`lwcl.engine.experiment`, which builds the method in :mod:`lwcl.engine.build` and drives the
+stream in :mod:`lwcl.engine.loop`) and the train step (:func:`lwcl.engine.steps.make_train_step`) use the
+constructor, nine hook methods and one attribute, documented once on :class:`Method`:
 
-==================  ======  ===============================================================================
-hook                where   what it returns
-==================  ======  ===============================================================================
-``training_data``   host    the examples trained on during task ``t``
-``init_state``      host    the initial method state (once per stream)
-``transformation``  host    the ``optax`` transformation chained in front of the base optimizer
-``step_args``       traced  the keyword arguments of that transformation's ``update`` at this step
-``after_step``      traced  the method state after a step
-``end_task``        host    the method state after a task (importances, anchors, ...)
-``task_report``     host    per-task counters its transformation keeps in the optimizer state (GEM's solver)
-==================  ======  ===============================================================================
+======================  =======  ==========================================================================
+hook                    where    what it returns / when it runs
+======================  =======  ==========================================================================
+``__init__``            both     reads and checks the method's ``OPTIONS``; host, and traced (rule 1)
+``training_data``       host     the examples trained on during task ``t`` (at setup, per task)
+``init_state``          both     the initial method state (once per replica; also under ``jax.eval_shape``)
+``transformation``      both     the ``optax`` transformation chained in front of the base optimizer
+``step_args``           traced   the keyword arguments of that transformation's ``update`` at this step
+``after_step``          traced   the method state after a step
+``end_task``            host     the method state after a task (importances, anchors, ...); under
+                                 ``jax.vmap`` over the replicas of a ``num_seeds`` run (rule 2)
+``report_keys``         host     (attribute) the names of the per-task counters ``task_report`` returns
+``task_report``         host     per-task counters its transformation keeps in the optimizer state, after
+                                 every task (GEM's solver)
+``report_results``      host     entries for ``results.json`` from the recorded counters (end of run)
+``report_warning``      host     a warning line about one task's counters, or None (after every task)
+======================  =======  ==========================================================================
+
+"Traced" hooks run inside the jitted train step (under ``jax.vmap`` for replicas): they must be pure JAX,
+with fixed shapes. Three rules nobody can see from the signatures:
+
+1. **Float hyper-parameters may be tracers.** A sweep of a float ``method.*`` key
+   (:func:`lwcl.runs.sweep.run_sweep`) trains its candidates as replicas of one program: it builds the method
+   inside the traced step from a config section whose swept key is a jax tracer
+   (:class:`lwcl.engine.compiled.Overlay`), so the constructor, ``transformation`` and the traced hooks must
+   accept a traced float (no ``float(x)``, no ``if x > 0``). A float key the method must know on the host
+   (it chooses what is compiled, e.g. LGD's margin) is listed in :attr:`Method.HOST_OPTIONS`; a sweep of it
+   runs the candidates one after another. Any other failure to trace is a bug and is raised.
+2. **``end_task`` works under ``jax.vmap``.** Replicas of one stream (``num_seeds``) run it once, vmapped
+   over their stacked states (:func:`lwcl.engine.loop.end_task`); host-side data (``data``, ``task``) is
+   shared. (A hook that raises a concretization error there falls back to one replica at a time, slower.)
+3. **Copy what you keep of the parameters.** The train step donates the train state (its parameters'
+   buffers are reused for the next step's), so an anchor or any other copy of the parameters kept in the
+   method state must be a fresh buffer (``jnp.array(x, copy=True)`` leaf by leaf under ``jax.jit``,
+   :func:`lwcl.methods.importance.copy_tree`), never the parameter arrays themselves.
+
+Options: a method reads exactly the ``method.*`` keys it declares in ``OPTIONS`` (a tuple of
+:class:`lwcl.core.options.Option`, defaults equal to ``configs/default.py``'s); the constructor reads and
+checks them all (:func:`read_option`: a bad value is a one-line :class:`~lwcl.errors.ConfigError`) into
+``self.options``. Adding a method: docs/adding.md.
 
 Source of the baselines: fine-tuning is the lower bound and joint (cumulative) training the upper bound of
 every continual-learning benchmark (e.g. Lopez-Paz & Ranzato, NeurIPS 2017; Avalanche's ``Naive`` and
@@ -32,11 +63,42 @@ import abc
 from typing import Any
 
 import flax
+import jax
+import numpy as np
 import optax
 
+from lwcl.core.options import Option
 from lwcl.data.examples import Examples
+from lwcl.errors import ConfigError
 
 PyTree = Any
+
+
+def read_option(section, opt: Option):
+  """The value of ``opt`` in a ``config.method`` section (a ConfigDict, a mapping, an
+  :class:`~lwcl.engine.compiled.Overlay` or an object with attributes), checked by ``opt.check``.
+
+  An absent key gives ``opt.default``; a jax tracer (a swept value traced into a replica's step, checked
+  on the host before) is returned as it is; numbers are returned as the option's type (an int given for a
+  float key becomes a float).
+
+  Raises:
+    ConfigError: one line naming the key and the fix (wrong type, out of bounds, not a choice, a bool key
+      that is not True or False).
+  """
+  name = opt.key.split(".", 1)[1]
+  present = name in section if hasattr(section, "__contains__") else hasattr(section, name)
+  if not present:
+    return opt.default
+  value = section[name] if hasattr(section, "__getitem__") else getattr(section, name)
+  if isinstance(value, jax.core.Tracer):
+    return value
+  if isinstance(value, np.generic):
+    value = value.item()
+  if opt.type is bool and not isinstance(value, bool):
+    raise ConfigError(f"{opt.key}={value!r} is not True or False; fix --config.{opt.key}")
+  value = opt.check(value)
+  return float(value) if opt.type is float else value
 
 
 @flax.struct.dataclass
@@ -48,19 +110,30 @@ class Method(abc.ABC):
   """A continual-learning method: configuration plus the hooks the runner and the train step call.
 
   Args:
-    method_config: ``config.method`` (read with :mod:`lwcl.methods.options`; bad values raise
-      :class:`~lwcl.errors.ConfigError` in the constructor).
+    method_config: ``config.method``; the constructor reads every key of :attr:`OPTIONS` from it
+      (:func:`read_option`) into :attr:`options` (``{short key: value}``).
     scenario: the task stream (:class:`~lwcl.data.scenarios.Scenario`); methods with fixed-shape state
       read its ``max_tasks`` and ``image_shape`` in the constructor (they keep no reference to it: a run
       may reorder its tasks, which changes neither).
     fns: the model functions (:class:`~lwcl.core.model_fns.ModelFns` or a layer-wise subclass), whose ``loss`` is
       the training loss of the run (the sum of local losses in layer-wise ``local`` mode).
+  Raises:
+    ConfigError: a bad value of one of its keys (one line naming the key and the fix).
   """
+
+  # The method.* keys the method reads, each with its default (configs/default.py's), bounds and doc.
+  OPTIONS: tuple[Option, ...] = ()
+  # Float keys of OPTIONS the method needs as concrete host values (they choose what is compiled), so a
+  # sweep of one cannot trace it into the step (rule 1 of the module docstring).
+  HOST_OPTIONS: tuple[str, ...] = ()
+  # Whether the method is fine-tuning plus a penalty scaled by method.strength (strength 0 = fine-tuning).
+  penalty: bool = False
 
   def __init__(self, method_config, scenario, fns):
     del scenario
     self.config = method_config
     self.fns = fns
+    self.options = {o.key.split(".", 1)[1]: read_option(method_config, o) for o in self.OPTIONS}
 
   def training_data(self, scenario, task: int) -> Examples:
     """The examples trained on during task ``task`` (host): by default that task's training split."""
@@ -89,8 +162,9 @@ class Method(abc.ABC):
     return method_state
 
   def end_task(self, method_state, params, batch_stats, task: int, data: Examples):
-    """The method state after task ``task`` (host; may call jitted functions); ``data`` is what the task
-    trained on. Default: unchanged."""
+    """The method state after task ``task`` (host; may call jitted functions; under ``jax.vmap`` over
+    replicas, so no concrete values of the state or parameters); ``data`` is what the task trained on.
+    Default: unchanged."""
     del params, batch_stats, task, data
     return method_state
 

@@ -1,4 +1,5 @@
-"""Episodic-memory gradient projection as continual-learning methods: A-GEM, GEM and LGD.
+"""The episodic-memory gradient-projection family (A-GEM, GEM, LGD: :mod:`lwcl.methods.agem`,
+:mod:`lwcl.methods.gem`, :mod:`lwcl.methods.lgd`): its state and the shared method base.
 
 Each method keeps an episodic memory (``lwcl.methods.memory``) in its method state, fills it with every training
 minibatch inside the jitted step (``after_step``), computes the old tasks' gradients on it inside the same
@@ -17,14 +18,8 @@ mode, which normalizes it with its own batch statistics and moves the running av
 data; here the memory only shapes the gradient, and ``batch_stats`` follow the current task's data as in
 fine-tuning.)
 
-Config keys (``config.method``, see ``configs/default.py``): ``memory_per_task``, ``memory_grad_chunk``,
-``grouping``, ``gem_margin``, ``gem_max_iter``, ``agem_ref_batch``, ``lgd_threshold``, ``lgd_top_k``,
-``lgd_margin``, ``lgd_push``, ``lgd_single_task_push``.
-
-**Adding a projection method**: write its rule as a pure function and an optax transformation taking
-``ref_grads`` / ``ref_mask`` in :mod:`lwcl.methods.projection`, subclass :class:`EpisodicMethod` here (override
-``transformation``, and ``step_args`` if it needs other reference gradients than one per old task), and
-add its name to ``METHODS`` in ``lwcl/methods/__init__.py``.
+Shared options (:attr:`EpisodicMethod.OPTIONS`): ``memory_per_task``, ``memory_grad_chunk``, ``grouping``;
+each method adds its own.
 """
 
 from __future__ import annotations
@@ -36,14 +31,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from lwcl.core.options import Option
+from lwcl.errors import ConfigError
 from lwcl.methods import memory as memory_lib
 from lwcl.methods import param_groups
-from lwcl.methods import projection
-from lwcl.methods import gem_report as projection_report
-from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
-from lwcl.methods.options import choice, number, option
-from lwcl.methods.qp import default_max_iter
 
 
 @flax.struct.dataclass
@@ -67,13 +59,19 @@ class EpisodicMethod(Method):
   """
 
   default_grouping = "network"
+  OPTIONS = (
+      Option("method.memory_per_task", 256, "ring buffer per task, the last N examples seen (GEM: 256)",
+             minimum=1),
+      Option("method.memory_grad_chunk", 0, "old-task gradients 0 = all in one vmap | 1 = one task at a "
+             "time | n = n at a time", minimum=0),
+      Option("method.grouping", "auto", "parameter groups projected separately: auto | local_block | "
+             f"{' | '.join(param_groups.GROUPINGS)} | tensors:N"))
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    cfg = method_config
-    self.per_task = number(cfg, "memory_per_task", int, 1, default=256)
-    self.chunk = number(cfg, "memory_grad_chunk", int, 0, default=0)
-    self.grouping = self._grouping(option(cfg, "grouping", "auto"), fns)
+    self.per_task = self.options["memory_per_task"]
+    self.chunk = self.options["memory_grad_chunk"]
+    self.grouping = self._grouping(self.options["grouping"], fns)
     self.max_tasks = scenario.max_tasks
     self.image_shape = tuple(scenario.image_shape)
 
@@ -149,91 +147,3 @@ class EpisodicMethod(Method):
     else:
       grads = jax.lax.map(grad, batches, batch_size=min(self.chunk, k))
     return {"ref_grads": grads, "ref_mask": mask}
-
-
-class AGEM(EpisodicMethod):
-  """A-GEM (Chaudhry et al., ICLR 2019): project against one gradient on a reference batch drawn
-  uniformly from the union of the old tasks' memories (``method.agem_ref_batch`` examples)."""
-
-  default_grouping = "network"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    ref = number(method_config, "agem_ref_batch", int, 1, default=256)
-    self.ref_batch = min(ref, self.max_tasks * self.per_task)
-
-  def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return projection.agem(self.grouping)
-
-  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
-    key = jax.random.fold_in(rng, 0x6167656D)  # independent of the key the loss uses
-    ref = memory_lib.sample_union(method_state.memory, key, batch["task"][0], self.ref_batch)
-    g = self.memory_grad(params, batch_stats, ref)
-    return {"ref_grads": jax.tree_util.tree_map(lambda x: x[None], g),
-            "ref_mask": jnp.any(ref["mask"] > 0)[None]}
-
-
-class GEM(EpisodicMethod):
-  """GEM (Lopez-Paz & Ranzato, NeurIPS 2017): one constraint per old task, the dual QP solved on the
-  device (``method.gem_margin`` is the reference code's ``memory_strength``)."""
-
-  default_grouping = "network"
-
-  report_keys = projection_report.REPORT_KEYS
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.margin = number(method_config, "gem_margin", float, 0.0, default=0.5)
-    self.max_iter = number(method_config, "gem_max_iter", int, 0, default=0) or default_max_iter(
-        max(self.max_tasks - 1, 1))
-    self.violation_tol = projection_report.default_violation_tol(jnp.float32)
-
-  def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return projection.gem(self.margin, self.grouping, num_tasks=self.max_tasks, max_iter=self.max_iter,
-                          violation_tol=self.violation_tol)
-
-  def step_args(self, method_state, params, batch_stats, batch, rng) -> dict:
-    """The old tasks' reference gradients, and the task index the solver report is counted under."""
-    return dict(super().step_args(method_state, params, batch_stats, batch, rng), task=batch["task"][0])
-
-  def task_report(self, opt_state) -> dict:
-    """The solver's per-task counters (:class:`lwcl.methods.gem_report.GemReportState`)."""
-    state = projection_report.find_state(opt_state)
-    return {} if state is None else state._asdict()
-
-  def report_results(self, per_task: dict) -> dict:
-    """``gem_solver``: the counters per task and in total (:func:`lwcl.methods.gem_report.summarize`)."""
-    return {"gem_solver": projection_report.summarize(per_task, self.max_iter, self.violation_tol)}
-
-  def report_warning(self, counters: dict) -> str | None:
-    """A line when some step of the task did not converge or left a constraint violated."""
-    return projection_report.warning(counters, self.max_iter, self.violation_tol)
-
-
-class LGD(EpisodicMethod):
-  """LGD (Tang et al., CVPR 2021): shared + task-specific decomposition of the old gradients, per layer by
-  default (``method.grouping='network'`` is the paper's concatenated ablation). ``method.lgd_margin``,
-  ``lgd_push`` and ``lgd_single_task_push`` select the authors' margin push
-  (:func:`lwcl.methods.projection.project_lgd`).
-
-  Raises (constructor):
-    ConfigError: an ``lgd_*`` key out of range, ``lgd_push`` not ``sum``/``mean``, or
-      ``lgd_single_task_push`` not a boolean.
-  """
-
-  default_grouping = "layer"
-
-  def __init__(self, method_config, scenario, fns):
-    super().__init__(method_config, scenario, fns)
-    self.threshold = number(method_config, "lgd_threshold", float, 0.0, maximum=1.0, default=0.0)
-    self.top_k = number(method_config, "lgd_top_k", int, 0, default=0)
-    self.margin = number(method_config, "lgd_margin", float, 0.0, default=0.0)
-    self.push = choice(method_config, "lgd_push", projection.LGD_PUSHES, default="sum")
-    self.single_task_push = option(method_config, "lgd_single_task_push", default=False)
-    if not isinstance(self.single_task_push, bool):
-      raise ConfigError(f"method.lgd_single_task_push={self.single_task_push!r} is not True or False; fix "
-                        "--config.method.lgd_single_task_push")
-
-  def transformation(self) -> optax.GradientTransformationExtraArgs:
-    return projection.lgd(self.grouping, self.threshold, self.top_k, self.margin, self.push,
-                          self.single_task_push)

@@ -24,7 +24,8 @@ front of the base optimizer. All three take the same arguments; A-GEM's single r
 ``ref_grads`` with a leading axis of 1 and ``ref_mask`` bool ``[1]``.
 
 This module is pure maths and imports nothing of the runner; the methods ``agem``, ``gem`` and ``lgd``
-that use it (episodic memory, reference gradients) are in :mod:`lwcl.methods.episodic`.
+that use it are in :mod:`lwcl.methods.agem`, :mod:`lwcl.methods.gem` and :mod:`lwcl.methods.lgd` (episodic
+memory and reference gradients: :mod:`lwcl.methods.episodic`).
 """
 
 from __future__ import annotations

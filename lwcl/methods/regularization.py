@@ -27,7 +27,8 @@ like the parameters (float32):
 
 This module is pure maths: it knows nothing of the runner. The methods ``ewc``, ``mas``, ``si`` and
 ``nai`` that use it (their state, config keys and end-of-task updates) are in
-:mod:`lwcl.methods.importance`.
+:mod:`lwcl.methods.importance` (the family's state and bases) and one module each
+(:mod:`lwcl.methods.ewc`, ...).
 """
 
 from __future__ import annotations
@@ -89,13 +90,6 @@ def importance_penalty(strength: float = 1.0) -> optax.GradientTransformationExt
     return new, state
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def quadratic_penalty(params: PyTree, omega: PyTree, anchor: PyTree, strength) -> jax.Array:
-  """``(strength / 2) * sum_i omega_i (params_i - anchor_i)^2``, a scalar (the loss whose gradient
-  :func:`importance_penalty` adds)."""
-  terms = jax.tree.map(lambda p, o, a: jnp.sum(o * jnp.square(p - a)), params, omega, anchor)
-  return 0.5 * strength * sum(jax.tree.leaves(terms))
 
 
 def accumulate(total: PyTree, new: PyTree, rule: str = "sum") -> PyTree:

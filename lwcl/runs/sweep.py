@@ -166,20 +166,25 @@ def replicable(config) -> str | None:
 
 
 def _untraceable(setup) -> str | None:
-  """None when one step of every replica traces with its candidate as data, else the error in words (a
-  method that needs the value on the host, e.g. in a Python condition)."""
-  try:
-    state = jax.eval_shape(setup.initial_state)
-    data, R = setup.train_data[0], setup.axis.size
-    B = setup.config.train.batch_size
-    batch = {"image": jax.ShapeDtypeStruct((R, B) + data.images.shape[1:], data.images.dtype),
-             "label": jax.ShapeDtypeStruct((R, B), np.int32), "task": jax.ShapeDtypeStruct((R, B), np.int32)}
-    if setup.fns.is_greedy:
-      batch["phase"] = jax.ShapeDtypeStruct((R, B), np.int32)
-    lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[..., 0]
-    jax.eval_shape(setup.steps.train_step, state, batch, lr)
-  except Exception as e:  # pylint: disable=broad-except  (the sequential runs report a genuine error)
-    return f"the step cannot take the value as data: {type(e).__name__}"
+  """None when one step of every replica traces with its candidate as data, else why not: the method
+  declares the swept key a host value (``Method.HOST_OPTIONS``, e.g. LGD's margin chooses what is compiled).
+
+  Raises:
+    Exception: whatever tracing the step raises otherwise (a float hyper-parameter must trace, the method
+      contract in :mod:`lwcl.methods.base`: a failure is a bug, not a reason to run slower).
+  """
+  key = setup.axis.key
+  if key in type(setup.method).HOST_OPTIONS:
+    return f"{type(setup.method).__name__} needs {key} on the host (it chooses what is compiled)"
+  state = jax.eval_shape(setup.initial_state)
+  data, R = setup.train_data[0], setup.axis.size
+  B = setup.config.train.batch_size
+  batch = {"image": jax.ShapeDtypeStruct((R, B) + data.images.shape[1:], data.images.dtype),
+           "label": jax.ShapeDtypeStruct((R, B), np.int32), "task": jax.ShapeDtypeStruct((R, B), np.int32)}
+  if setup.fns.is_greedy:
+    batch["phase"] = jax.ShapeDtypeStruct((R, B), np.int32)
+  lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[..., 0]
+  jax.eval_shape(setup.steps.train_step, state, batch, lr)
   return None
 
 

@@ -1,0 +1,189 @@
+"""The method contract (lwcl/methods/base.py's module docstring), checked for every entry of ``METHODS``:
+a new method is covered without editing this file.
+
+(a) fixed shapes of the method state, step arguments and optimizer state over steps and a task end (the
+train step compiles once); (b) ``end_task`` under ``jax.vmap`` equals its unbatched calls; (c) a penalty
+method at strength 0 is fine-tuning bit for bit; (d) every float option not in ``HOST_OPTIONS`` can be a
+tracer (a sweep's replicas); (e) a replica equals its single run; and the options: every method reads
+exactly the keys it declares, and the declarations are configs/default.py's ``method.*`` keys.
+"""
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import small_config
+import helpers
+from lwcl.config import files as config_files
+from lwcl.core.state import TrainState
+from lwcl.engine import optim
+from lwcl.engine.build import Setup
+from lwcl.engine.compiled import Overlay
+from lwcl.engine.experiment import Experiment
+from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.steps import make_train_step
+from lwcl.methods import METHODS, build_method
+
+pytestmark = pytest.mark.contract
+
+NAMES = tuple(METHODS)
+PENALTIES = tuple(n for n, cls in METHODS.items() if cls.penalty)
+TRACEABLE = tuple((n, o.key) for n, cls in METHODS.items() for o in cls.OPTIONS
+                  if o.type is float and o.key not in cls.HOST_OPTIONS)
+# Tiny and quick: MLP 16-16, 2 tasks of 120 examples (6 steps each), small memories and samples.
+TINY = {**helpers.TINY, "data.normalize": "unit"}
+
+
+def _config(name, **extra):
+  return small_config(**{**TINY, "method.name": name, **extra})
+
+
+def _batch(setup, task, step):
+  data, B = setup.train_data[task], setup.config.train.batch_size
+  take = slice(step * B, (step + 1) * B)
+  return {"image": data.images[take], "label": data.labels[take], "task": data.tasks[take]}
+
+
+def _shapes(tree):
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
+                      if not hasattr(x, "aval") else jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+def _train(setup, state, task, steps):
+  lr = setup.learning_rates_of_task(setup.steps_per_epoch[task])
+  for i in range(steps):
+    state, _ = setup.steps.train_step(state, _batch(setup, task, i), lr[i])
+  return state
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shapes_are_fixed_over_steps_and_tasks(name):
+  setup = Setup.build(_config(name))
+  method, state = setup.method, setup.initial_state()
+  want = _shapes((state.method_state, state.opt_state))
+  args = jax.jit(method.step_args)
+  want_args = _shapes(args(state.method_state, state.params, state.batch_stats, _batch(setup, 0, 0), state.rng))
+  compiled = None
+  for task in (0, 1):
+    state = _train(setup, state, task, 2)
+    compiled = compiled or setup.steps.train_step._cache_size()  # pylint: disable=protected-access
+    chex.assert_trees_all_equal_shapes_and_dtypes(_shapes((state.method_state, state.opt_state)), want)
+    got_args = args(state.method_state, state.params, state.batch_stats, _batch(setup, task, 2), state.rng)
+    chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(got_args), want_args)
+    after = jax.jit(method.after_step)(state.method_state, state.params, state.params, state.params,
+                                       _batch(setup, task, 2))
+    chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(after), want[0])
+    ms = method.end_task(state.method_state, state.params, state.batch_stats, task, setup.train_data[task])
+    chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(ms), want[0])
+    state = state.replace(method_state=setup.parallel.replicate(ms))  # as the runner does (lwcl.engine.loop)
+  # No recompilation after the first task (the first step may compile twice: fresh vs. output buffers).
+  assert setup.steps.train_step._cache_size() == compiled  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_end_task_under_vmap_equals_its_unbatched_calls(name):
+  setup = Setup.build(_config(name))
+  states = []
+  for seed in (0, 1):  # two replicas: different initial parameters, 3 steps (non-trivial method states)
+    init_key, rng = jax.random.split(jax.random.PRNGKey(seed))
+    params, stats = setup.fns.init(init_key, setup.scenario.image_shape)
+    state = TrainState(jnp.zeros((), jnp.int32), params, stats, setup.tx.init(params),
+                       setup.method.init_state(params, stats), rng)
+    states.append(jax.device_get(_train(setup, state, 0, 3)))
+  data, method = setup.train_data[0], setup.method
+  stacked = jax.tree.map(lambda *x: np.stack(x), *states)
+  batched = jax.vmap(lambda ms, p, bs: method.end_task(ms, p, bs, 0, data))(
+      stacked.method_state, stacked.params, stacked.batch_stats)
+  for r, s in enumerate(states):
+    single = method.end_task(s.method_state, s.params, s.batch_stats, 0, data)
+    helpers.assert_close_per_leaf(jax.tree.map(lambda x, r=r: x[r], batched), single, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def finetune_run(tmp_path_factory):
+  exp = Experiment(_config("finetune"))
+  results = exp.run(str(tmp_path_factory.mktemp("finetune")))
+  return results, jax.device_get(exp.final_state.params)
+
+
+@pytest.mark.parametrize("name", PENALTIES)
+def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, name):
+  exp = Experiment(_config(name, **{"method.strength": 0.0}))
+  results = exp.run(str(tmp_path))
+  want_results, want_params = finetune_run
+  assert results["accuracy_matrix"] == want_results["accuracy_matrix"]
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(exp.final_state.params), want_params)
+  # The importances were computed (non-zero) and only the zero strength kept them out.
+  omega = exp.final_state.method_state.omega
+  assert sum(float(jnp.sum(jnp.abs(o))) for o in jax.tree.leaves(omega)) > 0
+
+
+@pytest.mark.parametrize("name,key", TRACEABLE)
+def test_float_options_can_be_traced(name, key):
+  setup = Setup.build(_config(name))
+  config, short = setup.config, key.split(".", 1)[1]
+  state, batch = setup.initial_state(), _batch(setup, 0, 0)
+  lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[0]
+
+  @jax.jit
+  def step(value, state):  # the method built inside the step around a traced value, as a sweep does
+    method = build_method(Overlay(config.method, {short: value}), setup.scenario, setup.fns)
+    tx = optim.optimizer(setup.fns, method.transformation(), config.optimizer, config.train.epochs_per_task)
+    return make_train_step(setup.fns, tx, method)(state, batch, lr)
+
+  got, _ = step(jnp.float32(config.method[short]), state)
+  want, _ = setup.steps.train_step(state, batch, lr)  # the same value as a Python float
+  helpers.assert_close_per_leaf(got.params, want.params, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_replica_equals_its_single_run(tmp_path, name):
+  config = _config(name)
+  reps = Experiment(config, ReplicaAxis.of_seeds([0, 1]))
+  reps.run(str(tmp_path / "replicas"))
+  for r, seed in enumerate((0, 1)):
+    exp = Experiment(_config(name, seed=seed))
+    exp.run(str(tmp_path / f"seed{seed}"))
+    got = jax.tree.map(lambda x, r=r: x[r], reps.final_state)
+    helpers.assert_close_per_leaf(got.params, exp.final_state.params)
+    helpers.assert_close_per_leaf(got.method_state, exp.final_state.method_state)
+
+
+class _Recording(dict):
+  """A config section that records the keys read from it."""
+
+  def __init__(self, *args):
+    super().__init__(*args)
+    self.read = set()
+
+  def __getitem__(self, key):
+    self.read.add(key)
+    return super().__getitem__(key)
+
+  def __getattr__(self, key):
+    return self[key]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_method_reads_exactly_its_declared_options(name):
+  setup = Setup.build(_config(name))
+  section = _Recording(setup.config.method.to_dict())
+  build_method(section, setup.scenario, setup.fns)
+  assert section.read - {"name"} == {o.key.split(".", 1)[1] for o in METHODS[name].OPTIONS}
+
+
+def test_declared_options_are_the_default_configs_method_keys():
+  default = config_files.load(os.path.join(helpers.ROOT, "configs", "default.py")).get_config()
+  declared = {}
+  for cls in METHODS.values():
+    for o in cls.OPTIONS:
+      assert declared.setdefault(o.key, o) == o, f"{o.key} declared twice, differently"
+  want = {f"method.{k}": v for k, v in default.method.items() if k != "name"}
+  assert sorted(declared) == sorted(want)
+  for key, o in declared.items():
+    assert type(o.default) is type(want[key]) and o.default == want[key], key
+    assert o.doc and "\n" not in o.doc, key
