@@ -144,7 +144,7 @@ def test_float_options_can_be_traced(name, key):
 def test_a_replica_equals_its_single_run(tmp_path, name):
   config = _config(name)
   reps = Experiment(config, ReplicaAxis.of_seeds([0, 1]))
-  reps.run(str(tmp_path / "replicas"))
+  reps.run_replicas(str(tmp_path / "replicas"))
   for r, seed in enumerate((0, 1)):
     exp = Experiment(_config(name, seed=seed))
     exp.run(str(tmp_path / f"seed{seed}"))
