@@ -35,7 +35,7 @@ ALLOWED = {
     "models": {"core", "platform", "errors"},
     "data": {"core", "platform", "errors"},
     "core": {"errors"},
-    "platform": {"errors"},
+    "platform": {"core", "errors"},
     "errors": set(),
 }
 
