@@ -30,8 +30,11 @@ class Network(nn.Module):
     blocks: the feature extractor's blocks, applied in order.
     head: the task heads.
     pool: read-out before the head: ``'flatten'`` or ``'avg'``.
-    conv_impl: how the blocks' convolutions are lowered, ``'native'`` or ``'patches'``
-      (:mod:`lwcl.models.conv`); auxiliary heads built for this network use the same.
+    conv_impl: how the blocks' convolutions are lowered, one of :data:`lwcl.models.conv.LOWERINGS`
+      (``native``, ``patches``, ``direct``, ``onednn``, or ``native+direct``, ``patches+direct``,
+      ``onednn+direct``: convolutions contracting few values per output are ``direct``), as
+      :func:`lwcl.models.conv.resolve_conv_impl` resolves ``model.conv_impl``; auxiliary heads built for
+      this network use the same.
   """
   blocks: Sequence[nn.Module]
   head: nn.Module
