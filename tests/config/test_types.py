@@ -1,22 +1,16 @@
-"""Command-line safety: every config value checked up front (lwcl/config/types.py), one run per workdir
-(lwcl/io/lock.py)."""
+"""lwcl.config.types: every config value checked up front, each refusal one line naming key, value and
+an example."""
 
 import glob
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import small_config
-from helpers import ROOT, SMALL, assert_one_line_error, cli, load_results
-from lwcl.config import types as config_check
 from lwcl.config import files as config_files
-from lwcl.runs import driver
-from lwcl.io import lock as workdir_lock
+from lwcl.config import types as config_check
 from lwcl.errors import ConfigError
+
+from helpers import ROOT
 
 
 def default_dict(**overrides) -> dict:
@@ -87,97 +81,3 @@ def test_override_message_for_values_ml_collections_refuses():
   assert config_check.override_message("train.batchsize", "3", reference) is None
   message = config_check.override_message("train.progress", "yes", reference)
   assert message.startswith("bad config value train.progress=yes:") and "; give a boolean" in message
-
-
-# SMALL sets model.hidden=(32,); ml_collections appends a repeated tuple override: (32, '(100,abc)').
-@pytest.mark.parametrize("overrides,fragments", [
-    (["--config.model.hidden=(100,abc)"], ["model.hidden=(32, '(100,abc)')", "'abc' is not an integer"]),
-    (["--config.model.name=convnet", "--config.model.hidden=(100,abc)"], ["model.hidden=", "'abc'"]),
-    (["--config.train.epochs_per_task=1.5"], ["train.epochs_per_task=1.5", "not an integer"]),
-    (["--config.train.progress=yes"], ["train.progress=yes", "not a boolean"]),
-])
-def test_bad_overrides_end_in_one_line_before_the_workdir_exists(tmp_path, overrides, fragments):
-  workdir = str(tmp_path / "w")
-  assert_one_line_error(cli(workdir, *overrides), *fragments)
-  assert not os.path.exists(workdir)
-
-
-# Runs lwcl.main like the command line, but after train step 1 creates the file argv[1] + '.paused' and waits
-# until the file argv[1] exists.
-PAUSED_RUN = """
-import os, sys, time
-from lwcl import main
-go = sys.argv.pop(1)
-def on_step(step):
-  if step == 1:
-    open(go + ".paused", "w").close()
-  deadline = time.time() + 300
-  while step == 1 and not os.path.exists(go) and time.time() < deadline:
-    time.sleep(0.05)
-main.run(on_step=on_step)
-"""
-
-
-def wait_for(predicate, proc, what, timeout=300):
-  deadline = time.time() + timeout
-  while not predicate():
-    assert proc.poll() is None, f"process ended before {what}: {proc.communicate()}"
-    assert time.time() < deadline, f"timed out waiting for {what}"
-    time.sleep(0.1)
-
-
-def snapshot(workdir):
-  return {os.path.relpath(os.path.join(d, n), workdir): os.stat(os.path.join(d, n)).st_mtime_ns
-          for d, _, names in os.walk(workdir) for n in names}
-
-
-def test_second_run_on_a_busy_workdir_is_refused_and_the_first_finishes(tmp_path):
-  workdir, go = str(tmp_path / "w"), str(tmp_path / "go")
-  lock = os.path.join(workdir, workdir_lock.LOCK_FILE)
-  first = subprocess.Popen(
-      [sys.executable, "-c", PAUSED_RUN, go, f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-       *SMALL], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-  try:
-    wait_for(lambda: os.path.exists(lock) and "started=" in open(lock).read(), first, "the lock")
-    # Paused: the first run writes nothing more to the workdir until `go` exists.
-    wait_for(lambda: os.path.exists(go + ".paused"), first, "the first run's step 1")
-    with open(lock) as f:
-      held = f.read()
-    assert f"pid={first.pid}\n" in held
-    before = snapshot(workdir)
-    second = cli(workdir)
-    assert_one_line_error(second, "in use by another lwcl run", f"pid {first.pid}", "another --workdir")
-    assert snapshot(workdir) == before
-    with open(lock) as f:
-      assert f.read() == held
-  finally:
-    open(go, "w").close()
-    out, err = first.communicate(timeout=600)
-  assert first.returncode == 0, err[-2000:]
-  assert len(load_results(workdir)["accuracy_matrix"]) == 3
-
-
-LOCK_AND_SLEEP = """
-import sys, time
-from lwcl.io import lock as workdir_lock
-with workdir_lock.hold(sys.argv[1]):
-  print("locked", flush=True)
-  time.sleep(600)
-"""
-
-
-def test_lock_of_a_killed_run_is_taken_over(tmp_path):
-  workdir = str(tmp_path / "new" / "w")  # missing folders are created
-  holder = subprocess.Popen([sys.executable, "-c", LOCK_AND_SLEEP, workdir], cwd=ROOT, stdout=subprocess.PIPE,
-                            text=True)
-  try:
-    assert holder.stdout.readline().strip() == "locked"
-    with pytest.raises(workdir_lock.WorkdirLockedError, match=f"pid {holder.pid} on "):
-      driver.run(small_config(), workdir)
-  finally:
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
-  results = driver.run(small_config(), workdir)
-  assert len(results["accuracy_matrix"]) == 3
-  with open(os.path.join(workdir, workdir_lock.LOCK_FILE)) as f:
-    assert f"pid={os.getpid()}\n" in f.read()

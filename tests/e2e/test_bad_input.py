@@ -12,24 +12,31 @@ import glob
 import os
 import subprocess
 import sys
-import types
 
 import pytest
 
-from conftest import assert_same_stream
-from helpers import ROOT, TINY_CONFIG_FILE, assert_one_line_error, cli, load_results
-from lwcl.config import files as config_files
-from lwcl.config import values as config_values
-from lwcl.engine import run_io
 from lwcl.io import lock as workdir_lock
-from lwcl.errors import DivergenceError
-from lwcl.io import results as results_lib
-from test_cli import LOCK_AND_SLEEP, snapshot
+
+from helpers import (
+  LOCK_AND_SLEEP,
+  ROOT,
+  TESTS,
+  TINY_CONFIG_FILE,
+  assert_one_line_error,
+  assert_same_stream,
+  cli,
+  load_results,
+  snapshot,
+)
 
 # The tiny run T (flags after --config and --workdir).
 T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
      "--config.train.epochs_per_task=1", "--config.train.progress=False"]
+
+
 DEFAULT = f"--config={ROOT}/configs/default.py"
+
+
 def write_results(content):
   def setup(workdir):
     os.makedirs(workdir)
@@ -45,7 +52,7 @@ def write_file(workdir):
 
 def tiny_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
-    f.write(TINY_CONFIG_FILE.format(tests=os.path.dirname(os.path.abspath(__file__))))
+    f.write(TINY_CONFIG_FILE.format(tests=TESTS))
 
 
 # id: (entry point arguments; WORKDIR and TINY stand for the case's workdir and tiny.py), fragments of the
@@ -177,11 +184,6 @@ def test_every_error_message_names_a_fix():
   assert not bad, bad
 
 
-def test_shipped_configs_pass_the_value_checks():
-  for path in sorted(glob.glob(os.path.join(ROOT, "configs", "[!_]*.py"))):
-    config_values.check_values(config_files.load_spec(path))
-
-
 def test_a_run_inside_a_running_study_is_refused(tmp_path):
   study = str(tmp_path / "study")
   holder = subprocess.Popen([sys.executable, "-c", LOCK_AND_SLEEP, study], cwd=ROOT, stdout=subprocess.PIPE,
@@ -275,25 +277,29 @@ def test_full_disk_ends_in_one_line_keeps_the_checkpoint_and_a_rerun_resumes(sma
   assert_same_stream(load_results(workdir), load_results(reference))
 
 
-def test_incomplete_results_name_what_is_missing():
-  assert results_lib.incomplete({"config": {}}) == "'config'"
-  assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem"}) == "'accuracy_matrix'"
-  assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem", "orders": []}) is None
+# SMALL sets model.hidden=(32,); ml_collections appends a repeated tuple override: (32, '(100,abc)').
+@pytest.mark.parametrize("overrides,fragments", [
+    (["--config.model.hidden=(100,abc)"], ["model.hidden=(32, '(100,abc)')", "'abc' is not an integer"]),
+    (["--config.model.name=convnet", "--config.model.hidden=(100,abc)"], ["model.hidden=", "'abc'"]),
+    (["--config.train.epochs_per_task=1.5"], ["train.epochs_per_task=1.5", "not an integer"]),
+    (["--config.train.progress=yes"], ["train.progress=yes", "not a boolean"]),
+])
+def test_bad_overrides_end_in_one_line_before_the_workdir_exists(tmp_path, overrides, fragments):
+  workdir = str(tmp_path / "w")
+  assert_one_line_error(cli(workdir, *overrides), *fragments)
+  assert not os.path.exists(workdir)
 
 
-def test_stop_messages_place_the_checkpoint_in_the_stream():
-  def stopped_run(checkpoint_step, task, task_step, error=KeyboardInterrupt()):
-    ckpt = types.SimpleNamespace(latest_step=lambda: checkpoint_step)
-    run = types.SimpleNamespace(ckpt=ckpt, progress=types.SimpleNamespace(task=task, task_step=task_step),
-                                workdir="W")
-    return str(run_io.stopped(run, error, [10, 10, 10]))
-  assert stopped_run(16, 1, 7) == ("interrupted (Ctrl-C) in task 2 of 3 after step 7 of the task, in W; rerun "
-                                   "the same command to resume from its last checkpoint (task 2, step 6 of the "
-                                   "task)")
-  assert stopped_run(20, 2, 0).endswith("from its last checkpoint (end of task 2)")
-  assert "after its last task" in stopped_run(30, 3, 0)
-  assert stopped_run(None, 0, 3).endswith("from the start (no checkpoint was written yet)")
-  diverged = stopped_run(None, 0, 3, DivergenceError("the training loss became nan; lower it"))
-  assert diverged == "the training loss became nan; lower it (no checkpoint was written)"
-  assert stopped_run(4, 0, 5, DivergenceError("x; y")).endswith("(the last good checkpoint (task 1, step 4 of "
-                                                                "the task) is kept)")
+def test_unknown_and_mistyped_config_keys(tmp_path):
+  proc = cli(str(tmp_path / "w"), "--config.train.batchsize=3")
+  assert_one_line_error(proc, "batchsize")
+  proc = cli(str(tmp_path / "w"), "--config.train.batch_size=lots")
+  assert_one_line_error(proc, "batch_size")
+  assert not os.path.exists(str(tmp_path / "w"))
+
+
+def test_impossible_scenario_and_missing_data(tmp_path):
+  proc = cli(str(tmp_path / "w"), "--config.scenario.num_tasks=4", "--config.scenario.classes_per_task=0")
+  assert_one_line_error(proc, "cannot be split evenly", "num_tasks")
+  proc = cli(str(tmp_path / "w"), "--config.data.source=idx", f"--config.data.idx_dir={tmp_path}/none")
+  assert_one_line_error(proc, "not found", "dataset-fashion-mnist")

@@ -12,20 +12,17 @@ import os
 import re
 import shutil
 
-import numpy as np
 import pytest
 
-from conftest import small_config
-from helpers import assert_one_line_error, cli, load_results
-from synthetic_data import FILES, write_idx
-from lwcl.io import checkpoint
-from lwcl.runs import driver
-from lwcl.runs import seeds as replicas
-from lwcl.io import lock as workdir_lock
-from lwcl.io import results as results_lib
-from lwcl.io.checkpoint import RunCheckpointer, state_checksum
 from lwcl.data import sources
 from lwcl.errors import CheckpointError, ConfigError
+from lwcl.io import lock as workdir_lock
+from lwcl.io import results as results_lib
+from lwcl.runs import driver
+from lwcl.runs import seeds as replicas
+
+from helpers import assert_one_line_error, cli, load_results, small_config
+from synthetic_data import FILES, write_idx
 
 CKPT = "--config.checkpoint.every_steps=5"  # with the small config: checkpoints at steps 5, 10, 15, ...
 
@@ -87,9 +84,6 @@ def flip_bytes(step_dir: str) -> str:
   return path
 
 
-# -- A1: other data -------------------------------------------------------------------------------
-
-
 def test_resume_on_other_data_is_refused(tmp_path, other_data):
   workdir = str(tmp_path / "w")
   interrupted_run(workdir)
@@ -131,16 +125,6 @@ def test_finished_results_on_other_data_are_refused_the_same_data_elsewhere_acce
     assert f.read() == kept
 
 
-def test_a_summary_records_the_data_fingerprint_its_runs_agree_on():
-  fp = {"data_fingerprint": "a" * 64}
-  assert results_lib.common_data_fingerprint([fp, fp]) == fp
-  assert results_lib.common_data_fingerprint([fp, {"data_fingerprint": "b" * 64}]) == {}
-  assert results_lib.common_data_fingerprint([fp, {}]) == {}  # a run of an lwcl that did not record it
-
-
-# -- A2: a damaged checkpoint ---------------------------------------------------------------------
-
-
 def test_bit_flipped_checkpoint_is_refused_at_restore_and_kept(tmp_path, capsys):
   workdir = str(tmp_path / "w")
   interrupted_run(workdir)
@@ -159,43 +143,6 @@ def test_bit_flipped_checkpoint_is_refused_at_restore_and_kept(tmp_path, capsys)
   results = driver.run(small_config(**{"checkpoint.every_steps": 5}), workdir)
   assert "resuming from checkpoint at task 1, step 5" in capsys.readouterr().out
   assert results["accuracy_matrix"] == load_results(workdir)["accuracy_matrix"] and os.path.isdir(target)
-
-
-def test_checksum_is_checked_on_every_checkpoint_and_none_intact_is_said(tmp_path):
-  directory = str(tmp_path / "checkpoints")
-  state = {"w": np.arange(4096, dtype=np.float32), "count": np.array(3, np.int32)}
-  ckpt = RunCheckpointer(directory, 3, {"a": 1}, "d" * 64)
-  for step in (1, 2):
-    ckpt.save(step, {"w": state["w"] + step, "count": state["count"]}, {"task": step})
-  restored, meta = ckpt.restore(state)
-  np.testing.assert_array_equal(restored["w"], state["w"] + 2)
-  assert meta["state_sha256"] == state_checksum({"w": state["w"] + 2, "count": state["count"]})
-  assert state_checksum(state) != state_checksum({"w": state["w"] + 2, "count": state["count"]})
-  ckpt.close()
-  for step in (2, 1):
-    flip_bytes(os.path.join(directory, str(step)))
-    with pytest.raises(CheckpointError, match="is corrupt") as e:
-      RunCheckpointer(directory, 3, {"a": 1}, "d" * 64).restore(state)
-    assert ("checkpoints/1 is intact" in str(e.value)) == (step == 2), str(e.value)
-  assert "no older checkpoint is intact" in str(e.value)
-  assert sorted(os.listdir(directory)) == ["1", "2"]
-  with pytest.raises(CheckpointError, match="other data"):  # checked before the state is read
-    RunCheckpointer(directory, 3, {"a": 1}, "e" * 64).restore(state)
-
-
-def test_a_checkpoint_of_another_format_version_is_refused_as_such(tmp_path, monkeypatch):
-  directory = str(tmp_path / "checkpoints")
-  state = {"w": np.arange(16, dtype=np.float32)}
-  ckpt = RunCheckpointer(directory, 2, {"a": 1}, "d" * 64)
-  ckpt.save(1, state, {"task": 1})
-  ckpt.close()
-  monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION + 1)  # a later lwcl
-  with pytest.raises(CheckpointError, match=f"in format {checkpoint.FORMAT_VERSION - 1}, written by an older"):
-    RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(state)
-  assert os.listdir(directory) == ["1"]
-
-
-# -- A3: an unreadable results.json ---------------------------------------------------------------
 
 
 def test_unreadable_results_file_is_refused_and_kept(tmp_path):

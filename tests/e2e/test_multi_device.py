@@ -3,21 +3,13 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from helpers import METHODS, ROOT, SMALL, cli, load_results
-
-ENV = {"JAX_PLATFORMS": "cpu"}
-
-
-def forced_devices(n: int) -> dict:
-  return dict(os.environ, **ENV, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-
+from helpers import ENV, METHODS, ROOT, SMALL, assert_one_line_error, cli, forced_devices, free_port, load_results
 
 # Every method, in two halves (two processes, so parallel test workers share the work).
 HALVES = (METHODS[0::2], METHODS[1::2])
@@ -46,12 +38,6 @@ def test_every_method_on_eight_devices_matches_one_device(tmp_path, half):
     np.testing.assert_allclose(one["accuracy_matrix"], eight["accuracy_matrix"], atol=0.01, err_msg=m)
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("localhost", 0))
-    return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("method", ["agem"])  # episodic memory written from a batch sharded over processes
 def test_two_processes_match_one_process(tmp_path, method):
   extra = [f"--config.method.name={method}", "--config.method.memory_per_task=20",
@@ -59,7 +45,7 @@ def test_two_processes_match_one_process(tmp_path, method):
   single = cli(str(tmp_path / "single"), *extra, env={**ENV, "XLA_FLAGS":
                                                       "--xla_force_host_platform_device_count=4"})
   assert single.returncode == 0, single.stderr[-2000:]
-  port, workdir = _free_port(), str(tmp_path / "multi")
+  port, workdir = free_port(), str(tmp_path / "multi")
   cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
          *SMALL, *extra, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
          "--config.devices.num_processes=2"]
@@ -73,3 +59,16 @@ def test_two_processes_match_one_process(tmp_path, method):
   assert a["devices"]["count"] == 4 and b["devices"] == {"count": 4, "platform": "cpu", "processes": 2}
   np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
   np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
+
+
+def test_four_devices_match_one_device(tmp_path):
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+  one = cli(str(tmp_path / "one"), "--config.devices.num_devices=1", env=env)
+  four = cli(str(tmp_path / "four"), "--config.devices.num_devices=4", env=env)
+  assert one.returncode == 0 and four.returncode == 0, four.stderr[-2000:]
+  a, b = load_results(str(tmp_path / "one")), load_results(str(tmp_path / "four"))
+  assert a["devices"]["count"] == 1 and b["devices"]["count"] == 4
+  np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
+  np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
+  bad = cli(str(tmp_path / "bad"), "--config.devices.num_devices=4", "--config.train.batch_size=18", env=env)
+  assert_one_line_error(bad, "train.batch_size=18", "4 devices")

@@ -7,22 +7,25 @@ layer-wise modes, resume it after a SIGKILL in mid-dispatch, and make it diverge
 """
 
 import os
-import signal
 
 import chex
-import jax
 import numpy as np
 import pytest
 
-from conftest import assert_same_stream, small_config
-from helpers import DIVERGES_IN_SECOND_EPOCH, METHODS, assert_one_line_error, cli, load_results
-from lwcl.runs import driver
 from lwcl.engine import experiment
+from lwcl.errors import DivergenceError
 from lwcl.io import results as results_lib
 from lwcl.io.checkpoint import RunCheckpointer
-from lwcl.data.pipeline import dispatch_lengths, epoch_order, step_indices, train_batches
-from lwcl.errors import DivergenceError
 from lwcl.platform.native import build as native_build
+
+from helpers import (
+  DIVERGES_IN_SECOND_EPOCH,
+  METHODS,
+  assert_one_line_error,
+  cli,
+  load_results,
+  small_config,
+)
 
 # Small memories and importance samples keep the 9 x 2 runs fast; 3 tasks of 10 steps each.
 FAST = {"method.memory_per_task": 20, "method.agem_ref_batch": 20, "method.importance_samples": 40,
@@ -46,35 +49,6 @@ def _assert_same_run(one, many):
   np.testing.assert_allclose(resk["final_train_loss"], res1["final_train_loss"], rtol=1e-4, atol=1e-5)
   assert resk["train_examples"] == res1["train_examples"]
   assert stepsk == steps1 == list(range(1, len(steps1) + 1))  # on_step: every step, in order
-
-
-def test_step_indices_are_the_batches_of_train_batches():
-  n, bs, seed, task = 103, 10, 3, 1
-  spe = n // bs
-  want = [b["label"] for e in range(3)
-          for b in train_batches(_indexed(n, task), bs, seed, task, e)]
-  got = step_indices(n, bs, seed, task, spe, first=7, count=15, rows=16)
-  chex.assert_shape(got, (16, bs))
-  assert got.dtype == np.int32
-  np.testing.assert_array_equal(got[:15], np.stack(want[7:22]))
-  np.testing.assert_array_equal(got[15], 0)  # padding row
-  np.testing.assert_array_equal(got[3], np.sort(epoch_order(n, seed, task, 1)[0:bs]))  # step 10 = epoch 1
-  with pytest.raises(ValueError):
-    step_indices(n, bs, seed, task, spe, first=0, count=5, rows=4)
-
-
-def _indexed(n, task):
-  """Examples whose label is their own index (so a batch's labels are its indices)."""
-  from lwcl.data.examples import Examples
-  return Examples(np.zeros((n, 1, 1, 1), np.uint8), np.arange(n, dtype=np.int32),
-                  np.full(n, task, np.int32))
-
-
-def test_dispatch_lengths_end_at_boundaries_and_cover_every_step():
-  assert dispatch_lengths(0, 10, 4, lambda s: False) == [(0, 4), (4, 4), (8, 2)]
-  assert dispatch_lengths(3, 10, 4, lambda s: s in (4, 5)) == [(3, 2), (5, 1), (6, 4)]
-  assert dispatch_lengths(0, 5, 8, lambda s: s < 2) == [(0, 1), (1, 1), (2, 3)]
-  assert dispatch_lengths(5, 5, 4, lambda s: False) == []
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -139,24 +113,6 @@ def test_every_epoch_records_each_tasks_learning_curve(tmp_path):
   assert "epoch_accuracy" not in _run(tmp_path, "off")[1]
 
 
-def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys):
-  # 10 steps per task; checkpoints at global steps 4, 8, 12, ...; K = 4: task 2 (global steps 11..20)
-  # runs dispatches of 2, 4 and 4 steps. Killed (by the real entry point, tests/fault_run.py) after step
-  # 14, inside the dispatch of steps 13..16, it resumes here from the checkpoint at 12.
-  overrides = {"train.steps_per_dispatch": 4, "checkpoint.every_steps": 4, "method.name": "agem",
-               "method.memory_per_task": 20, "method.agem_ref_batch": 20}
-  want = driver.run(small_config(**overrides), str(tmp_path / "ref"))
-  killed = str(tmp_path / "killed")
-  proc = cli(killed, *[f"--config.{k}={v}" for k, v in overrides.items()], kill_after_step=14)
-  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-  assert not os.path.exists(os.path.join(killed, "results.json"))
-  assert sorted(os.listdir(os.path.join(killed, "checkpoints")), key=int)[-1] == "12"
-  capsys.readouterr()
-  got = driver.run(small_config(**overrides), killed)
-  assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
-  assert_same_stream(got, want)
-
-
 def test_four_devices_gather_a_batch_split_over_devices(tmp_path):
   env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
   one = cli(str(tmp_path / "k1"), "--config.devices.num_devices=4", env=env)
@@ -197,17 +153,3 @@ def test_nan_loss_inside_a_dispatch_stops_like_one_step_dispatches(tmp_path):
   proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8",
              "--config.train.log_every_steps=1", "--config.train.steps_per_dispatch=4")
   assert_one_line_error(proc, "loss became", "learning_rate")
-
-
-def test_train_steps_runs_count_steps_of_k():
-  exp = experiment.Experiment(small_config(**{"train.steps_per_dispatch": 4}))
-  assert exp.steps_per_dispatch == 4
-  state = exp.parallel.replicate(exp.initial_state())
-  data = exp.parallel.replicate({"image": exp.train_data[0].images, "label": exp.train_data[0].labels,
-                                 "task": exp.train_data[0].tasks})
-  steps = {"index": step_indices(len(exp.train_data[0]), 20, 0, 0, 10, 0, 2, rows=4),
-           "learning_rate": np.full(4, 0.01, np.float32)}
-  state, losses = exp.train_steps(state, data, steps, np.int32(2))
-  losses = np.asarray(jax.device_get(losses))
-  assert np.isfinite(losses).all() and (losses[:2] > 0).all() and (losses[2:] == 0).all()
-  assert int(state.step) == 2

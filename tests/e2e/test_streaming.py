@@ -9,22 +9,17 @@ import subprocess
 import sys
 
 import chex
-import jax
 import numpy as np
 import pytest
 
-from conftest import small_config
-from synthetic_data import FILES, write_idx
-from test_devices import _free_port, forced_devices
-from lwcl.runs import driver
-from lwcl.data import pipeline, records, sources, stream_loader
-from lwcl.data.examples import Examples
+from lwcl.data import records, sources
 from lwcl.data.lazy import LazyImages
-from lwcl.data.pipeline import train_batches
-from lwcl.data.scenarios import build_scenario
-from lwcl.errors import ConfigError, DataError
+from lwcl.errors import DataError
+from lwcl.runs import driver
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT, forced_devices, free_port, small_config
+from synthetic_data import FILES, write_idx
+
 TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
 
 
@@ -43,34 +38,6 @@ def folders(tmp_path_factory):
     write_idx(os.path.join(idx_dir, name), arrays[key])
   records.write_dataset(rec_dir, (x, y), (xt, yt), class_names=ds.class_names, num_shards=3)
   return {"idx": idx_dir, "records": rec_dir, "arrays": (x, y, xt, yt)}
-
-
-def test_records_read_back_what_was_written(folders):
-  x, y, xt, yt = folders["arrays"]
-  ds = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
-  assert isinstance(ds.train_images, LazyImages) and ds.source.startswith("arrayrecord:")
-  chex.assert_shape(ds.train_images, (TRAIN, 28, 28, 1))
-  np.testing.assert_array_equal(ds.train_labels, y)
-  np.testing.assert_array_equal(ds.test_labels, yt)
-  rows = np.array([2999, 0, 1500, 0])
-  np.testing.assert_array_equal(ds.train_images[rows], x[rows])
-  np.testing.assert_array_equal(ds.test_images[10:20], xt[10:20])
-  assert sources.dataset_fingerprint(ds) == sources.dataset_fingerprint(ds)
-
-
-@pytest.mark.parametrize("kind", ["split", "permuted", "rotated"])
-def test_scenario_tasks_hold_the_same_examples(folders, kind):
-  mem = sources.load_dataset(small_config(**{"data.idx_dir": folders["idx"]}).data)
-  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
-  cfg = small_config(**{"scenario.kind": kind}).scenario
-  for a, b in zip(build_scenario(cfg, mem).tasks, build_scenario(cfg, disk).tasks):
-    for split in ("train", "valid", "test"):
-      ea, eb = getattr(a, split), getattr(b, split)
-      np.testing.assert_array_equal(ea.labels, eb.labels)
-      np.testing.assert_array_equal(ea.images, eb.images[:])
-    batches = zip(train_batches(a.train, 20, 0, 1, 0), stream_loader.train_batches(b.train, 20, 0, 1, 0))
-    for ba, bb in batches:
-      chex.assert_trees_all_equal(ba, bb)
 
 
 @pytest.mark.parametrize("kind", ["split", "rotated"])
@@ -145,45 +112,6 @@ def test_grain_worker_processes_give_the_same_run(folders, tmp_path):
     assert a[key] == b[key], key
 
 
-def test_each_process_reads_a_disjoint_shard_of_the_global_batch(folders, monkeypatch):
-  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
-  data = Examples.of_task(disk.train_images, disk.train_labels, 0)
-  whole = next(iter(stream_loader.stream_batches(data, 20, 0, 0, 0)))
-  read, parts = [[], []], []
-
-  class Spy:  # records the rows one process asks the reader for
-    def __init__(self, reader, log):
-      self.reader, self.log = reader, log
-      self.image_shape, self.num_examples = reader.image_shape, reader.num_examples
-
-    def read_images(self, indices, augment=None):
-      self.log.append(indices.copy())
-      return self.reader.read_images(indices, augment)
-
-  for p in range(2):
-    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
-    monkeypatch.setattr(jax, "process_count", lambda: 2)
-    spied = Examples(LazyImages([s.__class__(Spy(s.reader, read[p]), s.indices, s.transform)
-                                 for s in disk.train_images.segments]), data.labels, data.tasks)
-    parts.append(next(iter(stream_loader.stream_batches(spied, 20, 0, 0, 0))))
-  # grain reads ahead, so a process may have read more batches than the first: every row it read is one
-  # of its half-batches' rows, and it read its half of the first batch.
-  order = pipeline.epoch_order(len(data), 0, 0, 0)
-  halves = [set(), set()]
-  for b in range(len(data) // 20):
-    batch = np.sort(order[b * 20:(b + 1) * 20])
-    halves[0].update(batch[:10].tolist())
-    halves[1].update(batch[10:].tolist())
-  first = np.sort(order[:20])
-  for p in range(2):
-    mine = set(np.concatenate(read[p]).tolist())
-    assert mine <= halves[p] and set(first[10 * p:10 * (p + 1)].tolist()) <= mine
-  assert not halves[0] & halves[1]
-  np.testing.assert_array_equal(parts[0]["image"][:10], whole["image"][:10])
-  np.testing.assert_array_equal(parts[1]["image"][10:], whole["image"][10:])
-  np.testing.assert_array_equal(parts[1]["label"], whole["label"])
-
-
 def test_two_processes_match_one_process(folders, tmp_path):
   extra = [f"--config.data.record_dir={folders['records']}", "--config.train.epochs_per_task=1"]
   single = str(tmp_path / "single")
@@ -195,7 +123,7 @@ def test_two_processes_match_one_process(folders, tmp_path):
                          "--config.train.progress=False", *extra], capture_output=True, text=True, env=env,
                         cwd=ROOT, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  port, multi = _free_port(), str(tmp_path / "multi")
+  port, multi = free_port(), str(tmp_path / "multi")
   cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={multi}",
          "--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.scenario.num_tasks=3",
          "--config.scenario.samples_per_task=200", "--config.train.batch_size=20",
@@ -216,41 +144,6 @@ def test_two_processes_match_one_process(folders, tmp_path):
 
 def _data_config(**overrides):
   return small_config(**{f"data.{k}": v for k, v in overrides.items()}).data
-
-
-def test_bad_record_folders_give_one_plain_error(folders, tmp_path):
-  with pytest.raises(DataError, match="does not exist; fix --config.data.record_dir"):
-    sources.load_dataset(_data_config(record_dir=str(tmp_path / "nowhere")))
-  empty = tmp_path / "empty"
-  empty.mkdir()
-  with pytest.raises(DataError, match="features.json is missing"):
-    sources.load_dataset(_data_config(record_dir=str(empty)))
-  with pytest.raises(DataError, match="needs a record folder; set --config.data.record_dir"):
-    sources.load_dataset(_data_config(source="arrayrecord"))
-  x, y = folders["arrays"][0][:40], folders["arrays"][1][:40]
-  for name, spec, match in (
-      ("flat", {"image": {"shape": [28, 28]}, "label": {"num_classes": 10}}, r"image.shape \[28, 28\] is not"),
-      ("nolabel", {"image": {"shape": [28, 28, 1]}}, "lacks or mistypes 'label'"),
-      ("wrongsize", {"image": {"shape": [32, 32, 1]}, "label": {"num_classes": 10}}, "has 784 image bytes"),
-      ("fewclasses", {"image": {"shape": [28, 28, 1]}, "label": {"num_classes": 2}}, "outside the feature spec"),
-      ("keys", {"image": {"shape": [28, 28, 1]}, "label": {"num_classes": 10}, "image_key": "img"},
-       "not 'img' and 'label'")):
-    d = str(tmp_path / name)
-    records.write_split(d, "train", [(x, y)], records.FeatureSpec((28, 28, 1), "raw", 10))
-    records.write_split(d, "test", [(x, y)], records.FeatureSpec((28, 28, 1), "raw", 10))
-    with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
-      json.dump(spec, f)
-    with pytest.raises(DataError, match=match) as e:
-      sources.load_dataset(_data_config(record_dir=d))
-    assert "\n" not in str(e.value)
-  os.remove(os.path.join(d, "test.array_record-00000-of-00001"))
-  with pytest.raises(DataError, match="no ArrayRecord files for split 'test'"):
-    sources.load_dataset(_data_config(record_dir=d))
-  with pytest.raises(ConfigError, match="needs train.steps_per_dispatch=1"):
-    driver.run(small_config(**{"data.record_dir": folders["records"], "train.steps_per_dispatch": 4}),
-               str(tmp_path / "k4"))
-  with pytest.raises(DataError, match="cannot be loaded whole"):
-    np.asarray(sources.load_dataset(_data_config(record_dir=folders["records"])).train_images)
 
 
 def test_png_records_and_the_missing_file_error_of_the_command_line(tmp_path, folders):
@@ -301,19 +194,6 @@ def jpeg_records(tmp_path_factory):
   return _write_jpeg_set(str(tmp_path_factory.mktemp("jpeg_records")))
 
 
-@pytest.mark.parametrize("arg", ["resnet18,backprop", "resnet18,local", "resnet18,local+accelerated",
-                                 "resnet18,greedy", "vgg,backprop", "vgg,local", "vgg,greedy"])
-def test_imagenet_configs_build(jpeg_records, arg):
-  from lwcl.engine import experiment
-  exp = experiment.Experiment(_imagenet_config(jpeg_records, arg))
-  state = jax.eval_shape(exp.initial_state)  # the state's structure, not compiled (training tests run it)
-  assert exp.scenario.image_shape == (32, 32, 3) and exp.scenario.output_dim == 4
-  assert len(exp.fns.model.blocks) == (9 if "resnet18" in arg else 3)
-  assert (exp.config.layerwise.mode, exp.config.model.strides) == (
-      arg.split(",")[1].split("+")[0], "accelerated" if "accelerated" in arg else "standard")
-  assert state.params
-
-
 # Training compiles the whole network on the CPU (ResNet-18 local / backprop: 1-2 minutes each on 2 busy
 # cores), so two variants train here: the greedy ResNet-18 (stem + 8 residual blocks, 4 local blocks in
 # turn) and the greedy VGG.
@@ -323,19 +203,6 @@ def test_imagenet_configs_train_a_few_steps(jpeg_records, tmp_path, arg):
   chex.assert_shape(np.asarray(res["accuracy_matrix"]), (1, 1))
   assert np.isfinite(res["final_train_loss"]).all() and res["train_examples"] > 0
   assert res["data_source"].startswith("arrayrecord:")
-
-
-def test_training_views_are_cropped_per_epoch_and_evaluation_views_fixed(tmp_path):
-  d = _write_jpeg_set(str(tmp_path / "jpegs"), train=8, test=4)
-  reader = records.RecordReader(d, "train", image_size=24)
-  rows = np.arange(4)
-  chex.assert_shape(reader.read_images(rows), (4, 24, 24, 3))
-  np.testing.assert_array_equal(reader.read_images(rows), reader.read_images(rows))
-  a, b = reader.read_images(rows, (0, 0, 0)), reader.read_images(rows, (0, 0, 1))
-  np.testing.assert_array_equal(a, reader.read_images(rows, (0, 0, 0)))
-  assert not np.array_equal(a, b)
-  with pytest.raises(DataError, match="vary in size; set --config.data.image_size"):
-    records.RecordReader(d, "train")
 
 
 def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
@@ -371,18 +238,3 @@ def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
   assert res["data_source"].startswith("tfds_stream:") and np.isfinite(res["final_train_loss"]).all()
   with pytest.raises(DataError, match="is not prepared"):
     sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
-
-
-def test_each_process_reads_its_rows_of_the_evaluation_batches(folders, monkeypatch):
-  disk = sources.load_dataset(small_config(**{"data.record_dir": folders["records"]}).data)
-  images, labels = disk.test_images.view(np.arange(50)), disk.test_labels[:50]
-  whole = list(pipeline.eval_batches(images, labels, 0, 32))
-  monkeypatch.setattr(jax, "process_count", lambda: 2)
-  for p in range(2):
-    monkeypatch.setattr(jax, "process_index", lambda p=p: p)
-    for got, want in zip(pipeline.eval_batches(images, labels, 0, 32), whole):
-      rows = slice(16 * p, 16 * (p + 1))
-      np.testing.assert_array_equal(got["image"][rows], want["image"][rows])
-      assert not got["image"][slice(16 * (1 - p), 16 * (2 - p))].any()
-      chex.assert_trees_all_equal({k: v for k, v in got.items() if k != "image"},
-                                  {k: v for k, v in want.items() if k != "image"})

@@ -11,14 +11,16 @@ files (``_split_generators``), and the run loads with ``data.download=False``.
 
 import os
 
+import chex
 import numpy as np
 import pytest
 
-from lwcl.engine import experiment
 from lwcl.data import idx, sources
+from lwcl.engine import experiment
 from lwcl.errors import DataError
+from lwcl.runs import driver
 
-from conftest import small_config
+from helpers import small_config
 from synthetic_data import FILES, write_idx, write_learnable_idx_dataset
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -94,3 +96,15 @@ def test_explicit_empty_idx_dir_is_an_error_not_a_tfds_fallback(tmp_path):
   cfg = small_config(**{"data.source": "auto", "data.idx_dir": str(tmp_path / "nope")})
   with pytest.raises(DataError, match="does not exist; put"):
     sources.load_dataset(cfg.data)
+
+
+def test_tfds_source_end_to_end_with_mock_data(tmp_path):
+  import tensorflow_datasets as tfds
+  config = small_config(**{"data.source": "tfds", "data.name": "cifar10", "scenario.num_tasks": 2,
+                           "scenario.samples_per_task": 0, "train.batch_size": 10,
+                           "data.augment.random_crop": True, "data.augment.horizontal_flip": True})
+  with tfds.testing.mock_data(num_examples=100):
+    results = driver.run(config, str(tmp_path / "w"))
+  assert results["data_source"] == "tfds"
+  chex.assert_shape(np.asarray(results["accuracy_matrix"]), (2, 2))
+  assert results["tasks"][0]["num_test"] > 0

@@ -9,9 +9,10 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_config
 from lwcl.engine import optim
 from lwcl.errors import ConfigError
+
+from helpers import small_config
 
 
 def opt_config(**kw):

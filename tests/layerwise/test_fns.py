@@ -1,4 +1,5 @@
-"""Layer-wise training: block isolation, the local loss, greedy freezing, stride presets, read-outs."""
+"""lwcl.layerwise (build_fns, the local loss): block isolation, the local loss, read-outs, segmented steps,
+block accuracies and the importance of every local block."""
 
 import dataclasses
 import functools
@@ -13,20 +14,17 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_config
 from lwcl import layerwise
-from lwcl.runs import driver
-from lwcl.engine import optim
-from lwcl.data.pipeline import Preprocessor
-from lwcl.errors import ConfigError
-from lwcl.methods import FineTune
-from lwcl.models import build_model
-from lwcl.models.aux_heads import adaptive_avg_pool
 from lwcl.core.model_fns import ModelFns
-from lwcl.core.state import TrainState
-from lwcl.engine.steps import make_train_step
+from lwcl.data.pipeline import Preprocessor
+from lwcl.models import build_model
+from lwcl.runs import driver
+
+from helpers import small_config
 
 IMAGE = (16, 16, 3)
+
+
 CLASSES = 4
 
 
@@ -149,101 +147,6 @@ def test_backprop_readouts_do_not_change_the_backbone_gradient():
   assert type(make_fns(lw_config(mode="backprop"))) is ModelFns
 
 
-def test_greedy_freezes_earlier_blocks_bit_identically():
-  cfg = lw_config(mode="greedy", cuts="block", **{"optimizer.weight_decay": 5e-4,
-                                                  "optimizer.learning_rate": 0.1})
-  fns = make_fns(cfg)
-  tx = optim.optimizer(fns, FineTune(None, None, fns).transformation(), cfg.optimizer, 3)
-  step = jax.jit(make_train_step(fns, tx, FineTune(None, None, fns)))
-  params, stats = built(mode="greedy", cuts="block")[1:]
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats,
-                     opt_state=tx.init(params), method_state={}, rng=jax.random.PRNGKey(4))
-  host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)  # noqa: E731
-
-  def run(state, phase, n, seed):
-    for i in range(n):
-      batch = make_batch(seed + i)
-      state, metrics = step(state, dict(batch, phase=np.full(8, phase, np.int32)))
-      assert np.isfinite(float(metrics["loss"]))
-    return state
-
-  init = host(state)
-  state = run(state, 0, 3, 10)  # block 0 trains (and builds momentum)
-  after0 = host(state)
-  assert not np.array_equal(after0.params["blocks_0"]["Conv_0"]["kernel"], init.params["blocks_0"]["Conv_0"]["kernel"])
-  for name in ("blocks_1", "blocks_2", "blocks_3", "aux_1", "aux_2", "head"):  # not yet trained: untouched
-    chex.assert_trees_all_equal(after0.params[name], init.params[name])
-  chex.assert_trees_all_equal(after0.batch_stats["blocks_1"], init.batch_stats["blocks_1"])
-  state = run(state, 1, 3, 20)  # block 1 trains; block 0 frozen despite momentum and weight decay
-  after1 = host(state)
-  for name in ("blocks_0", "aux_0"):
-    chex.assert_trees_all_equal(after1.params[name], after0.params[name])
-  chex.assert_trees_all_equal(after1.batch_stats["blocks_0"], after0.batch_stats["blocks_0"])
-  for name in ("blocks_2", "blocks_3", "aux_2", "head"):
-    chex.assert_trees_all_equal(after1.params[name], init.params[name])
-  chex.assert_trees_all_equal(after1.batch_stats["blocks_2"], init.batch_stats["blocks_2"])
-  for name in ("blocks_1", "aux_1"):
-    assert not np.array_equal(after1.params[name]["Conv_0" if name == "blocks_1" else "head"]["kernel"],
-                              after0.params[name]["Conv_0" if name == "blocks_1" else "head"]["kernel"])
-  assert not np.array_equal(after1.batch_stats["blocks_1"]["BatchNorm_0"]["var"],
-                            after0.batch_stats["blocks_1"]["BatchNorm_0"]["var"])
-  assert int(state.opt_state.active) == 1
-
-
-def test_greedy_schedule_and_errors():
-  fns, params, stats = built(mode="greedy", cuts="block")
-  assert [layerwise.greedy_phase(fns, s, 10, 4) for s in (0, 9, 10, 19, 20, 39)] == [0, 0, 1, 1, 2, 3]
-  fns2 = dataclasses.replace(fns, greedy_epochs_per_block=2)
-  assert [layerwise.greedy_phase(fns2, s, 10, 8) for s in (0, 19, 20, 39, 40, 79)] == [0, 0, 1, 1, 2, 3]
-  with pytest.raises(ConfigError, match="epochs_per_task=8"):
-    layerwise.check_schedule(fns2, 5)
-  assert "phase" in layerwise.with_phase(fns, make_batch(), 0, 10, 3)
-  with pytest.raises(ValueError, match="phase"):
-    jax.eval_shape(fns.loss, params, stats, make_batch())
-
-
-def test_cuts_presets_and_config_errors():
-  cfg = lw_config(**{"model.name": "resnet", "model.depth": 20})
-  model = build_model(cfg.model, types.SimpleNamespace(num_heads=1, output_dim=10))
-  shape = (32, 32, 3)
-  assert layerwise.parse_cuts("block", model, shape) == (0,) + tuple(range(2, 10))
-  assert layerwise.parse_cuts("stage", model, shape) == (0, 4, 7)
-  assert layerwise.parse_cuts("even:3", model, shape) == (0, 4, 7)
-  assert layerwise.parse_cuts("3,6", model, shape) == (0, 3, 6)
-  for bad, match in [("even:10", "even:10"), ("5,3", "increase"), ("0,3", "increase"), ("x", "cuts")]:
-    with pytest.raises(ConfigError, match=match):
-      layerwise.parse_cuts(bad, model, shape)
-  for key, value in [("mode", "sideways"), ("aux_head", "rnn"), ("local_step", "x"), ("aux_pool", -1)]:
-    with pytest.raises(ConfigError, match=f"layerwise.{key}"):
-      make_fns(lw_config(**{key: value}))
-
-
-def test_stride_presets_and_intensity_give_expected_feature_maps():
-  def shapes(**model):
-    cfg = small_config(**{"model.name": "resnet", "model.depth": 20, **{f"model.{k}": v for k, v in model.items()}})
-    m = build_model(cfg.model, types.SimpleNamespace(num_heads=1, output_dim=10))
-    return m, layerwise.block_output_shapes(m, (32, 32, 3), batch=2)
-
-  _, std = shapes(strides="standard")  # stem, then residual blocks 0..8
-  chex.assert_equal(std, [(2, 32, 32, 16)] * 4 + [(2, 16, 16, 32)] * 3 + [(2, 8, 8, 64)] * 3)
-  # Accelerated: strides (1, 2, 2, 1, ...): stem and block 0 at 32x32, block 1 at 16x16, the rest at 8x8;
-  # widths still change at the stage boundaries (blocks 3 and 6).
-  _, acc = shapes(strides="accelerated")
-  chex.assert_equal(acc, [(2, 32, 32, 16)] * 2 + [(2, 16, 16, 16), (2, 8, 8, 16)]
-                    + [(2, 8, 8, 32)] * 3 + [(2, 8, 8, 64)] * 3)
-  _, stem2 = shapes(strides="accelerated", stem_stride=2)
-  chex.assert_equal(stem2[0], (2, 16, 16, 16))
-  chex.assert_equal(stem2[-1], (2, 4, 4, 64))
-  # Convolution intensity: 3 convs of 24 channels in the first 2 residual blocks.
-  m, inten = shapes(shallow_blocks=2, shallow_convs=3, shallow_width=24)
-  chex.assert_equal(inten[:4], [(2, 32, 32, 16), (2, 32, 32, 24), (2, 32, 32, 24), (2, 32, 32, 16)])
-  params = jax.eval_shape(m.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32))
-  assert "Conv_2" in params["params"]["blocks_1"] and "Conv_2" not in params["params"]["blocks_3"]
-  with pytest.raises(ConfigError, match="shallow_blocks"):
-    shapes(shallow_blocks=10)
-  chex.assert_shape(adaptive_avg_pool(jnp.ones((2, 7, 7, 3)), 2), (2, 2, 2, 3))
-
-
 def test_segmented_local_step_frees_block_activations():
   """The block-by-block step needs less temporary memory than plain reverse mode (compile only): an MLP
   of 6 equal blocks keeps one block's activations instead of all six."""
@@ -255,24 +158,6 @@ def test_segmented_local_step_frees_block_activations():
   assert local["local_blocks"] == 6
   assert local["temp_bytes"] < 0.5 * min(autodiff["temp_bytes"], backprop["temp_bytes"]), (local, autodiff,
                                                                                            backprop)
-
-
-def test_bench_measures_the_step_a_config_runs(capsys):
-  """``bin/bench layerwise --config`` compiles the step ``bin/run`` would (compile only, on the depth study's
-  config at ResNet-8): local and greedy training need less temporary memory than backprop (greedy's batches
-  carry the phase), the ratio is taken against the backprop config of the same network, and a bad override
-  is one ConfigError before any compile."""
-  from lwcl.benchmarks import layerwise as bench
-  spec = os.path.join(os.path.dirname(__file__), "..", "configs", "layerwise_fmnist_depth.py:resnet8,")
-  rows = bench._config_rows([spec + "local", spec + "greedy", spec + "backprop"], ["model.conv_impl=native"])
-  with pytest.raises(ConfigError, match="unknown config key model.conv_implx"):
-    bench._config_rows([spec + "local"], ["model.conv_implx=native"])
-  local, greedy, backprop = rows
-  assert [r["mode"] for r in rows] == ["local", "greedy", "backprop"] and local["local_blocks"] == 3
-  assert 0 < local["temp_bytes"] < 0.8 * backprop["temp_bytes"], rows  # 0.72 with jaxlib 0.10.2 on CPU
-  assert 0 < greedy["temp_bytes"] < 0.8 * backprop["temp_bytes"], rows  # 0.70
-  assert backprop["ratio"] == 1.0 and local["ratio"] == local["temp_bytes"] / backprop["temp_bytes"]
-  assert "layerwise_fmnist_depth.py:resnet8,local | local | 3 |" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("mode", ["local", "greedy"])
@@ -310,33 +195,6 @@ def test_experiment_reports_block_accuracy_and_probes(tmp_path):
     assert json.load(f)["block_acc"] == results["block_acc"]
 
 
-def test_layerwise_configs_and_compare_tables():
-  from lwcl.cli import compare
-  root = os.path.join(os.path.dirname(__file__), "..", "configs")
-  c = compare.load_config(f"{root}/layerwise_cifar100.py:resnet110,local+accelerated+convs3",
-                          ["train.epochs_per_task=2", "layerwise.readouts=true", "optimizer.learning_rate=1"])
-  assert (c.data.name, c.model.depth, c.model.strides, c.layerwise.mode) == ("cifar100", 110, "accelerated", "local")
-  assert (c.model.shallow_blocks, c.model.shallow_convs, c.train.epochs_per_task) == (18, 3, 2)
-  assert c.layerwise.readouts is True and c.optimizer.learning_rate == 1.0
-  assert (c.optimizer.weight_decay, c.train.batch_size, c.scenario.num_tasks) == (5e-4, 128, 1)
-  for name in ("layerwise_fmnist", "layerwise_fmnist_depth"):
-    g = compare.load_config(f"{root}/{name}.py:resnet20,greedy")
-    assert g.layerwise.greedy_epochs_per_block * 3 == g.train.epochs_per_task  # 3 stages
-  for bad in (f"{root}/layerwise_fmnist.py:resnet20,sideways", f"{root}/nope.py"):
-    with pytest.raises(ConfigError):
-      compare.load_config(bad)
-  with pytest.raises(ConfigError, match="unknown config key train.epochz"):
-    compare.load_config(f"{root}/layerwise_fmnist.py", ["train.epochz=2"])
-  assert compare.run_name("configs/layerwise_fmnist.py:resnet20,local+accelerated") == \
-      "layerwise_fmnist_resnet20_local-accelerated"
-  fake = {"acc": 0.9, "block_acc": [0.5, 0.9], "linear_probe_acc": [0.6, 0.9], "train_seconds": 3.0,
-          "layerwise": {"mode": "local", "local_blocks": 2, "depth": [3, 7]},
-          "config": {"model": {"name": "resnet", "depth": 8, "strides": "standard"}}}
-  md, table_csv = compare.tables(["a", "b"], [fake, {"acc": 0.8, "config": {"model": {"name": "mlp"}}}])
-  assert "| a | resnet8 | local | standard | standard | 2 | 90.00 | 50.0 90.0 | 60.0 90.0 | 3 |" in md
-  assert table_csv.splitlines()[1].startswith("a,resnet8,local,standard,standard,2,90.00,3.0,50.00,90.00,60.00")
-
-
 def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importance():
   from lwcl import methods  # pylint: disable=g-import-not-at-top
   from lwcl.methods import regularization as reg  # pylint: disable=g-import-not-at-top
@@ -369,13 +227,3 @@ def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importanc
 def ml_dict(d):
   import ml_collections  # pylint: disable=g-import-not-at-top
   return ml_collections.ConfigDict(d)
-
-
-def test_compare_tables_report_which_blocks_forget():
-  from lwcl.cli import compare
-  fake = {"acc": 0.9, "block_acc": [0.5, 0.9], "block_forgetting": [0.25, None], "train_seconds": 3.0,
-          "layerwise": {"mode": "local", "local_blocks": 2, "depth": [3, 7]},
-          "config": {"model": {"name": "resnet", "depth": 8, "strides": "standard"}}}
-  md, table_csv = compare.tables(["a"], [fake])
-  assert md.splitlines()[2].endswith("| 3 | 25.0 nan |")
-  assert table_csv.splitlines()[1].endswith(",25.00,nan")

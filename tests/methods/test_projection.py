@@ -13,23 +13,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import quadprog
 import qpsolvers
+import quadprog
 
-from lwcl.methods import memory as memory_lib
-from lwcl.methods import param_groups
-from lwcl.methods import projection as pj
+from lwcl.core.model_fns import ModelFns
+from lwcl.core.state import TrainState
+from lwcl.data.pipeline import Preprocessor
+from lwcl.engine.steps import make_train_step
 from lwcl.errors import ConfigError
-from lwcl.methods import EpisodicState, build_method
+from lwcl.methods import EpisodicState, build_method, param_groups
+from lwcl.methods import memory as memory_lib
+from lwcl.methods import projection as pj
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
-from lwcl.core.model_fns import ModelFns
-from lwcl.core.state import TrainState
-from lwcl.engine.steps import make_train_step
-from lwcl.data.pipeline import Preprocessor
 
-from conftest import small_config
+from helpers import ROOT, small_config
 
 P, KMAX = 120, 8  # fixed shapes: one compilation per test function
 
@@ -85,9 +84,6 @@ def lgd_reference(g, G, threshold=0.0, top_k=0, floor=0.0):
   return x, U, gbar
 
 
-# -- GEM ---------------------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("dtype,rtol", [(jnp.float64, 1e-6), (jnp.float32, 5e-6)])
 def test_gem_matches_quadprog(dtype, rtol):
   rng, seed = fresh_rng()
@@ -121,23 +117,6 @@ def test_gem_leaves_unviolated_and_maskless_gradients_unchanged():
   # Padding rows that violate are ignored; an all-False mask returns g.
   out = project(jnp.asarray(g), jnp.asarray(-np.tile(g, (KMAX, 1))), jnp.zeros(KMAX, bool))
   np.testing.assert_array_equal(np.asarray(out), np.asarray(jnp.asarray(g)))
-
-
-def test_nonneg_qp_solver_matches_quadprog_dual():
-  rng, seed = fresh_rng()
-  with jax.enable_x64(True):
-    solve = jax.jit(jax.vmap(pj.solve_nonneg_qp))
-    A = rng.standard_normal((16, KMAX, 3 * KMAX))
-    Ps = A @ A.transpose(0, 2, 1)
-    cs = rng.standard_normal((16, KMAX)) * 3
-    v = np.asarray(solve(jnp.asarray(Ps), jnp.asarray(cs), jnp.ones((16, KMAX), bool)))
-    for P_, c_, v_ in zip(Ps, cs, v):
-      ref = quadprog.solve_qp(P_, -c_, np.eye(KMAX), np.zeros(KMAX))[0]
-      scale = np.abs(c_).max() / np.diag(P_).min()  # the size of v
-      np.testing.assert_allclose(v_, ref, rtol=1e-6, atol=1e-9 * scale, err_msg=f"seed {seed}")
-
-
-# -- LGD ---------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("dtype,rtol", [(jnp.float64, 1e-6), (jnp.float32, 2e-5)])
@@ -216,9 +195,6 @@ def test_lgd_margin_follows_the_authors_rule():
       np.testing.assert_allclose(out, ref, rtol=1e-8, atol=1e-9 * np.linalg.norm(g), err_msg=f"seed {seed}")
 
 
-# -- A-GEM -------------------------------------------------------------------------------------------
-
-
 def test_agem_rule():
   rng, seed = fresh_rng()
   g, r = rng.standard_normal(P), rng.standard_normal(P)
@@ -231,9 +207,6 @@ def test_agem_rule():
     np.testing.assert_array_equal(np.asarray(same), np.asarray(jnp.asarray(g)))
 
 
-# -- grouping ----------------------------------------------------------------------------------------
-
-
 def _mlp_params(hidden):
   """The parameter tree's structure and shapes (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
   model = Network(mlp_blocks(hidden), TaskHeads(1, 10, name="head"))
@@ -244,19 +217,6 @@ def _mlp_params(hidden):
 def _random_like(rng, tree, lead=None):
   return jax.tree_util.tree_map(
       lambda x: jnp.asarray(rng.standard_normal(((lead,) if lead else ()) + x.shape), jnp.float32), tree)
-
-
-def test_group_labels_follow_flax_modules():
-  params = _mlp_params((5, 4))
-  leaves = jax.tree_util.tree_leaves(params)
-  assert len(param_groups.parameter_groups(params, "network")) == 1
-  layer = param_groups.group_labels(params, "layer")
-  assert sorted(set(layer)) == [("blocks_0", "Dense_0"), ("blocks_1", "Dense_0"), ("head",)]
-  assert len(param_groups.parameter_groups(params, "block")) == 3 and len(layer) == len(leaves)
-  kernels = param_groups.parameter_groups(params, lambda path, leaf: path[-1])
-  assert len(kernels) == 2
-  with pytest.raises(ValueError):
-    param_groups.group_labels(params, "neuron")
 
 
 def test_network_grouping_equals_layer_grouping_on_one_layer_model():
@@ -308,9 +268,6 @@ def test_optax_transformations_and_validation():
     pj.lgd(threshold=1.5)
   with pytest.raises(ValueError):
     pj.agem("rows")
-
-
-# -- methods in the train step -----------------------------------------------------------------------
 
 
 def _tiny_setup(name, max_tasks=4, **method):
@@ -424,6 +381,8 @@ def test_layerwise_local_mode_uses_local_losses_and_projects_per_local_block():
 PROTOCOL_CONFIGS = ["gem_permuted_mnist", "gem_rotated_mnist", "gem_permuted_fashion_mnist",
                     "gem_rotated_fashion_mnist", "gem_split_cifar100", "agem_permuted_mnist",
                     "agem_permuted_fashion_mnist", "agem_split_cifar100"]
+
+
 # What may differ between configs of one protocol: the data set and how the stream is cut (the model and
 # its sizes follow the data set: an MLP for MNIST-like data, GEM's reduced ResNet-18 for CIFAR-100).
 DATA_KEYS = ("data.", "scenario.kind", "scenario.incremental", "scenario.task_heads", "scenario.classes_per_task",
@@ -434,9 +393,10 @@ DATA_KEYS = ("data.", "scenario.kind", "scenario.incremental", "scenario.task_he
 def _protocol_config(name):
   """configs/<name>.py loaded as ``--config`` loads it (lwcl.config.files), locked and value-checked."""
   import os  # pylint: disable=g-import-not-at-top
+
   from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
   from lwcl.config import values as config_values  # pylint: disable=g-import-not-at-top
-  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py")).get_config()
+  c = config_files.load(os.path.join(ROOT, "configs", f"{name}.py")).get_config()
   c.lock()
   config_values.check_values(c)
   return c
@@ -469,9 +429,6 @@ def test_protocol_configs_share_their_protocol_and_differ_only_in_the_data():
   assert cv_tasks > 0
   assert tuple(agem.scenario.class_order) == tuple(range(cv_tasks * agem.scenario.classes_per_task, 100))
   assert len(agem.scenario.class_order) == agem.scenario.num_tasks * agem.scenario.classes_per_task
-
-
-# -- LGD: the authors' rule (configs/lgd_*.py presets) -----------------------------------------------
 
 
 def _lgd_margin_reference(g, G, margin, push):
@@ -550,85 +507,6 @@ def test_lgd_push_mean_and_sum_match_float64_reference():
     pj.lgd(push="median")
 
 
-def _resnet_params_in_creation_order(depth, aux_head=None):
-  """A ResNet's parameter tree (shapes only) and its leaf paths in the order ``init`` creates them,
-  read from the unsorted dicts at trace time; with ``aux_head``, layer-wise with auxiliary heads."""
-  from lwcl import layerwise  # pylint: disable=g-import-not-at-top
-  from lwcl.models import build_model  # pylint: disable=g-import-not-at-top
-  overrides = {"model.name": "resnet", "model.depth": depth, "model.width": 2}
-  if aux_head:
-    overrides.update({"layerwise.mode": "local", "layerwise.aux_head": aux_head, "layerwise.cuts": "even:3"})
-  cfg = small_config(**overrides)
-  model = build_model(cfg.model, types.SimpleNamespace(num_heads=2, output_dim=3))
-  fns = layerwise.build_fns(cfg.layerwise, model, Preprocessor((0.5,), (0.25,)), np.ones((2, 3), bool),
-                            (8, 8, 1), 2, 3) if aux_head else ModelFns(model, None, np.ones((2, 3), bool))
-  created = []
-
-  def walk(d, prefix=()):
-    for k, v in d.items():
-      walk(v, prefix + (k,)) if isinstance(v, dict) else created.append(prefix + (k,))
-
-  def init(key):
-    params = fns.init_variables(key, (8, 8, 1))[0]  # traced as written (``init`` compiles it: sorted keys)
-    walk(params)
-    return params
-
-  params = jax.eval_shape(init, jax.random.PRNGKey(0))
-  return params, created
-
-
-def _paths(tree):
-  return [tuple(str(k.key) for k in p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
-
-
-def test_definition_order_is_the_order_of_creation():
-  params, created = _resnet_params_in_creation_order(32)
-  paths = _paths(params)
-  order = [paths[i] for i in param_groups.definition_order(params)]
-  assert order == created
-  tops = list(dict.fromkeys(p[0] for p in order))
-  assert tops == [f"blocks_{i}" for i in range(16)] + ["head"]
-  assert [p[0] for p in paths].index("blocks_10") < [p[0] for p in paths].index("blocks_2")  # sorted by name
-  assert order[:4] == [("blocks_0", "Conv_0", "kernel"), ("blocks_0", "BatchNorm_0", "scale"),
-                       ("blocks_0", "BatchNorm_0", "bias"), ("blocks_1", "Conv_0", "kernel")]
-  assert [p[1:] for p in order if p[0] == "blocks_6"][-5:] == [  # the first block of stage 2: a shortcut
-      ("BatchNorm_1", "scale"), ("BatchNorm_1", "bias"), ("shortcut_conv", "kernel"),
-      ("BatchNorm_2", "scale"), ("BatchNorm_2", "bias")]
-  # Layer-wise: the auxiliary heads (convs with BatchNorm, then their task heads) after the network's head.
-  params, created = _resnet_params_in_creation_order(8, aux_head="cnn")
-  paths = _paths(params)
-  order = [paths[i] for i in param_groups.definition_order(params)]
-  assert order == created
-  assert list(dict.fromkeys(p[0] for p in order)) == ["blocks_0", "blocks_1", "blocks_2", "blocks_3", "head",
-                                                      "aux_0", "aux_1"]
-
-
-def test_tensors_grouping_cuts_definition_order():
-  params = _mlp_params((100, 100))
-  paths = _paths(params)
-  W1, b1 = ("blocks_0", "Dense_0", "kernel"), ("blocks_0", "Dense_0", "bias")
-  W2, b2 = ("blocks_1", "Dense_0", "kernel"), ("blocks_1", "Dense_0", "bias")
-  W3, b3 = ("head", "kernel"), ("head", "bias")
-  assert [paths[i] for i in param_groups.definition_order(params)] == [W1, b1, W2, b2, W3, b3]
-  named = lambda grouping: sorted(sorted(paths[i] for i in g)  # noqa: E731
-                                  for g in param_groups.parameter_groups(params, grouping))
-  assert named("tensors:5") == sorted([sorted([W1, b1, W2, b2, W3]), [b3]])
-  assert named("tensors:2") == named("layer")
-  assert named("tensors:6") == named("tensors:100") == named("network")
-  assert named("tensors:1") == sorted([p] for p in paths)
-  for bad in ("tensors:0", "tensors:x", "tensors:", "tensors:-1", "tensors:2.5"):
-    with pytest.raises(ValueError):
-      param_groups.group_labels(params, bad)
-  # The projection accepts it: tensors:2 is the per-layer projection on this model.
-  rng, seed = fresh_rng()
-  g = _random_like(rng, params)
-  refs = _random_like(rng, params, KMAX)
-  mask = jnp.asarray(np.arange(KMAX) < 4)
-  both = jax.jit(lambda g, r: (pj.project_lgd(g, r, mask, "tensors:2", margin=0.5),
-                               pj.project_lgd(g, r, mask, "layer", margin=0.5)))(g, refs)
-  chex.assert_trees_all_close(*both, rtol=1e-6, atol=1e-7, custom_message=f"seed {seed}")
-
-
 @pytest.mark.parametrize("key,value", [("grouping", "tensors:x"), ("grouping", "tensors:0"),
                                        ("grouping", "tensors:1.5"), ("grouping", "tensors:"),
                                        ("lgd_push", "median"), ("lgd_single_task_push", "yes")])
@@ -663,8 +541,9 @@ def test_lgd_authors_rule_in_the_train_step():
 @pytest.mark.parametrize("name", ["lgd_permuted_fashion_mnist", "lgd_rotated_fashion_mnist"])
 def test_lgd_preset_configs(name):
   import os  # pylint: disable=g-import-not-at-top
+
   from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
-  module = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", f"{name}.py"))
+  module = config_files.load(os.path.join(ROOT, "configs", f"{name}.py"))
   presets = {arg: module.get_config(arg) for arg in ("equation", "authors", "authors_mean")}
   for c in presets.values():
     c.lock()

@@ -11,24 +11,25 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import small_config
 from lwcl import methods
-from lwcl.methods import regularization as reg
+from lwcl.config import files as config_files
+from lwcl.core.model_fns import ModelFns
 from lwcl.data.examples import Examples
 from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
+from lwcl.methods import regularization as reg
 from lwcl.models.convnet import ConvStage
-from lwcl.config import files as config_files
 from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import DenseBlock
 from lwcl.models.network import Network
-from lwcl.core.model_fns import ModelFns
+
+from helpers import ROOT, small_config
 
 RTOL, ATOL = 2e-5, 1e-7
 
 
 def method_config(**overrides):
-  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")).get_config().method
+  c = config_files.load(os.path.join(ROOT, "configs", "default.py")).get_config().method
   for k, v in overrides.items():
     c[k] = v
   return c

@@ -12,20 +12,12 @@ import numpy as np
 import pytest
 from jax import lax
 
-from conftest import small_config
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
-from lwcl.models.conv import (DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv,
-                              resolve_conv_impl)
+from lwcl.models.conv import DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv, resolve_conv_impl
 from lwcl.platform.native import build
 
-DN = ("NHWC", "HWIO", "NHWC")
-# (input side, in channels, out channels, kernel, stride, padding): the models' convolutions (3x3 SAME at
-# stride 1 and 2, 1x1 projection shortcuts at stride 2, odd feature maps: 7x7 after two pools of 28x28,
-# ResNets on 28x28 at 7x7 after two stride-2 blocks) and the other paddings lax accepts.
-CASES = [(28, 1, 8, 3, 1, "SAME"), (32, 16, 32, 3, 2, "SAME"), (16, 16, 32, 1, 2, "SAME"), (7, 8, 8, 3, 2, "SAME"),
-         (7, 8, 8, 1, 2, "SAME"), (9, 4, 6, 3, 1, "VALID"), (9, 4, 6, 3, 2, ((1, 2), (0, 1)))]
-
+from helpers import CASES, DN, small_config
 
 LOWERED = {"patches": patch_conv, "direct (native gradients)": direct_conv,
            "direct (patch gradients)": lambda *a, **k: direct_conv(*a, backward="patches", **k)}

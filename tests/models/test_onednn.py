@@ -18,7 +18,8 @@ from lwcl.errors import ConfigError
 from lwcl.models import onednn
 from lwcl.models.conv import direct_conv, onednn_conv, resolve_conv_impl
 from lwcl.platform.native import build
-from test_conv import CASES, DN
+
+from helpers import CASES, DN
 
 needs_onednn = pytest.mark.usefixtures("onednn_available")
 

@@ -9,7 +9,8 @@ import pytest
 
 from lwcl.platform import xla_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
+
 FLAG = xla_flags.CPU_FLAGS[0]
 NAME = FLAG.split("=", 1)[0]
 MEASURED = xla_flags.MEASURED_JAXLIB[0]

@@ -14,16 +14,16 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import small_config
-import helpers
-from lwcl.runs import driver
-from lwcl.engine import loop
-from lwcl.runs import summaries as replica_results
-from lwcl.runs import seeds as replicas
-from lwcl.engine import run_io
-from lwcl.errors import ConfigError, DivergenceError, Interrupted
+from lwcl.engine import loop, run_io
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.errors import ConfigError, DivergenceError, Interrupted
+from lwcl.runs import driver
+from lwcl.runs import seeds as replicas
+from lwcl.runs import summaries as replica_results
+
+import helpers
+from helpers import small_config
 
 TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
 
