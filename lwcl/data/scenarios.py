@@ -88,11 +88,6 @@ class Scenario:
     return len(self.tasks)
 
 
-def _subsample(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
-  idx = rng.permutation(n)
-  return np.sort(idx[:limit]) if limit and limit < n else np.sort(idx)
-
-
 def _train_valid(rng, images, labels, task: int, cfg) -> tuple[Examples, Examples]:
   """Holds out ``validation_fraction`` of a task's training data, then caps training at
   ``samples_per_task``."""

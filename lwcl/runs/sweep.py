@@ -34,16 +34,6 @@ from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 
 
-def candidate_config(config, value, split: str):
-  """``config`` with the swept key set to ``value``, ``eval.split = split`` and the sweep cleared
-  (:func:`lwcl.engine.replica_axis.candidate_config`).
-
-  Raises:
-    ConfigError: if ``sweep.key`` is not a numeric key of the config.
-  """
-  return replica_axis.candidate_config(config, config.sweep.key, value, split)
-
-
 def validate(config) -> None:
   """Checks a sweep's settings before anything runs: held-out data, candidates, a known metric, a
   numeric ``sweep.key``.
@@ -61,7 +51,7 @@ def validate(config) -> None:
   if config.sweep.metric not in HIGHER_IS_BETTER:
     raise ConfigError(f"unknown sweep.metric '{config.sweep.metric}'; use acc, bwt or forgetting")
   for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
-    config_values.check_values(candidate_config(config, value, "valid"))
+    config_values.check_values(replica_axis.candidate_config(config, config.sweep.key, value, "valid"))
 
 
 def _run(config, workdir: str, on_step) -> dict:
@@ -105,8 +95,8 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
     per_replica = _train_candidates(config, workdir, per_replica, on_step)
   rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
-    summaries = write_summaries([(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"))
-                                 for v in values], per_replica)
+    summaries = write_summaries([(replica_axis.candidate_config(config, config.sweep.key, v, "valid"),
+                                  os.path.join(sweep_dir, f"{v:g}")) for v in values], per_replica)
     rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
              "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
@@ -114,7 +104,8 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   over = f" mean over {len(seeds)} seeds" if seeds else ""
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
-  final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
+  final = _run(replica_axis.candidate_config(config, config.sweep.key, best["value"], "test"),
+               os.path.join(workdir, "final"), on_step)
   results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
   report.write_json_atomic(path, results)
@@ -135,7 +126,7 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
       return exp.run(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
-      [(f"sweep {key}={value} (validation split)", candidate_config(config, value, "valid"),
+      [(f"sweep {key}={value} (validation split)", replica_axis.candidate_config(config, key, value, "valid"),
         os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
 
 
@@ -155,7 +146,8 @@ def _program(config):
 
 def _axis(config) -> replica_axis.ReplicaAxis:
   """The sweep's candidates (times the seeds, with ``num_seeds``) as a replica axis (their folders
-  ``<value>`` or ``<value>/seed<s>``, their configs :func:`candidate_config` on the validation split)."""
+  ``<value>`` or ``<value>/seed<s>``, their configs :func:`lwcl.engine.replica_axis.candidate_config` on the
+  validation split)."""
   return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
                                                 _seeds(config))
 

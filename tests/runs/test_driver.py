@@ -93,7 +93,8 @@ def test_sweep_times_seeds_selects_on_the_mean_and_runs_the_final_over_seeds(tmp
   assert final_seed["eval_split"] == "test" and final_seed["config"]["method"]["strength"] == results["selected"]
   assert "<- selected" in driver.format_summary(results) and "over 2 seeds" in driver.format_summary(results)
   # A replica equals its single run; the candidates one after another (each over its seeds) agree.
-  single = driver.run(replica_axis.seed_config(sweep.candidate_config(config, 1000.0, "valid"), 4),
+  candidate = replica_axis.candidate_config(config, config.sweep.key, 1000.0, "valid")
+  single = driver.run(replica_axis.seed_config(candidate, 4),
                       str(tmp_path / "single"))
   got = _json(tmp_path / "replicas" / "sweep" / "1000" / "seed4" / "results.json")
   np.testing.assert_allclose(got["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)

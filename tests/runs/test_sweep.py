@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from lwcl.engine import replica_axis
 from lwcl.errors import ConfigError
 from lwcl.runs import driver, sweep
 
@@ -18,11 +19,13 @@ def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   cands = results["sweep"]["candidates"]
   assert [c["value"] for c in cands] == [1e-4, 0.05]
   assert results["selected"] == max(cands, key=lambda c: c["acc"])["value"]
-  sweep_run = driver.run(sweep.candidate_config(config, 1e-4, "valid"), str(tmp_path / "sweep" / "0.0001"))
+  sweep_run = driver.run(replica_axis.candidate_config(config, config.sweep.key, 1e-4, "valid"),
+                         str(tmp_path / "sweep" / "0.0001"))
   assert sweep_run["eval_split"] == "valid"
   assert results["eval_split"] == "test"
   assert results["config"]["sweep"]["key"] == "optimizer.learning_rate"  # the summary keeps the sweep config
-  final = driver.run(sweep.candidate_config(config, results["selected"], "test"), str(tmp_path / "final"))
+  final = driver.run(replica_axis.candidate_config(config, config.sweep.key, results["selected"], "test"),
+                     str(tmp_path / "final"))
   assert final["config"]["optimizer"]["learning_rate"] == results["selected"]
   assert final["accuracy_matrix"] == results["accuracy_matrix"]
 
@@ -50,7 +53,7 @@ def test_sweep_candidates_as_replicas_equal_one_after_another(tmp_path, monkeypa
   # Each candidate's folder holds the finished validation run of that value (the sequential runs find
   # them too: the same config, whichever way they were trained).
   for value in candidates:
-    cand = sweep.candidate_config(config, value, "valid")
+    cand = replica_axis.candidate_config(config, config.sweep.key, value, "valid")
     assert driver.run(cand, str(tmp_path / "replicas" / "sweep" / f"{value:g}"))["eval_split"] == "valid"
 
 
@@ -70,5 +73,5 @@ def test_sweep_needs_validation_data_and_a_real_key(tmp_path):
   with pytest.raises(ConfigError, match="validation_fraction"):
     sweep.run_sweep(small_config(**{"sweep.key": "method.name", "sweep.candidates": (1.0,)}), str(tmp_path))
   with pytest.raises(ConfigError, match="not a numeric config key"):
-    sweep.candidate_config(small_config(**{"sweep.key": "optimizer.nope", "sweep.candidates": (1.0,)}), 1.0,
-                           "valid")
+    replica_axis.candidate_config(small_config(**{"sweep.key": "optimizer.nope", "sweep.candidates": (1.0,)}),
+                                  "optimizer.nope", 1.0, "valid")
