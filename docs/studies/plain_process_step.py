@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 import lwcl  # noqa: F401  (XLA flags before JAX starts)
-from lwcl.config import files as config_files
 from lwcl.benchmarks.torch_side import TorchStep
+from lwcl.config import files as config_files
 from lwcl.engine.experiment import Experiment
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 
-from lwcl.config import types as config_check
 from lwcl.config import files as config_files
+from lwcl.config import types as config_check
 from lwcl.errors import ConfigError
 
 # Smallest allowed value of integer keys (configs/default.py explains what 0 means where it is allowed).

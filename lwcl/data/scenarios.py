@@ -15,7 +15,8 @@ Label spaces (``scenario.incremental``):
 * ``domain``: domain-incremental, one shared head whose outputs are the within-task labels.
 
 All randomness (class order, task order, permutations, subsampling, validation split) comes from
-``scenario.seed`` and ``scenario.order_seed`` (or an explicit ``scenario.task_order``); the same config always gives the same stream.
+``scenario.seed`` and ``scenario.order_seed`` (or an explicit ``scenario.task_order``); the same config always gives
+the same stream.
 """
 
 from __future__ import annotations

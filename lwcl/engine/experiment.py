@@ -16,10 +16,10 @@ from typing import Callable
 
 import numpy as np
 
-from lwcl.engine import loop
-from lwcl.engine.replica_axis import ReplicaAxis
-from lwcl.engine.build import Setup
 from lwcl.core.state import TrainState
+from lwcl.engine import loop
+from lwcl.engine.build import Setup
+from lwcl.engine.replica_axis import ReplicaAxis
 
 
 class Experiment:

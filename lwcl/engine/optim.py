@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lwcl.core.model_fns import ModelFns
 from lwcl.errors import ConfigError
 from lwcl.layerwise.greedy import check_schedule, greedy_phase, greedy_transformation
-from lwcl.core.model_fns import ModelFns
 
 
 def learning_rate_schedule(opt_config, steps_per_epoch: int, epochs: int) -> optax.Schedule:

@@ -44,13 +44,20 @@ from __future__ import annotations
 
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
 from lwcl.layerwise.fns import LOCAL_STEPS, MODES, LayerwiseFns, build_fns, is_layerwise, validate
-from lwcl.layerwise.greedy import (GreedyState, check_schedule, greedy_phase, greedy_transformation,
-                                   with_phase)
-from lwcl.layerwise.readouts import (FORGETTING_PLOT_FILE, PLOT_FILE, Readouts, block_depths,
-                                     plot_block_accuracy, plot_block_forgetting, train_linear_probe)
+from lwcl.layerwise.greedy import GreedyState, check_schedule, greedy_phase, greedy_transformation, with_phase
+from lwcl.layerwise.readouts import (
+                                   FORGETTING_PLOT_FILE,
+                                   PLOT_FILE,
+                                   Readouts,
+                                   block_depths,
+                                   plot_block_accuracy,
+                                   plot_block_forgetting,
+                                   train_linear_probe,
+)
 
 __all__ = [
-    "FORGETTING_PLOT_FILE", "LOCAL_STEPS", "MODES", "PLOT_FILE", "GreedyState", "LayerwiseFns", "Readouts", "block_depths",
-    "block_output_shapes", "build_fns", "check_schedule", "greedy_phase", "greedy_transformation",
-    "is_layerwise", "parse_cuts", "plot_block_accuracy", "plot_block_forgetting", "train_linear_probe", "validate", "with_phase",
+    "FORGETTING_PLOT_FILE", "LOCAL_STEPS", "MODES", "PLOT_FILE", "GreedyState", "LayerwiseFns", "Readouts",
+    "block_depths", "block_output_shapes", "build_fns", "check_schedule", "greedy_phase", "greedy_transformation",
+    "is_layerwise", "parse_cuts", "plot_block_accuracy", "plot_block_forgetting", "train_linear_probe", "validate",
+    "with_phase",
 ]

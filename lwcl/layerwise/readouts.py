@@ -14,10 +14,10 @@ import numpy as np
 import optax
 
 from lwcl.core import metrics
+from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
 from lwcl.data.pipeline import eval_batches
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
-from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
 
 PLOT_FILE = "block_accuracy.png"
 FORGETTING_PLOT_FILE = "block_forgetting.png"

@@ -6,7 +6,8 @@ hyper-parameters and the model functions; everything that changes during the str
 *method state*, a typed pytree (a ``flax.struct.dataclass``) stored in ``TrainState.method_state``,
 checkpointed with the run and passed to the compiled train step as an argument, never frozen into it.
 
-The runner (:mod:`lwcl.engine.experiment`) and the train step (:func:`lwcl.engine.steps.make_train_step`) call seven hooks,
+The runner (:mod:`lwcl.engine.experiment`) and the train step (:func:`lwcl.engine.steps.make_train_step`) call
+seven hooks,
 documented once on :class:`Method`:
 
 ==================  ======  ===============================================================================

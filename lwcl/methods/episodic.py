@@ -36,11 +36,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lwcl.methods import memory as memory_lib
-from lwcl.methods import param_groups
-from lwcl.methods import projection
-from lwcl.methods import gem_report as projection_report
 from lwcl.errors import ConfigError
+from lwcl.methods import gem_report as projection_report
+from lwcl.methods import memory as memory_lib
+from lwcl.methods import param_groups, projection
 from lwcl.methods.base import Method
 from lwcl.methods.options import choice, number, option
 from lwcl.methods.qp import default_max_iter

@@ -33,12 +33,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl.methods import regularization as reg
+from lwcl.core.model_fns import MASKED_LOGIT
 from lwcl.data.examples import Examples
 from lwcl.errors import ConfigError
+from lwcl.methods import regularization as reg
 from lwcl.methods.base import Method
 from lwcl.methods.options import choice, number, option
-from lwcl.core.model_fns import MASKED_LOGIT
 
 EWC_FISHER = ("empirical", "sampled")
 PyTree = Any

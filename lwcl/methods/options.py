@@ -11,7 +11,6 @@ import numpy as np
 
 from lwcl.errors import ConfigError
 
-
 _MISSING = object()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
-
 # Prefix of the ``intermediates`` entries that record post-nonlinearity activations (see sow_activation).
 ACTIVATION_PREFIX = "activation:"
 

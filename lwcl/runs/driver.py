@@ -18,16 +18,15 @@ from typing import Callable
 
 from lwcl.config import types as config_check
 from lwcl.config import values as config_values
-from lwcl.runs import orders
-from lwcl.runs import summaries as replica_results
-from lwcl.runs import seeds as replicas
-from lwcl.io import report
-from lwcl.runs import kinds as run_kind
-from lwcl.runs import sweep
-from lwcl.io import lock as workdir_lock
-from lwcl.errors import LwclError
 from lwcl.engine.experiment import Experiment
+from lwcl.errors import LwclError
+from lwcl.io import lock as workdir_lock
+from lwcl.io import report
 from lwcl.io.results import finished_results
+from lwcl.runs import kinds as run_kind
+from lwcl.runs import orders, sweep
+from lwcl.runs import seeds as replicas
+from lwcl.runs import summaries as replica_results
 
 
 def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from lwcl.errors import ConfigError
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, replica, stack  # noqa: F401  (re-exported)
+from lwcl.errors import ConfigError
 from lwcl.runs import kinds as run_kind
 from lwcl.runs.summaries import seeds_of, write_summary
 

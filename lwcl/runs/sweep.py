@@ -22,14 +22,14 @@ import numpy as np
 from lwcl.config import files as config_files
 from lwcl.config import values as config_values
 from lwcl.engine import replica_axis
-from lwcl.runs import summaries as replica_results
-from lwcl.runs import seeds as replicas
-from lwcl.io import report
-from lwcl.errors import ConfigError
-from lwcl.engine.experiment import Experiment
-from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
-from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
+from lwcl.engine.experiment import Experiment
+from lwcl.errors import ConfigError
+from lwcl.io import report
+from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.runs import seeds as replicas
+from lwcl.runs import summaries as replica_results
+from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 
