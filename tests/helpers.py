@@ -36,6 +36,13 @@ TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per
         "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
         "optimizer.learning_rate": 0.1}
 
+# The layer-wise training modes; the many-run tests run every method in each.
+MODES = ("backprop", "local", "greedy")
+
+# (method, mode) -> results of tests/e2e/test_every_method.py's run of tiny_config(method, mode), reused by
+# tests/e2e/test_resume.py when the same worker process made it (one module, so both files see one dict).
+TINY_RESULTS = {}
+
 # A stream that trains normally for one epoch and then diverges (for conftest.small_config: 10 steps per
 # epoch): 2 epochs per task, the step schedule's learning rate 1e-6 in the first epoch of task 1 (10 steps,
 # every one checkpointable), 1e-6 * 1e14 = 1e8 from its second.
@@ -167,3 +174,8 @@ DN = ("NHWC", "HWIO", "NHWC")
 # ResNets on 28x28 at 7x7 after two stride-2 blocks) and the other paddings lax accepts.
 CASES = [(28, 1, 8, 3, 1, "SAME"), (32, 16, 32, 3, 2, "SAME"), (16, 16, 32, 1, 2, "SAME"), (7, 8, 8, 3, 2, "SAME"),
          (7, 8, 8, 1, 2, "SAME"), (9, 4, 6, 3, 1, "VALID"), (9, 4, 6, 3, 2, ((1, 2), (0, 1)))]
+
+
+def tiny_config(method, mode, **extra):
+  """small_config with TINY, ``method.name = method``, ``layerwise.mode = mode`` and ``extra``."""
+  return small_config(**TINY, **{"method.name": method, "layerwise.mode": mode}, **extra)

@@ -1,4 +1,5 @@
-"""Every method in every training mode, through the real driver, and resumed after a SIGKILL in mid-task.
+"""Every method in every training mode, through the real driver (tests/e2e/test_resume.py resumes each
+method after a SIGKILL in mid-task, reusing these runs).
 
 A tiny stream (MLP 16-16, 2 tasks of 2 classes, 120 examples per task, batch 20, 6 steps per task) keeps
 the 27 runs and 9 kill/resume pairs within a few minutes on 2 CPU cores.
@@ -13,23 +14,14 @@ import pytest
 
 from lwcl.runs import driver
 
-from helpers import METHODS, TINY, small_config
-
-MODES = ("backprop", "local", "greedy")
-
-
-_RESULTS = {}  # (method, mode) -> results of the in-process run, reused by the resume test
-
-
-def tiny(method, mode, **extra):
-  return small_config(**TINY, **{"method.name": method, "layerwise.mode": mode}, **extra)
+from helpers import METHODS, MODES, TINY_RESULTS, tiny_config
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_in_every_mode(tmp_path, method, mode):
-  results = driver.run(tiny(method, mode), str(tmp_path))
-  _RESULTS[(method, mode)] = results
+  results = driver.run(tiny_config(method, mode), str(tmp_path))
+  TINY_RESULTS[(method, mode)] = results
   with open(tmp_path / "results.json") as f:
     on_disk = json.load(f)
   R = np.asarray(on_disk["accuracy_matrix"])

@@ -12,13 +12,16 @@ from lwcl.runs import driver
 
 from helpers import (
   METHODS,
+  MODES,
   ROOT,
   TINY,
+  TINY_RESULTS,
   assert_one_line_error,
   assert_same_stream,
   cli,
   load_results,
   small_config,
+  tiny_config,
 )
 
 
@@ -60,16 +63,6 @@ def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "results.json"))
 
 
-MODES = ("backprop", "local", "greedy")
-
-
-_RESULTS = {}  # (method, mode) -> results of the in-process run, reused by the resume test
-
-
-def tiny(method, mode, **extra):
-  return small_config(**TINY, **{"method.name": method, "layerwise.mode": mode}, **extra)
-
-
 def as_flags(config_overrides: dict) -> list:
   def value(v):
     return "(" + ",".join(map(str, v)) + ("," if len(v) == 1 else "") + ")" if isinstance(v, tuple) else str(v)
@@ -79,7 +72,7 @@ def as_flags(config_overrides: dict) -> list:
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, capsys, method):
   mode = MODES[METHODS.index(method) % 3]
-  want = _RESULTS.get((method, mode)) or driver.run(tiny(method, mode), str(tmp_path / "ref"))
+  want = TINY_RESULTS.get((method, mode)) or driver.run(tiny_config(method, mode), str(tmp_path / "ref"))
   workdir = str(tmp_path / "killed")
   # Checkpoints at global steps 4, 6 (task end) and 8 (task 2, memory of task 1 full); killed at step 9
   # by the real entry point (tests/fault_run.py), then resumed here.
@@ -92,7 +85,7 @@ def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, capsys, method
   killed = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
   assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
   assert not os.path.exists(os.path.join(workdir, "results.json"))
-  got = driver.run(tiny(method, mode, **every), workdir)
+  got = driver.run(tiny_config(method, mode, **every), workdir)
   assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
   assert_same_stream(got, want)
 

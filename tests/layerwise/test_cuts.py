@@ -5,36 +5,15 @@ import types
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 from lwcl import layerwise
-from lwcl.data.pipeline import Preprocessor
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
 from lwcl.models.aux_heads import adaptive_avg_pool
 
 from helpers import small_config
-
-IMAGE = (16, 16, 3)
-
-
-CLASSES = 4
-
-
-def lw_config(**overrides):
-  """The small test config as a ConvNet with BatchNorm (3 conv stages of 8 channels, 16x16 -> 2x2, then
-  Dense 16: 4 network blocks; cheap to compile) and layer-wise overrides."""
-  base = {"model.name": "convnet", "model.conv_stages": ((8,), (8,), (8,)), "model.dense": (16,),
-          "model.batch_norm": True, "layerwise.mode": "local"}
-  base.update({(k if "." in k else f"layerwise.{k}"): v for k, v in overrides.items()})
-  return small_config(**base)
-
-
-def make_fns(cfg):
-  model = build_model(cfg.model, types.SimpleNamespace(num_heads=1, output_dim=CLASSES))
-  pre = Preprocessor((0.5,) * 3, (0.25,) * 3)
-  return layerwise.build_fns(cfg.layerwise, model, pre, np.ones((1, CLASSES), bool), IMAGE, 1, CLASSES)
+from layerwise_cases import lw_config, make_fns
 
 
 def test_cuts_presets_and_config_errors():
