@@ -41,3 +41,18 @@ def onednn_available():
     if ON_CI:
       pytest.fail(f"oneDNN convolutions unavailable under CI=true: {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed); see
+  streaming_cases.write_folders."""
+  import streaming_cases  # pylint: disable=g-import-not-at-top
+  return streaming_cases.write_folders(tmp_path_factory.mktemp("stream"))
+
+
+@pytest.fixture(scope="module")
+def jpeg_records(tmp_path_factory):
+  """A tiny ImageNet-like JPEG record folder (streaming_cases.write_jpeg_set)."""
+  import streaming_cases  # pylint: disable=g-import-not-at-top
+  return streaming_cases.write_jpeg_set(str(tmp_path_factory.mktemp("jpeg_records")))

@@ -13,26 +13,7 @@ from lwcl.errors import ConfigError, DataError
 from lwcl.runs import driver
 
 from helpers import small_config
-from synthetic_data import FILES, write_idx
-
-TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed)."""
-  ds = sources.load_dataset(small_config().data)
-  x, y = ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
-  xt, yt = ds.test_images[:TEST], ds.test_labels[:TEST]
-  base = tmp_path_factory.mktemp("stream")
-  idx_dir, rec_dir = str(base / "idx"), str(base / "records")
-  os.makedirs(idx_dir)
-  arrays = {("train", "images"): x[..., 0], ("train", "labels"): y, ("test", "images"): xt[..., 0],
-            ("test", "labels"): yt}
-  for key, name in FILES.items():
-    write_idx(os.path.join(idx_dir, name), arrays[key])
-  records.write_dataset(rec_dir, (x, y), (xt, yt), class_names=ds.class_names, num_shards=3)
-  return {"idx": idx_dir, "records": rec_dir, "arrays": (x, y, xt, yt)}
+from streaming_cases import TRAIN, data_config, write_jpeg_set
 
 
 def test_records_read_back_what_was_written(folders):
@@ -48,19 +29,15 @@ def test_records_read_back_what_was_written(folders):
   assert sources.dataset_fingerprint(ds) == sources.dataset_fingerprint(ds)
 
 
-def _data_config(**overrides):
-  return small_config(**{f"data.{k}": v for k, v in overrides.items()}).data
-
-
 def test_bad_record_folders_give_one_plain_error(folders, tmp_path):
   with pytest.raises(DataError, match="does not exist; fix --config.data.record_dir"):
-    sources.load_dataset(_data_config(record_dir=str(tmp_path / "nowhere")))
+    sources.load_dataset(data_config(record_dir=str(tmp_path / "nowhere")))
   empty = tmp_path / "empty"
   empty.mkdir()
   with pytest.raises(DataError, match="features.json is missing"):
-    sources.load_dataset(_data_config(record_dir=str(empty)))
+    sources.load_dataset(data_config(record_dir=str(empty)))
   with pytest.raises(DataError, match="needs a record folder; set --config.data.record_dir"):
-    sources.load_dataset(_data_config(source="arrayrecord"))
+    sources.load_dataset(data_config(source="arrayrecord"))
   x, y = folders["arrays"][0][:40], folders["arrays"][1][:40]
   for name, spec, match in (
       ("flat", {"image": {"shape": [28, 28]}, "label": {"num_classes": 10}}, r"image.shape \[28, 28\] is not"),
@@ -75,35 +52,20 @@ def test_bad_record_folders_give_one_plain_error(folders, tmp_path):
     with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
       json.dump(spec, f)
     with pytest.raises(DataError, match=match) as e:
-      sources.load_dataset(_data_config(record_dir=d))
+      sources.load_dataset(data_config(record_dir=d))
     assert "\n" not in str(e.value)
   os.remove(os.path.join(d, "test.array_record-00000-of-00001"))
   with pytest.raises(DataError, match="no ArrayRecord files for split 'test'"):
-    sources.load_dataset(_data_config(record_dir=d))
+    sources.load_dataset(data_config(record_dir=d))
   with pytest.raises(ConfigError, match="needs train.steps_per_dispatch=1"):
     driver.run(small_config(**{"data.record_dir": folders["records"], "train.steps_per_dispatch": 4}),
                str(tmp_path / "k4"))
   with pytest.raises(DataError, match="cannot be loaded whole"):
-    np.asarray(sources.load_dataset(_data_config(record_dir=folders["records"])).train_images)
-
-
-def _write_jpeg_set(directory, train=48, test=16, classes=4):
-  """A tiny ImageNet-like record folder: JPEGs of varying sizes (36-52 pixels), ``classes`` colours; splits
-  ``train`` and ``validation`` (ImageNet's names)."""
-  rng = np.random.default_rng(0)
-  spec = records.FeatureSpec((0, 0, 3), "jpeg", classes)
-  colours = rng.integers(0, 256, (classes, 3))
-  for split, n in (("train", train), ("validation", test)):
-    labels = np.arange(n) % classes
-    images = [np.clip(colours[y] + rng.normal(0, 30, (int(rng.integers(36, 53)), int(rng.integers(36, 53)), 3)),
-                      0, 255).astype(np.uint8) for y in labels]
-    records.write_split(directory, split, [([x], [y]) for x, y in zip(images, labels)], spec, num_shards=2)
-  records.write_features(directory, spec)
-  return directory
+    np.asarray(sources.load_dataset(data_config(record_dir=folders["records"])).train_images)
 
 
 def test_training_views_are_cropped_per_epoch_and_evaluation_views_fixed(tmp_path):
-  d = _write_jpeg_set(str(tmp_path / "jpegs"), train=8, test=4)
+  d = write_jpeg_set(str(tmp_path / "jpegs"), train=8, test=4)
   reader = records.RecordReader(d, "train", image_size=24)
   rows = np.arange(4)
   chex.assert_shape(reader.read_images(rows), (4, 24, 24, 3))

@@ -1,39 +1,18 @@
 """lwcl.data.stream_loader: streamed tasks hold the in-memory examples; each process reads its shard."""
 
-import os
 
 import chex
 import jax
 import numpy as np
 import pytest
 
-from lwcl.data import pipeline, records, sources, stream_loader
+from lwcl.data import pipeline, sources, stream_loader
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
 from lwcl.data.pipeline import train_batches
 from lwcl.data.scenarios import build_scenario
 
 from helpers import small_config
-from synthetic_data import FILES, write_idx
-
-TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed)."""
-  ds = sources.load_dataset(small_config().data)
-  x, y = ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
-  xt, yt = ds.test_images[:TEST], ds.test_labels[:TEST]
-  base = tmp_path_factory.mktemp("stream")
-  idx_dir, rec_dir = str(base / "idx"), str(base / "records")
-  os.makedirs(idx_dir)
-  arrays = {("train", "images"): x[..., 0], ("train", "labels"): y, ("test", "images"): xt[..., 0],
-            ("test", "labels"): yt}
-  for key, name in FILES.items():
-    write_idx(os.path.join(idx_dir, name), arrays[key])
-  records.write_dataset(rec_dir, (x, y), (xt, yt), class_names=ds.class_names, num_shards=3)
-  return {"idx": idx_dir, "records": rec_dir, "arrays": (x, y, xt, yt)}
 
 
 @pytest.mark.parametrize("kind", ["split", "permuted", "rotated"])

@@ -18,26 +18,7 @@ from lwcl.errors import DataError
 from lwcl.runs import driver
 
 from helpers import ROOT, forced_devices, free_port, small_config
-from synthetic_data import FILES, write_idx
-
-TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
-
-
-@pytest.fixture(scope="module")
-def folders(tmp_path_factory):
-  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed)."""
-  ds = sources.load_dataset(small_config().data)
-  x, y = ds.train_images[:TRAIN], ds.train_labels[:TRAIN]
-  xt, yt = ds.test_images[:TEST], ds.test_labels[:TEST]
-  base = tmp_path_factory.mktemp("stream")
-  idx_dir, rec_dir = str(base / "idx"), str(base / "records")
-  os.makedirs(idx_dir)
-  arrays = {("train", "images"): x[..., 0], ("train", "labels"): y, ("test", "images"): xt[..., 0],
-            ("test", "labels"): yt}
-  for key, name in FILES.items():
-    write_idx(os.path.join(idx_dir, name), arrays[key])
-  records.write_dataset(rec_dir, (x, y), (xt, yt), class_names=ds.class_names, num_shards=3)
-  return {"idx": idx_dir, "records": rec_dir, "arrays": (x, y, xt, yt)}
+from streaming_cases import data_config, imagenet_config
 
 
 @pytest.mark.parametrize("kind", ["split", "rotated"])
@@ -142,56 +123,14 @@ def test_two_processes_match_one_process(folders, tmp_path):
   np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
 
 
-def _data_config(**overrides):
-  return small_config(**{f"data.{k}": v for k, v in overrides.items()}).data
-
-
 def test_png_records_and_the_missing_file_error_of_the_command_line(tmp_path, folders):
   x, y, xt, yt = folders["arrays"]
   d = str(tmp_path / "png")
   records.write_dataset(d, (x[:200], y[:200]), (xt[:50], yt[:50]), encoding="png")
-  ds = sources.load_dataset(_data_config(record_dir=d))
+  ds = sources.load_dataset(data_config(record_dir=d))
   np.testing.assert_array_equal(ds.train_images[[3, 7]], x[[3, 7]])
   proc = _cli(str(tmp_path / "run"), f"--config.data.record_dir={tmp_path / 'nothing'}")
   assert proc.returncode == 2 and proc.stderr.rstrip().splitlines()[-1].startswith("error: data.record_dir")
-
-
-def _write_jpeg_set(directory, train=48, test=16, classes=4):
-  """A tiny ImageNet-like record folder: JPEGs of varying sizes (36-52 pixels), ``classes`` colours; splits
-  ``train`` and ``validation`` (ImageNet's names)."""
-  rng = np.random.default_rng(0)
-  spec = records.FeatureSpec((0, 0, 3), "jpeg", classes)
-  colours = rng.integers(0, 256, (classes, 3))
-  for split, n in (("train", train), ("validation", test)):
-    labels = np.arange(n) % classes
-    images = [np.clip(colours[y] + rng.normal(0, 30, (int(rng.integers(36, 53)), int(rng.integers(36, 53)), 3)),
-                      0, 255).astype(np.uint8) for y in labels]
-    records.write_split(directory, split, [([x], [y]) for x, y in zip(images, labels)], spec, num_shards=2)
-  records.write_features(directory, spec)
-  return directory
-
-
-def _imagenet_config(base, arg):
-  """``configs/layerwise_imagenet.py:arg`` shrunk to the tiny JPEG records: 32 x 32, width 8, batch 16."""
-  from lwcl.config import files as config_files
-  c = config_files.load(os.path.join(ROOT, "configs", "layerwise_imagenet.py")).get_config(arg)
-  greedy = arg.endswith("greedy")
-  overrides = {"data.source": "arrayrecord", "data.record_dir": str(base), "data.name": "tiny_jpegs",
-               "data.image_size": 32, "data.stream.threads": 2, "model.width": 8,
-               "model.conv_stages": ((8,), (16, 16)), "train.batch_size": 16, "train.eval_batch_size": 16,
-               "train.epochs_per_task": 1, "train.progress": False, "checkpoint.every_steps": 0,
-               "layerwise.greedy_epochs_per_block": 1 if greedy else 0}
-  for key, value in overrides.items():
-    config_files.set_key(c, key, value)
-  if greedy:  # one epoch per local block: ResNet-18 4 stages, the shrunk VGG 2
-    config_files.set_key(c, "train.epochs_per_task", 4 if c.model.name == "imagenet_resnet18" else 2)
-  c.lock()
-  return c
-
-
-@pytest.fixture(scope="module")
-def jpeg_records(tmp_path_factory):
-  return _write_jpeg_set(str(tmp_path_factory.mktemp("jpeg_records")))
 
 
 # Training compiles the whole network on the CPU (ResNet-18 local / backprop: 1-2 minutes each on 2 busy
@@ -199,7 +138,7 @@ def jpeg_records(tmp_path_factory):
 # turn) and the greedy VGG.
 @pytest.mark.parametrize("arg", ["resnet18,greedy", "vgg,greedy"])
 def test_imagenet_configs_train_a_few_steps(jpeg_records, tmp_path, arg):
-  res = driver.run(_imagenet_config(jpeg_records, arg), str(tmp_path / "run"))
+  res = driver.run(imagenet_config(jpeg_records, arg), str(tmp_path / "run"))
   chex.assert_shape(np.asarray(res["accuracy_matrix"]), (1, 1))
   assert np.isfinite(res["final_train_loss"]).all() and res["train_examples"] > 0
   assert res["data_source"].startswith("arrayrecord:")
@@ -225,7 +164,7 @@ def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
 
   data_dir = str(tmp_path / "tfds")
   LwclStreamTiny(data_dir=data_dir, file_format="array_record").download_and_prepare()
-  ds = sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=data_dir))
+  ds = sources.load_dataset(data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=data_dir))
   assert isinstance(ds.train_images, LazyImages) and ds.num_classes == 4
   chex.assert_shape(ds.train_images, (240, 28, 28, 1))
   reference = tfds.data_source("lwcl_stream_tiny", split="train", data_dir=data_dir, download=False)
@@ -237,4 +176,4 @@ def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
                                    "scenario.samples_per_task": 60}), str(tmp_path / "run"))
   assert res["data_source"].startswith("tfds_stream:") and np.isfinite(res["final_train_loss"]).all()
   with pytest.raises(DataError, match="is not prepared"):
-    sources.load_dataset(_data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
+    sources.load_dataset(data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
