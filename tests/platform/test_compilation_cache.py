@@ -7,11 +7,15 @@ import sys
 
 from lwcl.platform import compilation_cache
 
+from helpers import ROOT
+
 CACHE_SETTING = "import {first}; import {second}, jax; print('DIR', jax.config.jax_compilation_cache_dir)"
 
 
 def _cache_dir_seen(tmp_path, env: dict, first="lwcl", second="lwcl") -> str:
   full = {k: v for k, v in os.environ.items() if not k.startswith(("LWCL_CACHE", "LWCL_COMPILATION", "JAX_COMP"))}
+  # this checkout's lwcl, not an installed one (the subprocess runs outside the checkout)
+  full["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)
   full.update(env)
   proc = subprocess.run([sys.executable, "-c", CACHE_SETTING.format(first=first, second=second)],
                         capture_output=True, text=True, env=full, cwd=str(tmp_path), timeout=300)
