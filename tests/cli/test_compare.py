@@ -11,6 +11,7 @@ from lwcl.errors import ConfigError
 from helpers import ROOT, TESTS, TINY_CONFIG_FILE
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_compare_seeds_runs_replicas_reports_mean_std_and_reuses_finished_seeds(tmp_path):
   spec = tmp_path / "tiny.py"
   spec.write_text(TINY_CONFIG_FILE.format(tests=TESTS))

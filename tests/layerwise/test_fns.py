@@ -138,6 +138,7 @@ def test_train_batch_spec_is_the_batch_the_step_is_fed(mode):
       {k: (tuple(np.shape(v)), np.dtype(v.dtype)) for k, v in fed[0].items()}
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_experiment_reports_block_accuracy_and_probes(tmp_path):
   cfg = small_config(**{"model.hidden": (32, 32, 32), "scenario.num_tasks": 2, "layerwise.mode": "greedy",
                         "layerwise.linear_probe.enabled": True, "layerwise.linear_probe.steps": 50,

@@ -105,6 +105,7 @@ def gem_config(**overrides):
                          **overrides})
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_a_run_whose_solver_stops_early_says_so_in_results_json(tmp_path, capsys):
   res = experiment.Experiment(gem_config(**{"method.gem_max_iter": 1})).run(str(tmp_path / "early"))
   on_disk = json.load(open(os.path.join(tmp_path, "early", "results.json")))
@@ -126,6 +127,7 @@ def test_a_run_whose_solver_stops_early_says_so_in_results_json(tmp_path, capsys
   assert "warning" not in capsys.readouterr().out
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_replicas_report_each_seed_s_solver(tmp_path):
   cfg = gem_config(**{"method.gem_max_iter": 1, "num_seeds": 2, "scenario.num_tasks": 2})
   summary = run_replicas(cfg, str(tmp_path))
@@ -139,6 +141,7 @@ class Stop(Exception):
   pass
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_counters_survive_a_resume_without_double_counting(tmp_path):
   cfg = gem_config(**{"method.gem_max_iter": 1, "checkpoint.every_steps": 5})
   ref = experiment.Experiment(cfg).run(str(tmp_path / "ref"))

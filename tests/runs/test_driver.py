@@ -30,6 +30,7 @@ def _no_training(monkeypatch):
   monkeypatch.setattr(loop, "run_stream", lambda *a, **k: pytest.fail("retrained a finished run"))
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 @pytest.mark.parametrize("overrides", [
     {"method.name": "ewc"},  # one stream per order, shared by its seeds
     {"method.name": "agem", "scenario.task_heads": "masked", "train.steps_per_dispatch": 3}])  # masks as data
@@ -62,6 +63,7 @@ def test_orders_times_seeds_equal_their_single_runs(tmp_path, monkeypatch, capsy
   assert driver.run(config, str(tmp_path / "product"))["orders"] == results["orders"]
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_orders_times_seeds_one_order_after_another(tmp_path, capsys):
   config = small_config(**TINY, num_orders=2, num_seeds=2, orders_as_replicas=False)
   results = driver.run(config, str(tmp_path))
@@ -74,6 +76,7 @@ def test_orders_times_seeds_one_order_after_another(tmp_path, capsys):
     np.testing.assert_allclose(got["accuracy_matrix"], want["accuracy_matrix"], atol=2e-3)
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_sweep_times_seeds_selects_on_the_mean_and_runs_the_final_over_seeds(tmp_path, monkeypatch, capsys):
   config = small_config(**TINY, num_seeds=2, **{"method.name": "si", "sweep.key": "method.strength",
                                                 "sweep.candidates": (0.1, 1000.0),

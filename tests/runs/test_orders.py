@@ -14,6 +14,7 @@ from lwcl.runs import driver, orders
 from helpers import small_config
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   config = small_config(**{"num_orders": 2})
   order0, order1 = orders.config_orders(config)
@@ -41,6 +42,7 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
   assert [o["tasks"] for o in results["orders"]] == [names0, names1]
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 @pytest.mark.parametrize("overrides", [
     {"method.name": "ewc"},  # one head per task: every order shares the label masks
     # masked task-incremental heads: each order's masks are replica data; A-GEM's memory gradients use them
@@ -66,6 +68,7 @@ def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrid
     assert single["replica"]["num_replicas"] == 3 and single["replica"]["of"] == "3 task orders"
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_orders_as_replicas_resume_after_an_interruption(tmp_path, capsys):
   config = small_config(**{"num_orders": 2, "method.name": "si", "checkpoint.every_steps": 4})
 

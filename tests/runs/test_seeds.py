@@ -43,6 +43,7 @@ def assert_close_per_leaf(got, want, rtol=2e-4):
 
 # (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
 # differs from config.seed, so that comparison also checks that each replica trains from its own seed.
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 @pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
     (m, *{"finetune": (3, 1, (0, 1)), "ewc": (1, 2, (1,))}.get(m, (1, 1, (1,)))) for m in helpers.METHODS])
 def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
@@ -62,6 +63,7 @@ def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps
     np.testing.assert_allclose(summary["runs"][r]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(tmp_path, capsys, monkeypatch):
   config = tiny(**{"method.name": "si", "num_seeds": 2, "checkpoint.every_steps": 4})
   workdir = str(tmp_path / "run")

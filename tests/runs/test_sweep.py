@@ -12,6 +12,7 @@ from lwcl.runs import driver, sweep
 from helpers import small_config
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   config = small_config(**{"sweep.key": "optimizer.learning_rate", "sweep.candidates": (1e-4, 0.05),
                            "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
@@ -30,6 +31,7 @@ def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   assert final["accuracy_matrix"] == results["accuracy_matrix"]
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 @pytest.mark.parametrize("key,candidates,method", [
     ("method.strength", (1.0, 100.0), "si"),  # SI: the strength in the method state and the step
     ("optimizer.learning_rate", (1e-3, 0.05), "ewc")])  # per-replica learning-rate schedules
@@ -61,6 +63,7 @@ def _candidate_results(workdir, candidates):
   return [json.loads((workdir / "sweep" / f"{v:g}" / "results.json").read_text()) for v in candidates]
 
 
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_sweep_of_a_shape_key_runs_one_after_another(tmp_path, capsys):
   config = small_config(**{"sweep.key": "method.memory_per_task", "sweep.candidates": (10.0, 20.0),
                            "method.name": "agem", "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
