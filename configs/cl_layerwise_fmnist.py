@@ -14,7 +14,8 @@ forgetting (``block_forgetting``), and ``block_forgetting.png`` plots forgetting
 blocks forget.
 
 Episodic-memory methods keep 64 examples per task (GEM's 256 would make every step ~16 times as costly
-as fine-tuning's on a CPU). Argument: the method, ``finetune`` | ``ewc`` | ``nai`` | ``lgd`` (``mas``, ``si``, ``agem``, ``gem`` also
+as fine-tuning's on a CPU). Argument: the method, ``finetune`` | ``ewc`` | ``nai`` | ``lgd`` (``mas``, ``si``,
+``agem``, ``gem`` also
 work). Strengths are not tuned: they are only low enough for SGD 0.05 to stay stable (EWC 1, NAI 1, MAS 1,
 SI 0.1; EWC 100 made the loss NaN in task 2); select them on the validation split with
 ``--config.sweep.*`` before comparing methods. In local mode every block's

@@ -27,30 +27,14 @@ import lwcl  # noqa: E402
 # runs then compute what `python -m lwcl.main` in a subprocess computes.
 lwcl.configure()
 
-from lwcl.config import files as config_files  # noqa: E402
-from lwcl.data import idx, sources  # noqa: E402
-from synthetic_data import write_learnable_idx_dataset  # noqa: E402
+from lwcl.data import sources  # noqa: E402
 
-FMNIST_DIR = sources.DEFAULT_IDX_DIRS["fashion_mnist"]
-HAVE_REAL_FMNIST = idx.has_idx_dataset(FMNIST_DIR)
-ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from helpers import HAVE_REAL_FMNIST, ON_CI  # noqa: E402
+from synthetic_data import write_learnable_idx_dataset  # noqa: E402
 
 USING_SYNTHETIC_DATA = not HAVE_REAL_FMNIST or os.environ.get("LWCL_TEST_SYNTHETIC_DATA") == "1"
 if USING_SYNTHETIC_DATA:
   os.environ[sources.IDX_DIR_ENV] = write_learnable_idx_dataset(tempfile.mkdtemp(prefix="lwcl-test-idx-"))
-
-
-def requires_real_fmnist(test):
-  """Marks a test of the real Fashion-MNIST files: skipped when they are missing, failed under CI."""
-  if HAVE_REAL_FMNIST:
-    return test
-  if ON_CI:
-    def fail(*args, **kwargs):
-      pytest.fail(f"Fashion-MNIST IDX files missing from {FMNIST_DIR} under CI=true; bin/setup installs "
-                  "them (apt-get install dataset-fashion-mnist)")
-    fail.__name__ = test.__name__
-    return fail
-  return pytest.mark.skip(reason="Fashion-MNIST IDX files not installed (bin/setup installs them)")(test)
 
 
 @pytest.fixture
@@ -65,30 +49,16 @@ def onednn_available():
     pytest.skip(reason)
 
 
-def small_config(**overrides):
-  """The default config shrunk for tests: MLP, 3 tasks, 200 examples per task, 1 epoch, no progress bar.
-
-  ``overrides`` maps dotted keys to values, e.g. ``{'method.name': 'joint'}``.
-  """
-  c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "configs", "default.py")).get_config()
-  c.model.name = "mlp"
-  c.model.hidden = (32,)
-  c.scenario.num_tasks = 3
-  c.scenario.classes_per_task = 2
-  c.scenario.samples_per_task = 200
-  c.train.epochs_per_task = 1
-  c.train.batch_size = 20
-  c.train.eval_batch_size = 500
-  c.train.progress = False
-  c.checkpoint.every_steps = 0
-  for key, value in overrides.items():
-    config_files.set_key(c, key, value)
-  c.lock()
-  return c
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+  """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed); see
+  streaming_cases.write_folders."""
+  import streaming_cases  # pylint: disable=g-import-not-at-top
+  return streaming_cases.write_folders(tmp_path_factory.mktemp("stream"))
 
 
-def assert_same_stream(got: dict, want: dict) -> None:
-  """Two results dicts of one stream agree exactly: accuracy matrix, initial accuracies, final losses
-  (what a resumed or re-dispatched run must reproduce bit for bit)."""
-  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
-    assert got[key] == want[key], key
+@pytest.fixture(scope="module")
+def jpeg_records(tmp_path_factory):
+  """A tiny ImageNet-like JPEG record folder (streaming_cases.write_jpeg_set)."""
+  import streaming_cases  # pylint: disable=g-import-not-at-top
+  return streaming_cases.write_jpeg_set(str(tmp_path_factory.mktemp("jpeg_records")))

@@ -11,9 +11,9 @@ import json
 import os
 import sys
 
-from conftest import small_config
-from helpers import METHODS, TINY
 from lwcl.runs import driver
+
+from helpers import METHODS, TINY, small_config
 
 # helpers.TINY with every batch a multiple of 8 devices, at the default learning rate.
 DEVICE_TINY = {**{k: v for k, v in TINY.items() if k != "optimizer.learning_rate"},

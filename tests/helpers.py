@@ -3,16 +3,25 @@ one-line error check, the small and tiny configs, and the methods under test."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
 import chex
 import jax
 import numpy as np
+import pytest
 
 from lwcl import methods
+from lwcl.config import files as config_files
+from lwcl.data import idx, sources
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+
+FMNIST_DIR = sources.DEFAULT_IDX_DIRS["fashion_mnist"]
+HAVE_REAL_FMNIST = idx.has_idx_dataset(FMNIST_DIR)
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Every continual method, in one fixed order (the registry is the one list; tests never restate it).
 METHODS = tuple(sorted(methods.METHODS))
@@ -30,6 +39,13 @@ TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per
         "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
         "optimizer.learning_rate": 0.1}
 
+# The layer-wise training modes; the many-run tests run every method in each.
+MODES = ("backprop", "local", "greedy")
+
+# (method, mode) -> results of tests/e2e/test_every_method.py's run of tiny_config(method, mode), reused by
+# tests/e2e/test_resume.py when the same worker process made it (one module, so both files see one dict).
+TINY_RESULTS = {}
+
 # A stream that trains normally for one epoch and then diverges (for conftest.small_config: 10 steps per
 # epoch): 2 epochs per task, the step schedule's learning rate 1e-6 in the first epoch of task 1 (10 steps,
 # every one checkpointable), 1e-6 * 1e14 = 1e8 from its second.
@@ -41,7 +57,7 @@ DIVERGES_IN_SECOND_EPOCH = {"train.epochs_per_task": 2, "optimizer.learning_rate
 # get_config('METHOD/H1,H2') (model.hidden as text): conftest.small_config with 2 tasks.
 TINY_CONFIG_FILE = """import sys
 sys.path.insert(0, {tests!r})
-from conftest import small_config
+from helpers import small_config
 
 
 def get_config(arg="finetune"):
@@ -92,3 +108,84 @@ def assert_close_per_leaf(got, want, rtol=2e-4):
     return jax.tree.map(lambda x, r: np.asarray(x, np.float64) / max(1.0, float(np.max(np.abs(r), initial=0.0)))
                         if np.asarray(r).dtype.kind == "f" else np.asarray(x), tree, ref)
   chex.assert_trees_all_close(scaled(got, want), scaled(want, want), atol=rtol, rtol=0.0)
+def requires_real_fmnist(test):
+  """Marks a test of the real Fashion-MNIST files: skipped when they are missing, failed under CI."""
+  if HAVE_REAL_FMNIST:
+    return test
+  if ON_CI:
+    def fail(*args, **kwargs):
+      pytest.fail(f"Fashion-MNIST IDX files missing from {FMNIST_DIR} under CI=true; bin/setup installs "
+                  "them (apt-get install dataset-fashion-mnist)")
+    fail.__name__ = test.__name__
+    return fail
+  return pytest.mark.skip(reason="Fashion-MNIST IDX files not installed (bin/setup installs them)")(test)
+
+
+def small_config(**overrides):
+  """The default config shrunk for tests: MLP, 3 tasks, 200 examples per task, 1 epoch, no progress bar.
+
+  ``overrides`` maps dotted keys to values, e.g. ``{'method.name': 'joint'}``.
+  """
+  c = config_files.load(os.path.join(ROOT, "configs", "default.py")).get_config()
+  c.model.name = "mlp"
+  c.model.hidden = (32,)
+  c.scenario.num_tasks = 3
+  c.scenario.classes_per_task = 2
+  c.scenario.samples_per_task = 200
+  c.train.epochs_per_task = 1
+  c.train.batch_size = 20
+  c.train.eval_batch_size = 500
+  c.train.progress = False
+  c.checkpoint.every_steps = 0
+  for key, value in overrides.items():
+    config_files.set_key(c, key, value)
+  c.lock()
+  return c
+
+
+def assert_same_stream(got: dict, want: dict) -> None:
+  """Two results dicts of one stream agree exactly: accuracy matrix, initial accuracies, final losses
+  (what a resumed or re-dispatched run must reproduce bit for bit)."""
+  for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
+    assert got[key] == want[key], key
+
+
+def snapshot(workdir):
+  """Every file under ``workdir`` with its modification time (ns): what a refused run must leave as it was."""
+  return {os.path.relpath(os.path.join(d, n), workdir): os.stat(os.path.join(d, n)).st_mtime_ns
+          for d, _, names in os.walk(workdir) for n in names}
+
+
+LOCK_AND_SLEEP = """
+import sys, time
+from lwcl.io import lock as workdir_lock
+with workdir_lock.hold(sys.argv[1]):
+  print("locked", flush=True)
+  time.sleep(600)
+"""
+
+
+ENV = {"JAX_PLATFORMS": "cpu"}
+
+
+def forced_devices(n: int) -> dict:
+  return dict(os.environ, **ENV, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+DN = ("NHWC", "HWIO", "NHWC")
+# (input side, in channels, out channels, kernel, stride, padding): the models' convolutions (3x3 SAME at
+# stride 1 and 2, 1x1 projection shortcuts at stride 2, odd feature maps: 7x7 after two pools of 28x28,
+# ResNets on 28x28 at 7x7 after two stride-2 blocks) and the other paddings lax accepts.
+CASES = [(28, 1, 8, 3, 1, "SAME"), (32, 16, 32, 3, 2, "SAME"), (16, 16, 32, 1, 2, "SAME"), (7, 8, 8, 3, 2, "SAME"),
+         (7, 8, 8, 1, 2, "SAME"), (9, 4, 6, 3, 1, "VALID"), (9, 4, 6, 3, 2, ((1, 2), (0, 1)))]
+
+
+def tiny_config(method, mode, **extra):
+  """small_config with TINY, ``method.name = method``, ``layerwise.mode = mode`` and ``extra``."""
+  return small_config(**TINY, **{"method.name": method, "layerwise.mode": mode}, **extra)

@@ -1,11 +1,12 @@
-"""The default experiment's training step, built by ``lwcl.engine.experiment.Experiment`` in a plain Python process,
-against ``bin/bench vs-torch``'s PyTorch eager loop for the same ConvNet, in the same process.
+"""The default experiment's training step, built by ``lwcl.Experiment`` in a plain Python process, against
+``bin/bench vs-torch``'s PyTorch eager loop for the same ConvNet, in the same process.
 
 No ``bin/`` wrapper: no tcmalloc preload, no ``lwcl.configure()`` (so no XLA:CPU flag and no compilation
 cache: ``import lwcl`` sets nothing), the public API only; the oneDNN convolutions are used when ``bin/setup``
-built them, as ``results.json``'s ``conv_impl`` and the output here say. The lwcl side trains on task 0's Fashion-MNIST batches of ``configs/default.py``, the
-PyTorch side on the benchmark's random batches of the same shape (the step's cost does not depend on the
-values). Both take turns in interleaved rounds; medians reported.
+built them, as ``results.json``'s ``conv_impl`` and the output here say. The lwcl side trains on task 0's
+Fashion-MNIST batches of ``configs/default.py``, the PyTorch side on the benchmark's random batches of the
+same shape (the step's cost does not depend on the values). Both take turns in interleaved rounds; medians
+reported.
 
     .venv/bin/python docs/studies/plain_process_step.py [--rounds=7] [--steps=20]
 

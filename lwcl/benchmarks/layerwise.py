@@ -33,11 +33,11 @@ import numpy as np
 import optax
 
 from lwcl import layerwise
+from lwcl.core.state import TrainState
 from lwcl.data.pipeline import Preprocessor
+from lwcl.engine.steps import make_train_step
 from lwcl.methods import FineTune
 from lwcl.models import build_model
-from lwcl.core.state import TrainState
-from lwcl.engine.steps import make_train_step
 
 IMAGE_SHAPE = (32, 32, 3)
 NUM_CLASSES = 10
@@ -104,8 +104,8 @@ def config_step_memory(config) -> dict:
   Raises:
     ConfigError / DataError: as :meth:`lwcl.engine.build.Setup.build` (a bad config value, a missing data set).
   """
-  from lwcl.engine.dispatch import train_batch_spec  # pylint: disable=g-import-not-at-top  (loads data sets)
   from lwcl.engine.build import Setup  # pylint: disable=g-import-not-at-top
+  from lwcl.engine.dispatch import train_batch_spec  # pylint: disable=g-import-not-at-top  (loads data sets)
   setup = Setup.build(config)
   lowered = setup.steps.train_step.lower(jax.eval_shape(setup.initial_state), train_batch_spec(setup),
                                          jax.ShapeDtypeStruct((), jnp.float32))

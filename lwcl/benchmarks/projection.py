@@ -38,15 +38,15 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
-from lwcl.methods import memory as memory_lib  # noqa: E402
 from lwcl import methods  # noqa: E402
+from lwcl.core.model_fns import ModelFns  # noqa: E402
+from lwcl.core.state import TrainState  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
+from lwcl.engine.steps import make_train_step  # noqa: E402
+from lwcl.methods import memory as memory_lib  # noqa: E402
 from lwcl.models.heads import TaskHeads  # noqa: E402
 from lwcl.models.mlp import mlp_blocks  # noqa: E402
 from lwcl.models.network import Network  # noqa: E402
-from lwcl.core.model_fns import ModelFns  # noqa: E402
-from lwcl.core.state import TrainState  # noqa: E402
-from lwcl.engine.steps import make_train_step  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 BATCH = 10

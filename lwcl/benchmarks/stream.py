@@ -47,10 +47,11 @@ def _rate(n_examples: int, seconds: float) -> float:
 def throughput(record_dir: str, batches: int, threads: int, sets: list) -> dict:
   """Examples per second of the loader, the in-memory pipeline, the train step, and both together."""
   import jax  # pylint: disable=g-import-not-at-top
+
   from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
-  from lwcl.engine import experiment  # pylint: disable=g-import-not-at-top
   from lwcl.data import pipeline, stream_loader  # pylint: disable=g-import-not-at-top
   from lwcl.data.examples import Examples  # pylint: disable=g-import-not-at-top
+  from lwcl.engine import experiment  # pylint: disable=g-import-not-at-top
   c = config_files.load(os.path.join(os.path.dirname(__file__), "..", "..", "configs", "default.py")).get_config()
   c.model.name, c.train.progress, c.data.record_dir, c.data.stream.threads = "mlp", False, record_dir, threads
   for item in sets:

@@ -22,8 +22,8 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: on CPU oneDNN's
 convolutions when lwcl's oneDNN library is built, else XLA's native convolution at one step per call and patch
 matmuls with ``--steps-per-dispatch`` K > 1, where K steps run in one compiled loop on device-resident data;
-:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.platform.xla_flags`, set by ``bin/bench``'s :func:`lwcl.platform.configure`). The
-header names the lowering of each row's step.
+:mod:`lwcl.models.conv`), with lwcl's XLA:CPU flags (:mod:`lwcl.platform.xla_flags`, set by ``bin/bench``'s
+:func:`lwcl.platform.configure`). The header names the lowering of each row's step.
 
 lwcl side: the step ``lwcl.engine.experiment.Experiment`` builds (``layerwise.build_fns``, ``build_method``,
 ``optim.optimizer``, ``make_train_step``, ``jax.jit`` with the state donated), fed NumPy batches and a
@@ -32,7 +32,8 @@ float32 learning rate as the runner does, blocking only at the end of a timed bl
 negligible against its memory gradients); where convolutions are oneDNN custom calls, which XLA does not
 count, of the same step compiled with ``model.conv_impl=native``.
 
-PyTorch side (:mod:`lwcl.benchmarks.torch_side`): the same architectures and initialization (kernels normal with variance 1 / fan-in, Flax's
+PyTorch side (:mod:`lwcl.benchmarks.torch_side`): the same architectures and initialization (kernels normal with
+variance 1 / fan-in, Flax's
 scale; zero biases), NCHW, train mode, ``torch.set_num_threads`` at its default (``--torch-threads``), and per
 step the order of Avalanche's ``SGDBasedTemplate.training_epoch`` with its plugins' hooks:
 ``before_training_iteration`` (GEM: one forward/backward per old task on its 256 memories; A-GEM: one on a
@@ -53,9 +54,6 @@ PyTorch's default intra-op threads (one per core) can wait at each op for a desc
 
 from __future__ import annotations
 
-# First: sets OPENBLAS_NUM_THREADS=1 before NumPy loads (see there); both sides' host work runs under it.
-from lwcl.benchmarks import projection as proj  # noqa: I001  pylint: disable=g-bad-import-order
-
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -67,14 +65,18 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from lwcl import layerwise  # noqa: E402
-from lwcl.engine import optim  # noqa: E402
-from lwcl.methods import memory as memory_lib  # noqa: E402
+
+# First: sets OPENBLAS_NUM_THREADS=1 before NumPy loads (see there); both sides' host work runs under it.
+from lwcl.benchmarks import projection as proj  # noqa: I001, F401  pylint: disable=g-bad-import-order
 from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, config, data  # noqa: E402
-from lwcl.data.pipeline import Preprocessor  # noqa: E402
-from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
-from lwcl.models import build_model  # noqa: E402
 from lwcl.core.state import TrainState  # noqa: E402
+from lwcl.data.pipeline import Preprocessor  # noqa: E402
+from lwcl.engine import optim  # noqa: E402
 from lwcl.engine.steps import make_train_step, make_train_steps  # noqa: E402
+from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
+from lwcl.methods import memory as memory_lib  # noqa: E402
+from lwcl.models import build_model  # noqa: E402
+
 
 class LwclStep:
   """lwcl's real train step for one (setting, method), compiled once, its method state filled so that the

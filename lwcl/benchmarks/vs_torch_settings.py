@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from lwcl.config import files as config_files
 from lwcl.benchmarks import projection as proj
+from lwcl.config import files as config_files
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs")
 OLD_TASKS = 4  # mlp setting: old tasks with full memories; the current task is the next one

@@ -39,9 +39,9 @@ def load_config(spec: str, overrides=()):
   Raises:
     ConfigError: missing file, a config that fails to load, an unknown key or a value of the wrong type.
   """
-  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from lwcl.config import types as config_check  # pylint: disable=g-import-not-at-top
   from lwcl.config import files as config_files  # pylint: disable=g-import-not-at-top
+  from lwcl.config import types as config_check  # pylint: disable=g-import-not-at-top
+  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   config = config_files.load_spec(spec)
   for item in overrides:
     key, sep, text = item.partition("=")
@@ -153,10 +153,10 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   Raises:
     ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
   """
-  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
-  from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
   from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
   from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top
+  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
+  from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
   c = with_seeds(config, num_seeds)
   read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(replica_results.seeds_of(c)), workdir)  # noqa: E731
   per_seed = read()
@@ -225,8 +225,8 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
       ``driver.check`` before the first run), two specs with the same name, or ``seeds < 0``.
   """
   from lwcl import layerwise  # pylint: disable=g-import-not-at-top
-  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
   names = [run_name(s) for s in specs]
   if len(set(names)) != len(names):
     raise ConfigError(f"two configs would share a workdir ({', '.join(names)}); pass each config once")

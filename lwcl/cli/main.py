@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from lwcl.config import files as config_files
 from lwcl import platform
+from lwcl.config import files as config_files
 from lwcl.errors import Interrupted, LwclError, exit_with
 
 FLAGS = flags.FLAGS

@@ -26,9 +26,7 @@ so this module imports no engine or run code.
 
 from __future__ import annotations
 
-from lwcl import layerwise
-from lwcl import methods
-from lwcl import models
+from lwcl import layerwise, methods, models
 from lwcl.config import sections
 from lwcl.core.options import Option
 from lwcl.data import pipeline, scenarios, sources, stream_loader

@@ -36,6 +36,7 @@ from lwcl.core.options import unknown_message
 from lwcl.data.sources import STREAMED
 from lwcl.errors import ConfigError
 
+
 def check_values(config) -> None:
   """Checks the values of a type-checked config (the rules of the module docstring).
 

@@ -7,6 +7,7 @@ checkpoint's pytree, :class:`Progress` as JSON in its metadata.
 from __future__ import annotations
 
 import dataclasses
+
 import flax
 import jax
 import numpy as np

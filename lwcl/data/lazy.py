@@ -38,7 +38,8 @@ class LazyImages:
   """uint8 ``[N, H, W, C]`` images read from disk when indexed.
 
   Indexing with an int array (any shape S), a boolean mask, a slice or an int returns NumPy uint8
-  (``S + [H, W, C]``, ``[n, H, W, C]``, or ``[H, W, C]`` for an int), in the order asked; :meth:`view` and :meth:`with_transform` return new lazy
+  (``S + [H, W, C]``, ``[n, H, W, C]``, or ``[H, W, C]`` for an int), in the order asked; :meth:`view` and
+  :meth:`with_transform` return new lazy
   views without reading.
   """
 

@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwcl.core.options import Option
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
 from lwcl.errors import ConfigError, DataError
-from lwcl.core.options import Option
 
 OPTIONS = (
     Option("data.normalize", "standardize", "standardize (per-channel mean / std of the training set) | unit "

@@ -15,7 +15,8 @@ Label spaces (``scenario.incremental``):
 * ``domain``: domain-incremental, one shared head whose outputs are the within-task labels.
 
 All randomness (class order, task order, permutations, subsampling, validation split) comes from
-``scenario.seed`` and ``scenario.order_seed`` (or an explicit ``scenario.task_order``); the same config always gives the same stream.
+``scenario.seed`` and ``scenario.order_seed`` (or an explicit ``scenario.task_order``); the same config always gives
+the same stream.
 """
 
 from __future__ import annotations
@@ -113,11 +114,6 @@ class Scenario:
   @property
   def num_tasks(self) -> int:
     return len(self.tasks)
-
-
-def _subsample(rng: np.random.Generator, n: int, limit: int) -> np.ndarray:
-  idx = rng.permutation(n)
-  return np.sort(idx[:limit]) if limit and limit < n else np.sort(idx)
 
 
 def _train_valid(rng, images, labels, task: int, cfg) -> tuple[Examples, Examples]:

@@ -15,10 +15,10 @@ import os
 
 import numpy as np
 
+from lwcl.core.options import Option
 from lwcl.data import idx, records
 from lwcl.data.lazy import LazyImages, StreamOptions
 from lwcl.errors import DataError
-from lwcl.core.options import Option
 
 SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
 STREAMED = ("arrayrecord", "tfds_stream")  # sources read batch by batch (train.steps_per_dispatch = 1)
@@ -197,7 +197,7 @@ def load_record_dataset(data_config) -> ImageDataset:
 
 
 def streamed_dataset(data_config, train, test, spec, source: str) -> ImageDataset:
-  """The :class:`ImageDataset` of two :class:`~lwcl.data.records.RecordReader`\ s: every label read once
+  r"""The :class:`ImageDataset` of two :class:`~lwcl.data.records.RecordReader`\ s: every label read once
   (int32, checked against the spec's classes), the images left on disk."""
   options = stream_options(data_config)
   for r in (train, test):  # one image each now: a spec that does not fit the records fails here, not mid-run
@@ -238,7 +238,7 @@ def concatenate(parts: list) -> ImageDataset:
 
 
 def load_dataset(data_config) -> ImageDataset:
-  """Loads the data set a config's ``data`` section names.
+  r"""Loads the data set a config's ``data`` section names.
 
   Args:
     data_config: ``config.data`` with ``name``, ``source`` (``auto`` | ``idx`` | ``tfds`` |

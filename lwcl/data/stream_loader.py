@@ -22,10 +22,10 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from lwcl.core.options import Option
 from lwcl.data import pipeline
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
-from lwcl.core.options import Option
 
 OPTIONS = (
     Option("data.stream.threads", 2, "grain read threads of the streaming loader", minimum=1),

@@ -21,21 +21,21 @@ from absl import logging
 
 from lwcl import layerwise
 from lwcl.config import values as config_values
-from lwcl.engine import optim
-from lwcl.platform import xla_flags
+from lwcl.core.model_fns import ModelFns
+from lwcl.core.record import Record
+from lwcl.core.state import TrainState
 from lwcl.data.pipeline import Preprocessor, steps_per_epoch
 from lwcl.data.scenarios import Scenario, build_scenario
 from lwcl.data.sources import load_dataset
+from lwcl.engine import optim
+from lwcl.engine.compiled import Overlay, Steps, compile_steps
+from lwcl.engine.replica_axis import ReplicaAxis, order_config
 from lwcl.errors import ConfigError
+from lwcl.io.results import data_fingerprint
 from lwcl.methods import Method, build_method
 from lwcl.models import build_model
+from lwcl.platform import xla_flags
 from lwcl.platform.devices import DataParallel
-from lwcl.engine.replica_axis import ReplicaAxis, order_config
-from lwcl.io.results import data_fingerprint
-from lwcl.core.record import Record
-from lwcl.engine.compiled import Overlay, Steps, compile_steps
-from lwcl.core.model_fns import ModelFns
-from lwcl.core.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,11 +11,11 @@ from typing import Callable
 
 import jax
 
+from lwcl.core.model_fns import ModelFns
+from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.steps import make_eval_step, make_train_step, make_train_steps
 from lwcl.methods import Method
 from lwcl.platform.devices import DataParallel
-from lwcl.engine.replica_axis import ReplicaAxis
-from lwcl.core.model_fns import ModelFns
-from lwcl.engine.steps import make_eval_step, make_train_step, make_train_steps
 
 
 @dataclasses.dataclass(frozen=True)

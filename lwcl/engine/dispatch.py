@@ -11,10 +11,10 @@ import numpy as np
 
 from lwcl.data import stream_loader
 from lwcl.data.pipeline import dispatch_lengths, step_indices
-from lwcl.layerwise import greedy_phase
+from lwcl.engine.build import Setup
 from lwcl.engine.replica_axis import stack
 from lwcl.engine.run_io import Run
-from lwcl.engine.build import Setup
+from lwcl.layerwise import greedy_phase
 
 
 def put(setup: Setup, batch: dict) -> dict:

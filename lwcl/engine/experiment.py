@@ -18,13 +18,13 @@ from typing import Callable
 import numpy as np
 import optax
 
-from lwcl.engine import loop
 from lwcl.core.model_fns import ModelFns
 from lwcl.core.record import Record
-from lwcl.data.scenarios import Scenario
-from lwcl.engine.replica_axis import ReplicaAxis
-from lwcl.engine.build import Setup
 from lwcl.core.state import TrainState
+from lwcl.data.scenarios import Scenario
+from lwcl.engine import loop
+from lwcl.engine.build import Setup
+from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.methods import Method
 from lwcl.platform.devices import DataParallel
 

@@ -27,17 +27,17 @@ import jax
 import numpy as np
 from absl import logging
 
+from lwcl.core.record import Progress
+from lwcl.core.state import TrainState
+from lwcl.data.pipeline import eval_batches
 from lwcl.engine import dispatch
 from lwcl.engine import report as run_report
-from lwcl.io.checkpoint import RunCheckpointer
-from lwcl.data.pipeline import eval_batches
-from lwcl.errors import DivergenceError
-from lwcl.engine.replica_axis import stack
-from lwcl.io.results import result_config
-from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, stopped
-from lwcl.core.record import Progress
 from lwcl.engine.build import Setup
-from lwcl.core.state import TrainState
+from lwcl.engine.replica_axis import stack
+from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, stopped
+from lwcl.errors import DivergenceError
+from lwcl.io.checkpoint import RunCheckpointer
+from lwcl.io.results import result_config
 
 MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 to 16 ahead (train_task)
 # Errors a host hook raises when it needs concrete values (it then runs replica by replica).

@@ -17,9 +17,9 @@ import numpy as np
 import optax
 
 from lwcl.config import sections as config_sections
+from lwcl.core.model_fns import ModelFns
 from lwcl.errors import ConfigError
 from lwcl.layerwise.greedy import check_schedule, greedy_phase, greedy_transformation
-from lwcl.core.model_fns import ModelFns
 
 OPTIONS = config_sections.OPTIMIZER  # declared in lwcl.config.sections (the validator cannot import lwcl.engine)
 

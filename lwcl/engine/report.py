@@ -15,10 +15,10 @@ import jax
 import numpy as np
 
 from lwcl.core import metrics as metrics_lib
+from lwcl.core.record import Progress, Record
+from lwcl.engine.run_io import Run
 from lwcl.io import report as report_lib
 from lwcl.io.results import RESULTS_FILE, fingerprint
-from lwcl.engine.run_io import Run
-from lwcl.core.record import Progress, Record
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 

@@ -13,9 +13,9 @@ from typing import Any, Callable, Sequence
 import jax
 import numpy as np
 
-from lwcl.io.checkpoint import RunCheckpointer
-from lwcl.errors import DivergenceError, Interrupted, LwclError
 from lwcl.core.record import Progress, Record
+from lwcl.errors import DivergenceError, Interrupted, LwclError
+from lwcl.io.checkpoint import RunCheckpointer
 
 
 @dataclasses.dataclass

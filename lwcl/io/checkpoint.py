@@ -25,8 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
-from lwcl.errors import CheckpointError
 from lwcl.core.options import Option
+from lwcl.errors import CheckpointError
 
 OPTIONS = (
     Option("checkpoint.every_steps", 500, "steps between checkpoints (also at every task end); 0 = task ends "

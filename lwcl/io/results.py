@@ -16,9 +16,9 @@ import json
 import os
 
 from lwcl.core import keys
-from lwcl.io.checkpoint import config_differences
 from lwcl.data import sources
 from lwcl.errors import ConfigError
+from lwcl.io.checkpoint import config_differences
 
 RESULTS_FILE = "results.json"
 # Config keys that do not change results (they may differ when a run is resumed).

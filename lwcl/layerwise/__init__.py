@@ -42,19 +42,27 @@ The run's optimizer factory (greedy-aware) is :func:`lwcl.engine.optim.optimizer
 
 from __future__ import annotations
 
+from lwcl.layerwise import fns as _fns
+from lwcl.layerwise import readouts as _readouts
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
-from lwcl.layerwise import fns as _fns, readouts as _readouts
 from lwcl.layerwise.fns import LOCAL_STEPS, MODES, LayerwiseFns, build_fns, is_layerwise
-from lwcl.layerwise.greedy import (GreedyState, check_schedule, greedy_phase, greedy_transformation,
-                                   with_phase)
-from lwcl.layerwise.readouts import (FORGETTING_PLOT_FILE, PLOT_FILE, Readouts, block_depths,
-                                     plot_block_accuracy, plot_block_forgetting, train_linear_probe)
+from lwcl.layerwise.greedy import GreedyState, check_schedule, greedy_phase, greedy_transformation, with_phase
+from lwcl.layerwise.readouts import (
+                                   FORGETTING_PLOT_FILE,
+                                   PLOT_FILE,
+                                   Readouts,
+                                   block_depths,
+                                   plot_block_accuracy,
+                                   plot_block_forgetting,
+                                   train_linear_probe,
+)
 
 # Every layerwise.* key (lwcl/layerwise/fns.py, lwcl/layerwise/readouts.py).
 OPTIONS = _fns.OPTIONS + _readouts.OPTIONS
 
 __all__ = [
-    "FORGETTING_PLOT_FILE", "LOCAL_STEPS", "MODES", "PLOT_FILE", "GreedyState", "LayerwiseFns", "Readouts", "block_depths",
+    "FORGETTING_PLOT_FILE", "LOCAL_STEPS", "MODES", "PLOT_FILE", "GreedyState", "LayerwiseFns", "Readouts",
+    "block_depths",
     "block_output_shapes", "build_fns", "check_schedule", "greedy_phase", "greedy_transformation",
     "is_layerwise", "parse_cuts", "plot_block_accuracy", "plot_block_forgetting", "train_linear_probe", "with_phase",
 ]

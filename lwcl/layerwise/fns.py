@@ -12,11 +12,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwcl.core.model_fns import ModelFns, cross_entropy, mask_logits
 from lwcl.core.options import Option
 from lwcl.layerwise.cuts import block_output_shapes, parse_cuts
 from lwcl.models.aux_heads import AUX_HEADS, AuxHead, adaptive_avg_pool
 from lwcl.models.network import Network, readout
-from lwcl.core.model_fns import ModelFns, cross_entropy, mask_logits
 
 MODES = ("backprop", "local", "greedy")
 LOCAL_STEPS = ("segmented", "autodiff")

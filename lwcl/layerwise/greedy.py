@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from lwcl.core.model_fns import ModelFns
 from lwcl.errors import ConfigError
 from lwcl.layerwise.fns import LayerwiseFns
-from lwcl.core.model_fns import ModelFns
 
 
 def check_schedule(fns: ModelFns, epochs_per_task: int) -> None:

@@ -14,11 +14,11 @@ import numpy as np
 import optax
 
 from lwcl.core import metrics
+from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
 from lwcl.core.options import Option
 from lwcl.data.pipeline import eval_batches
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
-from lwcl.core.model_fns import MASKED_LOGIT, ModelFns
 
 # The layerwise.linear_probe.* keys (learning_rate > 0, l2 >= 0 and pool >= 0 when enabled: the config
 # validator's cross-key rules, lwcl/config/values.py).

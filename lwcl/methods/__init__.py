@@ -18,13 +18,13 @@ effect fills the table.
 from __future__ import annotations
 
 from lwcl.errors import ConfigError
-from lwcl.methods.base import FineTune, Joint, Method, NoState
 from lwcl.methods.agem import AGEM
+from lwcl.methods.base import FineTune, Joint, Method, NoState
 from lwcl.methods.episodic import EpisodicState
 from lwcl.methods.ewc import EWC
 from lwcl.methods.gem import GEM
-from lwcl.methods.l2 import L2
 from lwcl.methods.importance import ImportanceState
+from lwcl.methods.l2 import L2
 from lwcl.methods.lgd import LGD
 from lwcl.methods.mas import MAS
 from lwcl.methods.nai import NAI

@@ -29,7 +29,6 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
-import optax
 
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError

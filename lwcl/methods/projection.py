@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lwcl.methods.param_groups import Grouping, check_grouping, parameter_groups
 from lwcl.methods import gem_report as projection_report
 from lwcl.methods.gem_report import GemReport
+from lwcl.methods.param_groups import Grouping, check_grouping, parameter_groups
 from lwcl.methods.qp import QPInfo, solve_nonneg_qp  # noqa: F401  (solve_nonneg_qp re-exported)
 
 

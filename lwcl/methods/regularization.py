@@ -40,8 +40,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lwcl.models.mlp import ACTIVATION_PREFIX
 from lwcl.core.model_fns import MASKED_LOGIT
+from lwcl.models.mlp import ACTIVATION_PREFIX
 
 ACCUMULATE = ("sum", "max")
 NAI_NORMALIZE = ("layer_mean", "layer_max", "none")

@@ -11,8 +11,8 @@ from typing import Callable
 
 from lwcl.core.options import Option, pick
 from lwcl.errors import ConfigError
-from lwcl.models.conv import CONV_IMPL, resolve_conv_impl
 from lwcl.models import convnet, imagenet, mlp, resnet
+from lwcl.models.conv import CONV_IMPL, resolve_conv_impl
 from lwcl.models.convnet import convnet_blocks
 from lwcl.models.heads import TaskHeads
 from lwcl.models.imagenet import greedy_vgg_blocks, imagenet_resnet18_blocks

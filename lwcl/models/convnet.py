@@ -10,9 +10,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from lwcl.core.options import Option
 from lwcl.models.conv import conv
 from lwcl.models.mlp import DenseBlock, sow_activation
-from lwcl.core.options import Option
 
 CONV_STAGES = Option("model.conv_stages", ((32,), (64,)), "convnet: channels of the 3x3 convs of each stage "
                      "(a 2x2 max pool after each stage)", minimum=1)

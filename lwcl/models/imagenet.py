@@ -18,11 +18,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from lwcl.core.options import Option
 from lwcl.models.conv import conv
 from lwcl.models.mlp import sow_activation
-from lwcl.models.resnet import BasicBlock
-from lwcl.core.options import Option
-from lwcl.models.resnet import STRIDES
+from lwcl.models.resnet import STRIDES, BasicBlock
 
 # The model.* keys each network here reads (beside model.name and model.conv_impl).
 IMAGENET_RESNET18_OPTIONS = (

@@ -16,10 +16,10 @@ from __future__ import annotations
 import flax.linen as nn
 import jax
 
+from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.models.conv import conv
 from lwcl.models.mlp import sow_activation
-from lwcl.core.options import Option
 
 STRIDES = Option("model.strides", "standard", "strides of the residual blocks: standard | accelerated "
                  "(Ma et al. 2010.08038) | comma-separated ints, one per block")

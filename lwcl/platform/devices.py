@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from lwcl.errors import ConfigError
 from lwcl.core.options import Option
+from lwcl.errors import ConfigError
 
 OPTIONS = (
     Option("devices.num_devices", 0, "data-parallel over this many local devices; 0 = all", minimum=0),

@@ -18,16 +18,15 @@ from typing import Callable
 
 from lwcl.config import types as config_check
 from lwcl.config import values as config_values
-from lwcl.runs import orders
-from lwcl.runs import summaries as replica_results
-from lwcl.runs import seeds as replicas
-from lwcl.io import report
-from lwcl.runs import kinds as run_kind
-from lwcl.runs import sweep
-from lwcl.io import lock as workdir_lock
-from lwcl.errors import LwclError
 from lwcl.engine.experiment import Experiment
+from lwcl.errors import LwclError
+from lwcl.io import lock as workdir_lock
+from lwcl.io import report
 from lwcl.io.results import finished_results
+from lwcl.runs import kinds as run_kind
+from lwcl.runs import orders, sweep
+from lwcl.runs import seeds as replicas
+from lwcl.runs import summaries as replica_results
 
 
 def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> dict:
@@ -61,8 +60,8 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
 def check(config) -> None:
   """Every check of a config that needs no data: value types against ``configs/default.py``
   (:mod:`lwcl.config.types`), value ranges, names and combinations (:mod:`lwcl.config.values`), and a
-  sweep's candidates (:func:`lwcl.runs.sweep.validate`). :func:`run` calls it before the workdir is touched; ``bin/compare``
-  calls it on every config before the first run.
+  sweep's candidates (:func:`lwcl.runs.sweep.validate`). :func:`run` calls it before the workdir is touched;
+  ``bin/compare`` calls it on every config before the first run.
 
   Raises:
     ConfigError: the first bad value, as one line.

@@ -25,16 +25,16 @@ from typing import Callable
 import numpy as np
 
 from lwcl.core import metrics
-from lwcl.io import report
 from lwcl.data.scenarios import task_order
-from lwcl.errors import ConfigError
+from lwcl.engine.build import UnequalStreams
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
-from lwcl.runs.summaries import seeds_of, write_summaries
-from lwcl.runs.seeds import run_one_after_another
-from lwcl.engine.build import UnequalStreams
+from lwcl.errors import ConfigError
+from lwcl.io import report
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.runs.seeds import run_one_after_another
+from lwcl.runs.summaries import seeds_of, write_summaries
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 ORDERS_SEED = 0  # seeds the draw of orders 1..R-1 (the same orders for every method and seed)

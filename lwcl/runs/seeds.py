@@ -28,9 +28,9 @@ from __future__ import annotations
 from typing import Callable
 
 from lwcl.config import values as config_values
-from lwcl.errors import ConfigError
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, replica, stack  # noqa: F401  (re-exported)
+from lwcl.errors import ConfigError
 from lwcl.runs.summaries import seeds_of, write_summary
 
 

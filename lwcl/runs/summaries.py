@@ -15,8 +15,8 @@ import os
 import numpy as np
 
 from lwcl.core import metrics
-from lwcl.io import report
 from lwcl.engine.replica_axis import seed_config  # noqa: F401  (re-exported)
+from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
@@ -40,7 +40,8 @@ def summarize(config, per_seed: list) -> dict:
     config: the replica run's config; per_seed: each seed's results dict, in seed order.
   Returns:
     ``{'num_seeds', 'seeds', 'runs': [{'seed', 'acc', 'bwt', 'fwt', 'forgetting', 'accuracy_matrix',
-    'final_train_loss'} and the method's report (:data:`METHOD_REPORTS`, e.g. GEM's ``gem_solver``)], 'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
+    'final_train_loss'} and the method's report (:data:`METHOD_REPORTS`, e.g. GEM's ``gem_solver``)],
+    'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
     'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
     'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
     'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the

@@ -23,27 +23,16 @@ from lwcl.config import files as config_files
 from lwcl.config import sections as config_sections
 from lwcl.config import values as config_values
 from lwcl.engine import replica_axis
-from lwcl.runs import summaries as replica_results
-from lwcl.runs import seeds as replicas
-from lwcl.io import report
-from lwcl.errors import ConfigError
-from lwcl.engine.experiment import Experiment
-from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
-from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
+from lwcl.engine.experiment import Experiment
+from lwcl.io import report
+from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.runs import seeds as replicas
+from lwcl.runs import summaries as replica_results
+from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 OPTIONS = config_sections.SWEEP  # declared in lwcl.config.sections (the validator cannot import lwcl.runs)
-
-
-def candidate_config(config, value, split: str):
-  """``config`` with the swept key set to ``value``, ``eval.split = split`` and the sweep cleared
-  (:func:`lwcl.engine.replica_axis.candidate_config`).
-
-  Raises:
-    ConfigError: if ``sweep.key`` is not a numeric key of the config.
-  """
-  return replica_axis.candidate_config(config, config.sweep.key, value, split)
 
 
 def validate(config) -> None:
@@ -56,7 +45,7 @@ def validate(config) -> None:
   """
   config_values.check_values(config)
   for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
-    config_values.check_values(candidate_config(config, value, "valid"))
+    config_values.check_values(replica_axis.candidate_config(config, config.sweep.key, value, "valid"))
 
 
 def _run(config, workdir: str, on_step) -> dict:
@@ -100,8 +89,8 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
     per_replica = _train_candidates(config, workdir, per_replica, on_step)
   rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
-    summaries = write_summaries([(candidate_config(config, v, "valid"), os.path.join(sweep_dir, f"{v:g}"))
-                                 for v in values], per_replica)
+    summaries = write_summaries([(replica_axis.candidate_config(config, config.sweep.key, v, "valid"),
+                                  os.path.join(sweep_dir, f"{v:g}")) for v in values], per_replica)
     rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
              "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
@@ -109,7 +98,8 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   over = f" mean over {len(seeds)} seeds" if seeds else ""
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
-  final = _run(candidate_config(config, best["value"], "test"), os.path.join(workdir, "final"), on_step)
+  final = _run(replica_axis.candidate_config(config, config.sweep.key, best["value"], "test"),
+               os.path.join(workdir, "final"), on_step)
   results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
   report.write_json_atomic(path, results)
@@ -130,7 +120,7 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
       return exp.run_replicas(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
-      [(f"sweep {key}={value} (validation split)", candidate_config(config, value, "valid"),
+      [(f"sweep {key}={value} (validation split)", replica_axis.candidate_config(config, key, value, "valid"),
         os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
 
 
@@ -150,7 +140,8 @@ def _program(config):
 
 def _axis(config) -> replica_axis.ReplicaAxis:
   """The sweep's candidates (times the seeds, with ``num_seeds``) as a replica axis (their folders
-  ``<value>`` or ``<value>/seed<s>``, their configs :func:`candidate_config` on the validation split)."""
+  ``<value>`` or ``<value>/seed<s>``, their configs :func:`lwcl.engine.replica_axis.candidate_config` on the
+  validation split)."""
   return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
                                                 _seeds(config))
 

@@ -37,9 +37,9 @@ import sys
 
 import numpy as np
 
+from lwcl import platform
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.studies.outputs import write_study
-from lwcl import platform
 
 
 def load_runs(study: str) -> dict:
@@ -155,13 +155,16 @@ def table(result: dict) -> str:
            "best block head (blocks) | last head |", "|---|---|---|---|---|---|---|---|"]
   for g in result["groups"]:
     gap, vs, n = g["gap_to_backprop"], g["against_local"], len(g["seeds"])
+    against = (_pm(vs["mean_std"], n=len(vs["seeds"])) + " (" + ", ".join(f"{d:+.2f}" for d in vs["per_seed"]) + ")"
+               if vs else "-")
     lines.append(f"| {g['network']} | {g['variant']} | {','.join(map(str, g['seeds']))} | {_pm(g['acc'], n=n)} | "
                  f"{_pm(gap['mean_std'], n=len(gap['seeds'])) if gap else '-'} | "
-                 f"{(_pm(vs['mean_std'], n=len(vs['seeds'])) + ' (' + ', '.join(f'{d:+.2f}' for d in vs['per_seed']) + ')') if vs else '-'} | "
+                 f"{against} | "
                  f"{_pm(g['best_head'], 1, n)} ({', '.join(map(str, g['best_head_blocks']))} of {g['blocks']}) | "
                  f"{_pm(g['last_head'], 1, n)} |")
   lines += ["", "| network | variant | seed | test ACC | best head (block) | last head | linear probe: best (block) "
-            "/ last | test accuracy after each epoch (\\| at each decay) | training | peak RSS (KB) |", "|---" * 10 + "|"]
+            "/ last | test accuracy after each epoch (\\| at each decay) | training | peak RSS (KB) |",
+            "|---" * 10 + "|"]
   for r in result["runs"]:
     every = r["decay_every_epochs"] or len(r["epoch_accuracy"])
     ep = r["epoch_accuracy"]

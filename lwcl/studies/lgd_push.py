@@ -33,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lwcl.methods import projection
+from lwcl import platform
 from lwcl.data.pipeline import train_batches
 from lwcl.io.figures import pyplot, save_figure
-from lwcl import platform
+from lwcl.methods import projection
 
 RULES = ("equation", "sum", "mean")
 
@@ -81,8 +81,8 @@ def run(config, out_dir: str, num_batches: int) -> list:
   Raises:
     ConfigError: ``config.method.name`` is not ``lgd`` (or any error of the run itself).
   """
-  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lwcl.engine.experiment import Experiment  # pylint: disable=g-import-not-at-top
+  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   if config.method.name != "lgd":
     raise ConfigError(f"lgd_push probes LGD runs; {config.method.name} is not lgd")
   exp = Experiment(config)

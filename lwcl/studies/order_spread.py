@@ -27,8 +27,8 @@ import sys
 
 import numpy as np
 
-from lwcl.studies.outputs import write_study
 from lwcl import platform
+from lwcl.studies.outputs import write_study
 
 STATISTICS = ("acc_std", "aopd", "mopd")
 

@@ -16,8 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import small_config
-import helpers
 from lwcl.config import files as config_files
 from lwcl.core.state import TrainState
 from lwcl.engine import optim
@@ -27,6 +25,9 @@ from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.engine.steps import make_train_step
 from lwcl.methods import METHODS, build_method
+
+import helpers
+from helpers import small_config
 
 pytestmark = pytest.mark.contract
 

@@ -7,9 +7,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import helpers
 from lwcl.config import files as config_files
 from lwcl.methods import METHODS
+
+import helpers
 
 
 def _method(strength):

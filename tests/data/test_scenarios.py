@@ -1,0 +1,89 @@
+"""lwcl.data.scenarios: split, permuted and rotated scenarios on synthetic data."""
+
+
+import numpy as np
+import pytest
+
+from lwcl.data import scenarios, sources
+from lwcl.errors import ConfigError
+
+from helpers import small_config
+
+
+def synthetic_dataset(n=200, size=6, classes=10, seed=0):
+  rng = np.random.default_rng(seed)
+  mk = lambda k: (rng.integers(0, 256, (k, size, size, 1), dtype=np.uint8),
+                  (np.arange(k) % classes).astype(np.int32))
+  (tx, ty), (vx, vy) = mk(n), mk(n // 2)
+  return sources.ImageDataset("synthetic", tx, ty, vx, vy, classes, tuple(map(str, range(classes))), "test")
+
+
+def test_split_task_incremental_multi_head():
+  ds = synthetic_dataset()
+  cfg = small_config(**{"scenario.num_tasks": 5, "scenario.samples_per_task": 0})
+  sc = scenarios.build_scenario(cfg.scenario, ds)
+  assert sc.num_heads == 5 and sc.output_dim == 2 and sc.label_masks.all()
+  for t, task in enumerate(sc.tasks):
+    assert task.classes == (2 * t, 2 * t + 1)
+    assert set(np.unique(task.train.labels)) == {0, 1}
+    assert len(task.train) == 40 and len(task.test) == 20
+
+
+def test_split_masked_and_class_incremental_keep_global_labels():
+  ds = synthetic_dataset()
+  masked = scenarios.build_scenario(small_config(**{"scenario.task_heads": "masked"}).scenario, ds)
+  assert masked.num_heads == 1 and masked.output_dim == 10
+  np.testing.assert_array_equal(masked.label_masks[1], np.isin(np.arange(10), [2, 3]))
+  assert set(np.unique(masked.tasks[1].train.labels)) == {2, 3}
+  cls = scenarios.build_scenario(small_config(**{"scenario.incremental": "class"}).scenario, ds)
+  assert cls.num_heads == 1 and cls.output_dim == 10 and cls.label_masks.all()
+  assert set(np.unique(cls.tasks[2].test.labels)) == {4, 5}
+
+
+def test_class_and_task_order_and_samples_and_validation():
+  ds = synthetic_dataset(n=400)
+  cfg = small_config(**{"scenario.class_order": (9, 8, 7, 6, 5, 4), "scenario.order_seed": 3,
+                        "scenario.samples_per_task": 30, "scenario.validation_fraction": 0.25})
+  sc = scenarios.build_scenario(cfg.scenario, ds)
+  order = scenarios.task_order(3, 3)
+  assert [t.classes for t in sc.tasks] == [((9, 8), (7, 6), (5, 4))[i] for i in order]
+  for task in sc.tasks:
+    assert len(task.train) == 30 and len(task.valid) == 20  # 80 per task, a quarter held out
+    # validation and training examples are disjoint
+    tr = {a.tobytes() for a in task.train.images}
+    assert not tr & {a.tobytes() for a in task.valid.images}
+
+
+def test_impossible_scenarios_raise_config_errors():
+  ds = synthetic_dataset()
+  with pytest.raises(ConfigError, match="cannot be split evenly"):
+    scenarios.build_scenario(small_config(**{"scenario.num_tasks": 3,
+                                             "scenario.classes_per_task": 0}).scenario, ds)
+  with pytest.raises(ConfigError, match="need 12 classes"):
+    scenarios.build_scenario(small_config(**{"scenario.num_tasks": 6}).scenario, ds)
+  with pytest.raises(ConfigError, match="class_order"):
+    scenarios.build_scenario(small_config(**{"scenario.class_order": (1, 1, 2)}).scenario, ds)
+
+
+def test_permuted_applies_one_fixed_permutation_per_task():
+  ds = synthetic_dataset()
+  sc = scenarios.build_scenario(small_config(**{"scenario.kind": "permuted",
+                                                "scenario.samples_per_task": 0}).scenario, ds)
+  assert sc.output_dim == 10 and sc.num_heads == 3
+  seen = []
+  for task in sc.tasks:
+    perm = np.random.default_rng(task.transform["permutation_seed"]).permutation(36)
+    np.testing.assert_array_equal(task.test.images.reshape(-1, 36)[:, :],
+                                  ds.test_images.reshape(-1, 36)[:, perm])
+    seen.append(tuple(perm))
+  assert len(set(seen)) == 3
+
+
+def test_rotated_rotates_by_the_task_angle():
+  ds = synthetic_dataset()
+  sc = scenarios.build_scenario(small_config(**{"scenario.kind": "rotated", "scenario.angles": (0.0, 90.0, 180.0),
+                                                "scenario.incremental": "domain"}).scenario, ds)
+  assert sc.num_heads == 1
+  np.testing.assert_array_equal(sc.tasks[0].test.images, ds.test_images)
+  np.testing.assert_array_equal(sc.tasks[1].test.images, np.rot90(ds.test_images, 1, axes=(1, 2)))
+  np.testing.assert_array_equal(sc.tasks[2].test.images, ds.test_images[:, ::-1, ::-1])

@@ -1,0 +1,305 @@
+"""Hostile inputs and faults a new user meets (issue 16, B-D), through the real entry points.
+
+Every case ends in one ``error: <problem>; <fix>`` line and exit status 2 (Ctrl-C: one ``stopped:`` line
+and 130), and leaves the workdir as it found it: a refused run creates no workdir, overwrites and deletes
+nothing, and writes no TensorBoard file. The cases refused before training run as concurrent
+subprocesses (each costs about an import of JAX).
+"""
+
+import ast
+import concurrent.futures
+import glob
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lwcl.io import lock as workdir_lock
+
+from helpers import (
+  LOCK_AND_SLEEP,
+  ROOT,
+  TESTS,
+  TINY_CONFIG_FILE,
+  assert_one_line_error,
+  assert_same_stream,
+  cli,
+  load_results,
+  snapshot,
+)
+
+# The issue's tiny run T (flags after --config and --workdir).
+T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
+     "--config.train.epochs_per_task=1", "--config.train.progress=False"]
+
+
+DEFAULT = f"--config={ROOT}/configs/default.py"
+
+
+def write_results(content):
+  def setup(workdir):
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+      f.write(content)
+  return setup
+
+
+def write_file(workdir):
+  with open(workdir, "w") as f:
+    f.write("not a folder\n")
+
+
+def tiny_config(workdir):
+  with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
+    f.write(TINY_CONFIG_FILE.format(tests=TESTS))
+
+
+# id: (entry point arguments; WORKDIR and TINY stand for the case's workdir and tiny.py), fragments of the
+# error line, set-up of the workdir before the run (None: no workdir).
+CASES = {
+    "B6 --config file missing": (["--config=nope.py", "--workdir=WORKDIR"],
+                                 ["config file nope.py not found", "--config=configs/default.py"], None),
+    "B7 model.hidden=(0,)": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.model.name=mlp",
+                              "--config.model.hidden=(0,)"], ["model.hidden=(0,)", "at least 1", "(256,256)"],
+                             None),
+    "B8 results.json without a config": ([DEFAULT, "--workdir=WORKDIR", *T],
+                                         ["results.json is incomplete", "move it away"],
+                                         write_results('{"config": {}}')),
+    "B8 results.json without results": ([DEFAULT, "--workdir=WORKDIR", *T], ["incomplete", "'method'"],
+                                        write_results('{"config": {"seed": 0}}')),
+    "B10 default.py takes no argument": ([f"{DEFAULT}:foo", "--workdir=WORKDIR"],
+                                         ["takes no argument", "':foo'", "pass --config="], None),
+    "B10 bad config argument": ([f"--config={ROOT}/configs/layerwise_fmnist.py:resnet21,sideways",
+                                 "--workdir=WORKDIR"],
+                                ["name exactly one mode of backprop, local, greedy", "argument after ':'"], None),
+    "C12 compare: bad method in the second config": (
+        ["-m", "lwcl.cli.compare", "--out=WORKDIR", "TINY:finetune", "TINY:ewcc"],
+        ["tiny.py:ewcc", "unknown method.name 'ewcc'", "use one of"], tiny_config),
+    "C12 compare: bad model.hidden in the second config": (
+        ["-m", "lwcl.cli.compare", "--out=WORKDIR", "TINY:finetune", "TINY:joint/a,b"],
+        ["tiny.py:joint/a,b", "model.hidden=('a', 'b')", "'a' is not an integer"], tiny_config),
+    "C12 compare: bad --set value": (["-m", "lwcl.cli.compare", "--out=WORKDIR", "--set",
+                                      "train.epochs_per_task=abc", "TINY:finetune"],
+                                     ["train.epochs_per_task=abc", "not an integer", "--set "], tiny_config),
+    "C14 learning_rate=nan": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.learning_rate=nan"],
+                              ["optimizer.learning_rate=nan", "not a finite number"], None),
+    "C14 learning_rate=inf": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.learning_rate=inf"],
+                              ["optimizer.learning_rate=inf", "not a finite number"], None),
+    "C15 unknown key": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.train.epochs=1"],
+                        ["unknown config key train.epochs", "did you mean train.epochs_per_task"], None),
+    "C15 unknown section": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.trian.epochs_per_task=1"],
+                            ["unknown config key trian.epochs_per_task", "did you mean train.epochs_per_task"],
+                            None),
+    "C16 workdir is a file": ([DEFAULT, "--workdir=WORKDIR", *T], ["is a file, not a folder"], write_file),
+    "D18 sweep.key with num_orders": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.sweep.key=method.strength",
+                                       "--config.sweep.candidates=(1.,10.)",
+                                       "--config.scenario.validation_fraction=0.1", "--config.num_orders=2"],
+                                      ["sweep.key cannot be combined with num_orders"], None),
+    "D19 samples_per_task=-5": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.scenario.samples_per_task=-5"],
+                                ["scenario.samples_per_task=-5", "at least 0"], None),
+    "D19 classes_per_task=-1": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.scenario.classes_per_task=-1"],
+                                ["scenario.classes_per_task=-1", "at least 0"], None),
+    "D19 num_orders=-2": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.num_orders=-2"],
+                          ["num_orders=-2", "at least 0"], None),
+    "Also num_tasks=0": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.scenario.num_tasks=0"],
+                         ["scenario.num_tasks=0", "at least 1"], None),
+    "Also validation_fraction=1.0": ([DEFAULT, "--workdir=WORKDIR", *T,
+                                      "--config.scenario.validation_fraction=1.0"],
+                                     ["scenario.validation_fraction=1.0", "[0, 1)"], None),
+    "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
+                                          "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
+}
+
+
+def outputs(workdir):
+  """What ``workdir`` holds: None when missing, a file's modification time, else the modification time of
+  each file but the lock file (which a run rewrites, refused or not)."""
+  if not os.path.exists(workdir):
+    return None
+  if not os.path.isdir(workdir):
+    return os.stat(workdir).st_mtime_ns
+  return {k: v for k, v in snapshot(workdir).items() if k != workdir_lock.LOCK_FILE}
+
+
+def _run_case(tmp, name):
+  argv, _, setup = CASES[name]
+  case_dir = os.path.join(tmp, "".join(c if c.isalnum() else "_" for c in name))
+  os.makedirs(case_dir)
+  workdir = os.path.join(case_dir, "w")
+  if setup is not None:
+    setup(workdir)
+  before = outputs(workdir)
+  argv = [a.replace("WORKDIR", workdir).replace("TINY", os.path.join(case_dir, "tiny.py")) for a in argv]
+  if argv[0] != "-m":
+    argv = ["-m", "lwcl.main", *argv]
+  proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600)
+  return proc, workdir, before
+
+
+@pytest.fixture(scope="module")
+def case_results(tmp_path_factory):
+  """Every case of :data:`CASES`, run as concurrent subprocesses: ``{name: (proc, workdir, snapshot)}``."""
+  tmp = str(tmp_path_factory.mktemp("hostile"))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    futures = {name: pool.submit(_run_case, tmp, name) for name in CASES}
+    return {name: f.result() for name, f in futures.items()}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_refused_before_training_with_one_line_and_nothing_written(case_results, name):
+  proc, workdir, before = case_results[name]
+  line = assert_one_line_error(proc, *CASES[name][1])
+  assert "; " in line and "\\'" not in line and "\\n" not in line and "Traceback" not in line, line
+  if before is None:
+    assert not os.path.exists(workdir), os.listdir(workdir)  # not even the lock file's folder
+  else:  # nothing added (no TensorBoard file), changed or removed
+    assert outputs(workdir) == before
+
+
+def test_help_exits_0():
+  proc = subprocess.run([sys.executable, "-m", "lwcl.main", "--help"], capture_output=True, text=True, cwd=ROOT,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "--workdir" in proc.stdout + proc.stderr
+
+
+def test_every_error_message_names_a_fix():
+  """Every message of an lwcl error raised with literal text has the ``; <fix>`` part (static scan)."""
+  user_errors = {"LwclError", "ConfigError", "DataError", "CheckpointError", "DivergenceError",
+                 "WorkdirLockedError", "Interrupted"}
+  bad = []
+  for path in sorted(glob.glob(os.path.join(ROOT, "lwcl", "**", "*.py"), recursive=True)):
+    with open(path) as f:
+      tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+      if not (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) and node.exc.args):
+        continue
+      name = getattr(node.exc.func, "id", getattr(node.exc.func, "attr", ""))
+      texts = [c.value for c in ast.walk(node.exc.args[0]) if isinstance(c, ast.Constant)
+               and isinstance(c.value, str)]
+      passed_on = not any(c.isalpha() for t in texts for c in t)  # f"{spec}: {e}": e has its fix
+      if name in user_errors and texts and not passed_on and not any(";" in t for t in texts):
+        bad.append(f"{os.path.relpath(path, ROOT)}:{node.lineno}: {''.join(texts)[:80]}")
+  assert not bad, bad
+
+
+def test_a_run_inside_a_running_study_is_refused(tmp_path):
+  study = str(tmp_path / "study")
+  holder = subprocess.Popen([sys.executable, "-c", LOCK_AND_SLEEP, study], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    before = snapshot(study)
+    proc = cli(os.path.join(study, "order0"))
+    assert_one_line_error(proc, "inside", study, f"pid {holder.pid}", "outside it")
+    for sub in ("seed0", os.path.join("sweep", "10")):
+      with pytest.raises(workdir_lock.WorkdirLockedError, match="inside"):
+        with workdir_lock.hold(os.path.join(study, sub)):
+          pass
+    assert snapshot(study) == before and os.listdir(study) == [workdir_lock.LOCK_FILE]
+  finally:
+    holder.kill()
+    holder.wait()
+  with workdir_lock.hold(os.path.join(study, "order0")):  # the study has ended: its folders are free
+    pass
+
+
+# Checkpoints at steps 4, 8, ..., and task ends (10 steps per task): a fault after global step 17 (task 2,
+# step 7) leaves checkpoints 12 and 16; a rerun resumes at task 2, step 6.
+FAULT_RUN = ["--config.checkpoint.every_steps=4"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """The results of the fault runs' config run without a fault."""
+  workdir = str(tmp_path_factory.mktemp("reference") / "w")
+  proc = cli(workdir, *FAULT_RUN)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir
+
+
+def test_results_json_has_the_mode_of_the_other_outputs(reference):
+  mode = lambda name: os.stat(os.path.join(reference, name)).st_mode & 0o777  # noqa: E731
+  assert mode("results.json") == mode("accuracy_matrix.png")
+
+
+def test_ctrl_c_mid_task_stops_with_one_line_and_a_rerun_resumes(tmp_path, reference):
+  workdir = str(tmp_path / "w")
+  proc = cli(workdir, *FAULT_RUN, kill_after_step="17:INT")
+  assert proc.returncode == 130, proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.rstrip().splitlines()[-1]
+  assert last.startswith("stopped: interrupted (Ctrl-C) in task 2 of 3 after step 7 of the task"), last
+  assert "rerun the same command to resume from its last checkpoint (task 2, step 6 of the task)" in last
+  assert not [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "16"]
+  # A refused run (another experiment's checkpoint) adds no TensorBoard file, and changes nothing.
+  before = outputs(workdir)
+  assert_one_line_error(cli(workdir, *FAULT_RUN, "--config.optimizer.learning_rate=0.5"),
+                        "different experiment")
+  assert outputs(workdir) == before
+  proc = cli(workdir, *FAULT_RUN)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resuming from checkpoint at task 2, step 6" in proc.stdout
+  assert_same_stream(load_results(workdir), load_results(reference))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+  """A 2 MB tmpfs at ``tmp_path/disk`` (root only: skipped where mounting is not allowed)."""
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  try:
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)],
+                             capture_output=True, timeout=60).returncode == 0
+  except OSError:
+    mounted = False
+  if not mounted:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  try:
+    yield str(disk)
+  finally:
+    subprocess.run(["umount", str(disk)], capture_output=True, timeout=60)
+
+
+def test_full_disk_ends_in_one_line_keeps_the_checkpoint_and_a_rerun_resumes(small_disk, reference):
+  workdir = os.path.join(small_disk, "w")
+  proc = cli(workdir, *FAULT_RUN, kill_after_step="17:FILL")  # fills the disk after step 17
+  assert_one_line_error(proc, "no space left on the device", workdir, "rerun the same command to resume")
+  assert "Traceback" not in proc.stderr and "RESOURCE_EXHAUSTED" not in proc.stderr, proc.stderr[-3000:]
+  assert {"12", "16"} <= set(os.listdir(os.path.join(workdir, "checkpoints")))
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  os.unlink(os.path.join(small_disk, "filler"))
+  proc = cli(workdir, *FAULT_RUN)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resuming from checkpoint at task 2, step 6" in proc.stdout
+  assert_same_stream(load_results(workdir), load_results(reference))
+
+
+# SMALL sets model.hidden=(32,); ml_collections appends a repeated tuple override: (32, '(100,abc)').
+@pytest.mark.parametrize("overrides,fragments", [
+    (["--config.model.hidden=(100,abc)"], ["model.hidden=(32, '(100,abc)')", "'abc' is not an integer"]),
+    (["--config.model.name=convnet", "--config.model.hidden=(100,abc)"], ["model.hidden=", "'abc'"]),
+    (["--config.train.epochs_per_task=1.5"], ["train.epochs_per_task=1.5", "not an integer"]),
+    (["--config.train.progress=yes"], ["train.progress=yes", "not a boolean"]),
+])
+def test_bad_overrides_end_in_one_line_before_the_workdir_exists(tmp_path, overrides, fragments):
+  workdir = str(tmp_path / "w")
+  assert_one_line_error(cli(workdir, *overrides), *fragments)
+  assert not os.path.exists(workdir)
+
+
+def test_unknown_and_mistyped_config_keys(tmp_path):
+  proc = cli(str(tmp_path / "w"), "--config.train.batchsize=3")
+  assert_one_line_error(proc, "batchsize")
+  proc = cli(str(tmp_path / "w"), "--config.train.batch_size=lots")
+  assert_one_line_error(proc, "batch_size")
+  assert not os.path.exists(str(tmp_path / "w"))
+
+
+def test_impossible_scenario_and_missing_data(tmp_path):
+  proc = cli(str(tmp_path / "w"), "--config.scenario.num_tasks=4", "--config.scenario.classes_per_task=0")
+  assert_one_line_error(proc, "cannot be split evenly", "num_tasks")
+  proc = cli(str(tmp_path / "w"), "--config.data.source=idx", f"--config.data.idx_dir={tmp_path}/none")
+  assert_one_line_error(proc, "not found", "dataset-fashion-mnist")

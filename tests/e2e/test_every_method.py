@@ -1,0 +1,40 @@
+"""Every method in every training mode, through the real driver (tests/e2e/test_resume.py resumes each
+method after a SIGKILL in mid-task, reusing these runs).
+
+A tiny stream (MLP 16-16, 2 tasks of 2 classes, 120 examples per task, batch 20, 6 steps per task) keeps
+the 27 runs and 9 kill/resume pairs within a few minutes on 2 CPU cores.
+"""
+
+import json
+import os
+
+import chex
+import numpy as np
+import pytest
+
+from lwcl.runs import driver
+
+from helpers import METHODS, MODES, TINY_RESULTS, tiny_config
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_in_every_mode(tmp_path, method, mode):
+  results = driver.run(tiny_config(method, mode), str(tmp_path))
+  TINY_RESULTS[(method, mode)] = results
+  with open(tmp_path / "results.json") as f:
+    on_disk = json.load(f)
+  R = np.asarray(on_disk["accuracy_matrix"])
+  chex.assert_shape(R, (2, 2))
+  assert np.isfinite(R).all() and ((R >= 0) & (R <= 1)).all()
+  assert R[0, 0] > 0.6, R  # the first task is learned in every mode (2 classes: chance is 0.5)
+  assert np.isfinite(on_disk["final_train_loss"]).all()
+  assert on_disk["method"] == method and on_disk["config"]["layerwise"]["mode"] == mode
+  if mode != "backprop":  # 2 local blocks: the hidden layers (the last with the network's head)
+    block_R = np.asarray(on_disk["block_accuracy"])
+    chex.assert_shape(block_R, (2, 2, 2))
+    assert on_disk["layerwise"]["mode"] == mode
+    # Which blocks forget: each head's forgetting from its own accuracy matrix block_R[:, k, :].
+    np.testing.assert_allclose(on_disk["block_forgetting"],
+                               [block_R[0, k, 0] - block_R[1, k, 0] for k in range(2)], atol=1e-12)
+    assert os.path.exists(tmp_path / "block_forgetting.png")

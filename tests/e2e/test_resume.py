@@ -1,0 +1,108 @@
+"""Resumption: runs killed (SIGKILL through tests/fault_run.py) mid task or mid dispatch resume to identical
+results, for every method; corrupt and foreign checkpoints are refused and kept."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from lwcl.runs import driver
+
+from helpers import (
+  METHODS,
+  MODES,
+  ROOT,
+  TINY,
+  TINY_RESULTS,
+  assert_one_line_error,
+  assert_same_stream,
+  cli,
+  load_results,
+  small_config,
+  tiny_config,
+)
+
+
+def test_resume_after_sigkill_gives_identical_results(tmp_path):
+  ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
+  extra = ["--config.checkpoint.every_steps=4", "--config.model.name=convnet",
+           "--config.model.conv_stages=((8,),)", "--config.model.dense=(16,)"]
+  assert cli(ref, *extra).returncode == 0
+  proc = cli(killed, *extra, kill_after_step=17)  # mid task 2; last checkpoint at step 16
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(os.path.join(killed, "results.json"))
+  assert sorted(os.listdir(os.path.join(killed, "checkpoints")))[-1] == "16"
+  proc = cli(killed, *extra)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "resuming from checkpoint at task 2, step 6" in proc.stdout
+  a, b = load_results(ref), load_results(killed)
+  assert_same_stream(a, b)
+
+
+def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
+  workdir = str(tmp_path / "w")
+  proc = cli(workdir, "--config.checkpoint.every_steps=5", kill_after_step=12)
+  assert proc.returncode == -signal.SIGKILL
+  foreign = cli(workdir, "--config.optimizer.learning_rate=0.5")
+  assert_one_line_error(foreign, "different experiment", "optimizer.learning_rate")
+  latest = os.path.join(workdir, "checkpoints", "10")
+  damaged = 0
+  for dirpath, _, names in os.walk(latest):
+    for name in names:
+      path = os.path.join(dirpath, name)
+      if os.path.getsize(path) > 0:
+        with open(path, "wb") as f:
+          f.write(b"\x00garbage")
+        damaged += 1
+  assert damaged
+  proc = cli(workdir)
+  assert_one_line_error(proc, "corrupt", "checkpoints/10")
+  assert os.path.isdir(latest)  # nothing is deleted
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def as_flags(config_overrides: dict) -> list:
+  def value(v):
+    return "(" + ",".join(map(str, v)) + ("," if len(v) == 1 else "") + ")" if isinstance(v, tuple) else str(v)
+  return [f"--config.{k}={value(v)}" for k, v in config_overrides.items()]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, capsys, method):
+  mode = MODES[METHODS.index(method) % 3]
+  want = TINY_RESULTS.get((method, mode)) or driver.run(tiny_config(method, mode), str(tmp_path / "ref"))
+  workdir = str(tmp_path / "killed")
+  # Checkpoints at global steps 4, 6 (task end) and 8 (task 2, memory of task 1 full); killed at step 9
+  # by the real entry point (tests/fault_run.py), then resumed here.
+  every = {"checkpoint.every_steps": 4}
+  overrides = as_flags({**TINY, "method.name": method, "layerwise.mode": mode, **every})
+  cmd = [sys.executable, os.path.join(ROOT, "tests", "fault_run.py"), "9", f"--config={ROOT}/configs/default.py",
+         f"--workdir={workdir}", "--config.model.name=mlp", "--config.train.epochs_per_task=1",
+         "--config.train.progress=False", "--config.scenario.classes_per_task=2",
+         "--config.train.eval_batch_size=500", *overrides]
+  killed = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  got = driver.run(tiny_config(method, mode, **every), workdir)
+  assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
+  assert_same_stream(got, want)
+
+
+def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys):
+  # 10 steps per task; checkpoints at global steps 4, 8, 12, ...; K = 4: task 2 (global steps 11..20)
+  # runs dispatches of 2, 4 and 4 steps. Killed (by the real entry point, tests/fault_run.py) after step
+  # 14, inside the dispatch of steps 13..16, it resumes here from the checkpoint at 12.
+  overrides = {"train.steps_per_dispatch": 4, "checkpoint.every_steps": 4, "method.name": "agem",
+               "method.memory_per_task": 20, "method.agem_ref_batch": 20}
+  want = driver.run(small_config(**overrides), str(tmp_path / "ref"))
+  killed = str(tmp_path / "killed")
+  proc = cli(killed, *[f"--config.{k}={v}" for k, v in overrides.items()], kill_after_step=14)
+  assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+  assert not os.path.exists(os.path.join(killed, "results.json"))
+  assert sorted(os.listdir(os.path.join(killed, "checkpoints")), key=int)[-1] == "12"
+  capsys.readouterr()
+  got = driver.run(small_config(**overrides), killed)
+  assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
+  assert_same_stream(got, want)

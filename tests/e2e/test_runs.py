@@ -1,0 +1,66 @@
+"""End-to-end runs on real Fashion-MNIST (or its synthetic stand-in): results and outputs, joint training."""
+
+import os
+
+import chex
+import numpy as np
+import pytest
+
+from lwcl.engine import experiment
+from lwcl.errors import ConfigError, DivergenceError
+from lwcl.io import results as results_lib
+from lwcl.io.checkpoint import RunCheckpointer
+from lwcl.runs import driver
+
+from helpers import DIVERGES_IN_SECOND_EPOCH, assert_one_line_error, cli, load_results, small_config
+
+
+def test_end_to_end_results_and_outputs(tmp_path):
+  workdir = str(tmp_path / "run")
+  results = driver.run(small_config(), workdir)
+  on_disk = load_results(workdir)
+  R = np.asarray(on_disk["accuracy_matrix"])
+  chex.assert_shape(R, (3, 3))
+  chex.assert_shape(np.asarray(on_disk["initial_accuracy"]), (3,))
+  assert ((R >= 0) & (R <= 1)).all()
+  # Each 2-class task is learned well right after training on it.
+  assert np.diag(R).min() > 0.8, R
+  for key in ("acc", "bwt", "fwt", "forgetting", "config", "tasks", "train_seconds", "examples_per_second"):
+    assert key in on_disk
+  assert on_disk["acc"] == pytest.approx(R[-1].mean())
+  assert on_disk["bwt"] == pytest.approx(np.mean(R[-1, :-1] - np.diag(R)[:-1]))
+  assert [t["classes"] for t in on_disk["tasks"]] == [[0, 1], [2, 3], [4, 5]]
+  assert on_disk["train_examples"] == 3 * 10 * 20
+  files = os.listdir(workdir)
+  assert "accuracy_matrix.png" in files and any(f.startswith("events.out.tfevents") for f in files)
+  assert results["accuracy_matrix"] == on_disk["accuracy_matrix"]
+  # A finished workdir reports its results again; another experiment's workdir is refused.
+  again = driver.run(small_config(), workdir)
+  assert again["accuracy_matrix"] == on_disk["accuracy_matrix"]
+  with pytest.raises(ConfigError, match="different experiment"):
+    driver.run(small_config(**{"optimizer.learning_rate": 0.5}), workdir)
+  assert load_results(workdir) == on_disk
+
+
+def test_joint_trains_on_the_union_of_seen_tasks():
+  exp = experiment.Experiment(small_config(**{"method.name": "joint"}))
+  sizes = [len(d) for d in exp.train_data]
+  assert sizes == [200, 400, 600]
+  assert sorted(set(exp.train_data[2].tasks.tolist())) == [0, 1, 2]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
+  workdir = str(tmp_path / "w")
+  config = small_config(**DIVERGES_IN_SECOND_EPOCH, **{"checkpoint.every_steps": 1, "train.log_every_steps": 1})
+  exp = experiment.Experiment(config)
+  with pytest.raises(DivergenceError, match="learning_rate") as error:
+    exp.run(workdir)
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, results_lib.result_config(config.to_dict()))
+  assert ckpt.latest_step() >= 10  # the first epoch (10 steps at learning rate 1e-6) is checkpointed
+  assert "the last good checkpoint (task 1, step" in str(error.value), str(error.value)
+  state, _ = ckpt.restore({"state": exp.initial_state(), "record": exp.initial_record()})
+  chex.assert_tree_all_finite(state["state"].params)
+  proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8", "--config.train.log_every_steps=1")
+  line = assert_one_line_error(proc, "loss became", "learning_rate", "no checkpoint was written")  # step 1
+  assert "kept" not in line

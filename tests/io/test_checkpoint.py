@@ -1,0 +1,57 @@
+"""lwcl.io.checkpoint: checksums on every checkpoint; a checkpoint of another format version is refused."""
+
+import os
+
+import numpy as np
+import pytest
+
+from lwcl.errors import CheckpointError
+from lwcl.io import checkpoint
+from lwcl.io.checkpoint import RunCheckpointer, state_checksum
+
+
+def flip_bytes(step_dir: str) -> str:
+  """XORs 64 bytes in the middle of the largest file under ``step_dir`` with 0xFF; returns its path."""
+  files = [os.path.join(d, n) for d, _, names in os.walk(step_dir) for n in names]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    f.seek(0)
+    f.write(data)
+  return path
+
+
+def test_checksum_is_checked_on_every_checkpoint_and_none_intact_is_said(tmp_path):
+  directory = str(tmp_path / "checkpoints")
+  state = {"w": np.arange(4096, dtype=np.float32), "count": np.array(3, np.int32)}
+  ckpt = RunCheckpointer(directory, 3, {"a": 1}, "d" * 64)
+  for step in (1, 2):
+    ckpt.save(step, {"w": state["w"] + step, "count": state["count"]}, {"task": step})
+  restored, meta = ckpt.restore(state)
+  np.testing.assert_array_equal(restored["w"], state["w"] + 2)
+  assert meta["state_sha256"] == state_checksum({"w": state["w"] + 2, "count": state["count"]})
+  assert state_checksum(state) != state_checksum({"w": state["w"] + 2, "count": state["count"]})
+  ckpt.close()
+  for step in (2, 1):
+    flip_bytes(os.path.join(directory, str(step)))
+    with pytest.raises(CheckpointError, match="is corrupt") as e:
+      RunCheckpointer(directory, 3, {"a": 1}, "d" * 64).restore(state)
+    assert ("checkpoints/1 is intact" in str(e.value)) == (step == 2), str(e.value)
+  assert "no older checkpoint is intact" in str(e.value)
+  assert sorted(os.listdir(directory)) == ["1", "2"]
+  with pytest.raises(CheckpointError, match="other data"):  # checked before the state is read
+    RunCheckpointer(directory, 3, {"a": 1}, "e" * 64).restore(state)
+
+
+def test_a_checkpoint_of_another_format_version_is_refused_as_such(tmp_path, monkeypatch):
+  directory = str(tmp_path / "checkpoints")
+  state = {"w": np.arange(16, dtype=np.float32)}
+  ckpt = RunCheckpointer(directory, 2, {"a": 1}, "d" * 64)
+  ckpt.save(1, state, {"task": 1})
+  ckpt.close()
+  monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION + 1)  # a later lwcl
+  with pytest.raises(CheckpointError, match=f"in format {checkpoint.FORMAT_VERSION - 1}, written by an older"):
+    RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(state)
+  assert os.listdir(directory) == ["1"]

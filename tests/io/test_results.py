@@ -1,0 +1,33 @@
+"""lwcl.io.results: results of older versions still match; incomplete results name what is missing; a
+summary records the data fingerprint its runs agree on."""
+
+
+
+
+from lwcl.io import results as results_lib
+
+from helpers import small_config
+
+
+def test_results_of_an_older_version_still_match_when_keys_were_added():
+  config = small_config().to_dict()
+  older = results_lib.result_config(config)
+  del older["method"]["name"], older["sweep"]  # keys an older lwcl did not have
+  assert results_lib.same_experiment({"config": older}, config)
+  older["optimizer"]["learning_rate"] = 0.5  # a key both have, with another value
+  assert not results_lib.same_experiment({"config": older}, config)
+  assert results_lib.same_experiment({"config": dict(config, devices={"num_devices": 4})}, config)
+  assert not results_lib.same_experiment(None, config)
+
+
+def test_incomplete_results_name_what_is_missing():
+  assert results_lib.incomplete({"config": {}}) == "'config'"
+  assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem"}) == "'accuracy_matrix'"
+  assert results_lib.incomplete({"config": {"seed": 0}, "method": "gem", "orders": []}) is None
+
+
+def test_a_summary_records_the_data_fingerprint_its_runs_agree_on():
+  fp = {"data_fingerprint": "a" * 64}
+  assert results_lib.common_data_fingerprint([fp, fp]) == fp
+  assert results_lib.common_data_fingerprint([fp, {"data_fingerprint": "b" * 64}]) == {}
+  assert results_lib.common_data_fingerprint([fp, {}]) == {}  # a run of an lwcl that did not record it

@@ -1,0 +1,96 @@
+"""lwcl's XLA:CPU flags (lwcl/platform/xla_flags.py): added by lwcl.configure() (never by `import lwcl`) for the
+measured jaxlib versions, accepted by the installed jaxlib (XLA aborts on an unknown flag), never over a user's
+own setting, off on request."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lwcl.platform import xla_flags
+
+from helpers import ROOT
+
+FLAG = xla_flags.CPU_FLAGS[0]
+NAME = FLAG.split("=", 1)[0]
+MEASURED = xla_flags.MEASURED_JAXLIB[0]
+# A subprocess that configures lwcl's settings, compiles and runs a convolution, and prints the XLA_FLAGS it
+# ran under.
+PROBE = ("import lwcl, os, jax, jax.numpy as jnp\nlwcl.configure()\n"
+         "x = jnp.ones((1, 8, 8, 2)); w = jnp.ones((3, 3, 2, 4))\n"
+         "y = jax.jit(lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), 'SAME',"
+         " dimension_numbers=('NHWC', 'HWIO', 'NHWC')))(x, w)\n"
+         "assert float(y[0, 4, 4, 0]) == 18.0\n"
+         "print(os.environ.get('XLA_FLAGS', ''))\n")
+
+
+def probe(**env):
+  full = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", xla_flags.ENV_SWITCH)}
+  full.update(JAX_PLATFORMS="cpu", **env)
+  proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=full, cwd=ROOT,
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+
+
+def test_flags_to_add_rules():
+  assert xla_flags.flags_to_add("", MEASURED) == xla_flags.CPU_FLAGS
+  assert xla_flags.flags_to_add("--xla_force_host_platform_device_count=4", MEASURED) == xla_flags.CPU_FLAGS
+  assert xla_flags.flags_to_add(f"{NAME}=+individual_convolution", MEASURED) == ()  # the user's wins
+  assert xla_flags.flags_to_add("", "0.4.30") == ()  # not measured there: XLA might abort on it
+  assert xla_flags.flags_to_add("", None) == ()
+  assert xla_flags.flags_to_add("", MEASURED, switch="0") == ()
+
+
+def test_apply_appends_to_the_users_flags_once(monkeypatch):
+  monkeypatch.setattr(xla_flags, "_status", {"applied": (), "reason": ""})
+  monkeypatch.setattr(xla_flags, "_jaxlib_version", lambda: MEASURED)
+  monkeypatch.setattr(xla_flags, "_backends_initialized", lambda: False)
+  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  assert xla_flags.apply(env) == xla_flags.CPU_FLAGS
+  assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=2 " + " ".join(xla_flags.CPU_FLAGS)
+  assert xla_flags.apply(env) == xla_flags.CPU_FLAGS  # idempotent
+  assert env["XLA_FLAGS"].count(NAME) == 1
+
+
+def test_apply_does_nothing_once_a_backend_exists(monkeypatch):
+  monkeypatch.setattr(xla_flags, "_status", {"applied": (), "reason": ""})
+  monkeypatch.setattr(xla_flags, "_jaxlib_version", lambda: MEASURED)
+  monkeypatch.setattr(xla_flags, "_backends_initialized", lambda: True)
+  env = {}
+  assert xla_flags.apply(env) == () and "XLA_FLAGS" not in env
+  assert "ran before" in xla_flags._status["reason"]  # pylint: disable=protected-access
+
+
+@pytest.mark.skipif(xla_flags._jaxlib_version() not in xla_flags.MEASURED_JAXLIB,  # pylint: disable=protected-access
+                    reason="installed jaxlib is not among the measured versions: lwcl adds no flag there")
+def test_installed_jaxlib_accepts_the_flags_through_lwcl_configure():
+  assert probe().split() == list(xla_flags.CPU_FLAGS)
+  assert probe(XLA_FLAGS="--xla_force_host_platform_device_count=2").split() == [
+      "--xla_force_host_platform_device_count=2", *xla_flags.CPU_FLAGS]
+  own = f"{NAME}=+individual_convolution"
+  assert probe(XLA_FLAGS=own) == own  # an explicit user setting wins
+  assert probe(**{xla_flags.ENV_SWITCH: "0"}) == ""
+
+
+# `import lwcl` and its public names leave the process alone: no XLA flag, no JAX option, no JAX import.
+UNTOUCHED = ("import os, sys\nimport lwcl\nfrom lwcl import Experiment, TrainState, METHODS, run, agem\n"
+             "import jax\n"
+             "print(repr(os.environ.get('XLA_FLAGS')), repr(os.environ.get('JAX_COMPILATION_CACHE_DIR')),"
+             " repr(jax.config.jax_compilation_cache_dir),"
+             " repr(jax.config.jax_persistent_cache_min_compile_time_secs))\n")
+DEFAULTS = "import jax\nprint(repr(jax.config.jax_persistent_cache_min_compile_time_secs))"
+
+
+def test_import_lwcl_leaves_xla_flags_and_jax_cache_settings_untouched():
+  env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_COMP", "JAX_PERSISTENT", "LWCL_"))}
+  env.update(JAX_PLATFORMS="cpu")
+  plain = subprocess.run([sys.executable, "-c", DEFAULTS], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=300)
+  proc = subprocess.run([sys.executable, "-c", UNTOUCHED], capture_output=True, text=True, env=env, cwd=ROOT,
+                        timeout=300)
+  assert proc.returncode == 0 and plain.returncode == 0, proc.stderr[-2000:] + plain.stderr[-2000:]
+  xla, cache_env, cache_dir, min_secs = proc.stdout.split()
+  assert (xla, cache_env, cache_dir) == ("None", "None", "None")
+  assert min_secs == plain.stdout.strip()  # JAX's own default, whatever this JAX version makes it

@@ -1,0 +1,80 @@
+"""lwcl.runs.sweep: validation-split hyper-parameter sweeps."""
+
+import json
+import os
+
+import pytest
+
+from lwcl.engine import replica_axis
+from lwcl.errors import ConfigError
+from lwcl.runs import driver, sweep
+
+from helpers import small_config
+
+
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
+def test_sweep_selects_on_validation_and_reports_test(tmp_path):
+  config = small_config(**{"sweep.key": "optimizer.learning_rate", "sweep.candidates": (1e-4, 0.05),
+                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  results = sweep.run_sweep(config, str(tmp_path))
+  cands = results["sweep"]["candidates"]
+  assert [c["value"] for c in cands] == [1e-4, 0.05]
+  assert results["selected"] == max(cands, key=lambda c: c["acc"])["value"]
+  sweep_run = driver.run(replica_axis.candidate_config(config, config.sweep.key, 1e-4, "valid"),
+                         str(tmp_path / "sweep" / "0.0001"))
+  assert sweep_run["eval_split"] == "valid"
+  assert results["eval_split"] == "test"
+  assert results["config"]["sweep"]["key"] == "optimizer.learning_rate"  # the summary keeps the sweep config
+  final = driver.run(replica_axis.candidate_config(config, config.sweep.key, results["selected"], "test"),
+                     str(tmp_path / "final"))
+  assert final["config"]["optimizer"]["learning_rate"] == results["selected"]
+  assert final["accuracy_matrix"] == results["accuracy_matrix"]
+
+
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
+@pytest.mark.parametrize("key,candidates,method", [
+    ("method.strength", (1.0, 100.0), "si"),  # SI: the strength in the method state and the step
+    ("optimizer.learning_rate", (1e-3, 0.05), "ewc")])  # per-replica learning-rate schedules
+def test_sweep_candidates_as_replicas_equal_one_after_another(tmp_path, monkeypatch, capsys, key, candidates,
+                                                              method):
+  config = small_config(**{"sweep.key": key, "sweep.candidates": candidates, "method.name": method,
+                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  replicas = sweep.run_sweep(config, str(tmp_path / "replicas"))
+  assert f"sweep 2 candidates of {key} as replicas of one program" in capsys.readouterr().out
+  assert os.path.isdir(tmp_path / "replicas" / "sweep" / "checkpoints")
+  monkeypatch.setattr(sweep, "replicable", lambda config: "forced by the test")
+  one_by_one = sweep.run_sweep(config, str(tmp_path / "sequential"))
+  assert "run one after another (forced by the test)" in capsys.readouterr().out
+  for got, want in zip(replicas["sweep"]["candidates"], one_by_one["sweep"]["candidates"]):
+    assert got["value"] == want["value"]
+    assert got["acc"] == pytest.approx(want["acc"], abs=2e-3)
+  assert replicas["selected"] == one_by_one["selected"]
+  # Each replica trained with its own value (a value ignored by the replicas would give equal results).
+  assert len({tuple(map(tuple, r["accuracy_matrix"])) for r in _candidate_results(tmp_path / "replicas", candidates)}) \
+      == len(candidates)
+  # Each candidate's folder holds the finished validation run of that value (the sequential runs find
+  # them too: the same config, whichever way they were trained).
+  for value in candidates:
+    cand = replica_axis.candidate_config(config, config.sweep.key, value, "valid")
+    assert driver.run(cand, str(tmp_path / "replicas" / "sweep" / f"{value:g}"))["eval_split"] == "valid"
+
+
+def _candidate_results(workdir, candidates):
+  return [json.loads((workdir / "sweep" / f"{v:g}" / "results.json").read_text()) for v in candidates]
+
+
+@pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
+def test_sweep_of_a_shape_key_runs_one_after_another(tmp_path, capsys):
+  config = small_config(**{"sweep.key": "method.memory_per_task", "sweep.candidates": (10.0, 20.0),
+                           "method.name": "agem", "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+  results = sweep.run_sweep(config, str(tmp_path))
+  assert "method.memory_per_task is not a float (it may change shapes)" in capsys.readouterr().out
+  assert [c["value"] for c in results["sweep"]["candidates"]] == [10.0, 20.0]
+
+
+def test_sweep_needs_validation_data_and_a_real_key(tmp_path):
+  with pytest.raises(ConfigError, match="validation_fraction"):
+    sweep.run_sweep(small_config(**{"sweep.key": "method.name", "sweep.candidates": (1.0,)}), str(tmp_path))
+  with pytest.raises(ConfigError, match="not a numeric config key"):
+    replica_axis.candidate_config(small_config(**{"sweep.key": "optimizer.nope", "sweep.candidates": (1.0,)}),
+                                  "optimizer.nope", 1.0, "valid")
