@@ -96,6 +96,7 @@ def test_valid_values_pass():
                                              "layerwise.aux_head": "cnn", "model.width": 8}))
 
 
+@pytest.mark.e2e  # subprocesses of python: the full suite, not --fast
 def test_options_flag_prints_declarations_and_refuses_unknown_names():
   run = lambda *a: subprocess.run([sys.executable, "-m", "lwcl.main", *a], capture_output=True, text=True,
                                   cwd=ROOT, timeout=300)

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from lwcl.platform import compilation_cache
 
 from helpers import ROOT
@@ -24,6 +26,7 @@ def _cache_dir_seen(tmp_path, env: dict, first="lwcl") -> str:
   return proc.stdout.split("DIR ")[-1].strip()
 
 
+@pytest.mark.e2e  # subprocesses of python: the full suite, not --fast
 def test_compilation_cache_is_on_by_default_movable_and_can_be_turned_off(tmp_path):
   home = str(tmp_path / "home")
   assert _cache_dir_seen(tmp_path, {"HOME": home}) == os.path.join(home, ".cache", "lwcl", "jax")

@@ -65,6 +65,7 @@ def test_apply_does_nothing_once_a_backend_exists(monkeypatch):
 
 @pytest.mark.skipif(xla_flags._jaxlib_version() not in xla_flags.MEASURED_JAXLIB,  # pylint: disable=protected-access
                     reason="installed jaxlib is not among the measured versions: lwcl adds no flag there")
+@pytest.mark.e2e  # subprocesses of python: the full suite, not --fast
 def test_installed_jaxlib_accepts_the_flags_through_lwcl_configure():
   assert probe().split() == list(xla_flags.CPU_FLAGS)
   assert probe(XLA_FLAGS="--xla_force_host_platform_device_count=2").split() == [
@@ -83,6 +84,7 @@ UNTOUCHED = ("import os, sys\nimport lwcl\nfrom lwcl import Experiment, TrainSta
 DEFAULTS = "import jax\nprint(repr(jax.config.jax_persistent_cache_min_compile_time_secs))"
 
 
+@pytest.mark.e2e  # subprocesses of python: the full suite, not --fast
 def test_import_lwcl_leaves_xla_flags_and_jax_cache_settings_untouched():
   env = {k: v for k, v in os.environ.items() if not k.startswith(("XLA_", "JAX_COMP", "JAX_PERSISTENT", "LWCL_"))}
   env.update(JAX_PLATFORMS="cpu")
