@@ -6,15 +6,20 @@ import os
 import socket
 import subprocess
 import sys
+import types
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from lwcl import methods
 from lwcl.config import files as config_files
 from lwcl.data import idx, sources
+from lwcl.models.heads import TaskHeads
+from lwcl.models.mlp import mlp_blocks
+from lwcl.models.network import Network
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(TESTS)
@@ -189,3 +194,56 @@ CASES = [(28, 1, 8, 3, 1, "SAME"), (32, 16, 32, 3, 2, "SAME"), (16, 16, 32, 1, 2
 def tiny_config(method, mode, **extra):
   """small_config with TINY, ``method.name = method``, ``layerwise.mode = mode`` and ``extra``."""
   return small_config(**TINY, **{"method.name": method, "layerwise.mode": mode}, **extra)
+
+
+def flip_bytes(step_dir: str) -> str:
+  """XORs 64 bytes in the middle of the largest file under ``step_dir`` with 0xFF; returns its path."""
+  files = [os.path.join(d, n) for d, _, names in os.walk(step_dir) for n in names]
+  path = max(files, key=os.path.getsize)
+  with open(path, "r+b") as f:
+    data = bytearray(f.read())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    f.seek(0)
+    f.write(data)
+  return path
+
+
+def synthetic_dataset(n=200, size=6, classes=10, seed=0):
+  rng = np.random.default_rng(seed)
+  mk = lambda k: (rng.integers(0, 256, (k, size, size, 1), dtype=np.uint8),
+                  (np.arange(k) % classes).astype(np.int32))
+  (tx, ty), (vx, vy) = mk(n), mk(n // 2)
+  return sources.ImageDataset("synthetic", tx, ty, vx, vy, classes, tuple(map(str, range(classes))), "test")
+
+
+def fresh_rng():
+  seed = int(np.random.SeedSequence().entropy % 2**32)
+  return np.random.default_rng(seed), seed
+
+
+def mlp_params(hidden):
+  """The parameter tree's structure and shapes (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
+  model = Network(mlp_blocks(hidden), TaskHeads(1, 10, name="head"))
+  return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1)),
+                        jnp.zeros((1,), jnp.int32))["params"]
+
+
+def random_like(rng, tree, lead=None):
+  return jax.tree_util.tree_map(
+      lambda x: jnp.asarray(rng.standard_normal(((lead,) if lead else ()) + x.shape), jnp.float32), tree)
+
+
+def scenario(num_heads=3, output_dim=2):
+  """A stand-in scenario for building a model: its heads and output width."""
+  return types.SimpleNamespace(num_heads=num_heads, output_dim=output_dim)
+
+
+def init_and_apply(model, shape, batch=4):
+  """The model's variables and its output on zeros, each one compiled program (eager flax runs every
+  layer's ops one by one, several times slower for the ResNets)."""
+  x = jnp.zeros((batch,) + shape)
+  task = jnp.arange(batch, dtype=jnp.int32) % 3
+  variables = jax.jit(lambda k, x, t: model.init(k, x, t, train=False))(jax.random.PRNGKey(0), x, task)
+  out = jax.jit(lambda v, x, t: model.apply(v, x, t, train=False))(variables, x, task)
+  return variables, out

@@ -4,18 +4,10 @@
 import numpy as np
 import pytest
 
-from lwcl.data import scenarios, sources
+from lwcl.data import scenarios
 from lwcl.errors import ConfigError
 
-from helpers import small_config
-
-
-def synthetic_dataset(n=200, size=6, classes=10, seed=0):
-  rng = np.random.default_rng(seed)
-  mk = lambda k: (rng.integers(0, 256, (k, size, size, 1), dtype=np.uint8),
-                  (np.arange(k) % classes).astype(np.int32))
-  (tx, ty), (vx, vy) = mk(n), mk(n // 2)
-  return sources.ImageDataset("synthetic", tx, ty, vx, vy, classes, tuple(map(str, range(classes))), "test")
+from helpers import small_config, synthetic_dataset
 
 
 def test_split_task_incremental_multi_head():

@@ -8,21 +8,13 @@ import pytest
 from lwcl.data import scenarios, sources
 from lwcl.errors import DataError
 
-from helpers import FMNIST_DIR, requires_real_fmnist, small_config
+from helpers import FMNIST_DIR, requires_real_fmnist, small_config, synthetic_dataset
 
 
 def test_missing_local_data_names_the_fix(tmp_path):
   cfg = small_config(**{"data.source": "idx", "data.idx_dir": str(tmp_path)})
   with pytest.raises(DataError, match="dataset-fashion-mnist"):
     sources.load_dataset(cfg.data)
-
-
-def synthetic_dataset(n=200, size=6, classes=10, seed=0):
-  rng = np.random.default_rng(seed)
-  mk = lambda k: (rng.integers(0, 256, (k, size, size, 1), dtype=np.uint8),
-                  (np.arange(k) % classes).astype(np.int32))
-  (tx, ty), (vx, vy) = mk(n), mk(n // 2)
-  return sources.ImageDataset("synthetic", tx, ty, vx, vy, classes, tuple(map(str, range(classes))), "test")
 
 
 @requires_real_fmnist

@@ -21,7 +21,7 @@ from lwcl.io import results as results_lib
 from lwcl.runs import driver
 from lwcl.runs import seeds as replicas
 
-from helpers import assert_one_line_error, cli, load_results, small_config
+from helpers import assert_one_line_error, cli, flip_bytes, load_results, small_config
 from synthetic_data import FILES, write_idx
 
 CKPT = "--config.checkpoint.every_steps=5"  # with the small config: checkpoints at steps 5, 10, 15, ...
@@ -69,19 +69,6 @@ def interrupted_run(workdir: str, after_step: int = 12) -> None:
       raise _Stop
   with pytest.raises(_Stop):
     driver.run(small_config(**{"checkpoint.every_steps": 5}), workdir, on_step)
-
-
-def flip_bytes(step_dir: str) -> str:
-  """XORs 64 bytes in the middle of the largest file under ``step_dir`` with 0xFF; returns its path."""
-  files = [os.path.join(d, n) for d, _, names in os.walk(step_dir) for n in names]
-  path = max(files, key=os.path.getsize)
-  with open(path, "r+b") as f:
-    data = bytearray(f.read())
-    mid = len(data) // 2
-    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
-    f.seek(0)
-    f.write(data)
-  return path
 
 
 def test_resume_on_other_data_is_refused(tmp_path, other_data):

@@ -1,7 +1,5 @@
 """lwcl.engine.replica_axis: the axis of a product of replicas names each replica's config and folder."""
 
-
-
 from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.runs import orders
 

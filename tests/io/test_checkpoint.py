@@ -9,18 +9,7 @@ from lwcl.errors import CheckpointError
 from lwcl.io import checkpoint
 from lwcl.io.checkpoint import RunCheckpointer, state_checksum
 
-
-def flip_bytes(step_dir: str) -> str:
-  """XORs 64 bytes in the middle of the largest file under ``step_dir`` with 0xFF; returns its path."""
-  files = [os.path.join(d, n) for d, _, names in os.walk(step_dir) for n in names]
-  path = max(files, key=os.path.getsize)
-  with open(path, "r+b") as f:
-    data = bytearray(f.read())
-    mid = len(data) // 2
-    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
-    f.seek(0)
-    f.write(data)
-  return path
+from helpers import flip_bytes
 
 
 def test_checksum_is_checked_on_every_checkpoint_and_none_intact_is_said(tmp_path):

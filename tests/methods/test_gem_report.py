@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import quadprog
 
 from lwcl.engine import experiment
 from lwcl.methods import gem_report as projection_report
@@ -23,22 +22,7 @@ from lwcl.methods import projection as pj
 from lwcl.runs.seeds import run_replicas
 
 from helpers import small_config
-
-P, K = 120, 8
-
-
-def conflicted_problem(rng):
-  """Old gradients ``G`` [K, P] (full row rank) and a gradient ``g`` that violates most of them, so the
-  exact projection (margin 0) has several active constraints and needs several solver iterations."""
-  G = rng.standard_normal((K, P)) + 0.5 * rng.standard_normal(P)
-  g = rng.standard_normal(P) - 2.0 * G.mean(0)
-  return g, G
-
-
-def reference_projection(g, G):
-  """Exact GEM projection (margin 0) in float64: quadprog on the dual, ``g~ = G^T v + g``."""
-  v = quadprog.solve_qp(G @ G.T, -(G @ g), np.eye(len(G)), np.zeros(len(G)))[0]
-  return G.T @ v + g, v
+from qp_cases import K, P, conflicted_problem, reference_projection
 
 
 def violation(out, g, G):

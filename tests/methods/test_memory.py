@@ -8,10 +8,7 @@ import pytest
 
 from lwcl.methods import memory as memory_lib
 
-
-def fresh_rng():
-  seed = int(np.random.SeedSequence().entropy % 2**32)
-  return np.random.default_rng(seed), seed
+from helpers import fresh_rng
 
 
 def test_create_shapes_and_errors():

@@ -12,34 +12,14 @@ from lwcl.core.model_fns import ModelFns
 from lwcl.data.pipeline import Preprocessor
 from lwcl.methods import param_groups
 from lwcl.methods import projection as pj
-from lwcl.models.heads import TaskHeads
-from lwcl.models.mlp import mlp_blocks
-from lwcl.models.network import Network
 
-from helpers import small_config
+from helpers import fresh_rng, mlp_params, random_like, small_config
 
 P, KMAX = 120, 8  # fixed shapes: one compilation per test function
 
 
-def fresh_rng():
-  seed = int(np.random.SeedSequence().entropy % 2**32)
-  return np.random.default_rng(seed), seed
-
-
-def _mlp_params(hidden):
-  """The parameter tree's structure and shapes (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
-  model = Network(mlp_blocks(hidden), TaskHeads(1, 10, name="head"))
-  return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1)),
-                        jnp.zeros((1,), jnp.int32))["params"]
-
-
-def _random_like(rng, tree, lead=None):
-  return jax.tree_util.tree_map(
-      lambda x: jnp.asarray(rng.standard_normal(((lead,) if lead else ()) + x.shape), jnp.float32), tree)
-
-
 def test_group_labels_follow_flax_modules():
-  params = _mlp_params((5, 4))
+  params = mlp_params((5, 4))
   leaves = jax.tree_util.tree_leaves(params)
   assert len(param_groups.parameter_groups(params, "network")) == 1
   layer = param_groups.group_labels(params, "layer")
@@ -105,7 +85,7 @@ def test_definition_order_is_the_order_of_creation():
 
 
 def test_tensors_grouping_cuts_definition_order():
-  params = _mlp_params((100, 100))
+  params = mlp_params((100, 100))
   paths = _paths(params)
   W1, b1 = ("blocks_0", "Dense_0", "kernel"), ("blocks_0", "Dense_0", "bias")
   W2, b2 = ("blocks_1", "Dense_0", "kernel"), ("blocks_1", "Dense_0", "bias")
@@ -122,8 +102,8 @@ def test_tensors_grouping_cuts_definition_order():
       param_groups.group_labels(params, bad)
   # The projection accepts it: tensors:2 is the per-layer projection on this model.
   rng, seed = fresh_rng()
-  g = _random_like(rng, params)
-  refs = _random_like(rng, params, KMAX)
+  g = random_like(rng, params)
+  refs = random_like(rng, params, KMAX)
   mask = jnp.asarray(np.arange(KMAX) < 4)
   both = jax.jit(lambda g, r: (pj.project_lgd(g, r, mask, "tensors:2", margin=0.5),
                                pj.project_lgd(g, r, mask, "layer", margin=0.5)))(g, refs)

@@ -28,14 +28,9 @@ from lwcl.models.heads import TaskHeads
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
 
-from helpers import ROOT, small_config
+from helpers import ROOT, fresh_rng, mlp_params, random_like, small_config
 
 P, KMAX = 120, 8  # fixed shapes: one compilation per test function
-
-
-def fresh_rng():
-  seed = int(np.random.SeedSequence().entropy % 2**32)
-  return np.random.default_rng(seed), seed
 
 
 def draw(rng, case: str):
@@ -207,23 +202,11 @@ def test_agem_rule():
     np.testing.assert_array_equal(np.asarray(same), np.asarray(jnp.asarray(g)))
 
 
-def _mlp_params(hidden):
-  """The parameter tree's structure and shapes (``jax.ShapeDtypeStruct`` leaves; nothing computed)."""
-  model = Network(mlp_blocks(hidden), TaskHeads(1, 10, name="head"))
-  return jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 6, 6, 1)),
-                        jnp.zeros((1,), jnp.int32))["params"]
-
-
-def _random_like(rng, tree, lead=None):
-  return jax.tree_util.tree_map(
-      lambda x: jnp.asarray(rng.standard_normal(((lead,) if lead else ()) + x.shape), jnp.float32), tree)
-
-
 def test_network_grouping_equals_layer_grouping_on_one_layer_model():
   rng, seed = fresh_rng()
   params = {"dense": {"kernel": jnp.zeros((7, 5)), "bias": jnp.zeros((5,))}}
-  g = _random_like(rng, params)
-  refs = _random_like(rng, params, KMAX)
+  g = random_like(rng, params)
+  refs = random_like(rng, params, KMAX)
   mask = jnp.asarray(np.arange(KMAX) < 5)
   g = jax.tree_util.tree_map(lambda x, r: x - 2 * r[:5].mean(0), g, refs)
   for fn in (lambda grouping: pj.project_gem(g, refs, 0.5, mask, grouping),
@@ -236,9 +219,9 @@ def test_network_grouping_equals_layer_grouping_on_one_layer_model():
 
 def test_layer_grouping_projects_each_layer_independently():
   rng, seed = fresh_rng()
-  params = _mlp_params((6,))
-  g = _random_like(rng, params)
-  refs = _random_like(rng, params, KMAX)
+  params = mlp_params((6,))
+  g = random_like(rng, params)
+  refs = random_like(rng, params, KMAX)
   g = jax.tree_util.tree_map(lambda x, r: x - 2 * r.mean(0), g, refs)
   mask = jnp.asarray(np.arange(KMAX) < 6)
   for project in (lambda g_, r_, grouping: pj.project_gem(g_, r_, 0.0, mask, grouping),

@@ -1,7 +1,5 @@
 """lwcl.methods.qp: the non-negative QP solver (the dual of GEM's projection) against quadprog, and its report."""
 
-
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,12 +8,10 @@ import quadprog
 from lwcl.methods import projection as pj
 from lwcl.methods import qp
 
+from helpers import fresh_rng
+from qp_cases import K, conflicted_problem, reference_projection
+
 P, KMAX = 120, 8  # fixed shapes: one compilation per test function
-
-
-def fresh_rng():
-  seed = int(np.random.SeedSequence().entropy % 2**32)
-  return np.random.default_rng(seed), seed
 
 
 def test_nonneg_qp_solver_matches_quadprog_dual():
@@ -30,23 +26,6 @@ def test_nonneg_qp_solver_matches_quadprog_dual():
       ref = quadprog.solve_qp(P_, -c_, np.eye(KMAX), np.zeros(KMAX))[0]
       scale = np.abs(c_).max() / np.diag(P_).min()  # the size of v
       np.testing.assert_allclose(v_, ref, rtol=1e-6, atol=1e-9 * scale, err_msg=f"seed {seed}")
-
-
-P, K = 120, 8
-
-
-def conflicted_problem(rng):
-  """Old gradients ``G`` [K, P] (full row rank) and a gradient ``g`` that violates most of them, so the
-  exact projection (margin 0) has several active constraints and needs several solver iterations."""
-  G = rng.standard_normal((K, P)) + 0.5 * rng.standard_normal(P)
-  g = rng.standard_normal(P) - 2.0 * G.mean(0)
-  return g, G
-
-
-def reference_projection(g, G):
-  """Exact GEM projection (margin 0) in float64: quadprog on the dual, ``g~ = G^T v + g``."""
-  v = quadprog.solve_qp(G @ G.T, -(G @ g), np.eye(len(G)), np.zeros(len(G)))[0]
-  return G.T @ v + g, v
 
 
 def test_solver_reports_iterations_and_stopping_at_max_iter():

@@ -1,6 +1,5 @@
 """lwcl.models.resnet: the ResNet-20 layout and parameter count."""
 
-import types
 
 import jax
 import jax.numpy as jnp
@@ -8,21 +7,7 @@ import numpy as np
 
 from lwcl.models import build_model
 
-from helpers import small_config
-
-
-def scenario(num_heads=3, output_dim=2):
-  return types.SimpleNamespace(num_heads=num_heads, output_dim=output_dim)
-
-
-def init_and_apply(model, shape, batch=4):
-  """The model's variables and its output on zeros, each one compiled program (eager flax runs every
-  layer's ops one by one, several times slower for the ResNets)."""
-  x = jnp.zeros((batch,) + shape)
-  task = jnp.arange(batch, dtype=jnp.int32) % 3
-  variables = jax.jit(lambda k, x, t: model.init(k, x, t, train=False))(jax.random.PRNGKey(0), x, task)
-  out = jax.jit(lambda v, x, t: model.apply(v, x, t, train=False))(variables, x, task)
-  return variables, out
+from helpers import init_and_apply, scenario, small_config
 
 
 def test_resnet20_layout_and_parameter_count():
