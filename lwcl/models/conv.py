@@ -33,7 +33,7 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   off oneDNN.
 
 Parameters are the same under every lowering (``kernel`` ``[kh, kw, C, O]``, HWIO), so a checkpoint of one
-restores under another; values and gradients agree to float32 rounding (``tests/test_conv.py``).
+restores under another; values and gradients agree to float32 rounding (``tests/models/test_conv.py``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ calls: forward, input gradient and kernel gradient are oneDNN's convolution prim
 Why: on CPU, XLA's convolution backward ran at half the machine's matmul rate or less; oneDNN's forward and
 backward together were 1.7x (the default ConvNet's second convolution) to 3.3x (ResNet-20's 16-channel stage)
 faster on a 2-core Xeon (``bin/bench conv``; ``docs/results.md``, "oneDNN convolutions"). Values agree with
-``lax.conv_general_dilated`` to float32 rounding (``tests/test_onednn.py``).
+``lax.conv_general_dilated`` to float32 rounding (``tests/models/test_onednn.py``).
 
 Source: oneDNN's convolution primitive (oneDNN Developer Guide, "Convolution": ``forward_training``,
 ``backward_data`` and ``backward_weights`` with ``algorithm::convolution_direct``), which computes

@@ -20,7 +20,7 @@ Rules:
 
 * An explicit user setting wins: a flag whose name is already in ``$XLA_FLAGS`` is not added.
 * XLA aborts the process on a flag it does not know, so the flags are added only for the jaxlib versions
-  in :data:`MEASURED_JAXLIB` (``tests/test_xla_flags.py`` checks the installed jaxlib accepts them);
+  in :data:`MEASURED_JAXLIB` (``tests/platform/test_xla_flags.py`` checks the installed jaxlib accepts them);
   with any other version nothing is added (logged once by :func:`check_in_effect`).
 * ``LWCL_XLA_CPU_FLAGS=0`` turns the whole mechanism off.
 """
