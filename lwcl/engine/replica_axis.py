@@ -5,7 +5,8 @@ leading axis (its steps are compiled as written, so its numbers are those of a p
 ``--config.num_seeds=R`` the ``R`` seeds ``seed .. seed+R-1`` are ``R`` replicas: their train states,
 records and losses carry a leading axis ``R`` and every step runs under ``jax.vmap``, so one compiled
 program trains them all. Replica ``r`` draws its initial state and its minibatch order from its seed as the
-single run of that seed does, and equals it up to float rounding (``tests/runs/test_seeds.py``, ``tests/methods/test_contract.py``).
+single run of that seed does, and equals it up to float rounding (``tests/runs/test_seeds.py``,
+``tests/methods/test_contract.py``).
 
 :class:`ReplicaAxis` is the only place that knows whether there is a leading axis: the stream loop
 (:mod:`lwcl.engine.loop`) and the report (:mod:`lwcl.engine.report`) call :meth:`ReplicaAxis.vmap`,

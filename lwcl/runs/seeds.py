@@ -6,7 +6,8 @@ one :class:`~lwcl.core.state.TrainState` with a leading replica axis ``R``, and 
 multi-step loop (``train.steps_per_dispatch``), the evaluation step and the method's end-of-task hook run
 under ``jax.vmap``: one compiled program trains all replicas, each step on ``R`` minibatches (replica ``r``
 draws its own minibatch order from seed ``seed + r``, as a single run of that seed does). Replica ``r``
-equals the single run of seed ``seed + r`` up to float rounding (``tests/runs/test_seeds.py``, ``tests/methods/test_contract.py``).
+equals the single run of seed ``seed + r`` up to float rounding (``tests/runs/test_seeds.py``,
+``tests/methods/test_contract.py``).
 
 Outputs, in ``workdir``: ``seed<s>/results.json`` for every seed ``s`` (the schema of a single run's
 results, its config with ``seed = s`` and ``num_seeds = 0``, so ``--config.seed=s`` on that folder finds
