@@ -28,7 +28,7 @@ from lwcl.data.pipeline import Preprocessor, steps_per_epoch
 from lwcl.data.scenarios import Scenario, build_scenario
 from lwcl.data.sources import load_dataset
 from lwcl.engine import optim
-from lwcl.engine.compiled import Overlay, Steps, compile_steps
+from lwcl.engine.compiled import Steps, compile_steps
 from lwcl.engine.replica_axis import ReplicaAxis, order_config
 from lwcl.errors import ConfigError
 from lwcl.io.results import data_fingerprint
@@ -47,9 +47,10 @@ class Stream:
 
 
 # The swept key whose candidates are per-replica learning-rate schedules (data of every step), not a
-# hyper-parameter traced into the method.
+# hyper-parameter of the method state.
 LEARNING_RATE = "optimizer.learning_rate"
-# Swept keys whose candidates can be replicas: the learning rate and the methods' float hyper-parameters.
+# Swept keys whose candidates can be replicas: the learning rate and the float hyper-parameters a method keeps
+# in its state (Method.STATE_HYPER).
 REPLICABLE_PREFIX = "method."
 
 
@@ -81,7 +82,8 @@ class Setup:
       learning rate).
     steps_per_epoch: per task (equal for every stream).
     values: None, or what differs between the replicas' compiled steps (:func:`compile_steps`): the label
-      masks of task orders under masked heads, a swept method hyper-parameter.
+      masks of task orders under masked heads. (A swept method hyper-parameter is in each replica's method
+      state, a swept learning rate in its schedule: neither changes the step.)
     replica_parts: every replica's ``(fns, method, readouts)`` when :attr:`values` is set, else empty.
     rebuild: ``values of one replica -> (fns, tx, method)`` around them (traced), or None.
     steps: the compiled steps (:class:`Steps`).
@@ -193,16 +195,19 @@ class Setup:
   # -- the state at the start of the stream -------------------------------------------------------
 
   def initial_state(self) -> TrainState:
-    """Every replica's state at the start of the stream (from its seed; the method state from its own
-    method, which may hold a swept hyper-parameter), as the run holds it."""
+    """Every replica's state at the start of the stream (from its seed; a sweep's candidate in its method
+    state, :meth:`lwcl.methods.base.Method.set_hyper`), as the run holds it."""
     return self.axis.each(self._initial_state)
 
   def _initial_state(self, r: int) -> TrainState:
     init_key, train_key = jax.random.split(jax.random.PRNGKey(self.axis.seeds[r]))
     params, batch_stats = self.fns.init(init_key, self.scenario.image_shape)
+    method = self.parts(r)[1]
+    method_state = method.init_state(params, batch_stats)
+    if self.axis.candidates and self.axis.key != LEARNING_RATE:  # a swept hyper-parameter of the state
+      method_state = method.set_hyper(method_state, self.axis.key, self.axis.candidates[r])
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                      opt_state=self.tx.init(params),
-                      method_state=self.parts(r)[1].init_state(params, batch_stats), rng=train_key)
+                      opt_state=self.tx.init(params), method_state=method_state, rng=train_key)
 
   def initial_record(self) -> Record:
     """Every replica's empty :class:`~lwcl.core.record.Record`, as the run holds it."""
@@ -252,29 +257,21 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
   values, rebuild, replica_parts = {}, None, ()
   if any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios):
     values["label_masks"] = np.stack([sc.label_masks for sc in scenarios])
-  if axis.candidates and axis.key != LEARNING_RATE:
-    values["hyper"] = np.asarray(axis.candidates, np.float32)
   if values:
-    built = {}  # the replicas (seeds) of one task order or candidate share their parts
+    built = {}  # the replicas (seeds) of one task order share their parts
 
     def parts_of(r):
-      sc = scenarios[r if len(scenarios) > 1 else 0]
-      which = (id(sc), axis.candidates[r] if axis.candidates else None)
-      if which not in built:
+      sc = scenarios[r]
+      if id(sc) not in built:
         f, m, _, ro = _parts(axis.config(config, r), sc, model, preprocess, parallel, eval_batch_size)
-        built[which] = (f, m, ro)
-      return built[which]
+        built[id(sc)] = (f, m, ro)
+      return built[id(sc)]
 
     replica_parts = tuple(parts_of(r) for r in range(axis.size))
 
-    def rebuild_around(replica_values):  # the step's pieces around replica values (traced)
-      f = fns
-      if "label_masks" in replica_values:
-        f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
-      method_config = config.method
-      if "hyper" in replica_values:
-        method_config = Overlay(config.method, {axis.key.split(".", 1)[1]: replica_values["hyper"]})
-      m = build_method(method_config, first, f)
+    def rebuild_around(replica_values):  # the step's pieces around a replica's label masks (traced)
+      f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
+      m = build_method(config.method, first, f)
       return f, optim.optimizer(f, m.transformation(), config.optimizer, epochs), m
 
     rebuild = rebuild_around

@@ -1,7 +1,7 @@
 """The compiled steps of a run (:class:`Steps`), for a replica axis: as written for a single run, under
-``jax.vmap`` for replicas, with what differs between replicas (label masks of task orders, a swept
-hyper-parameter) traced into each replica's step as data (:class:`Overlay` lets a method read a traced
-value as its config key).
+``jax.vmap`` for replicas, with what differs between replicas' steps (the label masks of task orders under
+masked heads) traced into each replica's step as data. Seeds and sweep candidates differ only in the state
+(a swept method hyper-parameter is in the method state) or the learning rate argument.
 """
 
 from __future__ import annotations
@@ -45,9 +45,8 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
     shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
       orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
     values: what differs between the replicas' steps besides their state, with a leading axis ``R``
-      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads; ``hyper`` float32
-      ``[R]``, a swept method hyper-parameter), or None; then every step is traced with replica ``r``'s
-      values as data, through ``rebuild(values) -> (fns, tx, method)``.
+      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads), or None; then every
+      step is traced with replica ``r``'s values as data, through ``rebuild(values) -> (fns, tx, method)``.
     lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
   """
   rep, bat = parallel.replicated, parallel.batch
@@ -77,29 +76,3 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
 
   return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
                compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
-
-
-class Overlay:
-  """A read-only view of a config section with some keys replaced (e.g. by a traced value): what a method
-  is built from inside a compiled step whose hyper-parameter is replica data
-  (:func:`lwcl.methods.base.read_option` reads it like the section)."""
-
-  def __init__(self, section, overrides: dict):
-    self._section, self._overrides = section, dict(overrides)
-
-  def __contains__(self, key) -> bool:
-    return key in self._overrides or key in self._section
-
-  def __getitem__(self, key):
-    return self._overrides[key] if key in self._overrides else self._section[key]
-
-  def __getattr__(self, key):
-    if key.startswith("_"):
-      raise AttributeError(key)
-    try:
-      return self[key]
-    except KeyError:
-      raise AttributeError(key) from None
-
-  def get(self, key, default=None):
-    return self[key] if key in self else default

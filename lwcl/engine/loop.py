@@ -236,9 +236,6 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
                                              task, setup.stream(r).train_data[task]) for r in range(axis.size)])
   if run.end_task_vmappable:
     try:
-      if setup.values is not None:  # each replica's method rebuilt around its values (a swept hyper-parameter)
-        rebuilt = lambda v, *args: setup.rebuild(v)[2].end_task(*args, task, data)  # noqa: E731
-        return jax.vmap(rebuilt)(setup.values, state.method_state, state.params, state.batch_stats)
       return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)
     except _NOT_VMAPPABLE as e:
       logging.info("%s.end_task cannot run under vmap (%s); running it replica by replica",

@@ -37,7 +37,8 @@ OPTIONS = (
 # Layout of the saved state. 1: method states as dicts, read-out arrays beside the accuracy matrix (lwcl
 # before the methods package); 2: typed method states, ``record.readouts``; 3: ``record.epoch_acc`` and
 # ``record.method_report`` (GEM's solver counts in its optimizer state), the state's checksum in ``meta``.
-FORMAT_VERSION = 3
+# 4: the method states of SI and GEM hold their float hyper-parameters (si_xi, gem_margin; issue 28).
+FORMAT_VERSION = 4
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list:

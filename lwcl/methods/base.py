@@ -14,10 +14,10 @@ constructor, nine hook methods and one attribute, documented once on :class:`Met
 ======================  =======  ==========================================================================
 hook                    where    what it returns / when it runs
 ======================  =======  ==========================================================================
-``__init__``            both     reads and checks the method's ``OPTIONS``; host, and traced (rule 1)
+``__init__``            host     reads and checks the method's ``OPTIONS`` (concrete values only, rule 1)
 ``training_data``       host     the examples trained on during task ``t`` (at setup, per task)
 ``init_state``          both     the initial method state (once per replica; also under ``jax.eval_shape``)
-``transformation``      both     the ``optax`` transformation chained in front of the base optimizer
+``transformation``      host     the ``optax`` transformation chained in front of the base optimizer
 ``step_args``           traced   the keyword arguments of that transformation's ``update`` at this step
 ``after_step``          traced   the method state after a step
 ``end_task``            host     the method state after a task (importances, anchors, ...); under
@@ -32,13 +32,15 @@ hook                    where    what it returns / when it runs
 "Traced" hooks run inside the jitted train step (under ``jax.vmap`` for replicas): they must be pure JAX,
 with fixed shapes. Three rules nobody can see from the signatures:
 
-1. **Float hyper-parameters may be tracers.** A sweep of a float ``method.*`` key
-   (:func:`lwcl.runs.sweep.run_sweep`) trains its candidates as replicas of one program: it builds the method
-   inside the traced step from a config section whose swept key is a jax tracer
-   (:class:`lwcl.engine.compiled.Overlay`), so the constructor, ``transformation`` and the traced hooks must
-   accept a traced float (no ``float(x)``, no ``if x > 0``). A float key the method must know on the host
-   (it chooses what is compiled, e.g. LGD's margin) is listed in :attr:`Method.HOST_OPTIONS`; a sweep of it
-   runs the candidates one after another. Any other failure to trace is a bug and is raised.
+1. **Float hyper-parameters live in the method state.** Each float option is either kept in the method
+   state as a float32 scalar (:attr:`Method.STATE_HYPER`: option -> state field; the traced hooks and the
+   transformation's ``update`` read it from there, e.g. as a ``step_args`` entry), or the method needs it
+   on the host because it chooses what is compiled (:attr:`Method.HOST_OPTIONS`, e.g. LGD's margin). A
+   sweep of a state option (:func:`lwcl.runs.sweep.run_sweep`) trains its candidates as replicas of one
+   program, each replica's state holding its candidate (:meth:`Method.set_hyper`), as
+   ``optax.inject_hyperparams`` keeps hyper-parameters in the optimizer state; a sweep of a host option runs
+   the candidates one after another, and says so. The contract tests check that every float option is one
+   of the two.
 2. **``end_task`` works under ``jax.vmap``.** Replicas of one stream (``num_seeds``) run it once, vmapped
    over their stacked states (:func:`lwcl.engine.loop.end_task`); host-side data (``data``, ``task``) is
    shared. (A hook that raises a concretization error there falls back to one replica at a time, slower.)
@@ -63,7 +65,7 @@ import abc
 from typing import Any
 
 import flax
-import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -75,12 +77,11 @@ PyTree = Any
 
 
 def read_option(section, opt: Option):
-  """The value of ``opt`` in a ``config.method`` section (a ConfigDict, a mapping, an
-  :class:`~lwcl.engine.compiled.Overlay` or an object with attributes), checked by ``opt.check``.
+  """The value of ``opt`` in a ``config.method`` section (a ConfigDict, a mapping or an object with
+  attributes), checked by ``opt.check``.
 
-  An absent key gives ``opt.default``; a jax tracer (a swept value traced into a replica's step, checked
-  on the host before) is returned as it is; numbers are returned as the option's type (an int given for a
-  float key becomes a float).
+  An absent key gives ``opt.default``; numbers are returned as the option's type (an int given for a float
+  key becomes a float).
 
   Raises:
     ConfigError: one line naming the key and the fix (wrong type, out of bounds, not a choice, a bool key
@@ -91,8 +92,6 @@ def read_option(section, opt: Option):
   if not present:
     return opt.default
   value = section[name] if hasattr(section, "__getitem__") else getattr(section, name)
-  if isinstance(value, jax.core.Tracer):
-    return value
   if isinstance(value, np.generic):
     value = value.item()
   if opt.type is bool and not isinstance(value, bool):
@@ -123,8 +122,11 @@ class Method(abc.ABC):
 
   # The method.* keys the method reads, each with its default (configs/default.py's), bounds and doc.
   OPTIONS: tuple[Option, ...] = ()
+  # Float options kept in the method state (rule 1): the option's dotted key -> the state field holding
+  # its value, a float32 scalar that the hooks read (a sweep gives each replica its own, set_hyper).
+  STATE_HYPER: dict = {}
   # Float keys of OPTIONS the method needs as concrete host values (they choose what is compiled), so a
-  # sweep of one cannot trace it into the step (rule 1 of the module docstring).
+  # sweep of one runs its candidates one after another (rule 1).
   HOST_OPTIONS: tuple[str, ...] = ()
   # Whether the method is fine-tuning plus a penalty scaled by method.strength (strength 0 = fine-tuning).
   penalty: bool = False
@@ -134,6 +136,15 @@ class Method(abc.ABC):
     self.config = method_config
     self.fns = fns
     self.options = {o.key.split(".", 1)[1]: read_option(method_config, o) for o in self.OPTIONS}
+
+  def set_hyper(self, method_state, key: str, value):
+    """``method_state`` with the value of the float option ``key`` (dotted, e.g. ``method.strength``)
+    replaced by ``value`` (stored as a float32 scalar): one replica of a sweep of ``key``.
+
+    Raises:
+      KeyError: ``key`` is not kept in this method's state (not in :attr:`STATE_HYPER`).
+    """
+    return method_state.replace(**{self.STATE_HYPER[key]: jnp.asarray(value, jnp.float32)})
 
   def training_data(self, scenario, task: int) -> Examples:
     """The examples trained on during task ``task`` (host): by default that task's training split."""

@@ -80,6 +80,7 @@ class PenaltyMethod(Method):
   """
 
   penalty = True
+  STATE_HYPER = {"method.strength": "strength"}
   OPTIONS = (Option("method.strength", 1.0, "penalty strength lambda in strength/2 sum omega (theta - "
                     "anchor)^2 (SI c and MAS lambda are strength / 2)", minimum=0.0),)
 

@@ -353,11 +353,13 @@ def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *
   """GEM as an optax transformation (:func:`project_gem`; the QP is solved inside the jitted step) that
   counts, per task, the steps whose solver did not converge or whose result violates a constraint.
 
-  ``update(updates, state, params=None, *, ref_grads, ref_mask, task=0)`` with ``ref_grads`` the old-task
-  gradients (leading axis ``K``), ``ref_mask`` bool ``[K]`` and ``task`` the int32 index of the task being
-  trained (clipped to ``[0, num_tasks)``). State: :class:`lwcl.methods.gem_report.GemReportState`, per-task
-  counters of :class:`~lwcl.methods.gem_report.GemReport` (``gem_violating`` counts steps whose violation
-  exceeds ``violation_tol``).
+  ``update(updates, state, params=None, *, ref_grads, ref_mask, task=0, margin=None)`` with ``ref_grads``
+  the old-task gradients (leading axis ``K``), ``ref_mask`` bool ``[K]``, ``task`` the int32 index of the task
+  being trained (clipped to ``[0, num_tasks)``) and ``margin`` a float32 scalar that replaces the
+  constructor's (e.g. from the method state, so changing it needs no recompilation). State:
+  :class:`lwcl.methods.gem_report.GemReportState`, per-task counters of
+  :class:`~lwcl.methods.gem_report.GemReport` (``gem_violating`` counts steps whose violation exceeds
+  ``violation_tol``).
 
   Args:
     margin, grouping, tol: as :func:`project_gem`.
@@ -369,7 +371,7 @@ def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *
     ValueError: unknown grouping, negative margin, ``num_tasks < 1`` or ``max_iter < 1``.
   """
   check_grouping(grouping)
-  if isinstance(margin, (int, float)) and margin < 0:  # a traced margin (a swept candidate) is checked on the host
+  if not margin >= 0:
     raise ValueError(f"GEM margin must be >= 0, got {margin}")
   if num_tasks < 1 or (max_iter is not None and max_iter < 1):
     raise ValueError(f"GEM needs num_tasks >= 1 and max_iter >= 1, got {num_tasks} and {max_iter}")
@@ -378,8 +380,11 @@ def gem(margin: float = 0.0, grouping: Grouping = "network", tol: float = 0.0, *
     del params
     return projection_report.init_state(num_tasks)
 
-  def update_fn(updates, state, params=None, *, ref_grads, ref_mask, task=0, **extra_args):
+  default_margin = margin
+
+  def update_fn(updates, state, params=None, *, ref_grads, ref_mask, task=0, margin=None, **extra_args):
     del params, extra_args
+    margin = default_margin if margin is None else margin
     out, report = project_gem(updates, ref_grads, margin, ref_mask, grouping, tol=tol, max_iter=max_iter,
                               with_report=True)
     dtype = jax.tree_util.tree_leaves(updates)[0].dtype

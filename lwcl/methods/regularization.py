@@ -65,16 +65,14 @@ def importance_penalty(strength: float = 1.0) -> optax.GradientTransformationExt
   The state is ``optax.EmptyState``.
 
   Args:
-    strength: the default penalty strength (lambda of EWC, c of SI), >= 0 (or a traced float32 scalar).
+    strength: the default penalty strength (lambda of EWC, c of SI), >= 0; the ``strength`` extra argument
+      of ``update`` replaces it (the methods pass their state's).
   Raises:
     ValueError: ``strength`` < 0; or, from ``update``, ``params`` not given.
   """
-  if isinstance(strength, jax.core.Tracer):  # a swept candidate traced into a replica's step (checked on the host)
-    default = strength
-  else:
-    default = float(strength)
-    if not default >= 0.0:
-      raise ValueError(f"importance_penalty strength must be >= 0, got {strength}")
+  default = float(strength)
+  if not default >= 0.0:
+    raise ValueError(f"importance_penalty strength must be >= 0, got {strength}")
 
   def init_fn(params):
     del params

@@ -17,8 +17,9 @@ from lwcl.methods.importance import AccumulatedPenalty, ImportanceState, PyTree,
 class SIState(ImportanceState):
   """State of SI: :class:`~lwcl.methods.importance.ImportanceState` plus ``path``, a float32 pytree shaped
   like the parameters, the current task's path integral ``sum_steps -g * delta_theta`` (Zenke et al. 2017,
-  Eq. 4), reset to zeros at every task end."""
+  Eq. 4), reset to zeros at every task end; and ``xi``, float32, the damping ``method.si_xi``."""
   path: PyTree
+  xi: jax.Array
 
 
 class SI(AccumulatedPenalty):
@@ -28,6 +29,7 @@ class SI(AccumulatedPenalty):
   task's start parameters are the anchor (the previous task's end parameters; the initial ones for task
   1). State: :class:`SIState`."""
 
+  STATE_HYPER = {**AccumulatedPenalty.STATE_HYPER, "method.si_xi": "xi"}
   OPTIONS = AccumulatedPenalty.OPTIONS + (
       Option("method.si_xi", 1e-3, "damping xi in omega = path / (delta^2 + xi) (Zenke et al. use 1e-3)",
              minimum=0.0, strict=True),)
@@ -38,13 +40,14 @@ class SI(AccumulatedPenalty):
 
   def init_state(self, params, batch_stats) -> SIState:
     base = super().init_state(params, batch_stats)
-    return SIState(omega=base.omega, anchor=base.anchor, strength=base.strength, path=zeros_like(params))
+    return SIState(omega=base.omega, anchor=base.anchor, strength=base.strength, path=zeros_like(params),
+                   xi=jnp.asarray(self.xi, jnp.float32))
 
   def after_step(self, method_state: SIState, params_before, params_after, grads, batch) -> SIState:
     return method_state.replace(path=reg.si_path_step(method_state.path, params_before, params_after, grads))
 
   def task_importance(self, method_state: SIState, params, batch_stats, task, data) -> PyTree:
-    return reg.si_importance(method_state.path, method_state.anchor, params, self.xi)
+    return reg.si_importance(method_state.path, method_state.anchor, params, method_state.xi)
 
   def end_task(self, method_state: SIState, params, batch_stats, task: int, data: Examples) -> SIState:
     new = super().end_task(method_state, params, batch_stats, task, data)

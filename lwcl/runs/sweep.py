@@ -157,16 +157,20 @@ def replicable(config) -> str | None:
 
 
 def _untraceable(setup) -> str | None:
-  """None when one step of every replica traces with its candidate as data, else why not: the method
-  declares the swept key a host value (``Method.HOST_OPTIONS``, e.g. LGD's margin chooses what is compiled).
+  """None when one step of every replica traces with its candidate in its state, else why not: the method
+  does not keep the swept key in its state (``Method.STATE_HYPER``): it does not read it, or it needs it on
+  the host (``Method.HOST_OPTIONS``, e.g. LGD's margin chooses what is compiled).
 
   Raises:
     Exception: whatever tracing the step raises otherwise (a float hyper-parameter must trace, the method
       contract in :mod:`lwcl.methods.base`: a failure is a bug, not a reason to run slower).
   """
   key = setup.axis.key
-  if key in type(setup.method).HOST_OPTIONS:
-    return f"{type(setup.method).__name__} needs {key} on the host (it chooses what is compiled)"
+  method = type(setup.method)
+  if key.startswith(REPLICABLE_PREFIX) and key not in method.STATE_HYPER:
+    if key not in {o.key for o in method.OPTIONS}:
+      return f"{method.__name__} does not read {key}"
+    return f"{method.__name__} needs {key} on the host (it chooses what is compiled)"
   state = jax.eval_shape(setup.initial_state)
   data, R = setup.train_data[0], setup.axis.size
   B = setup.config.train.batch_size

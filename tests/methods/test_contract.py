@@ -3,8 +3,9 @@ a new method is covered without editing this file.
 
 (a) fixed shapes of the method state, step arguments and optimizer state over steps and a task end (the
 train step compiles once); (b) ``end_task`` under ``jax.vmap`` equals its unbatched calls; (c) a penalty
-method at strength 0 is fine-tuning bit for bit; (d) every float option not in ``HOST_OPTIONS`` can be a
-tracer (a sweep's replicas); (e) a replica equals its single run; and the options: every method reads
+method at strength 0 is fine-tuning bit for bit; (d) every float option is kept in the method state
+(``STATE_HYPER``: a value set there, as a sweep's replica has it, is the value the method uses) or needed
+on the host (``HOST_OPTIONS``); (e) a replica equals its single run; and the options: every method reads
 exactly the keys it declares, and the declarations are configs/default.py's ``method.*`` keys.
 """
 
@@ -18,12 +19,9 @@ import pytest
 
 from lwcl.config import files as config_files
 from lwcl.core.state import TrainState
-from lwcl.engine import optim
 from lwcl.engine.build import Setup
-from lwcl.engine.compiled import Overlay
 from lwcl.engine.experiment import Experiment
 from lwcl.engine.replica_axis import ReplicaAxis
-from lwcl.engine.steps import make_train_step
 from lwcl.methods import METHODS, build_method
 
 import helpers
@@ -33,8 +31,7 @@ pytestmark = pytest.mark.contract
 
 NAMES = tuple(METHODS)
 PENALTIES = tuple(n for n, cls in METHODS.items() if cls.penalty)
-TRACEABLE = tuple((n, o.key) for n, cls in METHODS.items() for o in cls.OPTIONS
-                  if o.type is float and o.key not in cls.HOST_OPTIONS)
+STATE_HYPER = tuple((n, key) for n, cls in METHODS.items() for key in cls.STATE_HYPER)
 # Tiny and quick: MLP 16-16, 2 tasks of 120 examples (6 steps each), small memories and samples.
 TINY = {**helpers.TINY, "data.normalize": "unit"}
 
@@ -123,22 +120,35 @@ def test_strength_zero_equals_finetuning_bit_for_bit(finetune_run, tmp_path, nam
   assert sum(float(jnp.sum(jnp.abs(o))) for o in jax.tree.leaves(omega)) > 0
 
 
-@pytest.mark.parametrize("name,key", TRACEABLE)
-def test_float_options_can_be_traced(name, key):
-  setup = Setup.build(_config(name))
-  config, short = setup.config, key.split(".", 1)[1]
-  state, batch = setup.initial_state(), _batch(setup, 0, 0)
-  lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[0]
+def test_every_float_option_is_in_the_state_or_needed_on_the_host():
+  for name, cls in METHODS.items():
+    floats = {o.key for o in cls.OPTIONS if o.type is float}
+    assert floats == set(cls.STATE_HYPER) | set(cls.HOST_OPTIONS), name
+    assert not set(cls.STATE_HYPER) & set(cls.HOST_OPTIONS), name
 
-  @jax.jit
-  def step(value, state):  # the method built inside the step around a traced value, as a sweep does
-    method = build_method(Overlay(config.method, {short: value}), setup.scenario, setup.fns)
-    tx = optim.optimizer(setup.fns, method.transformation(), config.optimizer, config.train.epochs_per_task)
-    return make_train_step(setup.fns, tx, method)(state, batch, lr)
 
-  got, _ = step(jnp.float32(config.method[short]), state)
-  want, _ = setup.steps.train_step(state, batch, lr)  # the same value as a Python float
-  helpers.assert_close_per_leaf(got.params, want.params, rtol=1e-6)
+def _through_a_task_end(setup, state):
+  """3 steps of task 0, its end-of-task update (as the runner places it), 2 steps of task 1."""
+  state = _train(setup, state, 0, 3)
+  ms = setup.method.end_task(state.method_state, state.params, state.batch_stats, 0, setup.train_data[0])
+  return _train(setup, state.replace(method_state=setup.parallel.replicate(ms)), 1, 2)
+
+
+@pytest.mark.parametrize("name,key", STATE_HYPER)
+def test_a_hyper_parameter_of_the_state_is_what_the_method_uses(name, key):
+  # A sweep's replica: the default config's method with another value set in its state (set_hyper) trains
+  # as the method built with that value (through a task end, where every option has taken effect).
+  option = next(o for o in METHODS[name].OPTIONS if o.key == key)
+  other = 2.0 * option.default + 0.25
+  swept = Setup.build(_config(name))
+  state = swept.initial_state()
+  state = state.replace(method_state=swept.method.set_hyper(state.method_state, key, other))
+  built = Setup.build(_config(name, **{key: other}))
+  got, want = _through_a_task_end(swept, state), _through_a_task_end(built, built.initial_state())
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(got), jax.device_get(want))
+  default = _through_a_task_end(swept, swept.initial_state())  # and the value matters
+  assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(jax.device_get(default)),
+                                                        jax.tree.leaves(jax.device_get(want))))
 
 
 @pytest.mark.parametrize("name", NAMES)

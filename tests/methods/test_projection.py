@@ -21,7 +21,7 @@ from lwcl.core.state import TrainState
 from lwcl.data.pipeline import Preprocessor
 from lwcl.engine.steps import make_train_step
 from lwcl.errors import ConfigError
-from lwcl.methods import EpisodicState, build_method, param_groups
+from lwcl.methods import build_method, param_groups
 from lwcl.methods import memory as memory_lib
 from lwcl.methods import projection as pj
 from lwcl.models.heads import TaskHeads
@@ -303,7 +303,8 @@ def test_old_task_gradients_match_per_task_gradients():
   batch = {"task": jnp.full((4,), 2, jnp.int32)}
 
   def compute(mem, params):
-    outs = [m.step_args(EpisodicState(memory=mem), params, stats, batch, jax.random.PRNGKey(0)) for m in methods]
+    outs = [m.step_args(m.init_state(params, stats).replace(memory=mem), params, stats, batch, jax.random.PRNGKey(0))
+            for m in methods]
     expect = []
     for k, n in [(0, 4), (1, 6)]:  # task 0 stored 4 examples, task 1 the last 6 of its 9
       b = {key: v[k, :n] for key, v in memory_lib.task_batches(mem, 3).items()}
@@ -349,7 +350,8 @@ def test_layerwise_local_mode_uses_local_losses_and_projects_per_local_block():
                          jnp.asarray(rng.integers(0, 3, 6), jnp.int32), task)
 
   def compute(mem, params):
-    args = method.step_args(EpisodicState(memory=mem), params, stats, {"task": jnp.full((4,), 2, jnp.int32)}, None)
+    args = method.step_args(method.init_state(params, stats).replace(memory=mem), params, stats,
+                            {"task": jnp.full((4,), 2, jnp.int32)}, None)
     b = {key: v[0] for key, v in memory_lib.task_batches(mem, 3).items()}
     first = jax.grad(lambda p: fns.local_losses(p, stats, b, None, False)[0])(params)
     return args, first
