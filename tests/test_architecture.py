@@ -137,3 +137,11 @@ def test_methods_are_one_explicit_table_without_import_time_registration():
     tree = ast.parse(open(path, encoding="utf-8").read())
     calls = [n.func for n in ast.walk(tree) if isinstance(n, ast.Call)]
     assert not any(getattr(f, "attr", getattr(f, "id", "")) == "register" for f in calls), name
+
+
+def test_no_tracer_checks():
+  """No code asks whether a value is traced (``jax.core.Tracer``): swept values are state or step data,
+  never a tracer in a method's constructor (rule 1 of lwcl/methods/base.py)."""
+  for name, path in _modules().items():
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+      assert not (isinstance(node, ast.Attribute) and node.attr == "Tracer"), f"{name}:{node.lineno}"
