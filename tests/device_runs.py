@@ -11,7 +11,10 @@ import json
 import os
 import sys
 
-from lwcl.runs import driver
+# Started as a script: this checkout's lwcl, not whichever an editable install in the venv points at.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lwcl.runs import driver  # noqa: E402
 
 from helpers import METHODS, TINY, small_config
 

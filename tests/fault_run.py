@@ -13,7 +13,10 @@ import os
 import signal
 import sys
 
-from lwcl import main
+# Started as a script: this checkout's lwcl, not whichever an editable install in the venv points at.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from lwcl import main  # noqa: E402
 
 
 def fill_disk(path: str) -> None:
