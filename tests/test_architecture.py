@@ -26,7 +26,7 @@ ALLOWED = {
     "cli": ENTRY,
     "benchmarks": ENTRY | {"cli"},
     "studies": ENTRY | {"cli"},
-    "runs": {"engine", "config", "io", "data", "core", "platform", "errors"},
+    "runs": {"engine", "config", "io", "methods", "data", "core", "platform", "errors"},
     "engine": {"config", "io", "methods", "layerwise", "models", "data", "core", "platform", "errors"},
     "config": {"methods", "layerwise", "io", "models", "data", "core", "platform", "errors"},
     "io": {"data", "core", "platform", "errors"},

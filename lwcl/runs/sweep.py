@@ -16,9 +16,6 @@ from __future__ import annotations
 import os
 from typing import Callable
 
-import jax
-import numpy as np
-
 from lwcl.config import files as config_files
 from lwcl.config import sections as config_sections
 from lwcl.config import values as config_values
@@ -27,6 +24,7 @@ from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
 from lwcl.engine.experiment import Experiment
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
+from lwcl.methods import METHODS
 from lwcl.runs import seeds as replicas
 from lwcl.runs import summaries as replica_results
 from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
@@ -114,10 +112,8 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
   why = replicable(config)
   if why is None:
     exp = Experiment(_program(config), _axis(config))
-    why = _untraceable(exp.setup)
-    if why is None:
-      print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
-      return exp.run_replicas(os.path.join(workdir, "sweep"), on_step, done=done)
+    print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
+    return exp.run_replicas(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
       [(f"sweep {key}={value} (validation split)", replica_axis.candidate_config(config, key, value, "valid"),
@@ -147,39 +143,20 @@ def _axis(config) -> replica_axis.ReplicaAxis:
 
 
 def replicable(config) -> str | None:
-  """None when ``sweep.key``'s candidates can be replicas of one program, else the reason in words."""
+  """None when ``sweep.key``'s candidates can be replicas of one program, else the reason in words: the key
+  is not the learning rate or a float ``method.*`` key, or the method does not keep it in its state
+  (``Method.STATE_HYPER``): it does not read it, or it needs it on the host (``Method.HOST_OPTIONS``, e.g.
+  LGD's margin chooses what is compiled)."""
   key = config.sweep.key
   if key != LEARNING_RATE and not key.startswith(REPLICABLE_PREFIX):
     return f"{key} is not the learning rate or a method.* hyper-parameter"
   if not isinstance(config_files.get_key(config, key), float):
     return f"{key} is not a float (it may change shapes)"
-  return None
-
-
-def _untraceable(setup) -> str | None:
-  """None when one step of every replica traces with its candidate in its state, else why not: the method
-  does not keep the swept key in its state (``Method.STATE_HYPER``): it does not read it, or it needs it on
-  the host (``Method.HOST_OPTIONS``, e.g. LGD's margin chooses what is compiled).
-
-  Raises:
-    Exception: whatever tracing the step raises otherwise (a float hyper-parameter must trace, the method
-      contract in :mod:`lwcl.methods.base`: a failure is a bug, not a reason to run slower).
-  """
-  key = setup.axis.key
-  method = type(setup.method)
+  method = METHODS[config.method.name]
   if key.startswith(REPLICABLE_PREFIX) and key not in method.STATE_HYPER:
     if key not in {o.key for o in method.OPTIONS}:
       return f"{method.__name__} does not read {key}"
     return f"{method.__name__} needs {key} on the host (it chooses what is compiled)"
-  state = jax.eval_shape(setup.initial_state)
-  data, R = setup.train_data[0], setup.axis.size
-  B = setup.config.train.batch_size
-  batch = {"image": jax.ShapeDtypeStruct((R, B) + data.images.shape[1:], data.images.dtype),
-           "label": jax.ShapeDtypeStruct((R, B), np.int32), "task": jax.ShapeDtypeStruct((R, B), np.int32)}
-  if setup.fns.is_greedy:
-    batch["phase"] = jax.ShapeDtypeStruct((R, B), np.int32)
-  lr = setup.learning_rates_of_task(setup.steps_per_epoch[0])[..., 0]
-  jax.eval_shape(setup.steps.train_step, state, batch, lr)
   return None
 
 

@@ -78,3 +78,15 @@ def test_sweep_needs_validation_data_and_a_real_key(tmp_path):
   with pytest.raises(ConfigError, match="not a numeric config key"):
     replica_axis.candidate_config(small_config(**{"sweep.key": "optimizer.nope", "sweep.candidates": (1.0,)}),
                                   "optimizer.nope", 1.0, "valid")
+
+
+def test_which_sweeps_run_as_replicas_is_decided_from_the_config():
+  def why(method, key):
+    return sweep.replicable(small_config(**{"method.name": method, "sweep.key": key, "sweep.candidates": (1., 2.),
+                                            "scenario.validation_fraction": 0.1}))
+  assert why("ewc", "method.strength") is None and why("si", "method.si_xi") is None
+  assert why("gem", "method.gem_margin") is None and why("finetune", "optimizer.learning_rate") is None
+  assert why("lgd", "method.lgd_threshold") == ("LGD needs method.lgd_threshold on the host (it chooses what is "
+                                                "compiled)")
+  assert why("ewc", "method.gem_margin") == "EWC does not read method.gem_margin"
+  assert why("ewc", "train.batch_size").startswith("train.batch_size is not the learning rate")
