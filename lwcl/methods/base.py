@@ -133,7 +133,6 @@ class Method(abc.ABC):
 
   def __init__(self, method_config, scenario, fns):
     del scenario
-    self.config = method_config
     self.fns = fns
     self.options = {o.key.split(".", 1)[1]: read_option(method_config, o) for o in self.OPTIONS}
 
