@@ -26,7 +26,7 @@ import numpy as np
 
 from lwcl.config import files as config_files
 from lwcl.engine.build import Setup
-from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.runs.axis import ReplicaAxis
 
 DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "nai_split_fashion_mnist.py")
 

@@ -153,10 +153,10 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   Raises:
     ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
   """
-  from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
   from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top
   from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
   from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
+  from lwcl.runs.axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
   c = with_seeds(config, num_seeds)
   read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(replica_results.seeds_of(c)), workdir)  # noqa: E731
   per_seed = read()

@@ -1,12 +1,15 @@
 """What a run builds once and never changes: :class:`Setup`.
 
-From a config and a :class:`~lwcl.engine.replica_axis.ReplicaAxis`, :meth:`Setup.build` loads the data set (and
-fingerprints it), builds the scenario, the model functions, the continual method, the optimizer and its
-learning-rate schedule, and compiles the train step, the multi-step loop (``train.steps_per_dispatch``) and
-the evaluation step for that axis (``jax.vmap``-ed over the replicas when it is batched). The stream loop
-(:mod:`lwcl.engine.loop`) and the report (:mod:`lwcl.engine.report`) read it; nothing writes it. A task-order study
-derives the setup of another order with :meth:`Setup.with_order`, reusing the data set and, when the label
-space is unchanged, the compiled steps.
+From a config and its :class:`~lwcl.engine.replicas.Replicas` (a single run by default), :meth:`Setup.build`
+loads the data set (and fingerprints it), builds the scenario, the model functions, the continual method,
+the optimizer and its learning-rate schedule, and compiles the train step, the multi-step loop
+(``train.steps_per_dispatch``) and the evaluation step (mapped over the replicas by
+:meth:`Replicas.vmap <lwcl.engine.replicas.Replicas.vmap>`). Everything per replica is read from the
+replica's single-run config: its seed, its stream (``scenario.task_order``), its learning rate and its
+method hyper-parameters. The stream loop (:mod:`lwcl.engine.loop`) and the report
+(:mod:`lwcl.engine.report`) read the setup; nothing writes it. :meth:`Setup.with_task_order` derives the
+setup of the same single run in another task order, reusing the data set and, when the label space is
+unchanged, the compiled steps.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from absl import logging
 
 from lwcl import layerwise
 from lwcl.config import values as config_values
+from lwcl.core.keys import get_key
 from lwcl.core.model_fns import ModelFns
 from lwcl.core.record import Record
 from lwcl.core.state import TrainState
@@ -29,10 +33,10 @@ from lwcl.data.scenarios import Scenario, build_scenario
 from lwcl.data.sources import load_dataset
 from lwcl.engine import optim
 from lwcl.engine.compiled import Steps, compile_steps
-from lwcl.engine.replica_axis import ReplicaAxis, order_config
+from lwcl.engine.replicas import One, Replicas
 from lwcl.errors import ConfigError
 from lwcl.io.results import data_fingerprint
-from lwcl.methods import Method, build_method
+from lwcl.methods import METHODS, Method, build_method
 from lwcl.models import build_model
 from lwcl.platform import xla_flags
 from lwcl.platform.devices import DataParallel
@@ -46,12 +50,12 @@ class Stream:
   train_data: tuple
 
 
-# The swept key whose candidates are per-replica learning-rate schedules (data of every step), not a
-# hyper-parameter of the method state.
-LEARNING_RATE = "optimizer.learning_rate"
-# Swept keys whose candidates can be replicas: the learning rate and the float hyper-parameters a method keeps
-# in its state (Method.STATE_HYPER).
-REPLICABLE_PREFIX = "method."
+# Config keys in which the replicas of one program may differ, besides the float hyper-parameters their
+# method keeps in its state (Method.STATE_HYPER): what every step takes as data (the seed: initial state
+# and minibatch order; the task order: the stream's data; the learning rate: an argument of every step),
+# and what chooses the replicas and never reaches the program.
+AS_DATA = ("seed", "scenario.task_order", "optimizer.learning_rate")
+NOT_IN_PROGRAM = ("num_seeds", "num_orders", "sweep.key", "sweep.candidates")
 
 
 class UnequalStreams(ConfigError):
@@ -59,14 +63,46 @@ class UnequalStreams(ConfigError):
   :func:`lwcl.runs.orders.run_orders` then runs them one after another."""
 
 
+def _flat(tree: dict, prefix: str = "") -> dict:
+  """A nested dict as ``{dotted key: value}``."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def check_one_program(config, configs) -> None:
+  """Checks that replicas with single-run configs ``configs`` can be replicas of the program of
+  ``config``: every config differs from it only in :data:`AS_DATA`, :data:`NOT_IN_PROGRAM` and the
+  method's ``STATE_HYPER`` keys.
+
+  Raises:
+    ValueError: a replica differs in a key the compiled program does not take as data (names the replica
+      and the key; a bug of the caller that built the replicas, not of a user's config).
+  """
+  allowed = set(AS_DATA) | set(NOT_IN_PROGRAM) | set(METHODS[config.method.name].STATE_HYPER)
+  base = _flat(config.to_dict())
+  for r, c in enumerate(configs):
+    other = _flat(c.to_dict())
+    differ = sorted(k for k in base.keys() | other.keys() if k not in allowed and base.get(k) != other.get(k))
+    if differ:
+      raise ValueError(f"replica {r} differs from the program in {', '.join(differ)}, which one compiled "
+                       "program cannot take as data; run it on its own")
+
+
 @dataclasses.dataclass(frozen=True)
 class Setup:
   """Everything a run builds once from its config (see the module docstring).
 
   Attributes:
-    config: the run's (locked) config as given (``num_seeds`` / ``num_orders`` included); replica ``r``'s
-      single-run config is ``axis.config(config, r)``.
-    axis: the replicas (:class:`~lwcl.engine.replica_axis.ReplicaAxis`).
+    config: the run's (locked) config as given (``num_seeds`` / ``num_orders`` included): the program's.
+    replicas: the runs the program trains (:class:`~lwcl.engine.replicas.Replicas`; :class:`One` for a
+      single run).
+    configs: each replica's single-run config (``replicas.config(config, r)``), differing from
+      :attr:`config` only in what the program takes as data (:func:`check_one_program`).
     parallel: the device mesh and shardings.
     dataset, data_fingerprint: the loaded data set and its SHA-256 (:func:`lwcl.io.results.data_fingerprint`).
     preprocess: uint8 images -> normalized float32.
@@ -89,7 +125,8 @@ class Setup:
     steps: the compiled steps (:class:`Steps`).
   """
   config: Any
-  axis: ReplicaAxis
+  replicas: Replicas
+  configs: tuple
   parallel: DataParallel
   dataset: Any
   data_fingerprint: str
@@ -109,20 +146,24 @@ class Setup:
   steps: Steps
 
   @classmethod
-  def build(cls, config, axis: ReplicaAxis | None = None) -> "Setup":
-    """Builds the setup of ``config`` for ``axis`` (default: the single run of ``config.seed``).
+  def build(cls, config, replicas: Replicas | None = None) -> "Setup":
+    """Builds the setup of ``config`` for ``replicas`` (default: the single run of ``config``).
 
     Raises:
       ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the devices
-        do not divide, or a batched axis on more than one device or process.
+        do not divide, or batched replicas on more than one device or process.
       UnequalStreams: task orders whose tasks differ in size (they cannot train in lockstep).
+      ValueError: a replica's config differs from the program's in a key the program does not take as
+        data (:func:`check_one_program`).
       DataError: the data set cannot be loaded.
     """
     config_values.check_values(config)
-    axis = axis or ReplicaAxis.single(config.seed)
+    replicas = replicas or One()
+    configs = tuple(replicas.config(config, r) for r in range(replicas.size))
+    check_one_program(config, configs)
     parallel = DataParallel.create(config.devices)
     xla_flags.check_in_effect()
-    if axis.batched and (parallel.size != 1 or jax.process_count() != 1):
+    if replicas.batched and (parallel.size != 1 or jax.process_count() != 1):
       raise ConfigError(f"num_seeds and num_orders run all replicas on one device, but {parallel.size} devices "
                         "are in use; set --config.devices.num_devices=1")
     # Multi-process runs keep one host batch per step (each process would have to place the task's data).
@@ -134,37 +175,41 @@ class Setup:
     eval_batch_size = -(-config.train.eval_batch_size // parallel.size) * parallel.size
     dataset = load_dataset(config.data)
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
-    if axis.orders:  # one scenario per task order, shared by that order's replicas (seeds)
-      by_order = {}
-      for o in axis.orders:
-        if o not in by_order:
-          by_order[o] = build_scenario(order_config(config, o).scenario, dataset)
-      scenarios = [by_order[o] for o in axis.orders]
-    else:
-      scenarios = [build_scenario(config.scenario, dataset)]
-    fields = dict(config=config, axis=axis, parallel=parallel, dataset=dataset,
+    by_stream = {}  # one scenario per distinct stream (task order), shared by its replicas (seeds, candidates)
+    for c in configs:
+      key = repr(sorted(_flat(c.scenario.to_dict()).items()))
+      if key not in by_stream:
+        by_stream[key] = build_scenario(c.scenario, dataset)
+    scenarios = ([by_stream[repr(sorted(_flat(c.scenario.to_dict()).items()))] for c in configs]
+                 if len(by_stream) > 1 else list(by_stream.values()))
+    fields = dict(config=config, replicas=replicas, configs=configs, parallel=parallel, dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
                   steps_per_dispatch=k, eval_batch_size=eval_batch_size)
-    return cls(**fields, **_stream_parts(config, scenarios, preprocess, parallel, axis, k, eval_batch_size))
+    return cls(**fields, **_stream_parts(config, configs, scenarios, preprocess, parallel, replicas, k,
+                                         eval_batch_size))
 
-  def with_order(self, order) -> "Setup":
+  def with_task_order(self, order) -> "Setup":
     """The setup of the same single run in another task order (``scenario.task_order = order``, a
     permutation of the tasks as defined). The data set is not reloaded; the compiled steps are reused when
     the label masks are unchanged (always, except masked task-incremental heads, whose masks follow the
-    order)."""
-    if self.axis.batched:
-      raise ValueError("with_order switches the order of a single run, not of replicas")
-    config = order_config(self.config, order)
+    order).
+
+    Raises:
+      ValueError: the setup trains batched replicas (each has its own order).
+    """
+    if self.replicas.batched:
+      raise ValueError("with_task_order switches the order of a single run, not of replicas")
+    config = self.config.copy_and_resolve_references()
     with config.unlocked():
-      config.num_orders = self.config.num_orders
+      config.scenario.task_order = tuple(int(i) for i in order)
     config.lock()
     scenario = build_scenario(config.scenario, self.dataset)
     if not np.array_equal(scenario.label_masks, self.scenario.label_masks):
-      return dataclasses.replace(self, config=config, **_stream_parts(
-          config, [scenario], self.preprocess, self.parallel, self.axis, self.steps_per_dispatch,
+      return dataclasses.replace(self, config=config, configs=(config,), **_stream_parts(
+          config, (config,), [scenario], self.preprocess, self.parallel, self.replicas, self.steps_per_dispatch,
           self.eval_batch_size))
     stream = Stream(scenario, tuple(self.method.training_data(scenario, t) for t in range(scenario.num_tasks)))
-    return dataclasses.replace(self, config=config, streams=(stream,),
+    return dataclasses.replace(self, config=config, configs=(config,), streams=(stream,),
                                steps_per_epoch=_steps_per_epoch([stream], config))
 
   # -- views ---------------------------------------------------------------------------------------
@@ -188,6 +233,12 @@ class Setup:
     lrs = [lr.for_task(steps_per_epoch) for lr in self.learning_rates]
     return lrs[0] if len(lrs) == 1 else np.stack(lrs)
 
+  @property
+  def seeds(self) -> tuple:
+    """Each replica's seed (``config.seed`` of its single-run config): initial state, minibatch order,
+    linear-probe subsets."""
+    return tuple(int(c.seed) for c in self.configs)
+
   def parts(self, r: int) -> tuple:
     """Replica ``r``'s ``(fns, method, readouts)`` for the host-side hooks (end of task, read-outs)."""
     return self.replica_parts[r] if self.replica_parts else (self.fns, self.method, self.readouts)
@@ -195,24 +246,26 @@ class Setup:
   # -- the state at the start of the stream -------------------------------------------------------
 
   def initial_state(self) -> TrainState:
-    """Every replica's state at the start of the stream (from its seed; a sweep's candidate in its method
-    state, :meth:`lwcl.methods.base.Method.set_hyper`), as the run holds it."""
-    return self.axis.each(self._initial_state)
+    """Every replica's state at the start of the stream (from its seed; the method hyper-parameters in
+    which replicas differ set in each one's method state, :meth:`lwcl.methods.base.Method.set_hyper`), as
+    the run holds it."""
+    return self.replicas.each(self._initial_state)
 
   def _initial_state(self, r: int) -> TrainState:
-    init_key, train_key = jax.random.split(jax.random.PRNGKey(self.axis.seeds[r]))
+    init_key, train_key = jax.random.split(jax.random.PRNGKey(self.configs[r].seed))
     params, batch_stats = self.fns.init(init_key, self.scenario.image_shape)
     method = self.parts(r)[1]
     method_state = method.init_state(params, batch_stats)
-    if self.axis.candidates and self.axis.key != LEARNING_RATE:  # a swept hyper-parameter of the state
-      method_state = method.set_hyper(method_state, self.axis.key, self.axis.candidates[r])
+    for key in method.STATE_HYPER:  # a hyper-parameter in which replicas differ (a sweep's candidates)
+      if any(get_key(c, key) != get_key(self.config, key) for c in self.configs):
+        method_state = method.set_hyper(method_state, key, get_key(self.configs[r], key))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                       opt_state=self.tx.init(params), method_state=method_state, rng=train_key)
 
   def initial_record(self) -> Record:
     """Every replica's empty :class:`~lwcl.core.record.Record`, as the run holds it."""
     T = self.scenario.num_tasks
-    return self.axis.each(lambda _: Record.zeros(
+    return self.replicas.each(lambda _: Record.zeros(
         T, self.config.eval.lca_batches, self.readouts.initial_record(T), self.config.train.epochs_per_task,
         self.method.report_keys))
 
@@ -242,7 +295,8 @@ def _parts(config, scenario, model, preprocess, parallel, eval_batch_size):
   return fns, method, tx, readouts
 
 
-def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispatch, eval_batch_size) -> dict:
+def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, steps_per_dispatch,
+                  eval_batch_size) -> dict:
   """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica) and the replicas'
   values: model functions, method, optimizer, streams, read-outs and compiled steps."""
   first = scenarios[0]
@@ -263,11 +317,11 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
     def parts_of(r):
       sc = scenarios[r]
       if id(sc) not in built:
-        f, m, _, ro = _parts(axis.config(config, r), sc, model, preprocess, parallel, eval_batch_size)
+        f, m, _, ro = _parts(configs[r], sc, model, preprocess, parallel, eval_batch_size)
         built[id(sc)] = (f, m, ro)
       return built[id(sc)]
 
-    replica_parts = tuple(parts_of(r) for r in range(axis.size))
+    replica_parts = tuple(parts_of(r) for r in range(replicas.size))
 
     def rebuild_around(replica_values):  # the step's pieces around a replica's label masks (traced)
       f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
@@ -276,13 +330,12 @@ def _stream_parts(config, scenarios, preprocess, parallel, axis, steps_per_dispa
 
     rebuild = rebuild_around
 
-  if axis.key == LEARNING_RATE:
-    learning_rates = tuple(optim.LearningRates(fns, axis.config(config, r).optimizer, epochs)
-                           for r in range(axis.size))
+  if any(c.optimizer.to_dict() != config.optimizer.to_dict() for c in configs):  # a learning rate per replica
+    learning_rates = tuple(optim.LearningRates(fns, c.optimizer, epochs) for c in configs)
   else:
     learning_rates = (optim.LearningRates(fns, config.optimizer, epochs),)
   return dict(streams=streams, fns=fns, method=method, tx=tx, learning_rates=learning_rates, readouts=readouts,
               steps_per_epoch=_steps_per_epoch(streams, config), values=values or None,
               replica_parts=replica_parts, rebuild=rebuild,
-              steps=compile_steps(fns, tx, method, parallel, axis, len(streams) == 1, values or None, rebuild,
+              steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, values or None, rebuild,
                                   len(learning_rates) > 1))

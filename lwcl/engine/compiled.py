@@ -1,7 +1,7 @@
-"""The compiled steps of a run (:class:`Steps`), for a replica axis: as written for a single run, under
-``jax.vmap`` for replicas, with what differs between replicas' steps (the label masks of task orders under
-masked heads) traced into each replica's step as data. Seeds and sweep candidates differ only in the state
-(a swept method hyper-parameter is in the method state) or the learning rate argument.
+"""The compiled steps of a run (:class:`Steps`): as written for a single run, mapped over batched replicas
+(:meth:`lwcl.engine.replicas.Replicas.vmap`), with what differs between replicas' steps (the label masks of
+task orders under masked heads) traced into each replica's step as data. Seeds and sweep candidates differ
+only in the state (a swept method hyper-parameter is in the method state) or the learning rate argument.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Callable
 import jax
 
 from lwcl.core.model_fns import ModelFns
-from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.replicas import Replicas
 from lwcl.engine.steps import make_eval_step, make_train_step, make_train_steps
 from lwcl.methods import Method
 from lwcl.platform.devices import DataParallel
@@ -20,13 +20,13 @@ from lwcl.platform.devices import DataParallel
 
 @dataclasses.dataclass(frozen=True)
 class Steps:
-  """The compiled steps of a setup (vmapped over the replicas when the axis is batched).
+  """The compiled steps of a setup (vmapped over the replicas when they are batched).
 
   Attributes:
     train_step: ``(state, batch, learning_rate) -> (state, metrics)`` (:func:`lwcl.engine.steps.make_train_step`),
-      state donated; a batched axis gives every replica its own minibatch (``[R, B, ...]``).
+      state donated; batched replicas each get their own minibatch (``[R, B, ...]``).
     train_steps: ``(state, data, steps, count) -> (state, losses)`` (:func:`lwcl.engine.steps.make_train_steps`);
-      a batched axis gives every replica its own ``steps['index']`` (``[R, K, B]``) on shared data.
+      batched replicas each get their own ``steps['index']`` (``[R, K, B]``) on shared data.
     eval_step: ``(params, batch_stats, batch) -> (correct, count)`` on a batch shared by the replicas.
     init_opt: ``params -> opt_state`` (a fresh optimizer state, ``optimizer.reset_each_task``).
   """
@@ -36,10 +36,10 @@ class Steps:
   init_opt: Callable
 
 
-def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axis: ReplicaAxis,
+def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, replicas: Replicas,
                   shared_data: bool = True, values: dict | None = None, rebuild: Callable | None = None,
                   lr_per_replica: bool = False) -> Steps:
-  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``axis`` (see :class:`Steps`).
+  """The jitted steps of ``fns``, ``tx`` and ``method`` for ``replicas`` (see :class:`Steps`).
 
   Args:
     shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
@@ -50,7 +50,7 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
     lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
   """
   rep, bat = parallel.replicated, parallel.batch
-  if not axis.batched:
+  if not replicas.batched:
     return Steps(jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,), in_shardings=(rep, bat, rep),
                          out_shardings=(rep, rep)),
                  jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
@@ -66,13 +66,13 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, axi
 
   def compiled(name: str, **jit_kwargs):
     if values is None:
-      return jax.jit(jax.vmap(builders[name](fns, tx, method), in_axes=in_axes[name]), **jit_kwargs)
+      return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
 
     def with_values(replica_values, *args):  # replica r's step, its values traced
       return builders[name](*rebuild(replica_values))(*args)
 
-    vmapped = jax.vmap(with_values, in_axes=(0,) + in_axes[name])
+    vmapped = replicas.vmap(with_values, (0,) + in_axes[name])
     return jax.jit(lambda *args: vmapped(values, *args), **jit_kwargs)
 
   return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
-               compiled("eval_step"), jax.jit(jax.vmap(tx.init)))
+               compiled("eval_step"), jax.jit(replicas.vmap(tx.init, 0)))

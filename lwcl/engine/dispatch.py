@@ -12,23 +12,23 @@ import numpy as np
 from lwcl.data import stream_loader
 from lwcl.data.pipeline import dispatch_lengths, step_indices
 from lwcl.engine.build import Setup
-from lwcl.engine.replica_axis import stack
+from lwcl.engine.replicas import stack
 from lwcl.engine.run_io import Run
 from lwcl.layerwise import greedy_phase
 
 
 def put(setup: Setup, batch: dict) -> dict:
   """A host batch placed for the compiled steps (split over the devices; replicas are on one device)."""
-  return batch if setup.axis.batched else setup.parallel.put_batch(batch)
+  return batch if setup.replicas.batched else setup.parallel.put_batch(batch)
 
 
 def _indices(setup: Setup, t: int, first: int, count: int, rows: int | None = None) -> np.ndarray:
   """Every replica's example indices of task steps ``first .. first + count - 1`` (:func:`step_indices`:
   those of the single run of the replica's seed and order), int32 ``[rows, B]`` (``[R, rows, B]`` when
   batched)."""
-  axis, bs, spe = setup.axis, setup.config.train.batch_size, setup.steps_per_epoch[t]
-  return axis.each(lambda r: step_indices(len(setup.stream(r).train_data[t]), bs, axis.seeds[r], t, spe, first,
-                                          count, rows=rows))
+  bs, spe = setup.config.train.batch_size, setup.steps_per_epoch[t]
+  return setup.replicas.each(lambda r: step_indices(len(setup.stream(r).train_data[t]), bs, setup.seeds[r], t, spe,
+                                                    first, count, rows=rows))
 
 
 def _gather(setup: Setup, t: int, rows: np.ndarray) -> dict:
@@ -36,7 +36,7 @@ def _gather(setup: Setup, t: int, rows: np.ndarray) -> dict:
   stream's data)."""
   if len(setup.streams) == 1:
     return _fields(setup.train_data[t], rows)
-  return stack([_fields(setup.stream(r).train_data[t], rows[r]) for r in range(setup.axis.size)])
+  return stack([_fields(setup.stream(r).train_data[t], rows[r]) for r in range(setup.replicas.size)])
 
 
 def _fields(data, rows) -> dict:
@@ -74,7 +74,7 @@ def one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     if s == start or index == 0:  # the indices of the rest of this epoch
       first, idx = s, _indices(setup, t, s, spe - index)
       streamed = stream_loader.streamed_batches(setup.train_data[t], config.train.batch_size,
-                                                setup.axis.seeds[0], t, epoch, index, setup.axis.batched)
+                                                setup.seeds[0], t, epoch, index, setup.replicas.batched)
     rows = idx[..., s - first, :]
     batch = next(streamed) if streamed is not None else _gather(setup, t, rows)
     if fns.is_greedy:

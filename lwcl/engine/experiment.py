@@ -5,10 +5,11 @@ the stream loop (:func:`lwcl.engine.loop.run_stream`) over it.
     results = exp.run("runs/x")         # trains the stream (resuming), writes results.json; a dict
     exp.final_state                     # the train state after the run
 
-``Experiment(config, ReplicaAxis.of_seeds(seeds))`` trains several seeds as replicas of one vmapped program
-(``run_replicas`` returns one results dict per seed; :func:`lwcl.runs.seeds.run_replicas` adds the
-summary).
-Sweeps, task orders and the results-exist check are the caller's (:mod:`lwcl.runs.driver`).
+``Experiment(config, replicas)`` trains several runs as replicas of one vmapped program: any
+:class:`~lwcl.engine.replicas.Replicas`, e.g. seeds as ``lwcl.runs.axis.ReplicaAxis.of_seeds(seeds)``
+(``run_replicas`` returns one results dict per replica; :func:`lwcl.runs.seeds.run_replicas` adds the
+summary over seeds). Sweeps, task orders and the results-exist check are the caller's
+(:mod:`lwcl.runs.driver`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lwcl.core.state import TrainState
 from lwcl.data.scenarios import Scenario
 from lwcl.engine import loop
 from lwcl.engine.build import Setup
-from lwcl.engine.replica_axis import ReplicaAxis
+from lwcl.engine.replicas import Replicas
 from lwcl.methods import Method
 from lwcl.platform.devices import DataParallel
 
@@ -34,7 +35,8 @@ class Experiment:
 
   Attributes:
     setup: the :class:`~lwcl.engine.build.Setup` (everything built once from the config).
-    final_state: the train state after :meth:`run` (with the replica axis; for tests and notebooks).
+    final_state: the train state after :meth:`run` (with the replicas' leading axis when batched; for tests
+      and notebooks).
 
   The setup's parts a user's own loop needs are typed properties (:attr:`config`, :attr:`scenario`,
   :attr:`fns`, :attr:`method`, :attr:`tx`, :attr:`parallel`, :attr:`train_data`, :attr:`steps_per_epoch`,
@@ -44,8 +46,8 @@ class Experiment:
   Raises (constructor): the errors of :meth:`lwcl.engine.build.Setup.build` (ConfigError, DataError).
   """
 
-  def __init__(self, config, axis: ReplicaAxis | None = None):
-    self.setup = Setup.build(config, axis)
+  def __init__(self, config, replicas: Replicas | None = None):
+    self.setup = Setup.build(config, replicas)
     self.final_state = None
 
   # -- the setup's parts (typed; no attribute forwarding) --------------------------------------------
@@ -111,8 +113,8 @@ class Experiment:
   # -- running ---------------------------------------------------------------------------------------
 
   def reorder(self, order) -> None:
-    """Switches to another task order (:meth:`lwcl.engine.build.Setup.with_order`)."""
-    self.setup = self.setup.with_order(order)
+    """Switches to another task order (:meth:`lwcl.engine.build.Setup.with_task_order`)."""
+    self.setup = self.setup.with_task_order(order)
 
   def initial_state(self) -> TrainState:
     """The state at the start of the stream (every replica's, from its seed)."""
@@ -134,8 +136,8 @@ class Experiment:
     Args and raises: those of :func:`lwcl.engine.loop.run_stream`; also
     ValueError: the experiment has replicas (use :meth:`run_replicas`).
     """
-    if self.setup.axis.batched:
-      raise ValueError(f"this experiment trains {self.setup.axis.describe()} as replicas; "
+    if self.setup.replicas.batched:
+      raise ValueError(f"this experiment trains {self.setup.replicas.describe()} as replicas; "
                        "run_replicas returns each replica's results")
     return self.run_replicas(workdir, on_step, on_task_end)[0]
 
@@ -143,7 +145,7 @@ class Experiment:
                    on_task_end: Callable[[int, TrainState], None] | None = None,
                    done: list | None = None) -> list:
     """Trains every replica's stream (one vmapped program) in ``workdir``; returns one results dict per
-    replica, in the axis's order (one for a single run).
+    replica, in order (one for a single run).
 
     Args:
       done: per replica, its finished results (reported as found, not trained again), or None.

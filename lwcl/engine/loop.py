@@ -1,8 +1,8 @@
 """The stream loop: every replica of a :class:`~lwcl.engine.build.Setup` trained through its tasks and evaluated.
 
 :func:`run_stream` goes through the stream in named steps, on a state, record and losses that carry the
-setup's replica axis (:class:`~lwcl.engine.replica_axis.ReplicaAxis`: none for a single run, a leading ``R`` for
-``num_seeds``):
+setup's replicas (:class:`~lwcl.engine.replicas.Replicas`: no leading axis for a single run, a leading ``R``
+for batched replicas):
 
 1. :func:`resume`: open the workdir's checkpoints and restore the newest, or start fresh (initial
    accuracies ``b``);
@@ -33,7 +33,7 @@ from lwcl.data.pipeline import eval_batches
 from lwcl.engine import dispatch
 from lwcl.engine import report as run_report
 from lwcl.engine.build import Setup
-from lwcl.engine.replica_axis import stack
+from lwcl.engine.replicas import stack
 from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, stopped
 from lwcl.errors import DivergenceError
 from lwcl.io.checkpoint import RunCheckpointer
@@ -61,7 +61,7 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
       checkpointed (e.g. :mod:`lwcl.studies.lgd_push`); not called for tasks restored from a checkpoint.
   Returns:
     ``(results, state)``: every replica's results dict (:func:`lwcl.engine.report.report`) and the final
-    train state (with the replica axis).
+    train state (with the replicas' leading axis when batched).
   Raises:
     CheckpointError: the workdir holds a corrupt checkpoint or one of another experiment.
     DivergenceError: a loss became non-finite (nothing is saved past the last finite checkpoint, which the
@@ -75,7 +75,7 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
       finish_task(setup, run, t)
       if on_task_end is not None:
         on_task_end(t, run.state)
-    results = run_report.report(setup, run, done or [None] * setup.axis.size)
+    results = run_report.report(setup, run, done or [None] * setup.replicas.size)
   except (KeyboardInterrupt, DivergenceError) as e:  # one line: where it stopped, what a rerun resumes
     epochs = setup.config.train.epochs_per_task
     raise stopped(run, e, [n * epochs for n in setup.steps_per_epoch]) from None
@@ -87,7 +87,7 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
 # -- evaluation -------------------------------------------------------------------------------------
 
 def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test") -> np.ndarray:
-  """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for a batched axis (task
+  """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for batched replicas (task
   ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
   correct = count = 0.0
   for batch in _eval_batches(setup, task, split):
@@ -112,7 +112,7 @@ def _eval_batches(setup: Setup, task: int, split: str):
 
 
 def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray:
-  """Accuracy on every task of the stream, float32 ``[T]`` (``[R, T]`` for a batched axis)."""
+  """Accuracy on every task of the stream, float32 ``[T]`` (``[R, T]`` for batched replicas)."""
   return np.stack([evaluate_task(setup, state, j, split) for j in range(setup.scenario.num_tasks)],
                   axis=-1).astype(np.float32)
 
@@ -122,7 +122,7 @@ def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray
 def resume(setup: Setup, workdir: str) -> Run:
   """Opens ``workdir``; restores its newest checkpoint, or starts the stream (initial accuracies)."""
   os.makedirs(workdir, exist_ok=True)
-  config, axis = setup.config, setup.axis
+  config, replicas = setup.config, setup.replicas
   config_dict = config.to_dict()
   is_main = jax.process_index() == 0
   ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
@@ -135,7 +135,7 @@ def resume(setup: Setup, workdir: str) -> Run:
     state, record, progress = tree["state"], tree["record"].writable(), Progress.from_meta(meta)
     logging.info("resuming at task %d, step %d of the task", progress.task, progress.task_step)
     if is_main:
-      seeds = f" {axis.describe()}" if axis.batched else ""
+      seeds = f" {replicas.describe()}" if replicas.batched else ""
       print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
             f"{progress.task_step} of the task", flush=True)
   run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.replicate(state), record, progress)
@@ -146,7 +146,7 @@ def resume(setup: Setup, workdir: str) -> Run:
 
 def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | None) -> None:
   """Runs task ``t`` from ``run.progress.task_step`` to its last step."""
-  config, progress, record, axis = setup.config, run.progress, run.record, setup.axis
+  config, progress, record, replicas = setup.config, run.progress, run.record, setup.replicas
   T, epochs, bs = setup.scenario.num_tasks, config.train.epochs_per_task, config.train.batch_size
   spe, K = setup.steps_per_epoch[t], setup.steps_per_dispatch
   total, split, lca_n = spe * epochs, config.eval.split, config.eval.lca_batches
@@ -175,9 +175,9 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
       due_log = (s + 1) % config.train.log_every_steps == 0
       due_ckpt = every and step % every == 0 and s + 1 < total  # a dispatch ends here (dispatch._boundary)
       if due_log or due_ckpt or s + 1 == total:
-        loss, pending = check_finite(pending, t, s + 1, axis.who), []
+        loss, pending = check_finite(pending, t, s + 1, replicas.who), []
         bar.set_postfix(loss=f"{np.mean(loss):.4f}")
-        run.writer.write_scalars(step, {"train/task": t + 1, **axis.scalars("train/loss", loss)})
+        run.writer.write_scalars(step, {"train/task": t + 1, **replicas.scalars("train/loss", loss)})
       if due_ckpt:
         progress.train_seconds += time.perf_counter() - tic
         run.save(task_done=False)
@@ -193,15 +193,15 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
 
 def finish_task(setup: Setup, run: Run, t: int) -> None:
   """Evaluates every replica on every task after task ``t`` (and the read-outs), runs the method's
-  end-of-task update, checkpoints, and prints a line (with the spread over seeds for a batched axis)."""
-  T, split, record, axis = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.axis
+  end-of-task update, checkpoints, and prints a line (with the spread over the replicas when batched)."""
+  T, split, record, replicas = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.replicas
   record.R[..., t, :] = evaluate(setup, run.state, split)
   if setup.readouts.active:
-    for r, seed in enumerate(axis.seeds):
-      sub = {k: axis.get(v, r) for k, v in record.readouts.items()}
-      setup.parts(r)[2].after_task(axis.get(run.state, r), setup.stream(r).scenario, t, sub, split, seed)
+    for r, seed in enumerate(setup.seeds):
+      sub = {k: replicas.get(v, r) for k, v in record.readouts.items()}
+      setup.parts(r)[2].after_task(replicas.get(run.state, r), setup.stream(r).scenario, t, sub, split, seed)
       for k, v in sub.items():  # a batched record's rows are views, but after_task may replace an array
-        if axis.batched:
+        if replicas.batched:
           record.readouts[k][r] = v
         else:
           record.readouts[k] = v
@@ -209,13 +209,13 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
   _record_method_report(setup, run, t)
   step = int(np.max(jax.device_get(run.state.step)))
   run.writer.write_scalars(step, {name: float(v) for j in range(T) for name, v in
-                                  axis.scalars(f"eval/accuracy_task{j + 1}", record.R[..., t, j]).items()})
+                                  replicas.scalars(f"eval/accuracy_task{j + 1}", record.R[..., t, j]).items()})
   run.save(task_done=True)
   run.progress.task, run.progress.task_step = t + 1, 0
   if run.is_main:
     seen = 100 * np.asarray(record.R[..., t, : t + 1]).reshape(-1, t + 1)
-    cells = [f"{m:.1f}" if not axis.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
-    spread = f", mean±std over {axis.describe()}" if axis.batched else ""
+    cells = [f"{m:.1f}" if not replicas.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
+    spread = f", mean±std over {replicas.describe()}" if replicas.batched else ""
     print(f"after task {t + 1}/{T}: accuracy {' '.join(cells)} (seen tasks, %{spread})", flush=True)
 
 
@@ -224,16 +224,16 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
   (seeds) under ``jax.vmap``, or, for a hook that needs concrete values (a ConcretizationTypeError or
   tracer-conversion error under ``vmap``), one replica at a time (same results, logged); for per-replica
   streams (task orders) one replica at a time on its own data. Returns the method state."""
-  method, data, state, axis = setup.method, setup.train_data[task], run.state, setup.axis
+  method, data, state, replicas = setup.method, setup.train_data[task], run.state, setup.replicas
 
   def hook(ms, params, stats):
     return method.end_task(ms, params, stats, task, data)
 
-  if not axis.batched:
+  if not replicas.batched:
     return hook(state.method_state, state.params, state.batch_stats)
   if len(setup.streams) > 1:
-    return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
-                                             task, setup.stream(r).train_data[task]) for r in range(axis.size)])
+    return stack([setup.parts(r)[1].end_task(*replicas.get((state.method_state, state.params, state.batch_stats), r),
+                                             task, setup.stream(r).train_data[task]) for r in range(replicas.size)])
   if run.end_task_vmappable:
     try:
       return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)
@@ -241,8 +241,8 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
       logging.info("%s.end_task cannot run under vmap (%s); running it replica by replica",
                    type(method).__name__, type(e).__name__)
       run.end_task_vmappable = False
-  return stack([setup.parts(r)[1].end_task(*axis.get((state.method_state, state.params, state.batch_stats), r),
-                                           task, data) for r in range(axis.size)])
+  return stack([setup.parts(r)[1].end_task(*replicas.get((state.method_state, state.params, state.batch_stats), r),
+                                           task, data) for r in range(replicas.size)])
 
 
 def _record_method_report(setup: Setup, run: Run, t: int) -> None:

@@ -69,27 +69,27 @@ def report(setup, run: Run, done: list) -> list:
   """Every replica's results dict; on the main process writes, for each replica whose folder does not hold
   its finished results yet (``done[r]`` None), ``results.json``, the heatmap, the read-outs' plots and the
   summary scalars (TensorBoard). Replicas in ``done`` are reported as found."""
-  axis, sc, out = setup.axis, setup.scenario, []
+  replicas, sc, out = setup.replicas, setup.scenario, []
   title = f"{setup.config.method.name} on {sc.dataset} ({sc.kind}, {sc.incremental}-incremental)"
-  for r in range(axis.size):
+  for r in range(replicas.size):
     if done[r] is not None:
       out.append(done[r])
       continue
-    config_dict = axis.config(setup.config, r).to_dict() if axis.batched else run.config_dict
-    res = results(setup, r, axis.get(run.record, r), run.progress, config_dict)
-    if axis.batched:
-      res["replica"] = {"index": r, "of": axis.describe(), "num_replicas": axis.size, "workdir": run.workdir,
+    config_dict = setup.configs[r].to_dict() if replicas.batched else run.config_dict
+    res = results(setup, r, replicas.get(run.record, r), run.progress, config_dict)
+    if replicas.batched:
+      res["replica"] = {"index": r, "of": replicas.describe(), "num_replicas": replicas.size, "workdir": run.workdir,
                         "note": "trained as one replica of a vmapped program; train_seconds is the program's"}
     out.append(res)
     if not run.is_main:
       continue
     step = int(np.max(jax.device_get(run.state.step)))
     finite = {k: res[k] for k in SCALARS if res[k] is not None and np.isfinite(res[k])}
-    run.writer.write_scalars(step, {axis.scalar_name(k, r): v for k, v in finite.items()})
-    folder = axis.folder(run.workdir, r)
+    run.writer.write_scalars(step, {replicas.scalar_name(k, r): v for k, v in finite.items()})
+    folder = replicas.folder(run.workdir, r)
     os.makedirs(folder, exist_ok=True)
     report_lib.write_json_atomic(os.path.join(folder, RESULTS_FILE), res)
-    report_lib.plot_accuracy_matrix(axis.get(run.record, r).R, os.path.join(folder, report_lib.HEATMAP_FILE),
-                                    title + (f", {axis.label(r)}" if axis.batched else ""))
+    report_lib.plot_accuracy_matrix(replicas.get(run.record, r).R, os.path.join(folder, report_lib.HEATMAP_FILE),
+                                    title + (f", {replicas.label(r)}" if replicas.batched else ""))
     setup.parts(r)[2].write(res, folder)
   return out

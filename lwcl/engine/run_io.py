@@ -49,7 +49,7 @@ def check_finite(losses: list, task: int, task_step: int, who: Callable[[int], s
     losses: ``(array, index)`` pairs in step order: one step's loss (a scalar, or ``[R]`` for replicas) with
       index None, or column ``index`` of a dispatch's losses (``[K]``, or ``[R, K]``).
     task, task_step: where the run is (for the message).
-    who: words naming replica ``r`` (:meth:`lwcl.engine.replica_axis.ReplicaAxis.who`; empty for a single run).
+    who: words naming replica ``r`` (:meth:`lwcl.engine.replicas.Replicas.who`; empty for a single run).
   Returns:
     float64: a scalar, or ``[R]`` for replicas.
   Raises:

@@ -28,11 +28,11 @@ from lwcl.core import metrics
 from lwcl.data.scenarios import task_order
 from lwcl.engine.build import UnequalStreams
 from lwcl.engine.experiment import Experiment
-from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
 from lwcl.errors import ConfigError
 from lwcl.io import report
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.runs.axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
 from lwcl.runs.seeds import run_one_after_another
 from lwcl.runs.summaries import seeds_of, write_summaries
 
@@ -125,7 +125,7 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
   writes) the summary results dict.
 
   With ``orders_as_replicas`` (default) the orders (times the seeds) are replicas of one vmapped program
-  (:class:`~lwcl.engine.replica_axis.ReplicaAxis`: each replica trains its own order's stream; the stacked state
+  (:class:`~lwcl.runs.axis.ReplicaAxis`: each replica trains its own order's stream; the stacked state
   is checkpointed in ``workdir/checkpoints``); otherwise, or when the orders' tasks differ in size
   (:class:`~lwcl.engine.build.UnequalStreams`), one order after another, reusing the data set and the compiled
   steps (each order checkpointed in its folder). Either way order ``r``'s results are in

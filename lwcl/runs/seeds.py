@@ -18,7 +18,7 @@ task's final accuracy and the mean accuracy matrix. The run checkpoints the stac
 results are not overwritten, and a folder holding another experiment's results is refused before anything
 is trained.
 
-The replica axis itself is :class:`lwcl.engine.replica_axis.ReplicaAxis`; the loop is the single run's
+The replica axis itself is :class:`lwcl.runs.axis.ReplicaAxis`; the loop is the single run's
 (:mod:`lwcl.engine.loop`). With ``num_orders`` or ``sweep.key``, the seeds are the inner dimension of a product
 (:mod:`lwcl.runs.orders`, :mod:`lwcl.runs.sweep`; :func:`run_one_after_another` when the outer runs cannot share one
 program). Not supported (one-line :class:`~lwcl.errors.ConfigError`): more than one device, multi-host runs.
@@ -30,8 +30,9 @@ from typing import Callable
 
 from lwcl.config import values as config_values
 from lwcl.engine.experiment import Experiment
-from lwcl.engine.replica_axis import ReplicaAxis, finished_replicas, replica, stack  # noqa: F401  (re-exported)
+from lwcl.engine.replicas import replica, stack  # noqa: F401  (re-exported)
 from lwcl.errors import ConfigError
+from lwcl.runs.axis import ReplicaAxis, finished_replicas  # noqa: F401  (re-exported)
 from lwcl.runs.summaries import seeds_of, write_summary
 
 

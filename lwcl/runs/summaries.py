@@ -15,9 +15,9 @@ import os
 import numpy as np
 
 from lwcl.core import metrics
-from lwcl.engine.replica_axis import seed_config  # noqa: F401  (re-exported)
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.runs.axis import seed_config  # noqa: F401  (re-exported)
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run

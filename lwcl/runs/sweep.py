@@ -19,18 +19,22 @@ from typing import Callable
 from lwcl.config import files as config_files
 from lwcl.config import sections as config_sections
 from lwcl.config import values as config_values
-from lwcl.engine import replica_axis
-from lwcl.engine.build import LEARNING_RATE, REPLICABLE_PREFIX
 from lwcl.engine.experiment import Experiment
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.methods import METHODS
+from lwcl.runs import axis
 from lwcl.runs import seeds as replicas
 from lwcl.runs import summaries as replica_results
 from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 OPTIONS = config_sections.SWEEP  # declared in lwcl.config.sections (the validator cannot import lwcl.runs)
+# The swept key whose candidates are per-replica learning rates (an argument of every step).
+LEARNING_RATE = "optimizer.learning_rate"
+# Swept keys whose candidates can be replicas besides the learning rate: the float hyper-parameters a method
+# keeps in its state (Method.STATE_HYPER).
+REPLICABLE_PREFIX = "method."
 
 
 def validate(config) -> None:
@@ -43,7 +47,7 @@ def validate(config) -> None:
   """
   config_values.check_values(config)
   for value in config.sweep.candidates:  # each candidate's config must be valid too (e.g. a learning rate)
-    config_values.check_values(replica_axis.candidate_config(config, config.sweep.key, value, "valid"))
+    config_values.check_values(axis.candidate_config(config, config.sweep.key, value, "valid"))
 
 
 def _run(config, workdir: str, on_step) -> dict:
@@ -60,7 +64,7 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
 
   Candidates of the learning rate (``optimizer.learning_rate``) and of the methods' float hyper-parameters
   (``method.*``) change values, not shapes: they train as replicas of one vmapped program
-  (:class:`~lwcl.engine.replica_axis.ReplicaAxis`, checkpointed in ``workdir/sweep/checkpoints``). Other keys
+  (:class:`~lwcl.runs.axis.ReplicaAxis`, checkpointed in ``workdir/sweep/checkpoints``). Other keys
   (sizes, counts, other sections), or a method whose steps cannot take the value as data, run one after
   another (a line says so). Each candidate's results are in ``workdir/sweep/<value>/``; an already
   finished candidate is reported, not rerun. ``on_step`` is passed to every run.
@@ -82,12 +86,12 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   fp = fingerprint(config.to_dict())
   values, seeds = list(config.sweep.candidates), _seeds(config)
   sweep_dir = os.path.join(workdir, "sweep")
-  per_replica = replica_axis.finished_replicas(_program(config), _axis(config), sweep_dir)
+  per_replica = axis.finished_replicas(_program(config), _axis(config), sweep_dir)
   if any(d is None for d in per_replica):
     per_replica = _train_candidates(config, workdir, per_replica, on_step)
   rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
-    summaries = write_summaries([(replica_axis.candidate_config(config, config.sweep.key, v, "valid"),
+    summaries = write_summaries([(axis.candidate_config(config, config.sweep.key, v, "valid"),
                                   os.path.join(sweep_dir, f"{v:g}")) for v in values], per_replica)
     rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
              "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
@@ -96,7 +100,7 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   over = f" mean over {len(seeds)} seeds" if seeds else ""
   print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
-  final = _run(replica_axis.candidate_config(config, config.sweep.key, best["value"], "test"),
+  final = _run(axis.candidate_config(config, config.sweep.key, best["value"], "test"),
                os.path.join(workdir, "final"), on_step)
   results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
@@ -112,11 +116,11 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
   why = replicable(config)
   if why is None:
     exp = Experiment(_program(config), _axis(config))
-    print(f"lwcl: sweep {exp.setup.axis.describe()} as replicas of one program (validation split)", flush=True)
+    print(f"lwcl: sweep {exp.setup.replicas.describe()} as replicas of one program (validation split)", flush=True)
     return exp.run_replicas(os.path.join(workdir, "sweep"), on_step, done=done)
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
-      [(f"sweep {key}={value} (validation split)", replica_axis.candidate_config(config, key, value, "valid"),
+      [(f"sweep {key}={value} (validation split)", axis.candidate_config(config, key, value, "valid"),
         os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
 
 
@@ -134,11 +138,11 @@ def _program(config):
   return program
 
 
-def _axis(config) -> replica_axis.ReplicaAxis:
+def _axis(config) -> axis.ReplicaAxis:
   """The sweep's candidates (times the seeds, with ``num_seeds``) as a replica axis (their folders
-  ``<value>`` or ``<value>/seed<s>``, their configs :func:`lwcl.engine.replica_axis.candidate_config` on the
+  ``<value>`` or ``<value>/seed<s>``, their configs :func:`lwcl.runs.axis.candidate_config` on the
   validation split)."""
-  return replica_axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
+  return axis.ReplicaAxis.of_candidates(config.seed, config.sweep.key, config.sweep.candidates,
                                                 _seeds(config))
 
 

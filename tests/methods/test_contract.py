@@ -21,8 +21,8 @@ from lwcl.config import files as config_files
 from lwcl.core.state import TrainState
 from lwcl.engine.build import Setup
 from lwcl.engine.experiment import Experiment
-from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.methods import METHODS, build_method
+from lwcl.runs.axis import ReplicaAxis
 
 import helpers
 from helpers import small_config

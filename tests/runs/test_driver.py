@@ -12,7 +12,8 @@ import os
 import numpy as np
 import pytest
 
-from lwcl.engine import loop, replica_axis
+from lwcl.engine import loop
+from lwcl.runs import axis as replica_axis
 from lwcl.runs import driver, orders, sweep
 
 import helpers

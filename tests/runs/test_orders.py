@@ -7,9 +7,9 @@ import pytest
 
 from lwcl.engine import experiment
 from lwcl.engine.build import Setup
-from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.errors import ConfigError, Interrupted
 from lwcl.runs import driver, orders
+from lwcl.runs.axis import ReplicaAxis
 
 from helpers import small_config
 

@@ -14,11 +14,11 @@ import pytest
 
 from lwcl.engine import loop, run_io
 from lwcl.engine.experiment import Experiment
-from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
 from lwcl.runs import driver
 from lwcl.runs import seeds as replicas
 from lwcl.runs import summaries as replica_results
+from lwcl.runs.axis import ReplicaAxis
 
 import helpers
 from helpers import small_config
@@ -129,7 +129,7 @@ def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
       return {"total": method_state["total"] + float(np.sum(params["w"])) + task}
 
   method = HostOnly()
-  setup = types.SimpleNamespace(method=method, train_data=[None, None], axis=ReplicaAxis.of_seeds([0, 1, 2]),
+  setup = types.SimpleNamespace(method=method, train_data=[None, None], replicas=ReplicaAxis.of_seeds([0, 1, 2]),
                                 streams=(None,), values=None, parts=lambda r: (None, method, None))
   state = types.SimpleNamespace(params={"w": np.arange(6.0).reshape(3, 2)}, batch_stats={},
                                 method_state={"total": np.zeros(3)})

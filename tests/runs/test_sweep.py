@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from lwcl.engine import replica_axis
 from lwcl.errors import ConfigError
+from lwcl.runs import axis as replica_axis
 from lwcl.runs import driver, sweep
 
 from helpers import small_config

@@ -1,7 +1,7 @@
-"""lwcl.engine.replica_axis: the axis of a product of replicas names each replica's config and folder."""
+"""lwcl.runs.axis: the axis of a product of replicas names each replica's config and folder."""
 
-from lwcl.engine.replica_axis import ReplicaAxis
 from lwcl.runs import orders
+from lwcl.runs.axis import ReplicaAxis
 
 import helpers
 from helpers import small_config

@@ -1,41 +1,23 @@
-"""The replica axis: runs of one compiled program that differ only in values, stacked on a leading axis.
+"""The replica adapter: seeds, task orders and sweep candidates as replicas of one program (:class:`ReplicaAxis`).
 
-A run of lwcl trains one or more *replicas* of the same stream. A single run is one replica with no
-leading axis (its steps are compiled as written, so its numbers are those of a plain ``jax.jit`` step). With
-``--config.num_seeds=R`` the ``R`` seeds ``seed .. seed+R-1`` are ``R`` replicas: their train states,
-records and losses carry a leading axis ``R`` and every step runs under ``jax.vmap``, so one compiled
-program trains them all. Replica ``r`` draws its initial state and its minibatch order from its seed as the
-single run of that seed does, and equals it up to float rounding (``tests/runs/test_seeds.py``,
-``tests/methods/test_contract.py``).
-
-:class:`ReplicaAxis` is the only place that knows whether there is a leading axis: the stream loop
-(:mod:`lwcl.engine.loop`) and the report (:mod:`lwcl.engine.report`) call :meth:`ReplicaAxis.vmap`,
-:meth:`ReplicaAxis.stack` and :meth:`ReplicaAxis.get` and never test for replicas themselves.
+The engine trains :class:`~lwcl.engine.replicas.Replicas` and never asks what they vary over; this module is
+where that is known. With ``--config.num_seeds=R`` the ``R`` seeds ``seed .. seed+R-1`` are ``R`` replicas;
+``num_orders`` makes task orders replicas, a sweep its candidates, and either times ``num_seeds`` the
+product. Each replica is described to the engine by its single-run config (:meth:`ReplicaAxis.config`:
+the config of the single run of its seed, order or candidate), so replica ``r`` draws its initial state and
+its minibatch order from its seed as that single run does, and equals it up to float rounding
+(``tests/runs/test_seeds.py``, ``tests/methods/test_contract.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Sequence
-
-import jax
-import jax.numpy as jnp
-import numpy as np
+from typing import Sequence
 
 from lwcl.config import files as config_files
+from lwcl.engine.replicas import Replicas
 from lwcl.errors import ConfigError
-
-
-def replica(tree: Any, r: int) -> Any:
-  """Replica ``r`` of a stacked pytree (every leaf indexed ``[r]`` on its leading axis)."""
-  return jax.tree.map(lambda x: x[r], tree)
-
-
-def stack(trees: Sequence[Any]) -> Any:
-  """Pytrees of one structure stacked leaf by leaf into one with a leading axis ``len(trees)`` (device
-  arrays stay on the device, host arrays on the host)."""
-  return jax.tree.map(lambda *xs: np.stack(xs) if isinstance(xs[0], np.ndarray) else jnp.stack(xs), *trees)
 
 
 def seed_config(config, seed: int):
@@ -78,7 +60,7 @@ def order_config(config, order):
 
 
 @dataclasses.dataclass(frozen=True)
-class ReplicaAxis:
+class ReplicaAxis(Replicas):
   """The replicas of a run: one dimension (seeds, task orders or sweep candidates), or the product of task
   orders or candidates with seeds.
 
@@ -188,36 +170,6 @@ class ReplicaAxis:
     names = {"candidate": f"{self.candidates[r]:g}" if self.candidates else "", "order": f"order{self.outer(r)}",
              "seed": f"seed{self.seeds[r]}"}
     return os.path.join(workdir, *(names[dim] for dim in self._dimensions()))
-
-  def vmap(self, fn: Callable, in_axes) -> Callable:
-    """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
-    return jax.vmap(fn, in_axes=in_axes) if self.batched else fn
-
-  def stack(self, trees: Sequence[Any]) -> Any:
-    """The replicas' trees (one per replica, in order) as the run holds them: stacked when batched, else
-    the single tree."""
-    if len(trees) != self.size:
-      raise ValueError(f"{len(trees)} trees for {self.size} replicas")
-    return stack(trees) if self.batched else trees[0]
-
-  def each(self, fn: Callable[[int], Any]) -> Any:
-    """``stack([fn(r) for r in range(R)])``: a per-replica value built from each replica's index."""
-    return self.stack([fn(r) for r in range(self.size)])
-
-  def get(self, tree: Any, r: int) -> Any:
-    """Replica ``r``'s part of a tree the run holds."""
-    return replica(tree, r) if self.batched else tree
-
-  def who(self, r: int) -> str:
-    """Words naming replica ``r`` in a message: empty for a single run."""
-    return f" of {self.label(r)} (replica {r} of {self.size})" if self.batched else ""
-
-  def scalars(self, name: str, values) -> dict:
-    """TensorBoard scalars of a per-replica value: ``{name: v}`` for a single run, else one scalar per
-    replica named by :meth:`scalar_name`."""
-    if not self.batched:
-      return {name: float(values)}
-    return {self.scalar_name(name, r): float(v) for r, v in enumerate(np.asarray(values))}
 
   def scalar_name(self, name: str, r: int) -> str:
     """Replica ``r``'s TensorBoard name of scalar ``name``: ``name`` for a single run, else ``name_seed<s>``,
