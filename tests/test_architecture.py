@@ -145,3 +145,19 @@ def test_no_tracer_checks():
   for name, path in _modules().items():
     for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
       assert not (isinstance(node, ast.Attribute) and node.attr == "Tracer"), f"{name}:{node.lineno}"
+
+
+def test_label_masks_are_read_through_task_masks():
+  """Nothing indexes a ``label_masks`` attribute but :func:`lwcl.core.model_fns.task_masks`: for task orders
+  as replicas the model functions hold one table per replica, of which each replica reads its own row inside
+  the vmapped program (a direct ``fns.label_masks[task]`` would read the wrong table)."""
+  allowed = {"lwcl.core.model_fns", "lwcl.layerwise.readouts"}  # readouts: the host scenario's own masks
+  for name, path in _modules().items():
+    if name in allowed or name.startswith("lwcl._compat"):
+      continue
+    for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+      if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load):  # reads, not the table's making
+        base = node.value.args[0] if isinstance(node.value, ast.Call) and node.value.args else node.value
+        read = (isinstance(base, ast.Attribute) and base.attr == "label_masks") or \
+            (isinstance(base, ast.Name) and base.id == "label_masks")
+        assert not read, f"{name}:{node.lineno}"

@@ -21,10 +21,34 @@ import optax
 MASKED_LOGIT = -1e9
 
 
-def mask_logits(logits: jax.Array, label_masks: np.ndarray, task: jax.Array) -> jax.Array:
+# The name of the replicas' vmapped axis (lwcl.engine.replicas.Replicas.vmap). A table of label masks per
+# replica is indexed by the running replica's position on it (jax.lax.axis_index), as a per-device constant
+# is under shard_map: the replicas' masks are data of one program, not constants of R programs.
+REPLICA_AXIS = "replicas"
+
+
+def task_masks(label_masks, task: jax.Array) -> jax.Array:
+  """Which outputs each example's task may predict: bool ``[B, O]`` for ``task`` int32 ``[B]``.
+
+  Args:
+    label_masks: bool ``[max_tasks, O]``, or ``[R, max_tasks, O]``: one table per replica (task orders
+      under masked heads, whose masks follow each replica's order), read inside the replicas' vmapped
+      program at the running replica's index on the axis :data:`REPLICA_AXIS`.
+    task: int32 ``[B]``, each example's task (its position in the stream).
+  Raises:
+    NameError: a per-replica table is read outside the replicas' vmapped program (JAX's unbound axis
+      name error); use :meth:`ModelFns.of_replica` there.
+  """
+  masks = jnp.asarray(label_masks)
+  if masks.ndim == 3:
+    masks = masks[jax.lax.axis_index(REPLICA_AXIS)]
+  return masks[task]
+
+
+def mask_logits(logits: jax.Array, label_masks, task: jax.Array) -> jax.Array:
   """``logits`` float ``[B, O]`` with the outputs task ``task[i]`` (int32 ``[B]``) may not predict set to
-  ``MASKED_LOGIT``; ``label_masks`` bool ``[max_tasks, O]``."""
-  return jnp.where(jnp.asarray(label_masks)[task], logits, MASKED_LOGIT)
+  ``MASKED_LOGIT``; ``label_masks`` as in :func:`task_masks`."""
+  return jnp.where(task_masks(label_masks, task), logits, MASKED_LOGIT)
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -43,7 +67,9 @@ class ModelFns:
   Attributes:
     model: a Flax module ``model(x, task, train) -> logits``.
     preprocess: uint8 images -> normalized float32 (with augmentation when given a key).
-    label_masks: bool ``[max_tasks, output_dim]``; outputs a task may not predict get ``MASKED_LOGIT``.
+    label_masks: bool ``[max_tasks, output_dim]``; outputs a task may not predict get ``MASKED_LOGIT``. Or
+      ``[R, max_tasks, output_dim]``, one table per replica (:func:`task_masks`); :meth:`of_replica`
+      gives one replica's functions, for the host-side hooks outside the vmapped program.
   """
   model: nn.Module
   preprocess: Any  # lwcl.data.pipeline.Preprocessor: called as preprocess(images, rng); .augments
@@ -70,6 +96,16 @@ class ModelFns:
   def local_blocks(self) -> int:
     """``K``, the number of local blocks (1 for a plain network)."""
     return 1
+
+  @property
+  def masks_per_replica(self) -> bool:
+    """Whether :attr:`label_masks` holds one table per replica (``[R, max_tasks, O]``)."""
+    return np.ndim(self.label_masks) == 3
+
+  def of_replica(self, r: int) -> "ModelFns":
+    """Replica ``r``'s functions: these, with replica ``r``'s table of label masks when there is one per
+    replica (the same object otherwise)."""
+    return dataclasses.replace(self, label_masks=self.label_masks[r]) if self.masks_per_replica else self
 
   def init(self, rng: jax.Array, image_shape: tuple) -> tuple[Any, Any]:
     """Initial ``(params, batch_stats)`` (float32 pytrees) from the PRNG key ``rng`` for images of

@@ -111,17 +111,15 @@ class Setup:
     streams: the replicas' task streams (:class:`Stream`): one shared by every replica, or one per replica
       for task orders.
     fns: the model functions; method: the continual method; tx: the method's transformation chained with
-      the base optimizer; readouts: the layer-wise read-outs (inactive for plain runs). With per-replica
-      :attr:`values`, these are replica 0's, and :attr:`replica_parts` holds every replica's ``(fns, method,
-      readouts)`` for the host-side hooks.
+      the base optimizer; readouts: the layer-wise read-outs (inactive for plain runs). For task orders
+      under masked heads, ``fns`` holds one table of label masks per replica, read inside the vmapped
+      program (:func:`lwcl.core.model_fns.task_masks`), and :attr:`host_parts` holds each replica's own.
     learning_rates: the schedule (:class:`~lwcl.engine.optim.LearningRates`), one, or one per replica (a swept
       learning rate).
     steps_per_epoch: per task (equal for every stream).
-    values: None, or what differs between the replicas' compiled steps (:func:`compile_steps`): the label
-      masks of task orders under masked heads. (A swept method hyper-parameter is in each replica's method
-      state, a swept learning rate in its schedule: neither changes the step.)
-    replica_parts: every replica's ``(fns, method, readouts)`` when :attr:`values` is set, else empty.
-    rebuild: ``values of one replica -> (fns, tx, method)`` around them (traced), or None.
+    host_parts: when the replicas have a table of label masks each, every replica's ``(fns, method,
+      readouts)`` of its single run (its own masks), for the hooks that run on the host outside the vmapped
+      program (end of task, read-outs); else empty.
     steps: the compiled steps (:class:`Steps`).
   """
   config: Any
@@ -140,9 +138,7 @@ class Setup:
   learning_rates: tuple
   readouts: layerwise.Readouts
   steps_per_epoch: tuple
-  values: Any
-  replica_parts: tuple
-  rebuild: Any
+  host_parts: tuple
   steps: Steps
 
   @classmethod
@@ -240,8 +236,9 @@ class Setup:
     return tuple(int(c.seed) for c in self.configs)
 
   def parts(self, r: int) -> tuple:
-    """Replica ``r``'s ``(fns, method, readouts)`` for the host-side hooks (end of task, read-outs)."""
-    return self.replica_parts[r] if self.replica_parts else (self.fns, self.method, self.readouts)
+    """Replica ``r``'s ``(fns, method, readouts)`` for the host-side hooks (end of task, read-outs), which
+    run outside the vmapped program."""
+    return self.host_parts[r] if self.host_parts else (self.fns, self.method, self.readouts)
 
   # -- the state at the start of the stream -------------------------------------------------------
 
@@ -283,9 +280,11 @@ def _steps_per_epoch(streams, config) -> tuple:
   return per_stream.pop()
 
 
-def _parts(config, scenario, model, preprocess, parallel, eval_batch_size):
-  """``(fns, method, tx, readouts)`` of one scenario (its label masks)."""
-  fns = layerwise.build_fns(config.layerwise, model, preprocess, scenario.label_masks, scenario.image_shape,
+def _parts(config, scenario, model, preprocess, parallel, eval_batch_size, label_masks=None):
+  """``(fns, method, tx, readouts)`` of one scenario, with its label masks or the given ``label_masks`` (one
+  table per replica, :func:`lwcl.core.model_fns.task_masks`)."""
+  masks = scenario.label_masks if label_masks is None else label_masks
+  fns = layerwise.build_fns(config.layerwise, model, preprocess, masks, scenario.image_shape,
                             scenario.num_heads, scenario.output_dim)
   method = build_method(config.method, scenario, fns)
   tx = optim.optimizer(fns, method.transformation(), config.optimizer, config.train.epochs_per_task)
@@ -297,45 +296,29 @@ def _parts(config, scenario, model, preprocess, parallel, eval_batch_size):
 
 def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, steps_per_dispatch,
                   eval_batch_size) -> dict:
-  """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica) and the replicas'
-  values: model functions, method, optimizer, streams, read-outs and compiled steps."""
+  """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica): model functions,
+  method, optimizer, streams, read-outs and compiled steps. Task orders under masked heads have a table of
+  label masks each: the model functions hold them stacked (``[R, max_tasks, O]``, read at each replica's
+  index inside the vmapped program), and each distinct stream gets the host-side parts of its single run."""
   first = scenarios[0]
   model = build_model(config.model, first, steps_per_dispatch)
-  fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size)
-  by_scenario = {}  # replicas of one task order share its stream
-  for sc in scenarios:
+  per_replica = any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios)
+  masks = np.stack([sc.label_masks for sc in scenarios]) if per_replica else None
+  fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size, masks)
+  by_scenario = {}  # replicas of one task order share its stream (and its host-side parts)
+  for r, sc in enumerate(scenarios):
     if id(sc) not in by_scenario:
-      by_scenario[id(sc)] = Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks)))
-  streams = tuple(by_scenario[id(sc)] for sc in scenarios)
+      parts = (_parts(configs[r], sc, model, preprocess, parallel, eval_batch_size) if per_replica else
+               (fns, method, None, readouts))
+      by_scenario[id(sc)] = (Stream(sc, tuple(method.training_data(sc, t) for t in range(sc.num_tasks))),
+                             (parts[0], parts[1], parts[3]))
+  streams = tuple(by_scenario[id(sc)][0] for sc in scenarios)
+  host_parts = tuple(by_scenario[id(sc)][1] for sc in scenarios) if per_replica else ()
   epochs = config.train.epochs_per_task
-  values, rebuild, replica_parts = {}, None, ()
-  if any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios):
-    values["label_masks"] = np.stack([sc.label_masks for sc in scenarios])
-  if values:
-    built = {}  # the replicas (seeds) of one task order share their parts
-
-    def parts_of(r):
-      sc = scenarios[r]
-      if id(sc) not in built:
-        f, m, _, ro = _parts(configs[r], sc, model, preprocess, parallel, eval_batch_size)
-        built[id(sc)] = (f, m, ro)
-      return built[id(sc)]
-
-    replica_parts = tuple(parts_of(r) for r in range(replicas.size))
-
-    def rebuild_around(replica_values):  # the step's pieces around a replica's label masks (traced)
-      f = dataclasses.replace(fns, label_masks=replica_values["label_masks"])
-      m = build_method(config.method, first, f)
-      return f, optim.optimizer(f, m.transformation(), config.optimizer, epochs), m
-
-    rebuild = rebuild_around
-
   if any(c.optimizer.to_dict() != config.optimizer.to_dict() for c in configs):  # a learning rate per replica
     learning_rates = tuple(optim.LearningRates(fns, c.optimizer, epochs) for c in configs)
   else:
     learning_rates = (optim.LearningRates(fns, config.optimizer, epochs),)
   return dict(streams=streams, fns=fns, method=method, tx=tx, learning_rates=learning_rates, readouts=readouts,
-              steps_per_epoch=_steps_per_epoch(streams, config), values=values or None,
-              replica_parts=replica_parts, rebuild=rebuild,
-              steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, values or None, rebuild,
-                                  len(learning_rates) > 1))
+              steps_per_epoch=_steps_per_epoch(streams, config), host_parts=host_parts,
+              steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, len(learning_rates) > 1))

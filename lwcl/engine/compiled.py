@@ -1,7 +1,8 @@
 """The compiled steps of a run (:class:`Steps`): as written for a single run, mapped over batched replicas
-(:meth:`lwcl.engine.replicas.Replicas.vmap`), with what differs between replicas' steps (the label masks of
-task orders under masked heads) traced into each replica's step as data. Seeds and sweep candidates differ
-only in the state (a swept method hyper-parameter is in the method state) or the learning rate argument.
+(:meth:`lwcl.engine.replicas.Replicas.vmap`). Replicas differ only in data: their states (seeds; a swept
+method hyper-parameter is in the method state), their batches (task orders), the learning rate argument,
+and, for task orders under masked heads, the row of a stacked table of label masks each reads at its index
+on the vmapped axis (:func:`lwcl.core.model_fns.task_masks`).
 """
 
 from __future__ import annotations
@@ -37,16 +38,12 @@ class Steps:
 
 
 def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, replicas: Replicas,
-                  shared_data: bool = True, values: dict | None = None, rebuild: Callable | None = None,
-                  lr_per_replica: bool = False) -> Steps:
+                  shared_data: bool = True, lr_per_replica: bool = False) -> Steps:
   """The jitted steps of ``fns``, ``tx`` and ``method`` for ``replicas`` (see :class:`Steps`).
 
   Args:
     shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
       orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
-    values: what differs between the replicas' steps besides their state, with a leading axis ``R``
-      (``label_masks`` bool ``[R, max_tasks, O]`` of task orders under masked heads), or None; then every
-      step is traced with replica ``r``'s values as data, through ``rebuild(values) -> (fns, tx, method)``.
     lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
   """
   rep, bat = parallel.replicated, parallel.batch
@@ -65,14 +62,7 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, rep
               "eval_step": lambda f, t, m: make_eval_step(f)}
 
   def compiled(name: str, **jit_kwargs):
-    if values is None:
-      return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
-
-    def with_values(replica_values, *args):  # replica r's step, its values traced
-      return builders[name](*rebuild(replica_values))(*args)
-
-    vmapped = replicas.vmap(with_values, (0,) + in_axes[name])
-    return jax.jit(lambda *args: vmapped(values, *args), **jit_kwargs)
+    return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
 
   return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
                compiled("eval_step"), jax.jit(replicas.vmap(tx.init, 0)))

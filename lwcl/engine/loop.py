@@ -236,7 +236,7 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
                                              task, setup.stream(r).train_data[task]) for r in range(replicas.size)])
   if run.end_task_vmappable:
     try:
-      return jax.vmap(hook)(state.method_state, state.params, state.batch_stats)
+      return replicas.vmap(hook, 0)(state.method_state, state.params, state.batch_stats)
     except _NOT_VMAPPABLE as e:
       logging.info("%s.end_task cannot run under vmap (%s); running it replica by replica",
                    type(method).__name__, type(e).__name__)

@@ -10,8 +10,9 @@ written and its numbers are those of a plain ``jax.jit`` step. Seeds, task order
 an adapter around the engine, :class:`lwcl.runs.axis.ReplicaAxis`. Its replicas carry a leading axis ``R``
 on their train states, records and losses, and every step runs under ``jax.vmap``, so one compiled program
 trains them all. Replicas may differ only in what the program takes as data: the seed (initial state,
-minibatch order), the task order (the stream's data), the learning rate (an argument of every step) and a
-method hyper-parameter kept in the method state (``Method.STATE_HYPER``). :meth:`lwcl.engine.build.Setup.build`
+minibatch order), the task order (the stream's data, and under masked heads its label masks, a table per
+replica read at the replica's index on the vmapped axis), the learning rate (an argument of every step)
+and a method hyper-parameter kept in the method state (``Method.STATE_HYPER``). :meth:`lwcl.engine.build.Setup.build`
 checks this and refuses any other difference.
 """
 
@@ -23,6 +24,8 @@ from typing import Any, Callable, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lwcl.core.model_fns import REPLICA_AXIS
 
 
 def replica(tree: Any, r: int) -> Any:
@@ -69,8 +72,10 @@ class Replicas(abc.ABC):
   # -- the same for every implementation ------------------------------------------------------------
 
   def vmap(self, fn: Callable, in_axes) -> Callable:
-    """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself."""
-    return jax.vmap(fn, in_axes=in_axes) if self.batched else fn
+    """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself. The mapped axis is
+    named :data:`~lwcl.core.model_fns.REPLICA_AXIS`: a per-replica table of label masks is read at the
+    running replica's index on it."""
+    return jax.vmap(fn, in_axes=in_axes, axis_name=REPLICA_AXIS) if self.batched else fn
 
   def stack(self, trees: Sequence[Any]) -> Any:
     """The replicas' trees (one per replica, in order) as the run holds them: stacked when batched, else

@@ -49,6 +49,10 @@ with fixed shapes. Three rules nobody can see from the signatures:
    method state must be a fresh buffer (``jnp.array(x, copy=True)`` leaf by leaf under ``jax.jit``,
    :func:`lwcl.methods.importance.copy_tree`), never the parameter arrays themselves.
 
+Label masks (masked task-incremental heads) are read through the model functions (``fns.logits``,
+``fns.loss``) or :func:`lwcl.core.model_fns.task_masks`, never by indexing ``fns.label_masks``: for task
+orders as replicas it holds one table per replica (``tests/test_architecture.py`` checks).
+
 Options: a method reads exactly the ``method.*`` keys it declares in ``OPTIONS`` (a tuple of
 :class:`lwcl.core.options.Option`, defaults equal to ``configs/default.py``'s); the constructor reads and
 checks them all (:func:`read_option`: a bad value is a one-line :class:`~lwcl.errors.ConfigError`) into

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
+from lwcl.core.model_fns import task_masks
 from lwcl.methods import regularization as reg
 from lwcl.methods.importance import EstimatedPenalty
 
@@ -23,15 +24,15 @@ class MAS(EstimatedPenalty):
 
   def estimate(self, params, batch_stats, examples, mask, rng):
     del rng
-    label_masks = jnp.asarray(self.fns.label_masks)
 
     def output(p, ex):
       one = self._one(ex)
       if self.fns.is_local:
         logits = jnp.concatenate(self.fns.block_logits(p, batch_stats, one, detach=True), axis=-1)
-        allowed = jnp.tile(label_masks[ex["task"]], self.fns.num_blocks)
+        allowed = jnp.tile(task_masks(self.fns.label_masks, ex["task"]), self.fns.num_blocks)
       else:
-        logits, allowed = self.fns.logits(p, batch_stats, one, train=False)[0], label_masks[ex["task"]]
+        logits = self.fns.logits(p, batch_stats, one, train=False)[0]
+        allowed = task_masks(self.fns.label_masks, ex["task"])
       return jnp.where(allowed, logits[0], 0.0)
 
     return reg.mas_importance(output, params, examples, mask, batch_size=self.batch_size)

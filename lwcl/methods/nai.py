@@ -3,9 +3,7 @@ importance comes from the neurons' mean activations."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
-from lwcl.core.model_fns import MASKED_LOGIT
+from lwcl.core.model_fns import mask_logits
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.methods import regularization as reg
@@ -48,13 +46,12 @@ class NAI(EstimatedPenalty):
   def estimate(self, params, batch_stats, examples, mask, rng):
     del rng
     fns = self.fns
-    label_masks = jnp.asarray(fns.label_masks)
 
     def forward(p, batch):
       x = fns.preprocess(batch["image"], None)
       logits, state = fns.model.apply({"params": p, "batch_stats": batch_stats}, x, batch["task"],
                                       train=False, mutable=["intermediates"])
-      logits = jnp.where(label_masks[batch["task"]], logits, MASKED_LOGIT)
+      logits = mask_logits(logits, fns.label_masks, batch["task"])
       if self.include_heads and fns.is_layerwise:  # layer-wise: auxiliary heads are heads too
         blocks = fns.block_logits(p, batch_stats, batch)
         logits = {**{fns.head_name(k): l for k, l in enumerate(blocks[:-1])}, "head": logits}

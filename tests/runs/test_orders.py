@@ -45,12 +45,15 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
 @pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 @pytest.mark.parametrize("overrides", [
     {"method.name": "ewc"},  # one head per task: every order shares the label masks
-    # masked task-incremental heads: each order's masks are replica data; A-GEM's memory gradients use them
-    {"method.name": "agem", "scenario.task_heads": "masked", "train.steps_per_dispatch": 3}])
+    # masked task-incremental heads: each order's masks are replica data (a table per replica, read at the
+    # replica's index inside the vmapped program), in layer-wise local mode (every auxiliary head masked);
+    # A-GEM's memory gradients use them (the plain network's case: tests/runs/test_driver.py)
+    {"method.name": "agem", "scenario.task_heads": "masked", "train.steps_per_dispatch": 3,
+     "layerwise.mode": "local"}])
 def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrides):
   config = small_config(**{"num_orders": 3, **overrides})
   setup = Setup.build(config, ReplicaAxis.of_orders(config.seed, orders.config_orders(config)))
-  assert (setup.values is not None and "label_masks" in setup.values) == ("scenario.task_heads" in overrides)
+  assert setup.fns.masks_per_replica == ("scenario.task_heads" in overrides)  # a table per order, as data
   replicas = driver.run(config, str(tmp_path / "replicas"))
   assert "checkpoints" in os.listdir(tmp_path / "replicas")  # one program, one stacked checkpoint
   sequential = config.copy_and_resolve_references()
