@@ -51,16 +51,15 @@ class Stream:
 
 
 # Config keys in which the replicas of one program may differ, besides the float hyper-parameters their
-# method keeps in its state (Method.STATE_HYPER): what every step takes as data (the seed: initial state
-# and minibatch order; the task order: the stream's data; the learning rate: an argument of every step),
-# and what chooses the replicas and never reaches the program.
+# method keeps in its state (Method.STATE_HYPER) and the keys that choose the replicas (Replicas.choosers):
+# what every step takes as data (the seed: initial state and minibatch order; the task order: the stream's
+# data; the learning rate: an argument of every step).
 AS_DATA = ("seed", "scenario.task_order", "optimizer.learning_rate")
-NOT_IN_PROGRAM = ("num_seeds", "num_orders", "sweep.key", "sweep.candidates")
 
 
 class UnequalStreams(ConfigError):
-  """Task orders whose tasks differ in size cannot run as replicas in lockstep (:meth:`Setup.build`);
-  :func:`lwcl.runs.orders.run_orders` then runs them one after another."""
+  """Replicas whose streams' tasks differ in size cannot train in lockstep (:meth:`Setup.build`); the
+  caller runs them on their own (:func:`lwcl.runs.orders.run_orders`: one task order after another)."""
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -74,16 +73,16 @@ def _flat(tree: dict, prefix: str = "") -> dict:
   return out
 
 
-def check_one_program(config, configs) -> None:
+def check_one_program(config, configs, choosers=()) -> None:
   """Checks that replicas with single-run configs ``configs`` can be replicas of the program of
-  ``config``: every config differs from it only in :data:`AS_DATA`, :data:`NOT_IN_PROGRAM` and the
-  method's ``STATE_HYPER`` keys.
+  ``config``: every config differs from it only in :data:`AS_DATA`, the method's ``STATE_HYPER`` keys and
+  ``choosers`` (the keys that choose the replicas, :attr:`lwcl.engine.replicas.Replicas.choosers`).
 
   Raises:
     ValueError: a replica differs in a key the compiled program does not take as data (names the replica
       and the key; a bug of the caller that built the replicas, not of a user's config).
   """
-  allowed = set(AS_DATA) | set(NOT_IN_PROGRAM) | set(METHODS[config.method.name].STATE_HYPER)
+  allowed = set(AS_DATA) | set(choosers) | set(METHODS[config.method.name].STATE_HYPER)
   base = _flat(config.to_dict())
   for r, c in enumerate(configs):
     other = _flat(c.to_dict())
@@ -148,7 +147,7 @@ class Setup:
     Raises:
       ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the devices
         do not divide, or batched replicas on more than one device or process.
-      UnequalStreams: task orders whose tasks differ in size (they cannot train in lockstep).
+      UnequalStreams: replicas whose streams' tasks differ in size (they cannot train in lockstep).
       ValueError: a replica's config differs from the program's in a key the program does not take as
         data (:func:`check_one_program`).
       DataError: the data set cannot be loaded.
@@ -156,7 +155,7 @@ class Setup:
     config_values.check_values(config)
     replicas = replicas or One()
     configs = tuple(replicas.config(config, r) for r in range(replicas.size))
-    check_one_program(config, configs)
+    check_one_program(config, configs, replicas.choosers)
     parallel = DataParallel.create(config.devices)
     xla_flags.check_in_effect()
     if replicas.batched and (parallel.size != 1 or jax.process_count() != 1):
@@ -275,8 +274,8 @@ def _steps_per_epoch(streams, config) -> tuple:
   """
   per_stream = {tuple(steps_per_epoch(len(d), config.train.batch_size) for d in s.train_data) for s in streams}
   if len(per_stream) > 1:
-    raise UnequalStreams("the task orders' tasks differ in size, so they cannot train as replicas in lockstep "
-                         f"(steps per epoch {sorted(per_stream)[:2]}...); they run one after another")
+    raise UnequalStreams("the replicas' streams differ in the size of their tasks, so they cannot train in "
+                         f"lockstep (steps per epoch {sorted(per_stream)[:2]}...)")
   return per_stream.pop()
 
 

@@ -45,9 +45,12 @@ class Replicas(abc.ABC):
   Attributes (of every implementation):
     size: ``R``, the number of replicas.
     batched: whether states carry a leading replica axis (False only for a single run).
+    choosers: the dotted config keys that choose the replicas and never reach the compiled program (e.g.
+      ``num_seeds``): a replica's single-run config may differ from the program's config in them.
   """
   size: int
   batched: bool
+  choosers: tuple = ()
 
   @abc.abstractmethod
   def config(self, config, r: int):

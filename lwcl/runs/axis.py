@@ -84,6 +84,8 @@ class ReplicaAxis(Replicas):
   key: str = ""
   candidates: tuple = ()
   seed_count: int = 0
+  # What makes a config a run of several replicas: its replicas' single-run configs clear it.
+  choosers = ("num_seeds", "num_orders", "sweep.key", "sweep.candidates")
 
   @classmethod
   def single(cls, seed: int) -> "ReplicaAxis":

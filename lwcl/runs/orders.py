@@ -185,7 +185,7 @@ def _train_orders(config, workdir: str, axis: ReplicaAxis, all_orders: list, don
     try:
       exp = Experiment(config, axis)
     except UnequalStreams as e:
-      print(f"lwcl: {e}", flush=True)
+      print(f"lwcl: task orders: {e}; they run one after another", flush=True)
     else:
       print(f"lwcl: {axis.describe()} as replicas of one program", flush=True)
       return exp.run_replicas(workdir, on_step, done=done)
