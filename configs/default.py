@@ -116,6 +116,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.lgd_push = "sum"  # lgd, margin > 0: push along the sum of the old gradients (authors) | mean
   c.method.lgd_single_task_push = False  # lgd, margin > 0: with one old task, the authors' rule
   #   g + max(-<s,g>/<s,s>, margin) s, which pushes also without a conflict (False: conflict case only)
+  c.method.buffer_size = 500  # er/der/derpp: replay buffer slots, filled by reservoir sampling (200/500/5120)
+  c.method.replay_batch = 0  # er/der/derpp: examples per replay batch; 0 = the training minibatch's size
+  c.method.der_alpha = 0.3  # der/derpp: weight of the MSE between replayed logits and the stored ones
+  c.method.der_beta = 0.5  # derpp: weight of the cross-entropy on a second replay batch
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw

@@ -22,23 +22,43 @@ from lwcl.core.state import TrainState
 def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, method) -> Callable:
   """Builds ``train_step(state, batch, learning_rate=None) -> (state, metrics)``.
 
-  The method contributes two traced hooks: ``step_args`` (extra arguments for its optax
-  transformation, e.g. reference gradients or importances), and ``after_step`` (its state update,
-  e.g. SI's path integral or the episodic memory). ``learning_rate`` (float32 scalar, this step's value
-  of the task's schedule, :class:`lwcl.engine.optim.LearningRates`) goes to ``tx.update`` as an extra argument
-  when given. ``metrics`` holds scalar ``loss`` and ``accuracy``.
+  The method contributes traced hooks (:class:`lwcl.methods.base.Method`): ``train_batch`` (the batch the
+  loss is computed on, e.g. ER's minibatch joined by a replay batch) and ``loss_term`` (a term added to the
+  loss, e.g. DER's logit matching), each traced only when the method overrides it; ``step_args`` (extra
+  arguments for its optax transformation, e.g. reference gradients or importances); and ``after_step`` (its
+  state update, e.g. SI's path integral, the episodic memory or a replay buffer's reservoir insert).
+  ``learning_rate`` (float32 scalar, this step's value of the task's schedule,
+  :class:`lwcl.engine.optim.LearningRates`) goes to ``tx.update`` as an extra argument when given.
+  ``metrics`` holds scalar ``loss`` (the differentiated loss, the method's term included) and ``accuracy``
+  (on the minibatch).
   """
+
+  own_batch, own_loss = method.overrides("train_batch"), method.overrides("loss_term")
+
+  def objective(params, batch_stats, batch, rng, method_state):
+    """The training loss with the method's term (:meth:`Method.loss_term`), and its aux."""
+    value, (logits, new_stats) = fns.loss(params, batch_stats, batch, rng, True)
+    return value + method.loss_term(method_state, params, batch_stats, batch, logits, rng), (logits, new_stats)
 
   def train_step(state: TrainState, batch: dict, learning_rate=None):
     rng = jax.random.fold_in(state.rng, state.step)
-    grad_fn = jax.value_and_grad(fns.loss, has_aux=True)
-    (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, batch, rng, True)
+    step_batch = method.train_batch(state.method_state, batch, rng) if own_batch else batch
+    if own_loss:
+      grad_fn = jax.value_and_grad(objective, has_aux=True)
+      (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, step_batch, rng,
+                                                   state.method_state)
+    else:  # the plain step, traced exactly as before the hook existed
+      grad_fn = jax.value_and_grad(fns.loss, has_aux=True)
+      (loss, (logits, new_stats)), grads = grad_fn(state.params, state.batch_stats, step_batch, rng, True)
+    if own_batch:
+      logits = logits[:batch["label"].shape[0]]  # the minibatch's rows (train_batch appends after them)
     args = method.step_args(state.method_state, state.params, state.batch_stats, batch, rng)
     if learning_rate is not None:
       args = dict(args, learning_rate=learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **args)
     params = optax.apply_updates(state.params, updates)
-    method_state = method.after_step(state.method_state, state.params, params, grads, batch)
+    seen = dict(batch, logits=jax.lax.stop_gradient(logits), rng=rng)
+    method_state = method.after_step(state.method_state, state.params, params, grads, seen)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,
                               opt_state=opt_state, method_state=method_state)

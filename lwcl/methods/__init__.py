@@ -10,6 +10,8 @@ its hooks and rules, is documented once in :mod:`lwcl.methods.base`):
 * episodic-memory gradient projection (:mod:`lwcl.methods.episodic`: state and base; maths in
   :mod:`lwcl.methods.projection`, memory in :mod:`lwcl.methods.memory`): :mod:`~lwcl.methods.agem`,
   :mod:`~lwcl.methods.gem`, :mod:`~lwcl.methods.lgd`.
+* rehearsal (:mod:`lwcl.methods.replay`: the reservoir buffer, state and base): :mod:`~lwcl.methods.er`,
+  :mod:`~lwcl.methods.der`, :mod:`~lwcl.methods.derpp`.
 
 Adding a method (docs/adding.md): one file in this folder, one line in :data:`METHODS`. No import side
 effect fills the table.
@@ -20,7 +22,10 @@ from __future__ import annotations
 from lwcl.errors import ConfigError
 from lwcl.methods.agem import AGEM
 from lwcl.methods.base import FineTune, Joint, Method, NoState
+from lwcl.methods.der import DER
+from lwcl.methods.derpp import DERPP
 from lwcl.methods.episodic import EpisodicState
+from lwcl.methods.er import ER
 from lwcl.methods.ewc import EWC
 from lwcl.methods.gem import GEM
 from lwcl.methods.importance import ImportanceState
@@ -41,10 +46,13 @@ METHODS: dict[str, type[Method]] = {
     "gem": GEM,
     "lgd": LGD,
     "l2": L2,
+    "er": ER,
+    "der": DER,
+    "derpp": DERPP,
 }
 
 __all__ = ["METHODS", "build_method", "Method", "NoState", "FineTune", "Joint", "EWC", "MAS", "SI", "NAI",
-           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState"]
+           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState", "ER", "DER", "DERPP"]
 
 
 def build_method(method_config, scenario, fns) -> Method:

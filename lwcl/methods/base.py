@@ -169,9 +169,35 @@ class Method(abc.ABC):
     del method_state, params, batch_stats, batch, rng
     return {}
 
+  def train_batch(self, method_state, batch: dict, rng) -> dict:
+    """The batch the step's loss is computed on (traced): the given minibatch joined by examples of the
+    method's own (e.g. ER's replay batch). Its first ``B`` rows must be the minibatch (``B`` its size),
+    every key of the minibatch kept, and a float32 ``mask`` ``[B']`` weights the loss (0 for a padding row).
+    Default: the minibatch itself (a method that does not override the hook changes nothing in the step).
+    """
+    del method_state, rng
+    return batch
+
+  def loss_term(self, method_state, params, batch_stats, batch: dict, logits, rng):
+    """A float32 scalar added to the training loss before it is differentiated (traced), e.g. DER's
+    matching of stored logits on a replay batch or LwF's distillation. ``batch`` is the batch the loss is
+    computed on (:meth:`train_batch`) and ``logits`` its logits in this step's forward pass, float32
+    ``[B', O]``; ``rng`` is the step's key (derive your own with ``jax.random.fold_in``). Default: none
+    (not traced into the step)."""
+    del method_state, params, batch_stats, batch, logits, rng
+    return jnp.zeros((), jnp.float32)
+
+  def overrides(self, hook: str) -> bool:
+    """Whether this method's class overrides the hook named ``hook`` (the train step traces
+    :meth:`train_batch` and :meth:`loss_term` only for methods that do, so every other method's step is
+    the plain one)."""
+    return getattr(type(self), hook) is not getattr(Method, hook)
+
   def after_step(self, method_state, params_before, params_after, grads, batch: dict):
     """The method state after one step (traced); ``grads`` is the raw gradient of the training loss.
-    Default: unchanged."""
+    ``batch`` is the minibatch as given (not :meth:`train_batch`'s), plus ``logits`` (float32 ``[B, O]``:
+    its logits in this step's forward pass, before the update) and ``rng`` (the step's key; derive your
+    own with ``jax.random.fold_in``). Default: unchanged."""
     del params_before, params_after, grads, batch
     return method_state
 

@@ -72,8 +72,10 @@ def test_shapes_are_fixed_over_steps_and_tasks(name):
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes((state.method_state, state.opt_state)), want)
     got_args = args(state.method_state, state.params, state.batch_stats, _batch(setup, task, 2), state.rng)
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(got_args), want_args)
-    after = jax.jit(method.after_step)(state.method_state, state.params, state.params, state.params,
-                                       _batch(setup, task, 2))
+    batch = _batch(setup, task, 2)  # as the step gives it to after_step: with its logits and the step's key
+    seen = dict(batch, logits=setup.fns.logits(state.params, state.batch_stats, batch, train=False)[0],
+                rng=state.rng)
+    after = jax.jit(method.after_step)(state.method_state, state.params, state.params, state.params, seen)
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(after), want[0])
     ms = method.end_task(state.method_state, state.params, state.batch_stats, task, setup.train_data[task])
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(ms), want[0])
