@@ -120,6 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.replay_batch = 0  # er/der/derpp: examples per replay batch; 0 = the training minibatch's size
   c.method.der_alpha = 0.3  # der/derpp: weight of the MSE between replayed logits and the stored ones
   c.method.der_beta = 0.5  # derpp: weight of the cross-entropy on a second replay batch
+  c.method.lwf_alpha = 1.0  # lwf: weight of the distillation of the previous task's network
+  c.method.lwf_temperature = 2.0  # lwf: distillation temperature T (Li & Hoiem: 2)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw

@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lwcl.runs import driver  # noqa: E402
 
-from helpers import METHODS, TINY, small_config
+from helpers import METHODS, TINY, method_overrides, small_config
 
 # helpers.TINY with every batch a multiple of 8 devices, at the default learning rate.
 DEVICE_TINY = {**{k: v for k, v in TINY.items() if k != "optimizer.learning_rate"},
@@ -28,7 +28,8 @@ def main(workdir: str, devices: int, methods=METHODS) -> None:
   out = {}
   for method in methods:
     for n in (1, devices):
-      cfg = small_config(**DEVICE_TINY, **{"method.name": method, "devices.num_devices": n})
+      cfg = small_config(**{**DEVICE_TINY, "method.name": method, "devices.num_devices": n,
+                            **method_overrides(method)})
       res = driver.run(cfg, os.path.join(workdir, f"{method}_{n}"))
       out[f"{method}/{n}"] = {k: res[k] for k in ("accuracy_matrix", "final_train_loss", "devices")}
   print(json.dumps(out))

@@ -12,6 +12,7 @@ its hooks and rules, is documented once in :mod:`lwcl.methods.base`):
   :mod:`~lwcl.methods.gem`, :mod:`~lwcl.methods.lgd`.
 * rehearsal (:mod:`lwcl.methods.replay`: the reservoir buffer, state and base): :mod:`~lwcl.methods.er`,
   :mod:`~lwcl.methods.der`, :mod:`~lwcl.methods.derpp`.
+* distillation: :mod:`~lwcl.methods.lwf`.
 
 Adding a method (docs/adding.md): one file in this folder, one line in :data:`METHODS`. No import side
 effect fills the table.
@@ -31,6 +32,7 @@ from lwcl.methods.gem import GEM
 from lwcl.methods.importance import ImportanceState
 from lwcl.methods.l2 import L2
 from lwcl.methods.lgd import LGD
+from lwcl.methods.lwf import LwF
 from lwcl.methods.mas import MAS
 from lwcl.methods.nai import NAI
 from lwcl.methods.si import SI, SIState
@@ -49,10 +51,11 @@ METHODS: dict[str, type[Method]] = {
     "er": ER,
     "der": DER,
     "derpp": DERPP,
+    "lwf": LwF,
 }
 
 __all__ = ["METHODS", "build_method", "Method", "NoState", "FineTune", "Joint", "EWC", "MAS", "SI", "NAI",
-           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState", "ER", "DER", "DERPP"]
+           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState", "ER", "DER", "DERPP", "LwF"]
 
 
 def build_method(method_config, scenario, fns) -> Method:

@@ -9,7 +9,7 @@ the compiled train step as an argument, never frozen into it.
 
 The runner (:mod:`lwcl.engine.experiment`, which builds the method in :mod:`lwcl.engine.build` and drives the
 stream in :mod:`lwcl.engine.loop`) and the train step (:func:`lwcl.engine.steps.make_train_step`) use the
-constructor, nine hook methods and one attribute, documented once on :class:`Method`:
+constructor, eleven hook methods and one attribute, documented once on :class:`Method`:
 
 ======================  =======  ==========================================================================
 hook                    where    what it returns / when it runs
@@ -18,8 +18,12 @@ hook                    where    what it returns / when it runs
 ``training_data``       host     the examples trained on during task ``t`` (at setup, per task)
 ``init_state``          both     the initial method state (once per replica; also under ``jax.eval_shape``)
 ``transformation``      host     the ``optax`` transformation chained in front of the base optimizer
+``train_batch``         traced   the batch the loss is computed on (ER: joined by a replay batch); traced
+                                 only when overridden
+``loss_term``           traced   a term added to the loss before differentiation (DER's logit matching);
+                                 traced only when overridden
 ``step_args``           traced   the keyword arguments of that transformation's ``update`` at this step
-``after_step``          traced   the method state after a step
+``after_step``          traced   the method state after a step (sees the step's logits and key)
 ``end_task``            host     the method state after a task (importances, anchors, ...); under
                                  ``jax.vmap`` over the replicas of a ``num_seeds`` run (rule 2)
 ``report_keys``         host     (attribute) the names of the per-task counters ``task_report`` returns
@@ -132,6 +136,11 @@ class Method(abc.ABC):
   # Float keys of OPTIONS the method needs as concrete host values (they choose what is compiled), so a
   # sweep of one runs its candidates one after another (rule 1).
   HOST_OPTIONS: tuple[str, ...] = ()
+  # Whether the method needs one head shared by the tasks (class- or domain-incremental, or masked
+  # task-incremental heads); its constructor refuses scenario.task_heads=multi with one line.
+  shared_head_only: bool = False
+  # Whether the method runs in layer-wise local and greedy training (its constructor refuses them otherwise).
+  layerwise_local: bool = True
   # Whether the method is fine-tuning plus a penalty scaled by method.strength (strength 0 = fine-tuning).
   penalty: bool = False
 
@@ -139,6 +148,9 @@ class Method(abc.ABC):
     del scenario
     self.fns = fns
     self.options = {o.key.split(".", 1)[1]: read_option(method_config, o) for o in self.OPTIONS}
+    if fns.is_local and not self.layerwise_local:
+      raise ConfigError(f"method.name={method_config.name} does not run in layer-wise local or greedy training "
+                        "yet; use --config.layerwise.mode=backprop, or another method")
 
   def set_hyper(self, method_state, key: str, value):
     """``method_state`` with the value of the float option ``key`` (dotted, e.g. ``method.strength``)

@@ -12,12 +12,20 @@ class DER(ReplayMethod):
   """Dark experience replay: ``loss = CE(minibatch) + alpha * MSE(logits(replay), stored logits)``, the
   stored logits those of the step that offered the example to the buffer (Mammoth stores ``outputs.data``
   of the same forward pass). ``method.der_alpha`` is kept in the method state (a sweep of it runs as
-  replicas). State: :class:`~lwcl.methods.replay.ReplayState`."""
+  replicas). State: :class:`~lwcl.methods.replay.ReplayState`.
+
+  Raises (constructor):
+    ConfigError: a key out of range, or layer-wise ``local`` / ``greedy`` training
+      (:attr:`~lwcl.methods.base.Method.layerwise_local` is False).
+  """
 
   OPTIONS = ReplayMethod.OPTIONS + (
       Option("method.der_alpha", 0.3, "weight of the logit-matching (MSE) term on replayed examples", minimum=0.0),)
   STATE_HYPER = {"method.der_alpha": "alpha"}
   keeps_logits = True
+  # The matched logits are the network's output: in layer-wise local / greedy training their gradient would
+  # reach every local block (a local version would match every block head's; not built yet).
+  layerwise_local = False
 
   def loss_term(self, method_state, params, batch_stats, batch, logits, rng):
     del logits

@@ -20,6 +20,8 @@ from helpers import (
   assert_same_stream,
   cli,
   load_results,
+  method_mode,
+  method_overrides,
   small_config,
   tiny_config,
 )
@@ -71,13 +73,14 @@ def as_flags(config_overrides: dict) -> list:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, capsys, method):
-  mode = MODES[METHODS.index(method) % 3]
+  mode = method_mode(method, MODES[METHODS.index(method) % 3])
   want = TINY_RESULTS.get((method, mode)) or driver.run(tiny_config(method, mode), str(tmp_path / "ref"))
   workdir = str(tmp_path / "killed")
   # Checkpoints at global steps 4, 6 (task end) and 8 (task 2, memory of task 1 full); killed at step 9
   # by the real entry point (tests/fault_run.py), then resumed here.
   every = {"checkpoint.every_steps": 4}
-  overrides = as_flags({**TINY, "method.name": method, "layerwise.mode": mode, **every})
+  overrides = as_flags({**TINY, "method.name": method, "layerwise.mode": mode, **method_overrides(method),
+                        **every})
   cmd = [sys.executable, os.path.join(ROOT, "tests", "fault_run.py"), "9", f"--config={ROOT}/configs/default.py",
          f"--workdir={workdir}", "--config.model.name=mlp", "--config.train.epochs_per_task=1",
          "--config.train.progress=False", "--config.scenario.classes_per_task=2",

@@ -24,6 +24,7 @@ from helpers import (
   assert_one_line_error,
   cli,
   load_results,
+  method_overrides,
   small_config,
 )
 
@@ -53,7 +54,7 @@ def _assert_same_run(one, many):
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_matches_one_step_per_dispatch(tmp_path, method):
-  extra = {"method.name": method}
+  extra = {"method.name": method, **method_overrides(method)}
   if method == "finetune":  # boundaries: checkpoints mid-task and the LCA curve's one-step dispatches
     extra.update({"checkpoint.every_steps": 7, "eval.lca_batches": 3})
   one = _run(tmp_path, "k1", **extra)

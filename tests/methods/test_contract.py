@@ -37,7 +37,7 @@ TINY = {**helpers.TINY, "data.normalize": "unit"}
 
 
 def _config(name, **extra):
-  return small_config(**{**TINY, "method.name": name, **extra})
+  return small_config(**{**TINY, "method.name": name, **helpers.method_overrides(name), **extra})
 
 
 def _batch(setup, task, step):

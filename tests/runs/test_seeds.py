@@ -37,7 +37,7 @@ def tiny(**extra):
     (m, *{"finetune": (3, 1, (0, 1)), "ewc": (1, 2, (1,))}.get(m, (1, 1, (1,)))) for m in helpers.METHODS])
 def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
-                   "train.epochs_per_task": epochs})
+                   "train.epochs_per_task": epochs, **helpers.method_overrides(method)})
   reps = Experiment(config, ReplicaAxis.of_seeds(replica_results.seeds_of(config)))
   summary = replica_results.summarize(config, reps.run_replicas(str(tmp_path / "replicas")))
   assert summary["seeds"] == [3, 4]

@@ -1,0 +1,71 @@
+"""Rehearsal baselines on class-incremental Split Fashion-MNIST (CPU): 5 tasks of 2 classes, one 10-way head
+shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
+
+The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp`` (buffer
+500), or with the buffer after a dash, ``er-200``, ``der-5120``...; the baselines of the same table:
+``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd`` (``agem-200``, ``gem-200``:
+their episodic memory of the same total size, split over the tasks).
+
+Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
+authors selected per method and buffer size, and ``datasets/seq_mnist.py``): SGD without momentum, batch 10,
+1 epoch per task, every training example, no augmentation; ER lr 0.01 (buffer 200) / 0.1 (500, 5120) with a
+replay batch of 10; DER lr 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.5, replay batch 10 / 128 / 128; DER++ lr
+0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.2, beta 1.0 / 0.5 / 0.5, replay batch 128 / 10 / 64; A-GEM lr 0.1,
+reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammoth's ``gamma``); SI lr 0.1
+with c 1.0, xi 0.9; fine-tuning, joint and the other methods lr 0.03 (Mammoth's ``sgd``). What differs
+from Mammoth: the data set (Fashion-MNIST, not MNIST) and the network (lwcl's default ConvNet, not
+Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online EWC), LGD keep lwcl's defaults (strength 1, not
+tuned for this protocol).
+"""
+
+from lwcl.config.files import default_config
+
+BUFFERS = (200, 500, 5120)
+REHEARSAL = ("er", "der", "derpp")
+OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd")
+# Mammoth 'seq-mnist' best args per buffer: lr, minibatch_size (replay batch), alpha, beta.
+MAMMOTH = {
+    "er": {200: (0.01, 10, 0.0, 0.0), 500: (0.1, 10, 0.0, 0.0), 5120: (0.1, 10, 0.0, 0.0)},
+    "der": {200: (0.03, 10, 0.2, 0.0), 500: (0.03, 128, 1.0, 0.0), 5120: (0.1, 128, 0.5, 0.0)},
+    "derpp": {200: (0.03, 128, 0.2, 1.0), 500: (0.03, 10, 1.0, 0.5), 5120: (0.1, 64, 0.2, 0.5)},
+}
+GEM = {200: (0.01, 1.0), 500: (0.03, 0.5), 5120: (0.1, 1.0)}  # lr, margin (Mammoth's gamma)
+
+
+def get_config(arg: str = "der"):
+  name, _, size = arg.partition("-")
+  if name not in REHEARSAL + OTHERS or (size and not size.isdigit()):
+    raise ValueError(f"config argument '{arg}' is not a method of {', '.join(REHEARSAL + OTHERS)}, optionally "
+                     "with -BUFFER (e.g. der-200)")
+  buffer = int(size) if size else 500
+  c = default_config(__file__)
+  c.scenario.kind = "split"
+  c.scenario.incremental = "class"
+  c.scenario.num_tasks = 5
+  c.scenario.classes_per_task = 2
+  c.optimizer.name = "sgd"
+  c.optimizer.momentum = 0.0
+  c.optimizer.learning_rate = 0.03
+  c.train.batch_size = 10
+  c.train.epochs_per_task = 1
+  c.method.name = name
+  if name in REHEARSAL:
+    if buffer not in MAMMOTH[name]:
+      raise ValueError(f"config argument '{arg}': Mammoth's settings exist for buffers {BUFFERS}")
+    lr, replay_batch, alpha, beta = MAMMOTH[name][buffer]
+    c.optimizer.learning_rate = lr
+    c.method.buffer_size = buffer
+    c.method.replay_batch = replay_batch
+    c.method.der_alpha = alpha if name != "er" else c.method.der_alpha
+    c.method.der_beta = beta if name == "derpp" else c.method.der_beta
+  elif name in ("agem", "gem"):
+    c.method.memory_per_task = max(buffer // c.scenario.num_tasks, 1)
+    if name == "agem":
+      c.optimizer.learning_rate = 0.1
+      c.method.agem_ref_batch = 128
+    else:
+      c.optimizer.learning_rate, c.method.gem_margin = GEM.get(buffer, GEM[500])
+  elif name == "si":
+    c.optimizer.learning_rate = 0.1
+    c.method.strength, c.method.si_xi = 2.0, 0.9  # Mammoth's c 1.0 (lwcl's SI c is strength / 2), xi 0.9
+  return c
