@@ -5,7 +5,8 @@ seeds (what it may be combined with: :mod:`lwcl.runs.kinds`).
 single run of that seed (:func:`seed_config`: ``seed = s``, ``num_seeds = 0``); ``workdir/results.json``
 holds the summary (:func:`summarize`): every seed's ACC, BWT, FWT and forgetting, their statistics
 (:func:`lwcl.core.metrics.order_statistics`: mean, population std, min, max, n), the spread of each task's final
-accuracy, and the mean and std of the accuracy matrix.
+accuracy, the mean and std of the accuracy matrix, and the seeds' provenance
+(:func:`lwcl.platform.provenance.merge`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from lwcl.core import metrics
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.platform import provenance
 from lwcl.runs.axis import seed_config  # noqa: F401  (re-exported)
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
@@ -45,7 +47,8 @@ def summarize(config, per_seed: list) -> dict:
     'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
     'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
     'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the
-    same)}``.
+    same), 'provenance' (the first seed's, with the keys where the seeds' differ:
+    :func:`lwcl.platform.provenance.merge`; absent when no seed records one)}``.
   """
   seeds = seeds_of(config)
   out = {"kind": "seeds", "num_seeds": len(seeds), "seeds": seeds,
@@ -64,6 +67,9 @@ def summarize(config, per_seed: list) -> dict:
               "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
               "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict()),
               **common_data_fingerprint(per_seed)})
+  merged = provenance.merge([res.get("provenance") for res in per_seed])
+  if merged is not None:
+    out["provenance"] = merged
   return out
 
 
