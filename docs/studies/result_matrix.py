@@ -7,9 +7,9 @@ then compare the two outputs key by key.
 Each run is ``python -m lwcl.main`` (the entry point every lwcl version has) on the default config made
 tiny (2 tasks of 256 Fashion-MNIST examples, 1 epoch), in a fresh workdir. ``run`` gathers every
 ``results.json`` under each workdir (replicas' and summaries' too) into ``OUT_DIR/matrix.json``. ``compare``
-reports every key whose value differs, except the keys that measure time or name a path, which differ
-from run to run by nature (:data:`IGNORED`). Results are compared exactly (floats bit for bit): the two
-sides must run on the same CPU and software.
+reports every key whose value differs, except the keys that measure time or name a path, and the
+provenance, which differ from run to run by nature (:data:`IGNORED`). Results are compared exactly (floats
+bit for bit): the two sides must run on the same CPU and software.
 
 The streamed run reads an ArrayRecord folder written once by this script from the Fashion-MNIST IDX
 files (``--records DIR`` reuses one, so both sides read the same bytes).
@@ -42,9 +42,11 @@ MATRIX = {
     "streamed": ["--config.data.record_dir={records}"],
 }
 
-# Keys that measure time or name a folder: they differ between any two runs.
+# Keys that measure time or name a folder: they differ between any two runs. And `provenance` (the commit,
+# package versions, CPU that produced a result, lwcl/platform/provenance.py): it differs between the two
+# sides by nature (another commit; absent on a side older than it), and the matrix compares results.
 IGNORED = {"train_seconds", "examples_per_second", "workdir", "seconds", "wall_seconds", "total_seconds",
-           "elapsed_seconds", "select_seconds", "final_seconds"}
+           "elapsed_seconds", "select_seconds", "final_seconds", "provenance"}
 
 
 def write_records(directory: str) -> None:

@@ -13,9 +13,18 @@ accuracy after the last task (mean over tasks) and the linear probes, for layer-
 
 ``--seeds=N`` runs every config with seeds ``seed .. seed+N-1`` as replicas of one vmapped program
 (``num_seeds``, :mod:`lwcl.runs.seeds`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun),
-and the table gives mean +- std over the seeds (population std) of ACC, BWT, forgetting, LCA (when
-``eval.lca_batches`` is set) and the train time; ``OUT/comparison.png`` then shows the final accuracy
-of each run with the std as error bars.
+and the table gives, over the seeds, the mean +- the half-width of its 95% Student-t interval
+(``t_{0.975, n-1} * s / sqrt(n)``, ``s`` the sample std) and the population std of ACC, BWT, forgetting,
+LCA (when ``eval.lca_batches`` is set) and the train time, then the paired difference of every two configs
+over their common seeds (mean of the per-seed differences +- its 95% t-interval; also
+``OUT/comparison_paired.csv``); ``OUT/comparison.png`` shows the final accuracy of each run with the 95%
+interval as error bars.
+
+Provenance (:mod:`lwcl.platform.provenance`): one line per key where the compared runs' provenance differs
+is printed before the table. Seeds of one config whose provenance differs in what changes numbers (CPU
+instruction set, family and model, package versions, the convolution lowering, devices, XLA flags) are not
+averaged: one ``error:`` line and exit status 2, unless ``--mixed-provenance`` is given, and then a line
+under the table says that the means mix platforms (as it does when different configs' runs differ so).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ import re
 from lwcl import platform
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
+PAIRED_CSV = "comparison_paired.csv"
 FORGETTING_PLOT = "comparison_forgetting.png"
 
 
@@ -134,6 +144,7 @@ def tables(names, results) -> tuple[str, str]:
 
 
 SEED_SCALARS = ("acc", "bwt", "forgetting", "lca", "train_seconds")
+PAIRED_SCALARS = ("acc", "bwt", "forgetting", "lca")
 
 
 def with_seeds(config, num_seeds: int):
@@ -169,60 +180,171 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
 
 
 def seed_statistics(per_seed: list) -> dict:
-  """Mean, population std and n over seeds of each of :data:`SEED_SCALARS` (None where no seed has it)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  """Statistics over seeds of each of :data:`SEED_SCALARS` (None where no seed has it): mean, population std,
+  min, max, n, sample std and the 95% t-interval of the mean (:func:`lwcl.core.metrics.seed_statistics`)."""
+  from lwcl.core import metrics  # pylint: disable=g-import-not-at-top
   out = {}
   for k in SEED_SCALARS:
     values = [r[k] for r in per_seed if r.get(k) is not None]
-    out[k] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)} if values else None
+    out[k] = metrics.seed_statistics(values) if values else None
   return out
 
 
-def seed_tables(names, per_seed_lists) -> tuple[str, str]:
-  """The markdown and CSV tables of mean +- std over seeds (in %, train time in s) of each run."""
+def paired_differences(names, per_seed_lists) -> list:
+  """The paired difference ``B - A`` of every two runs ``A`` before ``B`` over the seeds both ran.
+
+  Returns:
+    ``[{'a', 'b', 'seeds', 'acc': {'mean', 'n', 'sample_std', 'ci95_half_width', 'ci95'}, ...}]``
+    (likewise each of :data:`PAIRED_SCALARS`; None where no common seed has it:
+    :func:`lwcl.core.metrics.paired_difference`), in the order of ``names``.
+  """
+  from lwcl.core import metrics  # pylint: disable=g-import-not-at-top
+  by_seed = [{r["config"]["seed"]: r for r in runs} for runs in per_seed_lists]
+  out = []
+  for i in range(len(names)):
+    for j in range(i + 1, len(names)):
+      seeds = sorted(set(by_seed[i]) & set(by_seed[j]))
+      row = {"a": names[i], "b": names[j], "seeds": seeds}
+      for k in PAIRED_SCALARS:
+        both = [s for s in seeds if by_seed[i][s].get(k) is not None and by_seed[j][s].get(k) is not None]
+        row[k] = metrics.paired_difference([by_seed[i][s][k] for s in both],
+                                           [by_seed[j][s][k] for s in both]) if both else None
+      out.append(row)
+  return out
+
+
+def _pct(st, scale=100) -> str:
+  """``mean +- half-width`` of a statistics dict (percent), ``-`` for None, the mean alone for one value."""
+  if st is None:
+    return "-"
+  half = st.get("ci95_half_width")
+  return f"{scale * st['mean']:.2f}" + ("" if half is None else f" +- {scale * half:.2f}")
+
+
+def seed_tables(names, per_seed_lists, notes=()) -> tuple[str, str]:
+  """The markdown and CSV tables over seeds (in %, train time in s) of each run: mean +- the half-width of its
+  95% t-interval, the population std in parentheses; the paired differences of every two runs
+  (:func:`paired_differences`) below, then ``notes`` (lines)."""
   stats = [seed_statistics(p) for p in per_seed_lists]
 
-  def cell(st, k, scale):
-    return "-" if st[k] is None else f"{scale * st[k]['mean']:.2f} +- {scale * st[k]['std']:.2f}"
+  def cell(st, k):
+    scale = 1 if k == "train_seconds" else 100
+    return _pct(st[k], scale) + ("" if st[k] is None else f" ({scale * st[k]['std']:.2f})")
 
   md = ["| run | method | seeds | ACC % | BWT % | forgetting % | LCA % | train s |", "| --- " * 8 + "|"]
   out = io.StringIO()
   writer = csv.writer(out)
-  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in SEED_SCALARS for s in ("mean", "std")])
+  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in SEED_SCALARS for s in ("mean", "std")]
+                  + [f"{k}_ci95_half_width" for k in SEED_SCALARS])
   for name, st, runs in zip(names, stats, per_seed_lists):
     method = runs[0].get("method", "?")
-    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(
-        cell(st, k, 1 if k == "train_seconds" else 100) for k in SEED_SCALARS) + " |")
+    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(cell(st, k) for k in SEED_SCALARS) + " |")
     writer.writerow([name, method, len(runs)] + [
-        "" if st[k] is None else f"{st[k][s]:.6g}" for k in SEED_SCALARS for s in ("mean", "std")])
+        "" if st[k] is None else f"{st[k][s]:.6g}" for k in SEED_SCALARS for s in ("mean", "std")] + [
+        "" if st[k] is None or st[k]["ci95_half_width"] is None else f"{st[k]['ci95_half_width']:.6g}"
+        for k in SEED_SCALARS])
+  md.append("")
+  md.append("Mean over seeds +- the half-width of its 95% Student-t interval (t_{0.975,n-1} * s / sqrt(n), s with "
+            "ddof=1); the population std in parentheses.")
+  pairs = paired_differences(names, per_seed_lists)
+  if pairs:
+    md += ["", "| B - A (paired by seed) | seeds | ACC % | BWT % | forgetting % | LCA % |", "| --- " * 6 + "|"]
+    md += [f"| {p['b']} - {p['a']} | {len(p['seeds'])} | " + " | ".join(_pct(p[k]) for k in PAIRED_SCALARS) + " |"
+           for p in pairs]
+    md.append("")
+    md.append("Mean of the per-seed differences +- the half-width of its 95% t-interval (t_{0.975,n-1} * sd / "
+              "sqrt(n)); an interval that excludes 0 is a difference the seeds resolve.")
+  md += [""] * bool(notes) + list(notes)
   return "\n".join(md) + "\n", out.getvalue()
 
 
+def paired_csv(pairs: list) -> str:
+  """The CSV of :func:`paired_differences`: per pair and metric the mean difference, n and the 95% interval."""
+  out = io.StringIO()
+  writer = csv.writer(out)
+  writer.writerow(["b", "a", "seeds"] + [f"{k}_{s}" for k in PAIRED_SCALARS
+                                         for s in ("mean_diff", "ci95_half_width", "ci95_low", "ci95_high")])
+  fmt = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
+  for p in pairs:
+    row = [p["b"], p["a"], len(p["seeds"])]
+    for k in PAIRED_SCALARS:
+      st = p[k] or {}
+      ci = st.get("ci95") or (None, None)
+      row += [fmt(st.get("mean")), fmt(st.get("ci95_half_width")), fmt(ci[0]), fmt(ci[1])]
+    writer.writerow(row)
+  return out.getvalue()
+
+
+def provenance_notes(names, per_run_lists, mixed_provenance: bool = False, seeds: bool = True) -> tuple:
+  """What the compared runs' provenance says (:mod:`lwcl.platform.provenance`).
+
+  Args:
+    names: the runs' names; per_run_lists: each run's list of results dicts (its seeds; one for a run
+      without ``--seeds``); mixed_provenance: average seeds whose provenance differs in what changes numbers;
+    seeds: name each results dict ``name/seed<s>`` (else ``name``).
+  Returns:
+    ``(lines, notes)``: ``lines``, one per key where any two results differ (printed before the table);
+    ``notes``, the lines under the table when results averaged together (with ``mixed_provenance``) or
+    compared differ in what changes numbers.
+  Raises:
+    ConfigError: the seeds of one run differ in what changes numbers
+      (:func:`lwcl.platform.provenance.numeric_differences`) and ``mixed_provenance`` is False.
+  """
+  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  from lwcl.platform import provenance  # pylint: disable=g-import-not-at-top
+  named = [[(f"{name}/seed{r['config']['seed']}" if seeds else name, r.get("provenance")) for r in runs]
+           for name, runs in zip(names, per_run_lists)]
+  everything = [n for group in named for n in group]
+  notes, within = [], set()
+  for name, group in zip(names, named):
+    diffs = {k: g for k, g in provenance.differences(group).items() if provenance.numeric(k)}
+    if diffs and not mixed_provenance:
+      raise ConfigError(f"the seeds of {name} were computed on different platforms or software ("
+                        + "; ".join(provenance.describe(k, g) for k, g in diffs.items()) + "), so their mean "
+                        "would mix numerics; rerun the seeds that differ on one machine (move their seed<s> "
+                        "folders away), or pass --mixed-provenance to average them anyway")
+    if diffs:
+      within |= set(diffs)
+      notes.append(f"note: --mixed-provenance: the seeds of {name} differ in {', '.join(diffs)}; its mean mixes "
+                   "platforms or software.")
+  # conv_impl follows each config's model (and model.conv_impl) too: between configs it is no platform's doing
+  across = [k for k in provenance.numeric_differences(everything) if k not in within and k != "conv_impl"]
+  if across:
+    notes.append(f"note: the compared runs differ in {', '.join(across)} (lines above the table); their "
+                 "differences include the platform's.")
+  return provenance.difference_lines(everything), notes
+
+
 def plot_seed_accuracy(names, per_seed_lists, path: str) -> None:
-  """Final accuracy (ACC, %) of each run, mean over seeds with the std as error bars; PNG at ``path``."""
+  """Final accuracy (ACC, %) of each run, mean over seeds with its 95% t-interval as error bars (none for one
+  seed); PNG at ``path``."""
   from lwcl.io.figures import pyplot, save_figure  # pylint: disable=g-import-not-at-top
   plt = pyplot()
   stats = [seed_statistics(p)["acc"] for p in per_seed_lists]
   fig, ax = plt.subplots(figsize=(2 + 0.5 * len(names), 3.5))
-  ax.bar(range(len(names)), [100 * s["mean"] for s in stats], yerr=[100 * s["std"] for s in stats],
-         capsize=3, color="tab:blue")
+  ax.bar(range(len(names)), [100 * s["mean"] for s in stats],
+         yerr=[100 * (s["ci95_half_width"] or 0.0) for s in stats], capsize=3, color="tab:blue")
   ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-  ax.set_ylabel(f"ACC (%), mean +- std over {len(per_seed_lists[0])} seeds")
+  ax.set_ylabel(f"ACC (%), mean +- 95% t-interval over {len(per_seed_lists[0])} seeds", fontsize=8)
   fig.tight_layout()
   save_figure(fig, path)
 
 
-def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
+def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance: bool = False) -> list:
   """Runs every ``path[:arg]`` spec (in order, into ``out_dir/<name>``), then writes the table and plot.
 
   Args:
     specs: ``path[:arg]`` config specs; out_dir: the folder of the runs and tables; overrides: ``key=value``
-      strings applied to every config; seeds: ``N > 0`` runs each spec with ``N`` seeds (:func:`run_seeds`).
+      strings applied to every config; seeds: ``N > 0`` runs each spec with ``N`` seeds (:func:`run_seeds`);
+      mixed_provenance: average seeds whose provenance differs in what changes numbers
+      (:func:`provenance_notes`).
   Returns:
     The results dicts, in the order of ``specs`` (with ``seeds``: a list of per-seed results dicts each).
   Raises:
     ConfigError: a spec that does not load, a bad value in any config (every config is checked with
-      ``driver.check`` before the first run), two specs with the same name, or ``seeds < 0``.
+      ``driver.check`` before the first run), two specs with the same name, ``seeds < 0``, or (after the
+      runs, before the table) seeds of one spec whose provenance differs in what changes numbers without
+      ``mixed_provenance``.
   """
   from lwcl import layerwise  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
@@ -243,13 +365,17 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
                         "num_orders or sweep.key; run it with bin/run --config.num_seeds instead")
   os.makedirs(out_dir, exist_ok=True)
   if seeds:
-    return _compare_seeds(names, configs, out_dir, seeds)
+    return _compare_seeds(names, configs, out_dir, seeds, mixed_provenance)
   results = []
   for name, config in zip(names, configs):
     print(f"== {name}", flush=True)
     results.append(driver.run(config, os.path.join(out_dir, name)))
     print(f"   final accuracy {100 * results[-1]['acc']:.2f}%", flush=True)
+  lines, notes = provenance_notes(names, [[r] for r in results], seeds=False)
+  if lines:
+    print("\n".join(lines), flush=True)
   md, table_csv = tables(names, results)
+  md += "".join(f"\n{n}\n" for n in notes)
   with open(os.path.join(out_dir, TABLE_MD), "w") as f:
     f.write(md)
   with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
@@ -265,20 +391,28 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0) -> list:
   return results
 
 
-def _compare_seeds(names, configs, out_dir: str, seeds: int) -> list:
+def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: bool) -> list:
   """:func:`compare` with ``seeds > 0``."""
   per_seed_lists = []
   for name, config in zip(names, configs):
     print(f"== {name} ({seeds} seeds)", flush=True)
     per_seed_lists.append(run_seeds(config, os.path.join(out_dir, name), seeds))
-  md, table_csv = seed_tables(names, per_seed_lists)
+  lines, notes = provenance_notes(names, per_seed_lists, mixed_provenance)  # refused: before any table
+  if lines:
+    print("\n".join(lines), flush=True)
+  md, table_csv = seed_tables(names, per_seed_lists, notes)
   with open(os.path.join(out_dir, TABLE_MD), "w") as f:
     f.write(md)
   with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
     f.write(table_csv)
+  paired = ""
+  if len(names) > 1:
+    with open(os.path.join(out_dir, PAIRED_CSV), "w") as f:
+      f.write(paired_csv(paired_differences(names, per_seed_lists)))
+    paired = f", {out_dir}/{PAIRED_CSV}"
   plot_seed_accuracy(names, per_seed_lists, os.path.join(out_dir, PLOT))
   print(md, flush=True)
-  print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}; plot: {out_dir}/{PLOT}")
+  print(f"table: {out_dir}/{TABLE_MD}, {out_dir}/{TABLE_CSV}{paired}; plot: {out_dir}/{PLOT}")
   return per_seed_lists
 
 
@@ -291,11 +425,14 @@ def main(argv=None) -> None:
                       help="override a config key in every run (repeatable)")
   parser.add_argument("--seeds", type=int, default=0, metavar="N",
                       help="run each config with N seeds (seed..seed+N-1, one vmapped program) and report "
-                           "mean +- std")
+                           "mean +- 95%% t-interval, the std, and paired differences")
+  parser.add_argument("--mixed-provenance", action="store_true",
+                      help="average seeds whose provenance (CPU instruction set, package versions, convolution "
+                           "lowering, ...) differs; the table then says so")
   args = parser.parse_args(argv)
   from lwcl.errors import Interrupted, LwclError, exit_with  # pylint: disable=g-import-not-at-top
   try:
-    compare(args.configs, args.out, args.set, args.seeds)
+    compare(args.configs, args.out, args.set, args.seeds, args.mixed_provenance)
   except LwclError as e:
     exit_with(e)
   except KeyboardInterrupt:

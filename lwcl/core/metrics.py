@@ -137,3 +137,55 @@ def order_statistics(values: Sequence[float]) -> dict:
     raise ValueError("order_statistics needs at least one value")
   return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
           "max": float(v.max()), "n": int(v.size)}
+
+
+def t_quantile(n: int, confidence: float = 0.95) -> float:
+  """Student's t quantile ``t_{(1 + confidence) / 2, n - 1}`` (two-sided interval of ``n`` values;
+  ``4.302653`` for n = 3 at 95%)."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top  (0.3 s: only summaries need it)
+  return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+
+
+def seed_statistics(values: Sequence[float]) -> dict:
+  """:func:`order_statistics` of one metric over seeds, with the 95% Student-t interval of its mean.
+
+  Args:
+    values: the metric of each of n runs (seeds).
+  Returns:
+    ``{'mean', 'std', 'min', 'max', 'n'}`` (``std`` the population std, as before) and ``'sample_std'``
+    (``s``, ddof=1), ``'ci95_half_width'`` (``t_{0.975, n-1} * s / sqrt(n)``) and ``'ci95'`` (``[mean - h,
+    mean + h]``); the three are None for a single value.
+  Raises:
+    ValueError: if ``values`` is empty.
+  """
+  out = order_statistics(values)
+  out.update(_interval(np.asarray(values, dtype=np.float64)))
+  return out
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> dict:
+  """The mean per-seed difference ``b - a`` of two configs run over the same seeds, and its 95% t-interval.
+
+  Args:
+    a, b: the metric of each seed, in the same seed order (equal lengths).
+  Returns:
+    ``{'mean', 'n', 'sample_std', 'ci95_half_width', 'ci95'}`` of ``d = b - a``: ``mean(d) +- t_{0.975, n-1}
+    * sd(d) / sqrt(n)``, ``sd`` with ddof=1 (None for n = 1).
+  Raises:
+    ValueError: if the lengths differ or are 0.
+  """
+  a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+  if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+    raise ValueError(f"paired_difference needs two equally long non-empty sequences, got {a.shape} and {b.shape}")
+  d = b - a
+  return {"mean": float(d.mean()), "n": int(d.size), **_interval(d)}
+
+
+def _interval(v: np.ndarray) -> dict:
+  """``{'sample_std', 'ci95_half_width', 'ci95'}`` of the mean of ``v`` (None for fewer than 2 values)."""
+  if v.size < 2:
+    return {"sample_std": None, "ci95_half_width": None, "ci95": None}
+  s = float(v.std(ddof=1))
+  half = t_quantile(v.size) * s / float(np.sqrt(v.size))
+  mean = float(v.mean())
+  return {"sample_std": s, "ci95_half_width": half, "ci95": [mean - half, mean + half]}

@@ -19,6 +19,7 @@ from lwcl.core.record import Progress, Record
 from lwcl.engine.run_io import Run
 from lwcl.io import report as report_lib
 from lwcl.io.results import RESULTS_FILE, fingerprint
+from lwcl.platform import provenance
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -32,6 +33,7 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
     config (``config.to_dict()``).
   """
   config, scenario, readouts = setup.config, setup.stream(r).scenario, setup.parts(r)[2]
+  conv_impl = getattr(getattr(setup.fns, "model", None), "conv_impl", None)
   R, b = record.R.astype(np.float64), record.b.astype(np.float64)
   out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
          "eval_split": config.eval.split}
@@ -57,10 +59,12 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
       "devices": {"count": setup.parallel.size, "platform": jax.devices()[0].platform,
                   "processes": jax.process_count()},
       # how the model's convolutions were computed (model.conv_impl resolved: lwcl/models/conv.py)
-      "conv_impl": getattr(getattr(setup.fns, "model", None), "conv_impl", None),
+      "conv_impl": conv_impl,
       "config": config_dict,
       "fingerprint": fingerprint(config_dict),
       "data_fingerprint": setup.data_fingerprint,
+      # what produced these numbers (commit, packages, CPU, flags): a label, not part of the identity
+      "provenance": provenance.collect(conv_impl, provenance.device_info(setup.parallel.size)),
   })
   return out
 

@@ -7,6 +7,12 @@ cadence -- may differ) and, when it records one, the data set it was made from h
 data the config loads now (:func:`data_fingerprint`: data paths may change, the data may not). A finished
 workdir is reported again instead of recomputed; a workdir holding another experiment's results, or a
 ``results.json`` that cannot be read, is refused, never overwritten.
+
+A results file's ``provenance`` (the commit, package versions, CPU, flags that produced it:
+:mod:`lwcl.platform.provenance`) is a label, not part of its identity: :func:`result_config`,
+:func:`fingerprint` and :func:`finished_results` read only the config (and the data fingerprint), so a
+finished workdir stays finished on another machine or commit, and results written before provenance was
+recorded still load.
 """
 
 from __future__ import annotations

@@ -99,6 +99,11 @@ def apply(environ=None) -> tuple:
   return add
 
 
+def applied() -> tuple:
+  """The flags :func:`apply` added to ``$XLA_FLAGS`` in this process (empty when it added none)."""
+  return tuple(_status["applied"])
+
+
 def check_in_effect() -> bool:
   """Whether lwcl's CPU flags are in effect for this process's CPU backend; logs once why not (the
   speed of convolutional models on CPU then falls back to XLA's defaults, results are unchanged)."""

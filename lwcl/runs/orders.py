@@ -32,6 +32,7 @@ from lwcl.errors import ConfigError
 from lwcl.io import report
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.platform import provenance
 from lwcl.runs.axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
 from lwcl.runs.seeds import run_one_after_another
 from lwcl.runs.summaries import seeds_of, write_summaries
@@ -163,6 +164,9 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
                              else max(r["train_seconds"] for r in per_order)),
       "config": config.to_dict(), "fingerprint": fp, **common_data_fingerprint(per_replica),
   }
+  merged = provenance.merge([res.get("provenance") for res in per_replica])
+  if merged is not None:
+    results["provenance"] = merged
   report.write_json_atomic(path, results)
   plot_acc_per_order(per_order, os.path.join(workdir, "acc_per_order.png"),
                      f"{first['method']} on {first['dataset']}: ACC per task order"

@@ -4,8 +4,9 @@ seeds (what it may be combined with: :mod:`lwcl.runs.kinds`).
 ``workdir/seed<s>/results.json`` holds seed ``s``'s results in a single run's schema, with the config of a
 single run of that seed (:func:`seed_config`: ``seed = s``, ``num_seeds = 0``); ``workdir/results.json``
 holds the summary (:func:`summarize`): every seed's ACC, BWT, FWT and forgetting, their statistics
-(:func:`lwcl.core.metrics.order_statistics`: mean, population std, min, max, n), the spread of each task's final
-accuracy, and the mean and std of the accuracy matrix.
+(:func:`lwcl.core.metrics.seed_statistics`: mean, population std, min, max, n, and the sample std and 95%
+Student-t interval of the mean), the spread of each task's final accuracy, the mean and std of the accuracy
+matrix, and the seeds' provenance (:func:`lwcl.platform.provenance.merge`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from lwcl.core import metrics
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
+from lwcl.platform import provenance
 from lwcl.runs.axis import seed_config  # noqa: F401  (re-exported)
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
@@ -41,11 +43,13 @@ def summarize(config, per_seed: list) -> dict:
   Returns:
     ``{'num_seeds', 'seeds', 'runs': [{'seed', 'acc', 'bwt', 'fwt', 'forgetting', 'accuracy_matrix',
     'final_train_loss'} and the method's report (:data:`METHOD_REPORTS`, e.g. GEM's ``gem_solver``)],
-    'acc': {'mean', 'std', 'min', 'max', 'n'} (likewise 'bwt', 'fwt',
-    'forgetting'; None where undefined for every seed), 'task_final_accuracy': {task name: statistics},
-    'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]), 'method', 'dataset', 'scenario', 'tasks',
-    'train_seconds', 'config', 'fingerprint', 'data_fingerprint' (when every seed's results record the
-    same)}``.
+    'acc': {'mean', 'std', 'min', 'max', 'n', 'sample_std', 'ci95_half_width', 'ci95'} (likewise 'bwt',
+    'fwt', 'forgetting'; None where undefined for every seed; ``std`` the population std, ``ci95`` the 95%
+    Student-t interval of the mean, None for one seed: :func:`lwcl.core.metrics.seed_statistics`),
+    'task_final_accuracy': {task name: statistics}, 'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]),
+    'method', 'dataset', 'scenario', 'tasks', 'train_seconds', 'config', 'fingerprint', 'data_fingerprint'
+    (when every seed's results record the same), 'provenance' (the first seed's, with the keys where the
+    seeds' differ: :func:`lwcl.platform.provenance.merge`; absent when no seed records one)}``.
   """
   seeds = seeds_of(config)
   out = {"kind": "seeds", "num_seeds": len(seeds), "seeds": seeds,
@@ -54,16 +58,19 @@ def summarize(config, per_seed: list) -> dict:
                    **{k: res[k] for k in METHOD_REPORTS if k in res}} for s, res in zip(seeds, per_seed)]}
   for k in SCALARS:
     values = [res[k] for res in per_seed if res.get(k) is not None]
-    out[k] = metrics.order_statistics(values) if values else None
+    out[k] = metrics.seed_statistics(values) if values else None
   mats = np.asarray([res["accuracy_matrix"] for res in per_seed], np.float64)
   first = per_seed[0]
-  out["task_final_accuracy"] = {task["name"]: metrics.order_statistics(mats[:, -1, j])
+  out["task_final_accuracy"] = {task["name"]: metrics.seed_statistics(mats[:, -1, j])
                                 for j, task in enumerate(first["tasks"])}
   out.update({"accuracy_matrix_mean": mats.mean(0).tolist(), "accuracy_matrix_std": mats.std(0).tolist(),
               "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
               "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
               "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict()),
               **common_data_fingerprint(per_seed)})
+  merged = provenance.merge([res.get("provenance") for res in per_seed])
+  if merged is not None:
+    out["provenance"] = merged
   return out
 
 
@@ -86,7 +93,8 @@ def write_summaries(runs: list, per_replica: list) -> list:
 
 
 def format_summary(results: dict) -> str:
-  """Readable table of every seed's metrics and their mean and standard deviation (percent)."""
+  """Readable table of every seed's metrics, their mean, the half-width of its 95% t-interval and their
+  (population) standard deviation (percent)."""
   lines = [f"{results['method']} on {results['dataset']} over {results['num_seeds']} seeds (one vmapped "
            "program)", f"{'seed':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
 
@@ -95,7 +103,7 @@ def format_summary(results: dict) -> str:
 
   for run in results["runs"]:
     lines.append(f"{run['seed']:<8}" + "".join(f"{pct(run[k]):>12}" for k in SCALARS))
-  for stat in ("mean", "std"):
-    lines.append(f"{stat:<8}" + "".join(f"{pct(results[k][stat] if results[k] else None):>12}"
-                                        for k in SCALARS))
+  for stat, label in (("mean", "mean"), ("ci95_half_width", "+-95%"), ("std", "std")):
+    lines.append(f"{label:<8}" + "".join(f"{pct(results[k].get(stat) if results[k] else None):>12}"
+                                         for k in SCALARS))
   return "\n".join(lines)

@@ -23,6 +23,7 @@ from lwcl.engine.experiment import Experiment
 from lwcl.io import report
 from lwcl.io.results import RESULTS_FILE, fingerprint, finished_results
 from lwcl.methods import METHODS
+from lwcl.platform import provenance
 from lwcl.runs import axis
 from lwcl.runs import seeds as replicas
 from lwcl.runs import summaries as replica_results
@@ -104,6 +105,9 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
                os.path.join(workdir, "final"), on_step)
   results = dict(final, kind="sweep", sweep={"key": config.sweep.key, "metric": metric, "candidates": rows},
                  selected=best["value"], config=config.to_dict(), fingerprint=fp)
+  merged = provenance.merge([final.get("provenance")] + [res.get("provenance") for res in per_replica])
+  if merged is not None:  # the final run's, with the keys where the candidates' differ
+    results["provenance"] = merged
   report.write_json_atomic(path, results)
   return results
 

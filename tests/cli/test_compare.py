@@ -1,9 +1,11 @@
-"""bin/compare --seeds: every config over N seeds (replicas of one program), mean +- std in the table."""
+"""bin/compare --seeds: every config over N seeds (replicas of one program), mean +- 95% t-interval and std in the
+table, paired differences; where the runs' provenance differs, and seeds of mixed provenance refused."""
 
 import os
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from lwcl.cli import compare
 from lwcl.errors import ConfigError
@@ -29,8 +31,11 @@ def test_compare_seeds_runs_replicas_reports_mean_std_and_reuses_finished_seeds(
   assert stats["acc"]["std"] == pytest.approx(np.std([r["acc"] for r in finetune]))
   assert stats["lca"]["n"] == 2
   md = (out / compare.TABLE_MD).read_text()
-  row = f"| tiny_finetune | finetune | 2 | {100 * stats['acc']['mean']:.2f} +- {100 * stats['acc']['std']:.2f} |"
-  assert row in md and (out / compare.PLOT).exists()
+  acc = stats["acc"]
+  row = (f"| tiny_finetune | finetune | 2 | {100 * acc['mean']:.2f} +- {100 * acc['ci95_half_width']:.2f} "
+         f"({100 * acc['std']:.2f}) |")
+  assert row in md and (out / compare.PLOT).exists() and (out / compare.PAIRED_CSV).exists()
+  assert "| tiny_ewc - tiny_finetune | 2 |" in md and "provenance" not in md  # one machine: nothing differs
   # A second call finds every seed finished and trains nothing.
   stamp = os.path.getmtime(out / "tiny_ewc" / "seed1" / "results.json")
   again = compare.compare([f"{spec}:finetune", f"{spec}:ewc"], str(out), ["eval.lca_batches=2"], seeds=2)
@@ -83,3 +88,82 @@ def test_compare_tables_report_which_blocks_forget():
   md, table_csv = compare.tables(["a"], [fake])
   assert md.splitlines()[2].endswith("| 3 | 25.0 nan |")
   assert table_csv.splitlines()[1].endswith(",25.00,nan")
+
+
+def _seed(seed, acc, prov, method="finetune"):
+  return {"config": {"seed": seed}, "method": method, "acc": acc, "bwt": -acc / 10, "forgetting": acc / 10,
+          "train_seconds": 2.0, "provenance": prov}
+
+
+BLOCK = {"cpu": {"vendor": "AuthenticAMD", "family": 25, "model": 17, "isa": ["avx", "avx2", "avx512f"]},
+         "packages": {"jaxlib": "0.10.2"}, "lwcl": {"commit": "a" * 40, "dirty": False}}
+AVX2 = {**BLOCK, "cpu": {**BLOCK["cpu"], "family": 23, "model": 49, "isa": ["avx", "avx2"]}}
+
+
+def test_seed_tables_give_the_t_interval_the_std_and_paired_differences():
+  a = [_seed(s, v, BLOCK) for s, v in zip((0, 1, 2), (0.50, 0.55, 0.61))]
+  b = [_seed(s, v, BLOCK, "ewc") for s, v in zip((0, 1, 2), (0.53, 0.60, 0.62))]
+  md, table_csv = compare.seed_tables(["a", "b"], [a, b])
+  v = np.asarray([0.50, 0.55, 0.61])
+  half = 4.302653 * v.std(ddof=1) / np.sqrt(3)
+  assert f"| a | finetune | 3 | {100 * v.mean():.2f} +- {100 * half:.2f} ({100 * v.std():.2f}) |" in md
+  d = np.asarray([0.03, 0.05, 0.01])  # b - a per seed
+  lo, hi = scipy.stats.t.interval(0.95, 2, loc=d.mean(), scale=scipy.stats.sem(d))
+  assert f"| b - a | 3 | {100 * d.mean():.2f} +- {100 * (hi - lo) / 2:.2f} |" in md
+  header, row_a = table_csv.splitlines()[:2]
+  assert header.startswith("run,method,seeds,acc_mean,acc_std,") and header.endswith("train_seconds_ci95_half_width")
+  assert row_a.split(",")[3:5] == [f"{v.mean():.6g}", f"{v.std():.6g}"]
+  pairs = compare.paired_differences(["a", "b", "c"], [a, b, b[1:]])  # c ran seeds 1 and 2 only
+  assert [(p["b"], p["a"], p["seeds"]) for p in pairs] == [("b", "a", [0, 1, 2]), ("c", "a", [1, 2]),
+                                                           ("c", "b", [1, 2])]
+  assert pairs[0]["acc"]["ci95"] == pytest.approx([lo, hi]) and pairs[2]["acc"]["mean"] == 0.0
+  paired = compare.paired_csv(pairs).splitlines()
+  assert paired[0].startswith("b,a,seeds,acc_mean_diff,acc_ci95_half_width,acc_ci95_low,acc_ci95_high")
+  assert paired[1].startswith(f"b,a,3,{d.mean():.6g},{(hi - lo) / 2:.6g},{lo:.6g},{hi:.6g},")
+
+
+def test_provenance_lines_refusal_and_mixed_provenance():
+  same = [_seed(0, 0.5, BLOCK), _seed(1, 0.6, BLOCK)]
+  other_commit = {**BLOCK, "lwcl": {"commit": "b" * 40, "dirty": True}}
+  lines, notes = compare.provenance_notes(["x", "y"], [same, [_seed(0, 0.5, other_commit), _seed(1, 0.6, None)]])
+  assert lines == [f"provenance differs: lwcl.commit: \"{'a' * 40}\" (x/seed0, x/seed1); \"{'b' * 40}\" (y/seed0)",
+                   "provenance differs: lwcl.dirty: false (x/seed0, x/seed1); true (y/seed0)",
+                   "provenance not recorded (results of an older lwcl): y/seed1"]
+  assert notes == []  # a commit does not change numbers by itself; unknown provenance is not a difference
+  mixed = [_seed(0, 0.5, BLOCK), _seed(1, 0.6, AVX2)]
+  with pytest.raises(ConfigError) as e:
+    compare.provenance_notes(["x"], [mixed])
+  message = str(e.value)
+  assert "\n" not in message and message.startswith("the seeds of x were computed on different platforms")
+  assert "cpu.isa: avx avx2 avx512f (x/seed0); avx avx2 (x/seed1)" in message and "--mixed-provenance" in message
+  lines, notes = compare.provenance_notes(["x", "y"], [mixed, same], mixed_provenance=True)
+  assert "provenance differs: cpu.family: 25 (x/seed0, y/seed0, y/seed1); 23 (x/seed1)" in lines
+  assert notes == ["note: --mixed-provenance: the seeds of x differ in cpu.family, cpu.isa, cpu.model; its mean "
+                   "mixes platforms or software."]
+  _, notes = compare.provenance_notes(["x", "y"], [[_seed(0, 0.5, {**BLOCK, "conv_impl": "onednn"})],
+                                                  [_seed(0, 0.5, {**AVX2, "conv_impl": "native"})]], seeds=False)
+  assert notes == ["note: the compared runs differ in cpu.family, cpu.isa, cpu.model (lines above the table); "
+                   "their differences include the platform's."]
+
+
+def test_bin_compare_refuses_mixed_seeds_with_one_line_and_exit_2_unless_told(tmp_path, monkeypatch, capsys):
+  spec = tmp_path / "tiny.py"
+  spec.write_text(TINY_CONFIG_FILE.format(tests=TESTS))
+  out = tmp_path / "out"
+  # Seed 1 finished earlier on an AVX2 machine, seed 0 here: what run_seeds reads back from OUT/<name>/seed<s>.
+  monkeypatch.setattr(compare, "run_seeds", lambda config, workdir, n: [_seed(0, 0.5, BLOCK), _seed(1, 0.6, AVX2)])
+  with pytest.raises(SystemExit) as e:
+    compare.main([f"{spec}:finetune", f"--out={out}", "--seeds=2"])
+  assert e.value.code == 2
+  captured = capsys.readouterr()
+  errors = [l for l in captured.err.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and captured.err.rstrip().splitlines()[-1] == errors[0]
+  assert "error: the seeds of tiny_finetune were computed on different platforms" in errors[0]
+  assert "; rerun the seeds that differ on one machine" in errors[0]
+  assert "provenance differs" not in captured.out and not (out / compare.TABLE_MD).exists()  # no table
+  compare.main([f"{spec}:finetune", f"--out={out}", "--seeds=2", "--mixed-provenance"])
+  captured = capsys.readouterr()
+  assert "provenance differs: cpu.isa: avx avx2 avx512f (tiny_finetune/seed0); avx avx2 (tiny_finetune/seed1)" \
+      in captured.out
+  md = (out / compare.TABLE_MD).read_text()
+  assert md.rstrip().splitlines()[-1].startswith("note: --mixed-provenance: the seeds of tiny_finetune differ in")

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from lwcl.core import metrics
 
@@ -70,3 +71,34 @@ def test_bad_shapes_raise():
 def test_order_statistics():
   s = metrics.order_statistics([0.5, 0.7])
   assert s["mean"] == pytest.approx(0.6) and s["std"] == pytest.approx(0.1) and s["n"] == 2
+
+
+def test_seed_statistics_give_the_student_t_interval_and_keep_the_population_std():
+  assert metrics.t_quantile(3) == pytest.approx(4.302653, abs=5e-7)  # t_{0.975, 2}, the textbook value
+  assert metrics.t_quantile(10) == pytest.approx(2.262157, abs=5e-7)  # t_{0.975, 9}
+  values = [0.527, 0.691, 0.60]
+  s = metrics.seed_statistics(values)
+  v = np.asarray(values, np.float64)
+  half = 4.302653 * v.std(ddof=1) / np.sqrt(3)  # written out: mean +- t * s / sqrt(n), s with ddof=1
+  assert s["mean"] == pytest.approx(0.606) and s["std"] == pytest.approx(v.std())  # population std kept
+  assert s["sample_std"] == pytest.approx(np.sqrt(((v - v.mean()) ** 2).sum() / 2))
+  assert s["ci95_half_width"] == pytest.approx(half, rel=1e-6)
+  assert s["ci95"] == pytest.approx([0.606 - half, 0.606 + half], rel=1e-6)
+  lo, hi = scipy.stats.t.interval(0.95, 2, loc=v.mean(), scale=scipy.stats.sem(v))  # an independent reference
+  assert s["ci95"] == pytest.approx([lo, hi], rel=1e-9)
+  one = metrics.seed_statistics([0.5])
+  assert one["std"] == 0.0 and one["sample_std"] is None and one["ci95"] is None and one["ci95_half_width"] is None
+
+
+def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
+  a, b = [0.50, 0.55, 0.61, 0.58], [0.53, 0.60, 0.62, 0.63]
+  d = np.subtract(b, a)
+  p = metrics.paired_difference(a, b)
+  lo, hi = scipy.stats.t.interval(0.95, 3, loc=d.mean(), scale=d.std(ddof=1) / 2)
+  assert p["mean"] == pytest.approx(0.035) and p["n"] == 4
+  assert p["ci95"] == pytest.approx([lo, hi], rel=1e-9) and p["ci95"][0] > 0  # resolved: excludes 0
+  # Paired, the seeds' shared part cancels: the unpaired intervals of a and b overlap, the paired one is narrow.
+  assert p["ci95_half_width"] < metrics.seed_statistics(a)["ci95_half_width"]
+  assert metrics.paired_difference([0.5], [0.6])["ci95"] is None
+  with pytest.raises(ValueError, match="equally long"):
+    metrics.paired_difference([0.5, 0.6], [0.6])

@@ -138,3 +138,29 @@ def test_an_end_task_hook_that_cannot_be_vmapped_runs_replica_by_replica():
   np.testing.assert_allclose(got["total"], [2.0, 6.0, 10.0])  # sum of each replica's w, plus the task
   assert run.end_task_vmappable is False  # later tasks go straight to the replica-by-replica loop
   np.testing.assert_allclose(loop.end_task(setup, run, 0)["total"], [1.0, 5.0, 9.0])
+
+
+def test_the_summary_gives_the_t_interval_keeps_the_std_and_carries_the_seeds_provenance():
+  config = tiny(num_seeds=3)
+  block = {"cpu": {"isa": ["avx", "avx2"], "family": 25}, "lwcl": {"commit": "a" * 40}}
+  accs = [0.527, 0.691, 0.60]
+
+  def seed_results(acc, prov):
+    return {"acc": acc, "bwt": -acc / 10, "fwt": None, "forgetting": acc / 10,
+            "accuracy_matrix": [[1.0, 0.5], [0.9, acc]], "final_train_loss": [0.1, 0.2],
+            "tasks": [{"name": "0-1"}, {"name": "2-3"}], "method": "finetune",
+            "dataset": "fashion_mnist", "scenario": {}, "train_seconds": 1.0, "provenance": prov}
+
+  summary = replica_results.summarize(config, [seed_results(a, block) for a in accs])
+  v = np.asarray(accs, np.float64)
+  half = 4.302653 * v.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2} * s / sqrt(n)
+  acc = summary["acc"]
+  assert (acc["mean"], acc["std"], acc["n"]) == (pytest.approx(v.mean()), pytest.approx(v.std()), 3)  # as before
+  assert acc["ci95_half_width"] == pytest.approx(half, rel=1e-6)
+  assert acc["ci95"] == pytest.approx([v.mean() - half, v.mean() + half], rel=1e-6)
+  assert summary["fwt"] is None and summary["task_final_accuracy"]["2-3"]["ci95"] == acc["ci95"]
+  assert summary["provenance"] == block and "+-95%" in replica_results.format_summary(summary)
+  other = {**block, "cpu": {"isa": ["avx"], "family": 23}}
+  mixed = replica_results.summarize(config, [seed_results(a, p) for a, p in zip(accs, (block, other, None))])
+  assert mixed["provenance"] == {**block, "differs_across_runs": ["cpu.family", "cpu.isa"]}
+  assert "provenance" not in replica_results.summarize(config, [seed_results(a, None) for a in accs])
