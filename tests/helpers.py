@@ -199,10 +199,11 @@ REFERENCE_OPTIMIZER = {"der": {"optimizer.learning_rate": 0.03, "optimizer.momen
 
 
 def method_overrides(method) -> dict:
-  """The overrides that give ``method`` a setting it runs in: class-incremental for a method that needs one
-  head shared by the tasks (``Method.shared_head_only``: the default scenario is task-incremental with a head
-  per task), and the reference optimizer of :data:`REFERENCE_OPTIMIZER`."""
-  scenario = {"scenario.incremental": "class"} if methods.METHODS[method].shared_head_only else {}
+  """The overrides that give ``method`` a setting it runs in: domain-incremental (one 2-way head shared by
+  the tasks, as quick to learn as the default task-incremental heads) for a method that needs a shared head
+  (``Method.shared_head_only``: the default scenario has a head per task), and the reference optimizer of
+  :data:`REFERENCE_OPTIMIZER`."""
+  scenario = {"scenario.incremental": "domain"} if methods.METHODS[method].shared_head_only else {}
   return {**scenario, **REFERENCE_OPTIMIZER.get(method, {})}
 
 

@@ -136,8 +136,8 @@ class Method(abc.ABC):
   # Float keys of OPTIONS the method needs as concrete host values (they choose what is compiled), so a
   # sweep of one runs its candidates one after another (rule 1).
   HOST_OPTIONS: tuple[str, ...] = ()
-  # Whether the method needs one head shared by the tasks (class- or domain-incremental, or masked
-  # task-incremental heads); its constructor refuses scenario.task_heads=multi with one line.
+  # Whether the method needs one head shared by the tasks, unmasked (class- or domain-incremental); its
+  # constructor refuses task-incremental heads with one line.
   shared_head_only: bool = False
   # Whether the method runs in layer-wise local and greedy training (its constructor refuses them otherwise).
   layerwise_local: bool = True

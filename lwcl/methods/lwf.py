@@ -72,14 +72,19 @@ def distillation(old_logits, new_logits, past, temperature) -> jax.Array:
   return jnp.where(jnp.any(keep), jnp.mean(per_example), 0.0)
 
 
+def scenario_heads(scenario) -> str:
+  """``multi`` or ``masked``: the task-incremental heads of ``scenario`` (for a message)."""
+  return "multi" if scenario.num_heads > 1 else "masked"
+
+
 class LwF(Method):
   """Learning without forgetting: ``loss = CE(minibatch) + alpha * distillation(old net, new net)`` on the
   minibatch, over the outputs of the classes of the finished tasks (:func:`distillation`). State:
   :class:`LwFState`.
 
   Raises (constructor):
-    ConfigError: a key out of range, or one head per task (``scenario.task_heads=multi``: the distilled
-      outputs are those of a shared head).
+    ConfigError: a key out of range, or task-incremental heads (one per task, or masked to the task's
+      classes): the distilled outputs are the old classes' outputs of one shared, unmasked head.
   """
 
   OPTIONS = (
@@ -92,10 +97,10 @@ class LwF(Method):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    if scenario.num_heads > 1:
-      raise ConfigError("method.name=lwf distills the outputs of a shared head, but scenario.task_heads=multi "
-                        "gives each task its own; use --config.scenario.incremental=class (or domain), or "
-                        "--config.scenario.task_heads=masked")
+    if scenario.num_heads > 1 or not np.all(scenario.label_masks):
+      raise ConfigError("method.name=lwf distills the old classes' outputs of one shared head, but task-incremental "
+                        f"heads (scenario.task_heads={scenario_heads(scenario)}) hide them from the current task; "
+                        "use --config.scenario.incremental=class or domain")
     self.output_dim = scenario.output_dim
 
   def init_state(self, params, batch_stats) -> LwFState:

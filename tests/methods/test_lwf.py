@@ -63,7 +63,8 @@ def test_end_task_keeps_a_copy_and_marks_the_task_classes_past():
     assert old.unsafe_buffer_pointer() != new.unsafe_buffer_pointer()  # a copy: the step donates params
 
 
-def test_one_head_per_task_is_refused_with_one_line():
-  with pytest.raises(ConfigError, match="task_heads=multi") as e:
-    Setup.build(small_config(**{"method.name": "lwf"}))
+@pytest.mark.parametrize("heads", ["multi", "masked"])
+def test_task_incremental_heads_are_refused_with_one_line(heads):
+  with pytest.raises(ConfigError, match=f"task_heads={heads}") as e:
+    Setup.build(small_config(**{"method.name": "lwf", "scenario.task_heads": heads}))
   assert "\n" not in str(e.value) and "--config." in str(e.value)

@@ -27,7 +27,7 @@ TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data st
 
 
 def tiny(**extra):
-  return small_config(**TINY, **extra)
+  return small_config(**{**TINY, **extra})
 
 
 # (method, train.steps_per_dispatch, replicas compared with their single runs); the last replica's seed
