@@ -3,7 +3,7 @@ shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
 
 The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp`` (buffer
 500), or with the buffer after a dash, ``er-200``, ``der-5120``...; the baselines of the same table:
-``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd`` (``agem-200``, ``gem-200``:
+``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd``, ``lwf`` (``agem-200``, ``gem-200``:
 their episodic memory of the same total size, split over the tasks).
 
 Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
@@ -22,7 +22,7 @@ from lwcl.config.files import default_config
 
 BUFFERS = (200, 500, 5120)
 REHEARSAL = ("er", "der", "derpp")
-OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd")
+OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd", "lwf")
 # Mammoth 'seq-mnist' best args per buffer: lr, minibatch_size (replay batch), alpha, beta.
 MAMMOTH = {
     "er": {200: (0.01, 10, 0.0, 0.0), 500: (0.1, 10, 0.0, 0.0), 5120: (0.1, 10, 0.0, 0.0)},
@@ -65,6 +65,8 @@ def get_config(arg: str = "der"):
       c.method.agem_ref_batch = 128
     else:
       c.optimizer.learning_rate, c.method.gem_margin = GEM.get(buffer, GEM[500])
+  elif name == "lwf":  # Mammoth's lwf: lr 0.03, alpha 1, softmax_temp 2 (its optim_wd 5e-4 left out)
+    c.method.lwf_alpha, c.method.lwf_temperature = 1.0, 2.0
   elif name == "si":
     c.optimizer.learning_rate = 0.1
     c.method.strength, c.method.si_xi = 2.0, 0.9  # Mammoth's c 1.0 (lwcl's SI c is strength / 2), xi 0.9
