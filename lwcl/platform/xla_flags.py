@@ -21,7 +21,9 @@ Rules:
 * An explicit user setting wins: a flag whose name is already in ``$XLA_FLAGS`` is not added.
 * XLA aborts the process on a flag it does not know, so the flags are added only for the jaxlib versions
   in :data:`MEASURED_JAXLIB` (``tests/platform/test_xla_flags.py`` checks the installed jaxlib accepts them);
-  with any other version nothing is added (logged once by :func:`check_in_effect`).
+  with any other version nothing is added (logged once by :func:`check_in_effect`). The jaxlib that
+  ``requirements/cpu.lock`` (what ``bin/setup`` installs) locks must be one of them (``tests/test_lock.py``);
+  the oneDNN convolutions (:mod:`lwcl.platform.native.build`) were measured on the same versions.
 * ``LWCL_XLA_CPU_FLAGS=0`` turns the whole mechanism off.
 """
 
