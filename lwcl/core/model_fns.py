@@ -124,13 +124,17 @@ class ModelFns:
     variables = self.model.init(rng, x, jnp.zeros((1,), jnp.int32), train=False)
     return variables["params"], variables.get("batch_stats", {})
 
-  def logits(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None):
+  def logits(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None,
+             augment: bool | None = None):
     """Masked logits ``[B, output_dim]`` and the new BatchNorm statistics.
 
-    ``rng`` enables augmentation (training only). In ``train`` mode BatchNorm uses batch statistics and
-    the returned ``batch_stats`` are updated; otherwise they are returned unchanged.
+    ``rng`` enables augmentation in ``train`` mode, or in either mode with ``augment=True`` (the images a
+    train step with the same ``rng`` sees, e.g. for a kept network in inference mode: iCaRL's targets). In
+    ``train`` mode BatchNorm uses batch statistics and the returned ``batch_stats`` are updated; otherwise
+    they are returned unchanged.
     """
-    x = self.preprocess(batch["image"], rng if train and self.preprocess.augments else None)
+    augment = train if augment is None else augment
+    x = self.preprocess(batch["image"], rng if augment and self.preprocess.augments else None)
     variables = {"params": params, "batch_stats": batch_stats}
     if train:
       logits, updates = self.model.apply(variables, x, batch["task"], train=True, mutable=["batch_stats"])
@@ -138,6 +142,13 @@ class ModelFns:
     else:
       logits, new_stats = self.model.apply(variables, x, batch["task"], train=False), batch_stats
     return mask_logits(logits, self.label_masks, batch["task"]), new_stats
+
+  def features(self, params, batch_stats, batch: dict) -> jax.Array:
+    """The network's read-out before the heads (its penultimate features) in inference mode: float32
+    ``[B, F]`` for ``batch['image']`` (no augmentation)."""
+    x = self.preprocess(batch["image"], None)
+    return self.model.apply({"params": params, "batch_stats": batch_stats}, x, train=False,
+                            method="features")
 
   def loss(self, params, batch_stats, batch: dict, rng: jax.Array | None = None, train: bool = True):
     """Mean cross-entropy over the batch (weighted by ``batch['mask']`` when present).

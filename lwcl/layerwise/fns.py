@@ -189,21 +189,32 @@ class LayerwiseFns(ModelFns):
         new[self.head_name(k)] = s
     return x, logits, new
 
-  def _inputs(self, batch: dict, train: bool, rng):
-    x = self.preprocess(batch["image"], rng if train and self.preprocess.augments else None)
+  def _inputs(self, batch: dict, train: bool, rng, augment: bool | None = None):
+    augment = train if augment is None else augment
+    x = self.preprocess(batch["image"], rng if augment and self.preprocess.augments else None)
     return x, batch["task"], batch.get("label"), batch.get("mask")
 
   # -- public functions ----------------------------------------------------------------------------
 
-  def logits(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None):
+  def logits(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None,
+             augment: bool | None = None):
     """The last head's masked logits float32 ``[B, output_dim]`` and new BatchNorm statistics (the
-    network's output, as ``ModelFns.logits``; train mode updates the network's statistics only)."""
-    x, task, _, _ = self._inputs(batch, train, rng)
+    network's output, as ``ModelFns.logits``, ``augment`` too; train mode updates the network's statistics
+    only)."""
+    x, task, _, _ = self._inputs(batch, train, rng, augment)
     new_stats = dict(batch_stats)
     for k in range(self.num_blocks):
       x, logits, new = self._local(k, params, batch_stats, x, task, train, head=k == self.num_blocks - 1)
       new_stats.update(new)
     return logits, new_stats
+
+  def features(self, params, batch_stats, batch: dict) -> jax.Array:
+    """The network's read-out before its head in inference mode, float32 ``[B, F]`` (as
+    ``ModelFns.features``; the parameters hold the auxiliary heads too)."""
+    x, _, _, _ = self._inputs(batch, False, None)
+    for k in range(self.num_blocks):
+      x, _ = self._blocks(k, params, batch_stats, x, False)
+    return readout(x, self.model.pool)
 
   def block_logits(self, params, batch_stats, batch: dict, detach: bool = False) -> list:
     """Every local block head's masked logits in inference mode: a list of ``K`` float32

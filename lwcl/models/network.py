@@ -44,6 +44,11 @@ class Network(nn.Module):
   def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
     """Args: ``x`` float32 ``[B, H, W, C]``; ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch
     statistics. Returns logits float32 ``[B, output_dim]`` (not masked)."""
+    return self.head(self.features(x, train), task)
+
+  def features(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """The read-out before the heads (the penultimate features): float32 ``[B, F]`` for ``x`` float32
+    ``[B, H, W, C]``."""
     for block in self.blocks:
       x = block(x, train)
-    return self.head(readout(x, self.pool), task)
+    return readout(x, self.pool)
