@@ -28,7 +28,9 @@ class Steps:
       state donated; batched replicas each get their own minibatch (``[R, B, ...]``).
     train_steps: ``(state, data, steps, count) -> (state, losses)`` (:func:`lwcl.engine.steps.make_train_steps`);
       batched replicas each get their own ``steps['index']`` (``[R, K, B]``) on shared data.
-    eval_step: ``(params, batch_stats, batch) -> (correct, count)`` on a batch shared by the replicas.
+    eval_step: ``(params, batch_stats, batch, method_state) -> (correct, count)``
+      (:func:`lwcl.engine.steps.make_eval_step`: the method state is read only by a method with its own
+      evaluation scores) on a batch shared by the replicas.
     init_opt: ``params -> opt_state`` (a fresh optimizer state, ``optimizer.reset_each_task``).
   """
   train_step: Callable
@@ -52,14 +54,14 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, rep
                          out_shardings=(rep, rep)),
                  jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
                          in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
-                 jax.jit(make_eval_step(fns), in_shardings=(rep, rep, bat), out_shardings=(rep, rep)),
+                 jax.jit(make_eval_step(fns, method), in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep)),
                  lambda params: parallel.replicate(tx.init(params)))
   data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
   steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
   in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None),
-             "eval_step": (0, 0, data_axis)}
+             "eval_step": (0, 0, data_axis, 0)}
   builders = {"train_step": make_train_step, "train_steps": make_train_steps,
-              "eval_step": lambda f, t, m: make_eval_step(f)}
+              "eval_step": lambda f, t, m: make_eval_step(f, m)}
 
   def compiled(name: str, **jit_kwargs):
     return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)

@@ -9,8 +9,8 @@ for batched replicas):
 2. :func:`train_task`: the task's steps with the compiled train step (one per host batch, or
    ``train.steps_per_dispatch`` per compiled loop on device-resident data), logging, non-finite loss
    detection and checkpoints every ``checkpoint.every_steps`` steps;
-3. :func:`finish_task`: evaluate every task (future ones included) into the accuracy matrix, the layer-wise
-   read-outs, the method's end-of-task update, and a checkpoint;
+3. :func:`finish_task`: the method's end-of-task update, then every task (future ones included) evaluated
+   into the accuracy matrix, the layer-wise read-outs, and a checkpoint;
 4. the report (:func:`lwcl.engine.report.report`): each replica's ``results.json``, scalars and plots.
 
 Running again with the same workdir resumes from the newest checkpoint and ends with the same results.
@@ -91,7 +91,7 @@ def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test
   ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
   correct = count = 0.0
   for batch in _eval_batches(setup, task, split):
-    c, n = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch))
+    c, n = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch), state.method_state)
     correct, count = correct + c, count + n
   return np.asarray(correct, np.float64) / np.maximum(np.asarray(count, np.float64), 1.0)
 
@@ -192,9 +192,12 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
 
 
 def finish_task(setup: Setup, run: Run, t: int) -> None:
-  """Evaluates every replica on every task after task ``t`` (and the read-outs), runs the method's
-  end-of-task update, checkpoints, and prints a line (with the spread over the replicas when batched)."""
+  """Runs the method's end-of-task update, evaluates every replica on every task after task ``t`` (and the
+  read-outs), checkpoints, and prints a line (with the spread over the replicas when batched). The update
+  comes first so that a method's evaluation scores (``Method.eval_scores``: iCaRL's exemplar means) see the
+  state after the task, as Mammoth evaluates after its ``end_task``; the model's logits read no method state."""
   T, split, record, replicas = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.replicas
+  run.state = run.state.replace(method_state=setup.parallel.replicate(end_task(setup, run, t)))
   record.R[..., t, :] = evaluate(setup, run.state, split)
   if setup.readouts.active:
     for r, seed in enumerate(setup.seeds):
@@ -205,7 +208,6 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
           record.readouts[k][r] = v
         else:
           record.readouts[k] = v
-  run.state = run.state.replace(method_state=setup.parallel.replicate(end_task(setup, run, t)))
   _record_method_report(setup, run, t)
   step = int(np.max(jax.device_get(run.state.step)))
   run.writer.write_scalars(step, {name: float(v) for j in range(T) for name, v in

@@ -1,7 +1,7 @@
 """Pure train and evaluation steps.
 
 A step is a function of explicit state: ``train_step(state, batch, learning_rate) -> (state, metrics)`` and
-``eval_step(params, batch_stats, batch) -> (correct, count)``; ``train_steps`` runs several train steps in
+``eval_step(params, batch_stats, batch, method_state) -> (correct, count)``; ``train_steps`` runs several train steps in
 one compiled loop on batches gathered on the device. They are built once per experiment and
 ``jax.jit``-compiled with the state donated; everything that changes across tasks (method state, task
 ids, masks indexed by task) is an argument or part of the state, never a Python constant of the trace.
@@ -36,9 +36,11 @@ def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, me
   own_batch, own_loss = method.overrides("train_batch"), method.overrides("loss_term")
 
   def objective(params, batch_stats, batch, rng, method_state):
-    """The training loss with the method's term (:meth:`Method.loss_term`), and its aux."""
+    """The training loss with the method's term (:meth:`Method.loss_term`), or the term alone for a method
+    whose term is the whole loss (:attr:`Method.replaces_loss`), and its aux."""
     value, (logits, new_stats) = fns.loss(params, batch_stats, batch, rng, True)
-    return value + method.loss_term(method_state, params, batch_stats, batch, logits, rng), (logits, new_stats)
+    term = method.loss_term(method_state, params, batch_stats, batch, logits, rng)
+    return (term if method.replaces_loss else value + term), (logits, new_stats)
 
   def train_step(state: TrainState, batch: dict, learning_rate=None):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -113,13 +115,23 @@ def make_train_steps(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, m
   return train_steps
 
 
-def make_eval_step(fns: ModelFns) -> Callable:
-  """Builds ``eval_step(params, batch_stats, batch) -> (correct, count)``: float32 scalars summed over the
-  batch's real (``mask`` = 1) examples."""
+def make_eval_step(fns: ModelFns, method=None) -> Callable:
+  """Builds ``eval_step(params, batch_stats, batch, method_state=None) -> (correct, count)``: float32 scalars
+  summed over the batch's real (``mask`` = 1) examples, a prediction being the argmax of the scores.
 
-  def eval_step(params, batch_stats, batch: dict):
-    logits, _ = fns.logits(params, batch_stats, batch, train=False)
-    hit = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
+  The scores are the model's logits, or, for a ``method`` that overrides
+  :meth:`~lwcl.methods.base.Method.eval_scores` (iCaRL's nearest mean of exemplars), that hook's scores
+  computed from ``method_state``; for every other method ``method_state`` is not read and the step is
+  traced exactly as without it.
+  """
+  own_scores = method is not None and method.overrides("eval_scores")
+
+  def eval_step(params, batch_stats, batch: dict, method_state=None):
+    if own_scores:
+      scores = method.eval_scores(method_state, params, batch_stats, batch)
+    else:
+      scores, _ = fns.logits(params, batch_stats, batch, train=False)
+    hit = (jnp.argmax(scores, -1) == batch["label"]).astype(jnp.float32)
     return jnp.sum(hit * batch["mask"]), jnp.sum(batch["mask"])
 
   return eval_step

@@ -9,7 +9,7 @@ the compiled train step as an argument, never frozen into it.
 
 The runner (:mod:`lwcl.engine.experiment`, which builds the method in :mod:`lwcl.engine.build` and drives the
 stream in :mod:`lwcl.engine.loop`) and the train step (:func:`lwcl.engine.steps.make_train_step`) use the
-constructor, eleven hook methods and one attribute, documented once on :class:`Method`:
+constructor, twelve hook methods and two attributes, documented once on :class:`Method`:
 
 ======================  =======  ==========================================================================
 hook                    where    what it returns / when it runs
@@ -22,10 +22,15 @@ hook                    where    what it returns / when it runs
                                  only when overridden
 ``loss_term``           traced   a term added to the loss before differentiation (DER's logit matching);
                                  traced only when overridden
+``replaces_loss``       step     (attribute) True: ``loss_term`` is the whole loss, the model's
+                                 cross-entropy not added (iCaRL's binary cross-entropy)
 ``step_args``           traced   the keyword arguments of that transformation's ``update`` at this step
 ``after_step``          traced   the method state after a step (sees the step's logits and key)
 ``end_task``            host     the method state after a task (importances, anchors, ...); under
-                                 ``jax.vmap`` over the replicas of a ``num_seeds`` run (rule 2)
+                                 ``jax.vmap`` over the replicas of a ``num_seeds`` run (rule 2); it runs
+                                 before the evaluation after the task
+``eval_scores``         traced   the scores whose argmax is the prediction at evaluation (iCaRL's nearest
+                                 mean of exemplars); traced only when overridden, else the model's logits
 ``report_keys``         host     (attribute) the names of the per-task counters ``task_report`` returns
 ``task_report``         host     per-task counters its transformation keeps in the optimizer state, after
                                  every task (GEM's solver)
@@ -143,6 +148,10 @@ class Method(abc.ABC):
   layerwise_local: bool = True
   # Whether the method is fine-tuning plus a penalty scaled by method.strength (strength 0 = fine-tuning).
   penalty: bool = False
+  # Whether loss_term is the whole training loss (the model's cross-entropy, fns.loss's value, not added;
+  # its logits and BatchNorm statistics still used). Layer-wise read-out heads, trained by fns.loss's
+  # detached terms, would not train, so the constructor refuses layerwise.readouts.
+  replaces_loss: bool = False
 
   def __init__(self, method_config, scenario, fns):
     del scenario
@@ -151,6 +160,9 @@ class Method(abc.ABC):
     if fns.is_local and not self.layerwise_local:
       raise ConfigError(f"method.name={method_config.name} does not run in layer-wise local or greedy training "
                         "yet; use --config.layerwise.mode=backprop, or another method")
+    if self.replaces_loss and getattr(fns, "readouts", False):
+      raise ConfigError(f"method.name={method_config.name} replaces the training loss, so the read-out heads of "
+                        "layerwise.readouts would not train; use --config.layerwise.readouts=False")
 
   def set_hyper(self, method_state, key: str, value):
     """``method_state`` with the value of the float option ``key`` (dotted, e.g. ``method.strength``)
@@ -194,15 +206,24 @@ class Method(abc.ABC):
     """A float32 scalar added to the training loss before it is differentiated (traced), e.g. DER's
     matching of stored logits on a replay batch or LwF's distillation. ``batch`` is the batch the loss is
     computed on (:meth:`train_batch`) and ``logits`` its logits in this step's forward pass, float32
-    ``[B', O]``; ``rng`` is the step's key (derive your own with ``jax.random.fold_in``). Default: none
-    (not traced into the step)."""
+    ``[B', O]``; ``rng`` is the step's key (derive your own with ``jax.random.fold_in``). With
+    :attr:`replaces_loss` it is the whole loss. Default: none (not traced into the step)."""
     del method_state, params, batch_stats, batch, logits, rng
     return jnp.zeros((), jnp.float32)
 
+  def eval_scores(self, method_state, params, batch_stats, batch: dict):
+    """The scores float32 ``[B, O]`` whose argmax is the prediction at evaluation (traced in the
+    evaluation step; the accuracy matrix and every metric read it), for ``batch`` (``image``, ``label``,
+    ``task``, ``mask``); ``method_state`` is the state after the tasks trained so far (the evaluation
+    after a task follows its :meth:`end_task`). Default: the model's logits in inference mode (not traced:
+    the evaluation step of a method that does not override it is the plain one)."""
+    del method_state
+    return self.fns.logits(params, batch_stats, batch, train=False)[0]
+
   def overrides(self, hook: str) -> bool:
     """Whether this method's class overrides the hook named ``hook`` (the train step traces
-    :meth:`train_batch` and :meth:`loss_term` only for methods that do, so every other method's step is
-    the plain one)."""
+    :meth:`train_batch` and :meth:`loss_term`, the evaluation step :meth:`eval_scores`, only for methods
+    that do, so every other method's steps are the plain ones)."""
     return getattr(type(self), hook) is not getattr(Method, hook)
 
   def after_step(self, method_state, params_before, params_after, grads, batch: dict):
@@ -216,7 +237,7 @@ class Method(abc.ABC):
   def end_task(self, method_state, params, batch_stats, task: int, data: Examples):
     """The method state after task ``task`` (host; may call jitted functions; under ``jax.vmap`` over
     replicas, so no concrete values of the state or parameters); ``data`` is what the task trained on.
-    Default: unchanged."""
+    The evaluation after the task sees the state it returns. Default: unchanged."""
     del params, batch_stats, task, data
     return method_state
 
