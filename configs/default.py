@@ -122,6 +122,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.der_beta = 0.5  # derpp: weight of the cross-entropy on a second replay batch
   c.method.lwf_alpha = 1.0  # lwf: weight of the distillation of the previous task's network
   c.method.lwf_temperature = 2.0  # lwf: distillation temperature T (Li & Hoiem: 2)
+  c.method.icarl_memory = 500  # icarl: exemplars in all, K (m = K // classes seen per class, by herding)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "sgd"  # sgd | adam | adamw

@@ -42,7 +42,7 @@ SMALL = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.sce
 TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
         "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
         "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
-        "method.buffer_size": 20, "optimizer.learning_rate": 0.1}
+        "method.buffer_size": 20, "method.icarl_memory": 20, "optimizer.learning_rate": 0.1}
 
 # The layer-wise training modes; the many-run tests run every method in each.
 MODES = ("backprop", "local", "greedy")

@@ -12,7 +12,8 @@ its hooks and rules, is documented once in :mod:`lwcl.methods.base`):
   :mod:`~lwcl.methods.gem`, :mod:`~lwcl.methods.lgd`.
 * rehearsal (:mod:`lwcl.methods.replay`: the reservoir buffer, state and base): :mod:`~lwcl.methods.er`,
   :mod:`~lwcl.methods.der`, :mod:`~lwcl.methods.derpp`.
-* distillation: :mod:`~lwcl.methods.lwf`.
+* distillation: :mod:`~lwcl.methods.lwf`; with herding exemplars and a nearest-mean classifier:
+  :mod:`~lwcl.methods.icarl`.
 
 Adding a method (docs/adding.md): one file in this folder, one line in :data:`METHODS`. No import side
 effect fills the table.
@@ -29,6 +30,7 @@ from lwcl.methods.episodic import EpisodicState
 from lwcl.methods.er import ER
 from lwcl.methods.ewc import EWC
 from lwcl.methods.gem import GEM
+from lwcl.methods.icarl import ICaRL
 from lwcl.methods.importance import ImportanceState
 from lwcl.methods.l2 import L2
 from lwcl.methods.lgd import LGD
@@ -52,10 +54,12 @@ METHODS: dict[str, type[Method]] = {
     "der": DER,
     "derpp": DERPP,
     "lwf": LwF,
+    "icarl": ICaRL,
 }
 
 __all__ = ["METHODS", "build_method", "Method", "NoState", "FineTune", "Joint", "EWC", "MAS", "SI", "NAI",
-           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState", "ER", "DER", "DERPP", "LwF"]
+           "ImportanceState", "SIState", "AGEM", "GEM", "LGD", "EpisodicState", "ER", "DER", "DERPP", "LwF",
+           "ICaRL"]
 
 
 def build_method(method_config, scenario, fns) -> Method:
