@@ -198,13 +198,18 @@ REFERENCE_OPTIMIZER = {"der": {"optimizer.learning_rate": 0.03, "optimizer.momen
                        "derpp": {"optimizer.learning_rate": 0.03, "optimizer.momentum": 0.0}}
 
 
+# Methods that need every task to bring new classes (iCaRL's exemplar memory and class means) refuse the
+# domain-incremental setting of the other shared-head methods: they get class-incremental streams.
+NEW_CLASSES = {"icarl": {"scenario.incremental": "class"}}
+
+
 def method_overrides(method) -> dict:
   """The overrides that give ``method`` a setting it runs in: domain-incremental (one 2-way head shared by
   the tasks, as quick to learn as the default task-incremental heads) for a method that needs a shared head
-  (``Method.shared_head_only``: the default scenario has a head per task), and the reference optimizer of
-  :data:`REFERENCE_OPTIMIZER`."""
+  (``Method.shared_head_only``: the default scenario has a head per task), class-incremental for those of
+  :data:`NEW_CLASSES`, and the reference optimizer of :data:`REFERENCE_OPTIMIZER`."""
   scenario = {"scenario.incremental": "domain"} if methods.METHODS[method].shared_head_only else {}
-  return {**scenario, **REFERENCE_OPTIMIZER.get(method, {})}
+  return {**scenario, **NEW_CLASSES.get(method, {}), **REFERENCE_OPTIMIZER.get(method, {})}
 
 
 def method_mode(method, mode) -> str:

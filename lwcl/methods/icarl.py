@@ -43,9 +43,11 @@ What differs from Mammoth:
   off; here it is ``optimizer.weight_decay`` (coupled, PyTorch's: ``2e-5`` is Mammoth's).
 * **Flip means** only when the run flips its training images (Mammoth always flips; its iCaRL runs are on
   CIFAR, whose training flips).
-* **Scenarios**: class-incremental, or task-incremental with masked heads (NME over the task's classes;
-  Mammoth's ``task-il``); each task must bring new classes (domain-incremental is refused), and ``K``
-  must hold at least one exemplar per class.
+* **Scenarios**: class-incremental only (Mammoth also reports ``task-il``, the same training with the
+  other tasks' outputs masked at evaluation; lwcl's masked task-incremental heads mask training too, which
+  hides the old classes' outputs from the current task's rows, so they are refused, as for LwF); each task
+  must bring new classes (domain-incremental is refused), and ``K`` must hold at least one exemplar per
+  class.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl.core.model_fns import MASKED_LOGIT, mask_logits
+from lwcl.core.model_fns import MASKED_LOGIT
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
@@ -178,7 +180,7 @@ class ICaRL(Method):
   (module docstring). State: :class:`ICaRLState`.
 
   Raises (constructor):
-    ConfigError: one head per task (``scenario.task_heads=multi``), tasks sharing classes
+    ConfigError: task-incremental heads (one per task, or masked), tasks sharing classes
       (domain-incremental), fewer memory slots than classes, layer-wise ``local`` / ``greedy`` training or
       ``layerwise.readouts``.
   """
@@ -194,10 +196,11 @@ class ICaRL(Method):
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    if scenario.num_heads > 1:
-      raise ConfigError("method.name=icarl classifies with a head shared by the tasks, but scenario.task_heads="
-                        "multi gives each task its own; use --config.scenario.incremental=class, or "
-                        "--config.scenario.task_heads=masked")
+    if scenario.num_heads > 1 or not np.all(scenario.label_masks):
+      heads = "multi" if scenario.num_heads > 1 else "masked"
+      raise ConfigError("method.name=icarl learns the classes of every task in one shared, unmasked head, but "
+                        f"task-incremental heads (scenario.task_heads={heads}) give each task "
+                        "its own outputs; use --config.scenario.incremental=class")
     seen = set()
     for t in scenario.tasks:
       classes = set(np.unique(np.asarray(t.train.labels)).tolist())
@@ -273,11 +276,10 @@ class ICaRL(Method):
     return class_means(normalized(features(images)), method_state.labels, self.output_dim, flipped)
 
   def eval_scores(self, method_state: ICaRLState, params, batch_stats, batch):
-    """:func:`nme_scores` over the classes with exemplars (masked to the task's classes under masked
-    heads), or the network's logits while no class has any."""
+    """:func:`nme_scores` over the classes with exemplars, or the network's logits while no class has
+    any."""
     means, has = self.exemplar_means(method_state, params, batch_stats)
-    scores = mask_logits(nme_scores(self.fns.features(params, batch_stats, batch), means, has),
-                         self.fns.label_masks, batch["task"])
+    scores = nme_scores(self.fns.features(params, batch_stats, batch), means, has)
     logits = self.fns.logits(params, batch_stats, batch, train=False)[0]
     return jnp.where(jnp.any(has), scores, logits)
 

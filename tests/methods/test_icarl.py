@@ -175,6 +175,7 @@ def test_the_accuracy_matrix_is_the_nearest_mean_of_exemplars(tmp_path):
 
 @pytest.mark.parametrize("overrides,match", [
     ({"scenario.incremental": "task"}, "task_heads=multi"),
+    ({"scenario.incremental": "task", "scenario.task_heads": "masked"}, "task_heads=masked"),
     ({"scenario.incremental": "domain"}, "share classes"),
     ({"method.icarl_memory": 5}, "fewer exemplars than"),
     ({"layerwise.mode": "local"}, "layer-wise local"),
