@@ -25,7 +25,8 @@ exemplars, and the nearest-mean-of-exemplars (NME) classifier at evaluation.
   first task ends no class has exemplars, and the network's outputs predict (the initial accuracies are the
   untrained network's, as for every method). Tasks whose classes have no exemplar yet get accuracy 0: the
   future tasks, and the current one in evaluations during a task (``eval.every_epoch``,
-  ``eval.lca_batches``; Mammoth makes none for iCaRL).
+  ``eval.lca_batches``; Mammoth makes none for iCaRL). FWT, which compares the accuracy on a task before it
+  is trained with the initial one, is then ``-b`` and says nothing about iCaRL.
 
 What differs from Mammoth:
 
