@@ -1,16 +1,17 @@
 """Rehearsal baselines on class-incremental Split Fashion-MNIST (CPU): 5 tasks of 2 classes, one 10-way head
 shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
 
-The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp`` (buffer
-500), or with the buffer after a dash, ``er-200``, ``der-5120``...; the baselines of the same table:
-``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd``, ``lwf`` (``agem-200``, ``gem-200``:
+The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp``,
+``icarl`` (buffer or exemplar memory 500), or with the buffer after a dash, ``er-200``, ``der-5120``...;
+the baselines of the same table: ``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd``, ``lwf`` (``agem-200``, ``gem-200``:
 their episodic memory of the same total size, split over the tasks).
 
 Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
 authors selected per method and buffer size, and ``datasets/seq_mnist.py``): SGD without momentum, batch 10,
 1 epoch per task, every training example, no augmentation; ER lr 0.01 (buffer 200) / 0.1 (500, 5120) with a
 replay batch of 10; DER lr 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.5, replay batch 10 / 128 / 128; DER++ lr
-0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.2, beta 1.0 / 0.5 / 0.5, replay batch 128 / 10 / 64; A-GEM lr 0.1,
+0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.2, beta 1.0 / 0.5 / 0.5, replay batch 128 / 10 / 64; iCaRL lr 0.1 with
+the buffer as its exemplar memory (``method.icarl_memory``) and no weight decay; A-GEM lr 0.1,
 reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammoth's ``gamma``); SI lr 0.1
 with c 1.0, xi 0.9; fine-tuning, joint and the other methods lr 0.03 (Mammoth's ``sgd``). What differs
 from Mammoth: the data set (Fashion-MNIST, not MNIST) and the network (lwcl's default ConvNet, not
@@ -21,7 +22,7 @@ tuned for this protocol).
 from lwcl.config.files import default_config
 
 BUFFERS = (200, 500, 5120)
-REHEARSAL = ("er", "der", "derpp")
+REHEARSAL = ("er", "der", "derpp", "icarl")
 OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd", "lwf")
 # Mammoth 'seq-mnist' best args per buffer: lr, minibatch_size (replay batch), alpha, beta.
 MAMMOTH = {
@@ -30,6 +31,7 @@ MAMMOTH = {
     "derpp": {200: (0.03, 128, 0.2, 1.0), 500: (0.03, 10, 1.0, 0.5), 5120: (0.1, 64, 0.2, 0.5)},
 }
 GEM = {200: (0.01, 1.0), 500: (0.03, 0.5), 5120: (0.1, 1.0)}  # lr, margin (Mammoth's gamma)
+ICARL_LR = 0.1  # Mammoth's seq-mnist icarl: lr 0.1, optim_wd 0, batch 10, 1 epoch, for every buffer
 
 
 def get_config(arg: str = "der"):
@@ -49,7 +51,10 @@ def get_config(arg: str = "der"):
   c.train.batch_size = 10
   c.train.epochs_per_task = 1
   c.method.name = name
-  if name in REHEARSAL:
+  if name == "icarl":
+    c.optimizer.learning_rate = ICARL_LR
+    c.method.icarl_memory = buffer
+  elif name in REHEARSAL:
     if buffer not in MAMMOTH[name]:
       raise ValueError(f"config argument '{arg}': Mammoth's settings exist for buffers {BUFFERS}")
     lr, replay_batch, alpha, beta = MAMMOTH[name][buffer]
