@@ -3,8 +3,9 @@ shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
 
 The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp``,
 ``icarl`` (buffer or exemplar memory 500), or with the buffer after a dash, ``er-200``, ``der-5120``...;
-the baselines of the same table: ``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``, ``lgd``, ``lwf`` (``agem-200``, ``gem-200``:
-their episodic memory of the same total size, split over the tasks).
+the baselines of the same table: ``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``,
+``lgd``, ``lwf`` (``agem-200``, ``gem-200``: their episodic memory of the same total size, split over the
+tasks).
 
 Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
 authors selected per method and buffer size, and ``datasets/seq_mnist.py``): SGD without momentum, batch 10,
