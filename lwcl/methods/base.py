@@ -157,7 +157,7 @@ class Method(abc.ABC):
     del scenario
     self.fns = fns
     self.options = {o.key.split(".", 1)[1]: read_option(method_config, o) for o in self.OPTIONS}
-    if fns.is_local and not self.layerwise_local:
+    if not self.layerwise_local and getattr(fns, "is_local", False):
       raise ConfigError(f"method.name={method_config.name} does not run in layer-wise local or greedy training "
                         "yet; use --config.layerwise.mode=backprop, or another method")
     if self.replaces_loss and getattr(fns, "readouts", False):
