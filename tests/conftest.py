@@ -2,12 +2,17 @@
 
 End-to-end tests run on the installed Fashion-MNIST files; when they are missing (or with
 ``LWCL_TEST_SYNTHETIC_DATA=1``) on a small learnable synthetic data set in the same IDX format, written
-once per session and found through ``$LWCL_IDX_DIR`` (subprocesses inherit it). Tests of the real files
-themselves are marked ``requires_real_fmnist``: they skip when the files are missing, except under
-``CI=true``, where a missing data set is a failure (CI installs it with bin/setup).
+once per session and found through ``$LWCL_IDX_DIR`` (subprocesses inherit it). The installed files are
+read through ``$LWCL_IDX_DIR`` too, from an uncompressed copy made once per session: the same arrays, with
+no decompression of the .gz files at each of the suite's several hundred runs. Tests of the real files
+themselves read the installed folder and are marked ``requires_real_fmnist``: they skip when the files are
+missing, except under ``CI=true``, where a missing data set is a failure (CI installs it with bin/setup).
 """
 
+import atexit
+import gzip
 import os
+import shutil
 import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -27,14 +32,33 @@ import lwcl  # noqa: E402
 # runs then compute what `python -m lwcl.main` in a subprocess computes.
 lwcl.configure()
 
-from lwcl.data import sources  # noqa: E402
+from lwcl.data import idx, sources  # noqa: E402
 
-from helpers import HAVE_REAL_FMNIST, ON_CI  # noqa: E402
+from helpers import FMNIST_DIR, HAVE_REAL_FMNIST, ON_CI  # noqa: E402
 from synthetic_data import write_learnable_idx_dataset  # noqa: E402
+
+
+def _uncompressed_copy(directory: str) -> str:
+  """The four IDX files of ``directory``, decompressed into a new temporary folder that is removed when
+  this process exits; returns the folder."""
+  copy = tempfile.mkdtemp(prefix="lwcl-test-fmnist-")
+  atexit.register(shutil.rmtree, copy, ignore_errors=True)
+  for stems in idx.SPLIT_FILES.values():
+    for stem in stems:
+      path = idx.find_idx_file(directory, stem)
+      with (gzip.open if path.endswith(".gz") else open)(path, "rb") as src, \
+          open(os.path.join(copy, stem), "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+  return copy
+
 
 USING_SYNTHETIC_DATA = not HAVE_REAL_FMNIST or os.environ.get("LWCL_TEST_SYNTHETIC_DATA") == "1"
 if USING_SYNTHETIC_DATA:
   os.environ[sources.IDX_DIR_ENV] = write_learnable_idx_dataset(tempfile.mkdtemp(prefix="lwcl-test-idx-"))
+elif not os.environ.get(sources.IDX_DIR_ENV):
+  # Made by the first process of a session (pytest-xdist's workers and every subprocess inherit the variable
+  # and read this copy) and removed when it exits.
+  os.environ[sources.IDX_DIR_ENV] = _uncompressed_copy(FMNIST_DIR)
 
 
 @pytest.fixture

@@ -276,3 +276,13 @@ def init_and_apply(model, shape, batch=4):
   variables = jax.jit(lambda k, x, t: model.init(k, x, t, train=False))(jax.random.PRNGKey(0), x, task)
   out = jax.jit(lambda v, x, t: model.apply(v, x, t, train=False))(variables, x, task)
   return variables, out
+
+
+def init_and_apply_shapes(model, shape, batch=4):
+  """:func:`init_and_apply`'s variables and output as ``jax.ShapeDtypeStruct`` leaves: traced, not compiled
+  (for tests of shapes and layouts only)."""
+  x = jnp.zeros((batch,) + shape)
+  task = jnp.arange(batch, dtype=jnp.int32) % 3
+  variables = jax.eval_shape(lambda k, x, t: model.init(k, x, t, train=False), jax.random.PRNGKey(0), x, task)
+  out = jax.eval_shape(lambda v, x, t: model.apply(v, x, t, train=False), variables, x, task)
+  return variables, out

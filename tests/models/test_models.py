@@ -7,7 +7,7 @@ import pytest
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
 
-from helpers import init_and_apply, scenario, small_config
+from helpers import init_and_apply, init_and_apply_shapes, scenario, small_config
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (28, 28, 1)), ("convnet", (28, 28, 1)),
@@ -22,7 +22,7 @@ def test_output_shapes(name, shape):
 
 def test_explicit_strides_and_errors():
   cfg = small_config(**{"model.name": "resnet", "model.depth": 8, "model.strides": "2,2,2"})
-  _, out = init_and_apply(build_model(cfg.model, scenario()), (32, 32, 3))
+  _, out = init_and_apply_shapes(build_model(cfg.model, scenario()), (32, 32, 3))  # a shape: traced, not compiled
   chex.assert_shape(out, (4, 2))
   with pytest.raises(ConfigError, match="one stride"):
     build_model(small_config(**{"model.name": "resnet", "model.depth": 8,
