@@ -169,6 +169,8 @@ with workdir_lock.hold(sys.argv[1]):
 
 
 ENV = {"JAX_PLATFORMS": "cpu"}
+# A process with 4 forced CPU devices.
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 
 
 def forced_devices(n: int) -> dict:
@@ -209,6 +211,16 @@ def once_per_session(folder: str, name: str, make) -> str:
         raise
       open(path + ".done", "w").close()
   return path
+
+
+def four_device_run(folder: str) -> str:
+  """The workdir of the small config's command-line run on 4 CPU devices (``--config.devices.num_devices=4``
+  under :data:`FOUR_DEVICES`), run once per session (:func:`once_per_session`): tests/e2e/test_multi_device.py
+  compares it with 1 device, tests/e2e/test_steps_per_dispatch.py with 4 steps per dispatch."""
+  def make(workdir):
+    proc = cli(workdir, "--config.devices.num_devices=4", env=FOUR_DEVICES)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+  return once_per_session(folder, "four-devices", make)
 
 
 def tiny_run(folder: str, method: str, mode: str) -> str:
