@@ -73,6 +73,19 @@ def onednn_available():
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory):
+  """A folder shared by every process of this test session: the pytest-xdist workers' common base temporary
+  folder (each worker's own is a subfolder of it), else this process's; for runs that several tests read,
+  made once (helpers.once_per_session)."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  folder = base / "session"
+  folder.mkdir(exist_ok=True)
+  return str(folder)
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
   """The same small data set twice: IDX files (in-memory source) and ArrayRecord shards (streamed); see

@@ -1,8 +1,10 @@
 """Helpers shared by the test modules: the command-line entry point as a subprocess (:func:`cli`), its
 one-line error check, the small and tiny configs, and the methods under test."""
 
+import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -46,10 +48,6 @@ TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per
 
 # The layer-wise training modes; the many-run tests run every method in each.
 MODES = ("backprop", "local", "greedy")
-
-# (method, mode) -> results of tests/e2e/test_every_method.py's run of tiny_config(method, mode), reused by
-# tests/e2e/test_resume.py when the same worker process made it (one module, so both files see one dict).
-TINY_RESULTS = {}
 
 # A stream that trains normally for one epoch and then diverges (for conftest.small_config: 10 steps per
 # epoch): 2 epochs per task, the step schedule's learning rate 1e-6 in the first epoch of task 1 (10 steps,
@@ -171,6 +169,8 @@ with workdir_lock.hold(sys.argv[1]):
 
 
 ENV = {"JAX_PLATFORMS": "cpu"}
+# A process with 4 forced CPU devices.
+FOUR_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
 
 
 def forced_devices(n: int) -> dict:
@@ -223,6 +223,42 @@ def tiny_config(method, mode, **extra):
   (:func:`method_overrides`) and ``extra``."""
   return small_config(**{**TINY, "method.name": method, "layerwise.mode": mode, **method_overrides(method),
                          **extra})
+
+
+def once_per_session(folder: str, name: str, make) -> str:
+  """``folder/name``, made by ``make(path)`` for the first test of the session that asks for it, whichever
+  pytest-xdist worker runs it (a test asking meanwhile waits for it), then reused; ``folder`` is conftest's
+  ``session_dir``. When ``make`` fails, what it left is removed and the next test asking makes it again."""
+  path = os.path.join(folder, name)
+  with open(path + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+    if not os.path.exists(path + ".done"):
+      try:
+        make(path)
+      except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+      open(path + ".done", "w").close()
+  return path
+
+
+def four_device_run(folder: str) -> str:
+  """The workdir of the small config's command-line run on 4 CPU devices (``--config.devices.num_devices=4``
+  under :data:`FOUR_DEVICES`), run once per session (:func:`once_per_session`): tests/e2e/test_multi_device.py
+  compares it with 1 device, tests/e2e/test_steps_per_dispatch.py with 4 steps per dispatch."""
+  def make(workdir):
+    proc = cli(workdir, "--config.devices.num_devices=4", env=FOUR_DEVICES)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+  return once_per_session(folder, "four-devices", make)
+
+
+def tiny_run(folder: str, method: str, mode: str) -> str:
+  """The workdir of ``driver.run(tiny_config(method, mode))``, run once per session (:func:`once_per_session`):
+  tests/e2e/test_every_method.py checks it, tests/e2e/test_resume.py resumes a killed run of the same stream to
+  its results."""
+  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
+  return once_per_session(folder, f"tiny-{method}-{mode}", lambda workdir: driver.run(tiny_config(method, mode),
+                                                                                      workdir))
 
 
 def flip_bytes(step_dir: str) -> str:

@@ -1,8 +1,9 @@
 """Every method in every training mode, through the real driver (tests/e2e/test_resume.py resumes each
-method after a SIGKILL in mid-task, reusing these runs).
+method after a SIGKILL in mid-task to the results of these runs: helpers.tiny_run runs each once per session,
+for whichever of the two tests asks first).
 
 A tiny stream (MLP 16-16, 2 tasks of 2 classes, 120 examples per task, batch 20, 6 steps per task) keeps
-the 27 runs and 9 kill/resume pairs within a few minutes on 2 CPU cores.
+the runs of every method in every mode and the kill/resume pairs within a few minutes on 2 CPU cores.
 """
 
 import json
@@ -15,20 +16,19 @@ import pytest
 from lwcl.errors import ConfigError
 from lwcl.runs import driver
 
-from helpers import METHODS, MODES, TINY_RESULTS, method_mode, tiny_config
+from helpers import METHODS, MODES, method_mode, tiny_config, tiny_run
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_in_every_mode(tmp_path, method, mode):
+def test_every_method_in_every_mode(session_dir, tmp_path, method, mode):
   if method_mode(method, mode) != mode:  # a method that does not run in this mode says so in one line
     with pytest.raises(ConfigError, match="layerwise.mode=backprop") as e:
       driver.run(tiny_config(method, mode), str(tmp_path / "w"))
     assert "\n" not in str(e.value) and not os.path.exists(tmp_path / "w" / "results.json")
     return
-  results = driver.run(tiny_config(method, mode), str(tmp_path))
-  TINY_RESULTS[(method, mode)] = results
-  with open(tmp_path / "results.json") as f:
+  workdir = tiny_run(session_dir, method, mode)  # driver.run(tiny_config(method, mode), workdir)
+  with open(os.path.join(workdir, "results.json")) as f:
     on_disk = json.load(f)
   R = np.asarray(on_disk["accuracy_matrix"])
   chex.assert_shape(R, (2, 2))
@@ -43,4 +43,4 @@ def test_every_method_in_every_mode(tmp_path, method, mode):
     # Which blocks forget: each head's forgetting from its own accuracy matrix block_R[:, k, :].
     np.testing.assert_allclose(on_disk["block_forgetting"],
                                [block_R[0, k, 0] - block_R[1, k, 0] for k in range(2)], atol=1e-12)
-    assert os.path.exists(tmp_path / "block_forgetting.png")
+    assert os.path.exists(os.path.join(workdir, "block_forgetting.png"))

@@ -9,7 +9,19 @@ import sys
 import numpy as np
 import pytest
 
-from helpers import ENV, METHODS, ROOT, SMALL, assert_one_line_error, cli, forced_devices, free_port, load_results
+from helpers import (
+  ENV,
+  FOUR_DEVICES,
+  METHODS,
+  ROOT,
+  SMALL,
+  assert_one_line_error,
+  cli,
+  forced_devices,
+  four_device_run,
+  free_port,
+  load_results,
+)
 
 # Every method, in two halves (two processes, so parallel test workers share the work).
 HALVES = (METHODS[0::2], METHODS[1::2])
@@ -61,14 +73,14 @@ def test_two_processes_match_one_process(tmp_path, method):
   np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
 
 
-def test_four_devices_match_one_device(tmp_path):
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-  one = cli(str(tmp_path / "one"), "--config.devices.num_devices=1", env=env)
-  four = cli(str(tmp_path / "four"), "--config.devices.num_devices=4", env=env)
-  assert one.returncode == 0 and four.returncode == 0, four.stderr[-2000:]
-  a, b = load_results(str(tmp_path / "one")), load_results(str(tmp_path / "four"))
+def test_four_devices_match_one_device(tmp_path, session_dir):
+  one = cli(str(tmp_path / "one"), "--config.devices.num_devices=1", env=FOUR_DEVICES)
+  assert one.returncode == 0, one.stderr[-2000:]
+  four = four_device_run(session_dir)  # --config.devices.num_devices=4 under FOUR_DEVICES, as `one`
+  a, b = load_results(str(tmp_path / "one")), load_results(four)
   assert a["devices"]["count"] == 1 and b["devices"]["count"] == 4
   np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
   np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=0.01)
-  bad = cli(str(tmp_path / "bad"), "--config.devices.num_devices=4", "--config.train.batch_size=18", env=env)
+  bad = cli(str(tmp_path / "bad"), "--config.devices.num_devices=4", "--config.train.batch_size=18",
+            env=FOUR_DEVICES)
   assert_one_line_error(bad, "train.batch_size=18", "4 devices")

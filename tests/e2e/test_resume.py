@@ -15,7 +15,6 @@ from helpers import (
   MODES,
   ROOT,
   TINY,
-  TINY_RESULTS,
   assert_one_line_error,
   assert_same_stream,
   cli,
@@ -24,6 +23,7 @@ from helpers import (
   method_overrides,
   small_config,
   tiny_config,
+  tiny_run,
 )
 
 
@@ -72,9 +72,9 @@ def as_flags(config_overrides: dict) -> list:
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, capsys, method):
+def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, session_dir, capsys, method):
   mode = method_mode(method, MODES[METHODS.index(method) % 3])
-  want = TINY_RESULTS.get((method, mode)) or driver.run(tiny_config(method, mode), str(tmp_path / "ref"))
+  want = load_results(tiny_run(session_dir, method, mode))  # the uninterrupted run, as test_every_method.py's
   workdir = str(tmp_path / "killed")
   # Checkpoints at global steps 4, 6 (task end) and 8 (task 2, memory of task 1 full); killed at step 9
   # by the real entry point (tests/fault_run.py), then resumed here.

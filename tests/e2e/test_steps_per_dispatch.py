@@ -20,9 +20,11 @@ from lwcl.platform.native import build as native_build
 
 from helpers import (
   DIVERGES_IN_SECOND_EPOCH,
+  FOUR_DEVICES,
   METHODS,
   assert_one_line_error,
   cli,
+  four_device_run,
   load_results,
   method_overrides,
   small_config,
@@ -114,13 +116,12 @@ def test_every_epoch_records_each_tasks_learning_curve(tmp_path):
   assert "epoch_accuracy" not in _run(tmp_path, "off")[1]
 
 
-def test_four_devices_gather_a_batch_split_over_devices(tmp_path):
-  env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
-  one = cli(str(tmp_path / "k1"), "--config.devices.num_devices=4", env=env)
+def test_four_devices_gather_a_batch_split_over_devices(tmp_path, session_dir):
+  one = four_device_run(session_dir)  # --config.devices.num_devices=4 under FOUR_DEVICES, as `many`
   many = cli(str(tmp_path / "k4"), "--config.devices.num_devices=4", "--config.train.steps_per_dispatch=4",
-             env=env)
-  assert one.returncode == 0 and many.returncode == 0, many.stderr[-2000:]
-  a, b = load_results(str(tmp_path / "k1")), load_results(str(tmp_path / "k4"))
+             env=FOUR_DEVICES)
+  assert many.returncode == 0, many.stderr[-2000:]
+  a, b = load_results(one), load_results(str(tmp_path / "k4"))
   assert b["devices"]["count"] == 4
   np.testing.assert_allclose(b["final_train_loss"], a["final_train_loss"], rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(b["accuracy_matrix"], a["accuracy_matrix"], atol=2e-3)
