@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Issue 29 (docs/results.md, "Rehearsal baselines, class-incremental Split Fashion-MNIST"): every method of
+# configs/rehearsal_split_fashion_mnist.py (Mammoth's seq-mnist protocol on Fashion-MNIST, 5 tasks of 2
+# classes, one 10-way head, the default ConvNet) over seeds 0-4 as 5 replicas of one program (bin/compare
+# --seeds=5), memory 500 for every method that keeps one, then 200 for the rehearsal and episodic-memory
+# methods. Resumable: rerun the same command after an interruption (finished seeds are reused, an
+# unfinished run resumes from its checkpoint). Outputs under OUT (default runs/rehearsal).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+out="${1:-runs/rehearsal}"
+bin/setup
+export TF_CPP_MIN_LOG_LEVEL=2
+py=.venv/bin/python
+c=configs/rehearsal_split_fashion_mnist.py
+$py -m lwcl.cli.compare --seeds=5 --out="$out/class_500" --set train.progress=false \
+  $c:{finetune,er,derpp,der,lwf,agem,icarl,ewc,si,nai,gem,lgd,joint}
+$py -m lwcl.cli.compare --seeds=5 --out="$out/class_200" --set train.progress=false \
+  $c:{er,derpp,der,agem,icarl,gem}-200
