@@ -1,7 +1,8 @@
 """The rehearsal configs (configs/rehearsal_split_fashion_mnist.py, CPU; configs/rehearsal_seq_cifar.py,
 GPU): every argument builds a config that passes the validation ``python -m lwcl.main`` runs, bad arguments
 are one clear error, the CIFAR configs' network is Mammoth's ResNet-18 (its parameter count), their
-settings are Mammoth's, and ``cifar10:der-200`` shrunk runs end to end on mock TFDS data."""
+settings are Mammoth's, and ``cifar10:der-200`` shrunk builds its engine on mock TFDS data and lowers its
+train and evaluation steps."""
 
 import os
 import types
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from lwcl.config import files as config_files
+from lwcl.engine.experiment import Experiment
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
 from lwcl.runs import driver
@@ -120,18 +122,25 @@ def test_network_is_mammoths_resnet18(dataset, classes, mammoth):
   assert variables["params"]["head"]["kernel"].shape == (1, 512, classes)
 
 
-@pytest.mark.e2e  # a whole stream through the driver
-def test_cifar10_der_200_runs_on_mock_tfds(tmp_path):
+def test_cifar10_der_200_builds_and_lowers_its_programs_on_mock_tfds():
+  # The whole config through the engine without compiling a ResNet-18 (minutes of CPU): data from TFDS
+  # (mock), the network, DER's buffer in the method state, the train and evaluation steps traced and lowered
+  # for the CPU from the initial state's shapes. Compiled end-to-end TFDS runs: tests/e2e/test_tfds_source.py.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   c = config_files.load_spec(f"{CIFAR}:cifar10:der-200")
-  for key, value in {"model.width": 4, "scenario.samples_per_task": 16, "train.epochs_per_task": 1,
-                     "train.batch_size": 8, "method.replay_batch": 8, "train.eval_batch_size": 64,
-                     "train.progress": False, "checkpoint.every_steps": 0,
-                     "model.conv_impl": "native"}.items():
+  for key, value in {"model.width": 4, "scenario.samples_per_task": 16, "train.batch_size": 8,
+                     "method.replay_batch": 8, "train.progress": False, "model.conv_impl": "native"}.items():
     config_files.set_key(c, key, value)
   c.lock()
+  driver.check(c)
   with tfds.testing.mock_data(num_examples=200):
-    results = driver.run(c, str(tmp_path / "w"))
-  assert results["data_source"] == "tfds"
-  chex.assert_shape(np.asarray(results["accuracy_matrix"]), (5, 5))
-  assert np.all(np.isfinite(results["final_train_loss"])) and all(t["num_test"] > 0 for t in results["tasks"])
+    exp = Experiment(c)
+  assert exp.scenario.num_tasks == 5 and type(exp.method).__name__ == "DER"
+  state = jax.eval_shape(exp.initial_state)
+  data = exp.train_data[0]
+  chex.assert_shape(data.images, (16, 32, 32, 3))
+  batch = {"image": data.images[:8], "label": data.labels[:8], "task": data.tasks[:8]}
+  lowered = exp.train_step.lower(state, batch, jnp.float32(0.03))
+  assert "stablehlo" in lowered.as_text()[:20000]
+  eval_batch = dict(batch, mask=np.ones(8, np.float32))
+  exp.eval_step.lower(state.params, state.batch_stats, eval_batch, state.method_state)
