@@ -14,7 +14,7 @@ replay batch of 10; DER lr 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.5, replay batc
 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.2, beta 1.0 / 0.5 / 0.5, replay batch 128 / 10 / 64; iCaRL lr 0.1 with
 the buffer as its exemplar memory (``method.icarl_memory``) and no weight decay; A-GEM lr 0.1,
 reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammoth's ``gamma``); SI lr 0.1
-with c 1.0, xi 0.9; fine-tuning, joint and the other methods lr 0.03 (Mammoth's ``sgd``). What differs
+with c 1.0, xi 0.9; LwF lr 0.03, alpha 1, temperature 2, weight decay 5e-4; fine-tuning, joint and the other methods lr 0.03 (Mammoth's ``sgd``). What differs
 from Mammoth: the data set (Fashion-MNIST, not MNIST) and the network (lwcl's default ConvNet, not
 Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online EWC), LGD keep lwcl's defaults (strength 1, not
 tuned for this protocol).
@@ -71,8 +71,9 @@ def get_config(arg: str = "der"):
       c.method.agem_ref_batch = 128
     else:
       c.optimizer.learning_rate, c.method.gem_margin = GEM.get(buffer, GEM[500])
-  elif name == "lwf":  # Mammoth's lwf: lr 0.03, alpha 1, softmax_temp 2 (its optim_wd 5e-4 left out)
+  elif name == "lwf":  # Mammoth's lwf: lr 0.03, alpha 1, softmax_temp 2, optim_wd 5e-4 (SGD's weight_decay)
     c.method.lwf_alpha, c.method.lwf_temperature = 1.0, 2.0
+    c.optimizer.weight_decay = 5e-4
   elif name == "si":
     c.optimizer.learning_rate = 0.1
     c.method.strength, c.method.si_xi = 2.0, 0.9  # Mammoth's c 1.0 (lwcl's SI c is strength / 2), xi 0.9
