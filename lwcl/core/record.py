@@ -57,6 +57,9 @@ class Record:
       ``probe`` ``[K, T]``; empty for plain runs.
     method_report: the method's per-task counters (``Method.task_report``, e.g. GEM's solver), ``[T]``
       each; empty for methods that keep none.
+    task_il_R: ``[T, T]`` the Task-IL accuracy matrix of a class-incremental run, laid out as ``R``: the
+      same scores' argmax over the evaluated task's classes alone (the task identity given at test time;
+      Mammoth's ``mask_classes``). None for other runs (nothing is saved for it in their checkpoints).
   """
   R: np.ndarray
   b: np.ndarray
@@ -65,17 +68,20 @@ class Record:
   readouts: dict
   epoch_acc: np.ndarray
   method_report: dict = flax.struct.field(default_factory=dict)
+  task_il_R: np.ndarray | None = None
 
   @classmethod
   def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, epochs: int = 1,
-            report_keys=()) -> "Record":
+            report_keys=(), task_il: bool = False) -> "Record":
     """An empty record of a ``num_tasks`` stream of ``epochs`` epochs per task, with the read-outs'
-    initial arrays and zero counters for ``report_keys``."""
+    initial arrays, zero counters for ``report_keys`` and, with ``task_il`` (class-incremental runs), a
+    zero Task-IL accuracy matrix."""
     T = num_tasks
     return cls(R=np.zeros((T, T), np.float32), b=np.zeros((T,), np.float32),
                lca=np.zeros((T, lca_batches + 1), np.float32), final_loss=np.zeros((T,), np.float32),
                readouts=readouts, epoch_acc=np.zeros((T, epochs), np.float32),
-               method_report={k: np.zeros((T,), np.float32) for k in report_keys})
+               method_report={k: np.zeros((T,), np.float32) for k in report_keys},
+               task_il_R=np.zeros((T, T), np.float32) if task_il else None)
 
   def writable(self) -> "Record":
     """A copy whose arrays are writable host NumPy arrays (after a checkpoint restore)."""
