@@ -1,14 +1,20 @@
 """Task-IL accuracies of class-incremental runs (Mammoth's ``mask_classes``; Buzzega et al. 2020 report both
 columns from one run): the matrix against a NumPy argmax of the final network's logits over each task's
-classes, never below Class-IL on the tasks seen, absent from other runs, in the terminal summary, and
-resumed to identical results."""
+classes, never below Class-IL on the tasks seen, absent from other runs, in the terminal summary, resumed
+to identical results, and an older checkpoint without it refused with one line."""
 
+import os
+
+import flax.serialization
 import numpy as np
 import pytest
 
 from lwcl.core import metrics
+from lwcl.core.record import Progress
 from lwcl.engine.experiment import Experiment
-from lwcl.errors import Interrupted
+from lwcl.errors import CheckpointError, Interrupted
+from lwcl.io.checkpoint import RunCheckpointer
+from lwcl.io.results import result_config
 from lwcl.runs import driver
 
 import helpers
@@ -76,3 +82,23 @@ def test_a_resumed_class_il_run_gives_the_identical_task_il_matrix(class_il, tmp
   assert "resuming from checkpoint at task 2, step 0" in capsys.readouterr().out
   assert_same_stream(got, want)
   assert got["task_il_accuracy_matrix"] == want["task_il_accuracy_matrix"]
+
+
+def test_a_checkpoint_without_the_task_il_matrix_is_refused_with_one_line(class_il, tmp_path):
+  # What an lwcl before the Task-IL matrix left in a class-incremental run's workdir after task 1.
+  exp, _ = class_il
+  workdir = str(tmp_path / "old")
+  ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), 2, result_config(exp.config.to_dict()),
+                         exp.setup.data_fingerprint)
+  record = flax.serialization.to_state_dict(exp.initial_record())
+  del record["task_il_R"]
+  ckpt.save(6, {"state": exp.initial_state(), "record": record}, Progress(task=1).to_meta())
+  ckpt.close()
+  with pytest.raises(CheckpointError) as e:
+    driver.run(exp.config, workdir)
+  message = str(e.value)
+  assert "\n" not in message and "corrupt" not in message, message
+  assert "was written by an older lwcl: it lacks record.task_il_R (the Task-IL accuracy matrix" in message
+  assert message.endswith("; finish that run with the lwcl version that started it, or use a new --workdir")
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["6"]
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
