@@ -8,17 +8,17 @@ of ``bin/run``). ``--set key=value`` (repeatable) overrides a key in every confi
 train.epochs_per_task=2``). The runs go one after another into ``OUT/<name>/`` (``name`` from the file and
 argument) and resume or are reported again like ``bin/run`` (a finished workdir is not recomputed). Then
 ``OUT/comparison.md``, ``OUT/comparison.csv`` and ``OUT/comparison.png`` (accuracy against depth: every
-block head, solid, and the linear probes, dashed) compare them: final accuracy, every local block head's
-accuracy after the last task (mean over tasks) and the linear probes, for layer-wise runs.
+block head, solid, and the linear probes, dashed) compare them: final accuracy (and Task-IL ACC), every local
+block head's accuracy after the last task (mean over tasks) and the linear probes, for layer-wise runs.
 
 ``--seeds=N`` runs every config with seeds ``seed .. seed+N-1`` as replicas of one vmapped program
 (``num_seeds``, :mod:`lwcl.runs.seeds`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun),
 and the table gives, over the seeds, the mean +- the half-width of its 95% Student-t interval
-(``t_{0.975, n-1} * s / sqrt(n)``, ``s`` the sample std) and the population std of ACC, BWT, forgetting,
-LCA (when ``eval.lca_batches`` is set) and the train time, then the paired difference of every two configs
-over their common seeds (mean of the per-seed differences +- its 95% t-interval; also
-``OUT/comparison_paired.csv``); ``OUT/comparison.png`` shows the final accuracy of each run with the 95%
-interval as error bars.
+(``t_{0.975, n-1} * s / sqrt(n)``, ``s`` the sample std) and the population std of ACC (and the Task-IL
+ACC of class-incremental runs), BWT, forgetting, LCA (when ``eval.lca_batches`` is set) and the train time,
+then the paired difference of every two configs over their common seeds (mean of the per-seed differences
++- its 95% t-interval; also ``OUT/comparison_paired.csv``); ``OUT/comparison.png`` shows the final accuracy
+of each run with the 95% interval as error bars.
 
 Provenance (:mod:`lwcl.platform.provenance`): one line per key where the compared runs' provenance differs
 is printed before the table. Seeds of one config whose provenance differs in what changes numbers (CPU
@@ -113,6 +113,7 @@ def describe(results: dict) -> dict:
           "model": f"{model.get('name', '?')}{model.get('depth', '') if model.get('name') == 'resnet' else ''}",
           "strides": str(model.get("strides", "standard")), "intensity": intensity,
           "local_blocks": info.get("local_blocks", 1), "acc": 100 * results["acc"],
+          "task_il_acc": None if results.get("task_il_acc") is None else 100 * results["task_il_acc"],
           "blocks": [100 * a for a in results.get("block_acc", [])],
           "probes": [100 * a for a in results.get("linear_probe_acc", [])],
           "forgetting": [float("nan") if f is None else 100 * f for f in results.get("block_forgetting", [])],
@@ -120,26 +121,29 @@ def describe(results: dict) -> dict:
 
 
 def tables(names, results) -> tuple[str, str]:
-  """The markdown and CSV comparison tables of ``results`` (one per run, named by ``names``)."""
+  """The markdown and CSV comparison tables of ``results`` (one per run, named by ``names``), Task-IL if any."""
   rows = [describe(r) for r in results]
-  md = ["| run | model | mode | strides | shallow intensity | K | final acc % | block heads % (1..K) | "
-        "linear probes % (1..K) | train s | block forgetting % (1..K) |", "| --- " * 11 + "|"]
+  task_il = any(r["task_il_acc"] is not None for r in rows)  # a column, `missing` in the runs without it
+  til = lambda r, missing: [missing if r["task_il_acc"] is None else f"{r['task_il_acc']:.2f}"] * task_il  # noqa: E731
+  md = ["| run | model | mode | strides | shallow intensity | K | final acc % | " + "Task-IL acc % | " * task_il
+        + "block heads % (1..K) | linear probes % (1..K) | train s | block forgetting % (1..K) |",
+        "| --- " * (11 + task_il) + "|"]
   for name, r in zip(names, rows):
     fmt = lambda v: " ".join(f"{a:.1f}" for a in v) or "-"  # noqa: E731
     md.append(f"| {name} | {r['model']} | {r['mode']} | {r['strides']} | {r['intensity']} | {r['local_blocks']} | "
-              f"{r['acc']:.2f} | {fmt(r['blocks'])} | {fmt(r['probes'])} | {r['train_seconds']:.0f} | "
-              f"{fmt(r['forgetting'])} |")
+              f"{r['acc']:.2f} | {''.join(f'{v} | ' for v in til(r, '-'))}{fmt(r['blocks'])} | {fmt(r['probes'])} | "
+              f"{r['train_seconds']:.0f} | {fmt(r['forgetting'])} |")
   k = max([len(r[key]) for r in rows for key in ("blocks", "probes", "forgetting")] + [0])
   out = io.StringIO()
   writer = csv.writer(out)
-  writer.writerow(["run", "model", "mode", "strides", "intensity", "local_blocks", "acc", "train_seconds"]
-                  + [f"block_{i + 1}" for i in range(k)] + [f"probe_{i + 1}" for i in range(k)]
+  writer.writerow(["run", "model", "mode", "strides", "intensity", "local_blocks", "acc"] + ["task_il_acc"] * task_il
+                  + ["train_seconds"] + [f"block_{i + 1}" for i in range(k)] + [f"probe_{i + 1}" for i in range(k)]
                   + [f"forgetting_{i + 1}" for i in range(k)])
   for name, r in zip(names, rows):
     pad = lambda v: [f"{a:.2f}" for a in v] + [""] * (k - len(v))  # noqa: E731
     writer.writerow([name, r["model"], r["mode"], r["strides"], r["intensity"], r["local_blocks"],
-                     f"{r['acc']:.2f}", f"{r['train_seconds']:.1f}"] + pad(r["blocks"]) + pad(r["probes"])
-                    + pad(r["forgetting"]))
+                     f"{r['acc']:.2f}"] + til(r, "") + [f"{r['train_seconds']:.1f}"]
+                    + pad(r["blocks"]) + pad(r["probes"]) + pad(r["forgetting"]))
   return "\n".join(md) + "\n", out.getvalue()
 
 
@@ -179,12 +183,11 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   return per_seed
 
 
-def seed_statistics(per_seed: list) -> dict:
-  """Statistics over seeds of each of :data:`SEED_SCALARS` (None where no seed has it): mean, population std,
-  min, max, n, sample std and the 95% t-interval of the mean (:func:`lwcl.core.metrics.seed_statistics`)."""
+def seed_statistics(per_seed: list, keys=SEED_SCALARS) -> dict:
+  """:func:`lwcl.core.metrics.seed_statistics` over the seeds of each of ``keys`` (None where no seed has it)."""
   from lwcl.core import metrics  # pylint: disable=g-import-not-at-top
   out = {}
-  for k in SEED_SCALARS:
+  for k in keys:
     values = [r[k] for r in per_seed if r.get(k) is not None]
     out[k] = metrics.seed_statistics(values) if values else None
   return out
@@ -224,25 +227,28 @@ def _pct(st, scale=100) -> str:
 def seed_tables(names, per_seed_lists, notes=()) -> tuple[str, str]:
   """The markdown and CSV tables over seeds (in %, train time in s) of each run: mean +- the half-width of its
   95% t-interval, the population std in parentheses; the paired differences of every two runs
-  (:func:`paired_differences`) below, then ``notes`` (lines)."""
-  stats = [seed_statistics(p) for p in per_seed_lists]
+  (:func:`paired_differences`) below, then ``notes`` (lines); a Task-IL ACC column when a run has it."""
+  task_il = any(r.get("task_il_acc") is not None for runs in per_seed_lists for r in runs)
+  keys = SEED_SCALARS[:1] + ("task_il_acc",) * task_il + SEED_SCALARS[1:]
+  stats = [seed_statistics(p, keys) for p in per_seed_lists]
 
   def cell(st, k):
     scale = 1 if k == "train_seconds" else 100
     return _pct(st[k], scale) + ("" if st[k] is None else f" ({scale * st[k]['std']:.2f})")
 
-  md = ["| run | method | seeds | ACC % | BWT % | forgetting % | LCA % | train s |", "| --- " * 8 + "|"]
+  md = ["| run | method | seeds | ACC % | " + "Task-IL ACC % | " * task_il + "BWT % | forgetting % | LCA % | train s |",
+        "| --- " * (3 + len(keys)) + "|"]
   out = io.StringIO()
   writer = csv.writer(out)
-  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in SEED_SCALARS for s in ("mean", "std")]
-                  + [f"{k}_ci95_half_width" for k in SEED_SCALARS])
+  writer.writerow(["run", "method", "seeds"] + [f"{k}_{s}" for k in keys for s in ("mean", "std")]
+                  + [f"{k}_ci95_half_width" for k in keys])
   for name, st, runs in zip(names, stats, per_seed_lists):
     method = runs[0].get("method", "?")
-    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(cell(st, k) for k in SEED_SCALARS) + " |")
+    md.append(f"| {name} | {method} | {len(runs)} | " + " | ".join(cell(st, k) for k in keys) + " |")
     writer.writerow([name, method, len(runs)] + [
-        "" if st[k] is None else f"{st[k][s]:.6g}" for k in SEED_SCALARS for s in ("mean", "std")] + [
+        "" if st[k] is None else f"{st[k][s]:.6g}" for k in keys for s in ("mean", "std")] + [
         "" if st[k] is None or st[k]["ci95_half_width"] is None else f"{st[k]['ci95_half_width']:.6g}"
-        for k in SEED_SCALARS])
+        for k in keys])
   md.append("")
   md.append("Mean over seeds +- the half-width of its 95% Student-t interval (t_{0.975,n-1} * s / sqrt(n), s with "
             "ddof=1); the population std in parentheses.")

@@ -122,6 +122,18 @@ def summarize(R, b) -> dict:
   return {"acc": acc(R), "bwt": bwt(R), "fwt": fwt(R, b), "forgetting": forgetting(R)}
 
 
+# The scalar metrics of a Task-IL accuracy matrix (class-incremental runs), in results.json.
+TASK_IL_SCALARS = ("task_il_acc", "task_il_bwt", "task_il_forgetting")
+
+
+def summarize_task_il(R) -> dict:
+  """The scalar metrics of a Task-IL accuracy matrix ``R`` (``[T, T]``, laid out as the accuracy matrix;
+  Mammoth's ``mask_classes``), by the same functions as :func:`summarize`: ``{'task_il_acc',
+  'task_il_bwt', 'task_il_forgetting'}`` (:data:`TASK_IL_SCALARS`). No FWT: it would need the Task-IL
+  accuracies at initialization, which are not recorded."""
+  return {"task_il_acc": acc(R), "task_il_bwt": bwt(R), "task_il_forgetting": forgetting(R)}
+
+
 def order_statistics(values: Sequence[float]) -> dict:
   """Mean and (population) standard deviation of one metric over task orders.
 

@@ -51,6 +51,22 @@ def mask_logits(logits: jax.Array, label_masks, task: jax.Array) -> jax.Array:
   return jnp.where(task_masks(label_masks, task), logits, MASKED_LOGIT)
 
 
+def task_il_scores(scores: jax.Array, class_masks, task: jax.Array) -> jax.Array:
+  """``scores`` float ``[B, O]`` with the outputs outside task ``task[i]``'s classes (int32 ``[B]``) set to
+  ``-inf``: their argmax is the Task-IL prediction, the task identity given at test time (Mammoth's
+  ``mask_classes`` in ``utils/training.py``). ``-inf``, not ``MASKED_LOGIT``: no loss reads these scores,
+  and a task's classes stay above the others even when a method scores them ``MASKED_LOGIT`` (iCaRL's
+  classes without exemplars).
+
+  Args:
+    scores: float ``[B, O]``, logits or a method's evaluation scores.
+    class_masks: bool ``[max_tasks, O]`` (:attr:`lwcl.data.scenarios.Scenario.task_il_masks`), or one
+      table per replica ``[R, max_tasks, O]`` (task orders), read as :func:`task_masks` reads label masks.
+    task: int32 ``[B]``, each example's task.
+  """
+  return jnp.where(task_masks(class_masks, task), scores, -jnp.inf)
+
+
 def cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None) -> jax.Array:
   """Mean softmax cross-entropy (nats) of ``logits`` ``[B, O]`` against int labels ``[B]``, weighted by
   ``weights`` ``[B]`` (e.g. the evaluation padding ``mask``) when given."""

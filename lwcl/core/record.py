@@ -11,6 +11,7 @@ import dataclasses
 import flax
 import jax
 import numpy as np
+from flax import serialization
 
 
 @dataclasses.dataclass
@@ -57,6 +58,10 @@ class Record:
       ``probe`` ``[K, T]``; empty for plain runs.
     method_report: the method's per-task counters (``Method.task_report``, e.g. GEM's solver), ``[T]``
       each; empty for methods that keep none.
+    task_il_R: ``[T, T]`` the Task-IL accuracy matrix of a class-incremental run, laid out as ``R``: the
+      same scores' argmax over the evaluated task's classes alone (the task identity given at test time;
+      Mammoth's ``mask_classes``). None for other runs, whose checkpoints hold no entry for it (their layout
+      as before it existed).
   """
   R: np.ndarray
   b: np.ndarray
@@ -65,19 +70,46 @@ class Record:
   readouts: dict
   epoch_acc: np.ndarray
   method_report: dict = flax.struct.field(default_factory=dict)
+  task_il_R: np.ndarray | None = None
 
   @classmethod
   def zeros(cls, num_tasks: int, lca_batches: int, readouts: dict, epochs: int = 1,
-            report_keys=()) -> "Record":
+            report_keys=(), task_il: bool = False) -> "Record":
     """An empty record of a ``num_tasks`` stream of ``epochs`` epochs per task, with the read-outs'
-    initial arrays and zero counters for ``report_keys``."""
+    initial arrays, zero counters for ``report_keys`` and, with ``task_il`` (class-incremental runs), a
+    zero Task-IL accuracy matrix."""
     T = num_tasks
     return cls(R=np.zeros((T, T), np.float32), b=np.zeros((T,), np.float32),
                lca=np.zeros((T, lca_batches + 1), np.float32), final_loss=np.zeros((T,), np.float32),
                readouts=readouts, epoch_acc=np.zeros((T, epochs), np.float32),
-               method_report={k: np.zeros((T,), np.float32) for k in report_keys})
+               method_report={k: np.zeros((T,), np.float32) for k in report_keys},
+               task_il_R=np.zeros((T, T), np.float32) if task_il else None)
 
   def writable(self) -> "Record":
     """A copy whose arrays are writable host NumPy arrays (after a checkpoint restore)."""
     return jax.tree.map(np.array, self)
+
+
+def _state_dict(record: Record) -> dict:
+  """The record as checkpointed (``flax.serialization.to_state_dict``): every field, but ``task_il_R`` only
+  when it is recorded, so that other runs' checkpoints keep the layout they had before it existed (orbax
+  restores a tree only into the structure it was saved with)."""
+  return {f.name: serialization.to_state_dict(getattr(record, f.name)) for f in dataclasses.fields(record)
+          if f.name != "task_il_R" or record.task_il_R is not None}
+
+
+def _from_state_dict(target: Record, state: dict) -> Record:
+  """``target`` with the fields of ``state`` (:func:`_state_dict`'s layout for ``target``).
+
+  Raises:
+    ValueError: ``state`` lacks a field of that layout or has another one.
+  """
+  names = list(_state_dict(target))
+  if sorted(names) != sorted(state):
+    raise ValueError(f"the state dict of a Record has fields {sorted(state)}, not {sorted(names)}, at path "
+                     f"{serialization.current_path()}")
+  return target.replace(**{n: serialization.from_state_dict(getattr(target, n), state[n], name=n) for n in names})
+
+
+serialization.register_serialization_state(Record, _state_dict, _from_state_dict, override=True)
 

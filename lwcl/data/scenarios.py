@@ -115,6 +115,20 @@ class Scenario:
   def num_tasks(self) -> int:
     return len(self.tasks)
 
+  @property
+  def task_il_masks(self) -> np.ndarray | None:
+    """For a class-incremental scenario, bool ``[max_tasks, output_dim]``: row ``t`` marks the classes of
+    task ``t`` (its outputs on the shared head; rows past the stream are False). The Task-IL evaluation
+    restricts each example's prediction to its task's row (Mammoth's ``mask_classes``). None for the
+    other label spaces (task-incremental heads already restrict to the task; domain-incremental tasks
+    share their labels)."""
+    if self.incremental != "class":
+      return None
+    masks = np.zeros((self.max_tasks, self.output_dim), dtype=bool)
+    for t, task in enumerate(self.tasks):
+      masks[t, list(task.classes)] = True
+    return masks
+
 
 def _train_valid(rng, images, labels, task: int, cfg) -> tuple[Examples, Examples]:
   """Holds out ``validation_fraction`` of a task's training data, then caps training at

@@ -32,7 +32,7 @@ from lwcl.data.pipeline import Preprocessor, steps_per_epoch
 from lwcl.data.scenarios import Scenario, build_scenario
 from lwcl.data.sources import load_dataset
 from lwcl.engine import optim
-from lwcl.engine.compiled import Steps, compile_steps
+from lwcl.engine.compiled import Steps, compile_eval_step, compile_steps
 from lwcl.engine.replicas import One, Replicas
 from lwcl.errors import ConfigError
 from lwcl.io.results import data_fingerprint
@@ -119,6 +119,10 @@ class Setup:
     host_parts: when the replicas have a table of label masks each, every replica's ``(fns, method,
       readouts)`` of its single run (its own masks), for the hooks that run on the host outside the vmapped
       program (end of task, read-outs); else empty.
+    task_il_masks: in class-incremental scenarios, each task's classes for the Task-IL evaluation (bool
+      ``[max_tasks, O]``, :attr:`~lwcl.data.scenarios.Scenario.task_il_masks`; ``[R, max_tasks, O]`` when the
+      replicas' task orders give them different tables, read inside the vmapped program as label masks
+      are); None otherwise (no Task-IL accuracies are recorded).
     steps: the compiled steps (:class:`Steps`).
   """
   config: Any
@@ -138,6 +142,7 @@ class Setup:
   readouts: layerwise.Readouts
   steps_per_epoch: tuple
   host_parts: tuple
+  task_il_masks: np.ndarray | None
   steps: Steps
 
   @classmethod
@@ -187,7 +192,8 @@ class Setup:
     """The setup of the same single run in another task order (``scenario.task_order = order``, a
     permutation of the tasks as defined). The data set is not reloaded; the compiled steps are reused when
     the label masks are unchanged (always, except masked task-incremental heads, whose masks follow the
-    order).
+    order), the evaluation step too unless the tasks' classes of the Task-IL evaluation moved
+    (class-incremental: only it is compiled again).
 
     Raises:
       ValueError: the setup trains batched replicas (each has its own order).
@@ -204,8 +210,13 @@ class Setup:
           config, (config,), [scenario], self.preprocess, self.parallel, self.replicas, self.steps_per_dispatch,
           self.eval_batch_size))
     stream = Stream(scenario, tuple(self.method.training_data(scenario, t) for t in range(scenario.num_tasks)))
+    task_il, steps = scenario.task_il_masks, self.steps
+    if task_il is not None and not np.array_equal(task_il, self.task_il_masks):  # class-IL: the tasks' classes
+      steps = dataclasses.replace(steps, eval_step=compile_eval_step(self.fns, self.method, self.parallel,
+                                                                     self.replicas, True, task_il))
     return dataclasses.replace(self, config=config, configs=(config,), streams=(stream,),
-                               steps_per_epoch=_steps_per_epoch([stream], config))
+                               steps_per_epoch=_steps_per_epoch([stream], config), task_il_masks=task_il,
+                               steps=steps)
 
   # -- views ---------------------------------------------------------------------------------------
 
@@ -263,7 +274,7 @@ class Setup:
     T = self.scenario.num_tasks
     return self.replicas.each(lambda _: Record.zeros(
         T, self.config.eval.lca_batches, self.readouts.initial_record(T), self.config.train.epochs_per_task,
-        self.method.report_keys))
+        self.method.report_keys, task_il=self.task_il_masks is not None))
 
 
 def _steps_per_epoch(streams, config) -> tuple:
@@ -318,6 +329,17 @@ def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, st
     learning_rates = tuple(optim.LearningRates(fns, c.optimizer, epochs) for c in configs)
   else:
     learning_rates = (optim.LearningRates(fns, config.optimizer, epochs),)
+  task_il = _task_il_masks(scenarios)
   return dict(streams=streams, fns=fns, method=method, tx=tx, learning_rates=learning_rates, readouts=readouts,
-              steps_per_epoch=_steps_per_epoch(streams, config), host_parts=host_parts,
-              steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, len(learning_rates) > 1))
+              steps_per_epoch=_steps_per_epoch(streams, config), host_parts=host_parts, task_il_masks=task_il,
+              steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, len(learning_rates) > 1,
+                                  task_il))
+
+
+def _task_il_masks(scenarios) -> np.ndarray | None:
+  """The tasks' classes of the Task-IL evaluation: None unless class-incremental; one table when every
+  scenario has the same, else one per replica stacked (``[R, max_tasks, O]``, task orders)."""
+  tables = [sc.task_il_masks for sc in scenarios]
+  if tables[0] is None:
+    return None
+  return tables[0] if all(np.array_equal(t, tables[0]) for t in tables) else np.stack(tables)

@@ -28,9 +28,9 @@ class Steps:
       state donated; batched replicas each get their own minibatch (``[R, B, ...]``).
     train_steps: ``(state, data, steps, count) -> (state, losses)`` (:func:`lwcl.engine.steps.make_train_steps`);
       batched replicas each get their own ``steps['index']`` (``[R, K, B]``) on shared data.
-    eval_step: ``(params, batch_stats, batch, method_state) -> (correct, count)``
-      (:func:`lwcl.engine.steps.make_eval_step`: the method state is read only by a method with its own
-      evaluation scores) on a batch shared by the replicas.
+    eval_step: ``(params, batch_stats, batch, method_state) -> (correct, count)``, and the Task-IL hits
+      ``task_il_correct`` third in class-incremental scenarios (:func:`lwcl.engine.steps.make_eval_step`: the
+      method state is read only by a method with its own evaluation scores; :func:`compile_eval_step`).
     init_opt: ``params -> opt_state`` (a fresh optimizer state, ``optimizer.reset_each_task``).
   """
   train_step: Callable
@@ -40,31 +40,50 @@ class Steps:
 
 
 def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, replicas: Replicas,
-                  shared_data: bool = True, lr_per_replica: bool = False) -> Steps:
+                  shared_data: bool = True, lr_per_replica: bool = False, task_il_masks=None) -> Steps:
   """The jitted steps of ``fns``, ``tx`` and ``method`` for ``replicas`` (see :class:`Steps`).
 
   Args:
     shared_data: whether every replica trains and is evaluated on the same task data (seeds); False for task
       orders, whose training data (``train_steps``) and evaluation batches carry the replica axis too.
     lr_per_replica: the learning rate argument carries the replica axis (a swept learning rate).
+    task_il_masks: each task's classes for the Task-IL hits of the evaluation step (class-incremental
+      scenarios; :func:`compile_eval_step`), or None.
   """
   rep, bat = parallel.replicated, parallel.batch
+  eval_step = compile_eval_step(fns, method, parallel, replicas, shared_data, task_il_masks)
   if not replicas.batched:
     return Steps(jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,), in_shardings=(rep, bat, rep),
                          out_shardings=(rep, rep)),
                  jax.jit(make_train_steps(fns, tx, method, bat), donate_argnums=(0,),
                          in_shardings=(rep, rep, rep, rep), out_shardings=(rep, rep)),
-                 jax.jit(make_eval_step(fns, method), in_shardings=(rep, rep, bat, rep), out_shardings=(rep, rep)),
-                 lambda params: parallel.replicate(tx.init(params)))
+                 eval_step, lambda params: parallel.replicate(tx.init(params)))
   data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
   steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
-  in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None),
-             "eval_step": (0, 0, data_axis, 0)}
-  builders = {"train_step": make_train_step, "train_steps": make_train_steps,
-              "eval_step": lambda f, t, m: make_eval_step(f, m)}
+  in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None)}
+  builders = {"train_step": make_train_step, "train_steps": make_train_steps}
 
   def compiled(name: str, **jit_kwargs):
     return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
 
   return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
-               compiled("eval_step"), jax.jit(replicas.vmap(tx.init, 0)))
+               eval_step, jax.jit(replicas.vmap(tx.init, 0)))
+
+
+def compile_eval_step(fns: ModelFns, method: Method, parallel: DataParallel, replicas: Replicas,
+                      shared_data: bool = True, task_il_masks=None) -> Callable:
+  """The jitted evaluation step (:func:`lwcl.engine.steps.make_eval_step`) for ``replicas``.
+
+  Args:
+    shared_data: as in :func:`compile_steps` (the evaluation batches carry the replica axis when False).
+    task_il_masks: bool ``[max_tasks, O]``, or ``[R, max_tasks, O]`` when the replicas' task orders give
+      them different tables (read at each replica's index on the vmapped axis, as label masks are:
+      :func:`lwcl.core.model_fns.task_il_scores`), or None: the step then returns ``(correct, count)`` as
+      compiled before the Task-IL hits existed, else ``(correct, count, task_il_correct)``.
+  """
+  step = make_eval_step(fns, method, task_il_masks)
+  if not replicas.batched:
+    rep, bat = parallel.replicated, parallel.batch
+    outs = (rep,) * (2 if task_il_masks is None else 3)
+    return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=outs)
+  return jax.jit(replicas.vmap(step, (0, 0, None if shared_data else 0, 0)))

@@ -107,9 +107,9 @@ class Experiment:
 
   @property
   def eval_step(self) -> Callable:
-    """The compiled ``(params, batch_stats, batch, method_state) -> (correct, count)``
-    (:func:`lwcl.engine.steps.make_eval_step`; ``method_state`` is read only by a method with its own
-    ``eval_scores``)."""
+    """The compiled ``(params, batch_stats, batch, method_state) -> (correct, count)``, with the Task-IL
+    hits third in a class-incremental scenario (:func:`lwcl.engine.steps.make_eval_step`; ``method_state``
+    is read only by a method with its own ``eval_scores``)."""
     return self.setup.steps.eval_step
 
   # -- running ---------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ for batched replicas):
    ``train.steps_per_dispatch`` per compiled loop on device-resident data), logging, non-finite loss
    detection and checkpoints every ``checkpoint.every_steps`` steps;
 3. :func:`finish_task`: the method's end-of-task update, then every task (future ones included) evaluated
-   into the accuracy matrix, the layer-wise read-outs, and a checkpoint;
+   into the accuracy matrix (and, class-incremental, from the same scores, the Task-IL one), the
+   layer-wise read-outs, and a checkpoint;
 4. the report (:func:`lwcl.engine.report.report`): each replica's ``results.json``, scalars and plots.
 
 Running again with the same workdir resumes from the newest checkpoint and ends with the same results.
@@ -89,11 +90,22 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
 def evaluate_task(setup: Setup, state: TrainState, task: int, split: str = "test") -> np.ndarray:
   """Accuracy (fraction) on one task's split: float64, a scalar, or ``[R]`` for batched replicas (task
   ``task`` of each replica's own stream: for task orders, every replica evaluates its own batches)."""
-  correct = count = 0.0
+  return _task_accuracies(setup, state, task, split)[0]
+
+
+def _task_accuracies(setup: Setup, state: TrainState, task: int, split: str) -> tuple:
+  """``(accuracy, task_il_accuracy)`` on one task's split, each as :func:`evaluate_task`'s; the Task-IL
+  accuracy (the same scores' argmax over the task's classes) in class-incremental setups
+  (:attr:`Setup.task_il_masks`), else None."""
+  correct = count = task_il = 0.0
   for batch in _eval_batches(setup, task, split):
-    c, n = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch), state.method_state)
-    correct, count = correct + c, count + n
-  return np.asarray(correct, np.float64) / np.maximum(np.asarray(count, np.float64), 1.0)
+    out = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch), state.method_state)
+    correct, count = correct + out[0], count + out[1]
+    if len(out) > 2:
+      task_il = task_il + out[2]
+  count = np.maximum(np.asarray(count, np.float64), 1.0)
+  return (np.asarray(correct, np.float64) / count,
+          None if setup.task_il_masks is None else np.asarray(task_il, np.float64) / count)
 
 
 def _eval_batches(setup: Setup, task: int, split: str):
@@ -113,8 +125,17 @@ def _eval_batches(setup: Setup, task: int, split: str):
 
 def evaluate(setup: Setup, state: TrainState, split: str = "test") -> np.ndarray:
   """Accuracy on every task of the stream, float32 ``[T]`` (``[R, T]`` for batched replicas)."""
-  return np.stack([evaluate_task(setup, state, j, split) for j in range(setup.scenario.num_tasks)],
-                  axis=-1).astype(np.float32)
+  return evaluate_with_task_il(setup, state, split)[0]
+
+
+def evaluate_with_task_il(setup: Setup, state: TrainState, split: str = "test") -> tuple:
+  """``(accuracy, task_il_accuracy)`` on every task of the stream from one pass over the data, each float32
+  ``[T]`` (``[R, T]`` for batched replicas); the Task-IL accuracies (class-incremental setups) or None."""
+  per_task = [_task_accuracies(setup, state, j, split) for j in range(setup.scenario.num_tasks)]
+  acc = np.stack([a for a, _ in per_task], axis=-1).astype(np.float32)
+  if setup.task_il_masks is None:
+    return acc, None
+  return acc, np.stack([t for _, t in per_task], axis=-1).astype(np.float32)
 
 
 # -- the stream -------------------------------------------------------------------------------------
@@ -192,13 +213,16 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
 
 
 def finish_task(setup: Setup, run: Run, t: int) -> None:
-  """Runs the method's end-of-task update, evaluates every replica on every task after task ``t`` (and the
-  read-outs), checkpoints, and prints a line (with the spread over the replicas when batched). The update
-  comes first so that a method's evaluation scores (``Method.eval_scores``: iCaRL's exemplar means) see the
-  state after the task, as Mammoth evaluates after its ``end_task``; the model's logits read no method state."""
+  """Runs the method's end-of-task update, evaluates every replica on every task after task ``t`` (and, in a
+  class-incremental run, its Task-IL accuracies from the same scores; the read-outs), checkpoints, and
+  prints a line (with the spread over the replicas when batched). The update comes first so that a method's
+  evaluation scores (``Method.eval_scores``: iCaRL's exemplar means) see the state after the task, as
+  Mammoth evaluates after its ``end_task``; the model's logits read no method state."""
   T, split, record, replicas = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.replicas
   run.state = run.state.replace(method_state=setup.parallel.replicate(end_task(setup, run, t)))
-  record.R[..., t, :] = evaluate(setup, run.state, split)
+  record.R[..., t, :], task_il = evaluate_with_task_il(setup, run.state, split)
+  if task_il is not None:  # class-incremental: the Task-IL row from the same evaluation
+    record.task_il_R[..., t, :] = task_il
   if setup.readouts.active:
     for r, seed in enumerate(setup.seeds):
       sub = {k: replicas.get(v, r) for k, v in record.readouts.items()}
@@ -210,15 +234,22 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
           record.readouts[k] = v
   _record_method_report(setup, run, t)
   step = int(np.max(jax.device_get(run.state.step)))
-  run.writer.write_scalars(step, {name: float(v) for j in range(T) for name, v in
-                                  replicas.scalars(f"eval/accuracy_task{j + 1}", record.R[..., t, j]).items()})
+  matrices = {"accuracy": record.R, **({"task_il_accuracy": record.task_il_R} if task_il is not None else {})}
+  run.writer.write_scalars(step, {name: float(v) for key, M in matrices.items() for j in range(T) for name, v in
+                                  replicas.scalars(f"eval/{key}_task{j + 1}", M[..., t, j]).items()})
   run.save(task_done=True)
   run.progress.task, run.progress.task_step = t + 1, 0
   if run.is_main:
-    seen = 100 * np.asarray(record.R[..., t, : t + 1]).reshape(-1, t + 1)
-    cells = [f"{m:.1f}" if not replicas.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0))]
     spread = f", mean±std over {replicas.describe()}" if replicas.batched else ""
-    print(f"after task {t + 1}/{T}: accuracy {' '.join(cells)} (seen tasks, %{spread})", flush=True)
+    task_il_cells = "" if task_il is None else f"; Task-IL {_seen_cells(record.task_il_R, t, replicas)}"
+    print(f"after task {t + 1}/{T}: accuracy {_seen_cells(record.R, t, replicas)}{task_il_cells} (seen tasks, "
+          f"%{spread})", flush=True)
+
+
+def _seen_cells(M: np.ndarray, t: int, replicas) -> str:
+  """Row ``t`` of an accuracy matrix ``M`` over the tasks seen, in percent (mean±std over batched replicas)."""
+  seen = 100 * np.asarray(M[..., t, : t + 1]).reshape(-1, t + 1)
+  return " ".join(f"{m:.1f}" if not replicas.batched else f"{m:.1f}±{d:.1f}" for m, d in zip(seen.mean(0), seen.std(0)))
 
 
 def end_task(setup: Setup, run: Run, task: int) -> Any:

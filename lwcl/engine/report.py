@@ -38,6 +38,10 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
   out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
          "eval_split": config.eval.split}
   out.update(metrics_lib.summarize(R, b))
+  if record.task_il_R is not None:  # class-incremental: the task identity given at test time (Task-IL)
+    task_il = record.task_il_R.astype(np.float64)
+    out["task_il_accuracy_matrix"] = task_il.tolist()
+    out.update(metrics_lib.summarize_task_il(task_il))
   out.update(readouts.results(record.readouts))
   out.update(setup.method.report_results(record.method_report) if record.method_report else {})
   if config.eval.lca_batches:
@@ -88,7 +92,8 @@ def report(setup, run: Run, done: list) -> list:
     if not run.is_main:
       continue
     step = int(np.max(jax.device_get(run.state.step)))
-    finite = {k: res[k] for k in SCALARS if res[k] is not None and np.isfinite(res[k])}
+    finite = {k: res[k] for k in SCALARS + metrics_lib.TASK_IL_SCALARS
+              if res.get(k) is not None and np.isfinite(res[k])}
     run.writer.write_scalars(step, {replicas.scalar_name(k, r): v for k, v in finite.items()})
     folder = replicas.folder(run.workdir, r)
     os.makedirs(folder, exist_ok=True)

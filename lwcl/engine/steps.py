@@ -1,10 +1,11 @@
 """Pure train and evaluation steps.
 
 A step is a function of explicit state: ``train_step(state, batch, learning_rate) -> (state, metrics)`` and
-``eval_step(params, batch_stats, batch, method_state) -> (correct, count)``; ``train_steps`` runs several train steps in
-one compiled loop on batches gathered on the device. They are built once per experiment and
-``jax.jit``-compiled with the state donated; everything that changes across tasks (method state, task
-ids, masks indexed by task) is an argument or part of the state, never a Python constant of the trace.
+``eval_step(params, batch_stats, batch, method_state) -> (correct, count)`` (and the Task-IL hits in
+class-incremental scenarios); ``train_steps`` runs several train steps in one compiled loop on batches
+gathered on the device. They are built once per experiment and ``jax.jit``-compiled with the state
+donated; everything that changes across tasks (method state, task ids, masks indexed by task) is an
+argument or part of the state, never a Python constant of the trace.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from lwcl.core.model_fns import ModelFns
+from lwcl.core.model_fns import ModelFns, task_il_scores
 from lwcl.core.state import TrainState
 
 
@@ -115,7 +116,7 @@ def make_train_steps(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, m
   return train_steps
 
 
-def make_eval_step(fns: ModelFns, method=None) -> Callable:
+def make_eval_step(fns: ModelFns, method=None, task_il_masks=None) -> Callable:
   """Builds ``eval_step(params, batch_stats, batch, method_state=None) -> (correct, count)``: float32 scalars
   summed over the batch's real (``mask`` = 1) examples, a prediction being the argmax of the scores.
 
@@ -123,6 +124,12 @@ def make_eval_step(fns: ModelFns, method=None) -> Callable:
   :meth:`~lwcl.methods.base.Method.eval_scores` (iCaRL's nearest mean of exemplars), that hook's scores
   computed from ``method_state``; for every other method ``method_state`` is not read and the step is
   traced exactly as without it.
+
+  With ``task_il_masks`` (class-incremental scenarios: each task's classes, bool ``[max_tasks, O]`` or one
+  table per replica ``[R, max_tasks, O]``, :attr:`lwcl.data.scenarios.Scenario.task_il_masks`) the step
+  returns ``(correct, count, task_il_correct)``: also the hits of the argmax over the example's task's
+  classes alone (:func:`lwcl.core.model_fns.task_il_scores`; Task-IL, Mammoth's ``mask_classes``), of the
+  same scores (one forward pass, two argmaxes). Without it the step is traced as before.
   """
   own_scores = method is not None and method.overrides("eval_scores")
 
@@ -132,6 +139,11 @@ def make_eval_step(fns: ModelFns, method=None) -> Callable:
     else:
       scores, _ = fns.logits(params, batch_stats, batch, train=False)
     hit = (jnp.argmax(scores, -1) == batch["label"]).astype(jnp.float32)
-    return jnp.sum(hit * batch["mask"]), jnp.sum(batch["mask"])
+    counts = jnp.sum(hit * batch["mask"]), jnp.sum(batch["mask"])
+    if task_il_masks is None:
+      return counts
+    restricted = task_il_scores(scores, task_il_masks, batch["task"])
+    task_hit = (jnp.argmax(restricted, -1) == batch["label"]).astype(jnp.float32)
+    return counts + (jnp.sum(task_hit * batch["mask"]),)
 
   return eval_step

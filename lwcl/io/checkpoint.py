@@ -10,13 +10,16 @@ What a restore trusts is checked: ``meta`` carries the SHA-256 of the saved stat
 recomputed on the restored state, so a damaged data file (a flipped bit that orbax reads without
 complaint) is refused as corrupt, naming the newest older checkpoint that is intact; and the data set's
 fingerprint (:func:`lwcl.data.sources.dataset_fingerprint`), so a run resumed on other data is refused as
-a different experiment. Checkpoints written before these were stored are restored unchecked.
+a different experiment. Checkpoints written before these were stored are restored unchecked. A checkpoint
+lacking an entry of the state this lwcl records (e.g. a class-incremental run's Task-IL accuracy matrix,
+from an lwcl that did not record it) is refused as an older lwcl's, never resumed with the entry empty.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 from typing import Any
 
 import flax.serialization
@@ -38,7 +41,13 @@ OPTIONS = (
 # before the methods package); 2: typed method states, ``record.readouts``; 3: ``record.epoch_acc`` and
 # ``record.method_report`` (GEM's solver counts in its optimizer state), the state's checksum in ``meta``.
 # 4: the method states of SI and GEM hold their float hyper-parameters (si_xi, gem_margin; issue 28).
+# Within 4, class-incremental runs add ``record.task_il_R`` (the Task-IL accuracy matrix); other runs' states
+# are unchanged. A checkpoint lacking an entry the run's state has is refused as written by an older lwcl
+# (:meth:`RunCheckpointer.restore`; orbax itself fails on the tree's structure, or restores the entry as None).
 FORMAT_VERSION = 4
+# Entries of the run state added within a format version, in words (for the message refusing a checkpoint
+# that lacks one).
+ADDED_ENTRIES = {"record.task_il_R": "the Task-IL accuracy matrix of class-incremental runs"}
 
 
 def config_differences(a: dict, b: dict, prefix: str = "") -> list:
@@ -139,7 +148,8 @@ class RunCheckpointer:
       ``(state, meta)``, or None when there is no checkpoint.
     Raises:
       CheckpointError: the checkpoint belongs to another experiment (another config, or other data), is in
-        another format version (:data:`FORMAT_VERSION`), or is corrupt (unreadable, or the restored state's
+        another format version (:data:`FORMAT_VERSION`), lacks an entry of ``target`` (written by an lwcl
+        that did not record it: :data:`ADDED_ENTRIES`), or is corrupt (unreadable, or the restored state's
         :func:`state_checksum` differs from the one saved with it) or incompatible. A corrupt checkpoint's
         message names the newest older checkpoint that restores intact, if any; nothing is deleted.
     """
@@ -184,21 +194,45 @@ class RunCheckpointer:
                             "original data, or use a new --workdir")
 
   def _state(self, step: int, meta: dict, target: Any) -> Any:
-    """Step ``step``'s state in ``target``'s structure, its checksum verified; raises :class:`_Corrupt`."""
+    """Step ``step``'s state in ``target``'s structure, its checksum verified; raises :class:`_Corrupt`, or
+    :class:`CheckpointError` when the checkpoint lacks an entry of ``target`` (:meth:`_check_entries`)."""
+    tree = flax.serialization.to_state_dict(target)
     try:
-      restored = self.manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(flax.serialization.to_state_dict(target))))["state"]
+      restored = self.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(tree)))["state"]
       state = flax.serialization.from_state_dict(target, restored)
     except Exception as e:  # pylint: disable=broad-except
+      self._check_entries(step, _missing_entries(tree, self._saved_tree(step)))  # orbax refuses a missing entry
       msg = str(e).splitlines()[0][:200] if str(e) else ""
       raise _Corrupt(f"unreadable or incompatible with this version of lwcl: {type(e).__name__}: {msg}"
                      ) from None
+    self._check_entries(step, _missing_entries(tree, restored))  # or restores it as None
     if "state_sha256" not in meta:
       logging.warning("checkpoint %s has no checksum (written by an older lwcl); restored unverified",
                       self._path(step))
     elif state_checksum(restored) != meta["state_sha256"]:
       raise _Corrupt("checksum mismatch")
     return state
+
+  def _saved_tree(self, step: int) -> Any:
+    """The structure of step ``step``'s saved state (orbax's tree metadata: a leaf per saved array), or None
+    when it cannot be read."""
+    try:
+      found = ocp.StandardCheckpointHandler().metadata(pathlib.Path(self._path(step), "state"))
+    except Exception:  # pylint: disable=broad-except
+      return None
+    return getattr(found, "tree", found)
+
+  def _check_entries(self, step: int, missing: list) -> None:
+    """Refuses step ``step``'s checkpoint when it lacks entries of the run's state (``missing``, dotted
+    paths): written by an lwcl that did not record them (:data:`ADDED_ENTRIES`), not corrupt; the tasks
+    already trained cannot be evaluated again for them, so the run is not resumed with them empty."""
+    if not missing:
+      return
+    names = [f"{m} ({ADDED_ENTRIES[m]})" if m in ADDED_ENTRIES else m for m in missing[:3]]
+    raise CheckpointError(f"checkpoint {self._path(step)} was written by an older lwcl: it lacks "
+                          f"{', '.join(names)}{' ...' if len(missing) > 3 else ''}, which this version records "
+                          "and cannot recompute for the tasks already trained; finish that run with the lwcl "
+                          "version that started it, or use a new --workdir")
 
   def _fallback(self, step: int, target: Any) -> str:
     """The fix for a corrupt checkpoint at ``step``: which older checkpoint restores intact (if any) and how
@@ -217,6 +251,18 @@ class RunCheckpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+
+def _missing_entries(target: Any, saved: Any) -> list:
+  """The dotted paths of ``target``'s leaves that ``saved`` (a checkpoint's state as orbax restored it into
+  ``target``'s structure, where an entry the checkpoint lacks is None, or its tree metadata) does not hold;
+  none when ``saved`` is None (unknown)."""
+  if saved is None:
+    return []
+  have = {jax.tree_util.keystr(p, simple=True, separator=".")
+          for p, _ in jax.tree_util.tree_flatten_with_path(saved)[0]}
+  return [name for name in (jax.tree_util.keystr(p, simple=True, separator=".")
+                            for p, _ in jax.tree_util.tree_flatten_with_path(target)[0]) if name not in have]
 
 
 class _Corrupt(Exception):

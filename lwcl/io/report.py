@@ -10,6 +10,7 @@ import tempfile
 
 import numpy as np
 
+from lwcl.core.metrics import TASK_IL_SCALARS
 from lwcl.io.figures import pyplot, save_figure
 
 HEATMAP_FILE = "accuracy_matrix.png"
@@ -73,13 +74,16 @@ def format_table(R, b, metrics: dict, task_names=None, title: str = "") -> str:
   for i in range(T):
     lines.append(f"{'after T' + str(i + 1):<10}" + "".join(f"{100 * v:>{width}.1f}" for v in R[i]))
   lines.append("tasks: " + "; ".join(f"T{j + 1} = {n}" for j, n in enumerate(names)))
+  lines.append(_metric_line(metrics, ("acc", "bwt", "fwt", "forgetting")))
+  return "\n".join(lines)
 
+
+def _metric_line(metrics: dict, keys, prefix: str = "") -> str:
+  """``ACC 51.20%  BWT -3.10%  ...``: the metrics ``prefix + key`` of ``metrics`` present, in percent."""
   def fmt(v):
     return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:+.2f}" if v < 0 else f"{100 * v:.2f}"
 
-  lines.append("  ".join(f"{k.upper()} {fmt(metrics[k])}%" for k in ("acc", "bwt", "fwt", "forgetting")
-                         if k in metrics))
-  return "\n".join(lines)
+  return "  ".join(f"{k.upper()} {fmt(metrics[prefix + k])}%" for k in keys if prefix + k in metrics)
 
 
 def plot_accuracy_matrix(R, path: str, title: str = "") -> None:
@@ -109,5 +113,10 @@ def format_summary(results: dict) -> str:
   m = {k: (np.nan if results.get(k) is None else results[k]) for k in ("acc", "bwt", "fwt", "forgetting")}
   table = format_table(results["accuracy_matrix"], results["initial_accuracy"], m,
                        [t["name"] for t in results["tasks"]], title)
+  if "task_il_accuracy_matrix" in results:  # class-incremental: the same model with the task given at test
+    final = " ".join(f"{100 * v:.1f}" for v in results["task_il_accuracy_matrix"][-1])
+    task_il = {k: np.nan if results.get(k) is None else results[k] for k in TASK_IL_SCALARS}
+    table += (f"\nTask-IL (each task's classes only): {_metric_line(task_il, ('acc', 'bwt', 'forgetting'), 'task_il_')}"
+              f"  (after the last task: {final})")
   return (f"{table}\ntrain time {results['train_seconds']:.1f} s, {results['examples_per_second']:.0f} "
           f"examples/s on {results['devices']['count']} {results['devices']['platform']} device(s)")

@@ -45,7 +45,8 @@ What differs from Mammoth:
 * **Flip means** only when the run flips its training images (Mammoth always flips; its iCaRL runs are on
   CIFAR, whose training flips).
 * **Scenarios**: class-incremental only (Mammoth also reports ``task-il``, the same training with the
-  other tasks' outputs masked at evaluation; lwcl's masked task-incremental heads mask training too, which
+  other tasks' outputs masked at evaluation: lwcl records it too, from the NME scores, in every
+  class-incremental run's Task-IL matrix; lwcl's masked task-incremental heads mask training too, which
   hides the old classes' outputs from the current task's rows, so they are refused, as for LwF); each task
   must bring new classes (domain-incremental is refused), and ``K`` must hold at least one exemplar per
   class.

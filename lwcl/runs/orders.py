@@ -35,7 +35,7 @@ from lwcl.io.results import RESULTS_FILE, common_data_fingerprint, fingerprint
 from lwcl.platform import provenance
 from lwcl.runs.axis import ReplicaAxis, finished_replicas, order_config  # noqa: F401  (order_config re-exported)
 from lwcl.runs.seeds import run_one_after_another
-from lwcl.runs.summaries import seeds_of, write_summaries
+from lwcl.runs.summaries import TASK_IL_SCALARS, column_name, has_task_il, seeds_of, write_summaries
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 ORDERS_SEED = 0  # seeds the draw of orders 1..R-1 (the same orders for every method and seed)
@@ -90,11 +90,12 @@ def summarize_orders(per_order: list) -> dict:
     per_order: the results dicts of each order's run.
   Returns:
     ``{'acc': {'mean', 'std', 'min', 'max', 'n'}, 'bwt': ..., 'fwt': ..., 'forgetting': ...,
-    'task_final_accuracy': {task name: {'mean', 'std', 'min', 'max', 'n'}}}``; a task is identified by
-    its name (its classes or transform), whatever its position in each order.
+    'task_final_accuracy': {task name: {'mean', 'std', 'min', 'max', 'n'}}}`` and, when every order has
+    them (class-incremental runs), the same statistics of :data:`~lwcl.runs.summaries.TASK_IL_SCALARS`; a
+    task is identified by its name (its classes or transform), whatever its position in each order.
   """
   out = {}
-  for k in SCALARS:
+  for k in SCALARS + (TASK_IL_SCALARS if has_task_il(per_order) else ()):
     values = [r[k] for r in per_order if r.get(k) is not None]
     out[k] = metrics.order_statistics(values) if values else None
   finals = {}
@@ -151,12 +152,13 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
       per_replica)]
   first = per_order[0]
   summary = summarize_orders(per_order)
+  task_il = (*TASK_IL_SCALARS, "task_il_accuracy_matrix") if has_task_il(per_order) else ()
   results = {
       "kind": "orders", "num_orders": config.num_orders,
       **({"num_seeds": len(seeds), "seeds": list(seeds)} if seeds else {}),
       "orders": [{"order": r, "task_order": all_orders[r], "tasks": [t["name"] for t in res["tasks"]],
                   **{k: res[k] for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
-                  **({"over_seeds": res["over_seeds"]} if seeds else {})}
+                  **{k: res[k] for k in task_il}, **({"over_seeds": res["over_seeds"]} if seeds else {})}
                  for r, res in enumerate(per_order)],
       **summary,
       "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
@@ -176,10 +178,14 @@ def run_orders(config, workdir: str, on_step: Callable[[int], None] | None = Non
 
 def _mean_over_seeds(summary: dict) -> dict:
   """One order's row from its ``num_seeds`` summary (:func:`lwcl.runs.summaries.summarize`): each metric
-  and the accuracy matrix as the mean over the seeds, the statistics kept in ``over_seeds``."""
-  return dict(summary, **{k: summary[k]["mean"] if summary[k] else None for k in SCALARS},
-              accuracy_matrix=summary["accuracy_matrix_mean"],
-              over_seeds={k: summary[k] for k in SCALARS})
+  and the accuracy matrix (and the Task-IL ones, when the summary has them) as the mean over the seeds, the
+  statistics kept in ``over_seeds``."""
+  keys = SCALARS + (TASK_IL_SCALARS if "task_il_accuracy_matrix_mean" in summary else ())
+  task_il = ({"task_il_accuracy_matrix": summary["task_il_accuracy_matrix_mean"]}
+             if "task_il_accuracy_matrix_mean" in summary else {})
+  return dict(summary, **{k: summary[k]["mean"] if summary[k] else None for k in keys},
+              accuracy_matrix=summary["accuracy_matrix_mean"], **task_il,
+              over_seeds={k: summary[k] for k in keys})
 
 
 def _train_orders(config, workdir: str, axis: ReplicaAxis, all_orders: list, done: list, on_step) -> list:
@@ -217,16 +223,17 @@ def format_summary(results: dict) -> str:
   """Readable table of per-order metrics and their mean +- std."""
   seeds = f" x {results['num_seeds']} seeds (each order's row: the mean over its seeds)" \
       if results.get("num_seeds") else ""
+  keys = SCALARS + (("task_il_acc",) if "task_il_acc" in results else ())
   lines = [f"{results['method']} on {results['dataset']} over {results['num_orders']} task orders{seeds}",
-           f"{'order':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
+           f"{'order':<8}" + "".join(f"{column_name(k):>12}" for k in keys)]
 
   def pct(v):
     return "n/a" if v is None else f"{100 * v:.2f}"
 
   for o in results["orders"]:
-    lines.append(f"{o['order']:<8}" + "".join(f"{pct(o[k]):>12}" for k in SCALARS))
+    lines.append(f"{o['order']:<8}" + "".join(f"{pct(o[k]):>12}" for k in keys))
   lines.append(f"{'mean':<8}" + "".join(f"{pct(results[k]['mean'] if results[k] else None):>12}"
-                                         for k in SCALARS))
+                                         for k in keys))
   lines.append(f"{'std':<8}" + "".join(f"{pct(results[k]['std'] if results[k] else None):>12}"
-                                        for k in SCALARS))
+                                        for k in keys))
   return "\n".join(lines)

@@ -22,6 +22,7 @@ from lwcl.platform import provenance
 from lwcl.runs.axis import seed_config  # noqa: F401  (re-exported)
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
+TASK_IL_SCALARS = metrics.TASK_IL_SCALARS  # class-incremental runs' Task-IL ACC, BWT and forgetting
 METHOD_REPORTS = ("gem_solver",)  # a method's report in a seed's results.json, copied into its summary run
 
 
@@ -47,22 +48,30 @@ def summarize(config, per_seed: list) -> dict:
     'fwt', 'forgetting'; None where undefined for every seed; ``std`` the population std, ``ci95`` the 95%
     Student-t interval of the mean, None for one seed: :func:`lwcl.core.metrics.seed_statistics`),
     'task_final_accuracy': {task name: statistics}, 'accuracy_matrix_mean', 'accuracy_matrix_std' ([T, T]),
+    and, when every seed's results have them (class-incremental runs), each run's Task-IL metrics and
+    matrix, the statistics of :data:`TASK_IL_SCALARS` and 'task_il_accuracy_matrix_mean' / '_std',
     'method', 'dataset', 'scenario', 'tasks', 'train_seconds', 'config', 'fingerprint', 'data_fingerprint'
     (when every seed's results record the same), 'provenance' (the first seed's, with the keys where the
     seeds' differ: :func:`lwcl.platform.provenance.merge`; absent when no seed records one)}``.
   """
   seeds = seeds_of(config)
+  task_il = has_task_il(per_seed)
   out = {"kind": "seeds", "num_seeds": len(seeds), "seeds": seeds,
          "runs": [{"seed": s, **{k: res.get(k) for k in SCALARS}, "accuracy_matrix": res["accuracy_matrix"],
                    "final_train_loss": res["final_train_loss"],
+                   **({k: res.get(k) for k in (*TASK_IL_SCALARS, "task_il_accuracy_matrix")} if task_il else {}),
                    **{k: res[k] for k in METHOD_REPORTS if k in res}} for s, res in zip(seeds, per_seed)]}
-  for k in SCALARS:
+  for k in SCALARS + (TASK_IL_SCALARS if task_il else ()):
     values = [res[k] for res in per_seed if res.get(k) is not None]
     out[k] = metrics.seed_statistics(values) if values else None
   mats = np.asarray([res["accuracy_matrix"] for res in per_seed], np.float64)
   first = per_seed[0]
   out["task_final_accuracy"] = {task["name"]: metrics.seed_statistics(mats[:, -1, j])
                                 for j, task in enumerate(first["tasks"])}
+  if task_il:
+    task_il_mats = np.asarray([res["task_il_accuracy_matrix"] for res in per_seed], np.float64)
+    out.update({"task_il_accuracy_matrix_mean": task_il_mats.mean(0).tolist(),
+                "task_il_accuracy_matrix_std": task_il_mats.std(0).tolist()})
   out.update({"accuracy_matrix_mean": mats.mean(0).tolist(), "accuracy_matrix_std": mats.std(0).tolist(),
               "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
               "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
@@ -72,6 +81,12 @@ def summarize(config, per_seed: list) -> dict:
   if merged is not None:
     out["provenance"] = merged
   return out
+
+
+def has_task_il(per_run: list) -> bool:
+  """Whether every results dict of ``per_run`` has the Task-IL metrics (class-incremental runs; a run
+  finished by an lwcl that did not record them has none, and then no statistic over the runs has them)."""
+  return all("task_il_accuracy_matrix" in res for res in per_run)
 
 
 def write_summary(config, workdir: str, per_seed: list) -> dict:
@@ -95,15 +110,21 @@ def write_summaries(runs: list, per_replica: list) -> list:
 def format_summary(results: dict) -> str:
   """Readable table of every seed's metrics, their mean, the half-width of its 95% t-interval and their
   (population) standard deviation (percent)."""
+  keys = SCALARS + (("task_il_acc",) if "task_il_acc" in results else ())
   lines = [f"{results['method']} on {results['dataset']} over {results['num_seeds']} seeds (one vmapped "
-           "program)", f"{'seed':<8}" + "".join(f"{k.upper():>12}" for k in SCALARS)]
+           "program)", f"{'seed':<8}" + "".join(f"{column_name(k):>12}" for k in keys)]
 
   def pct(v):
     return "n/a" if v is None else f"{100 * v:.2f}"
 
   for run in results["runs"]:
-    lines.append(f"{run['seed']:<8}" + "".join(f"{pct(run[k]):>12}" for k in SCALARS))
+    lines.append(f"{run['seed']:<8}" + "".join(f"{pct(run[k]):>12}" for k in keys))
   for stat, label in (("mean", "mean"), ("ci95_half_width", "+-95%"), ("std", "std")):
     lines.append(f"{label:<8}" + "".join(f"{pct(results[k].get(stat) if results[k] else None):>12}"
-                                         for k in SCALARS))
+                                         for k in keys))
   return "\n".join(lines)
+
+
+def column_name(key: str) -> str:
+  """A metric's column header: ``ACC``, ..., ``TASK-IL ACC`` for ``task_il_acc``."""
+  return key.upper().replace("TASK_IL_", "TASK-IL ")

@@ -5,7 +5,8 @@ With ``--config.sweep.key=method.strength --config.sweep.candidates=(1.,10.,100.
 held-out validation split (``eval.split = 'valid'``) in ``workdir/sweep/<value>/``; the candidate with the
 best ``sweep.metric`` (highest ACC or BWT, lowest forgetting) is selected, and one final run with it is
 evaluated on the test split in ``workdir/final/``. ``workdir/results.json`` holds the final run's results
-plus ``sweep`` (every candidate's validation metrics) and ``selected``.
+plus ``sweep`` (every candidate's validation metrics, the Task-IL ones too when class-incremental) and
+``selected``.
 
 This is the protocol of GEM/A-GEM's hyper-parameter search (Chaudhry et al. 2019, Sec. 5, on held-out
 data) with the validation split taken from each task's training data.
@@ -27,7 +28,7 @@ from lwcl.platform import provenance
 from lwcl.runs import axis
 from lwcl.runs import seeds as replicas
 from lwcl.runs import summaries as replica_results
-from lwcl.runs.summaries import SCALARS, seeds_of, write_summaries
+from lwcl.runs.summaries import SCALARS, TASK_IL_SCALARS, seeds_of, write_summaries
 
 HIGHER_IS_BETTER = {"acc": True, "bwt": True, "forgetting": False}
 OPTIONS = config_sections.SWEEP  # declared in lwcl.config.sections (the validator cannot import lwcl.runs)
@@ -90,12 +91,12 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   per_replica = axis.finished_replicas(_program(config), _axis(config), sweep_dir)
   if any(d is None for d in per_replica):
     per_replica = _train_candidates(config, workdir, per_replica, on_step)
-  rows = [{"value": v, **{k: res[k] for k in SCALARS}} for v, res in zip(values, per_replica)]
+  rows = [{"value": v, **{k: res[k] for k in _scalars(res)}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
     summaries = write_summaries([(axis.candidate_config(config, config.sweep.key, v, "valid"),
                                   os.path.join(sweep_dir, f"{v:g}")) for v in values], per_replica)
-    rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in SCALARS},
-             "over_seeds": {k: sm[k] for k in SCALARS}} for v, sm in zip(values, summaries)]
+    rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in _scalars(sm)},
+             "over_seeds": {k: sm[k] for k in _scalars(sm)}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
   best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
   over = f" mean over {len(seeds)} seeds" if seeds else ""
@@ -126,6 +127,12 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
   return replicas.run_one_after_another(
       [(f"sweep {key}={value} (validation split)", axis.candidate_config(config, key, value, "valid"),
         os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
+
+
+def _scalars(results: dict) -> tuple:
+  """The metrics of a candidate's row: ACC, BWT, FWT, forgetting, and the Task-IL ones when its results (a
+  run's, or the summary over its seeds) have them (class-incremental)."""
+  return SCALARS + (TASK_IL_SCALARS if "task_il_acc" in results else ())
 
 
 def _seeds(config) -> list:

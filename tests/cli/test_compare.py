@@ -90,6 +90,27 @@ def test_compare_tables_report_which_blocks_forget():
   assert table_csv.splitlines()[1].endswith(",25.00,nan")
 
 
+def test_compare_tables_add_a_task_il_column_when_a_run_has_it():
+  plain = {"acc": 0.5, "train_seconds": 3.0, "config": {"model": {"name": "mlp"}}}
+  md, table_csv = compare.tables(["a"], [plain])
+  assert "Task-IL" not in md and "task_il" not in table_csv  # the table as before
+  md, table_csv = compare.tables(["a", "b"], [plain, {**plain, "task_il_acc": 0.875}])
+  header, rule = md.splitlines()[:2]
+  assert "| final acc % | Task-IL acc % | block heads" in header and rule == "| --- " * 12 + "|"
+  assert "| 50.00 | - | - |" in md.splitlines()[2] and "| 50.00 | 87.50 | - |" in md.splitlines()[3]
+  assert table_csv.splitlines()[0].startswith("run,model,mode,strides,intensity,local_blocks,acc,task_il_acc,train")
+  assert table_csv.splitlines()[1].endswith(",50.00,,3.0") and table_csv.splitlines()[2].endswith(",50.00,87.50,3.0")
+  seeds = [[_seed(s, 0.5 + s / 10, BLOCK) for s in (0, 1)], [{**_seed(s, 0.5, BLOCK), "task_il_acc": 0.8 + s / 10}
+                                                            for s in (0, 1)]]
+  md, table_csv = compare.seed_tables(["a", "b"], seeds)
+  assert md.splitlines()[0] == ("| run | method | seeds | ACC % | Task-IL ACC % | BWT % | forgetting % | LCA % | "
+                                "train s |")
+  row_a, row_b = (next(line for line in md.splitlines() if line.startswith(f"| {n} |")) for n in "ab")
+  assert row_b.split(" | ")[4].startswith("85.00 +- ") and row_a.split(" | ")[4] == "-"
+  assert "task_il_acc_mean,task_il_acc_std" in table_csv.splitlines()[0]
+  assert "Task-IL" not in compare.seed_tables(["a"], seeds[:1])[0]
+
+
 def _seed(seed, acc, prov, method="finetune"):
   return {"config": {"seed": seed}, "method": method, "acc": acc, "bwt": -acc / 10, "forgetting": acc / 10,
           "train_seconds": 2.0, "provenance": prov}

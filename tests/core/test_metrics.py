@@ -102,3 +102,12 @@ def test_paired_difference_is_the_t_interval_of_the_per_seed_differences():
   assert metrics.paired_difference([0.5], [0.6])["ci95"] is None
   with pytest.raises(ValueError, match="equally long"):
     metrics.paired_difference([0.5, 0.6], [0.6])
+
+
+def test_task_il_metrics_are_acc_bwt_and_forgetting_of_the_task_il_matrix():
+  R = np.asarray([[0.9, 0.5, 0.4], [0.8, 0.95, 0.5], [0.85, 0.7, 0.9]])
+  got = metrics.summarize_task_il(R)
+  assert tuple(got) == metrics.TASK_IL_SCALARS
+  assert got == {"task_il_acc": metrics.acc(R), "task_il_bwt": metrics.bwt(R),
+                 "task_il_forgetting": metrics.forgetting(R)}
+  assert got["task_il_acc"] == pytest.approx((0.85 + 0.7 + 0.9) / 3)

@@ -32,6 +32,22 @@ def test_split_masked_and_class_incremental_keep_global_labels():
   assert set(np.unique(cls.tasks[2].test.labels)) == {4, 5}
 
 
+def test_task_il_masks_are_each_tasks_classes_in_class_incremental_scenarios_only():
+  ds = synthetic_dataset()
+  cls = scenarios.build_scenario(small_config(**{"scenario.incremental": "class", "scenario.max_tasks": 4,
+                                                 "scenario.order_seed": 3}).scenario, ds)
+  masks = cls.task_il_masks
+  assert masks.shape == (4, 10) and masks.dtype == bool and not masks[3].any()  # a padded slot: no class
+  for t, task in enumerate(cls.tasks):  # the classes of each task in stream order (the order applied)
+    np.testing.assert_array_equal(np.flatnonzero(masks[t]), sorted(task.classes))
+  assert [t.classes for t in cls.tasks] != [(0, 1), (2, 3), (4, 5)]
+  for overrides in ({}, {"scenario.task_heads": "masked"}, {"scenario.incremental": "domain"}):
+    assert scenarios.build_scenario(small_config(**overrides).scenario, ds).task_il_masks is None
+  permuted = scenarios.build_scenario(small_config(**{"scenario.incremental": "class",
+                                                      "scenario.kind": "permuted"}).scenario, ds)
+  assert permuted.task_il_masks.all()  # every task holds every class: Task-IL is Class-IL
+
+
 def test_class_and_task_order_and_samples_and_validation():
   ds = synthetic_dataset(n=400)
   cfg = small_config(**{"scenario.class_order": (9, 8, 7, 6, 5, 4), "scenario.order_seed": 3,

@@ -1,4 +1,5 @@
-"""lwcl.io.checkpoint: checksums on every checkpoint; a checkpoint of another format version is refused."""
+"""lwcl.io.checkpoint: checksums on every checkpoint; a checkpoint of another format version, or one lacking an
+entry the run's state now has, is refused."""
 
 import os
 
@@ -44,3 +45,26 @@ def test_a_checkpoint_of_another_format_version_is_refused_as_such(tmp_path, mon
   with pytest.raises(CheckpointError, match=f"in format {checkpoint.FORMAT_VERSION - 1}, written by an older"):
     RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(state)
   assert os.listdir(directory) == ["1"]
+
+
+@pytest.mark.parametrize("saved", ["absent", "none"])
+def test_a_checkpoint_lacking_an_entry_of_the_state_is_refused_as_an_older_lwcls(tmp_path, saved):
+  # What an lwcl before the Task-IL matrix wrote for a class-incremental run: the record without task_il_R
+  # (orbax refuses to restore the missing entry, or gives it as None when it was saved as None).
+  directory = str(tmp_path / "checkpoints")
+  R = np.ones((2, 2), np.float32)
+  old = {"record": {"R": R, **({"task_il_R": None} if saved == "none" else {})}}
+  ckpt = RunCheckpointer(directory, 2, {"a": 1}, "d" * 64)
+  ckpt.save(6, old, {"task": 1})
+  ckpt.close()
+  target = {"record": {"R": np.zeros_like(R), "task_il_R": np.zeros_like(R)}}
+  with pytest.raises(CheckpointError) as e:
+    RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(target)
+  message = str(e.value)
+  assert "checkpoints/6 was written by an older lwcl: it lacks record.task_il_R (the Task-IL accuracy matrix" \
+      in message and "; finish that run with the lwcl version that started it" in message, message
+  assert "corrupt" not in message and "\n" not in message
+  assert os.listdir(directory) == ["6"]  # kept
+  as_written = {"record": {"R": np.zeros_like(R), **({"task_il_R": None} if saved == "none" else {})}}
+  restored, _ = RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(as_written)
+  np.testing.assert_array_equal(restored["record"]["R"], R)  # the layout it was written with still restores

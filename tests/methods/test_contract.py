@@ -168,6 +168,10 @@ def test_a_replica_equals_its_single_run(tmp_path, name):
   helpers.assert_close_per_leaf(got.params, exp.final_state.params)
   helpers.assert_close_per_leaf(got.method_state, exp.final_state.method_state)
   np.testing.assert_allclose(per_replica[1]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)
+  assert ("task_il_accuracy_matrix" in single) == (single["scenario"]["incremental"] == "class")
+  if "task_il_accuracy_matrix" in single:  # class-incremental (iCaRL): the Task-IL matrix too
+    np.testing.assert_allclose(per_replica[1]["task_il_accuracy_matrix"], single["task_il_accuracy_matrix"],
+                               atol=2e-3)
 
 
 class _Recording(dict):

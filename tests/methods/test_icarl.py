@@ -1,7 +1,7 @@
 """iCaRL (lwcl.methods.icarl): herding against a float64 NumPy transcription of the paper's Algorithm 4, the
 memory's budget and herding prefixes over a stream, the loss against Mammoth's binary cross-entropy, the
 exemplar weights of the joined batch, the nearest-mean classifier against NumPy, the evaluation hook in
-the accuracy matrix, and the one-line refusals."""
+the accuracy matrix and in the Task-IL one, and the one-line refusals."""
 
 import jax
 import jax.numpy as jnp
@@ -167,10 +167,23 @@ def test_the_accuracy_matrix_is_the_nearest_mean_of_exemplars(tmp_path):
     predicted = _nme_reference(features, exemplars, np.asarray(ms.labels)[keep], setup.scenario.output_dim)
     want = np.mean(predicted == np.asarray(task.test.labels))
     assert abs(results["accuracy_matrix"][-1][j] - want) <= 1e-6, j
+    # Task-IL: the nearest mean among the task's classes (the means of its exemplars alone), not the logits.
+    of_task = np.isin(np.asarray(ms.labels)[keep], task.classes)
+    predicted = _nme_reference(features, exemplars[of_task], np.asarray(ms.labels)[keep][of_task],
+                               setup.scenario.output_dim)
+    want = np.mean(predicted == np.asarray(task.test.labels))
+    assert abs(results["task_il_accuracy_matrix"][-1][j] - want) <= 1e-6, j
   # Not the network's argmax: its accuracies on the same state differ.
   logits = [np.mean(np.argmax(setup.fns.logits(state.params, state.batch_stats, {"image": t.test.images,
             "task": t.test.tasks}, train=False)[0], -1) == t.test.labels) for t in setup.scenario.tasks]
   assert not np.allclose(logits, results["accuracy_matrix"][-1])
+  task_il_logits = []
+  for t in setup.scenario.tasks:
+    out = np.asarray(setup.fns.logits(state.params, state.batch_stats, {"image": t.test.images, "task": t.test.tasks},
+                                      train=False)[0])
+    classes = np.asarray(t.classes)
+    task_il_logits.append(np.mean(classes[np.argmax(out[:, classes], -1)] == t.test.labels))
+  assert not np.allclose(task_il_logits, results["task_il_accuracy_matrix"][-1])
 
 
 @pytest.mark.parametrize("overrides,match", [

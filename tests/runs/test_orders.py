@@ -49,11 +49,16 @@ def test_orders_reuse_compiled_steps_and_summarize(tmp_path):
     # replica's index inside the vmapped program), in layer-wise local mode (every auxiliary head masked);
     # A-GEM's memory gradients use them (the plain network's case: tests/runs/test_driver.py)
     {"method.name": "agem", "scenario.task_heads": "masked", "train.steps_per_dispatch": 3,
-     "layerwise.mode": "local"}])
+     "layerwise.mode": "local"},
+    # class-incremental: one head for every order, but each order's tasks' classes for the Task-IL matrix,
+    # a table per replica as the masked heads' masks are (one after another: the eval step compiled anew)
+    {"scenario.incremental": "class"}])
 def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrides):
   config = small_config(**{"num_orders": 3, **overrides})
   setup = Setup.build(config, ReplicaAxis.of_orders(config.seed, orders.config_orders(config)))
   assert setup.fns.masks_per_replica == ("scenario.task_heads" in overrides)  # a table per order, as data
+  class_il = overrides.get("scenario.incremental") == "class"
+  assert (setup.task_il_masks is not None and setup.task_il_masks.shape == (3, 3, 10)) == class_il
   replicas = driver.run(config, str(tmp_path / "replicas"))
   assert "checkpoints" in os.listdir(tmp_path / "replicas")  # one program, one stacked checkpoint
   sequential = config.copy_and_resolve_references()
@@ -64,10 +69,16 @@ def test_orders_as_replicas_equal_the_orders_one_after_another(tmp_path, overrid
   for got, want in zip(replicas["orders"], one_by_one["orders"]):
     assert got["task_order"] == want["task_order"] and got["tasks"] == want["tasks"]
     np.testing.assert_allclose(got["accuracy_matrix"], want["accuracy_matrix"], atol=2e-3)
+    assert ("task_il_accuracy_matrix" in got) == ("task_il_accuracy_matrix" in want) == class_il
+    if class_il:
+      np.testing.assert_allclose(got["task_il_accuracy_matrix"], want["task_il_accuracy_matrix"], atol=2e-3)
+      assert got["task_il_acc"] > got["acc"]  # fine-tuning forgets the old classes, less so with the task given
+  assert ("task_il_acc" in replicas) == class_il and ("TASK-IL ACC" in orders.format_summary(replicas)) == class_il
   # Each order's folder is the finished single run of that order.
   for r, order in enumerate(orders.config_orders(config)):
     single = driver.run(orders.order_config(config, order), str(tmp_path / "replicas" / f"order{r}"))
     assert single["accuracy_matrix"] == replicas["orders"][r]["accuracy_matrix"]
+    assert single.get("task_il_accuracy_matrix") == replicas["orders"][r].get("task_il_accuracy_matrix")
     assert single["replica"]["num_replicas"] == 3 and single["replica"]["of"] == "3 task orders"
 
 

@@ -12,6 +12,7 @@ import types
 import numpy as np
 import pytest
 
+from lwcl.core import metrics
 from lwcl.engine import loop, run_io
 from lwcl.engine.experiment import Experiment
 from lwcl.errors import ConfigError, DivergenceError, Interrupted
@@ -36,12 +37,14 @@ def tiny(**extra):
 # parameters, method state, accuracy matrix) is tests/methods/test_contract.py's
 # test_a_replica_equals_its_single_run (the same stream and seeds); here the cases it does not cover.
 @pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
-@pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared", [
-    ("finetune", 3, 1, (0, 1)),  # several steps per dispatch; every replica
-    ("ewc", 1, 2, (1,))])  # two epochs per task
-def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared):
+@pytest.mark.parametrize("method,steps_per_dispatch,epochs,compared,extra", [
+    ("finetune", 3, 1, (0, 1), {}),  # several steps per dispatch; every replica
+    ("ewc", 1, 2, (1,), {}),  # two epochs per task
+    ("finetune", 1, 1, (1,), {"scenario.incremental": "class"})])  # the Task-IL matrix of the logits too
+def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps_per_dispatch, epochs, compared,
+                                                         extra):
   config = tiny(**{"method.name": method, "num_seeds": 2, "train.steps_per_dispatch": steps_per_dispatch,
-                   "train.epochs_per_task": epochs, **helpers.method_overrides(method)})
+                   "train.epochs_per_task": epochs, **helpers.method_overrides(method), **extra})
   reps = Experiment(config, ReplicaAxis.of_seeds(replica_results.seeds_of(config)))
   summary = replica_results.summarize(config, reps.run_replicas(str(tmp_path / "replicas")))
   assert summary["seeds"] == [3, 4]
@@ -54,6 +57,14 @@ def test_replica_r_matches_the_single_run_of_seed_plus_r(tmp_path, method, steps
     helpers.assert_close_per_leaf(got.params, exp.final_state.params)
     helpers.assert_close_per_leaf(got.method_state, exp.final_state.method_state)
     np.testing.assert_allclose(summary["runs"][r]["accuracy_matrix"], single["accuracy_matrix"], atol=2e-3)
+    assert ("task_il_accuracy_matrix" in single) == bool(extra)
+    if extra:  # class-incremental
+      np.testing.assert_allclose(summary["runs"][r]["task_il_accuracy_matrix"], single["task_il_accuracy_matrix"],
+                                 atol=2e-3)
+  if extra:
+    values = [run["task_il_acc"] for run in summary["runs"]]
+    assert summary["task_il_acc"]["mean"] == pytest.approx(np.mean(values)) and summary["task_il_acc"]["n"] == 2
+    assert "TASK-IL ACC" in replica_results.format_summary(summary)
 
 
 @pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
@@ -168,3 +179,30 @@ def test_the_summary_gives_the_t_interval_keeps_the_std_and_carries_the_seeds_pr
   mixed = replica_results.summarize(config, [seed_results(a, p) for a, p in zip(accs, (block, other, None))])
   assert mixed["provenance"] == {**block, "differs_across_runs": ["cpu.family", "cpu.isa"]}
   assert "provenance" not in replica_results.summarize(config, [seed_results(a, None) for a in accs])
+  assert not [k for k in summary if "task_il" in k] and "TASK-IL" not in replica_results.format_summary(summary)
+  assert not [k for k in summary["runs"][0] if "task_il" in k]
+
+
+def test_the_summary_of_class_incremental_seeds_gives_the_task_il_statistics():
+  config = tiny(num_seeds=3)
+  task_il = [0.9, 0.8, 0.85]
+
+  def seed_results(acc, til):
+    return {"acc": acc, "bwt": -0.5, "fwt": None, "forgetting": 0.5, "accuracy_matrix": [[1.0, 0.0], [0.1, acc]],
+            "task_il_accuracy_matrix": [[1.0, 0.5], [til, 0.95]], "task_il_acc": til, "task_il_bwt": til - 1.0,
+            "task_il_forgetting": 1.0 - til, "final_train_loss": [0.1, 0.2],
+            "tasks": [{"name": "0-1"}, {"name": "2-3"}], "method": "finetune", "dataset": "fashion_mnist",
+            "scenario": {}, "train_seconds": 1.0}
+
+  per_seed = [seed_results(0.5, t) for t in task_il]
+  summary = replica_results.summarize(config, per_seed)
+  assert summary["task_il_acc"] == metrics.seed_statistics(task_il)
+  assert summary["task_il_forgetting"]["mean"] == pytest.approx(1.0 - np.mean(task_il))
+  assert [run["task_il_acc"] for run in summary["runs"]] == task_il
+  assert summary["runs"][1]["task_il_accuracy_matrix"] == [[1.0, 0.5], [0.8, 0.95]]
+  np.testing.assert_allclose(summary["task_il_accuracy_matrix_mean"], [[1.0, 0.5], [0.85, 0.95]])
+  text = replica_results.format_summary(summary)
+  assert "TASK-IL ACC" in text.splitlines()[1] and f"{100 * np.mean(task_il):.2f}" in text.splitlines()[5]
+  # A seed finished by an lwcl that did not record it: no Task-IL statistic over the seeds.
+  del per_seed[2]["task_il_accuracy_matrix"], per_seed[2]["task_il_acc"]
+  assert not [k for k in replica_results.summarize(config, per_seed) if "task_il" in k]

@@ -14,8 +14,10 @@ from helpers import small_config
 
 @pytest.mark.e2e  # a whole stream (or several) through the driver: the full suite, not --fast
 def test_sweep_selects_on_validation_and_reports_test(tmp_path):
+  # class-incremental: the candidates' rows and the final run carry the Task-IL metrics too
   config = small_config(**{"sweep.key": "optimizer.learning_rate", "sweep.candidates": (1e-4, 0.05),
-                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2})
+                           "scenario.validation_fraction": 0.2, "scenario.num_tasks": 2,
+                           "scenario.incremental": "class"})
   results = sweep.run_sweep(config, str(tmp_path))
   cands = results["sweep"]["candidates"]
   assert [c["value"] for c in cands] == [1e-4, 0.05]
@@ -23,6 +25,7 @@ def test_sweep_selects_on_validation_and_reports_test(tmp_path):
   sweep_run = driver.run(replica_axis.candidate_config(config, config.sweep.key, 1e-4, "valid"),
                          str(tmp_path / "sweep" / "0.0001"))
   assert sweep_run["eval_split"] == "valid"
+  assert cands[0]["task_il_acc"] == sweep_run["task_il_acc"] and "task_il_accuracy_matrix" in results
   assert results["eval_split"] == "test"
   assert results["config"]["sweep"]["key"] == "optimizer.learning_rate"  # the summary keeps the sweep config
   final = driver.run(replica_axis.candidate_config(config, config.sweep.key, results["selected"], "test"),
