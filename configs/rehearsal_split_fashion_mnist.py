@@ -15,9 +15,9 @@ replay batch of 10; DER lr 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.5, replay batc
 the buffer as its exemplar memory (``method.icarl_memory``) and no weight decay; A-GEM lr 0.1,
 reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammoth's ``gamma``); SI lr 0.1
 with c 1.0, xi 0.9; LwF lr 0.03, alpha 1, temperature 2, weight decay 5e-4; fine-tuning, joint and the
-other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data set (Fashion-MNIST, not MNIST) and the network (lwcl's default ConvNet, not
-Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online EWC), LGD keep lwcl's defaults (strength 1, not
-tuned for this protocol).
+other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data set (Fashion-MNIST, not
+MNIST) and the network (lwcl's default ConvNet, not Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online
+EWC), LGD keep lwcl's defaults (strength 1, not tuned for this protocol).
 """
 
 from lwcl.config.files import default_config
