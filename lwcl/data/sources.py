@@ -104,6 +104,15 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   return digest.hexdigest()
 
 
+def location_key(data_config) -> str:
+  """The config key that points at the files of the data set ``data_config`` loads (for messages):
+  ``data.record_dir``, ``data.data_dir`` (TFDS) or ``data.idx_dir``."""
+  source = data_config.get("source", "auto")
+  if source == "arrayrecord" or (source == "auto" and data_config.get("record_dir")):
+    return "data.record_dir"
+  return "data.data_dir" if source in ("tfds", "tfds_stream") else "data.idx_dir"
+
+
 def idx_dir_for(data_config) -> str | None:
   """The folder of IDX files the config points at: ``data.idx_dir``, ``$LWCL_IDX_DIR``, or the default."""
   if data_config.idx_dir:
