@@ -45,6 +45,9 @@ DEFAULT_IDX_DIRS = {
 }
 IDX_DIR_ENV = "LWCL_IDX_DIR"
 
+# The classes of the data sets read from IDX files by name: their labels must lie in [0, count).
+KNOWN_CLASSES = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10}
+
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                          "sneaker", "bag", "ankle boot")
 
@@ -123,10 +126,31 @@ def idx_dir_for(data_config) -> str | None:
 
 
 def load_idx_dataset(name: str, directory: str) -> ImageDataset:
-  """Loads an MNIST-format data set from ``directory``; raises DataError when files are missing."""
+  """Loads an MNIST-format data set from ``directory``.
+
+  Raises:
+    DataError: missing or corrupt files (:func:`lwcl.data.idx.load_idx_split`), train and test images of
+      different sizes, a label outside the classes of ``name`` (:data:`KNOWN_CLASSES`), or a class (below
+      the largest label) without a training example: labels that do not describe the data set ``name`` says.
+  """
   train_x, train_y = idx.load_idx_split(directory, "train")
   test_x, test_y = idx.load_idx_split(directory, "test")
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  if train_x.shape[1:] != test_x.shape[1:]:
+    raise DataError(f"the IDX files in {directory} hold training images of {list(train_x.shape[1:3])} and test "
+                    f"images of {list(test_x.shape[1:3])} pixels; give both splits images of one size")
+  top = int(max(train_y.max(), test_y.max()))
+  known = KNOWN_CLASSES.get(name)
+  if known is not None and top >= known:
+    split = "train" if train_y.max() == top else "test"
+    labels = idx.find_idx_file(directory, idx.SPLIT_FILES[split][1])
+    raise DataError(f"{labels} has label {top}, outside {name}'s {known} classes (0-{known - 1}); fix the labels "
+                    "file, or set --config.data.name to the data set these files hold")
+  num_classes = known or top + 1
+  missing = np.setdiff1d(np.arange(num_classes), train_y)
+  if missing.size:
+    raise DataError(f"the training labels in {directory} leave {missing.size} of {num_classes} classes without an "
+                    f"example (class {int(missing[0])} first; the largest label is {top}); fix the labels files"
+                    + (", or set --config.data.name to the data set these files hold" if known else ""))
   names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(num_classes))
   return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
 
