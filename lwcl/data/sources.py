@@ -87,8 +87,9 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   The whole data set, not only the examples the scenario picks: the scenario is a function of the config
   and these arrays, and ``data.normalize=standardize`` takes its statistics from all training images. One
   pass over the arrays (Fashion-MNIST, 55 MB: about 0.1 s), cheaper than hashing each task's permuted or
-  rotated copies. Streamed images (:class:`~lwcl.data.lazy.LazyImages`) are not read whole: their files'
-  sizes and the SHA-256 of each file's first and last MiB stand for them, with every label.
+  rotated copies. Streamed images (:class:`~lwcl.data.lazy.LazyImages`) are not decoded: the spec, the
+  layout and the SHA-256 of every byte of each shard stand for them (verified against the writer's manifest
+  when the folder was opened, :mod:`lwcl.data.shards`), with every label.
 
   Args:
     ds: the loaded data set.
@@ -97,7 +98,7 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   """
   digest = hashlib.sha256(f"classes={ds.num_classes}|".encode())
   for name in ("train_images", "train_labels", "test_images", "test_labels"):
-    if isinstance(getattr(ds, name), LazyImages):  # streamed: the files' sizes, heads and tails (with labels)
+    if isinstance(getattr(ds, name), LazyImages):  # streamed: the shards' digests (every byte)
       parts = [p for s in getattr(ds, name).segments for p in s.reader.fingerprint_parts()]
       digest.update(f"{name}|records|{len(getattr(ds, name))}|{'|'.join(parts)}|".encode())
       continue

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from lwcl.data import records
 from lwcl.io import lock as workdir_lock
 
 from helpers import (
@@ -50,6 +51,15 @@ def write_results(content):
 def write_file(workdir):
   with open(workdir, "w") as f:
     f.write("not a folder\n")
+
+
+def stale_shards(workdir):
+  """A record folder (DATADIR) written with 2 training shards, then again with 1: the 2 left beside it."""
+  d = os.path.join(os.path.dirname(workdir), "data")
+  spec = records.FeatureSpec((4, 4, 1), "raw", 10)
+  x, y = np.zeros((40, 4, 4, 1), np.uint8), np.arange(40) % 10
+  for split, shards in (("train", 2), ("test", 1), ("train", 1)):
+    records.write_split(d, split, [(x, y)], spec, shards)
 
 
 def float_idx_images(workdir):
@@ -122,6 +132,9 @@ CASES = {
     "Also validation_fraction=1.0": ([DEFAULT, "--workdir=WORKDIR", *T,
                                       "--config.scenario.validation_fraction=1.0"],
                                      ["scenario.validation_fraction=1.0", "[0, 1)"], None),
+    "Data: stale shards of an earlier write": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+                                               ["train.array_record-00000-of-00002 is not one of the 1 shards",
+                                                "stale", "delete them"], stale_shards),
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
