@@ -1,79 +1,62 @@
 """Labelled images in ArrayRecord files: the feature spec, the writer, and the random-access readers.
 
-A record folder (``data.record_dir``) holds ``features.json`` (a :class:`FeatureSpec`) and each split's
-ArrayRecord shards ``<split>.array_record-<i>-of-<n>``, every record a serialized ``tf.train.Example``
-(TFDS's own record format) with a bytes feature ``image`` (raw uint8 ``H*W*C``, PNG or JPEG) and an
-int64 feature ``label``. TensorFlow is not needed: the Example message is parsed with ``protobuf``.
-TFDS data sets prepared with ``file_format='array_record'`` are read through ``tfds.data_source``
-(:class:`TfdsReader`).
+A record folder (``data.record_dir``) holds ``features.json`` (a :class:`FeatureSpec`, and the manifest of
+the shards written: :mod:`lwcl.data.shards`) and each split's ArrayRecord shards
+``<split>.array_record-<i>-of-<n>`` with their labels beside them (``<shard>.labels.npy``), every record a
+serialized ``tf.train.Example`` (TFDS's own record format) with a bytes feature ``image`` (raw uint8
+``H*W*C``, PNG or JPEG) and an int64 feature ``label``. TensorFlow is not needed: the Example message is
+parsed with ``protobuf``. The writer is deterministic: the same examples and shard count give the same
+bytes in any process. TFDS data sets prepared with ``file_format='array_record'`` are read by the same
+reader (:mod:`lwcl.data.tfds_stream`).
+
+Nothing the writer did not record is trusted: :class:`RecordReader` verifies every byte of a split's
+shards and labels files, the shard set and each shard's record count against the manifest when it opens
+the split (the choice of verifying at open, and its cost: :mod:`lwcl.data.shards`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import io
 import json
+import math
 import os
 
 import numpy as np
+from absl import logging
 
+from lwcl.data import shards
+from lwcl.data.shards import FEATURES_FILE, LABELS_SUFFIX, REWRITE
+from lwcl.data.tf_example import example_class, parse, serialize  # noqa: F401  (re-exported)
 from lwcl.errors import DataError
 
-FEATURES_FILE = "features.json"
 ENCODINGS = ("raw", "png", "jpeg")
 # One record per chunk (random access reads one record, as TFDS writes them), zstd level 1: the size of
 # the default compression, about twice as fast to read (15 -> 7 us a Fashion-MNIST record).
 WRITER_OPTIONS = "group_size:1,zstd:1"
-LABELS_SUFFIX = ".labels.npy"
+MAX_CLASSES = 1 << 20
+_MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # PIL image modes read as uint8, and their channels
+_WARNED = set()  # folders without a manifest warned about (once a process)
 
 
-def _example_class():
-  """The ``tf.train.Example`` message class, built from its descriptor in a private pool."""
-  # pylint: disable-next=g-import-not-at-top
-  from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-  f = descriptor_pb2.FileDescriptorProto(name="lwcl_example.proto", package="lwcl_tf", syntax="proto3")
-  T = descriptor_pb2.FieldDescriptorProto
-
-  def message(name, fields, nested=()):
-    m = f.message_type.add(name=name) if not nested else nested
-    for num, (fname, ftype, label, type_name) in enumerate(fields, 1):
-      fd = m.field.add(name=fname, number=num, type=ftype, label=label)
-      if type_name:
-        fd.type_name = type_name
-    return m
-
-  rep, opt = T.LABEL_REPEATED, T.LABEL_OPTIONAL
-  message("BytesList", [("value", T.TYPE_BYTES, rep, "")])
-  message("FloatList", [("value", T.TYPE_FLOAT, rep, "")])
-  message("Int64List", [("value", T.TYPE_INT64, rep, "")])
-  feature = message("Feature", [("bytes_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.BytesList"),
-                                ("float_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.FloatList"),
-                                ("int64_list", T.TYPE_MESSAGE, opt, ".lwcl_tf.Int64List")])
-  feature.oneof_decl.add(name="kind")
-  for fd in feature.field:
-    fd.oneof_index = 0
-  features = f.message_type.add(name="Features")
-  entry = features.nested_type.add(name="FeatureEntry")
-  entry.options.map_entry = True
-  entry.field.add(name="key", number=1, type=T.TYPE_STRING, label=opt)
-  entry.field.add(name="value", number=2, type=T.TYPE_MESSAGE, label=opt, type_name=".lwcl_tf.Feature")
-  features.field.add(name="feature", number=1, type=T.TYPE_MESSAGE, label=rep,
-                     type_name=".lwcl_tf.Features.FeatureEntry")
-  message("Example", [("features", T.TYPE_MESSAGE, opt, ".lwcl_tf.Features")])
-  pool = descriptor_pool.DescriptorPool()
-  pool.Add(f)
-  return message_factory.GetMessageClass(pool.FindMessageTypeByName("lwcl_tf.Example"))
+def _integer(v) -> int:
+  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+    raise ValueError(f"{v!r} is not an integer")
+  return int(v)
 
 
-_EXAMPLE = []
-
-
-def example_class():
-  if not _EXAMPLE:
-    _EXAMPLE.append(_example_class())
-  return _EXAMPLE[0]
+def _stats_problem(stats, channels: int) -> str | None:
+  """What is wrong with a spec's ``stats`` (None, or ``{'mean': [C], 'std': [C]}`` in ``[0, 1]`` units)."""
+  if stats is None:
+    return None
+  ok = isinstance(stats, dict) and all(
+      isinstance(stats.get(k), list) and len(stats[k]) == channels and all(
+          isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats[k])
+      for k in ("mean", "std"))
+  if not ok or min(stats["std"]) <= 0:
+    return f"stats {json.dumps(stats)[:60]} is not {{'mean': [{channels} numbers], 'std': [{channels} positive]}}"
+  return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +71,8 @@ class FeatureSpec:
     class_names: one name per class.
     image_key, label_key: the Example's feature names.
     stats: ``{'mean': [C], 'std': [C]}`` of the training images in ``[0, 1]`` units, or None.
+    splits: the manifest of the shards written (:mod:`lwcl.data.shards`), by split; None for a folder
+      written without one (older lwcl) or a spec not read from a folder.
   """
   image_shape: tuple
   encoding: str
@@ -96,20 +81,32 @@ class FeatureSpec:
   image_key: str = "image"
   label_key: str = "label"
   stats: dict | None = None
+  splits: dict | None = dataclasses.field(default=None, compare=False)
 
   def to_json(self) -> dict:
+    """The spec (what the records are; not the manifest of where they are)."""
     return {"image": {"shape": list(self.image_shape), "dtype": "uint8", "encoding": self.encoding},
             "label": {"num_classes": self.num_classes, "names": list(self.class_names)},
             "image_key": self.image_key, "label_key": self.label_key, "stats": self.stats}
 
+  def written_as(self) -> dict:
+    """What a reader must agree on to decode the records: a split's manifest records it when written."""
+    return {"shape": list(self.image_shape), "encoding": self.encoding, "image_key": self.image_key,
+            "label_key": self.label_key}
+
   @classmethod
-  def from_json(cls, d: dict, where: str) -> "FeatureSpec":
+  def from_json(cls, d, where: str) -> "FeatureSpec":
     """Raises DataError naming the first missing or wrong entry of ``where`` (a features.json)."""
+    if not isinstance(d, dict):
+      raise DataError(f"feature spec {where} holds a JSON {type(d).__name__}, not an object; give image.shape "
+                      "[H, W, C] and label.num_classes (see lwcl.data.records.FeatureSpec)")
     try:
       image, label = d["image"], d["label"]
-      shape = tuple(int(v or 0) for v in image["shape"])
-      encoding, num_classes = str(image.get("encoding", "raw")), int(label["num_classes"])
-    except (KeyError, TypeError, ValueError) as e:
+      shape = tuple(_integer(v or 0) for v in image["shape"])
+      encoding, num_classes = str(image.get("encoding", "raw")), _integer(label["num_classes"])
+      dtype, names = image.get("dtype", "uint8"), label.get("names") or ()
+      keys = (d.get("image_key", "image"), d.get("label_key", "label"))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
       raise DataError(f"feature spec {where} lacks or mistypes {e}; give image.shape [H, W, C] and "
                       "label.num_classes (see lwcl.data.records.FeatureSpec)") from None
     problem = None
@@ -117,17 +114,28 @@ class FeatureSpec:
       problem = f"image.shape {list(shape)} is not [H, W, C]"
     elif min(shape) == 0 and encoding == "raw":
       problem = f"raw images need a fixed image.shape, not {list(shape)}"
-    elif image.get("dtype", "uint8") != "uint8":
-      problem = f"image.dtype {image.get('dtype')} is not uint8"
+    elif dtype != "uint8":
+      problem = f"image.dtype {dtype} is not uint8"
     elif encoding not in ENCODINGS:
       problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
-    elif num_classes < 1:
-      problem = f"label.num_classes={num_classes} is below 1"
+    elif not 1 <= num_classes <= MAX_CLASSES:
+      problem = f"label.num_classes={num_classes} is not in [1, {MAX_CLASSES}]"
+    elif names and (not isinstance(names, list) or len(names) != num_classes
+                    or not all(isinstance(n, (str, int)) for n in names)):
+      problem = f"label.names is not a list of {num_classes} names (one per class)"
+    elif not all(isinstance(k, str) and k for k in keys):
+      problem = f"image_key / label_key {list(keys)} are not feature names"
+    else:
+      problem = _stats_problem(d.get("stats"), shape[2])
     if problem:
       raise DataError(f"feature spec {where}: {problem}; fix it (see lwcl.data.records.FeatureSpec)")
-    names = tuple(str(n) for n in label.get("names") or range(num_classes))
-    return cls(shape, encoding, num_classes, names, str(d.get("image_key", "image")),
-               str(d.get("label_key", "label")), d.get("stats"))
+    splits = d.get("splits")
+    if splits is not None:
+      if not isinstance(splits, dict):
+        raise DataError(f"{where}: splits is not an object; {REWRITE}")
+      splits = {s: shards.parse_manifest(s, m, where) for s, m in splits.items()}
+    return cls(shape, encoding, num_classes, tuple(str(n) for n in names or range(num_classes)), keys[0],
+               keys[1], d.get("stats"), splits)
 
 
 def encode_image(image: np.ndarray, encoding: str) -> bytes:
@@ -151,8 +159,16 @@ def decode_image(data: bytes, spec: FeatureSpec, where: str) -> np.ndarray:
                       f"{FEATURES_FILE} or rewrite the records")
     return x.reshape(spec.image_shape)
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  x = np.asarray(Image.open(io.BytesIO(data)))
-  x = x.reshape(x.shape[:2] + (-1,))
+  try:
+    with Image.open(io.BytesIO(data)) as im:
+      mode, x = im.mode, np.asarray(im)
+  except Exception as e:  # pylint: disable=broad-except  (PIL: UnidentifiedImageError, OSError, bombs, ...)
+    raise DataError(f"a record of {where} is no readable {spec.encoding.upper()} image ({type(e).__name__}); "
+                    f"fix image.encoding in {FEATURES_FILE} or rewrite the records") from None
+  if mode not in _MODES or x.dtype != np.uint8:
+    raise DataError(f"a record of {where} is a {mode}-mode image ({x.dtype}), not 8-bit grey or RGB(A); "
+                    "convert the images to 8 bits and rewrite the records")
+  x = x.reshape(x.shape[:2] + (_MODES[mode],))
   fixed = spec.image_shape if min(spec.image_shape) > 0 else (x.shape[0], x.shape[1], spec.image_shape[2])
   if x.shape != tuple(fixed):
     raise DataError(f"a record of {where} decodes to an image of shape {list(x.shape)}, the feature spec "
@@ -160,61 +176,50 @@ def decode_image(data: bytes, spec: FeatureSpec, where: str) -> np.ndarray:
   return x
 
 
-def serialize(image_bytes: bytes, label: int, spec: FeatureSpec) -> bytes:
-  """One record: a serialized ``tf.train.Example`` with ``image`` bytes and an int64 ``label``."""
-  ex = example_class()()
-  ex.features.feature[spec.image_key].bytes_list.value.append(image_bytes)
-  ex.features.feature[spec.label_key].int64_list.value.append(int(label))
-  return ex.SerializeToString()
-
-
-def parse(record: bytes, spec: FeatureSpec, where: str) -> tuple[bytes, int]:
-  """``(image bytes, label)`` of one record; DataError when a feature of the spec is missing."""
-  ex = example_class().FromString(record)
-  feats = ex.features.feature
-  if spec.image_key not in feats or spec.label_key not in feats:
-    raise DataError(f"records of {where} have features {sorted(feats)}, not '{spec.image_key}' and "
-                    f"'{spec.label_key}'; set image_key / label_key in {FEATURES_FILE}")
-  return feats[spec.image_key].bytes_list.value[0], int(feats[spec.label_key].int64_list.value[0])
-
-
 def split_files(directory: str, split: str) -> list:
   """The sorted ArrayRecord shards of ``split`` in ``directory``."""
   return sorted(p for p in glob.glob(os.path.join(directory, f"{split}.array_record*"))
-                if not p.endswith(LABELS_SUFFIX))
+                if not p.endswith(LABELS_SUFFIX) and not p.endswith(".tmp"))
 
 
 def write_split(directory: str, split: str, chunks, spec: FeatureSpec, num_shards: int = 1) -> int:
   """Writes ``split``'s records from ``chunks`` (an iterable of ``(uint8 [n, H, W, C], int [n])``) into
-  ``num_shards`` ArrayRecord files, examples in order and shards filled round-robin by chunk, and each
-  shard's labels beside it (``<shard>.labels.npy``, int32, what :meth:`RecordReader.read_labels` reads).
+  ``num_shards`` ArrayRecord files, interleaved (example ``g`` in shard ``g % num_shards``, so the split
+  reads back in this order), each shard's labels beside it (``<shard>.labels.npy``, int32), and records
+  them in ``features.json`` (the manifest, :mod:`lwcl.data.shards`, with ``spec``; the folder's other
+  splits kept). Shards of the split from an earlier write with another count are refused when read.
 
   Returns the number of examples written.
   """
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
   os.makedirs(directory, exist_ok=True)
-  writers = [ArrayRecordWriter(os.path.join(directory, f"{split}.array_record-{i:05d}-of-{num_shards:05d}"),
-                               WRITER_OPTIONS) for i in range(num_shards)]
+  names = [shards.shard_name(split, i, num_shards) for i in range(num_shards)]
+  writers = [ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS) for name in names]
   n, shard_labels = 0, [[] for _ in range(num_shards)]
-  for k, (images, labels) in enumerate(chunks):
-    w = writers[k % num_shards]
-    for x, y in zip(images, labels):
-      w.write(serialize(encode_image(x, spec.encoding), int(y), spec))
-    shard_labels[k % num_shards].append(np.asarray(labels, np.int32))
-    n += len(labels)
-  for w, labels in zip(writers, shard_labels):
-    w.close()
-  for i, labels in enumerate(shard_labels):  # the labels beside each shard: read once, not parsed again
-    path = os.path.join(directory, f"{split}.array_record-{i:05d}-of-{num_shards:05d}{LABELS_SUFFIX}")
-    np.save(path, np.concatenate(labels) if labels else np.zeros(0, np.int32))
+  try:
+    for images, labels in chunks:
+      for x, y in zip(images, labels):
+        writers[n % num_shards].write(serialize(encode_image(np.asarray(x), spec.encoding), int(y), spec))
+        shard_labels[n % num_shards].append(int(y))
+        n += 1
+  finally:
+    for w in writers:
+      w.close()
+  for name, labels in zip(names, shard_labels):  # the labels beside each shard: read once, not parsed again
+    np.save(os.path.join(directory, name + LABELS_SUFFIX), np.asarray(labels, np.int32))
+  splits = shards.recorded_splits(directory)
+  splits[split] = {"layout": shards.INTERLEAVED, "examples": n, "written_as": spec.written_as(),
+                   "shards": [shards.shard_entry(directory, name, len(labels))
+                              for name, labels in zip(names, shard_labels)]}
+  shards.write_features_file(directory, {**spec.to_json(), "splits": splits})
   return n
 
 
 def write_features(directory: str, spec: FeatureSpec) -> None:
-  """Writes ``features.json``."""
+  """Writes ``features.json``: ``spec``, and the manifest of the splits written so far."""
   os.makedirs(directory, exist_ok=True)
-  with open(os.path.join(directory, FEATURES_FILE), "w") as f:
-    json.dump(spec.to_json(), f, indent=1)
+  splits = shards.recorded_splits(directory)
+  shards.write_features_file(directory, {**spec.to_json(), **({"splits": splits} if splits else {})})
 
 
 def write_dataset(directory: str, train: tuple, test: tuple, class_names=(), encoding: str = "raw",
@@ -228,15 +233,15 @@ def write_dataset(directory: str, train: tuple, test: tuple, class_names=(), enc
                      tuple(class_names) or tuple(str(i) for i in range(num_classes)),
                      stats={"mean": list(mean), "std": list(std)})
   for split, (x, y) in (("train", train), ("test", test)):
-    step = -(-len(y) // num_shards)
-    write_split(directory, split, ((x[s:s + step], y[s:s + step]) for s in range(0, len(y), step)), spec,
+    write_split(directory, split, ((x[s:s + 8192], y[s:s + 8192]) for s in range(0, len(y), 8192)), spec,
                 num_shards)
   write_features(directory, spec)
   return spec
 
 
 def read_spec(directory: str) -> FeatureSpec:
-  """The folder's feature spec; DataError when the folder or its ``features.json`` is missing or wrong."""
+  """The folder's feature spec and manifest; DataError when the folder or its ``features.json`` is
+  missing or wrong, or changed since it was written."""
   path = os.path.join(directory, FEATURES_FILE)
   if not os.path.isdir(directory):
     raise DataError(f"data.record_dir {directory} does not exist; fix --config.data.record_dir")
@@ -248,54 +253,94 @@ def read_spec(directory: str) -> FeatureSpec:
       d = json.load(f)
   except (OSError, ValueError) as e:
     raise DataError(f"{path} is not readable JSON ({e}); fix or rewrite it") from None
-  return FeatureSpec.from_json(d if isinstance(d, dict) else {}, path)
+  if isinstance(d, dict):
+    shards.check_self_digest(d, path)
+  return FeatureSpec.from_json(d, path)
 
 
 class RecordReader:
-  """Random access to one split of a record folder.
+  """Random access to one split of a record folder, verified when opened (:mod:`lwcl.data.shards`).
 
   Attributes:
-    num_examples, image_shape ``(H, W, C)``, spec, paths, stats (the spec's, for the train split).
+    num_examples, image_shape ``(H, W, C)``, spec, paths, stats (the spec's, for the train split),
+    layout (``interleaved`` or ``concatenated``).
   """
 
   def __init__(self, directory: str, split: str, spec: FeatureSpec | None = None, image_size: int = 0):
     spec = spec or read_spec(directory)
-    paths = split_files(directory, split)
-    if not paths:
-      raise DataError(f"no ArrayRecord files for split '{split}' in {directory} (expected "
-                      f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
-                      "--config.data.record_dir / data.train_split / data.test_split")
-    self._open(paths, spec, f"{directory} ({split})", split == "train", image_size)
+    where, found = f"{directory} ({split})", split_files(directory, split)
+    if spec.splits is None:  # written without a manifest: nothing recorded to check but the -of-N set
+      if not found:
+        raise DataError(f"no ArrayRecord files for split '{split}' in {directory} (expected "
+                        f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
+                        "--config.data.record_dir / data.train_split / data.test_split")
+      shards.check_shard_set(found, where)
+      if directory not in _WARNED:
+        _WARNED.add(directory)
+        logging.warning("%s/%s lists no shards (written by an older lwcl): shards read one after the other, "
+                        "labels parsed from the records; rewrite the folder to have them verified",
+                        directory, FEATURES_FILE)
+      self._open(found, spec, where, split == "train", image_size)
+      return
+    manifest = spec.splits.get(split)
+    if manifest is None:
+      raise DataError(f"{directory}/{FEATURES_FILE} lists no shards of split '{split}' (it lists "
+                      f"{', '.join(sorted(spec.splits)) or 'none'}); {REWRITE}, or fix "
+                      "--config.data.train_split / data.test_split")
+    paths = shards.check_listed(directory, split, manifest, found)
+    now = spec.written_as()
+    for key, was in manifest["written_as"].items():
+      if now.get(key) != was:
+        raise DataError(f"{directory}/{FEATURES_FILE} declares {key} {now.get(key)}, the '{split}' shards were "
+                        f"written with {was}; write the spec they were written with, or {REWRITE}")
+    self._open(paths, spec, where, split == "train", image_size, manifest["shards"], shards.INTERLEAVED)
 
   @classmethod
-  def of_files(cls, paths: list, spec: FeatureSpec, where: str, train: bool,
-               image_size: int = 0) -> "RecordReader":
-    """A reader of the ArrayRecord files ``paths`` (e.g. a TFDS split's shards), described by ``spec``."""
+  def of_files(cls, paths: list, spec: FeatureSpec, where: str, train: bool, image_size: int = 0,
+               lengths: list | None = None, listed_by: str = "") -> "RecordReader":
+    """A reader of the ArrayRecord files ``paths`` (e.g. a TFDS split's shards, read one after the other),
+    described by ``spec``; ``lengths``: each file's records, as ``listed_by`` says, checked."""
     reader = cls.__new__(cls)
-    reader._open(list(paths), spec, where, train, image_size)
+    expected = None if lengths is None else [{"records": int(n)} for n in lengths]
+    reader._open(list(paths), spec, where, train, image_size, expected, shards.CONCATENATED, listed_by)
     return reader
 
-  def _open(self, paths: list, spec: FeatureSpec, where: str, train: bool, image_size: int) -> None:
+  def _open(self, paths: list, spec: FeatureSpec, where: str, train: bool, image_size: int,
+            expected: list | None = None, layout: str = shards.CONCATENATED, listed_by: str = "") -> None:
     self.spec, self.paths, self.where, self.image_size = spec, paths, where, int(image_size)
+    self.layout, self._expected = layout, expected
+    self._listed_by = listed_by or f"{os.path.dirname(paths[0]) if paths else where}/{FEATURES_FILE}"
     if not self.image_size and min(spec.image_shape) == 0:
       raise DataError(f"the images of {where} vary in size; set --config.data.image_size (e.g. 224) to read "
                       "them at one size")
     c = spec.image_shape[2]
     self.image_shape = (self.image_size, self.image_size, c) if self.image_size else tuple(spec.image_shape)
     self.stats = spec.stats if train and not self.image_size else None
+    self._digests = shards.verify_files(paths, expected, self._listed_by)  # every byte, before any read
     self._source = None
     self.num_examples = int(self._starts[-1]) if self._readers() else 0
+    if expected is None:  # no manifest: a labels file as long as its shard, if any (a truncated shard is not)
+      for p, n in zip(paths, self._counts):
+        side = shards.sidecar_length(p + LABELS_SUFFIX) if os.path.exists(p + LABELS_SUFFIX) else None
+        if side is not None and side != n:
+          raise DataError(f"{p} holds {n} records, its labels file {side} (truncated, or stale labels); "
+                          f"restore it or {REWRITE}")
 
   def _readers(self) -> list:
-    """One ``ArrayRecordReader`` per file (opened on first use, and again in a grain worker process)."""
+    """One ``ArrayRecordReader`` per file (opened on first use, and again in a grain worker process), each
+    holding the records it should."""
     if self._source is None:
       from array_record.python.array_record_module import ArrayRecordReader  # pylint: disable=g-import-not-at-top
-      try:
-        self._source = [ArrayRecordReader(p, "readahead_buffer_size:0") for p in self.paths]
-      except Exception as e:  # array_record raises plain RuntimeErrors / ValueErrors for bad files
-        raise DataError(f"cannot open the ArrayRecord files of {self.where} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''}); rewrite them") from None
-      self._starts = np.cumsum([0] + [r.num_records() for r in self._source])
+      source = []
+      for p in self.paths:
+        try:
+          source.append(ArrayRecordReader(p, "readahead_buffer_size:0"))
+        except Exception as e:  # pylint: disable=broad-except  (array_record raises RuntimeError / ValueError)
+          raise DataError(f"cannot open {p} as an ArrayRecord file ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); restore it or {REWRITE}") from None
+      self._counts = [r.num_records() for r in source]
+      shards.check_counts(self.paths, self._counts, self._expected, self._listed_by)
+      self._source, self._starts = source, np.cumsum([0] + self._counts)
     return self._source
 
   def __len__(self) -> int:
@@ -304,16 +349,29 @@ class RecordReader:
   def __getstate__(self):  # grain worker processes reopen the files
     return {**self.__dict__, "_source": None}
 
+  def _locate(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Shard and position in it of each of the split's ``indices``."""
+    if self.layout == shards.INTERLEAVED:
+      return indices % len(self.paths), indices // len(self.paths)
+    shard = np.searchsorted(self._starts, indices, side="right") - 1
+    return shard, indices - self._starts[shard]
+
   def read(self, indices: np.ndarray) -> list:
     """The serialized records at ``indices`` (int ``[n]``, in range), in that order; one batched read per
     file (ascending indices read fastest)."""
     readers = self._readers()
     indices = np.asarray(indices, np.int64).reshape(-1)
-    shard = np.searchsorted(self._starts, indices, side="right") - 1
+    shard, local = self._locate(indices)
     out = [None] * indices.size
     for k in np.unique(shard):
       rows = np.flatnonzero(shard == k)
-      for i, rec in zip(rows, readers[k].read((indices[rows] - self._starts[k]).tolist())):
+      try:
+        records = readers[k].read(local[rows].tolist())
+      except Exception as e:  # pylint: disable=broad-except  (riegeli: RuntimeError on a corrupt chunk)
+        first = str(e).splitlines()[0][:160] if str(e) else ""
+        raise DataError(f"cannot read records of {self.paths[k]} ({type(e).__name__}: {first}): changed or "
+                        f"corrupted since it was opened; restore it or {REWRITE}") from None
+      for i, rec in zip(rows, records):
         out[i] = rec
     return out
 
@@ -329,34 +387,32 @@ class RecordReader:
     return out
 
   def read_labels(self, chunk: int = 8192) -> np.ndarray:
-    """int32 ``[num_examples]``: every record's label, read once: a shard's ``.labels.npy`` when it is
-    newer than the shard and as long, else parsed from the records (images skipped, not decoded)."""
-    readers = self._readers()
+    """int32 ``[num_examples]``: every record's label, read once: a shard's ``.labels.npy`` when the
+    manifest has its digest and it matches, else parsed from the records (images skipped, not decoded)."""
+    self._readers()
     parts = []
     for k, path in enumerate(self.paths):
-      n, side = readers[k].num_records(), path + LABELS_SUFFIX
-      if os.path.exists(side) and os.path.getmtime(side) >= os.path.getmtime(path):
-        labels = np.load(side)
-        if labels.shape == (n,):
-          parts.append(labels.astype(np.int32))
-          continue
+      n, side = self._counts[k], path + LABELS_SUFFIX
+      digest = (self._expected[k] if self._expected else {}).get("labels_sha256")
+      if digest and os.path.exists(side):
+        parts.append(shards.load_sidecar(side, digest, n))
+        continue
       labels = np.empty(n, np.int32)
       for s in range(0, n, chunk):
-        for i, rec in enumerate(readers[k].read(list(range(s, min(s + chunk, n))))):
+        rows = np.arange(s, min(s + chunk, n))
+        rows = rows * len(self.paths) + k if self.layout == shards.INTERLEAVED else rows + self._starts[k]
+        for i, rec in enumerate(self.read(rows)):
           labels[s + i] = parse(rec, self.spec, self.where)[1]
       parts.append(labels)
+    if self.layout == shards.INTERLEAVED:
+      out = np.empty(self.num_examples, np.int32)
+      for k, labels in enumerate(parts):
+        out[k::len(parts)] = labels
+      return out
     return np.concatenate(parts) if parts else np.zeros(0, np.int32)
 
   def fingerprint_parts(self) -> list:
-    """What identifies these records cheaply: each file's size and the SHA-256 of its first and last MiB
-    (with the labels, :func:`lwcl.data.sources.dataset_fingerprint`)."""
-    parts = []
-    for p in self.paths:
-      size = os.path.getsize(p)
-      h = hashlib.sha256()
-      with open(p, "rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(size - (1 << 20), 0))
-        h.update(f.read(1 << 20))
-      parts.append(f"{size}:{h.hexdigest()}")
-    return [json.dumps(self.spec.to_json(), sort_keys=True)] + parts
+    """What identifies these records: the spec, the layout, and each shard's records, size and SHA-256 of
+    every byte, verified at open (with the labels, :func:`lwcl.data.sources.dataset_fingerprint`)."""
+    return ([json.dumps(self.spec.to_json(), sort_keys=True), f"layout={self.layout}"]
+            + [f"{n}:{d}" for n, d in zip(self._counts, self._digests)])

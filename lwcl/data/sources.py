@@ -45,6 +45,9 @@ DEFAULT_IDX_DIRS = {
 }
 IDX_DIR_ENV = "LWCL_IDX_DIR"
 
+# The classes of the data sets read from IDX files by name: their labels must lie in [0, count).
+KNOWN_CLASSES = {"mnist": 10, "fashion_mnist": 10, "kmnist": 10}
+
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
                          "sneaker", "bag", "ankle boot")
 
@@ -84,8 +87,9 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   The whole data set, not only the examples the scenario picks: the scenario is a function of the config
   and these arrays, and ``data.normalize=standardize`` takes its statistics from all training images. One
   pass over the arrays (Fashion-MNIST, 55 MB: about 0.1 s), cheaper than hashing each task's permuted or
-  rotated copies. Streamed images (:class:`~lwcl.data.lazy.LazyImages`) are not read whole: their files'
-  sizes and the SHA-256 of each file's first and last MiB stand for them, with every label.
+  rotated copies. Streamed images (:class:`~lwcl.data.lazy.LazyImages`) are not decoded: the spec, the
+  layout and the SHA-256 of every byte of each shard stand for them (verified against the writer's manifest
+  when the folder was opened, :mod:`lwcl.data.shards`), with every label.
 
   Args:
     ds: the loaded data set.
@@ -94,7 +98,7 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
   """
   digest = hashlib.sha256(f"classes={ds.num_classes}|".encode())
   for name in ("train_images", "train_labels", "test_images", "test_labels"):
-    if isinstance(getattr(ds, name), LazyImages):  # streamed: the files' sizes, heads and tails (with labels)
+    if isinstance(getattr(ds, name), LazyImages):  # streamed: the shards' digests (every byte)
       parts = [p for s in getattr(ds, name).segments for p in s.reader.fingerprint_parts()]
       digest.update(f"{name}|records|{len(getattr(ds, name))}|{'|'.join(parts)}|".encode())
       continue
@@ -102,6 +106,15 @@ def dataset_fingerprint(ds: ImageDataset) -> str:
     digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
     digest.update(memoryview(a).cast("B"))
   return digest.hexdigest()
+
+
+def location_key(data_config) -> str:
+  """The config key that points at the files of the data set ``data_config`` loads (for messages):
+  ``data.record_dir``, ``data.data_dir`` (TFDS) or ``data.idx_dir``."""
+  source = data_config.get("source", "auto")
+  if source == "arrayrecord" or (source == "auto" and data_config.get("record_dir")):
+    return "data.record_dir"
+  return "data.data_dir" if source in ("tfds", "tfds_stream") else "data.idx_dir"
 
 
 def idx_dir_for(data_config) -> str | None:
@@ -114,10 +127,31 @@ def idx_dir_for(data_config) -> str | None:
 
 
 def load_idx_dataset(name: str, directory: str) -> ImageDataset:
-  """Loads an MNIST-format data set from ``directory``; raises DataError when files are missing."""
+  """Loads an MNIST-format data set from ``directory``.
+
+  Raises:
+    DataError: missing or corrupt files (:func:`lwcl.data.idx.load_idx_split`), train and test images of
+      different sizes, a label outside the classes of ``name`` (:data:`KNOWN_CLASSES`), or a class (below
+      the largest label) without a training example: labels that do not describe the data set ``name`` says.
+  """
   train_x, train_y = idx.load_idx_split(directory, "train")
   test_x, test_y = idx.load_idx_split(directory, "test")
-  num_classes = int(max(train_y.max(), test_y.max())) + 1
+  if train_x.shape[1:] != test_x.shape[1:]:
+    raise DataError(f"the IDX files in {directory} hold training images of {list(train_x.shape[1:3])} and test "
+                    f"images of {list(test_x.shape[1:3])} pixels; give both splits images of one size")
+  top = int(max(train_y.max(), test_y.max()))
+  known = KNOWN_CLASSES.get(name)
+  if known is not None and top >= known:
+    split = "train" if train_y.max() == top else "test"
+    labels = idx.find_idx_file(directory, idx.SPLIT_FILES[split][1])
+    raise DataError(f"{labels} has label {top}, outside {name}'s {known} classes (0-{known - 1}); fix the labels "
+                    "file, or set --config.data.name to the data set these files hold")
+  num_classes = known or top + 1
+  missing = np.setdiff1d(np.arange(num_classes), train_y)
+  if missing.size:
+    raise DataError(f"the training labels in {directory} leave {missing.size} of {num_classes} classes without an "
+                    f"example (class {int(missing[0])} first; the largest label is {top}); fix the labels files"
+                    + (", or set --config.data.name to the data set these files hold" if known else ""))
   names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(num_classes))
   return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
 

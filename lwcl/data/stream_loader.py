@@ -86,6 +86,20 @@ def stream_batches(data: Examples, batch_size: int, seed: int, task: int, epoch:
                                               prefetch_buffer_size=options.prefetch))
 
 
+def _closing(batches) -> Iterator[dict]:
+  """The batches of a grain iterator, closed in this thread (read threads joined, worker processes
+  stopped) when the epoch ends, the consumer stops early, or a read fails. A DataError met in a worker
+  process mid-run then ends the run in its one line: left to grain 0.2, its read thread and the exit
+  handler both stop the workers, and the loser prints a traceback after the line."""
+  try:
+    yield from batches
+  finally:
+    try:
+      batches.close()
+    except Exception:  # pylint: disable=broad-except  (closing must not hide the error that ended the epoch)
+      pass
+
+
 def _to_device(batches: Iterator[dict]) -> Iterator[dict]:
   """The batches one ahead on the (single, non-CPU) device; elsewhere as they are (on CPU the jitted
   step's own transfer is cheaper, see ``DataParallel.put_batch``)."""
@@ -120,4 +134,4 @@ def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: 
   either way: ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``."""
   if not isinstance(data.images, LazyImages):
     return pipeline.train_batches(data, batch_size, seed, task, epoch, start)
-  return _to_device(iter(stream_batches(data, batch_size, seed, task, epoch, start)))
+  return _to_device(_closing(iter(stream_batches(data, batch_size, seed, task, epoch, start))))

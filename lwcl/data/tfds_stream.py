@@ -5,7 +5,8 @@ A data set prepared with ``tfds build --file_format=array_record`` (or
 serialized ``tf.train.Example`` records: the very format of :mod:`lwcl.data.records`. This module reads the
 builder's metadata once (image shape and encoding, classes, the split's files, as ``tfds.data_source``
 does) and then reads the records with :class:`lwcl.data.records.RecordReader`: no TensorFlow at read time,
-labels parsed without decoding images.
+labels parsed without decoding images, each shard's record count checked against the builder's, and every
+byte of the shards hashed for the data fingerprint when opened (:mod:`lwcl.data.shards`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ def split_reader(builder, split: str, spec: records.FeatureSpec, train: bool,
   if not paths or missing:
     raise DataError(f"the ArrayRecord files of {builder.name} ({split}) are missing in {builder.data_dir} "
                     f"({len(missing)} of {len(paths)}); prepare it again with --file_format=array_record")
-  return records.RecordReader.of_files(paths, spec, f"{builder.name} ({split})", train, image_size)
+  lengths = [int(n) for n in getattr(builder.info.splits[split], "shard_lengths", None) or []]
+  if len(lengths) != len(paths):  # each shard must hold the records the builder wrote (truncated: fewer)
+    raise DataError(f"TFDS data set '{builder.name}' ({split}) lists {len(paths)} files but {len(lengths)} "
+                    "shard lengths; prepare it again with --file_format=array_record")
+  return records.RecordReader.of_files(paths, spec, f"{builder.name} ({split})", train, image_size, lengths,
+                                       f"the dataset_info of {builder.name} in {builder.data_dir}")
 
 
 def open_tfds_stream(data_config) -> tuple:

@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 from absl import logging
 
 from lwcl.core.options import Option
+from lwcl.data import sources
 from lwcl.errors import CheckpointError
 
 OPTIONS = (
@@ -190,8 +191,9 @@ class RunCheckpointer:
     if stored is not None and self.data_fingerprint is not None and stored != self.data_fingerprint:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (trained on "
                             f"other data: data fingerprint {str(stored)[:16]}, the data loaded now "
-                            f"{self.data_fingerprint[:16]}); point data.source / data.idx_dir at the run's "
-                            "original data, or use a new --workdir")
+                            f"{self.data_fingerprint[:16]}); point "
+                            f"{sources.location_key(self.config.get('data') or {})} (and data.source) at the "
+                            "run's original data, or use a new --workdir")
 
   def _state(self, step: int, meta: dict, target: Any) -> Any:
     """Step ``step``'s state in ``target``'s structure, its checksum verified; raises :class:`_Corrupt`, or

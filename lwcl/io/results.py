@@ -147,6 +147,7 @@ def finished_results(config, workdir: str) -> dict | None:
   if stored is not None and stored != data_fingerprint(config.data):
     raise ConfigError(f"{workdir} already holds results.json of a different experiment (made from other "
                       f"data: data fingerprint {str(stored)[:16]}, the data loaded now "
-                      f"{data_fingerprint(config.data)[:16]}); point data.source / data.idx_dir at the run's "
-                      "original data, or choose a new --workdir (nothing was overwritten)")
+                      f"{data_fingerprint(config.data)[:16]}); point {sources.location_key(config.data)} (and "
+                      "data.source) at the run's original data, or choose a new --workdir (nothing was "
+                      "overwritten)")
   return existing

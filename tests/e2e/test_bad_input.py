@@ -13,8 +13,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+from lwcl.data import records
 from lwcl.io import lock as workdir_lock
 
 from helpers import (
@@ -28,6 +30,7 @@ from helpers import (
   load_results,
   snapshot,
 )
+from synthetic_data import write_idx
 
 # The issue's tiny run T (flags after --config and --workdir).
 T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
@@ -48,6 +51,28 @@ def write_results(content):
 def write_file(workdir):
   with open(workdir, "w") as f:
     f.write("not a folder\n")
+
+
+def stale_shards(workdir):
+  """A record folder (DATADIR) written with 2 training shards, then again with 1: the 2 left beside it."""
+  d = os.path.join(os.path.dirname(workdir), "data")
+  spec = records.FeatureSpec((4, 4, 1), "raw", 10)
+  x, y = np.zeros((40, 4, 4, 1), np.uint8), np.arange(40) % 10
+  for split, shards in (("train", 2), ("test", 1), ("train", 1)):
+    records.write_split(d, split, [(x, y)], spec, shards)
+
+
+def float_idx_images(workdir):
+  """An IDX folder (DATADIR) whose training images are float32 in [0, 1] (type 0x0D)."""
+  d = os.path.join(os.path.dirname(workdir), "data")
+  os.makedirs(d)
+  for split, n in (("train", 40), ("t10k", 20)):
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    write_idx(os.path.join(d, f"{split}-labels-idx1-ubyte"), labels)
+    write_idx(os.path.join(d, f"{split}-images-idx3-ubyte"), np.zeros((n, 4, 4), np.uint8))
+  x = np.full((40, 4, 4), 0.5, ">f4")
+  with open(os.path.join(d, "train-images-idx3-ubyte"), "wb") as f:
+    f.write(bytes([0, 0, 0x0D, 3]) + b"".join(v.to_bytes(4, "big") for v in x.shape) + x.tobytes())
 
 
 def tiny_config(workdir):
@@ -107,6 +132,12 @@ CASES = {
     "Also validation_fraction=1.0": ([DEFAULT, "--workdir=WORKDIR", *T,
                                       "--config.scenario.validation_fraction=1.0"],
                                      ["scenario.validation_fraction=1.0", "[0, 1)"], None),
+    "Data: stale shards of an earlier write": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+                                               ["train.array_record-00000-of-00002 is not one of the 1 shards",
+                                                "stale", "delete them"], stale_shards),
+    "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
+                                  "--config.data.idx_dir=DATADIR"],
+                                 ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
@@ -130,7 +161,8 @@ def _run_case(tmp, name):
   if setup is not None:
     setup(workdir)
   before = outputs(workdir)
-  argv = [a.replace("WORKDIR", workdir).replace("TINY", os.path.join(case_dir, "tiny.py")) for a in argv]
+  argv = [a.replace("WORKDIR", workdir).replace("TINY", os.path.join(case_dir, "tiny.py"))
+          .replace("DATADIR", os.path.join(case_dir, "data")) for a in argv]
   if argv[0] != "-m":
     argv = ["-m", "lwcl.main", *argv]
   proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600)

@@ -4,6 +4,7 @@ disjoint shards and match one process; TFDS data sets prepared as ArrayRecord st
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from lwcl.data.lazy import LazyImages
 from lwcl.errors import DataError
 from lwcl.runs import driver
 
-from helpers import ROOT, forced_devices, free_port, small_config
+from helpers import ROOT, assert_one_line_error, forced_devices, free_port, small_config
 from streaming_cases import data_config, imagenet_config
 
 
@@ -78,6 +79,13 @@ def test_sigkill_mid_epoch_resumes_to_identical_results(folders, tmp_path):
   a, b = _results(ref), _results(killed)
   for key in ("accuracy_matrix", "initial_accuracy", "final_train_loss"):
     assert a[key] == b[key], key
+
+
+def test_records_damaged_mid_run_end_in_one_line_from_the_read_threads(folders, tmp_path):
+  records_dir = shutil.copytree(folders["records"], str(tmp_path / "records"))
+  proc = _cli(str(tmp_path / "w"), f"--config.data.record_dir={records_dir}", "--config.scenario.num_tasks=1",
+              kill_after_step="2:CORRUPT")  # read by grain's threads from then on
+  assert_one_line_error(proc, "cannot read records of", records_dir, "Riegeli", "restore it or rewrite")
 
 
 def test_grain_worker_processes_give_the_same_run(folders, tmp_path):

@@ -31,8 +31,14 @@ def test_checksum_is_checked_on_every_checkpoint_and_none_intact_is_said(tmp_pat
     assert ("checkpoints/1 is intact" in str(e.value)) == (step == 2), str(e.value)
   assert "no older checkpoint is intact" in str(e.value)
   assert sorted(os.listdir(directory)) == ["1", "2"]
-  with pytest.raises(CheckpointError, match="other data"):  # checked before the state is read
+  with pytest.raises(CheckpointError, match="other data.*point data.idx_dir"):  # checked before the state is read
     RunCheckpointer(directory, 3, {"a": 1}, "e" * 64).restore(state)
+  streamed = {"data": {"source": "auto", "record_dir": "/data/records"}}  # names the streamed source's key
+  ckpt = RunCheckpointer(str(tmp_path / "streamed"), 3, streamed, "d" * 64)
+  ckpt.save(1, state, {"task": 1})
+  ckpt.close()
+  with pytest.raises(CheckpointError, match=r"other data.*point data.record_dir \(and data.source\)"):
+    RunCheckpointer(str(tmp_path / "streamed"), 3, streamed, "e" * 64).restore(state)
 
 
 def test_a_checkpoint_of_another_format_version_is_refused_as_such(tmp_path, monkeypatch):

@@ -1,9 +1,11 @@
 """lwcl.io.results: results of older versions still match; incomplete results name what is missing; a
-summary records the data fingerprint its runs agree on."""
+summary records the data fingerprint its runs agree on; results from other data name the folder to fix."""
 
+import json
 
+import pytest
 
-
+from lwcl.errors import ConfigError
 from lwcl.io import results as results_lib
 
 from helpers import small_config
@@ -31,3 +33,17 @@ def test_a_summary_records_the_data_fingerprint_its_runs_agree_on():
   assert results_lib.common_data_fingerprint([fp, fp]) == fp
   assert results_lib.common_data_fingerprint([fp, {"data_fingerprint": "b" * 64}]) == {}
   assert results_lib.common_data_fingerprint([fp, {}]) == {}  # a run of an lwcl that did not record it
+
+
+def test_results_from_other_data_name_the_folder_key_of_the_source(tmp_path, monkeypatch):
+  monkeypatch.setattr(results_lib, "data_fingerprint", lambda data_config: "e" * 64)
+  for overrides, key in (({"data.record_dir": "/data/records"}, "data.record_dir"),
+                         ({"data.source": "idx"}, "data.idx_dir"), ({"data.source": "tfds"}, "data.data_dir")):
+    config = small_config(**overrides)
+    workdir = tmp_path / key
+    workdir.mkdir()
+    (workdir / "results.json").write_text(json.dumps({
+        "config": config.to_dict(), "method": "finetune", "accuracy_matrix": [[1.0]],
+        "data_fingerprint": "d" * 64}))
+    with pytest.raises(ConfigError, match=f"other data.*point {key} \\(and data.source\\) at the run's original"):
+      results_lib.finished_results(config, str(workdir))
