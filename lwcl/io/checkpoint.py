@@ -35,6 +35,7 @@ import orbax.checkpoint as ocp
 from lwcl.core.options import Option
 from lwcl.data import sources
 from lwcl.errors import CheckpointError
+from lwcl.io import safe_files
 
 OPTIONS = (
     Option("checkpoint.every_steps", 500, "steps between checkpoints (also at every task end); 0 = task ends "
@@ -130,12 +131,16 @@ class RunCheckpointer:
     data_fingerprint: the fingerprint of the data set the run trains and tests on
       (:func:`lwcl.data.sources.dataset_fingerprint`), or None (not stored, not checked); stored with every
       checkpoint, and a checkpoint that stores another one is refused.
+  Raises:
+    CheckpointError: the folder cannot be opened or created.
+    LwclError: ``directory`` is a symbolic link (:mod:`lwcl.io.safe_files`; orbax would write through it).
   """
 
   def __init__(self, directory: str, keep: int, config: dict, data_fingerprint: str | None = None):
     self.directory = os.path.abspath(directory)
     self.config = config
     self.data_fingerprint = data_fingerprint
+    safe_files.refuse_link(self.directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
                                            enable_async_checkpointing=False)
     try:
@@ -152,7 +157,15 @@ class RunCheckpointer:
     """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
     ``flax.serialization.to_state_dict``) and ``meta`` (a JSON-compatible dict) at ``step``, with the
     state's :func:`state_checksum`, the data fingerprint and, last, :func:`meta_checksum` in ``meta``;
-    blocks until written."""
+    blocks until written.
+
+    Raises:
+      LwclError: the step's folder or orbax's temporary folder for it (``<step>.orbax-checkpoint-tmp...``)
+        is a symbolic link (orbax would write into, or remove, its target); nothing is written.
+    """
+    for name in sorted(os.listdir(self.directory)):
+      if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp"):
+        safe_files.refuse_link(os.path.join(self.directory, name))
     tree = flax.serialization.to_state_dict(state)
     meta = dict(meta, config=self.config, format=FORMAT_VERSION, state_sha256=state_checksum(tree))
     if self.data_fingerprint is not None:

@@ -23,6 +23,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
+from lwcl.io import safe_files
+
 FILE_PREFIX = "events.out.tfevents"
 
 
@@ -35,6 +37,7 @@ class MetricWriter:
     write_events: False logs only (processes other than the main one of a multi-host run).
   Raises:
     OSError: ``logdir`` cannot be created or written.
+    LwclError: the events file's name is a symbolic link, or exists (:func:`lwcl.io.safe_files.create_new`).
   """
 
   def __init__(self, logdir: str, write_events: bool = True):
@@ -44,7 +47,7 @@ class MetricWriter:
       os.makedirs(logdir, exist_ok=True)
       self.path = os.path.join(logdir, f"{FILE_PREFIX}.{int(time.time()):010d}.{socket.gethostname()}."
                                        f"{os.getpid()}.lwcl.v2")
-      self._records = RecordWriter(open(self.path, "wb"))  # pylint: disable=consider-using-with
+      self._records = RecordWriter(os.fdopen(safe_files.create_new(self.path), "wb"))  # a new file, no link
       self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
       self.flush()
     self._metadata = scalar_metadata.create_summary_metadata(display_name=None, description=None)
