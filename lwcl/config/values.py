@@ -15,8 +15,9 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
   are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; an enabled linear probe needs a
   positive learning rate and non-negative ``l2`` and ``pool``; ``num_seeds`` runs on one host (not with
-  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates and is not combined
-  with ``num_orders`` (the kinds of run: :mod:`lwcl.runs.kinds`).
+  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
+  key that holds a number (whole numbers for an integer key), and is not combined with ``num_orders``
+  (the kinds of run: :mod:`lwcl.runs.kinds`).
 
 What needs more than the config stays where it is known: each sweep candidate's config
 (:func:`lwcl.runs.sweep.validate`), classes per task against the data set's classes, a batch larger than
@@ -141,9 +142,27 @@ def _sweep_settings(config) -> None:
   if (_get(config, "scenario.validation_fraction") or 0) <= 0:
     raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
                       "(e.g. 0.1)")
-  if not _get(config, "sweep.candidates"):
+  candidates = _get(config, "sweep.candidates")
+  if not candidates:
     raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
                       "--config.sweep.candidates='(1.,10.,100.)'")
+  key = _get(config, "sweep.key")
+  current = _get(config, key)
+  if isinstance(current, bool) or not isinstance(current, (int, float)):
+    raise ConfigError(f"sweep.key '{key}' is not a numeric config key; use a dotted key of configs/default.py "
+                      "that holds a number, such as method.strength")
+  values = [float(v) for v in candidates if isinstance(v, (int, float))]
+  twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+  if twice is not None:
+    raise ConfigError(f"sweep.candidates lists {number_text(twice)} more than once: {_show(candidates)}; give each "
+                      "candidate once")
+  if isinstance(current, int):
+    fractional = [v for v in values if v != int(v)]
+    if fractional:
+      bad = fractional[0]
+      raise ConfigError(f"sweep.candidates {_show(candidates)} for the integer key {key}: {number_text(bad)} is not "
+                        f"a whole number (it would train with {int(bad)}); give whole numbers, e.g. "
+                        f"--config.sweep.candidates='({', '.join(f'{int(v)}.' for v in values)})'")
 
 
 # The combinations, checked in this order after every key's own bounds.
@@ -172,6 +191,21 @@ def _check_floats(node, prefix: str) -> None:
     elif isinstance(value, float) and not math.isfinite(value):
       _refuse(prefix + name, value, f"{value} is not a finite number", "a finite number",
               _get(config_check.default_reference(), prefix + name))
+
+
+def number_text(value) -> str:
+  """A number as short as it reads back exactly: ``f"{value:g}"`` (``0.01``, ``10``, ``1e-05``) when
+  ``float`` of it is ``value``, else ``repr(value)`` (``0.010000001``, which ``:g`` rounds to ``0.01``).
+  Distinct numbers give distinct texts (``float(text) == float(value)``): a sweep candidate's folder name
+  (:func:`lwcl.runs.axis.candidate_name`)."""
+  value = float(value)
+  short = f"{value:g}"
+  return short if float(short) == value else repr(value)
+
+
+def _show(values) -> str:
+  """A tuple of numbers as written: ``(32.9, 64.7)``."""
+  return "(" + ", ".join(number_text(v) if isinstance(v, (int, float)) else repr(v) for v in values) + ")"
 
 
 def _refuse(key: str, value, problem: str, wanted: str, example=None):

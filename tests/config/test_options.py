@@ -78,6 +78,20 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
      ["sweep.key cannot be combined with num_orders"]),
     ({"sweep.key": "method.strength", "sweep.candidates": (1.0,)}, ["a sweep selects on held-out data"]),
     ({"sweep.key": "method.strength", "scenario.validation_fraction": 0.1}, ["sweep.candidates is empty"]),
+    # a sweep's candidates: each once (one folder each), of a numeric key, whole numbers for an integer key
+    ({"sweep.key": "method.strength", "scenario.validation_fraction": 0.1, "sweep.candidates": (0.01, 1.0, 0.01)},
+     ["sweep.candidates lists 0.01 more than once: (0.01, 1, 0.01)", "give each candidate once"]),
+    ({"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1, "sweep.candidates": (32.9, 64.7)},
+     ["(32.9, 64.7) for the integer key train.batch_size: 32.9 is not a whole number (it would train with 32)",
+      "--config.sweep.candidates='(32., 64.)'"]),
+    ({"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1, "sweep.candidates": (32.0000001,)},
+     ["32.0000001 is not a whole number"]),
+    ({"sweep.key": "method.name", "scenario.validation_fraction": 0.1, "sweep.candidates": (1.0,)},
+     ["sweep.key 'method.name' is not a numeric config key"]),
+    ({"sweep.key": "train.progress", "scenario.validation_fraction": 0.1, "sweep.candidates": (0.0, 1.0)},
+     ["sweep.key 'train.progress' is not a numeric config key"]),
+    ({"sweep.key": "optimizer.nope", "scenario.validation_fraction": 0.1, "sweep.candidates": (1.0,)},
+     ["sweep.key 'optimizer.nope' is not a numeric config key"]),
 ])
 def test_each_kind_of_rule_is_one_line(overrides, fragments):
   cfg = small_config(**{"scenario.num_tasks": 5, **overrides})
@@ -91,6 +105,8 @@ def test_each_kind_of_rule_is_one_line(overrides, fragments):
 
 def test_valid_values_pass():
   config_values.check_values(config_check.default_reference())
+  config_values.check_values(small_config(**{"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1,
+                                             "sweep.candidates": (32.0, 64.0)}))
   config_values.check_values(small_config(**{"scenario.kind": "rotated", "scenario.num_tasks": 2,
                                              "scenario.angles": (0.0, 90.0), "scenario.max_tasks": 2,
                                              "layerwise.aux_head": "cnn", "model.width": 8}))
