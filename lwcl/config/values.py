@@ -13,8 +13,7 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
 - the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
-  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; an enabled linear probe needs a
-  positive learning rate and non-negative ``l2`` and ``pool``; ``num_seeds`` runs on one host (not with
+  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; ``num_seeds`` runs on one host (not with
   ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
   key that holds a number (whole numbers for an integer key), and is not combined with ``num_orders``
   (the kinds of run: :mod:`lwcl.runs.kinds`).
@@ -64,28 +63,28 @@ def _check_option(option, value) -> None:
   """``value`` within ``option``'s bounds and choices (``None``: the config lacks the key)."""
   if value is None:
     return
-  key = option.key
+  key, low, high = option.key, option.minimum, option.maximum
   if option.choices:
     if value not in option.choices:
       raise ConfigError(unknown_message(key, value, option.choices))
-  elif option.minimum is None:
-    return
   elif option.type is tuple:  # sizes: every one (nested: model.conv_stages) at least the bound
-    if any(s < option.minimum for s in _flat(value)):
-      _refuse(key, tuple(value), f"every layer size must be at least {option.minimum:g}", "positive sizes",
+    if low is not None and any(s < low for s in _flat(value)):
+      _refuse(key, tuple(value), f"every layer size must be at least {low:g}", "positive sizes",
               f"'{config_check.TUPLE_ELEMENTS[key][1]}'")
-  elif option.strict and value <= option.minimum:
+  elif not isinstance(value, (int, float)) or isinstance(value, bool):
+    return  # a bool or a string key: its type is checked by lwcl.config.types
+  elif option.strict and low is not None and value <= low:
     what = key.rsplit(".", 1)[-1].replace("_", " ")
-    if option.minimum == 0:
+    if low == 0:
       _refuse(key, value, f"the {what} must be positive", "a positive number", option.default)
-    _refuse(key, value, f"the {what} must be above {option.minimum:g}", f"a number above {option.minimum:g}",
-            option.default)
-  elif option.maximum is not None and not option.minimum <= value < option.maximum:
-    interval = f"[{option.minimum:g}, {option.maximum:g})"
+    _refuse(key, value, f"the {what} must be above {low:g}", f"a number above {low:g}", option.default)
+  elif high is not None and not ((low is None or low <= value) and value < high):
+    interval = (f"[{low:g}, {high:g})" if not option.strict else f"({low:g}, {high:g})") if low is not None else None
+    if interval is None:
+      _refuse(key, value, f"must be below {high:g}", f"a number below {high:g}", option.default)
     _refuse(key, value, f"must be in {interval}", f"a number in {interval}", option.default)
-  elif value < option.minimum:
-    bound = option.minimum
-    _refuse(key, value, f"must be at least {bound}", f"{bound} or more", bound)
+  elif low is not None and value < low:
+    _refuse(key, value, f"must be at least {low}", f"{low} or more", low)
 
 
 def _streamed_data_one_step_per_dispatch(config) -> None:
@@ -118,14 +117,6 @@ def _one_angle_per_task(config) -> None:
 def _cnn_head_has_a_conv(config) -> None:
   if _get(config, "layerwise.aux_head") == "cnn" and (_get(config, "layerwise.aux_convs") or 0) < 1:
     raise ConfigError("layerwise.aux_convs must be >= 1 for aux_head='cnn'; fix --config.layerwise.aux_convs")
-
-
-def _linear_probe_settings(config) -> None:
-  probe = _get(config, "layerwise.linear_probe")
-  if probe is not None and probe.get("enabled") and (
-      probe["learning_rate"] <= 0 or probe["l2"] < 0 or probe["pool"] < 0):
-    raise ConfigError("layerwise.linear_probe needs train_examples >= 1, steps >= 1, learning_rate > 0, "
-                      "l2 >= 0 and pool >= 0; fix --config.layerwise.linear_probe.*")
 
 
 def _seeds_on_one_host(config) -> None:
@@ -167,7 +158,7 @@ def _sweep_settings(config) -> None:
 
 # The combinations, checked in this order after every key's own bounds.
 RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
-         _one_angle_per_task, _cnn_head_has_a_conv, _linear_probe_settings, _seeds_on_one_host,
+         _one_angle_per_task, _cnn_head_has_a_conv, _seeds_on_one_host,
          _sweep_settings)
 
 

@@ -149,6 +149,8 @@ CASES = {
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
+    "Also optimizer.momentum=-5": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.momentum=-5."],
+                                   ["optimizer.momentum=-5.0", "must be in [0, 1)"], None),
     "Also a link at the lock file": ([DEFAULT, "--workdir=WORKDIR", *T],
                                      ["WORKDIR/.lwcl.lock is a symbolic link", "remove the link"], plant_links),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
