@@ -86,6 +86,12 @@ def plant_links(workdir):
   os.symlink(target, os.path.join(workdir, "accuracy_matrix.png.tmp.png"))
 
 
+def exiting_config(workdir):
+  """A config file (the case's tiny.py) that ends the process with status 0 while it loads (issue 32)."""
+  with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
+    f.write("import sys\nsys.exit(0)\n")
+
+
 def tiny_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
     f.write(TINY_CONFIG_FILE.format(tests=TESTS))
@@ -149,6 +155,9 @@ CASES = {
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
+    "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
+                                                  ["does not load (it called sys.exit(0) while loading)"],
+                                                  exiting_config),
     "Also optimizer.momentum=-5": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.momentum=-5."],
                                    ["optimizer.momentum=-5.0", "must be in [0, 1)"], None),
     "Also a link at the lock file": ([DEFAULT, "--workdir=WORKDIR", *T],
