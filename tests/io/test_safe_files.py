@@ -134,3 +134,11 @@ def test_a_checkpoint_is_not_saved_through_a_link(tmp_path, target):
     checkpoint.RunCheckpointer(str(tmp_path / "linked"), 2, {"a": 1})
   assert_refused(info, str(tmp_path / "linked"))
   assert_untouched(target)
+
+
+def test_a_second_events_file_in_the_same_second_gets_a_new_name(tmp_path, monkeypatch):
+  monkeypatch.setattr(time, "time", lambda: 1234.5)
+  first, second = events.MetricWriter(str(tmp_path)), events.MetricWriter(str(tmp_path))
+  first.close()
+  second.close()
+  assert second.path == first.path.replace(".lwcl.v2", ".1.lwcl.v2") and os.path.getsize(first.path) > 0
