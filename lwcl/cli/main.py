@@ -54,6 +54,9 @@ def parse_flags(argv: list) -> list:
   if spec is not None:
     try:
       base = config_files.load_spec(spec)  # loaded again by the flag: cheap, and its errors are one line
+      from lwcl.config import types as config_check  # pylint: disable=g-import-not-at-top
+      # before the overrides: on a partial config they would fail as unknown keys
+      config_check.check_complete(base, config_check.default_reference(spec.partition(":")[0]))
     except LwclError as e:
       fail(str(e))
   try:

@@ -87,13 +87,23 @@ def check_config(config, reference) -> None:
       value, in key order, as one line: the key, the value, what is wrong and an example of a correct value
       (``--config.model.hidden='(256,256)'``), or an added key whose value ``results.json`` cannot hold.
   """
+  check_complete(config, reference)
+  _check_section(config, reference, "")
+
+
+def check_complete(config, reference) -> None:
+  """Refuses a config that lacks keys of ``reference`` (a config file that does not start from
+  ``configs/default.py``).
+
+  Raises:
+    ConfigError: one line naming the first three missing dotted keys (a missing section: its name).
+  """
   missing = _missing(config, reference, "")
   if missing:
     more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
     raise ConfigError(f"the config lacks {', '.join(missing[:3])}{more} of configs/default.py's keys; start the "
                       "config from the default one (config_files.default_config(__file__), as configs/*.py "
                       "do) and change values")
-  _check_section(config, reference, "")
 
 
 def override_message(key: str, text: str, reference) -> str | None:

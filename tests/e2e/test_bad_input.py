@@ -92,6 +92,13 @@ def exiting_config(workdir):
     f.write("import sys\nsys.exit(0)\n")
 
 
+def partial_config(workdir):
+  """A config file (the case's tiny.py) that builds a config of one key, not from configs/default.py."""
+  with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
+    f.write("import ml_collections\ndef get_config():\n  c = ml_collections.ConfigDict()\n  c.seed = 0\n"
+            "  return c\n")
+
+
 def tiny_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
     f.write(TINY_CONFIG_FILE.format(tests=TESTS))
@@ -158,6 +165,9 @@ CASES = {
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
+    "Also a partial config file": (["--config=TINY", "--workdir=WORKDIR", *T],
+                                   ["the config lacks checkpoint, data, devices and", "start the config from the "
+                                    "default one"], partial_config),
     "Also optimizer.momentum=-5": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.momentum=-5."],
                                    ["optimizer.momentum=-5.0", "must be in [0, 1)"], None),
     "Also a link at the lock file": ([DEFAULT, "--workdir=WORKDIR", *T],
