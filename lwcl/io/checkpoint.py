@@ -109,14 +109,15 @@ def meta_checksum(meta: dict) -> str:
   (sorted keys, no spaces; tuples as lists), so the dict saved and the dict JSON reads back agree.
 
   Args:
-    meta: the metadata dict (JSON-compatible values: numbers, strings, booleans, None, lists, dicts).
+    meta: the metadata dict (JSON-compatible values: numbers, non-finite ones included, strings, booleans,
+      None, lists, dicts).
   Returns:
     str: the hex digest.
   Raises:
-    TypeError, ValueError: a value JSON cannot hold (an object, a non-finite float).
+    TypeError: a value JSON cannot hold (an object).
   """
   body = {k: v for k, v in meta.items() if k != "meta_sha256"}
-  text = json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False)
+  text = json.dumps(body, sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(text.encode()).hexdigest()
 
 
