@@ -37,6 +37,7 @@ import os
 import re
 
 from lwcl import platform
+from lwcl.io import safe_files
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 PAIRED_CSV = "comparison_paired.csv"
@@ -382,10 +383,8 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance:
     print("\n".join(lines), flush=True)
   md, table_csv = tables(names, results)
   md += "".join(f"\n{n}\n" for n in notes)
-  with open(os.path.join(out_dir, TABLE_MD), "w") as f:
-    f.write(md)
-  with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
-    f.write(table_csv)
+  safe_files.write_text_atomic(os.path.join(out_dir, TABLE_MD), md)
+  safe_files.write_text_atomic(os.path.join(out_dir, TABLE_CSV), table_csv)
   runs = [(n, r) for n, r in zip(names, results) if "block_acc" in r]
   if runs:
     layerwise.plot_block_accuracy(runs, os.path.join(out_dir, PLOT), "accuracy against depth")
@@ -407,14 +406,12 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: b
   if lines:
     print("\n".join(lines), flush=True)
   md, table_csv = seed_tables(names, per_seed_lists, notes)
-  with open(os.path.join(out_dir, TABLE_MD), "w") as f:
-    f.write(md)
-  with open(os.path.join(out_dir, TABLE_CSV), "w") as f:
-    f.write(table_csv)
+  safe_files.write_text_atomic(os.path.join(out_dir, TABLE_MD), md)
+  safe_files.write_text_atomic(os.path.join(out_dir, TABLE_CSV), table_csv)
   paired = ""
   if len(names) > 1:
-    with open(os.path.join(out_dir, PAIRED_CSV), "w") as f:
-      f.write(paired_csv(paired_differences(names, per_seed_lists)))
+    safe_files.write_text_atomic(os.path.join(out_dir, PAIRED_CSV),
+                                 paired_csv(paired_differences(names, per_seed_lists)))
     paired = f", {out_dir}/{PAIRED_CSV}"
   plot_seed_accuracy(names, per_seed_lists, os.path.join(out_dir, PLOT))
   print(md, flush=True)

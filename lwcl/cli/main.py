@@ -54,6 +54,9 @@ def parse_flags(argv: list) -> list:
   if spec is not None:
     try:
       base = config_files.load_spec(spec)  # loaded again by the flag: cheap, and its errors are one line
+      from lwcl.config import types as config_check  # pylint: disable=g-import-not-at-top
+      # before the overrides: on a partial config they would fail as unknown keys
+      config_check.check_complete(base, config_check.default_reference(spec.partition(":")[0]))
     except LwclError as e:
       fail(str(e))
   try:
@@ -145,6 +148,7 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
     fail("no workdir given; pass --workdir=DIR (results and checkpoints go there)")
   logging.set_verbosity(logging.WARNING)
   std_logging.getLogger("absl").addFilter(_drop_reraised_orbax_errors)
+  sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
   try:
     from lwcl.runs import driver  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
     results = driver.run(FLAGS.config, FLAGS.workdir, on_step)
@@ -161,6 +165,19 @@ def _drop_reraised_orbax_errors(record) -> bool:
   """A logging filter: orbax logs an exception of its writer threads with its traceback, then raises it to
   the caller, where it becomes one error line (e.g. a full disk, ``driver.run``); the log copy is dropped."""
   return not (record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def _drop_closed_loop_callbacks(default: Callable) -> Callable:
+  """A ``sys.unraisablehook`` that drops ``RuntimeError('Event loop is closed')`` and passes anything else to
+  ``default``. When orbax's restore of a corrupt checkpoint fails, TensorStore's other reads complete after
+  orbax's event loop has closed, and each callback's error is printed as an unraisable traceback above the
+  one line that reports the corrupt checkpoint (:mod:`lwcl.io.checkpoint`)."""
+  def hook(unraisable):
+    error = unraisable.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    default(unraisable)
+  return hook
 
 
 def run(on_step: Callable[[int], None] | None = None) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from lwcl.core.options import Option
 
 TOP_LEVEL = (
-    Option("seed", 0, "model initialization, training order, augmentation"),
+    Option("seed", 0, "model initialization, training order, augmentation", minimum=0),
     Option("num_orders", 0, "> 0: run the stream in this many distinct task orders (order 0 = as defined; "
            "lwcl/runs/orders.py); 0 = one order", minimum=0),
     Option("num_seeds", 0, "> 0: train seeds seed..seed+R-1 as R replicas of one vmapped program "
@@ -26,18 +26,21 @@ TOP_LEVEL = (
 OPTIMIZER = (
     Option("optimizer.name", "sgd", "the optimizer", choices=("sgd", "adam", "adamw")),
     Option("optimizer.learning_rate", 0.01, "the (peak) learning rate", minimum=0, strict=True),
-    Option("optimizer.momentum", 0.9, "sgd: momentum"),
+    Option("optimizer.momentum", 0.9, "sgd: momentum (0 = none)", minimum=0.0, maximum=1.0),
     Option("optimizer.nesterov", False, "sgd: Nesterov momentum"),
-    Option("optimizer.b1", 0.9, "adam / adamw: first-moment decay"),
-    Option("optimizer.b2", 0.999, "adam / adamw: second-moment decay"),
-    Option("optimizer.eps", 1e-8, "adam / adamw: epsilon"),
-    Option("optimizer.weight_decay", 0.0, "weight decay (sgd, adam: added to the gradient; adamw: decoupled)"),
-    Option("optimizer.grad_clip_norm", 0.0, "clip the gradient's global norm to this; 0 = off"),
+    Option("optimizer.b1", 0.9, "adam / adamw: first-moment decay", minimum=0.0, maximum=1.0),
+    Option("optimizer.b2", 0.999, "adam / adamw: second-moment decay", minimum=0.0, maximum=1.0),
+    Option("optimizer.eps", 1e-8, "adam / adamw: epsilon (added to the divisor: 0 divides 0 by 0 for a parameter "
+           "without gradient)", minimum=0.0, strict=True),
+    Option("optimizer.weight_decay", 0.0, "weight decay (sgd, adam: added to the gradient; adamw: decoupled)",
+           minimum=0.0),
+    Option("optimizer.grad_clip_norm", 0.0, "clip the gradient's global norm to this; 0 = off", minimum=0.0),
     Option("optimizer.schedule", "constant", "learning-rate schedule (per task with reset_each_task)",
            choices=("constant", "step", "cosine")),
-    Option("optimizer.decay_factor", 0.2, "step schedule: factor applied every decay_every_epochs"),
-    Option("optimizer.decay_every_epochs", 15, "step schedule: epochs between decays"),
-    Option("optimizer.warmup_epochs", 0.0, "linear warm-up, in epochs"),
+    Option("optimizer.decay_factor", 0.2, "step schedule: factor applied every decay_every_epochs", minimum=0.0,
+           strict=True),
+    Option("optimizer.decay_every_epochs", 15, "step schedule: epochs between decays", minimum=1),
+    Option("optimizer.warmup_epochs", 0.0, "linear warm-up, in epochs; 0 = none", minimum=0.0),
     Option("optimizer.reset_each_task", True, "fresh optimizer state (momentum, schedule) at every task"),
 )
 

@@ -15,14 +15,20 @@ unmodified ``get_config()`` of ``configs/default.py``):
   A string element that looks like a tuple literal (what ml_collections keeps of an override it could not
   parse) is rejected, naming the piece that is not of the element type.
 
-Keys a config file adds beyond the reference are not checked (there is nothing to compare them with).
-Every bad value is an error whether or not the chosen model or method reads the key.
+Every key of the reference must be in the config (a config file starts from ``configs/default.py``; one
+that builds a partial config would fail, or silently use nothing, where a missing key is read). Keys a
+config file adds beyond the reference have no type to compare with, but must hold what ``results.json``
+can record (numbers, strings, booleans, None, tuples and sections of them): a ``Path`` or another object
+is refused before the run, not when its results are written. Every bad value is an error whether or not
+the chosen model or method reads the key.
 """
 
 from __future__ import annotations
 
 import os
 import re
+
+import numpy as np
 
 from lwcl.config import files as config_files
 from lwcl.errors import ConfigError
@@ -77,10 +83,27 @@ def check_config(config, reference) -> None:
     config: the config to run (``ml_collections.ConfigDict`` or nested dict), overrides applied.
     reference: the unmodified default config (:func:`default_reference`), same nesting.
   Raises:
-    ConfigError: the first bad value, in key order, as one line: the key, the value, what is wrong and an
-      example of a correct value (``--config.model.hidden='(256,256)'``).
+    ConfigError: keys of ``reference`` missing from ``config`` (one line naming them), else the first bad
+      value, in key order, as one line: the key, the value, what is wrong and an example of a correct value
+      (``--config.model.hidden='(256,256)'``), or an added key whose value ``results.json`` cannot hold.
   """
+  check_complete(config, reference)
   _check_section(config, reference, "")
+
+
+def check_complete(config, reference) -> None:
+  """Refuses a config that lacks keys of ``reference`` (a config file that does not start from
+  ``configs/default.py``).
+
+  Raises:
+    ConfigError: one line naming the first three missing dotted keys (a missing section: its name).
+  """
+  missing = _missing(config, reference, "")
+  if missing:
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    raise ConfigError(f"the config lacks {', '.join(missing[:3])}{more} of configs/default.py's keys; start the "
+                      "config from the default one (config_files.default_config(__file__), as configs/*.py "
+                      "do) and change values")
 
 
 def override_message(key: str, text: str, reference) -> str | None:
@@ -102,13 +125,42 @@ def _is_section(value) -> bool:
   return hasattr(value, "items") and not isinstance(value, (str, bytes))
 
 
+def _missing(node, ref, prefix: str) -> list:
+  """Dotted keys of ``ref`` (a section) that ``node`` lacks, in key order (a missing section: its name)."""
+  if not _is_section(node):
+    return []  # a value where a section belongs: _check_section names it
+  out = []
+  for name in ref.keys():
+    if name not in node:
+      out.append(prefix + name)
+    elif _is_section(ref[name]):
+      out += _missing(node[name], ref[name], f"{prefix}{name}.")
+  return out
+
+
+def _recordable(value) -> bool:
+  """Whether results.json can record ``value`` (:func:`lwcl.io.report.write_json_atomic`): None, a bool,
+  number or string (NumPy's too), or a tuple, list, array or section of such values."""
+  if value is None or isinstance(value, (bool, int, float, str, np.bool_, np.number)):
+    return True
+  if isinstance(value, (tuple, list, np.ndarray)):
+    return all(_recordable(v) for v in value)
+  if _is_section(value):
+    return all(isinstance(k, str) and _recordable(v) for k, v in value.items())
+  return False
+
+
 def _check_section(node, ref, prefix: str) -> None:
   for name, value in list(node.items()):
     key = prefix + name
     try:
       ref_value = ref[name]
-    except (KeyError, AttributeError, TypeError):
-      continue  # a key the config file added: nothing to compare with
+    except (KeyError, AttributeError, TypeError):  # a key the config file added: no type to compare with
+      if not _recordable(value):
+        raise ConfigError(f"config key {key} (not in configs/default.py) holds a {type(value).__name__}, which "
+                          "results.json cannot record; give it a number, string, boolean or a tuple of them "
+                          "(str(...) of a path), or remove it from the config file") from None
+      continue
     if _is_section(ref_value) or _is_section(value):
       if not (_is_section(ref_value) and _is_section(value)):
         what = "a section" if _is_section(ref_value) else "a single value"

@@ -13,10 +13,10 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
 - the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
-  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; an enabled linear probe needs a
-  positive learning rate and non-negative ``l2`` and ``pool``; ``num_seeds`` runs on one host (not with
-  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates and is not combined
-  with ``num_orders`` (the kinds of run: :mod:`lwcl.runs.kinds`).
+  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; ``num_seeds`` runs on one host (not with
+  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
+  key that holds a number (whole numbers for an integer key), and is not combined with ``num_orders``
+  (the kinds of run: :mod:`lwcl.runs.kinds`).
 
 What needs more than the config stays where it is known: each sweep candidate's config
 (:func:`lwcl.runs.sweep.validate`), classes per task against the data set's classes, a batch larger than
@@ -63,28 +63,28 @@ def _check_option(option, value) -> None:
   """``value`` within ``option``'s bounds and choices (``None``: the config lacks the key)."""
   if value is None:
     return
-  key = option.key
+  key, low, high = option.key, option.minimum, option.maximum
   if option.choices:
     if value not in option.choices:
       raise ConfigError(unknown_message(key, value, option.choices))
-  elif option.minimum is None:
-    return
   elif option.type is tuple:  # sizes: every one (nested: model.conv_stages) at least the bound
-    if any(s < option.minimum for s in _flat(value)):
-      _refuse(key, tuple(value), f"every layer size must be at least {option.minimum:g}", "positive sizes",
+    if low is not None and any(s < low for s in _flat(value)):
+      _refuse(key, tuple(value), f"every layer size must be at least {low:g}", "positive sizes",
               f"'{config_check.TUPLE_ELEMENTS[key][1]}'")
-  elif option.strict and value <= option.minimum:
+  elif not isinstance(value, (int, float)) or isinstance(value, bool):
+    return  # a bool or a string key: its type is checked by lwcl.config.types
+  elif option.strict and low is not None and value <= low:
     what = key.rsplit(".", 1)[-1].replace("_", " ")
-    if option.minimum == 0:
+    if low == 0:
       _refuse(key, value, f"the {what} must be positive", "a positive number", option.default)
-    _refuse(key, value, f"the {what} must be above {option.minimum:g}", f"a number above {option.minimum:g}",
-            option.default)
-  elif option.maximum is not None and not option.minimum <= value < option.maximum:
-    interval = f"[{option.minimum:g}, {option.maximum:g})"
+    _refuse(key, value, f"the {what} must be above {low:g}", f"a number above {low:g}", option.default)
+  elif high is not None and not ((low is None or low <= value) and value < high):
+    interval = (f"[{low:g}, {high:g})" if not option.strict else f"({low:g}, {high:g})") if low is not None else None
+    if interval is None:
+      _refuse(key, value, f"must be below {high:g}", f"a number below {high:g}", option.default)
     _refuse(key, value, f"must be in {interval}", f"a number in {interval}", option.default)
-  elif value < option.minimum:
-    bound = option.minimum
-    _refuse(key, value, f"must be at least {bound}", f"{bound} or more", bound)
+  elif low is not None and value < low:
+    _refuse(key, value, f"must be at least {low}", f"{low} or more", low)
 
 
 def _streamed_data_one_step_per_dispatch(config) -> None:
@@ -119,14 +119,6 @@ def _cnn_head_has_a_conv(config) -> None:
     raise ConfigError("layerwise.aux_convs must be >= 1 for aux_head='cnn'; fix --config.layerwise.aux_convs")
 
 
-def _linear_probe_settings(config) -> None:
-  probe = _get(config, "layerwise.linear_probe")
-  if probe is not None and probe.get("enabled") and (
-      probe["learning_rate"] <= 0 or probe["l2"] < 0 or probe["pool"] < 0):
-    raise ConfigError("layerwise.linear_probe needs train_examples >= 1, steps >= 1, learning_rate > 0, "
-                      "l2 >= 0 and pool >= 0; fix --config.layerwise.linear_probe.*")
-
-
 def _seeds_on_one_host(config) -> None:
   if _get(config, "num_seeds") and _get(config, "devices.multihost"):
     raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
@@ -141,14 +133,32 @@ def _sweep_settings(config) -> None:
   if (_get(config, "scenario.validation_fraction") or 0) <= 0:
     raise ConfigError("a sweep selects on held-out data; set --config.scenario.validation_fraction "
                       "(e.g. 0.1)")
-  if not _get(config, "sweep.candidates"):
+  candidates = _get(config, "sweep.candidates")
+  if not candidates:
     raise ConfigError("sweep.key is set but sweep.candidates is empty; give candidates, e.g. "
                       "--config.sweep.candidates='(1.,10.,100.)'")
+  key = _get(config, "sweep.key")
+  current = _get(config, key)
+  if isinstance(current, bool) or not isinstance(current, (int, float)):
+    raise ConfigError(f"sweep.key '{key}' is not a numeric config key; use a dotted key of configs/default.py "
+                      "that holds a number, such as method.strength")
+  values = [float(v) for v in candidates if isinstance(v, (int, float))]
+  twice = next((v for i, v in enumerate(values) if v in values[:i]), None)
+  if twice is not None:
+    raise ConfigError(f"sweep.candidates lists {number_text(twice)} more than once: {_show(candidates)}; give each "
+                      "candidate once")
+  if isinstance(current, int):
+    fractional = [v for v in values if v != int(v)]
+    if fractional:
+      bad = fractional[0]
+      raise ConfigError(f"sweep.candidates {_show(candidates)} for the integer key {key}: {number_text(bad)} is not "
+                        f"a whole number (it would train with {int(bad)}); give whole numbers, e.g. "
+                        f"--config.sweep.candidates='({', '.join(f'{int(v)}.' for v in values)})'")
 
 
 # The combinations, checked in this order after every key's own bounds.
 RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
-         _one_angle_per_task, _cnn_head_has_a_conv, _linear_probe_settings, _seeds_on_one_host,
+         _one_angle_per_task, _cnn_head_has_a_conv, _seeds_on_one_host,
          _sweep_settings)
 
 
@@ -172,6 +182,21 @@ def _check_floats(node, prefix: str) -> None:
     elif isinstance(value, float) and not math.isfinite(value):
       _refuse(prefix + name, value, f"{value} is not a finite number", "a finite number",
               _get(config_check.default_reference(), prefix + name))
+
+
+def number_text(value) -> str:
+  """A number as short as it reads back exactly: ``f"{value:g}"`` (``0.01``, ``10``, ``1e-05``) when
+  ``float`` of it is ``value``, else ``repr(value)`` (``0.010000001``, which ``:g`` rounds to ``0.01``).
+  Distinct numbers give distinct texts (``float(text) == float(value)``): a sweep candidate's folder name
+  (:func:`lwcl.runs.axis.candidate_name`)."""
+  value = float(value)
+  short = f"{value:g}"
+  return short if float(short) == value else repr(value)
+
+
+def _show(values) -> str:
+  """A tuple of numbers as written: ``(32.9, 64.7)``."""
+  return "(" + ", ".join(number_text(v) if isinstance(v, (int, float)) else repr(v) for v in values) + ")"
 
 
 def _refuse(key: str, value, problem: str, wanted: str, example=None):

@@ -24,7 +24,7 @@ OPTIONS = (
     Option("data.normalize", "standardize", "standardize (per-channel mean / std of the training set) | unit "
            "(to [0, 1]) | none", choices=("standardize", "unit", "none")),
     Option("data.augment.random_crop", False, "pad then crop back at a random offset"),
-    Option("data.augment.crop_padding", 4, "random_crop: pixels of padding on each side"),
+    Option("data.augment.crop_padding", 4, "random_crop: pixels of padding on each side", minimum=0),
     Option("data.augment.horizontal_flip", False, "flip each image left-right with probability 1/2"),
 )
 

@@ -46,7 +46,7 @@ OPTIONS = (
            "shared head, logits masked to the task's classes)", choices=TASK_HEADS),
     Option("scenario.num_tasks", 5, "tasks in the stream", minimum=1),
     Option("scenario.order_seed", -1, "task order: -1 = as defined; otherwise a seeded permutation of the "
-           "tasks"),
+           "tasks", minimum=-1),
     Option("scenario.task_order", (), "explicit task order (indices of the tasks as defined); () = use "
            "order_seed"),
     Option("scenario.samples_per_task", 0, "cap on training examples per task (GEM protocol: 1000); 0 = all",
@@ -55,7 +55,7 @@ OPTIONS = (
            minimum=0, maximum=1),
     Option("scenario.max_tasks", 0, "task slots the state is padded to (>= num_tasks); 0 = num_tasks",
            minimum=0),
-    Option("scenario.seed", 0, "permutations, class shuffling, subsampling, validation split"),
+    Option("scenario.seed", 0, "permutations, class shuffling, subsampling, validation split", minimum=0),
 )
 
 
@@ -263,7 +263,8 @@ SCENARIOS = {
                             lambda t, classes, transform, ds: f"rotation {transform['angle_degrees']:g} deg",
                             False, (
         Option("scenario.angles", (), "one angle (degrees) per task; () = k * max_angle / num_tasks"),
-        Option("scenario.max_angle", 180.0, "the last task's angle is below this, in degrees"),
+        Option("scenario.max_angle", 180.0, "the last task's angle is below this, in degrees", minimum=0.0,
+               strict=True),
     )),
 }
 

@@ -18,6 +18,7 @@ from lwcl.core import metrics as metrics_lib
 from lwcl.core.record import Progress, Record
 from lwcl.engine.run_io import Run
 from lwcl.io import report as report_lib
+from lwcl.io import safe_files
 from lwcl.io.results import RESULTS_FILE, fingerprint
 from lwcl.platform import provenance
 
@@ -96,7 +97,8 @@ def report(setup, run: Run, done: list) -> list:
               if res.get(k) is not None and np.isfinite(res[k])}
     run.writer.write_scalars(step, {replicas.scalar_name(k, r): v for k, v in finite.items()})
     folder = replicas.folder(run.workdir, r)
-    os.makedirs(folder, exist_ok=True)
+    if folder != run.workdir:
+      safe_files.make_folder(folder)  # a seed's, order's or candidate's folder: never through a link
     report_lib.write_json_atomic(os.path.join(folder, RESULTS_FILE), res)
     report_lib.plot_accuracy_matrix(replicas.get(run.record, r).R, os.path.join(folder, report_lib.HEATMAP_FILE),
                                     title + (f", {replicas.label(r)}" if replicas.batched else ""))

@@ -7,17 +7,22 @@ checkpoint to a temporary folder and renames it when complete, so a run killed w
 previous checkpoint intact; a checkpoint is never written over.
 
 What a restore trusts is checked: ``meta`` carries the SHA-256 of the saved state (:func:`state_checksum`),
-recomputed on the restored state, so a damaged data file (a flipped bit that orbax reads without
-complaint) is refused as corrupt, naming the newest older checkpoint that is intact; and the data set's
-fingerprint (:func:`lwcl.data.sources.dataset_fingerprint`), so a run resumed on other data is refused as
-a different experiment. Checkpoints written before these were stored are restored unchecked. A checkpoint
-lacking an entry of the state this lwcl records (e.g. a class-incremental run's Task-IL accuracy matrix,
-from an lwcl that did not record it) is refused as an older lwcl's, never resumed with the entry empty.
+recomputed on the restored state, and the SHA-256 of ``meta`` itself (:func:`meta_checksum`, over every other
+key of ``meta``, the state's checksum included), recomputed on the restored ``meta`` before anything in it is
+used. A damaged byte anywhere (a flipped bit that orbax or JSON reads without complaint: ``"task": 0``
+read as ``"task": 1``) is refused as corrupt, naming the newest older checkpoint that is intact. ``meta``
+also carries the data set's fingerprint (:func:`lwcl.data.sources.dataset_fingerprint`), so a run resumed
+on other data is refused as a different experiment. A checkpoint of an older format (before format 5 the
+metadata was not covered) is refused with one line: its metadata cannot be verified.
+A checkpoint lacking an entry of the state this lwcl records (e.g. a class-incremental run's Task-IL
+accuracy matrix, from an lwcl that did not record it) is refused as an older lwcl's, never resumed with the
+entry empty.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 from typing import Any
@@ -26,11 +31,11 @@ import flax.serialization
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
 
 from lwcl.core.options import Option
 from lwcl.data import sources
 from lwcl.errors import CheckpointError
+from lwcl.io import safe_files
 
 OPTIONS = (
     Option("checkpoint.every_steps", 500, "steps between checkpoints (also at every task end); 0 = task ends "
@@ -45,7 +50,8 @@ OPTIONS = (
 # Within 4, class-incremental runs add ``record.task_il_R`` (the Task-IL accuracy matrix); other runs' states
 # are unchanged. A checkpoint lacking an entry the run's state has is refused as written by an older lwcl
 # (:meth:`RunCheckpointer.restore`; orbax itself fails on the tree's structure, or restores the entry as None).
-FORMAT_VERSION = 4
+# 5: ``meta`` carries its own checksum, ``meta_sha256`` (issue 32): format 4's metadata (task, step) was unchecked.
+FORMAT_VERSION = 5
 # Entries of the run state added within a format version, in words (for the message refusing a checkpoint
 # that lacks one).
 ADDED_ENTRIES = {"record.task_il_R": "the Task-IL accuracy matrix of class-incremental runs"}
@@ -98,6 +104,23 @@ def state_checksum(tree: Any) -> str:
   return digest.hexdigest()
 
 
+def meta_checksum(meta: dict) -> str:
+  """SHA-256 (64 hex digits) of a checkpoint's metadata: every key but ``meta_sha256``, as canonical JSON
+  (sorted keys, no spaces; tuples as lists), so the dict saved and the dict JSON reads back agree.
+
+  Args:
+    meta: the metadata dict (JSON-compatible values: numbers, non-finite ones included, strings, booleans,
+      None, lists, dicts).
+  Returns:
+    str: the hex digest.
+  Raises:
+    TypeError: a value JSON cannot hold (an object).
+  """
+  body = {k: v for k, v in meta.items() if k != "meta_sha256"}
+  text = json.dumps(body, sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()
+
+
 class RunCheckpointer:
   """Saves and restores one experiment's run state under ``directory``.
 
@@ -109,12 +132,16 @@ class RunCheckpointer:
     data_fingerprint: the fingerprint of the data set the run trains and tests on
       (:func:`lwcl.data.sources.dataset_fingerprint`), or None (not stored, not checked); stored with every
       checkpoint, and a checkpoint that stores another one is refused.
+  Raises:
+    CheckpointError: the folder cannot be opened or created.
+    LwclError: ``directory`` is a symbolic link (:mod:`lwcl.io.safe_files`; orbax would write through it).
   """
 
   def __init__(self, directory: str, keep: int, config: dict, data_fingerprint: str | None = None):
     self.directory = os.path.abspath(directory)
     self.config = config
     self.data_fingerprint = data_fingerprint
+    safe_files.refuse_link(self.directory)
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
                                            enable_async_checkpointing=False)
     try:
@@ -129,12 +156,22 @@ class RunCheckpointer:
 
   def save(self, step: int, state: Any, meta: dict) -> None:
     """Saves ``state`` (a pytree; flax dataclasses and optax states are converted with
-    ``flax.serialization.to_state_dict``) and ``meta`` at ``step``, with the state's
-    :func:`state_checksum` and the data fingerprint in ``meta``; blocks until written."""
+    ``flax.serialization.to_state_dict``) and ``meta`` (a JSON-compatible dict) at ``step``, with the
+    state's :func:`state_checksum`, the data fingerprint and, last, :func:`meta_checksum` in ``meta``;
+    blocks until written.
+
+    Raises:
+      LwclError: the step's folder or orbax's temporary folder for it (``<step>.orbax-checkpoint-tmp...``)
+        is a symbolic link (orbax would write into, or remove, its target); nothing is written.
+    """
+    for name in sorted(os.listdir(self.directory)):
+      if name == str(step) or name.startswith(f"{step}.orbax-checkpoint-tmp"):
+        safe_files.refuse_link(os.path.join(self.directory, name))
     tree = flax.serialization.to_state_dict(state)
     meta = dict(meta, config=self.config, format=FORMAT_VERSION, state_sha256=state_checksum(tree))
     if self.data_fingerprint is not None:
       meta["data_fingerprint"] = self.data_fingerprint
+    meta["meta_sha256"] = meta_checksum(meta)
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
                                                      meta=ocp.args.JsonSave(meta)))
     self.manager.wait_until_finished()
@@ -149,10 +186,12 @@ class RunCheckpointer:
       ``(state, meta)``, or None when there is no checkpoint.
     Raises:
       CheckpointError: the checkpoint belongs to another experiment (another config, or other data), is in
-        another format version (:data:`FORMAT_VERSION`), lacks an entry of ``target`` (written by an lwcl
-        that did not record it: :data:`ADDED_ENTRIES`), or is corrupt (unreadable, or the restored state's
-        :func:`state_checksum` differs from the one saved with it) or incompatible. A corrupt checkpoint's
-        message names the newest older checkpoint that restores intact, if any; nothing is deleted.
+        another format version (:data:`FORMAT_VERSION`; older ones are not covered by a metadata checksum),
+        lacks an entry of ``target`` (written by an lwcl that did not record it: :data:`ADDED_ENTRIES`), or is
+        corrupt (unreadable; the restored metadata's :func:`meta_checksum` or the restored state's
+        :func:`state_checksum` differs from the one saved with it; or incompatible). A corrupt
+        checkpoint's message names the newest older checkpoint that restores intact, if any; nothing is
+        moved or deleted.
     """
     step = self.latest_step()
     if step is None:
@@ -169,19 +208,36 @@ class RunCheckpointer:
     return os.path.join(self.directory, str(step))
 
   def _meta(self, step: int) -> dict:
+    """Step ``step``'s metadata, its checksum verified when it has one (:meth:`_check_identity` refuses a
+    checkpoint of this format without one); raises :class:`_Corrupt`."""
     try:
-      return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+      meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
     except Exception as e:  # pylint: disable=broad-except
       raise _Corrupt(f"its metadata is unreadable: {type(e).__name__}") from None
+    if not isinstance(meta, dict):
+      raise _Corrupt(f"its metadata is not a JSON object but {type(meta).__name__}")
+    if "meta_sha256" in meta:
+      try:
+        intact = meta_checksum(meta) == meta["meta_sha256"]
+      except (TypeError, ValueError):
+        intact = False
+      if not intact:
+        raise _Corrupt("metadata checksum mismatch")
+    return meta
 
   def _check_identity(self, meta: dict) -> None:
-    """Refuses a checkpoint of another format version, config or data set."""
+    """Refuses a checkpoint of another format version, config or data set (raises CheckpointError), and one
+    of this format whose metadata has no checksum (raises :class:`_Corrupt`)."""
     found = meta.get("format", 1)
+    if not isinstance(found, int) or isinstance(found, bool):
+      raise _Corrupt(f"its format is {found!r}, not a version number")
     if found != FORMAT_VERSION:
       raise CheckpointError(f"{self.directory} holds a checkpoint in format {found}, written by "
                             f"{'an older' if found < FORMAT_VERSION else 'a newer'} lwcl; this version "
                             f"reads format {FORMAT_VERSION}. Finish that run with the lwcl version that "
                             "started it, or use a new --workdir")
+    if "meta_sha256" not in meta:  # format 5 always writes it: a damaged key
+      raise _Corrupt("its metadata has no checksum")
     diff = config_differences(meta.get("config") or {}, self.config)
     if diff or "config" not in meta:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "
@@ -208,10 +264,7 @@ class RunCheckpointer:
       raise _Corrupt(f"unreadable or incompatible with this version of lwcl: {type(e).__name__}: {msg}"
                      ) from None
     self._check_entries(step, _missing_entries(tree, restored))  # or restores it as None
-    if "state_sha256" not in meta:
-      logging.warning("checkpoint %s has no checksum (written by an older lwcl); restored unverified",
-                      self._path(step))
-    elif state_checksum(restored) != meta["state_sha256"]:
+    if state_checksum(restored) != meta.get("state_sha256"):  # meta verified: the key is there
       raise _Corrupt("checksum mismatch")
     return state
 

@@ -23,6 +23,8 @@ from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
+from lwcl.io import safe_files
+
 FILE_PREFIX = "events.out.tfevents"
 
 
@@ -35,6 +37,7 @@ class MetricWriter:
     write_events: False logs only (processes other than the main one of a multi-host run).
   Raises:
     OSError: ``logdir`` cannot be created or written.
+    LwclError: the events file's name is a symbolic link (:func:`lwcl.io.safe_files.create_new`).
   """
 
   def __init__(self, logdir: str, write_events: bool = True):
@@ -42,9 +45,9 @@ class MetricWriter:
     self.path = None
     if write_events:
       os.makedirs(logdir, exist_ok=True)
-      self.path = os.path.join(logdir, f"{FILE_PREFIX}.{int(time.time()):010d}.{socket.gethostname()}."
-                                       f"{os.getpid()}.lwcl.v2")
-      self._records = RecordWriter(open(self.path, "wb"))  # pylint: disable=consider-using-with
+      stem = os.path.join(logdir, f"{FILE_PREFIX}.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}")
+      self.path, fd = _new_events_file(stem)
+      self._records = RecordWriter(os.fdopen(fd, "wb"))
       self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
       self.flush()
     self._metadata = scalar_metadata.create_summary_metadata(display_name=None, description=None)
@@ -76,3 +79,14 @@ class MetricWriter:
     """Flushes and closes the file; later writes raise ValueError. Safe to call twice."""
     if self._records is not None and not self._records.closed:
       self._records.close()
+
+
+def _new_events_file(stem: str) -> tuple:
+  """``(path, descriptor)`` of a new events file ``STEM.lwcl.v2``, or ``STEM.N.lwcl.v2`` when this process
+  already wrote one in the same second (a run resumed at once): created here (``O_EXCL``), never an existing
+  file, never through a symbolic link (refused, :func:`lwcl.io.safe_files.create_new`)."""
+  for n in range(100):
+    path = f"{stem}{f'.{n}' if n else ''}.lwcl.v2"
+    if not os.path.exists(path) or os.path.islink(path):
+      return path, safe_files.create_new(path)
+  return path, safe_files.create_new(path)  # 100 files in one second: refused, one line

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from lwcl.io.safe_files import write_atomic
 
 
 def pyplot():
@@ -14,20 +14,20 @@ def pyplot():
 
 
 def save_figure(fig, path: str, dpi: int = 100) -> None:
-  """Writes ``fig`` as PNG to ``path`` through a temporary file and a rename, then closes it.
+  """Writes ``fig`` as PNG to ``path`` through a new temporary file of a random name and a rename
+  (:func:`lwcl.io.safe_files.write_atomic`), then closes it.
 
-  A crash while drawing or writing never leaves a half-written image in place of a good one.
+  A crash while drawing or writing never leaves a half-written image in place of a good one, and no write
+  follows a symbolic link.
 
   Args:
     fig: a ``matplotlib.figure.Figure``.
-    path: the PNG file; its folder must exist.
+    path: the PNG file.
     dpi: resolution in dots per inch.
+  Raises:
+    LwclError: ``path`` is a symbolic link (nothing is written).
   """
-  tmp = path + ".tmp.png"
   try:
-    fig.savefig(tmp, dpi=dpi)
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi), binary=True)
   finally:
     pyplot().close(fig)
-    if os.path.exists(tmp):
-      os.unlink(tmp)

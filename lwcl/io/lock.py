@@ -26,6 +26,7 @@ import socket
 from typing import Iterator
 
 from lwcl.errors import LwclError
+from lwcl.io import safe_files
 
 LOCK_FILE = ".lwcl.lock"
 
@@ -55,7 +56,7 @@ def _enclosing_holder(workdir: str) -> tuple[str, str] | None:
   folder = os.path.dirname(os.path.abspath(workdir))
   while True:
     try:
-      fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDONLY)
+      fd = os.open(os.path.join(folder, LOCK_FILE), os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
       fd = None
     if fd is not None:
@@ -89,8 +90,8 @@ def hold(workdir: str) -> Iterator[str]:
     WorkdirLockedError: another process holds the lock of ``workdir``, or of a folder above it (the
       workdir of a running study: its ``order<r>/``, ``seed<s>/`` and sweep folders are its own); the
       message names its pid, host and start time; nothing in the workdir is touched.
-    LwclError: ``workdir`` is a file, or the workdir or its lock file cannot be created (e.g. no
-      permission).
+    LwclError: ``workdir`` is a file, the workdir or its lock file cannot be created (e.g. no
+      permission), or the lock file's name is a symbolic link (never followed: its target is left as it is).
   """
   path = os.path.join(workdir, LOCK_FILE)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -107,8 +108,11 @@ def hold(workdir: str) -> Iterator[str]:
     folder = os.path.dirname(folder)
   try:
     os.makedirs(workdir, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    safe_files.refuse_link(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never truncates a link's target
   except OSError as e:
+    if os.path.islink(path):
+      raise safe_files.link_error(path) from None
     raise LwclError(f"cannot create the lock file {path} ({e.strerror}); pass a writable --workdir") \
         from None
   try:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from lwcl.core.metrics import TASK_IL_SCALARS
 from lwcl.io.figures import pyplot, save_figure
+from lwcl.io.safe_files import write_atomic
 
 HEATMAP_FILE = "accuracy_matrix.png"
 
@@ -34,29 +33,20 @@ def _clean(obj):
   return obj
 
 
-def _umask() -> int:
-  mask = os.umask(0o022)
-  os.umask(mask)
-  return mask
-
-
 def write_json_atomic(path: str, data: dict) -> None:
-  """Writes ``data`` as JSON to ``path`` through a temporary file and a rename, so a crash never leaves a
-  half-written file in place of a good one. Non-finite floats become ``null``. The file gets the mode
-  of any other output (0644 under the usual umask 022)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-  try:
-    os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp's file is 0600)
-    with os.fdopen(fd, "w") as f:
-      json.dump(_clean(data), f, indent=2, allow_nan=False)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.unlink(tmp)
-    raise
+  """Writes ``data`` as JSON to ``path`` through a new temporary file and a rename
+  (:func:`lwcl.io.safe_files.write_atomic`), so a crash never leaves a half-written file in place of a good
+  one and no write follows a symbolic link. Non-finite floats become ``null``. The file gets the mode of any
+  other output (0644 under the usual umask 022).
+
+  Raises:
+    LwclError: ``path`` is a symbolic link (nothing is written).
+    TypeError: a value JSON cannot hold (the config check refuses such config values before a run).
+  """
+  def write(f):
+    json.dump(_clean(data), f, indent=2, allow_nan=False)
+    f.write("\n")
+  write_atomic(path, write)
 
 
 def format_table(R, b, metrics: dict, task_names=None, title: str = "") -> str:

@@ -20,17 +20,16 @@ from lwcl.data.pipeline import eval_batches
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.layerwise.fns import LayerwiseFns
 
-# The layerwise.linear_probe.* keys (learning_rate > 0, l2 >= 0 and pool >= 0 when enabled: the config
-# validator's cross-key rules, lwcl/config/values.py).
+# The layerwise.linear_probe.* keys (bounded whether or not the probe is enabled, as every key).
 OPTIONS = (
     Option("layerwise.linear_probe.enabled", False, "after the last task, a linear probe per block and task"),
     Option("layerwise.linear_probe.train_examples", 2000, "per task (seeded subset of its training data)",
            minimum=1),
     Option("layerwise.linear_probe.steps", 300, "full-batch Adam steps", minimum=1),
-    Option("layerwise.linear_probe.learning_rate", 0.01, "Adam learning rate (> 0 when enabled)"),
-    Option("layerwise.linear_probe.l2", 1e-4, "L2 penalty (>= 0 when enabled)"),
+    Option("layerwise.linear_probe.learning_rate", 0.01, "Adam learning rate", minimum=0.0, strict=True),
+    Option("layerwise.linear_probe.l2", 1e-4, "L2 penalty", minimum=0.0),
     Option("layerwise.linear_probe.pool", 2, "average-pool feature maps to pool x pool before the probe; "
-           "0 = none (>= 0 when enabled)"),
+           "0 = none", minimum=0),
 )
 
 PLOT_FILE = "block_accuracy.png"

@@ -23,7 +23,7 @@ from lwcl.models.mlp import sow_activation
 
 STRIDES = Option("model.strides", "standard", "strides of the residual blocks: standard | accelerated "
                  "(Ma et al. 2010.08038) | comma-separated ints, one per block")
-STEM_STRIDE = Option("model.stem_stride", 1, "stride of the stem convolution")
+STEM_STRIDE = Option("model.stem_stride", 1, "stride of the stem convolution", minimum=1)
 _SHARED = (
     STRIDES, STEM_STRIDE,
     Option("model.shallow_blocks", 0, "convolution intensity: the first shallow_blocks residual blocks get "
@@ -35,7 +35,8 @@ _SHARED = (
 )
 # The model.* keys each residual network reads (beside model.name and model.conv_impl).
 RESNET_OPTIONS = (
-    Option("model.depth", 20, "resnet: depth 6n+2 (20, 32, 44, 56, 110), n residual blocks per stage"),
+    Option("model.depth", 20, "resnet: depth 6n+2 (20, 32, 44, 56, 110), n residual blocks per stage",
+           minimum=8),
     Option("model.width", 0, "resnet: width of the first stage (stages: w, 2w, 4w); 0 = 16", minimum=0),
 ) + _SHARED
 REDUCED_RESNET18_OPTIONS = (

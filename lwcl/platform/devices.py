@@ -20,8 +20,8 @@ OPTIONS = (
     Option("devices.num_devices", 0, "data-parallel over this many local devices; 0 = all", minimum=0),
     Option("devices.multihost", False, "call jax.distributed.initialize() (TPU pods, SLURM, ...)"),
     Option("devices.coordinator_address", "", "multihost: the coordinator; '' = auto-detect"),
-    Option("devices.num_processes", 0, "multihost: number of processes; 0 = auto-detect"),
-    Option("devices.process_id", -1, "multihost: this process's id; -1 = auto-detect"),
+    Option("devices.num_processes", 0, "multihost: number of processes; 0 = auto-detect", minimum=0),
+    Option("devices.process_id", -1, "multihost: this process's id; -1 = auto-detect", minimum=-1),
 )
 
 _initialized = False

@@ -16,8 +16,23 @@ import os
 from typing import Sequence
 
 from lwcl.config import files as config_files
+from lwcl.config import values as config_values
 from lwcl.engine.replicas import Replicas
 from lwcl.errors import ConfigError
+
+
+def candidate_name(value) -> str:
+  """A sweep candidate's folder name and label (:func:`lwcl.config.values.number_text`): ``f"{value:g}"``
+  (``0.01``, ``10``, ``1e-05``) when that reads back as the same float, else ``repr(value)``
+  (``0.010000001``, which ``:g`` would round to ``0.01``). ``float(name) == value`` either way, so distinct
+  values never share a folder (equal ones are refused: ``sweep.candidates`` lists each value once).
+
+  Args:
+    value: a finite number (int or float).
+  Returns:
+    str: the name.
+  """
+  return config_values.number_text(value)
 
 
 def seed_config(config, seed: int):
@@ -146,8 +161,8 @@ class ReplicaAxis(Replicas):
   def label(self, r: int) -> str:
     """Replica ``r`` in words: ``seed 3``, ``task order 2``, ``method.strength=10`` or, in a product,
     ``task order 2, seed 3``."""
-    words = {"candidate": lambda: f"{self.key}={self.candidates[r]:g}", "order": lambda: f"task order {self.outer(r)}",
-             "seed": lambda: f"seed {self.seeds[r]}"}
+    words = {"candidate": lambda: f"{self.key}={candidate_name(self.candidates[r])}",
+             "order": lambda: f"task order {self.outer(r)}", "seed": lambda: f"seed {self.seeds[r]}"}
     return ", ".join(words[dim]() for dim in self._dimensions())
 
   def config(self, config, r: int):
@@ -165,12 +180,13 @@ class ReplicaAxis(Replicas):
 
   def folder(self, workdir: str, r: int) -> str:
     """Where replica ``r`` writes its results: the workdir of a single run, else ``workdir/seed<s>``,
-    ``workdir/order<o>``, ``workdir/<candidate value>``, or in a product ``workdir/order<o>/seed<s>`` and
-    ``workdir/<candidate value>/seed<s>`` (the layout of each order's or candidate's ``num_seeds`` run)."""
+    ``workdir/order<o>``, ``workdir/<candidate value>`` (:func:`candidate_name`), or in a product
+    ``workdir/order<o>/seed<s>`` and ``workdir/<candidate value>/seed<s>`` (the layout of each order's or
+    candidate's ``num_seeds`` run)."""
     if not self.batched:
       return workdir
-    names = {"candidate": f"{self.candidates[r]:g}" if self.candidates else "", "order": f"order{self.outer(r)}",
-             "seed": f"seed{self.seeds[r]}"}
+    names = {"candidate": candidate_name(self.candidates[r]) if self.candidates else "",
+             "order": f"order{self.outer(r)}", "seed": f"seed{self.seeds[r]}"}
     return os.path.join(workdir, *(names[dim] for dim in self._dimensions()))
 
   def scalar_name(self, name: str, r: int) -> str:

@@ -1,7 +1,8 @@
 """What one invocation of ``python -m lwcl.main`` runs for a config.
 
 ``run`` checks every config value's type (:mod:`lwcl.config.types`), takes the workdir's lock for the
-whole run (:mod:`lwcl.io.lock`: a second run on the same workdir is refused), reports a finished
+whole run (:mod:`lwcl.io.lock`: a second run on the same workdir is refused), refuses a workdir holding a
+symbolic link (:mod:`lwcl.io.safe_files`: lwcl never writes through one), reports a finished
 workdir again (or refuses one holding another experiment's results), then runs a validation sweep
 (``sweep.key``, :mod:`lwcl.runs.sweep`), a task-order study (``num_orders``, :mod:`lwcl.runs.orders`), seeds as
 replicas of one vmapped program (``num_seeds``, :mod:`lwcl.runs.seeds`) or a single
@@ -21,7 +22,7 @@ from lwcl.config import values as config_values
 from lwcl.engine.experiment import Experiment
 from lwcl.errors import LwclError
 from lwcl.io import lock as workdir_lock
-from lwcl.io import report
+from lwcl.io import report, safe_files
 from lwcl.io.results import finished_results
 from lwcl.runs import kinds as run_kind
 from lwcl.runs import orders, sweep
@@ -43,10 +44,13 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
     LwclError: the disk of ``workdir`` is full (the last complete checkpoint is kept).
     WorkdirLockedError: another run holds ``workdir`` (its files are left alone). Multi-host runs
       (``devices.multihost``) take no lock: all their processes share the workdir.
+    LwclError: a symbolic link below ``workdir`` (:func:`lwcl.io.safe_files.check_tree`) or at its lock
+      file: lwcl writes through none; the message names it, and nothing is written.
   """
   check(config)
   lock = contextlib.nullcontext() if config.devices.multihost else workdir_lock.hold(workdir)
   with lock:
+    safe_files.check_tree(workdir)  # no symbolic link below the workdir: lwcl never writes through one
     try:
       return _run_locked(config, workdir, on_step)
     except Exception as e:  # pylint: disable=broad-except

@@ -2,8 +2,9 @@
 
 With ``--config.sweep.key=method.strength --config.sweep.candidates=(1.,10.,100.)`` and
 ``scenario.validation_fraction > 0``, each candidate runs the whole stream evaluated on every task's
-held-out validation split (``eval.split = 'valid'``) in ``workdir/sweep/<value>/``; the candidate with the
-best ``sweep.metric`` (highest ACC or BWT, lowest forgetting) is selected, and one final run with it is
+held-out validation split (``eval.split = 'valid'``) in ``workdir/sweep/<value>/`` (``<value>`` as ``%g``
+writes it, or its ``repr`` where ``%g`` would round it: :func:`lwcl.runs.axis.candidate_name`); the candidate
+with the best ``sweep.metric`` (highest ACC or BWT, lowest forgetting) is selected, and one final run with it is
 evaluated on the test split in ``workdir/final/``. ``workdir/results.json`` holds the final run's results
 plus ``sweep`` (every candidate's validation metrics, the Task-IL ones too when class-incremental) and
 ``selected``.
@@ -94,13 +95,13 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
   rows = [{"value": v, **{k: res[k] for k in _scalars(res)}} for v, res in zip(values, per_replica)]
   if seeds:  # each candidate's row: the mean over its seeds, with their statistics
     summaries = write_summaries([(axis.candidate_config(config, config.sweep.key, v, "valid"),
-                                  os.path.join(sweep_dir, f"{v:g}")) for v in values], per_replica)
+                                  candidate_folder(workdir, v)) for v in values], per_replica)
     rows = [{"value": v, **{k: sm[k]["mean"] if sm[k] else None for k in _scalars(sm)},
              "over_seeds": {k: sm[k] for k in _scalars(sm)}} for v, sm in zip(values, summaries)]
   metric, sign = config.sweep.metric, 1 if HIGHER_IS_BETTER[config.sweep.metric] else -1
   best = max(rows, key=lambda r: sign * (r[metric] if r[metric] is not None else -sign * float("inf")))
   over = f" mean over {len(seeds)} seeds" if seeds else ""
-  print(f"lwcl: selected {config.sweep.key}={best['value']} (validation {metric}{over} "
+  print(f"lwcl: selected {config.sweep.key}={axis.candidate_name(best['value'])} (validation {metric}{over} "
         f"{best[metric]:.4f}); final run on the test split", flush=True)
   final = _run(axis.candidate_config(config, config.sweep.key, best["value"], "test"),
                os.path.join(workdir, "final"), on_step)
@@ -111,6 +112,12 @@ def run_sweep(config, workdir: str, on_step: Callable[[int], None] | None = None
     results["provenance"] = merged
   report.write_json_atomic(path, results)
   return results
+
+
+def candidate_folder(workdir: str, value) -> str:
+  """The folder of candidate ``value``'s run: ``workdir/sweep/<value>`` (:func:`lwcl.runs.axis.candidate_name`:
+  distinct values, distinct folders; the replica axis's :meth:`~lwcl.runs.axis.ReplicaAxis.folder` agrees)."""
+  return os.path.join(workdir, "sweep", axis.candidate_name(value))
 
 
 def _train_candidates(config, workdir: str, done: list, on_step) -> list:
@@ -126,7 +133,7 @@ def _train_candidates(config, workdir: str, done: list, on_step) -> list:
   print(f"lwcl: sweep {key}: the candidates run one after another ({why})", flush=True)
   return replicas.run_one_after_another(
       [(f"sweep {key}={value} (validation split)", axis.candidate_config(config, key, value, "valid"),
-        os.path.join(workdir, "sweep", f"{value:g}")) for value in values], seeds, done, on_step)
+        candidate_folder(workdir, value)) for value in values], seeds, done, on_step)
 
 
 def _scalars(results: dict) -> tuple:
@@ -184,6 +191,6 @@ def format_summary(results: dict) -> str:
   for row in sweep["candidates"]:
     v = row[metric]
     mark = "  <- selected" if row["value"] == results["selected"] else ""
-    lines.append(f"  {row['value']:<10g} {'n/a' if v is None else f'{100 * v:.2f}'}{mark}")
+    lines.append(f"  {axis.candidate_name(row['value']):<10} {'n/a' if v is None else f'{100 * v:.2f}'}{mark}")
   final = replica_results.format_summary(results) if "runs" in results else report.format_summary(results)
   return "\n".join(lines) + "\nfinal run on the test split:\n" + final

@@ -35,6 +35,7 @@ import numpy as np
 
 from lwcl import platform
 from lwcl.data.pipeline import train_batches
+from lwcl.io import safe_files
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.methods import projection
 
@@ -105,10 +106,10 @@ def run(config, out_dir: str, num_batches: int) -> list:
           + ", ".join(f"{r} {row[f'{r}/push_ratio']:.2f}" for r in RULES[1:]), flush=True)
 
   results = exp.run(os.path.join(out_dir, "run"), on_task_end=on_task_end)
-  with open(os.path.join(out_dir, "lgd_push.json"), "w") as f:
-    json.dump({"rows": rows, "acc": results["acc"], "bwt": results["bwt"],
-               "final_task_accuracy": results["accuracy_matrix"][-1][-1], "config": config.to_dict()},
-              f, indent=1, default=str)
+  safe_files.write_text_atomic(os.path.join(out_dir, "lgd_push.json"), json.dumps(
+      {"rows": rows, "acc": results["acc"], "bwt": results["bwt"],
+       "final_task_accuracy": results["accuracy_matrix"][-1][-1], "config": config.to_dict()},
+      indent=1, default=str))
   plot(rows, os.path.join(out_dir, "lgd_push.png"))
   return rows
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 from lwcl.io.report import write_json_atomic
+from lwcl.io.safe_files import write_text_atomic
 
 
 def write_study(out: str, stem: str, markdown: str, result: dict) -> None:
@@ -18,9 +19,6 @@ def write_study(out: str, stem: str, markdown: str, result: dict) -> None:
     result: JSON-serializable dict (non-finite floats become ``null``).
   """
   os.makedirs(out, exist_ok=True)
-  path = os.path.join(out, stem + ".md")
-  with open(path + ".tmp", "w") as f:
-    f.write(markdown)
-  os.replace(path + ".tmp", path)
+  write_text_atomic(os.path.join(out, stem + ".md"), markdown)
   write_json_atomic(os.path.join(out, stem + ".json"), result)
   print(markdown, flush=True)

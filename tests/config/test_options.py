@@ -60,6 +60,31 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
                                           "((32,),(64,))"]),
     ({"scenario.angles": (0.0, float("nan"))}, ["scenario.angles", "nan is not a finite number"]),
     ({"optimizer.momentum": float("inf")}, ["optimizer.momentum=inf: inf is not a finite number"]),
+    # issue 32: values that make training meaningless (signs, zero divisors, factors in [0, 1))
+    ({"optimizer.momentum": -5.0}, ["optimizer.momentum=-5.0: must be in [0, 1)",
+                                    "e.g. --config.optimizer.momentum=0.9"]),
+    ({"optimizer.momentum": 1.0}, ["optimizer.momentum=1.0: must be in [0, 1)"]),
+    ({"optimizer.b1": -0.1}, ["optimizer.b1=-0.1: must be in [0, 1)"]),
+    ({"optimizer.b2": 1.0}, ["optimizer.b2=1.0: must be in [0, 1)"]),
+    ({"optimizer.eps": 0.0}, ["optimizer.eps=0.0: the eps must be positive"]),
+    ({"optimizer.schedule": "step", "optimizer.decay_every_epochs": 0},
+     ["optimizer.decay_every_epochs=0: must be at least 1"]),
+    ({"optimizer.decay_factor": 0.0}, ["optimizer.decay_factor=0.0: the decay factor must be positive"]),
+    ({"optimizer.weight_decay": -1e-4}, ["optimizer.weight_decay=-0.0001: must be at least 0"]),
+    ({"optimizer.grad_clip_norm": -1.0}, ["optimizer.grad_clip_norm=-1.0: must be at least 0"]),
+    ({"optimizer.warmup_epochs": -1.0}, ["optimizer.warmup_epochs=-1.0: must be at least 0"]),
+    ({"data.augment.random_crop": True, "data.augment.crop_padding": -3},
+     ["data.augment.crop_padding=-3: must be at least 0"]),
+    ({"seed": -1}, ["bad config value seed=-1: must be at least 0"]),
+    ({"scenario.seed": -1}, ["scenario.seed=-1: must be at least 0"]),
+    ({"scenario.order_seed": -2}, ["scenario.order_seed=-2: must be at least -1"]),
+    ({"scenario.max_angle": 0.0}, ["scenario.max_angle=0.0: the max angle must be positive"]),
+    ({"model.stem_stride": 0}, ["model.stem_stride=0: must be at least 1"]),
+    ({"model.depth": 2}, ["model.depth=2: must be at least 8"]),
+    ({"devices.num_processes": -1}, ["devices.num_processes=-1: must be at least 0"]),
+    ({"devices.process_id": -2}, ["devices.process_id=-2: must be at least -1"]),
+    ({"layerwise.linear_probe.learning_rate": 0.0}, ["linear_probe.learning_rate=0.0: the learning rate must be "
+                                                     "positive"]),  # enabled or not, as every key
     # choices
     ({"scenario.kind": "shuffled"}, ["unknown scenario.kind 'shuffled'; use one of split, permuted, rotated"]),
     ({"model.conv_impl": "im2col"}, ["unknown model.conv_impl 'im2col'; use one of auto"]),
@@ -78,6 +103,20 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
      ["sweep.key cannot be combined with num_orders"]),
     ({"sweep.key": "method.strength", "sweep.candidates": (1.0,)}, ["a sweep selects on held-out data"]),
     ({"sweep.key": "method.strength", "scenario.validation_fraction": 0.1}, ["sweep.candidates is empty"]),
+    # a sweep's candidates: each once (one folder each), of a numeric key, whole numbers for an integer key
+    ({"sweep.key": "method.strength", "scenario.validation_fraction": 0.1, "sweep.candidates": (0.01, 1.0, 0.01)},
+     ["sweep.candidates lists 0.01 more than once: (0.01, 1, 0.01)", "give each candidate once"]),
+    ({"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1, "sweep.candidates": (32.9, 64.7)},
+     ["(32.9, 64.7) for the integer key train.batch_size: 32.9 is not a whole number (it would train with 32)",
+      "--config.sweep.candidates='(32., 64.)'"]),
+    ({"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1, "sweep.candidates": (32.0000001,)},
+     ["32.0000001 is not a whole number"]),
+    ({"sweep.key": "method.name", "scenario.validation_fraction": 0.1, "sweep.candidates": (1.0,)},
+     ["sweep.key 'method.name' is not a numeric config key"]),
+    ({"sweep.key": "train.progress", "scenario.validation_fraction": 0.1, "sweep.candidates": (0.0, 1.0)},
+     ["sweep.key 'train.progress' is not a numeric config key"]),
+    ({"sweep.key": "optimizer.nope", "scenario.validation_fraction": 0.1, "sweep.candidates": (1.0,)},
+     ["sweep.key 'optimizer.nope' is not a numeric config key"]),
 ])
 def test_each_kind_of_rule_is_one_line(overrides, fragments):
   cfg = small_config(**{"scenario.num_tasks": 5, **overrides})
@@ -91,6 +130,8 @@ def test_each_kind_of_rule_is_one_line(overrides, fragments):
 
 def test_valid_values_pass():
   config_values.check_values(config_check.default_reference())
+  config_values.check_values(small_config(**{"sweep.key": "train.batch_size", "scenario.validation_fraction": 0.1,
+                                             "sweep.candidates": (32.0, 64.0)}))
   config_values.check_values(small_config(**{"scenario.kind": "rotated", "scenario.num_tasks": 2,
                                              "scenario.angles": (0.0, 90.0), "scenario.max_tasks": 2,
                                              "layerwise.aux_head": "cnn", "model.width": 8}))

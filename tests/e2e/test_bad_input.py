@@ -75,6 +75,30 @@ def float_idx_images(workdir):
     f.write(bytes([0, 0, 0x0D, 3]) + b"".join(v.to_bytes(4, "big") for v in x.shape) + x.tobytes())
 
 
+def plant_links(workdir):
+  """Links at the lock file and at the heatmap's former temporary name, to a file beside the workdir (a
+  run must leave it as it is: issue 32)."""
+  os.makedirs(workdir)
+  target = os.path.join(os.path.dirname(workdir), "target.txt")
+  with open(target, "w") as f:
+    f.write("kept\n")
+  os.symlink(target, os.path.join(workdir, workdir_lock.LOCK_FILE))
+  os.symlink(target, os.path.join(workdir, "accuracy_matrix.png.tmp.png"))
+
+
+def exiting_config(workdir):
+  """A config file (the case's tiny.py) that ends the process with status 0 while it loads (issue 32)."""
+  with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
+    f.write("import sys\nsys.exit(0)\n")
+
+
+def partial_config(workdir):
+  """A config file (the case's tiny.py) that builds a config of one key, not from configs/default.py."""
+  with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
+    f.write("import ml_collections\ndef get_config():\n  c = ml_collections.ConfigDict()\n  c.seed = 0\n"
+            "  return c\n")
+
+
 def tiny_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
     f.write(TINY_CONFIG_FILE.format(tests=TESTS))
@@ -138,6 +162,16 @@ CASES = {
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
+    "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
+                                                  ["does not load (it called sys.exit(0) while loading)"],
+                                                  exiting_config),
+    "Also a partial config file": (["--config=TINY", "--workdir=WORKDIR", *T],
+                                   ["the config lacks checkpoint, data, devices and", "start the config from the "
+                                    "default one"], partial_config),
+    "Also optimizer.momentum=-5": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.optimizer.momentum=-5."],
+                                   ["optimizer.momentum=-5.0", "must be in [0, 1)"], None),
+    "Also a link at the lock file": ([DEFAULT, "--workdir=WORKDIR", *T],
+                                     ["WORKDIR/.lwcl.lock is a symbolic link", "remove the link"], plant_links),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
@@ -181,12 +215,16 @@ def case_results(tmp_path_factory):
 @pytest.mark.parametrize("name", list(CASES))
 def test_refused_before_training_with_one_line_and_nothing_written(case_results, name):
   proc, workdir, before = case_results[name]
-  line = assert_one_line_error(proc, *CASES[name][1])
+  line = assert_one_line_error(proc, *(f.replace("WORKDIR", workdir) for f in CASES[name][1]))
   assert "; " in line and "\\'" not in line and "\\n" not in line and "Traceback" not in line, line
   if before is None:
     assert not os.path.exists(workdir), os.listdir(workdir)  # not even the lock file's folder
   else:  # nothing added (no TensorBoard file), changed or removed
     assert outputs(workdir) == before
+  target = os.path.join(os.path.dirname(workdir), "target.txt")
+  if os.path.exists(target):  # the target of a planted link: untouched
+    with open(target) as f:
+      assert f.read() == "kept\n"
 
 
 def test_help_exits_0():

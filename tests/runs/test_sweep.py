@@ -93,3 +93,20 @@ def test_which_sweeps_run_as_replicas_is_decided_from_the_config():
                                                 "compiled)")
   assert why("ewc", "method.gem_margin") == "EWC does not read method.gem_margin"
   assert why("ewc", "train.batch_size").startswith("train.batch_size is not the learning rate")
+
+
+def test_candidates_that_print_alike_get_folders_of_their_own(tmp_path):
+  """Issue 32: 0.01 and 0.010000001 shared sweep/0.01/ (``%g``), one results.json over the other. A name is
+  ``%g`` when that reads back exactly (the folders of earlier sweeps keep their names), else ``repr``."""
+  values = (0.01, 0.010000001, 1e-05, 10.0, 100, 0.1 + 0.2)
+  names = [replica_axis.candidate_name(v) for v in values]
+  assert names == ["0.01", "0.010000001", "1e-05", "10", "100", "0.30000000000000004"]
+  assert [float(n) for n in names] == [float(v) for v in values]  # the name gives the value back: one-to-one
+  workdir = str(tmp_path)
+  both = replica_axis.ReplicaAxis.of_candidates(0, "optimizer.learning_rate", values[:2], seeds=(0, 1))
+  assert [both.folder(workdir, r) for r in range(4)] == [
+      os.path.join(workdir, "0.01", "seed0"), os.path.join(workdir, "0.01", "seed1"),
+      os.path.join(workdir, "0.010000001", "seed0"), os.path.join(workdir, "0.010000001", "seed1")]
+  assert both.label(2) == "optimizer.learning_rate=0.010000001, seed 0"
+  assert sweep.candidate_folder(workdir, 0.010000001) == os.path.join(workdir, "sweep", "0.010000001")
+  assert sweep.candidate_folder(workdir, 0.01) == os.path.join(workdir, "sweep", "0.01")
