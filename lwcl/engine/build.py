@@ -6,10 +6,13 @@ the optimizer and its learning-rate schedule, and compiles the train step, the m
 (``train.steps_per_dispatch``) and the evaluation step (mapped over the replicas by
 :meth:`Replicas.vmap <lwcl.engine.replicas.Replicas.vmap>`). Everything per replica is read from the
 replica's single-run config: its seed, its stream (``scenario.task_order``), its learning rate and its
-method hyper-parameters. The stream loop (:mod:`lwcl.engine.loop`) and the report
-(:mod:`lwcl.engine.report`) read the setup; nothing writes it. :meth:`Setup.with_task_order` derives the
-setup of the same single run in another task order, reusing the data set and, when the label space is
-unchanged, the compiled steps.
+method hyper-parameters. The programs are built for a platform or platforms (:mod:`lwcl.platform.targets`;
+by default the default backend's): ``model.conv_impl=auto`` and the ConvNet's pool take their CPU lowerings
+only in programs built for the CPU alone, so a setup built for ``('cuda',)`` or ``('tpu',)`` on a CPU-only
+machine has steps that ``jax.export`` lowers for those platforms. The stream loop (:mod:`lwcl.engine.loop`)
+and the report (:mod:`lwcl.engine.report`) read the setup; nothing writes it. :meth:`Setup.with_task_order`
+derives the setup of the same single run in another task order, reusing the data set and, when the label
+space is unchanged, the compiled steps.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from lwcl.errors import ConfigError
 from lwcl.io.results import data_fingerprint
 from lwcl.methods import METHODS, Method, build_method
 from lwcl.models import build_model
-from lwcl.platform import xla_flags
+from lwcl.platform import targets, xla_flags
 from lwcl.platform.devices import DataParallel
 
 
@@ -103,6 +106,7 @@ class Setup:
     configs: each replica's single-run config (``replicas.config(config, r)``), differing from
       :attr:`config` only in what the program takes as data (:func:`check_one_program`).
     parallel: the device mesh and shardings.
+    platforms: the platforms the programs are built for (:func:`lwcl.platform.targets.target_platforms`).
     dataset, data_fingerprint: the loaded data set and its SHA-256 (:func:`lwcl.io.results.data_fingerprint`).
     preprocess: uint8 images -> normalized float32.
     steps_per_dispatch: train steps per compiled call (1 on multi-process runs).
@@ -129,6 +133,7 @@ class Setup:
   replicas: Replicas
   configs: tuple
   parallel: DataParallel
+  platforms: tuple
   dataset: Any
   data_fingerprint: str
   preprocess: Preprocessor
@@ -146,8 +151,11 @@ class Setup:
   steps: Steps
 
   @classmethod
-  def build(cls, config, replicas: Replicas | None = None) -> "Setup":
-    """Builds the setup of ``config`` for ``replicas`` (default: the single run of ``config``).
+  def build(cls, config, replicas: Replicas | None = None, platforms=None) -> "Setup":
+    """Builds the setup of ``config`` for ``replicas`` (default: the single run of ``config``), its programs
+    for ``platforms`` (a platform name or names, :func:`lwcl.platform.targets.target_platforms`; default: the
+    default backend's platform; e.g. ``('cuda',)`` to export them with ``jax.export`` for GPUs on a machine
+    without one).
 
     Raises:
       ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the devices
@@ -157,6 +165,7 @@ class Setup:
         data (:func:`check_one_program`).
       DataError: the data set cannot be loaded.
     """
+    platforms = targets.target_platforms(platforms)
     config_values.check_values(config)
     replicas = replicas or One()
     configs = tuple(replicas.config(config, r) for r in range(replicas.size))
@@ -182,11 +191,12 @@ class Setup:
         by_stream[key] = build_scenario(c.scenario, dataset)
     scenarios = ([by_stream[repr(sorted(_flat(c.scenario.to_dict()).items()))] for c in configs]
                  if len(by_stream) > 1 else list(by_stream.values()))
-    fields = dict(config=config, replicas=replicas, configs=configs, parallel=parallel, dataset=dataset,
+    fields = dict(config=config, replicas=replicas, configs=configs, parallel=parallel, platforms=platforms,
+                  dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
                   steps_per_dispatch=k, eval_batch_size=eval_batch_size)
     return cls(**fields, **_stream_parts(config, configs, scenarios, preprocess, parallel, replicas, k,
-                                         eval_batch_size))
+                                         eval_batch_size, platforms))
 
   def with_task_order(self, order) -> "Setup":
     """The setup of the same single run in another task order (``scenario.task_order = order``, a
@@ -208,7 +218,7 @@ class Setup:
     if not np.array_equal(scenario.label_masks, self.scenario.label_masks):
       return dataclasses.replace(self, config=config, configs=(config,), **_stream_parts(
           config, (config,), [scenario], self.preprocess, self.parallel, self.replicas, self.steps_per_dispatch,
-          self.eval_batch_size))
+          self.eval_batch_size, self.platforms))
     stream = Stream(scenario, tuple(self.method.training_data(scenario, t) for t in range(scenario.num_tasks)))
     task_il, steps = scenario.task_il_masks, self.steps
     if task_il is not None and not np.array_equal(task_il, self.task_il_masks):  # class-IL: the tasks' classes
@@ -305,13 +315,14 @@ def _parts(config, scenario, model, preprocess, parallel, eval_batch_size, label
 
 
 def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, steps_per_dispatch,
-                  eval_batch_size) -> dict:
+                  eval_batch_size, platforms) -> dict:
   """The fields of a :class:`Setup` that depend on the scenarios (one, or one per replica): model functions,
   method, optimizer, streams, read-outs and compiled steps. Task orders under masked heads have a table of
   label masks each: the model functions hold them stacked (``[R, max_tasks, O]``, read at each replica's
-  index inside the vmapped program), and each distinct stream gets the host-side parts of its single run."""
+  index inside the vmapped program), and each distinct stream gets the host-side parts of its single run.
+  The model's lowerings are those of ``platforms`` (:func:`lwcl.models.build_model`)."""
   first = scenarios[0]
-  model = build_model(config.model, first, steps_per_dispatch)
+  model = build_model(config.model, first, steps_per_dispatch, platforms)
   per_replica = any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios)
   masks = np.stack([sc.label_masks for sc in scenarios]) if per_replica else None
   fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size, masks)

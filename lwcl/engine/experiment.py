@@ -43,11 +43,17 @@ class Experiment:
   and the compiled :attr:`train_step`, :attr:`train_steps`, :attr:`eval_step`); anything else is read from
   :attr:`setup`.
 
+  ``platforms`` (a platform name or names: ``cpu``, ``cuda``, ``rocm``, ``tpu``; default: the default
+  backend's) are the platforms the compiled steps are built for (:mod:`lwcl.platform.targets`): e.g.
+  ``Experiment(config, platforms=('cuda',))`` on a CPU-only machine has steps that
+  ``jax.export.export(exp.train_step, platforms=['cuda'])`` lowers for GPUs (``model.conv_impl=auto`` then
+  takes no CPU lowering).
+
   Raises (constructor): the errors of :meth:`lwcl.engine.build.Setup.build` (ConfigError, DataError).
   """
 
-  def __init__(self, config, replicas: Replicas | None = None):
-    self.setup = Setup.build(config, replicas)
+  def __init__(self, config, replicas: Replicas | None = None, platforms=None):
+    self.setup = Setup.build(config, replicas, platforms)
     self.final_state = None
 
   # -- the setup's parts (typed; no attribute forwarding) --------------------------------------------

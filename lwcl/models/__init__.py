@@ -19,6 +19,7 @@ from lwcl.models.imagenet import greedy_vgg_blocks, imagenet_resnet18_blocks
 from lwcl.models.mlp import mlp_blocks
 from lwcl.models.network import Network
 from lwcl.models.resnet import accelerated_strides, cifar_resnet_depth, resnet_blocks, standard_strides
+from lwcl.platform import targets
 
 
 def _strides(model_config, blocks_per_stage: int, num_stages: int) -> tuple:
@@ -41,7 +42,8 @@ def _intensity(model_config) -> dict:
           "shallow_width": get("shallow_width", 0)}
 
 
-def _resnet(model_config, impl):
+def _resnet(model_config, impl, platforms):
+  del platforms
   n = cifar_resnet_depth(model_config.depth)
   width = model_config.width or 16
   widths = (width, 2 * width, 4 * width)
@@ -49,7 +51,8 @@ def _resnet(model_config, impl):
                        **_intensity(model_config), conv_impl=impl), "avg"
 
 
-def _reduced_resnet18(model_config, impl):
+def _reduced_resnet18(model_config, impl, platforms):
+  del platforms
   nf = model_config.width or 20
   widths = (nf, 2 * nf, 4 * nf, 8 * nf)
   return resnet_blocks(widths, 2, _strides(model_config, 2, 4), nf, model_config.stem_stride,
@@ -61,9 +64,11 @@ class Model:
   """One entry of :data:`MODELS`.
 
   Attributes:
-    build: ``(config.model, conv_impl) -> (blocks, pool)``: the network's blocks (flax modules called as
-      ``block(x, train)``) and how the last block's features reach the heads (``'flatten'`` | ``'avg'``,
-      :class:`~lwcl.models.network.Network`); ``conv_impl`` is the resolved lowering.
+    build: ``(config.model, conv_impl, platforms) -> (blocks, pool)``: the network's blocks (flax modules
+      called as ``block(x, train)``) and how the last block's features reach the heads (``'flatten'`` |
+      ``'avg'``, :class:`~lwcl.models.network.Network`); ``conv_impl`` is the resolved lowering, ``platforms``
+      the platforms the program is built for (:mod:`lwcl.platform.targets`; for a block with a lowering of
+      its own per platform, e.g. the ConvNet's max pool).
     options: the ``model.*`` keys it reads beside ``model.name`` and ``model.conv_impl``
       (:class:`~lwcl.core.options.Option`; a key several models read is declared by each with its meaning
       there, with equal default and bounds).
@@ -76,17 +81,18 @@ class Model:
 
 # name -> Model: ``model.name``'s choices and build_model's dispatch (docs/adding.md: adding a model).
 MODELS = {
-    "mlp": Model(lambda c, impl: (mlp_blocks(c.hidden), "flatten"), mlp.OPTIONS,
+    "mlp": Model(lambda c, impl, platforms: (mlp_blocks(c.hidden), "flatten"), mlp.OPTIONS,
                  "fully connected ReLU layers (GEM's MLP: two of 100)"),
-    "convnet": Model(lambda c, impl: (convnet_blocks(c.conv_stages, c.dense, c.batch_norm, impl), "flatten"),
+    "convnet": Model(lambda c, impl, platforms: (convnet_blocks(c.conv_stages, c.dense, c.batch_norm, impl,
+                                                                platforms), "flatten"),
                      convnet.OPTIONS, "3x3 conv stages with 2x2 max pooling, then Dense layers"),
     "resnet": Model(_resnet, resnet.RESNET_OPTIONS, "CIFAR ResNet of depth 6n+2 (He et al. 2016)"),
     "reduced_resnet18": Model(_reduced_resnet18, resnet.REDUCED_RESNET18_OPTIONS,
                               "reduced ResNet-18 of GEM / A-GEM (nf = 20)"),
-    "imagenet_resnet18": Model(lambda c, impl: (imagenet_resnet18_blocks(c.width or 64, _strides(c, 2, 4),
-                                                                         impl), "avg"),
+    "imagenet_resnet18": Model(lambda c, impl, platforms: (imagenet_resnet18_blocks(c.width or 64, _strides(c, 2, 4),
+                                                                                    impl), "avg"),
                                imagenet.IMAGENET_RESNET18_OPTIONS, "ImageNet ResNet-18 (7x7 stem, max pool)"),
-    "greedy_vgg": Model(lambda c, impl: (greedy_vgg_blocks(c.conv_stages, impl), "avg"),
+    "greedy_vgg": Model(lambda c, impl, platforms: (greedy_vgg_blocks(c.conv_stages, impl), "avg"),
                         imagenet.GREEDY_VGG_OPTIONS,
                         "VGG-like network of Belilovsky et al.'s greedy training (invertible downsampling)"),
 }
@@ -98,7 +104,7 @@ OPTIONS = (
 )
 
 
-def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
+def build_model(model_config, scenario, steps_per_dispatch: int = 1, platforms=None) -> Network:
   """Builds the network a config's ``model`` section names, with heads sized for the scenario.
 
   Args:
@@ -106,6 +112,9 @@ def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
     scenario: the :class:`~lwcl.data.scenarios.Scenario` (for ``num_heads`` and ``output_dim``).
     steps_per_dispatch: ``train.steps_per_dispatch``; with ``model.conv_impl='auto'`` it picks the
       convolutions' lowering (:func:`lwcl.models.conv.resolve_conv_impl`).
+    platforms: the platform or platforms the network's programs are built for
+      (:func:`lwcl.platform.targets.target_platforms`; default: the default backend's): ``auto`` and the
+      ConvNet's pool take their CPU lowerings only for the CPU alone.
   Returns:
     An unbound :class:`Network` (its ``conv_impl`` attribute: the lowering chosen); call
     ``init(rng, x, task, train=False)``.
@@ -114,6 +123,7 @@ def build_model(model_config, scenario, steps_per_dispatch: int = 1) -> Network:
   """
   entry = pick(MODELS, "model.name", model_config.name)
   head = TaskHeads(scenario.num_heads, scenario.output_dim, name="head")
-  impl = resolve_conv_impl(model_config.get("conv_impl", "auto"), steps_per_dispatch)
-  blocks, pool = entry.build(model_config, impl)
+  platforms = targets.target_platforms(platforms)
+  impl = resolve_conv_impl(model_config.get("conv_impl", "auto"), steps_per_dispatch, platforms)
+  blocks, pool = entry.build(model_config, impl, platforms)
   return Network(blocks, head, pool, impl)

@@ -26,11 +26,14 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
 * ``native+direct`` / ``patches+direct`` / ``onednn+direct``: ``direct`` for convolutions that contract at most
   :data:`DIRECT_MAX_CONTRACTION` values per output (``kh * kw * C``: a 3x3 or 5x5 convolution of an image's
   1-3 channels, not a 7x7 ImageNet stem), the other lowering for the rest.
-* ``auto`` (default) resolves on the CPU backend to ``onednn+direct`` (``direct`` with oneDNN's gradients)
-  when the oneDNN library is built and loads, otherwise to ``native+direct`` (``patches+direct`` when steps
-  run inside a compiled loop, ``train.steps_per_dispatch > 1``); on GPU/TPU to ``native`` (measurements in
-  ``docs/results.md``, "Convolutions on CPU" and "oneDNN convolutions"). ``LWCL_ONEDNN=0`` keeps ``auto``
-  off oneDNN.
+* ``auto`` (default) resolves per platform the program is built for (:mod:`lwcl.platform.targets`: a
+  build-time input, by default the default backend's platform). For the CPU alone: ``onednn+direct``
+  (``direct`` with oneDNN's gradients) when the oneDNN library is built and loads, otherwise
+  ``native+direct`` (``patches+direct`` when steps run inside a compiled loop, ``train.steps_per_dispatch >
+  1``). For GPU or TPU (also a program built on a CPU-only machine to be exported for them with
+  ``jax.export``): ``native``, so such a program holds no CPU-only custom call and no CPU-tuned lowering
+  (measurements in ``docs/results.md``, "Convolutions on CPU" and "oneDNN convolutions").
+  ``LWCL_ONEDNN=0`` keeps ``auto`` off oneDNN.
 
 Parameters are the same under every lowering (``kernel`` ``[kh, kw, C, O]``, HWIO), so a checkpoint of one
 restores under another; values and gradients agree to float32 rounding (``tests/models/test_conv.py``).
@@ -49,6 +52,7 @@ from jax import lax
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.models import onednn
+from lwcl.platform import targets
 
 CONV_IMPLS = ("auto", "native", "patches", "direct", "onednn")
 CONV_IMPL = Option("model.conv_impl", "auto", "how convolutions are computed: auto (native off the CPU; on CPU "
@@ -62,30 +66,32 @@ LOWERINGS = ("native", "patches", "direct", "onednn", "native+direct", "patches+
 DIRECT_MAX_CONTRACTION = 36
 
 
-def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, backend: str | None = None) -> str:
+def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, platforms=None) -> str:
   """The lowering (one of :data:`LOWERINGS`) for ``model.conv_impl``, ``auto`` resolved as the module doc
-  says.
+  says for the platforms the program is built for.
 
   Args:
-    conv_impl: ``auto`` | ``native`` | ``patches`` | ``direct``.
+    conv_impl: ``auto`` | ``native`` | ``patches`` | ``direct`` | ``onednn``.
     steps_per_dispatch: ``train.steps_per_dispatch`` (steps per compiled loop).
-    backend: JAX backend name; default ``jax.default_backend()``.
+    platforms: the platform or platforms the program is built for (:func:`lwcl.platform.targets.target_platforms`:
+      e.g. ``'cpu'``, ``('cuda',)``, ``('cuda', 'tpu')``); default: the default backend's. ``auto`` takes a
+      CPU lowering only when every one of them is the CPU.
   Raises:
     ConfigError: an unknown ``conv_impl``, or ``onednn`` where the oneDNN convolutions cannot run (the
       message says why and how to build them).
   """
   if conv_impl not in CONV_IMPLS:
     raise ConfigError(f"model.conv_impl '{conv_impl}' is unknown; use one of {', '.join(CONV_IMPLS)}")
-  backend = backend or jax.default_backend()
+  platforms = targets.target_platforms(platforms)
   if conv_impl == "onednn":
-    reason = onednn.unavailable_reason(backend)
+    reason = onednn.unavailable_reason(platforms)
     if reason:
       raise ConfigError(f"model.conv_impl=onednn cannot be used: {reason}; or use model.conv_impl=auto")
   if conv_impl != "auto":
     return conv_impl
-  if backend != "cpu":
+  if not targets.cpu_only(platforms):
     return "native"
-  if onednn.unavailable_reason(backend) is None:
+  if onednn.unavailable_reason(platforms) is None:
     return "onednn+direct"
   return ("patches" if steps_per_dispatch > 1 else "native") + "+direct"
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from lwcl.core.options import Option
 from lwcl.models.conv import conv
 from lwcl.models.mlp import DenseBlock, sow_activation
+from lwcl.platform import targets
 
 CONV_STAGES = Option("model.conv_stages", ((32,), (64,)), "convnet: channels of the 3x3 convs of each stage "
                      "(a 2x2 max pool after each stage)", minimum=1)
@@ -49,7 +50,7 @@ def _window_max_bwd(res, g):
 _window_max.defvjp(_window_max_fwd, _window_max_bwd)
 
 
-def max_pool_2x2(x: jax.Array) -> jax.Array:
+def max_pool_2x2(x: jax.Array, platforms=None) -> jax.Array:
   """2x2 max pooling with stride 2 (``VALID``: an odd last row or column is dropped), ``[B, H, W, C]`` ->
   ``[B, H // 2, W // 2, C]``, float; the values and gradients of
   ``flax.linen.max_pool(x, (2, 2), strides=(2, 2))``, whose gradient goes to the first maximum of each
@@ -59,10 +60,15 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
   by comparing the input with the saved maxima): XLA:CPU's ``reduce_window`` backward
   (``select_and_scatter``) took about half of the default ConvNet's training step, and autodiff of a
   reshape + ``max`` (which splits ties and counts them with a second reduction) left the step at
-  13.9-17.6 ms against 11.9-12.5 ms with this VJP (``docs/results.md``, "Convolutions on CPU"). GPU and TPU
-  keep the native ``reduce_window``.
+  13.9-17.6 ms against 11.9-12.5 ms with this VJP (``docs/results.md``, "Convolutions on CPU"). Programs
+  built for GPU or TPU keep the native ``reduce_window``.
+
+  Args:
+    x: ``[B, H, W, C]``, float.
+    platforms: the platforms the program is built for (:func:`lwcl.platform.targets.target_platforms`); the
+      CPU form only when they are the CPU alone. Default: the default backend's.
   """
-  if jax.default_backend() != "cpu":
+  if not targets.cpu_only(platforms):
     return nn.max_pool(x, (2, 2), strides=(2, 2))
   h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
   return _window_max(x[:, :h, :w])
@@ -70,10 +76,12 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
 
 class ConvStage(nn.Module):
   """``len(channels)`` x (3x3 conv, optional BatchNorm, ReLU), then 2x2 max pool (stride 2); convolutions
-  lowered as ``conv_impl`` (:mod:`lwcl.models.conv`)."""
+  lowered as ``conv_impl`` (:mod:`lwcl.models.conv`), the pool as :func:`max_pool_2x2` for ``platforms`` (the
+  platforms the program is built for; None: the default backend's)."""
   channels: tuple
   batch_norm: bool = False
   conv_impl: str = "native"
+  platforms: tuple | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -85,12 +93,14 @@ class ConvStage(nn.Module):
         x = layers[-1](x)
       x = nn.relu(x)
       sow_activation(self, x, *layers)
-    return max_pool_2x2(x)
+    return max_pool_2x2(x, self.platforms)
 
 
-def convnet_blocks(conv_stages, dense, batch_norm: bool, conv_impl: str = "native") -> list:
-  """One :class:`ConvStage` per stage, then one Dense block per ``dense`` size."""
-  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, conv_impl)
+def convnet_blocks(conv_stages, dense, batch_norm: bool, conv_impl: str = "native", platforms=None) -> list:
+  """One :class:`ConvStage` per stage, then one Dense block per ``dense`` size; ``platforms``: those the
+  program is built for (None: the default backend's)."""
+  platforms = None if platforms is None else targets.target_platforms(platforms)
+  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, conv_impl, platforms)
             for s in conv_stages]
   blocks += [DenseBlock(int(d)) for d in dense]
   return blocks

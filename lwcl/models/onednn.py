@@ -25,16 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from lwcl.platform import targets
 from lwcl.platform.native import build
 
 
-def unavailable_reason(backend: str | None = None) -> str | None:
-  """None when the oneDNN convolutions can run in this process on ``backend`` (default
-  ``jax.default_backend()``): the CPU backend, with the library built and loaded; otherwise why not (a
-  sentence that names the fix)."""
-  backend = backend or jax.default_backend()
-  if backend != "cpu":
-    return f"oneDNN convolutions run on CPU only (backend: {backend})"
+def unavailable_reason(platforms=None) -> str | None:
+  """None when the oneDNN convolutions can run in programs built for ``platforms`` (a platform name or names,
+  :func:`lwcl.platform.targets.target_platforms`; default: the default backend's): the CPU alone, with the
+  library built and loaded in this process; otherwise why not (a sentence that names the fix)."""
+  platforms = targets.target_platforms(platforms)
+  if not targets.cpu_only(platforms):
+    return f"oneDNN convolutions run on CPU only (platforms: {', '.join(platforms)})"
   return build.load()
 
 

@@ -73,6 +73,10 @@ def test_resolve_conv_impl(monkeypatch):
   assert resolve_conv_impl("patches", 1, "gpu") == "patches"
   assert resolve_conv_impl("native", 8, "cpu") == "native"
   assert resolve_conv_impl("direct", 1, "cpu") == "direct"
+  # the platforms a program is built for (lwcl.platform.targets): CPU lowerings only for the CPU alone
+  assert resolve_conv_impl("auto", 1, ("cpu",)) == "native+direct"
+  assert resolve_conv_impl("auto", 1, ("cuda",)) == resolve_conv_impl("auto", 8, ("cuda", "tpu")) == "native"
+  assert resolve_conv_impl("auto", 8, ("cpu", "cuda")) == "native"
   reached = {resolve_conv_impl(i, k, b) for i in ("auto", "native", "patches", "direct") for k in (1, 8)
              for b in ("cpu", "gpu")}
   monkeypatch.setitem(build._state, "reason", None)  # pylint: disable=protected-access
@@ -137,6 +141,17 @@ def test_networks_agree_under_every_lowering(overrides, shape, monkeypatch, oned
   values = {impl: jax.jit(jax.value_and_grad(loss(net)))(variables["params"]) for impl, net in nets.items()}
   for impl in nets:
     chex.assert_trees_all_close(values[impl], values["native"], rtol=2e-4, atol=2e-4)
+
+
+def test_build_model_resolves_auto_for_the_platforms_it_is_built_for(monkeypatch):
+  _without_onednn(monkeypatch)
+  scenario = types.SimpleNamespace(num_heads=1, output_dim=2)
+  cfg = small_config(**{"model.name": "convnet"})
+  assert build_model(cfg.model, scenario).conv_impl == "native+direct"  # this CPU backend
+  for platforms in ("cuda", ("tpu",), ("cuda", "tpu"), ("cpu", "tpu")):
+    net = build_model(cfg.model, scenario, steps_per_dispatch=8, platforms=platforms)
+    assert net.conv_impl == "native"
+    assert all(b.platforms != ("cpu",) for b in net.blocks if hasattr(b, "platforms"))
 
 
 def test_steps_per_dispatch_selects_patches_on_cpu(monkeypatch):

@@ -5,6 +5,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 
 def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
@@ -25,13 +26,18 @@ def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
     chex.assert_trees_all_close(jnp.sum(grads[0]), jnp.sum(w), rtol=1e-5)  # each window passes g on once
 
 
-def test_max_pool_2x2_keeps_the_native_pool_off_the_cpu(monkeypatch):
+@pytest.mark.parametrize("platforms,native", [(("cuda",), True), (("tpu",), True), (("cpu", "cuda"), True),
+                                              (("cpu",), False), (None, False)])  # None: this CPU backend
+def test_max_pool_2x2_keeps_the_native_pool_off_the_cpu(monkeypatch, platforms, native):
+  # the CPU form only in programs built for the CPU alone (lwcl.platform.targets); GPU/TPU: reduce_window
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
   from lwcl.models import convnet  # pylint: disable=g-import-not-at-top
   calls = []
-  monkeypatch.setattr(convnet.jax, "default_backend", lambda: "gpu")
   monkeypatch.setattr(convnet.nn, "max_pool", lambda *a, **k: calls.append(k) or nn.pooling.max_pool(*a, **k))
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 4, 2))
-  np.testing.assert_array_equal(convnet.max_pool_2x2(x), nn.pooling.max_pool(x, (2, 2), strides=(2, 2)))
-  assert calls == [{"strides": (2, 2)}]
+  np.testing.assert_array_equal(convnet.max_pool_2x2(x, platforms), nn.pooling.max_pool(x, (2, 2), strides=(2, 2)))
+  assert calls == ([{"strides": (2, 2)}] if native else [])
+  stage = convnet.convnet_blocks(((2,),), (), False, "native", platforms)[0]
+  variables = jax.eval_shape(stage.init, jax.random.PRNGKey(0), x)
+  assert ("reduce_window" in str(jax.make_jaxpr(stage.apply)(variables, x))) == native

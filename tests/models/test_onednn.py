@@ -122,10 +122,15 @@ def test_conv_impl_resolves_by_availability(monkeypatch):
     resolve_conv_impl("onednn", 1, "cpu")
   with pytest.raises(ConfigError, match="CPU only"):
     resolve_conv_impl("onednn", 1, "gpu")
+  with pytest.raises(ConfigError, match=r"CPU only \(platforms: cpu, cuda\)"):
+    resolve_conv_impl("onednn", 1, ("cpu", "cuda"))
   monkeypatch.setitem(build._state, "reason", None)  # pylint: disable=protected-access
   assert resolve_conv_impl("auto", 1, "cpu") == resolve_conv_impl("auto", 8, "cpu") == "onednn+direct"
   assert resolve_conv_impl("onednn", 1, "cpu") == "onednn"
-  assert resolve_conv_impl("auto", 1, "gpu") == "native"
+  assert resolve_conv_impl("auto", 1, "gpu") == resolve_conv_impl("auto", 1, ("cuda", "tpu")) == "native"
+  assert resolve_conv_impl("auto", 1, ("cpu", "cuda")) == "native"  # a program that must run off the CPU too
+  with pytest.raises(ConfigError, match="CPU only"):
+    resolve_conv_impl("onednn", 1, "tpu")
 
 
 def test_turned_off_by_the_environment(monkeypatch, caplog):
