@@ -4,7 +4,8 @@
 # classes, one 10-way head, the default ConvNet) over seeds 0-4 as 5 replicas of one program (bin/compare
 # --seeds=5), memory 500 for every method that keeps one, then 200 for the rehearsal and episodic-memory
 # methods. Resumable: rerun the same command after an interruption (finished seeds are reused, an
-# unfinished run resumes from its checkpoint). Outputs under OUT (default runs/rehearsal).
+# unfinished run resumes from its checkpoint). Outputs under OUT (default runs/rehearsal); the table of
+# docs/results.md: .venv/bin/python docs/studies/rehearsal_table.py OUT.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out="${1:-runs/rehearsal}"
