@@ -47,3 +47,11 @@ def test_the_entry_script_hands_over_to_the_module():
   assert os.access(script, os.X_OK)
   with open(script) as f:
     assert "-m lwcl.benchmarks.gpu_check" in f.read()
+
+
+def test_the_device_budgets_fit_eight_minutes_and_the_install_uses_the_locked_jax():
+  from lwcl.benchmarks import gpu_check  # pylint: disable=g-import-not-at-top
+  assert sum(device for device, _ in gpu_check.BUDGETS.values()) <= 8 * 60
+  assert list(gpu_check.BUDGETS) == STEPS
+  with open(os.path.join(ROOT, "README.md")) as f:  # the README's GPU install names the same version
+    assert f"'jax[cuda12]=={gpu_check.locked_version('jax')}'" in f.read()
