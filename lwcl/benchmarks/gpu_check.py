@@ -46,7 +46,7 @@ LAYERWISE_VARIANTS = ("backprop", "local", "local+accelerated")
 # The backends JAX must default to, and the JAX_PLATFORMS the steps run under.
 PLATFORMS = {"gpu": ("gpu", "cuda,cpu", "cuda12"), "tpu": ("tpu", "tpu,cpu", "tpu"), "cpu": ("cpu", "cpu", "")}
 # (step, budget in seconds on the device, budget in --dry-run); the device budgets add up to 8 minutes.
-BUDGETS = {"install": (150, 0), "device": (30, 30), "tests_models": (40, 60), "tests_lowering": (75, 60),
+BUDGETS = {"install": (150, 0), "device": (30, 30), "tests_models": (60, 60), "tests_lowering": (55, 60),
            "default_run": (60, 60), "layerwise": (70, 90), "gem_replicas": (55, 60)}
 # Sizes: (device, dry-run)
 SIZES = {"matmul": (8192, 256), "samples_per_task": (2000, 100), "gem_samples": (1000, 50),
