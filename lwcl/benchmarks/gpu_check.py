@@ -303,9 +303,10 @@ def inner_layerwise(args) -> dict:
                  "temp_bytes": int(memory.temp_size_in_bytes), "argument_bytes": int(memory.argument_size_in_bytes),
                  "step_flops": float((cost or {}).get("flops", 0.0)) or None, "steps_per_second": 1.0 / seconds,
                  "examples_per_second": batch / seconds})
-  return {"units": {"memory": "bytes (XLA memory analysis of the compiled step)", "step_flops": "FLOP (XLA cost "
-                    "analysis)", "speed": "train steps per second on one batch, after a warm-up call"},
-          "rows": rows}
+  units = {"memory": "bytes (XLA memory analysis of the compiled step)",
+           "step_flops": "FLOP (XLA cost analysis; custom calls, e.g. CPU's oneDNN convolutions, count 0)",
+           "speed": "train steps per second on one batch, after a warm-up call"}
+  return {"units": units, "rows": rows}
 
 
 # ---- entry --------------------------------------------------------------------------------------------
