@@ -173,6 +173,9 @@ def run_steps(args, env: dict, data_dir: str) -> dict:
     cmd = [sys.executable, "-m", "pytest", path, "-p", "no:cacheprovider", "-n", "0", "-q", "-rfE"]
     steps[name] = _run(cmd + (["-k", DRY_TESTS[name]] if dry else []), budget(name), env,
                        os.path.join(logs, f"{name}.log"))
+    with open(steps[name]["log"]) as f:  # pytest's last line: "54 passed, 1 failed in 30.1s"
+      counts = re.findall(r"(\d+) (passed|failed|errors?|skipped|deselected)", f.read()[-400:])
+    steps[name]["figures"] = {"tests": {k: int(n) for n, k in counts}}
   small = SIZES["samples_per_task"][dry]
   workdir = os.path.join(out, "default_run")
   steps["default_run"] = _run(
@@ -323,6 +326,8 @@ def _summary(report: dict) -> str:
       fig = "; ".join(f"{r['variant']} {r['steps_per_second']:.1f} steps/s {r['temp_bytes'] / 2 ** 20:.0f} MiB"
                       + (f" {100 * r['of_matmul']:.1f}% of matmul" if r.get("of_matmul") else "")
                       for r in f.get("rows", []))
+    elif f.get("tests"):
+      fig = ", ".join(f"{n} {k}" for k, n in f["tests"].items())
     elif f.get("examples_per_second"):
       fig = f"ACC {f.get('acc', float('nan')):.4f}, {f['examples_per_second']:.0f} examples/s"
       fig += f", 8 replicas in {f['wall_seconds']:.1f} s wall" if name == "gem_replicas" else ""

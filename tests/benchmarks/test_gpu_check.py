@@ -32,6 +32,7 @@ def test_dry_run_passes_every_step_and_writes_the_report(tmp_path):
   assert got["provenance"]["devices"]["platform"] == "cpu" and "packages" in got["provenance"]
   base = got["matmul_baseline"]
   assert base["units"].startswith("FLOP/s") and base["float32_flops_per_s"] > 0 and base["bfloat16_flops_per_s"] > 0
+  assert all(got["steps"][s]["figures"]["tests"]["passed"] == 1 for s in ("tests_models", "tests_lowering"))
   run = got["steps"]["default_run"]["figures"]
   assert 0 <= run["acc"] <= 1 and run["examples_per_second"] > 0 and run["examples_per_second_per_matmul_tflops"] > 0
   rows = got["steps"]["layerwise"]["figures"]["rows"]
