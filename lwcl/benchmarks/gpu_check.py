@@ -40,6 +40,8 @@ import time
 
 import numpy as np
 
+from lwcl.data import synthetic
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEFAULT_OUT = os.path.join("runs", "gpu-check")
 LAYERWISE_VARIANTS = ("backprop", "local", "local+accelerated")
@@ -67,31 +69,11 @@ def locked_version(package: str) -> str:
 
 # ---- data ---------------------------------------------------------------------------------------------
 
-IDX_FILES = {("train", "images"): "train-images-idx3-ubyte.gz", ("train", "labels"): "train-labels-idx1-ubyte.gz",
-             ("test", "images"): "t10k-images-idx3-ubyte.gz", ("test", "labels"): "t10k-labels-idx1-ubyte.gz"}
-
-
-def _write_idx(path: str, array: np.ndarray) -> None:
-  import gzip  # pylint: disable=g-import-not-at-top
-  header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-  with gzip.open(path, "wb", compresslevel=1) as f:
-    f.write(header + array.astype(np.uint8).tobytes())
-
-
 def synthetic_idx(directory: str, per_class: int) -> str:
-  """A learnable Fashion-MNIST-shaped set (28x28, 10 classes: a random template per class, shifted, plus
-  noise) as gzip IDX files in ``directory`` (as tests/synthetic_data.py writes); returns ``directory``."""
-  os.makedirs(directory, exist_ok=True)
-  templates = np.random.default_rng(1234).uniform(0, 1, (10, 28, 28)) > 0.6
-  for split, n, seed in (("train", per_class, 1), ("test", max(per_class // 4, 10), 2)):
-    labels = np.tile(np.arange(10, dtype=np.uint8), n)
-    rng = np.random.default_rng(seed)
-    shifts = rng.integers(-2, 3, (labels.size, 2))
-    images = np.stack([np.roll(templates[y], tuple(s), axis=(0, 1)) for y, s in zip(labels, shifts)])
-    images = np.clip(images * 170.0 + rng.normal(0, 50, images.shape) + 40, 0, 255)
-    _write_idx(os.path.join(directory, IDX_FILES[(split, "images")]), images)
-    _write_idx(os.path.join(directory, IDX_FILES[(split, "labels")]), labels)
-  return directory
+  """A learnable Fashion-MNIST-shaped set (28x28, 10 classes; :mod:`lwcl.data.synthetic`, as the tests
+  use when the real files are missing) as gzip IDX files in ``directory``, ``per_class`` training and
+  ``max(per_class // 4, 10)`` test images per class; returns ``directory``."""
+  return synthetic.write_learnable_idx_dataset(directory, per_class, max(per_class // 4, 10))
 
 
 def find_data(args) -> tuple[str, str]:
@@ -101,7 +83,7 @@ def find_data(args) -> tuple[str, str]:
   if not args.dry_run:
     for d in filter(None, candidates):
       if all(os.path.exists(os.path.join(d, f)) or os.path.exists(os.path.join(d, f[:-3]))
-             for f in IDX_FILES.values()):
+             for f in synthetic.FILES.values()):
         return d, f"fashion_mnist IDX files in {d}"
   per_class = SIZES["synthetic_per_class"][args.dry_run]
   d = synthetic_idx(os.path.join(args.out, "data"), per_class)
