@@ -33,9 +33,9 @@ import lwcl  # noqa: E402
 lwcl.configure()
 
 from lwcl.data import idx, sources  # noqa: E402
+from lwcl.data.synthetic import write_learnable_idx_dataset  # noqa: E402
 
 from helpers import FMNIST_DIR, HAVE_REAL_FMNIST, ON_CI  # noqa: E402
-from synthetic_data import write_learnable_idx_dataset  # noqa: E402
 
 
 def _uncompressed_copy(directory: str) -> str:

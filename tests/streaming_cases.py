@@ -6,9 +6,9 @@ import os
 import numpy as np
 
 from lwcl.data import records, sources
+from lwcl.data.synthetic import FILES, write_idx
 
 from helpers import ROOT, small_config
-from synthetic_data import FILES, write_idx
 
 TRAIN, TEST = 3000, 1000  # the first examples of Fashion-MNIST (or of the synthetic set without it)
 

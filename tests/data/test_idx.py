@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 
 from lwcl.data import idx, sources
+from lwcl.data.synthetic import write_idx
 from lwcl.errors import DataError
-
-from synthetic_data import write_idx
 
 
 def make_idx_dataset(directory, n_train=120, n_test=60, size=8, gz=True, seed=0):

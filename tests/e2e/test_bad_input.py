@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lwcl.data import records
+from lwcl.data.synthetic import write_idx
 from lwcl.io import lock as workdir_lock
 
 from helpers import (
@@ -30,7 +31,6 @@ from helpers import (
   load_results,
   snapshot,
 )
-from synthetic_data import write_idx
 
 # The tiny run T (flags after --config and --workdir).
 T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",

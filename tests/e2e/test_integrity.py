@@ -15,6 +15,7 @@ import shutil
 import pytest
 
 from lwcl.data import sources
+from lwcl.data.synthetic import FILES, write_idx
 from lwcl.errors import CheckpointError, ConfigError
 from lwcl.io import lock as workdir_lock
 from lwcl.io import results as results_lib
@@ -22,7 +23,6 @@ from lwcl.runs import driver
 from lwcl.runs import seeds as replicas
 
 from helpers import assert_one_line_error, cli, flip_bytes, load_results, small_config
-from synthetic_data import FILES, write_idx
 
 CKPT = "--config.checkpoint.every_steps=5"  # with the small config: checkpoints at steps 5, 10, 15, ...
 

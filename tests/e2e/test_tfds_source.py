@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 
 from lwcl.data import idx, sources
+from lwcl.data.synthetic import FILES, write_idx, write_learnable_idx_dataset
 from lwcl.engine import experiment
 from lwcl.errors import DataError
 from lwcl.runs import driver
 
 from helpers import small_config
-from synthetic_data import FILES, write_idx, write_learnable_idx_dataset
 
 tfds = pytest.importorskip("tensorflow_datasets")
 

@@ -1,7 +1,8 @@
-"""Small synthetic MNIST-format (IDX) data sets written by the tests.
+"""Small learnable synthetic data sets in MNIST's IDX format, for machines without the real files.
 
 The end-to-end tests run on Fashion-MNIST when its files are installed and otherwise on
-:func:`write_learnable_idx_dataset`'s files, so the suite never passes having tested no run at all.
+:func:`write_learnable_idx_dataset`'s files, so the suite never passes having tested no run at all;
+``bin/gpu-check`` writes one on a GPU machine that has no Fashion-MNIST (lwcl.benchmarks.gpu_check).
 """
 
 import gzip
