@@ -13,7 +13,8 @@ from __future__ import annotations
 from lwcl.core.options import Option
 
 TOP_LEVEL = (
-    Option("seed", 0, "model initialization, training order, augmentation", minimum=0),
+    Option("seed", 0, "model initialization, training order, augmentation (a 32-bit PRNG seed: JAX's key "
+           "of seed + 2**32 is the key of seed)", minimum=0, maximum=2**32),
     Option("num_orders", 0, "> 0: run the stream in this many distinct task orders (order 0 = as defined; "
            "lwcl/runs/orders.py); 0 = one order", minimum=0),
     Option("num_seeds", 0, "> 0: train seeds seed..seed+R-1 as R replicas of one vmapped program "

@@ -14,9 +14,9 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
 - the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
   are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; ``num_seeds`` runs on one host (not with
-  ``devices.multihost``); a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
-  key that holds a number (whole numbers for an integer key), and is not combined with ``num_orders``
-  (the kinds of run: :mod:`lwcl.runs.kinds`).
+  ``devices.multihost``); the seeds ``seed .. seed + num_seeds - 1`` are 32-bit PRNG seeds; a sweep
+  (``sweep.key``) has held-out data and candidates, each listed once, of a key that holds a number (whole
+  numbers for an integer key), and is not combined with ``num_orders`` (the kinds of run: :mod:`lwcl.runs.kinds`).
 
 What needs more than the config stays where it is known: each sweep candidate's config
 (:func:`lwcl.runs.sweep.validate`), classes per task against the data set's classes, a batch larger than
@@ -32,7 +32,7 @@ import math
 from lwcl.config import files as config_files
 from lwcl.config import options as config_options
 from lwcl.config import types as config_check
-from lwcl.core.options import unknown_message
+from lwcl.core.options import bound_text, unknown_message
 from lwcl.data.sources import STREAMED
 from lwcl.errors import ConfigError
 
@@ -63,25 +63,32 @@ def _check_option(option, value) -> None:
   """``value`` within ``option``'s bounds and choices (``None``: the config lacks the key)."""
   if value is None:
     return
-  key, low, high = option.key, option.minimum, option.maximum
+  key, low = option.key, option.minimum
   if option.choices:
     if value not in option.choices:
       raise ConfigError(unknown_message(key, value, option.choices))
   elif option.type is tuple:  # sizes: every one (nested: model.conv_stages) at least the bound
     if low is not None and any(s < low for s in _flat(value)):
-      _refuse(key, tuple(value), f"every layer size must be at least {low:g}", "positive sizes",
+      _refuse(key, tuple(value), f"every layer size must be at least {bound_text(low)}", "positive sizes",
               f"'{config_check.TUPLE_ELEMENTS[key][1]}'")
   elif not isinstance(value, (int, float)) or isinstance(value, bool):
     return  # a bool or a string key: its type is checked by lwcl.config.types
-  elif option.strict and low is not None and value <= low:
+  else:
+    _check_number(option, value)
+
+
+def _check_number(option, value) -> None:
+  key, low, high = option.key, option.minimum, option.maximum
+  lo, hi = (None if b is None else bound_text(b) for b in (low, high))
+  if option.strict and low is not None and value <= low:
     what = key.rsplit(".", 1)[-1].replace("_", " ")
     if low == 0:
       _refuse(key, value, f"the {what} must be positive", "a positive number", option.default)
-    _refuse(key, value, f"the {what} must be above {low:g}", f"a number above {low:g}", option.default)
+    _refuse(key, value, f"the {what} must be above {lo}", f"a number above {lo}", option.default)
   elif high is not None and not ((low is None or low <= value) and value < high):
-    interval = (f"[{low:g}, {high:g})" if not option.strict else f"({low:g}, {high:g})") if low is not None else None
+    interval = (f"[{lo}, {hi})" if not option.strict else f"({lo}, {hi})") if low is not None else None
     if interval is None:
-      _refuse(key, value, f"must be below {high:g}", f"a number below {high:g}", option.default)
+      _refuse(key, value, f"must be below {hi}", f"a number below {hi}", option.default)
     _refuse(key, value, f"must be in {interval}", f"a number in {interval}", option.default)
   elif low is not None and value < low:
     _refuse(key, value, f"must be at least {low}", f"{low} or more", low)
@@ -124,6 +131,14 @@ def _seeds_on_one_host(config) -> None:
     raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
 
 
+def _seeds_fit_a_prng_key(config) -> None:
+  seed, replicas = _get(config, "seed"), _get(config, "num_seeds") or 1
+  if isinstance(seed, int) and isinstance(replicas, int) and seed + replicas > 2**32:
+    raise ConfigError(f"seeds {seed}..{seed + replicas - 1} (seed={seed}, num_seeds={replicas}) pass 2**32 - 1, "
+                      "the largest 32-bit PRNG seed (JAX's key of seed + 2**32 is the key of seed); give a "
+                      "smaller --config.seed")
+
+
 def _sweep_settings(config) -> None:
   if not _get(config, "sweep.key"):
     return
@@ -159,7 +174,7 @@ def _sweep_settings(config) -> None:
 # The combinations, checked in this order after every key's own bounds.
 RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
          _one_angle_per_task, _cnn_head_has_a_conv, _seeds_on_one_host,
-         _sweep_settings)
+         _seeds_fit_a_prng_key, _sweep_settings)
 
 
 def _get(config, key: str):

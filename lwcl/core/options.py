@@ -81,19 +81,24 @@ class Option:
     if self.choices:
       return "one of " + " | ".join(map(str, self.choices))
     if self.type is tuple:
-      return f"every element >= {self.minimum:g}" if self.minimum is not None else "any"
+      return f"every element >= {bound_text(self.minimum)}" if self.minimum is not None else "any"
     if self.type not in (int, float):
       return "any"
     parts = []
     if self.minimum is not None:
-      parts.append(f"{'>' if self.strict else '>='} {self.minimum:g}")
+      parts.append(f"{'>' if self.strict else '>='} {bound_text(self.minimum)}")
     if self.maximum is not None:
-      parts.append(f"< {self.maximum:g}")
+      parts.append(f"< {bound_text(self.maximum)}")
     return " and ".join(parts) or "finite"
 
   def describe(self) -> str:
     """One line for ``--options``: ``key (type, default, bounds): doc``."""
     return f"{self.key} ({self.type.__name__}, default {self.default!r}, {self.bounds()}): {self.doc}"
+
+
+def bound_text(x: float) -> str:
+  """A bound ``x`` for a message: whole numbers in full (``4294967296``, not ``4.29497e+09``), others as ``%g``."""
+  return str(int(x)) if float(x).is_integer() and abs(x) < 1e18 else f"{x:g}"
 
 
 def pick(registry, key: str, name: str):

@@ -133,7 +133,7 @@ class RunCheckpointer:
       (:func:`lwcl.data.sources.dataset_fingerprint`), or None (not stored, not checked); stored with every
       checkpoint, and a checkpoint that stores another one is refused.
   Raises:
-    CheckpointError: the folder cannot be opened or created.
+    CheckpointError: the folder cannot be opened or created, or ``directory`` is a file.
     LwclError: ``directory`` is a symbolic link (:mod:`lwcl.io.safe_files`; orbax would write through it).
   """
 
@@ -142,6 +142,9 @@ class RunCheckpointer:
     self.config = config
     self.data_fingerprint = data_fingerprint
     safe_files.refuse_link(self.directory)
+    if os.path.exists(self.directory) and not os.path.isdir(self.directory):
+      raise CheckpointError(f"{self.directory} is a file, not a folder, where lwcl keeps this run's checkpoints; "
+                            "move the file away or pass another --workdir")
     options = ocp.CheckpointManagerOptions(max_to_keep=max(1, keep), create=True,
                                            enable_async_checkpointing=False)
     try:

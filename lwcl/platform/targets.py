@@ -18,9 +18,12 @@ platform) is accepted as well.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import jax
+
+from lwcl.errors import LwclError
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 _ALIASES = ("gpu",)
@@ -33,9 +36,10 @@ def target_platforms(platforms: str | Sequence[str] | None = None) -> tuple[str,
 
   Raises:
     ValueError: an unknown platform name, or an empty sequence.
+    LwclError: ``platforms`` is None and no backend starts (:func:`default_platform`).
   """
   if platforms is None:
-    return (jax.export.default_export_platform(),)
+    return (default_platform(),)
   names = (platforms,) if isinstance(platforms, str) else tuple(platforms)
   names = tuple(str(p).lower() for p in names)
   unknown = [p for p in names if p not in PLATFORMS + _ALIASES]
@@ -43,6 +47,25 @@ def target_platforms(platforms: str | Sequence[str] | None = None) -> tuple[str,
     raise ValueError(f"unknown platform {unknown[0] if unknown else '(none given)'}; use one or more of "
                      f"{', '.join(PLATFORMS)}")
   return names
+
+
+def default_platform() -> str:
+  """The platform of the process's default backend (``jax.export.default_export_platform()``), starting the
+  backends if none has started.
+
+  Raises:
+    LwclError: no backend starts, e.g. ``JAX_PLATFORMS=cuda`` where no CUDA jaxlib is installed (JAX raises
+      a bare ``AssertionError``) or ``JAX_PLATFORMS=tpu`` without libtpu; one line naming the setting and
+      the fix.
+  """
+  try:
+    return jax.export.default_export_platform()
+  except (RuntimeError, AssertionError) as e:
+    asked = os.environ.get("JAX_PLATFORMS") or jax.config.jax_platforms or ""
+    detail = " ".join(str(e).split())[:200] or "no backend registered for it"
+    raise LwclError(f"JAX could not start a backend for JAX_PLATFORMS={asked!r} ({detail}); install the jaxlib "
+                    "for that platform (a GPU: pip install 'jax[cuda12]', as bin/gpu-check does; a TPU: "
+                    "pip install 'jax[tpu]') or unset JAX_PLATFORMS to run on the CPU") from None
 
 
 def cpu_only(platforms: str | Sequence[str] | None = None) -> bool:

@@ -24,6 +24,7 @@ from lwcl.errors import LwclError
 from lwcl.io import lock as workdir_lock
 from lwcl.io import report, safe_files
 from lwcl.io.results import finished_results
+from lwcl.platform import targets
 from lwcl.runs import kinds as run_kind
 from lwcl.runs import orders, sweep
 from lwcl.runs import seeds as replicas
@@ -69,12 +70,16 @@ def check(config) -> None:
 
   Raises:
     ConfigError: the first bad value, as one line.
+    LwclError: no JAX backend starts (:func:`lwcl.platform.targets.default_platform`; not checked for a
+      multi-host run, whose backend starts after ``jax.distributed.initialize``).
   """
   config_check.check_config(config, config_check.default_reference())
   if config.sweep.key:
     sweep.validate(config)  # the config's values, then each candidate's
   else:
     config_values.check_values(config)
+  if not config.devices.multihost:
+    targets.default_platform()  # e.g. JAX_PLATFORMS=cuda without a CUDA jaxlib: one line, nothing written
 
 
 def _no_space(e: BaseException) -> bool:

@@ -75,7 +75,7 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
     ({"optimizer.warmup_epochs": -1.0}, ["optimizer.warmup_epochs=-1.0: must be at least 0"]),
     ({"data.augment.random_crop": True, "data.augment.crop_padding": -3},
      ["data.augment.crop_padding=-3: must be at least 0"]),
-    ({"seed": -1}, ["bad config value seed=-1: must be at least 0"]),
+    ({"seed": -1}, ["bad config value seed=-1: must be in [0, 4294967296)"]),
     ({"scenario.seed": -1}, ["scenario.seed=-1: must be at least 0"]),
     ({"scenario.order_seed": -2}, ["scenario.order_seed=-2: must be at least -1"]),
     ({"scenario.max_angle": 0.0}, ["scenario.max_angle=0.0: the max angle must be positive"]),

@@ -86,6 +86,13 @@ def plant_links(workdir):
   os.symlink(target, os.path.join(workdir, "accuracy_matrix.png.tmp.png"))
 
 
+def checkpoints_file(workdir):
+  """A file where the run keeps its checkpoints folder (issue 32: it failed after task 1's training)."""
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "checkpoints"), "w") as f:
+    f.write("not a folder\n")
+
+
 def exiting_config(workdir):
   """A config file (the case's tiny.py) that ends the process with status 0 while it loads (issue 32)."""
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
@@ -105,7 +112,7 @@ def tiny_config(workdir):
 
 
 # id: (entry point arguments; WORKDIR and TINY stand for the case's workdir and tiny.py), fragments of the
-# error line, set-up of the workdir before the run (None: no workdir).
+# error line, set-up of the workdir before the run (None: no workdir)[, environment variables].
 CASES = {
     "B6 --config file missing": (["--config=nope.py", "--workdir=WORKDIR"],
                                  ["config file nope.py not found", "--config=configs/default.py"], None),
@@ -172,6 +179,17 @@ CASES = {
                                    ["optimizer.momentum=-5.0", "must be in [0, 1)"], None),
     "Also a link at the lock file": ([DEFAULT, "--workdir=WORKDIR", *T],
                                      ["WORKDIR/.lwcl.lock is a symbolic link", "remove the link"], plant_links),
+    "D seed=2**32 (its PRNG key is seed 0's)": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.seed=4294967296"],
+                                                ["seed=4294967296", "[0, 4294967296)"], None),
+    "D seeds past 2**32 - 1 as replicas": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.seed=4294967290",
+                                            "--config.num_seeds=7"], ["seeds 4294967290..4294967296",
+                                                                      "give a smaller --config.seed"], None),
+    "D JAX_PLATFORMS=cuda without CUDA": ([DEFAULT, "--workdir=WORKDIR", *T],
+                                          ["JAX_PLATFORMS='cuda'", "unset JAX_PLATFORMS"], None,
+                                          {"JAX_PLATFORMS": "cuda"}),
+    "D checkpoints is a file": ([DEFAULT, "--workdir=WORKDIR", *T],
+                                ["WORKDIR/checkpoints is a file, not a folder", "move the file away"],
+                                checkpoints_file),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
@@ -188,7 +206,7 @@ def outputs(workdir):
 
 
 def _run_case(tmp, name):
-  argv, _, setup = CASES[name]
+  argv, _, setup, *env = CASES[name]
   case_dir = os.path.join(tmp, "".join(c if c.isalnum() else "_" for c in name))
   os.makedirs(case_dir)
   workdir = os.path.join(case_dir, "w")
@@ -199,7 +217,8 @@ def _run_case(tmp, name):
           .replace("DATADIR", os.path.join(case_dir, "data")) for a in argv]
   if argv[0] != "-m":
     argv = ["-m", "lwcl.main", *argv]
-  proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600)
+  proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                        env=dict(os.environ, **env[0]) if env else None)
   return proc, workdir, before
 
 
