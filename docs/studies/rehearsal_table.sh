@@ -5,7 +5,9 @@
 # --seeds=5), memory 500 for every method that keeps one, then 200 for the rehearsal and episodic-memory
 # methods. Resumable: rerun the same command after an interruption (finished seeds are reused, an
 # unfinished run resumes from its checkpoint). Outputs under OUT (default runs/rehearsal); the table of
-# docs/results.md: .venv/bin/python docs/studies/rehearsal_table.py OUT.
+# docs/results.md: .venv/bin/python docs/studies/rehearsal_table.py OUT. The results.json files of the runs behind
+# docs/results.md's table (each config's and each seed's) are kept in docs/studies/rehearsal_runs (same layout as
+# OUT, without checkpoints and figures); copied into an empty OUT, they count as finished and are not rerun.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out="${1:-runs/rehearsal}"
