@@ -37,6 +37,7 @@ import os
 import re
 
 from lwcl import platform
+from lwcl.errors import Interrupted, LwclError, exit_with
 from lwcl.io import safe_files
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
@@ -420,7 +421,10 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: b
 
 
 def main(argv=None) -> None:
-  platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
+  try:
+    platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
+  except LwclError as e:  # e.g. a value in XLA_FLAGS that XLA would abort on
+    exit_with(e)
   parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
   parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")
@@ -433,7 +437,6 @@ def main(argv=None) -> None:
                       help="average seeds whose provenance (CPU instruction set, package versions, convolution "
                            "lowering, ...) differs; the table then says so")
   args = parser.parse_args(argv)
-  from lwcl.errors import Interrupted, LwclError, exit_with  # pylint: disable=g-import-not-at-top
   try:
     compare(args.configs, args.out, args.set, args.seeds, args.mixed_provenance)
   except LwclError as e:

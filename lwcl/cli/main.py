@@ -184,7 +184,10 @@ def run(on_step: Callable[[int], None] | None = None) -> None:
   """Parses the command line and runs it; ``on_step(global_step)`` is called after every train step (a
   hook for fault-injection tests, see ``tests/fault_run.py``). Applies lwcl's process settings first
   (:func:`lwcl.platform.configure`: XLA:CPU flags, compilation cache), before any JAX computation."""
-  platform.configure()
+  try:
+    platform.configure()
+  except LwclError as e:  # e.g. a value in XLA_FLAGS that XLA would abort on
+    exit_with(e)
   app.run(functools.partial(main, on_step=on_step), flags_parser=parse_flags)
 
 

@@ -37,6 +37,13 @@ from importlib import metadata
 CPU_FLAGS = ("--xla_cpu_experimental_ynn_fusion_type=-individual_convolution",)
 MEASURED_JAXLIB = ("0.10.2",)
 ENV_SWITCH = "LWCL_XLA_CPU_FLAGS"
+# The values XLA accepts for lwcl's flag in the measured jaxlib versions (its ``LibraryFusionType`` enum,
+# ``LIBRARY_FUSION_TYPE_<NAME>``, read from jaxlib 0.10.2's ``_jax.so``): a comma-separated list of names, each
+# with at most one ``+`` (add) or ``-`` (remove), any case. XLA aborts the process on anything else, with a
+# 94-line usage dump (issue 32); :func:`check_user_flags` refuses it first, with one line.
+# ``tests/platform/test_xla_flags.py`` checks the rule against the installed jaxlib.
+YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+YNN_FUSION_TYPES = ("dot", "eltwise", "individual_convolution", "individual_dot", "reduce", "invalid")
 
 _status = {"applied": (), "reason": "not applied yet"}
 
@@ -75,10 +82,45 @@ def flags_to_add(xla_flags: str, jaxlib_version: str | None, switch: str = "1") 
   return tuple(f for f in CPU_FLAGS if f.split("=", 1)[0] not in named)
 
 
+def flag_value_problem(xla_flags: str) -> str | None:
+  """What is wrong with the value ``xla_flags`` (a ``$XLA_FLAGS`` string) gives lwcl's flag
+  (:data:`YNN_FUSION_FLAG`), or None when it is absent or valid (:data:`YNN_FUSION_TYPES`)."""
+  for token in xla_flags.split():
+    name, eq, value = token.partition("=")
+    if name != YNN_FUSION_FLAG or not eq:
+      continue
+    for item in value.split(","):
+      bare = item[1:] if item[:1] in "+-" else item
+      if item and bare.lower() not in YNN_FUSION_TYPES:
+        return (f"{name}={value}: '{item}' is not one of XLA's fusion types "
+                f"({', '.join(YNN_FUSION_TYPES)}, each with an optional + or -)")
+  return None
+
+
+def check_user_flags(environ=None) -> None:
+  """Refuses a ``$XLA_FLAGS`` whose value for lwcl's flag XLA would abort on (only for the jaxlib versions
+  in :data:`MEASURED_JAXLIB`, whose accepted values are known); other flags are XLA's to check.
+
+  Raises:
+    LwclError: one line naming the value and the fix.
+  """
+  environ = os.environ if environ is None else environ
+  problem = flag_value_problem(environ.get("XLA_FLAGS", ""))
+  if problem and _jaxlib_version() in MEASURED_JAXLIB:
+    from lwcl.errors import LwclError  # pylint: disable=g-import-not-at-top
+    raise LwclError(f"XLA_FLAGS sets {problem}, and XLA would abort on it; fix the value in XLA_FLAGS or "
+                    f"remove the flag (lwcl then adds {CPU_FLAGS[0]})")
+
+
 def apply(environ=None) -> tuple:
   """Appends the measured CPU flags to ``environ['XLA_FLAGS']`` (default ``os.environ``) unless JAX's
-  backends already exist; returns the flags added (also on later calls: idempotent)."""
+  backends already exist; returns the flags added (also on later calls: idempotent).
+
+  Raises:
+    LwclError: ``$XLA_FLAGS`` gives lwcl's flag a value XLA would abort on (:func:`check_user_flags`).
+  """
   environ = os.environ if environ is None else environ
+  check_user_flags(environ)
   if _status["applied"]:
     return _status["applied"]
   version = _jaxlib_version()

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from lwcl.errors import LwclError
 from lwcl.platform import xla_flags
 
 from helpers import ROOT
@@ -96,3 +97,39 @@ def test_import_lwcl_leaves_xla_flags_and_jax_cache_settings_untouched():
   xla, cache_env, cache_dir, min_secs = proc.stdout.split()
   assert (xla, cache_env, cache_dir) == ("None", "None", "None")
   assert min_secs == plain.stdout.strip()  # JAX's own default, whatever this JAX version makes it
+
+
+ACCEPTED = ("dot,reduce", "-Individual_Dot,+eltwise", "")
+REFUSED = ("bogus", "+-dot", "-")
+
+
+def test_flag_value_rule():
+  for value in ACCEPTED:
+    assert xla_flags.flag_value_problem(f"--xla_force_host_platform_device_count=2 {NAME}={value}") is None
+  for value in REFUSED:
+    problem = xla_flags.flag_value_problem(f"{NAME}={value}")
+    assert problem is not None and f"'{value}' is not one of XLA's fusion types" in problem, problem
+  assert xla_flags.flag_value_problem("--xla_other_flag=bogus") is None  # XLA's to check, not lwcl's
+
+
+def test_apply_refuses_a_value_xla_would_abort_on(monkeypatch):
+  monkeypatch.setattr(xla_flags, "_jaxlib_version", lambda: MEASURED)
+  with pytest.raises(LwclError) as info:
+    xla_flags.apply({"XLA_FLAGS": f"{NAME}=bogus"})
+  assert "XLA would abort on it" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.e2e  # subprocesses of python: the full suite, not --fast
+def test_flag_value_rule_matches_the_installed_jaxlib():
+  """The rule of :func:`xla_flags.flag_value_problem` against XLA itself: each accepted value starts a CPU
+  backend, each refused one aborts it (a plain process, without lwcl's check)."""
+  if xla_flags._jaxlib_version() not in xla_flags.MEASURED_JAXLIB:
+    pytest.skip("the fusion types are known for the measured jaxlib versions only")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  procs = {v: subprocess.Popen([sys.executable, "-c", "import jax; jax.devices()"], cwd=ROOT,
+                               env=dict(env, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{NAME}={v}"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+           for v in ACCEPTED + REFUSED}
+  codes = {v: p.wait(timeout=300) for v, p in procs.items()}
+  assert all(codes[v] == 0 for v in ACCEPTED), codes
+  assert all(codes[v] != 0 for v in REFUSED), codes
