@@ -120,7 +120,6 @@ def test_driver_writes_every_seed_and_the_summary_resumes_and_reports_finished(t
     ({"num_seeds": -1}, "num_seeds=-1: must be at least 0"),
     ({"num_seeds": 2, "num_orders": 2, "sweep.key": "method.strength", "sweep.candidates": (1.0,),
       "scenario.validation_fraction": 0.1}, "sweep.key cannot be combined with num_orders"),
-    ({"num_seeds": 2, "devices.multihost": True}, "drop --config.devices.multihost"),
 ])
 def test_unsupported_combinations_are_one_line_errors(tmp_path, overrides, message):
   with pytest.raises(ConfigError, match=message) as e:
