@@ -189,7 +189,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.checkpoint.keep = 2
 
   c.devices = ml_collections.ConfigDict()
-  c.devices.num_devices = 0  # data-parallel over this many local devices; 0 = all
+  c.devices.num_devices = 0  # use this many local devices; 0 = all
+  c.devices.replica_shards = 0  # replicas (num_seeds, num_orders, sweep) split over this many device groups; 0 = auto
+  c.devices.data_shards = 0  # each replica's batch split over this many devices; 0 = the devices left
   c.devices.multihost = False  # call jax.distributed.initialize() (TPU pods, SLURM, ...)
   c.devices.coordinator_address = ""  # multihost: '' = auto-detect
   c.devices.num_processes = 0  # multihost: 0 = auto-detect

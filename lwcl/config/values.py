@@ -13,10 +13,10 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
 - the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
-  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; ``num_seeds`` runs on one host (not with
-  ``devices.multihost``); the seeds ``seed .. seed + num_seeds - 1`` are 32-bit PRNG seeds; a sweep
-  (``sweep.key``) has held-out data and candidates, each listed once, of a key that holds a number (whole
-  numbers for an integer key), and is not combined with ``num_orders`` (the kinds of run: :mod:`lwcl.runs.kinds`).
+  are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; the seeds ``seed .. seed + num_seeds - 1``
+  are 32-bit PRNG seeds; a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
+  key that holds a number (whole numbers for an integer key), and is not combined with ``num_orders`` (the
+  kinds of run: :mod:`lwcl.runs.kinds`).
 
 What needs more than the config stays where it is known: each sweep candidate's config
 (:func:`lwcl.runs.sweep.validate`), classes per task against the data set's classes, a batch larger than
@@ -126,11 +126,6 @@ def _cnn_head_has_a_conv(config) -> None:
     raise ConfigError("layerwise.aux_convs must be >= 1 for aux_head='cnn'; fix --config.layerwise.aux_convs")
 
 
-def _seeds_on_one_host(config) -> None:
-  if _get(config, "num_seeds") and _get(config, "devices.multihost"):
-    raise ConfigError("num_seeds runs all replicas on one device; drop --config.devices.multihost")
-
-
 def _seeds_fit_a_prng_key(config) -> None:
   seed, replicas = _get(config, "seed"), _get(config, "num_seeds") or 1
   if isinstance(seed, int) and isinstance(replicas, int) and seed + replicas > 2**32:
@@ -173,8 +168,7 @@ def _sweep_settings(config) -> None:
 
 # The combinations, checked in this order after every key's own bounds.
 RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
-         _one_angle_per_task, _cnn_head_has_a_conv, _seeds_on_one_host,
-         _seeds_fit_a_prng_key, _sweep_settings)
+         _one_angle_per_task, _cnn_head_has_a_conv, _seeds_fit_a_prng_key, _sweep_settings)
 
 
 def _get(config, key: str):

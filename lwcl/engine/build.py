@@ -105,12 +105,12 @@ class Setup:
       single run).
     configs: each replica's single-run config (``replicas.config(config, r)``), differing from
       :attr:`config` only in what the program takes as data (:func:`check_one_program`).
-    parallel: the device mesh and shardings.
+    parallel: the device mesh (``replica`` x ``data``) and shardings.
     platforms: the platforms the programs are built for (:func:`lwcl.platform.targets.target_platforms`).
     dataset, data_fingerprint: the loaded data set and its SHA-256 (:func:`lwcl.io.results.data_fingerprint`).
     preprocess: uint8 images -> normalized float32.
     steps_per_dispatch: train steps per compiled call (1 on multi-process runs).
-    eval_batch_size: evaluation batch size, rounded up to a multiple of the devices.
+    eval_batch_size: evaluation batch size, rounded up to a multiple of the data shards.
     streams: the replicas' task streams (:class:`Stream`): one shared by every replica, or one per replica
       for task orders.
     fns: the model functions; method: the continual method; tx: the method's transformation chained with
@@ -158,8 +158,8 @@ class Setup:
     without one).
 
     Raises:
-      ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the devices
-        do not divide, or batched replicas on more than one device or process.
+      ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the data
+        shards do not divide, or a device split that does not fit (:func:`lwcl.platform.devices.mesh_shape`).
       UnequalStreams: replicas whose streams' tasks differ in size (they cannot train in lockstep).
       ValueError: a replica's config differs from the program's in a key the program does not take as
         data (:func:`check_one_program`).
@@ -170,18 +170,15 @@ class Setup:
     replicas = replicas or One()
     configs = tuple(replicas.config(config, r) for r in range(replicas.size))
     check_one_program(config, configs, replicas.choosers)
-    parallel = DataParallel.create(config.devices)
+    parallel = DataParallel.create(config.devices, replicas.size if replicas.batched else 0)
     xla_flags.check_in_effect()
-    if replicas.batched and (parallel.size != 1 or jax.process_count() != 1):
-      raise ConfigError(f"num_seeds and num_orders run all replicas on one device, but {parallel.size} devices "
-                        "are in use; set --config.devices.num_devices=1")
     # Multi-process runs keep one host batch per step (each process would have to place the task's data).
     k = config.train.steps_per_dispatch if jax.process_count() == 1 else 1
     if k != config.train.steps_per_dispatch:
       logging.warning("multi-process run: train.steps_per_dispatch=%d ignored, one step per dispatch",
                       config.train.steps_per_dispatch)
     parallel.check_batch_size(config.train.batch_size, "train.batch_size")
-    eval_batch_size = -(-config.train.eval_batch_size // parallel.size) * parallel.size
+    eval_batch_size = -(-config.train.eval_batch_size // parallel.data_shards) * parallel.data_shards
     dataset = load_dataset(config.data)
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
     by_stream = {}  # one scenario per distinct stream (task order), shared by its replicas (seeds, candidates)

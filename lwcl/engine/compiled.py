@@ -2,12 +2,17 @@
 (:meth:`lwcl.engine.replicas.Replicas.vmap`). Replicas differ only in data: their states (seeds; a swept
 method hyper-parameter is in the method state), their batches (task orders), the learning rate argument,
 and, for task orders under masked heads, the row of a stacked table of label masks each reads at its index
-on the vmapped axis (:func:`lwcl.core.model_fns.task_masks`).
+on the vmapped axis (:func:`lwcl.core.model_fns.task_masks`). On a mesh of several devices or processes
+(:attr:`lwcl.platform.devices.DataParallel.shards_replicas`) the replicas' states, batches and per-replica
+arguments are split over the mesh's ``replica`` axis and each replica's batch over its ``data`` axis
+(``jax.vmap``'s ``spmd_axis_name``: the partitioner keeps each replica's computation on its devices); the
+values the host reads come back replicated. On one device of one process they are compiled as before.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
@@ -16,7 +21,7 @@ from lwcl.core.model_fns import ModelFns
 from lwcl.engine.replicas import Replicas
 from lwcl.engine.steps import make_eval_step, make_train_step, make_train_steps
 from lwcl.methods import Method
-from lwcl.platform.devices import DataParallel
+from lwcl.platform.devices import DATA, REPLICA, DataParallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,13 +66,26 @@ def compile_steps(fns: ModelFns, tx, method: Method, parallel: DataParallel, rep
   data_axis, lr_axis = None if shared_data else 0, 0 if lr_per_replica else None
   steps_axes = {"index": 0, "learning_rate": lr_axis, **({"phase": None} if fns.is_greedy else {})}
   in_axes = {"train_step": (0, 0, lr_axis), "train_steps": (0, data_axis, steps_axes, None)}
-  builders = {"train_step": make_train_step, "train_steps": make_train_steps}
+  if not parallel.shards_replicas:  # one device of one process: compiled as before meshes existed
+    builders = {"train_step": make_train_step, "train_steps": make_train_steps}
 
-  def compiled(name: str, **jit_kwargs):
-    return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
+    def compiled(name: str, **jit_kwargs):
+      return jax.jit(replicas.vmap(builders[name](fns, tx, method), in_axes[name]), **jit_kwargs)
 
-  return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
-               eval_step, jax.jit(replicas.vmap(tx.init, 0)))
+    return Steps(compiled("train_step", donate_argnums=(0,)), compiled("train_steps", donate_argnums=(0,)),
+                 eval_step, jax.jit(replicas.vmap(tx.init, 0)))
+  # Replicas split over the mesh's 'replica' axis, each replica's batch over 'data'; what the host reads
+  # (losses, metrics) comes back replicated, so every process can read every replica's.
+  per, lr = parallel.sharding(REPLICA), parallel.sharding(REPLICA) if lr_per_replica else rep
+  steps_in = {"index": per, "learning_rate": lr, **({"phase": rep} if fns.is_greedy else {})}
+  vmapped = functools.partial(replicas.vmap, spmd_axis_name=REPLICA)
+  train_step = jax.jit(vmapped(make_train_step(fns, tx, method), in_axes["train_step"]), donate_argnums=(0,),
+                       in_shardings=(per, parallel.sharding(REPLICA, DATA), lr), out_shardings=(per, rep))
+  train_steps = jax.jit(vmapped(make_train_steps(fns, tx, method, bat), in_axes["train_steps"]),
+                        donate_argnums=(0,), in_shardings=(per, rep if shared_data else per, steps_in, rep),
+                        out_shardings=(per, rep))
+  return Steps(train_step, train_steps, eval_step,
+               jax.jit(vmapped(tx.init, 0), in_shardings=(per,), out_shardings=per))
 
 
 def compile_eval_step(fns: ModelFns, method: Method, parallel: DataParallel, replicas: Replicas,
@@ -82,8 +100,14 @@ def compile_eval_step(fns: ModelFns, method: Method, parallel: DataParallel, rep
       compiled before the Task-IL hits existed, else ``(correct, count, task_il_correct)``.
   """
   step = make_eval_step(fns, method, task_il_masks)
+  rep, bat = parallel.replicated, parallel.batch
+  outs = (rep,) * (2 if task_il_masks is None else 3)
   if not replicas.batched:
-    rep, bat = parallel.replicated, parallel.batch
-    outs = (rep,) * (2 if task_il_masks is None else 3)
     return jax.jit(step, in_shardings=(rep, rep, bat, rep), out_shardings=outs)
-  return jax.jit(replicas.vmap(step, (0, 0, None if shared_data else 0, 0)))
+  in_axes = (0, 0, None if shared_data else 0, 0)
+  if not parallel.shards_replicas:
+    return jax.jit(replicas.vmap(step, in_axes))
+  per = parallel.sharding(REPLICA)
+  batch = bat if shared_data else parallel.sharding(REPLICA, DATA)
+  return jax.jit(replicas.vmap(step, in_axes, spmd_axis_name=REPLICA), in_shardings=(per, per, batch, per),
+                 out_shardings=outs)

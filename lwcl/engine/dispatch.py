@@ -15,11 +15,27 @@ from lwcl.engine.build import Setup
 from lwcl.engine.replicas import stack
 from lwcl.engine.run_io import Run
 from lwcl.layerwise import greedy_phase
+from lwcl.platform.devices import DATA, REPLICA
 
 
-def put(setup: Setup, batch: dict) -> dict:
-  """A host batch placed for the compiled steps (split over the devices; replicas are on one device)."""
-  return batch if setup.replicas.batched else setup.parallel.put_batch(batch)
+def put(setup: Setup, batch: dict, per_replica: bool = True) -> dict:
+  """A host batch placed for the compiled steps: a single run's split over the devices; batched replicas'
+  (``[R, B, ...]``, or one shared ``[B, ...]`` batch when not ``per_replica``) as they are on one device of
+  one process, else as the steps' shardings split them (:mod:`lwcl.engine.compiled`)."""
+  parallel = setup.parallel
+  if not setup.replicas.batched:
+    return parallel.put_batch(batch)
+  if not parallel.shards_replicas:
+    return batch
+  return parallel.put_global(batch, parallel.sharding(REPLICA, DATA) if per_replica else parallel.batch)
+
+
+def _learning_rate(setup: Setup, lr):
+  """A step's learning rate (a scalar, or ``[R]`` when swept) for the compiled step."""
+  parallel = setup.parallel
+  if not parallel.shards_replicas or np.ndim(lr) == 0:
+    return lr
+  return parallel.put_global(lr, parallel.sharding(REPLICA))
 
 
 def _indices(setup: Setup, t: int, first: int, count: int, rows: int | None = None) -> np.ndarray:
@@ -79,7 +95,8 @@ def one_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     batch = next(streamed) if streamed is not None else _gather(setup, t, rows)
     if fns.is_greedy:
       batch = _with_phase(batch, rows.shape, greedy_phase(fns, s, spe, config.train.epochs_per_task))
-    run.state, step_metrics = setup.steps.train_step(run.state, put(setup, batch), learning_rates[..., s])
+    run.state, step_metrics = setup.steps.train_step(run.state, put(setup, batch),
+                                                     _learning_rate(setup, learning_rates[..., s]))
     yield s, 1, step_metrics["loss"]
 
 
@@ -98,8 +115,10 @@ def multi_step_dispatches(setup: Setup, run: Run, t: int, total: int):
     host = _fields(data, slice(None))
     return {k: np.concatenate([x, np.zeros((rows - len(x),) + x.shape[1:], x.dtype)]) for k, x in host.items()}
 
-  device_data = setup.parallel.replicate(padded(setup.train_data[t]) if len(setup.streams) == 1 else
-                                         stack([padded(st.train_data[t]) for st in setup.streams]))
+  if len(setup.streams) == 1:
+    device_data = setup.parallel.replicate(padded(setup.train_data[t]))
+  else:  # one stream per replica, split over the mesh with the replicas
+    device_data = setup.parallel.place_state(stack([padded(st.train_data[t]) for st in setup.streams]))
   steps_before = sum(n * epochs for n in setup.steps_per_epoch[:t])
   for first, count in dispatch_lengths(run.progress.task_step, total, K,
                                        lambda s: _boundary(setup, s, steps_before, spe)):

@@ -39,6 +39,7 @@ from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, s
 from lwcl.errors import DivergenceError
 from lwcl.io.checkpoint import RunCheckpointer
 from lwcl.io.results import result_config
+from lwcl.platform.devices import to_host
 
 MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 to 16 ahead (train_task)
 # Errors a host hook raises when it needs concrete values (it then runs replica by replica).
@@ -99,7 +100,8 @@ def _task_accuracies(setup: Setup, state: TrainState, task: int, split: str) -> 
   (:attr:`Setup.task_il_masks`), else None."""
   correct = count = task_il = 0.0
   for batch in _eval_batches(setup, task, split):
-    out = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch), state.method_state)
+    out = setup.steps.eval_step(state.params, state.batch_stats, dispatch.put(setup, batch, len(setup.streams) > 1),
+                                state.method_state)
     correct, count = correct + out[0], count + out[1]
     if len(out) > 2:
       task_il = task_il + out[2]
@@ -159,7 +161,8 @@ def resume(setup: Setup, workdir: str) -> Run:
       seeds = f" {replicas.describe()}" if replicas.batched else ""
       print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
             f"{progress.task_step} of the task", flush=True)
-  run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.replicate(state), record, progress)
+  run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.place_state(state), record, progress,
+            gather=setup.parallel.gather)
   if restored is None:
     record.b[...] = evaluate(setup, run.state, config.eval.split)
   return run
@@ -219,21 +222,22 @@ def finish_task(setup: Setup, run: Run, t: int) -> None:
   evaluation scores (``Method.eval_scores``: iCaRL's exemplar means) see the state after the task, as
   Mammoth evaluates after its ``end_task``; the model's logits read no method state."""
   T, split, record, replicas = setup.scenario.num_tasks, setup.config.eval.split, run.record, setup.replicas
-  run.state = run.state.replace(method_state=setup.parallel.replicate(end_task(setup, run, t)))
+  run.state = run.state.replace(method_state=setup.parallel.place_state(end_task(setup, run, t)))
   record.R[..., t, :], task_il = evaluate_with_task_il(setup, run.state, split)
   if task_il is not None:  # class-incremental: the Task-IL row from the same evaluation
     record.task_il_R[..., t, :] = task_il
   if setup.readouts.active:
+    state = run.gather(run.state)  # replicas split over devices: every replica on every device
     for r, seed in enumerate(setup.seeds):
       sub = {k: replicas.get(v, r) for k, v in record.readouts.items()}
-      setup.parts(r)[2].after_task(replicas.get(run.state, r), setup.stream(r).scenario, t, sub, split, seed)
+      setup.parts(r)[2].after_task(replicas.get(state, r), setup.stream(r).scenario, t, sub, split, seed)
       for k, v in sub.items():  # a batched record's rows are views, but after_task may replace an array
         if replicas.batched:
           record.readouts[k][r] = v
         else:
           record.readouts[k] = v
   _record_method_report(setup, run, t)
-  step = int(np.max(jax.device_get(run.state.step)))
+  step = int(np.max(to_host(run.gather(run.state.step))))
   matrices = {"accuracy": record.R, **({"task_il_accuracy": record.task_il_R} if task_il is not None else {})}
   run.writer.write_scalars(step, {name: float(v) for key, M in matrices.items() for j in range(T) for name, v in
                                   replicas.scalars(f"eval/{key}_task{j + 1}", M[..., t, j]).items()})
@@ -256,8 +260,9 @@ def end_task(setup: Setup, run: Run, task: int) -> Any:
   """The method's end-of-task hook on every replica: directly for a single run; for replicas of one stream
   (seeds) under ``jax.vmap``, or, for a hook that needs concrete values (a ConcretizationTypeError or
   tracer-conversion error under ``vmap``), one replica at a time (same results, logged); for per-replica
-  streams (task orders) one replica at a time on its own data. Returns the method state."""
-  method, data, state, replicas = setup.method, setup.train_data[task], run.state, setup.replicas
+  streams (task orders) one replica at a time on its own data. Replicas split over devices are gathered
+  first (every process then runs the hook on every replica). Returns the method state."""
+  method, data, state, replicas = setup.method, setup.train_data[task], run.gather(run.state), setup.replicas
 
   def hook(ms, params, stats):
     return method.end_task(ms, params, stats, task, data)
@@ -282,7 +287,7 @@ def _record_method_report(setup: Setup, run: Run, t: int) -> None:
   """Copies task ``t``'s entries of the method's per-task counters (``Method.task_report``) into the
   record, and prints the method's warning about them, if any (GEM: steps whose solver did not converge
   or left a constraint violated)."""
-  report = setup.method.task_report(run.state.opt_state)
+  report = setup.method.task_report(run.gather(run.state.opt_state))
   for key, value in report.items():
     run.record.method_report[key][..., t] = np.asarray(value)[..., t]
   at_t = {k: v[..., t] for k, v in run.record.method_report.items()}

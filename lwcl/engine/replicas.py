@@ -74,11 +74,14 @@ class Replicas(abc.ABC):
 
   # -- the same for every implementation ------------------------------------------------------------
 
-  def vmap(self, fn: Callable, in_axes) -> Callable:
+  def vmap(self, fn: Callable, in_axes, spmd_axis_name: str | None = None) -> Callable:
     """``jax.vmap(fn, in_axes)`` over the replicas when batched, else ``fn`` itself. The mapped axis is
     named :data:`~lwcl.core.model_fns.REPLICA_AXIS`: a per-replica table of label masks is read at the
-    running replica's index on it."""
-    return jax.vmap(fn, in_axes=in_axes, axis_name=REPLICA_AXIS) if self.batched else fn
+    running replica's index on it. ``spmd_axis_name``: the mesh axis the replicas are split over, when the
+    mapped function is jitted for a mesh (sharding constraints inside it then keep that split)."""
+    if not self.batched:
+      return fn
+    return jax.vmap(fn, in_axes=in_axes, axis_name=REPLICA_AXIS, spmd_axis_name=spmd_axis_name)
 
   def stack(self, trees: Sequence[Any]) -> Any:
     """The replicas' trees (one per replica, in order) as the run holds them: stacked when batched, else

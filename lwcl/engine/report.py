@@ -21,6 +21,7 @@ from lwcl.io import report as report_lib
 from lwcl.io import safe_files
 from lwcl.io.results import RESULTS_FILE, fingerprint
 from lwcl.platform import provenance
+from lwcl.platform.devices import to_host
 
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
@@ -79,6 +80,7 @@ def report(setup, run: Run, done: list) -> list:
   its finished results yet (``done[r]`` None), ``results.json``, the heatmap, the read-outs' plots and the
   summary scalars (TensorBoard). Replicas in ``done`` are reported as found."""
   replicas, sc, out = setup.replicas, setup.scenario, []
+  step = int(np.max(to_host(run.gather(run.state.step))))  # every process: a gather is collective
   title = f"{setup.config.method.name} on {sc.dataset} ({sc.kind}, {sc.incremental}-incremental)"
   for r in range(replicas.size):
     if done[r] is not None:
@@ -92,7 +94,6 @@ def report(setup, run: Run, done: list) -> list:
     out.append(res)
     if not run.is_main:
       continue
-    step = int(np.max(jax.device_get(run.state.step)))
     finite = {k: res[k] for k in SCALARS + metrics_lib.TASK_IL_SCALARS
               if res.get(k) is not None and np.isfinite(res[k])}
     run.writer.write_scalars(step, {replicas.scalar_name(k, r): v for k, v in finite.items()})

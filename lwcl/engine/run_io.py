@@ -16,6 +16,7 @@ import numpy as np
 from lwcl.core.record import Progress, Record
 from lwcl.errors import DivergenceError, Interrupted, LwclError
 from lwcl.io.checkpoint import RunCheckpointer
+from lwcl.platform.devices import local_copy, to_host
 
 
 @dataclasses.dataclass
@@ -31,11 +32,16 @@ class Run:
   record: Record
   progress: Progress
   end_task_vmappable: bool = True  # False once the method's end-of-task hook failed under vmap (lwcl.engine.loop)
+  # The state as the host reads it (lwcl.platform.devices.DataParallel.gather: replicas split over devices
+  # gathered onto every device); the identity otherwise.
+  gather: Callable[[Any], Any] = lambda tree: tree
 
   def save(self, task_done: bool) -> None:
-    """Checkpoints the whole run state at the current global step (replicas step together)."""
-    step = int(np.max(jax.device_get(self.state.step)))
-    self.ckpt.save(step, {"state": self.state, "record": self.record}, self.progress.to_meta(task_done))
+    """Checkpoints the whole run state at the current global step (replicas step together), gathered as
+    one array per leaf whatever the devices (a checkpoint resumes on any split)."""
+    state = self.gather(self.state)
+    step = int(np.max(to_host(state.step)))
+    self.ckpt.save(step, {"state": state, "record": self.record}, self.progress.to_meta(task_done))
 
   def close(self) -> None:
     self.writer.close()
@@ -56,7 +62,7 @@ def check_finite(losses: list, task: int, task_step: int, who: Callable[[int], s
     DivergenceError: a loss is inf or nan (the earliest step, then the lowest replica, is named).
   """
   arrays = {id(a): a for a, _ in losses}
-  host = dict(zip(arrays, jax.device_get(list(arrays.values()))))
+  host = dict(zip(arrays, jax.device_get([local_copy(a) for a in arrays.values()])))  # one transfer
   values = np.stack([np.asarray(host[id(a)] if i is None else np.asarray(host[id(a)])[..., i], np.float64)
                      for a, i in losses])
   bad = ~np.isfinite(values)

@@ -15,9 +15,8 @@ sweep      ``sweep.key`` set            candidates on validation data as replica
 
 Combinations: ``num_seeds`` with ``num_orders`` or with ``sweep.key`` (products of the replica axis,
 :class:`lwcl.runs.axis.ReplicaAxis`). Refused, with one line naming the runs to do instead:
-``sweep.key`` with ``num_orders`` (a sweep selects on one task order) and ``num_seeds`` with
-``devices.multihost`` (the replicas share one device); the config validator refuses them with the other
-combinations (:mod:`lwcl.config.values`). Every ``results.json`` written at the top of a
+``sweep.key`` with ``num_orders`` (a sweep selects on one task order); the config validator refuses it with
+the other combinations (:mod:`lwcl.config.values`). Every ``results.json`` written at the top of a
 workdir carries its ``kind``; :func:`lwcl.runs.driver.format_summary` prints each kind's summary.
 """
 

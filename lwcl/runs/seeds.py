@@ -21,7 +21,8 @@ is trained.
 The replica axis itself is :class:`lwcl.runs.axis.ReplicaAxis`; the loop is the single run's
 (:mod:`lwcl.engine.loop`). With ``num_orders`` or ``sweep.key``, the seeds are the inner dimension of a product
 (:mod:`lwcl.runs.orders`, :mod:`lwcl.runs.sweep`; :func:`run_one_after_another` when the outer runs cannot share one
-program). Not supported (one-line :class:`~lwcl.errors.ConfigError`): more than one device, multi-host runs.
+program). On several devices or processes the replicas are split over the mesh's ``replica`` axis
+(:func:`lwcl.platform.devices.mesh_shape`).
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ def run_replicas(config, workdir: str, on_step: Callable[[int], None] | None = N
 
   Raises:
     ConfigError: a bad value or unsupported combination (:func:`lwcl.config.values.check_values`),
-      ``num_seeds < 1``, more
-      than one device, or a ``seed<s>`` folder holding another experiment's results (nothing is trained).
+      ``num_seeds < 1``, a device split that does not fit (:func:`lwcl.platform.devices.mesh_shape`),
+      or a ``seed<s>`` folder holding another experiment's results (nothing is trained).
     CheckpointError, DivergenceError, Interrupted: as a single run (the message names the seed).
   """
   config_values.check_values(config)

@@ -98,7 +98,6 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
     ({"scenario.kind": "rotated", "scenario.angles": (0.0, 90.0)}, ["lists 2 angles for 5 tasks"]),
     ({"layerwise.aux_head": "cnn", "layerwise.aux_convs": 0}, ["layerwise.aux_convs must be >= 1"]),
     ({"layerwise.linear_probe.enabled": True, "layerwise.linear_probe.l2": -1.0}, ["layerwise.linear_probe"]),
-    ({"num_seeds": 2, "devices.multihost": True}, ["drop --config.devices.multihost"]),
     ({"sweep.key": "method.strength", "sweep.candidates": (1.0,), "num_orders": 2},
      ["sweep.key cannot be combined with num_orders"]),
     ({"sweep.key": "method.strength", "sweep.candidates": (1.0,)}, ["a sweep selects on held-out data"]),

@@ -1,11 +1,14 @@
 """Data parallelism: every method on 8 forced CPU devices matches 1 device, and a real 2-process run
-(2 CPU devices each, collectives through gloo on localhost) matches a single process with 4 devices."""
+(2 CPU devices each, collectives through gloo on localhost) matches a single process with 4 devices.
+Replicas split over devices (the mesh's ``replica`` axis): on 8 forced CPU devices and over 2 processes,
+every replica equals the single run of its seed on one device."""
 
 import json
 import os
 import subprocess
 import sys
 
+import chex
 import numpy as np
 import pytest
 
@@ -15,6 +18,7 @@ from helpers import (
   METHODS,
   ROOT,
   SMALL,
+  assert_close_per_leaf,
   assert_one_line_error,
   cli,
   forced_devices,
@@ -84,3 +88,67 @@ def test_four_devices_match_one_device(tmp_path, session_dir):
   bad = cli(str(tmp_path / "bad"), "--config.devices.num_devices=4", "--config.train.batch_size=18",
             env=FOUR_DEVICES)
   assert_one_line_error(bad, "train.batch_size=18", "4 devices")
+
+
+def _npz(path: str) -> dict:
+  with np.load(path) as f:
+    return dict(f)
+
+
+def test_replicas_split_over_eight_devices_equal_their_single_runs(tmp_path):
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "device_runs.py"), str(tmp_path), "8",
+                         "replicas"], capture_output=True, text=True, env=forced_devices(8), cwd=ROOT, timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  runs = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert runs["split"]["mesh"] == {"replica": 8, "data": 1}  # auto: replicas over the devices first
+  assert runs["split_data"]["mesh"] == {"replica": 4, "data": 2}
+  singles = [_npz(str(tmp_path / f"single{s}.npz")) for s in range(8)]
+  assert all(runs[f"single{s}"]["mesh"] == {"replica": 1, "data": 1} for s in range(8))
+  split, split_data = _npz(str(tmp_path / "split.npz")), _npz(str(tmp_path / "split_data.npz"))
+  for r in range(8):
+    # One replica per device: each device runs its replica's step as the single run does, so the state is
+    # the single run's bit for bit, and so are the accuracies. The loss the step reports is gathered onto
+    # every device, and XLA fuses its reduction differently in that program (a last-bit difference).
+    chex.assert_trees_all_equal({k: v[r] for k, v in split.items()}, singles[r])
+    got, want = runs["split"]["results"][r], runs[f"single{r}"]["results"][0]
+    assert got["accuracy_matrix"] == want["accuracy_matrix"]
+    assert got["devices"] == {"count": 8, "platform": "cpu", "processes": 1}
+    np.testing.assert_allclose(got["final_train_loss"], want["final_train_loss"], rtol=1e-6)
+  # Stopped after a checkpoint of the 8 x 1 split (the state gathered, whole arrays as on one device) and
+  # resumed with every replica on one device: each replica is still its single run.
+  assert runs["resumed"]["mesh"] == {"replica": 1, "data": 1}
+  chex.assert_trees_all_equal(_npz(str(tmp_path / "resumed.npz")), split)
+  for r in range(4):
+    # Each replica's batch split over 2 devices: its sums over the batch add two halves (float
+    # reassociation), and 4 steps per dispatch run in one compiled loop.
+    assert_close_per_leaf({k: v[r] for k, v in split_data.items()}, singles[r])
+    np.testing.assert_allclose(runs["split_data"]["results"][r]["accuracy_matrix"],
+                               runs[f"single{r}"]["results"][0]["accuracy_matrix"], atol=2e-3)
+    np.testing.assert_allclose(runs["split_data"]["results"][r]["final_train_loss"],
+                               runs[f"single{r}"]["results"][0]["final_train_loss"], rtol=1e-4)
+
+
+def test_replicas_split_over_two_processes_equal_their_single_runs(tmp_path):
+  # 2 processes x 2 CPU devices, 2 seeds: one replica per process, its batch over the process's 2 devices;
+  # EWC's end-of-task update runs on the gathered state in both processes.
+  extra = ["--config.method.name=ewc", "--config.method.importance_samples=100", "--config.num_seeds=2",
+           "--config.devices.data_shards=2"]
+  port, workdir = free_port(), str(tmp_path / "multi")
+  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+         *SMALL, *extra, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
+         "--config.devices.num_processes=2"]
+  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=forced_devices(2), cwd=ROOT)
+           for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  for seed in (0, 1):
+    single = cli(str(tmp_path / f"single{seed}"), *extra[:2], f"--config.seed={seed}",
+                 "--config.devices.num_devices=1", env=ENV)
+    assert single.returncode == 0, single.stderr[-2000:]
+    a, b = load_results(os.path.join(workdir, f"seed{seed}")), load_results(str(tmp_path / f"single{seed}"))
+    assert a["devices"] == {"count": 4, "platform": "cpu", "processes": 2} and b["devices"]["count"] == 1
+    # The batch sums of each replica add the halves of its 2 devices (float reassociation).
+    np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=2e-3)

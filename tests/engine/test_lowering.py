@@ -28,7 +28,8 @@ tracing (the residual networks' layer-wise steps most), so:
   method of each kind in each mode, on the residual networks a layer-wise mode (:data:`FAMILY_CASES`), and
   the ConvNet's and CIFAR ResNet's train steps end to end (the auto / native comparison);
 * seeds as replicas (every program vmapped over 2 seeds, :data:`REPLICA_CASES`);
-* the data-parallel steps on a mesh of 2 emulated CPU devices (one subprocess, :data:`MESH_CASES`).
+* the data-parallel steps on a mesh of 2 emulated CPU devices (one subprocess, :data:`MESH_CASES`), and
+  seeds as replicas split over its ``replica`` axis.
 
 Data: a 10-class IDX data set of 8 x 8 images, written once per module. About 32 CPU-seconds in all on a
 2-core AMD EPYC (the subprocess included).
@@ -326,14 +327,22 @@ def _mesh_exports(folder: str) -> dict:
     # (devices, whether an argument is split over the mesh's data axis: the batch of the one-step programs)
     out["-".join((model, method, mode))] = {n: (e.nr_devices, '[{"data"}' in e.mlir_module())
                                             for n, e in exported.items()}
+  # Seeds as replicas split over the mesh's 'replica' axis, one per device.
+  from lwcl.runs.axis import ReplicaAxis  # pylint: disable=g-import-not-at-top
+  setup = build(tiny(idx, "ewc", "local", "mlp", **{"num_seeds": 2, "devices.num_devices": 2}),
+                ReplicaAxis.of_seeds((0, 1)))
+  exported = export_all(setup, ("train_step", "train_steps", "eval_step"))
+  out["replicas"] = {n: (e.nr_devices, '[{"replica"}' in e.mlir_module()) for n, e in exported.items()}
   return out
 
 
-def test_data_parallel_steps_export_on_a_mesh(tmp_path):
+def test_data_parallel_and_replica_split_steps_export_on_a_mesh(tmp_path):
   proc = subprocess.run([sys.executable, os.path.abspath(__file__), str(tmp_path)], capture_output=True, text=True,
                         env=forced_devices(2), cwd=ROOT, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   cases = json.loads(proc.stdout.strip().splitlines()[-1])
+  # 2 devices, the replicas' state split over them (devices.replica_shards auto: one replica per device)
+  assert cases.pop("replicas") == {n: [2, True] for n in ("train_step", "train_steps", "eval_step")}
   assert sorted(cases) == sorted("-".join(c) for c in MESH_CASES)
   for case, exported in cases.items():
     assert {"train_step", "train_steps", "eval_step"} <= set(exported), case
