@@ -179,7 +179,7 @@ def count_kernels(hlo_text: str) -> int:
   return count(entry)
 
 
-def host_dispatch_seconds(state, batch, lr, calls: int = 20, rounds: int = 10) -> float:
+def host_dispatch_seconds(state, batch, lr, calls: int = 20, rounds: int = 30) -> float:
   """Seconds per call that the host spends dispatching a jitted program of these arguments (the state donated,
   its step counted; nothing else computed; the batch as host numpy arrays, copied to the device at each call
   as the run's one-step loop does), on the default backend: the per-step overhead that no device removes.
@@ -288,7 +288,7 @@ def predictions_for(kind: str, path: str = DEFAULT_JSON) -> tuple[str, dict]:
 def main(argv) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench roofline", description=__doc__.splitlines()[0])
   parser.add_argument("--only", default="", help="only the rows whose 'model mode' contains this")
-  parser.add_argument("--calls", type=int, default=20, help="calls per round (of 10) of the host-dispatch timing")
+  parser.add_argument("--calls", type=int, default=20, help="calls per round (of 30) of the host-dispatch timing")
   parser.add_argument("--json", default="", help="also write the rows to this file (docs/roofline.json)")
   args = parser.parse_args(argv)
   rows = []
