@@ -263,7 +263,7 @@ def table(rows: list) -> str:
   for r in rows:
     cells = [f"{r['predictions'][n]['step_s'] * 1e3:.3g} ({r['predictions'][n]['bound']})" for n in names]
     batch = f"{r['batch']} x {r['replicas']}" if r["replicas"] > 1 else str(r["batch"])
-    lines.append(f"| {r['model']} | {r['mode']} | {batch} | {r['flops'] / 1e9:.3g} | {r['bytes_accessed'] / 1e6:.3g} | "
+    lines.append(f"| {r['model']} | {r['mode']} | {batch} | {r['flops'] / 1e9:.3g} | {r['bytes_accessed'] / 1e6:,.0f} | "
                  f"{r['flops'] / max(r['bytes_accessed'], 1):.1f} | {r['kernels']} | {r['host_s'] * 1e3:.3f} | "
                  + " | ".join(cells) + " |")
   return "\n".join(lines)
