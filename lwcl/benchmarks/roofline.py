@@ -200,6 +200,7 @@ def host_dispatch_seconds(state, batch, lr, calls: int = 20, rounds: int = 30) -
 def step_costs(spec: str, overrides=(), replicas: int = 1, calls: int = 20) -> dict:
   """Builds the train step of ``bin/run --config=SPEC`` (with ``replicas`` seeds as replicas of one vmapped
   program when > 1) for ``cuda`` and ``tpu``, compiles it with this machine's compiler and returns its batch,
+  ``conv_impl`` (the convolutions' lowering chosen for those platforms: ``native``, XLA's),
   XLA's cost analysis (compiled, and ``unfused_bytes``: the lowered module's, before any fusion), ``kernels``
   (:func:`count_kernels`) and ``host_s`` (:func:`host_dispatch_seconds`, seconds).
 
@@ -222,7 +223,8 @@ def step_costs(spec: str, overrides=(), replicas: int = 1, calls: int = 20) -> d
   unfused = lowered.cost_analysis() or {}
   compiled = lowered.compile()
   host_batch = {k: np.zeros(v.shape, v.dtype) for k, v in batch.items()}  # as the run's K=1 loop passes it
-  return {"batch": int(config.train.batch_size), "replicas": replicas, "conv_impl": str(config.model.get("conv_impl")),
+  conv_impl = str(getattr(setup.fns.model, "conv_impl", ""))
+  return {"batch": int(config.train.batch_size), "replicas": replicas, "conv_impl": conv_impl,
           **program_cost(compiled), "unfused_bytes": float(unfused.get("bytes accessed", 0.0)),
           "kernels": count_kernels(compiled.as_text()),
           "host_s": host_dispatch_seconds(state, host_batch, lr, calls)}
@@ -263,8 +265,9 @@ def table(rows: list) -> str:
   for r in rows:
     cells = [f"{r['predictions'][n]['step_s'] * 1e3:.3g} ({r['predictions'][n]['bound']})" for n in names]
     batch = f"{r['batch']} x {r['replicas']}" if r["replicas"] > 1 else str(r["batch"])
-    lines.append(f"| {r['model']} | {r['mode']} | {batch} | {r['flops'] / 1e9:.3g} | {r['bytes_accessed'] / 1e6:,.0f} | "
-                 f"{r['flops'] / max(r['bytes_accessed'], 1):.1f} | {r['kernels']} | {r['host_s'] * 1e3:.3f} | "
+    lines.append(f"| {r['model']} | {r['mode']} | {batch} | {r['flops'] / 1e9:.3g} | "
+                 f"{r['bytes_accessed'] / 1e6:,.0f} | {r['flops'] / max(r['bytes_accessed'], 1):.1f} | "
+                 f"{r['kernels']} | {r['host_s'] * 1e3:.3f} | "
                  + " | ".join(cells) + " |")
   return "\n".join(lines)
 
