@@ -138,6 +138,7 @@ def _computations(hlo_text: str) -> tuple[dict, str]:
   """``({name: [opcode, ...]}, entry name)`` of an HLO module's text."""
   comps, entry, name = {}, "", None
   for line in hlo_text.splitlines():
+    line = re.sub(r"/\*.*?\*/", "", line)  # the /*index=5*/ comments of long tuple shapes
     head = re.match(r"^(ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
     if head and not line.startswith(" "):
       name = head.group(2)
