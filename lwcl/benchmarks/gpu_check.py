@@ -21,8 +21,10 @@ recorded and the next one runs:
 
 Data: the IDX files of ``--idx-dir`` (or ``$LWCL_IDX_DIR`` / Debian's Fashion-MNIST) when present, else a
 small learnable synthetic Fashion-MNIST-shaped set written into ``OUT/data`` (the machine may have no
-internet); the JSON says which. Writes ``OUT/gpu_check.json`` and prints a summary table; exit status 0 when
-every step passed (a skipped install counts as passed), 1 otherwise.
+internet); the JSON says which. Writes ``OUT/gpu_check.json`` and prints a summary table, then the measured
+seconds per step of the default run, the three ResNet-20 steps and the 8 GEM replicas next to the roofline's
+predictions for the device (``docs/roofline.json``, ``bin/bench roofline``; :func:`compare`, the JSON's
+``roofline``); exit status 0 when every step passed (a skipped install counts as passed), 1 otherwise.
 
 ``--dry-run`` runs the same steps on the CPU, each shrunk to seconds (no install, tiny sizes): the test of
 this script (tests/benchmarks/test_gpu_check.py).
@@ -40,6 +42,7 @@ import time
 
 import numpy as np
 
+from lwcl.benchmarks import roofline
 from lwcl.data import synthetic
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -294,6 +297,47 @@ def inner_layerwise(args) -> dict:
   return {"units": units, "rows": rows}
 
 
+def compare(report: dict, path: str = roofline.DEFAULT_JSON) -> dict:
+  """The measured speeds of ``report`` next to the roofline's predictions for its device (``docs/roofline.json``,
+  :func:`lwcl.benchmarks.roofline.predictions_for`): ``{"device": name or '', "rows": [...]}``, each row
+  ``{"what", "measured_s", "predicted_s", "bound", "ratio"}`` (seconds per step; ratio = measured / predicted,
+  >= 1 when the roofline holds as the lower bound it is). Only the steps whose model and batch are the
+  predicted ones (not in --dry-run's shrunk sizes). The default run's and the replicas' seconds per step come
+  from their examples/s, which include the run's host loop (data gathering, logging)."""
+  name, table = roofline.predictions_for((report.get("device") or {}).get("kind") or "", path)
+  rows, steps = [], report["steps"]
+
+  def add(what: str, key: tuple, batch: int, steps_per_s: float | None) -> None:
+    p = table.get(key)
+    if p and steps_per_s and p["batch"] == batch:
+      rows.append({"what": what, "measured_s": 1.0 / steps_per_s, "predicted_s": p["step_s"], "bound": p["bound"],
+                   "ratio": 1.0 / steps_per_s / p["step_s"]})
+
+  if table and not report.get("dry_run"):
+    eps = (steps["default_run"].get("figures") or {}).get("examples_per_second")
+    add("default run (ConvNet, batch 64)", ("ConvNet", "fine-tuning"), 64, eps and eps / 64)
+    for r in (steps["layerwise"].get("figures") or {}).get("rows", []):
+      depth, variant = r["variant"].split(",", 1)
+      add(f"{r['variant']}, batch {r['batch']}", (f"ResNet-{depth[6:]}", variant), r["batch"], r["steps_per_second"])
+    eps = (steps["gem_replicas"].get("figures") or {}).get("examples_per_second")
+    add("GEM MLP, 8 replicas, batch 10", ("MLP 2x100 (GEM protocol)", "GEM, 8 replicas"), 10, eps and eps / 80)
+  return {"device": name, "rows": rows}
+
+
+def _comparison(report: dict) -> str:
+  c = report.get("roofline") or {}
+  if not c.get("rows"):
+    kind = (report.get("device") or {}).get("kind")
+    return (f"no roofline prediction to compare with (device {kind!r}; docs/roofline.json predicts "
+            f"{', '.join(roofline.DEVICES)} at the device sizes, not --dry-run's)")
+  lines = [f"measured against the roofline's prediction for {c['device']} (docs/results.md, \"What to expect on "
+           "accelerators\"):", "", "| step | measured ms/step | predicted ms/step (bound) | measured / predicted |",
+           "| --- | --- | --- | --- |"]
+  lines += [f"| {r['what']} | {r['measured_s'] * 1e3:.3g} | {r['predicted_s'] * 1e3:.3g} ({r['bound']}) | "
+            f"{r['ratio']:.2f} |" for r in c["rows"]]
+  return "\n".join(lines)
+
+
 # ---- entry --------------------------------------------------------------------------------------------
 
 def _summary(report: dict) -> str:
@@ -351,10 +395,11 @@ def main(argv) -> None:
             "device": {k: device.get(k) for k in ("kind", "count", "default_backend", "devices", "memory")},
             "versions": {k: device.get(k) for k in ("jax", "jaxlib")},
             "matmul_baseline": device.get("matmul"), "provenance": device.get("provenance"), "steps": steps}
+  report["roofline"] = compare(report)
   path = os.path.join(args.out, "gpu_check.json")
   with open(path, "w") as f:
     json.dump(report, f, indent=1, default=str)
-  print(_summary(report))
+  print(_summary(report) + "\n\n" + _comparison(report))
   print(f"\n{'all steps passed' if report['passed'] else 'FAILED'} in {report['seconds']:.0f} s; {path}")
   sys.exit(0 if report["passed"] else 1)
 
