@@ -196,4 +196,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.devices.coordinator_address = ""  # multihost: '' = auto-detect
   c.devices.num_processes = 0  # multihost: 0 = auto-detect
   c.devices.process_id = -1  # multihost: -1 = auto-detect
+  c.devices.startup_timeout = 30.0  # multihost: seconds to wait for every process at start-up
   return c

@@ -20,6 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
+from lwcl.platform import processes
 
 REPLICA, DATA = "replica", "data"  # the mesh's axes
 
@@ -33,10 +34,10 @@ OPTIONS = (
     Option("devices.coordinator_address", "", "multihost: the coordinator; '' = auto-detect"),
     Option("devices.num_processes", 0, "multihost: number of processes; 0 = auto-detect", minimum=0),
     Option("devices.process_id", -1, "multihost: this process's id; -1 = auto-detect", minimum=-1),
+    Option("devices.startup_timeout", 30.0, "multihost: seconds to wait for every process at start-up (to "
+           "connect, then to publish its config, lwcl.platform.processes); raise it for large clusters",
+           minimum=0.0, strict=True),
 )
-
-_initialized = False
-
 
 def hide_gpus_from_tensorflow() -> None:
   """Keeps TensorFlow (used by tensorflow-datasets only) off the accelerators, so it
@@ -49,24 +50,9 @@ def hide_gpus_from_tensorflow() -> None:
 
 
 def initialize_distributed(devices_config) -> None:
-  """Calls ``jax.distributed.initialize`` once when the config asks for multi-host.
-
-  CPU processes exchange their collectives through gloo (``jax_cpu_collectives_implementation``; the
-  setting only concerns the CPU backend, so GPU and TPU runs are unaffected).
-  """
-  global _initialized
-  if not devices_config.multihost or _initialized:
-    return
-  jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  kwargs = {}
-  if devices_config.coordinator_address:
-    kwargs["coordinator_address"] = devices_config.coordinator_address
-  if devices_config.num_processes > 0:
-    kwargs["num_processes"] = devices_config.num_processes
-  if devices_config.process_id >= 0:
-    kwargs["process_id"] = devices_config.process_id
-  jax.distributed.initialize(**kwargs)
-  _initialized = True
+  """Starts a multi-host run's processes (:func:`lwcl.platform.processes.initialize`: bounded and checked);
+  nothing for a single-process config. Safe to call many times."""
+  processes.initialize(devices_config)
 
 
 def mesh_shape(devices: int, replicas: int = 0, replica_shards: int = 0, data_shards: int = 0,

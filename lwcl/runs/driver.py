@@ -24,7 +24,7 @@ from lwcl.errors import LwclError
 from lwcl.io import lock as workdir_lock
 from lwcl.io import report, safe_files
 from lwcl.io.results import finished_results
-from lwcl.platform import devices, targets
+from lwcl.platform import devices, processes, targets
 from lwcl.runs import kinds as run_kind
 from lwcl.runs import orders, sweep
 from lwcl.runs import seeds as replicas
@@ -103,6 +103,7 @@ def _first_line(e: BaseException) -> str:
 
 def _run_locked(config, workdir: str, on_step) -> dict:
   devices.initialize_distributed(config.devices)  # multi-host: before anything starts JAX's backends
+  processes.check_agreement(config, workdir)  # multi-host: every process runs the same config and workdir
   existing = finished_results(config, workdir)
   if existing is not None:
     return existing

@@ -152,3 +152,30 @@ def test_replicas_split_over_two_processes_equal_their_single_runs(tmp_path):
     # The batch sums of each replica add the halves of its 2 devices (float reassociation).
     np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-4)
     np.testing.assert_allclose(a["accuracy_matrix"], b["accuracy_matrix"], atol=2e-3)
+
+
+def test_processes_with_different_configs_stop_with_one_line_before_training(tmp_path):
+  # Issue 32: a process started with another learning rate trained to the end, exit 0. Both now name the
+  # difference and stop before any collective; nothing is trained.
+  port, workdir = free_port(), str(tmp_path / "multi")
+  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+         *SMALL, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
+         "--config.devices.num_processes=2"]
+  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}", f"--config.optimizer.learning_rate={lr}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(1),
+                            cwd=ROOT) for i, lr in enumerate((0.01, 0.1))]
+  outs = [p.communicate(timeout=300) for p in procs]
+  procs = [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
+  assert_one_line_error(procs[0], "process 0 and process 1 of this run differ in optimizer.learning_rate "
+                                  "(0.01 here, 0.1 there)")
+  assert_one_line_error(procs[1], "process 1 and process 0 of this run differ in optimizer.learning_rate "
+                                  "(0.1 here, 0.01 there)")
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+
+
+def test_a_process_without_its_coordinator_stops_within_the_startup_timeout(tmp_path):
+  # Issue 32: a wrong port, or process 0 never started, sat silent until killed.
+  proc = cli(str(tmp_path / "w"), "--config.devices.multihost=True", "--config.devices.num_processes=2",
+             f"--config.devices.coordinator_address=localhost:{free_port()}", "--config.devices.process_id=1",
+             "--config.devices.startup_timeout=2", env=ENV)
+  assert_one_line_error(proc, "process 1 of 2: no coordinator answered", "within devices.startup_timeout=2 s")
