@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   # train.steps_per_dispatch > 1 (XLA:CPU's convolution is very slow inside compiled loops), else native.
   # Same parameters and values up to float rounding (lwcl/models/conv.py).
   c.model.conv_impl = "auto"
+  # Computation dtype: float32 | bfloat16 (mixed precision: activations and matmuls bfloat16; parameters,
+  # optimizer state, BatchNorm statistics, logits, losses, importances, Gram matrices and QPs float32;
+  # convolutions take XLA's lowering, oneDNN's being float32 only). lwcl/models/__init__.py, DTYPES.
+  c.model.dtype = "float32"
   # Convolution intensity (resnet / reduced_resnet18; Ma et al. 2010.08038): the first shallow_blocks residual
   # blocks get shallow_convs 3x3 convs (standard: 2) and shallow_width channels (0 = their stage's width).
   c.model.shallow_blocks = 0

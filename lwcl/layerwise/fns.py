@@ -214,7 +214,7 @@ class LayerwiseFns(ModelFns):
     x, _, _, _ = self._inputs(batch, False, None)
     for k in range(self.num_blocks):
       x, _ = self._blocks(k, params, batch_stats, x, False)
-    return readout(x, self.model.pool)
+    return readout(x, self.model.pool).astype(jnp.float32)
 
   def block_logits(self, params, batch_stats, batch: dict, detach: bool = False) -> list:
     """Every local block head's masked logits in inference mode: a list of ``K`` float32
@@ -237,7 +237,7 @@ class LayerwiseFns(ModelFns):
     for k in range(self.num_blocks):
       x, _ = self._blocks(k, params, batch_stats, x, False)
       f = adaptive_avg_pool(x, pool) if pool > 0 else x
-      out.append(f.reshape(f.shape[0], -1))
+      out.append(f.reshape(f.shape[0], -1).astype(jnp.float32))
     return out
 
   def local_losses(self, params, batch_stats, batch: dict, rng=None, train: bool = True) -> list:
@@ -391,7 +391,8 @@ def build_fns(lw_config, model: Network, preprocess, label_masks: np.ndarray, im
   starts = parse_cuts(lw_config.cuts, model, image_shape)
   heads = tuple(AuxHead(lw_config.aux_head, num_heads, output_dim, int(lw_config.aux_pool),
                         int(lw_config.aux_convs), int(lw_config.aux_width),
-                        tuple(int(h) for h in lw_config.aux_hidden), getattr(model, "conv_impl", "native"))
+                        tuple(int(h) for h in lw_config.aux_hidden), getattr(model, "conv_impl", "native"),
+                        getattr(model, "dtype", jnp.float32))
                 for _ in starts[:-1])
   return LayerwiseFns(model, preprocess, label_masks, mode=lw_config.mode, starts=starts, aux_heads=heads,
                       readouts=bool(lw_config.readouts), local_step=lw_config.local_step,

@@ -15,7 +15,7 @@ All heads end in :class:`~lwcl.models.heads.TaskHeads`, padded to ``max_tasks`` 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -56,6 +56,7 @@ class AuxHead(nn.Module):
     convs: ``cnn``: number of 3x3 convs; ``width``: their channels (0 = the input's channels).
     hidden: ``mlp``: hidden Dense sizes.
     conv_impl: ``cnn``: the convolutions' lowering (:mod:`lwcl.models.conv`).
+    dtype: the computation dtype (the network's, float32 or bfloat16); parameters float32, logits float32.
   """
   kind: str
   num_heads: int
@@ -65,10 +66,11 @@ class AuxHead(nn.Module):
   width: int = 0
   hidden: Sequence[int] = (256,)
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
-    """Args: ``x`` float32 block output; ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch
+    """Args: ``x`` the block output (float32 or bfloat16); ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch
     statistics (``cnn`` only). Returns logits float32 ``[B, output_dim]`` (not masked).
 
     Raises:
@@ -80,13 +82,14 @@ class AuxHead(nn.Module):
                           "outputs vectors; use 'linear' or 'mlp' for this model")
       width = self.width or x.shape[-1]
       for _ in range(self.convs):
-        x = conv(self.conv_impl, width, (3, 3), use_bias=False)(x)
-        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)(x))
+        x = conv(self.conv_impl, width, (3, 3), use_bias=False, dtype=self.dtype)(x)
+        x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=self.dtype,
+                                 param_dtype=jnp.float32)(x))
     elif self.kind not in AUX_HEADS:
       raise ConfigError(f"unknown layerwise.aux_head '{self.kind}'; use one of {', '.join(AUX_HEADS)}")
     x = adaptive_avg_pool(x, self.pool) if self.pool > 0 else x
     x = x.reshape(x.shape[0], -1)
     if self.kind == "mlp":
       for h in self.hidden:
-        x = nn.relu(nn.Dense(int(h))(x))
-    return TaskHeads(self.num_heads, self.output_dim, name="head")(x, task)
+        x = nn.relu(nn.Dense(int(h), dtype=self.dtype, param_dtype=jnp.float32)(x))
+    return TaskHeads(self.num_heads, self.output_dim, self.dtype, name="head")(x, task)

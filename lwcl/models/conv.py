@@ -33,7 +33,9 @@ Every convolution of lwcl's models is a ``flax.linen.Conv`` made by :func:`conv`
   1``). For GPU or TPU (also a program built on a CPU-only machine to be exported for them with
   ``jax.export``): ``native``, so such a program holds no CPU-only custom call and no CPU-tuned lowering
   (measurements in ``docs/results.md``, "Convolutions on CPU" and "oneDNN convolutions").
-  ``LWCL_ONEDNN=0`` keeps ``auto`` off oneDNN.
+  ``LWCL_ONEDNN=0`` keeps ``auto`` off oneDNN. With ``model.dtype=bfloat16`` (:data:`lwcl.models.DTYPES`)
+  ``auto`` never picks oneDNN (float32 only): bfloat16 convolutions take XLA's (``native+direct``, or
+  ``patches+direct`` in compiled loops), and an explicit ``onednn`` is a ``ConfigError``.
 
 Parameters are the same under every lowering (``kernel`` ``[kh, kw, C, O]``, HWIO), so a checkpoint of one
 restores under another; values and gradients agree to float32 rounding (``tests/models/test_conv.py``).
@@ -66,9 +68,9 @@ LOWERINGS = ("native", "patches", "direct", "onednn", "native+direct", "patches+
 DIRECT_MAX_CONTRACTION = 36
 
 
-def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, platforms=None) -> str:
+def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, platforms=None, dtype=jnp.float32) -> str:
   """The lowering (one of :data:`LOWERINGS`) for ``model.conv_impl``, ``auto`` resolved as the module doc
-  says for the platforms the program is built for.
+  says for the platforms the program is built for and the computation dtype.
 
   Args:
     conv_impl: ``auto`` | ``native`` | ``patches`` | ``direct`` | ``onednn``.
@@ -76,13 +78,19 @@ def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, platforms=Non
     platforms: the platform or platforms the program is built for (:func:`lwcl.platform.targets.target_platforms`:
       e.g. ``'cpu'``, ``('cuda',)``, ``('cuda', 'tpu')``); default: the default backend's. ``auto`` takes a
       CPU lowering only when every one of them is the CPU.
+    dtype: the convolutions' computation dtype (``model.dtype``: float32 or bfloat16); oneDNN's are float32
+      only, so ``auto`` skips them for any other.
   Raises:
     ConfigError: an unknown ``conv_impl``, or ``onednn`` where the oneDNN convolutions cannot run (the
-      message says why and how to build them).
+      message says why and how to build them) or with a computation dtype other than float32.
   """
   if conv_impl not in CONV_IMPLS:
     raise ConfigError(f"model.conv_impl '{conv_impl}' is unknown; use one of {', '.join(CONV_IMPLS)}")
   platforms = targets.target_platforms(platforms)
+  float32 = jnp.dtype(dtype) == jnp.float32
+  if conv_impl == "onednn" and not float32:
+    raise ConfigError(f"model.conv_impl=onednn computes in float32 only, not model.dtype={jnp.dtype(dtype).name}; "
+                      "use model.conv_impl=auto or native, or model.dtype=float32")
   if conv_impl == "onednn":
     reason = onednn.unavailable_reason(platforms)
     if reason:
@@ -91,7 +99,7 @@ def resolve_conv_impl(conv_impl: str, steps_per_dispatch: int = 1, platforms=Non
     return conv_impl
   if not targets.cpu_only(platforms):
     return "native"
-  if onednn.unavailable_reason(platforms) is None:
+  if float32 and onednn.unavailable_reason(platforms) is None:
     return "onednn+direct"
   return ("patches" if steps_per_dispatch > 1 else "native") + "+direct"
 
@@ -255,9 +263,10 @@ _FUNCTIONS = {"native": None, "patches": patch_conv, "direct": direct_conv, "one
 
 
 def conv(conv_impl: str, features: int, kernel_size: tuple, strides: int = 1, padding="SAME",
-         use_bias: bool = True, name: str | None = None) -> nn.Conv:
+         use_bias: bool = True, name: str | None = None, dtype=jnp.float32) -> nn.Conv:
   """A ``flax.linen.Conv`` lowered as ``conv_impl``, one of :data:`LOWERINGS` (resolve ``auto`` first with
-  :func:`resolve_conv_impl`).
+  :func:`resolve_conv_impl`), computing in ``dtype`` (its input and kernel cast to it; float32 or bfloat16)
+  with float32 parameters.
 
   Raises:
     ValueError: ``conv_impl`` is not a lowering.
@@ -266,4 +275,4 @@ def conv(conv_impl: str, features: int, kernel_size: tuple, strides: int = 1, pa
     raise ValueError(f"conv lowering '{conv_impl}' is not one of {', '.join(LOWERINGS)}; resolve "
                      "model.conv_impl with resolve_conv_impl first")
   return nn.Conv(features, kernel_size, strides=strides, padding=padding, use_bias=use_bias, name=name,
-                 conv_general_dilated=_FUNCTIONS[conv_impl])
+                 dtype=dtype, param_dtype=jnp.float32, conv_general_dilated=_FUNCTIONS[conv_impl])

@@ -6,6 +6,8 @@ of work (conv32-conv32-pool-conv64-conv64-pool-conv128-conv128-pool, fc256).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -77,30 +79,33 @@ def max_pool_2x2(x: jax.Array, platforms=None) -> jax.Array:
 class ConvStage(nn.Module):
   """``len(channels)`` x (3x3 conv, optional BatchNorm, ReLU), then 2x2 max pool (stride 2); convolutions
   lowered as ``conv_impl`` (:mod:`lwcl.models.conv`), the pool as :func:`max_pool_2x2` for ``platforms`` (the
-  platforms the program is built for; None: the default backend's)."""
+  platforms the program is built for; None: the default backend's); computing in ``dtype`` (float32 or
+  bfloat16; parameters and BatchNorm statistics float32)."""
   channels: tuple
   batch_norm: bool = False
   conv_impl: str = "native"
   platforms: tuple | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     for c in self.channels:
-      layers = [conv(self.conv_impl, int(c), (3, 3), use_bias=not self.batch_norm)]
+      layers = [conv(self.conv_impl, int(c), (3, 3), use_bias=not self.batch_norm, dtype=self.dtype)]
       x = layers[-1](x)
       if self.batch_norm:
-        layers.append(nn.BatchNorm(use_running_average=not train, momentum=0.9))
+        layers.append(nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype))
         x = layers[-1](x)
       x = nn.relu(x)
       sow_activation(self, x, *layers)
     return max_pool_2x2(x, self.platforms)
 
 
-def convnet_blocks(conv_stages, dense, batch_norm: bool, conv_impl: str = "native", platforms=None) -> list:
+def convnet_blocks(conv_stages, dense, batch_norm: bool, conv_impl: str = "native", platforms=None,
+                   dtype=jnp.float32) -> list:
   """One :class:`ConvStage` per stage, then one Dense block per ``dense`` size; ``platforms``: those the
-  program is built for (None: the default backend's)."""
+  program is built for (None: the default backend's); ``dtype``: the computation dtype."""
   platforms = None if platforms is None else targets.target_platforms(platforms)
-  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, conv_impl, platforms)
+  blocks = [ConvStage(tuple(int(c) for c in s), batch_norm, conv_impl, platforms, dtype)
             for s in conv_stages]
-  blocks += [DenseBlock(int(d)) for d in dense]
+  blocks += [DenseBlock(int(d), dtype) for d in dense]
   return blocks

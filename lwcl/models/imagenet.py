@@ -15,8 +15,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lwcl.core.options import Option
 from lwcl.models.conv import conv
@@ -35,8 +38,9 @@ GREEDY_VGG_OPTIONS = (
 )
 
 
-def _bn(train: bool) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+def _bn(train: bool, dtype=jnp.float32) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                      param_dtype=jnp.float32)
 
 
 def space_to_depth(x: jax.Array) -> jax.Array:
@@ -49,13 +53,16 @@ def space_to_depth(x: jax.Array) -> jax.Array:
 
 
 class ImageNetStem(nn.Module):
-  """7x7 conv (stride 2), BatchNorm, ReLU, 3x3 max pool (stride 2): ``[B, H, W, 3] -> [B, H/4, W/4, F]``."""
+  """7x7 conv (stride 2), BatchNorm, ReLU, 3x3 max pool (stride 2): ``[B, H, W, 3] -> [B, H/4, W/4, F]``,
+  computing in ``dtype`` (float32 or bfloat16)."""
   features: int = 64
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv7, bn = conv(self.conv_impl, self.features, (7, 7), 2, use_bias=False), _bn(train)
+    conv7 = conv(self.conv_impl, self.features, (7, 7), 2, use_bias=False, dtype=self.dtype)
+    bn = _bn(train, self.dtype)
     x = nn.relu(bn(conv7(x)))
     sow_activation(self, x, conv7, bn)
     return nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -63,30 +70,33 @@ class ImageNetStem(nn.Module):
 
 class GreedyConvBlock(nn.Module):
   """Optional invertible downsampling, then 3x3 conv + BatchNorm + ReLU: ``[B, H, W, C] -> [B, H', W',
-  features]`` (``H' = H / 2`` with ``downsample``)."""
+  features]`` (``H' = H / 2`` with ``downsample``), computing in ``dtype`` (float32 or bfloat16)."""
   features: int
   downsample: bool = False
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     if self.downsample:
       x = space_to_depth(x)
-    conv3, bn = conv(self.conv_impl, self.features, (3, 3), use_bias=False), _bn(train)
+    conv3 = conv(self.conv_impl, self.features, (3, 3), use_bias=False, dtype=self.dtype)
+    bn = _bn(train, self.dtype)
     x = nn.relu(bn(conv3(x)))
     sow_activation(self, x, conv3, bn)
     return x
 
 
-def imagenet_resnet18_blocks(width: int, strides, conv_impl: str = "native") -> list:
+def imagenet_resnet18_blocks(width: int, strides, conv_impl: str = "native", dtype=jnp.float32) -> list:
   """Stem plus the 8 residual blocks of ResNet-18 (widths ``width`` x 1, 1, 2, 2, 4, 4, 8, 8), with
-  ``strides`` (8 entries, e.g. :func:`~lwcl.models.resnet.standard_strides` ``(2, 4)``)."""
+  ``strides`` (8 entries, e.g. :func:`~lwcl.models.resnet.standard_strides` ``(2, 4)``), computing in
+  ``dtype``."""
   widths = [width * m for m in (1, 1, 2, 2, 4, 4, 8, 8)]
-  return [ImageNetStem(width, conv_impl)] + [BasicBlock(w, int(s), 2, conv_impl)
-                                            for w, s in zip(widths, strides)]
+  return [ImageNetStem(width, conv_impl, dtype)] + [BasicBlock(w, int(s), 2, conv_impl, dtype)
+                                                   for w, s in zip(widths, strides)]
 
 
-def greedy_vgg_blocks(stages, conv_impl: str = "native") -> list:
+def greedy_vgg_blocks(stages, conv_impl: str = "native", dtype=jnp.float32) -> list:
   """One :class:`GreedyConvBlock` per width of ``stages`` (tuples of widths); the first block of every
-  stage downsamples (the input too: the first stage's first block)."""
-  return [GreedyConvBlock(int(w), i == 0, conv_impl) for stage in stages for i, w in enumerate(stage)]
+  stage downsamples (the input too: the first stage's first block). ``dtype``: the computation dtype."""
+  return [GreedyConvBlock(int(w), i == 0, conv_impl, dtype) for stage in stages for i, w in enumerate(stage)]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lwcl.core.options import Option
 
@@ -29,19 +32,21 @@ def sow_activation(module: nn.Module, x: jax.Array, *layers: nn.Module) -> None:
 
 
 class DenseBlock(nn.Module):
-  """Flatten (if needed), Dense, ReLU. ``[B, ...] -> [B, features]``."""
+  """Flatten (if needed), Dense, ReLU. ``[B, ...] -> [B, features]`` in ``dtype`` (the computation dtype,
+  ``model.dtype``: float32 or bfloat16; parameters float32)."""
   features: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train
     x = x.reshape(x.shape[0], -1)
-    dense = nn.Dense(self.features)
+    dense = nn.Dense(self.features, dtype=self.dtype, param_dtype=jnp.float32)
     x = nn.relu(dense(x))
     sow_activation(self, x, dense)
     return x
 
 
-def mlp_blocks(hidden) -> list:
-  """One :class:`DenseBlock` per hidden size."""
-  return [DenseBlock(int(h)) for h in hidden]
+def mlp_blocks(hidden, dtype=jnp.float32) -> list:
+  """One :class:`DenseBlock` per hidden size, computing in ``dtype``."""
+  return [DenseBlock(int(h), dtype) for h in hidden]

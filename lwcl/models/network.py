@@ -7,7 +7,7 @@ read-out that turns the last feature map into a vector (flatten or global averag
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -35,20 +35,28 @@ class Network(nn.Module):
       ``onednn+direct``: convolutions contracting few values per output are ``direct``), as
       :func:`lwcl.models.conv.resolve_conv_impl` resolves ``model.conv_impl``; auxiliary heads built for
       this network use the same.
+    dtype: the computation dtype its blocks and head were built with (``model.dtype``, :data:`lwcl.models.DTYPES`:
+      float32, or bfloat16 for mixed precision: activations and matmuls bfloat16, parameters and BatchNorm
+      statistics float32, logits returned as float32); auxiliary heads built for this network use the same.
   """
   blocks: Sequence[nn.Module]
   head: nn.Module
   pool: str = "flatten"
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   def __call__(self, x: jax.Array, task: jax.Array, train: bool = False) -> jax.Array:
     """Args: ``x`` float32 ``[B, H, W, C]``; ``task`` int32 ``[B]``; ``train`` selects BatchNorm batch
-    statistics. Returns logits float32 ``[B, output_dim]`` (not masked)."""
-    return self.head(self.features(x, train), task)
+    statistics. Returns logits float32 ``[B, output_dim]`` (not masked), whatever :attr:`dtype` is."""
+    return self.head(self._trunk(x, train), task)
 
   def features(self, x: jax.Array, train: bool = False) -> jax.Array:
     """The read-out before the heads (the penultimate features): float32 ``[B, F]`` for ``x`` float32
-    ``[B, H, W, C]``."""
+    ``[B, H, W, C]`` (computed in :attr:`dtype`, returned as float32)."""
+    return self._trunk(x, train).astype(jnp.float32)
+
+  def _trunk(self, x: jax.Array, train: bool) -> jax.Array:
+    """The blocks and the read-out, ``[B, F]`` in the blocks' computation dtype."""
     for block in self.blocks:
       x = block(x, train)
     return readout(x, self.pool)

@@ -13,8 +13,11 @@ be moved (layer-wise issue: accelerated downsampling).
 
 from __future__ import annotations
 
+from typing import Any
+
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
@@ -45,20 +48,24 @@ REDUCED_RESNET18_OPTIONS = (
 ) + _SHARED
 
 
-def _bn(train: bool, zero_scale: bool = False) -> nn.BatchNorm:
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+def _bn(train: bool, dtype=jnp.float32, zero_scale: bool = False) -> nn.BatchNorm:
+  """BatchNorm whose output is ``dtype`` (statistics computed and kept in float32, Flax's rule)."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+                      param_dtype=jnp.float32,
                       scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones)
 
 
 class Stem(nn.Module):
-  """3x3 conv (``stride``), BatchNorm, ReLU."""
+  """3x3 conv (``stride``), BatchNorm, ReLU, computing in ``dtype`` (float32 or bfloat16)."""
   features: int
   stride: int = 1
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv3, bn = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False), _bn(train)
+    conv3 = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False, dtype=self.dtype)
+    bn = _bn(train, self.dtype)
     x = nn.relu(bn(conv3(x)))
     sow_activation(self, x, conv3, bn)
     return x
@@ -71,18 +78,20 @@ class BasicBlock(nn.Module):
   al., arXiv 2010.08038, controlled experiment): the first conv has the stride; every conv but the last is
   followed by BatchNorm + ReLU; the last by BatchNorm, the residual sum, then ReLU. With 2 convs the
   parameter names are those of the standard block. Convolutions are lowered as ``conv_impl``
-  (:mod:`lwcl.models.conv`).
+  (:mod:`lwcl.models.conv`); the block computes in ``dtype`` (float32 or bfloat16; parameters float32).
   """
   features: int
   stride: int = 1
   num_convs: int = 2
   conv_impl: str = "native"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     residual = x
-    conv0 = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False)
-    bn0 = _bn(train)
+    dtype = self.dtype
+    conv0 = conv(self.conv_impl, self.features, (3, 3), self.stride, use_bias=False, dtype=dtype)
+    bn0 = _bn(train, dtype)
     y = conv0(x)
     if self.num_convs == 1:
       layers = [conv0, bn0]
@@ -91,14 +100,14 @@ class BasicBlock(nn.Module):
       y = nn.relu(bn0(y))
       sow_activation(self, y, conv0, bn0)
       for _ in range(self.num_convs - 2):
-        conv_k, bn = conv(self.conv_impl, self.features, (3, 3), use_bias=False), _bn(train)
+        conv_k, bn = conv(self.conv_impl, self.features, (3, 3), use_bias=False, dtype=dtype), _bn(train, dtype)
         y = nn.relu(bn(conv_k(y)))
         sow_activation(self, y, conv_k, bn)
-      layers = [conv(self.conv_impl, self.features, (3, 3), use_bias=False), _bn(train)]
+      layers = [conv(self.conv_impl, self.features, (3, 3), use_bias=False, dtype=dtype), _bn(train, dtype)]
       y = layers[1](layers[0](y))
     if residual.shape != y.shape:
-      layers += [conv(self.conv_impl, self.features, (1, 1), self.stride, "SAME", False, "shortcut_conv"),
-                 _bn(train)]
+      layers += [conv(self.conv_impl, self.features, (1, 1), self.stride, "SAME", False, "shortcut_conv", dtype),
+                 _bn(train, dtype)]
       residual = layers[-1](layers[-2](residual))
     out = nn.relu(residual + y)
     sow_activation(self, out, *layers)
@@ -133,14 +142,14 @@ def accelerated_strides(blocks_per_stage: int, num_stages: int, first_stage_stri
 
 def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_stride: int,
                   shallow_blocks: int = 0, shallow_convs: int = 2, shallow_width: int = 0,
-                  conv_impl: str = "native") -> list:
+                  conv_impl: str = "native", dtype=jnp.float32) -> list:
   """Stem plus ``len(widths) * blocks_per_stage`` :class:`BasicBlock`\\ s with the given strides.
 
   Convolution intensity (Ma et al., arXiv 2010.08038): the first ``shallow_blocks`` residual blocks get
   ``shallow_convs`` 3x3 convolutions each (instead of 2) and, when ``shallow_width > 0``, that many
   channels (instead of their stage's width; the stem keeps ``stem_width``). Blocks whose input and output
   shapes differ get a 1x1 projection shortcut. ``conv_impl``: the convolutions' lowering
-  (:mod:`lwcl.models.conv`).
+  (:mod:`lwcl.models.conv`); ``dtype``: the computation dtype (float32 or bfloat16).
 
   Raises:
     ConfigError: if ``strides`` does not have one entry per residual block, or holds a value < 1; if
@@ -155,12 +164,12 @@ def resnet_blocks(widths, blocks_per_stage: int, strides, stem_width: int, stem_
   if not 0 <= shallow_blocks <= n:
     raise ConfigError(f"model.shallow_blocks must be in 0..{n} (residual blocks), got {shallow_blocks}; fix "
                       "--config.model.shallow_blocks")
-  blocks = [Stem(stem_width, stem_stride, conv_impl)]
+  blocks = [Stem(stem_width, stem_stride, conv_impl, dtype)]
   for i in range(n):
     width, convs = int(widths[i // blocks_per_stage]), 2
     if i < shallow_blocks:
       width, convs = int(shallow_width) or width, int(shallow_convs)
-    blocks.append(BasicBlock(width, strides[i], convs, conv_impl))
+    blocks.append(BasicBlock(width, strides[i], convs, conv_impl, dtype))
   return blocks
 
 

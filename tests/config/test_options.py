@@ -88,6 +88,7 @@ def test_a_key_declared_twice_must_agree_on_default_and_bounds(monkeypatch):
     # choices
     ({"scenario.kind": "shuffled"}, ["unknown scenario.kind 'shuffled'; use one of split, permuted, rotated"]),
     ({"model.conv_impl": "im2col"}, ["unknown model.conv_impl 'im2col'; use one of auto"]),
+    ({"model.dtype": "float16"}, ["unknown model.dtype 'float16'; use one of float32, bfloat16"]),
     ({"optimizer.schedule": "linear"}, ["unknown optimizer.schedule 'linear'"]),
     ({"eval.split": "train"}, ["unknown eval.split 'train'; use one of test, valid"]),
     ({"method.name": "ewcc"}, ["unknown method.name 'ewcc'; use one of agem"]),

@@ -252,6 +252,18 @@ def test_auto_builds_for_accelerators_what_native_builds(idx_dir, model):
     assert ("reduce_window" in text) == (model == "convnet")
 
 
+@pytest.mark.parametrize("model,method,mode", [("convnet", "ewc", "backprop"), ("mlp", "gem", "local")])
+def test_bfloat16_programs_export_for_accelerators(idx_dir, model, method, mode):
+  # mixed precision (model.dtype=bfloat16) is for GPUs and TPUs: every program of a run exports for both,
+  # computes in bfloat16, and keeps its parameters and state float32 (the exported signature)
+  setup = build(tiny(idx_dir, method, mode, model, **{"model.dtype": "bfloat16"}))
+  exported = export_all(setup)
+  assert "bf16" in exported["train_step"].mlir_module()
+  for name, exp in exported.items():
+    floats = {str(a.dtype) for a in exp.in_avals + exp.out_avals if jnp.issubdtype(a.dtype, jnp.floating)}
+    assert floats <= {"float32"}, (name, floats)
+
+
 def test_cpu_programs_keep_their_cpu_lowerings(idx_dir, onednn_available):
   from lwcl.engine.build import Setup  # pylint: disable=g-import-not-at-top
   from lwcl.models import convnet  # pylint: disable=g-import-not-at-top

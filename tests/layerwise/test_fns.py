@@ -2,6 +2,7 @@
 block accuracies and the importance of every local block."""
 
 import dataclasses
+import functools
 import json
 import os
 import types
@@ -18,7 +19,7 @@ from lwcl.core.model_fns import ModelFns
 from lwcl.runs import driver
 
 from helpers import small_config
-from layerwise_cases import CLASSES, built, lw_config, make_batch, make_fns
+from layerwise_cases import CLASSES, IMAGE, built, lw_config, make_batch, make_fns
 
 
 def block_norms(grads) -> dict:
@@ -188,3 +189,47 @@ def test_mas_and_nai_give_every_local_block_and_auxiliary_head_its_own_importanc
 def ml_dict(d):
   import ml_collections  # pylint: disable=g-import-not-at-top
   return ml_collections.ConfigDict(d)
+
+
+
+def _bf16_pass(fns, params, stats, batch):
+  """Loss, logits, gradients and new statistics of a train step's loss, and the inference-mode block logits,
+  block features and features."""
+  (loss, (logits, new_stats)), grads = jax.value_and_grad(fns.loss, has_aux=True)(params, stats, batch)
+  return (loss, logits, grads, new_stats, fns.block_logits(params, stats, batch),
+          fns.block_features(params, stats, batch), fns.features(params, stats, batch))
+
+
+@pytest.mark.parametrize("mode,aux_head", [("local", "cnn"), ("greedy", "linear"), ("backprop", "mlp")])
+def test_bfloat16_local_losses_heads_and_gradients_stay_float32(mode, aux_head):
+  # mixed precision in every layer-wise mode, traced (dtypes only): the blocks and auxiliary heads compute
+  # in bfloat16; losses, logits, features and the gradients of the float32 parameters are float32
+  extra = {"aux_head": aux_head, "mode": mode, "readouts": mode == "backprop", "model.dtype": "bfloat16"}
+  fns = make_fns(lw_config(**extra))
+  assert fns.model.dtype == jnp.bfloat16 and all(h.dtype == jnp.bfloat16 for h in fns.aux_heads)
+  params, stats = jax.eval_shape(lambda key: fns.init_variables(key, IMAGE), jax.random.PRNGKey(0))
+  assert {leaf.dtype for leaf in jax.tree.leaves((params, stats))} == {jnp.dtype(jnp.float32)}
+  batch = dict(make_batch(), phase=np.full(8, 1, np.int32)) if mode == "greedy" else make_batch()
+  loss, logits, grads, new_stats, block_logits, block_features, features = jax.eval_shape(
+      functools.partial(_bf16_pass, fns), params, stats, batch)
+  chex.assert_type([loss, logits, features] + block_logits + block_features, jnp.float32)
+  chex.assert_trees_all_equal_shapes_and_dtypes(grads, params)
+  chex.assert_trees_all_equal_shapes_and_dtypes(new_stats, stats)
+
+
+@pytest.mark.parametrize("mode", layerwise.MODES)
+def test_a_bfloat16_local_loss_is_close_to_the_float32_loss(mode):
+  # compiled, on a small MLP cut into 3 local blocks (cheap): the loss within bfloat16 rounding of the
+  # float32 loss (2%; measured: at most 0.06%), finite float32 gradients
+  extra = {"model.name": "mlp", "model.hidden": (16, 16, 16), "aux_head": "linear", "mode": mode,
+           "readouts": mode == "backprop"}
+  batch = dict(make_batch(), phase=np.full(8, 1, np.int32)) if mode == "greedy" else make_batch()
+  fns32, params, stats = built(**extra)
+  fns = make_fns(lw_config(**extra, **{"model.dtype": "bfloat16"}))
+  assert fns.num_blocks == 3
+  loss32 = jax.jit(lambda p: fns32.loss(p, stats, batch)[0])(params)
+  (loss, _), grads = jax.jit(jax.value_and_grad(lambda p: fns.loss(p, stats, batch), has_aux=True))(params)
+  chex.assert_trees_all_equal_shapes_and_dtypes(grads, params)
+  chex.assert_tree_all_finite(grads)
+  assert loss != loss32  # it did compute in bfloat16
+  np.testing.assert_allclose(loss, loss32, rtol=2e-2)

@@ -2,11 +2,13 @@
 a new method is covered without editing this file.
 
 (a) fixed shapes of the method state, step arguments and optimizer state over steps and a task end (the
-train step compiles once); (b) ``end_task`` under ``jax.vmap`` equals its unbatched calls; (c) a penalty
-method at strength 0 is fine-tuning bit for bit; (d) every float option is kept in the method state
-(``STATE_HYPER``: a value set there, as a sweep's replica has it, is the value the method uses) or needed
-on the host (``HOST_OPTIONS``); (e) a replica equals its single run; and the options: every method reads
-exactly the keys it declares, and the declarations are configs/default.py's ``method.*`` keys.
+train step compiles once), run in mixed precision (``model.dtype=bfloat16``), whose parameters, optimizer
+and method states (importances, memories, Gram matrices, solver reports), logits and losses stay float32;
+(b) ``end_task`` under ``jax.vmap`` equals its unbatched calls; (c) a penalty method at strength 0 is
+fine-tuning bit for bit; (d) every float option is kept in the method state (``STATE_HYPER``: a value set
+there, as a sweep's replica has it, is the value the method uses) or needed on the host
+(``HOST_OPTIONS``); (e) a replica equals its single run; and the options: every method reads exactly the
+keys it declares, and the declarations are configs/default.py's ``method.*`` keys.
 """
 
 import os
@@ -58,10 +60,20 @@ def _train(setup, state, task, steps):
   return state
 
 
+def _assert_no_bfloat16(tree):
+  """Every floating leaf of ``tree`` is float32 (mixed precision keeps bfloat16 to the activations)."""
+  floats = {np.dtype(leaf.dtype) for leaf in jax.tree.leaves(_shapes(tree)) if jnp.issubdtype(leaf.dtype, jnp.floating)}
+  assert floats <= {np.dtype(np.float32)}, floats
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_shapes_are_fixed_over_steps_and_tasks(name):
-  setup = Setup.build(_config(name))
+  # in mixed precision: every method trains with bfloat16 activations and keeps its state float32 (the
+  # float32 runs of every method: tests/e2e/test_every_method.py and the tests below)
+  setup = Setup.build(_config(name, **{"model.dtype": "bfloat16"}))
   method, state = setup.method, setup.initial_state()
+  assert setup.fns.model.dtype == jnp.bfloat16
+  _assert_no_bfloat16(state)
   want = _shapes((state.method_state, state.opt_state))
   args = jax.jit(method.step_args)
   want_args = _shapes(args(state.method_state, state.params, state.batch_stats, _batch(setup, 0, 0), state.rng))
@@ -70,11 +82,15 @@ def test_shapes_are_fixed_over_steps_and_tasks(name):
     state = _train(setup, state, task, 2)
     compiled = compiled or setup.steps.train_step._cache_size()  # pylint: disable=protected-access
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes((state.method_state, state.opt_state)), want)
+    _assert_no_bfloat16(state)
     got_args = args(state.method_state, state.params, state.batch_stats, _batch(setup, task, 2), state.rng)
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(got_args), want_args)
     batch = _batch(setup, task, 2)  # as the step gives it to after_step: with its logits and the step's key
     seen = dict(batch, logits=setup.fns.logits(state.params, state.batch_stats, batch, train=False)[0],
                 rng=state.rng)
+    loss, (logits, _) = setup.fns.loss(state.params, state.batch_stats, batch, state.rng)
+    chex.assert_type([loss, logits, seen["logits"]], jnp.float32)
+    chex.assert_tree_all_finite((loss, state.params))
     after = jax.jit(method.after_step)(state.method_state, state.params, state.params, state.params, seen)
     chex.assert_trees_all_equal_shapes_and_dtypes(_shapes(after), want[0])
     ms = method.end_task(state.method_state, state.params, state.batch_stats, task, setup.train_data[task])

@@ -14,7 +14,15 @@ from jax import lax
 
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
-from lwcl.models.conv import DIRECT_MAX_CONTRACTION, LOWERINGS, conv, direct_conv, patch_conv, resolve_conv_impl
+from lwcl.models.conv import (
+  DIRECT_MAX_CONTRACTION,
+  LOWERINGS,
+  conv,
+  direct_conv,
+  onednn_conv,
+  patch_conv,
+  resolve_conv_impl,
+)
 from lwcl.platform.native import build
 
 from helpers import CASES, DN, small_config
@@ -160,3 +168,31 @@ def test_steps_per_dispatch_selects_patches_on_cpu(monkeypatch):
   cfg = small_config(**{"model.name": "convnet"})
   assert build_model(cfg.model, scenario, steps_per_dispatch=1).conv_impl == "native+direct"
   assert build_model(cfg.model, scenario, steps_per_dispatch=8).conv_impl == "patches+direct"
+
+
+def test_bfloat16_convolutions_take_xlas_lowering(onednn_available):
+  # oneDNN's convolutions are float32 only: with the library built, auto gives bfloat16 networks XLA's
+  # lowerings on CPU, an explicit onednn is one line naming the fix, and no oneDNN call is in the program
+  bf16 = jnp.bfloat16
+  assert resolve_conv_impl("auto", 1, "cpu") == "onednn+direct"
+  assert resolve_conv_impl("auto", 1, "cpu", bf16) == "native+direct"
+  assert resolve_conv_impl("auto", 8, "cpu", bf16) == "patches+direct"
+  assert resolve_conv_impl("auto", 1, "cuda", bf16) == "native"
+  with pytest.raises(ConfigError, match="^model.conv_impl=onednn computes in float32 only, not "
+                     "model.dtype=bfloat16; use model.conv_impl=auto or native, or model.dtype=float32$"):
+    resolve_conv_impl("onednn", 1, "cpu", bf16)
+  scenario = types.SimpleNamespace(num_heads=1, output_dim=2)
+  net = build_model(small_config(**{"model.name": "convnet", "model.conv_stages": ((8,), (8,)),
+                                    "model.dtype": "bfloat16"}).model, scenario)
+  x, task = jnp.zeros((2, 28, 28, 1)), jnp.zeros((2,), jnp.int32)
+  variables = jax.eval_shape(net.init, jax.random.PRNGKey(0), x, task)
+  grad = jax.grad(lambda p: jnp.sum(net.apply({"params": p}, x, task)))
+  text = jax.jit(grad).lower(variables["params"]).as_text()
+  assert "onednn" not in text and "bf16" in text
+  # a float32-only lowering handed bfloat16 operands (onednn_conv, direct's oneDNN gradients) takes XLA's
+  xb, wb = jnp.ones((2, 8, 8, 8), bf16), jnp.ones((3, 3, 8, 4), bf16)
+  for fn in (onednn_conv, lambda *a: direct_conv(*a, backward="onednn")):
+    out, vjp = jax.vjp(lambda x, w, fn=fn: fn(x, w, (1, 1), "SAME"), xb, wb)
+    chex.assert_type([out, *vjp(out)], bf16)
+    assert "onednn" not in jax.jit(lambda x, w, fn=fn: jax.vjp(lambda *a: fn(*a, (1, 1), "SAME"), x, w)[1](
+        jnp.ones((2, 8, 8, 4), bf16))).lower(xb, wb).as_text()
