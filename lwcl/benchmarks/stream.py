@@ -96,15 +96,19 @@ def throughput(record_dir: str, batches: int, threads: int, sets: list) -> dict:
 def main(argv: list) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench stream")
   parser.add_argument("what", choices=("write", "throughput"))
-  parser.add_argument("--out", default="")
+  parser.add_argument("--out", default="", help="write: the record folder to write (required)")
   parser.add_argument("--copies", type=int, default=10)
   parser.add_argument("--encoding", default="raw")
-  parser.add_argument("--shards", type=int, default=8)
+  parser.add_argument("--shards", type=int, default=8, help="write: training shards, at least 1")
   parser.add_argument("--record_dir", default="")
   parser.add_argument("--batches", type=int, default=200)
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--set", action="append", default=[])
   args = parser.parse_args(argv)
+  if args.what == "write" and not args.out:
+    parser.error("write needs --out=FOLDER (the record folder to write)")
+  if args.what == "write" and (args.shards < 1 or args.copies < 1):
+    parser.error(f"--shards={args.shards} --copies={args.copies}: both must be at least 1")
   if args.what == "write":
     print(json.dumps(write_copies(args.out, args.copies, args.encoding, args.shards)))
   else:

@@ -39,6 +39,7 @@ import re
 from lwcl import platform
 from lwcl.errors import Interrupted, LwclError, exit_with
 from lwcl.io import safe_files
+from lwcl.platform import interrupts
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 PAIRED_CSV = "comparison_paired.csv"
@@ -371,7 +372,7 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance:
     if seeds and (config.num_orders or config.sweep.key):
       raise ConfigError(f"{spec}: --seeds compares single streams over seeds, but the config sets "
                         "num_orders or sweep.key; run it with bin/run --config.num_seeds instead")
-  os.makedirs(out_dir, exist_ok=True)
+  safe_files.make_folder(out_dir)  # a file or an uncreatable path: one line, before any run
   if seeds:
     return _compare_seeds(names, configs, out_dir, seeds, mixed_provenance)
   results = []
@@ -421,10 +422,7 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: b
 
 
 def main(argv=None) -> None:
-  try:
-    platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
-  except LwclError as e:  # e.g. a value in XLA_FLAGS that XLA would abort on
-    exit_with(e)
+  interrupts.install()  # Ctrl-C raised at safe points only (lwcl.platform.interrupts)
   parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
   parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")
@@ -437,7 +435,8 @@ def main(argv=None) -> None:
                       help="average seeds whose provenance (CPU instruction set, package versions, convolution "
                            "lowering, ...) differs; the table then says so")
   args = parser.parse_args(argv)
-  try:
+  try:  # the process settings first (XLA:CPU flags: a value XLA would abort on is one line; the cache)
+    platform.configure()
     compare(args.configs, args.out, args.set, args.seeds, args.mixed_provenance)
   except LwclError as e:
     exit_with(e)

@@ -28,6 +28,7 @@ from ml_collections import config_flags
 from lwcl import platform
 from lwcl.config import files as config_files
 from lwcl.errors import Interrupted, LwclError, exit_with
+from lwcl.platform import interrupts
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().",
@@ -150,6 +151,7 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   std_logging.getLogger("absl").addFilter(_drop_reraised_orbax_errors)
   sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
   try:
+    interrupts.check()
     from lwcl.runs import driver  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
     results = driver.run(FLAGS.config, FLAGS.workdir, on_step)
   except LwclError as e:
@@ -157,6 +159,9 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   except KeyboardInterrupt:  # outside the train loop (which names its task and checkpoint)
     exit_with(Interrupted(f"interrupted (Ctrl-C) in {FLAGS.workdir}; rerun the same command to resume from "
                           "its last checkpoint, if any"))
+  if interrupts.pressed():  # pressed after the last safe point: the results were written whole
+    exit_with(Interrupted(f"interrupted (Ctrl-C) as the run finished; its results are complete in "
+                          f"{FLAGS.workdir}/results.json"))
   print(driver.format_summary(results), flush=True)
   print(f"results: {FLAGS.workdir}/results.json", flush=True)
 
@@ -184,6 +189,7 @@ def run(on_step: Callable[[int], None] | None = None) -> None:
   """Parses the command line and runs it; ``on_step(global_step)`` is called after every train step (a
   hook for fault-injection tests, see ``tests/fault_run.py``). Applies lwcl's process settings first
   (:func:`lwcl.platform.configure`: XLA:CPU flags, compilation cache), before any JAX computation."""
+  interrupts.install()  # Ctrl-C raised at safe points only (lwcl.platform.interrupts)
   try:
     platform.configure()
   except LwclError as e:  # e.g. a value in XLA_FLAGS that XLA would abort on

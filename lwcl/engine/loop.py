@@ -39,6 +39,7 @@ from lwcl.engine.run_io import Run, check_finite, metric_writer, progress_bar, s
 from lwcl.errors import DivergenceError
 from lwcl.io.checkpoint import RunCheckpointer
 from lwcl.io.results import result_config
+from lwcl.platform import interrupts
 from lwcl.platform.devices import to_host
 
 MAX_DISPATCHES_AHEAD = 8  # the host waits for the device every 8 dispatches, 8 to 16 ahead (train_task)
@@ -72,9 +73,11 @@ def run_stream(setup: Setup, workdir: str, done: Sequence[dict | None] | None = 
   """
   run = resume(setup, workdir)
   try:
+    interrupts.check()  # safe points (lwcl.platform.interrupts): after the start-up, every step, every task
     for t in range(run.progress.task, setup.scenario.num_tasks):
       train_task(setup, run, t, on_step)
       finish_task(setup, run, t)
+      interrupts.check()
       if on_task_end is not None:
         on_task_end(t, run.state)
     results = run_report.report(setup, run, done or [None] * setup.replicas.size)
@@ -209,6 +212,7 @@ def train_task(setup: Setup, run: Run, t: int, on_step: Callable[[int], None] | 
       bar.update(1)
       if on_step is not None:
         on_step(step)
+      interrupts.check()
   jax.block_until_ready(run.state)
   progress.train_seconds += time.perf_counter() - tic
   bar.close()

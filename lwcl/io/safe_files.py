@@ -58,10 +58,17 @@ def make_folder(path: str) -> str:
   """Creates the folder ``path`` (and missing parents; an existing folder is fine) and returns it.
 
   Raises:
-    LwclError: ``path`` is a symbolic link (:func:`link_error`).
+    LwclError: ``path`` is a symbolic link (:func:`link_error`), a file, or cannot be created (one line with
+      the OS's reason).
   """
   refuse_link(path)
-  os.makedirs(path, exist_ok=True)
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise LwclError(f"{path} is a file, not a folder; pass the path of a folder (it is created if missing)")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise LwclError(f"cannot create the folder {path} ({e.strerror}); pass a path where you may create a "
+                    "folder") from None
   return path
 
 

@@ -24,7 +24,7 @@ from lwcl.errors import LwclError
 from lwcl.io import lock as workdir_lock
 from lwcl.io import report, safe_files
 from lwcl.io.results import finished_results
-from lwcl.platform import devices, processes, targets
+from lwcl.platform import devices, interrupts, processes, targets
 from lwcl.runs import kinds as run_kind
 from lwcl.runs import orders, sweep
 from lwcl.runs import seeds as replicas
@@ -49,6 +49,7 @@ def run(config, workdir: str, on_step: Callable[[int], None] | None = None) -> d
       file: lwcl writes through none; the message names it, and nothing is written.
   """
   check(config)
+  interrupts.check()  # a safe point (lwcl.platform.interrupts): before the workdir is touched
   lock = contextlib.nullcontext() if config.devices.multihost else workdir_lock.hold(workdir)
   with lock:
     safe_files.check_tree(workdir)  # no symbolic link below the workdir: lwcl never writes through one

@@ -10,8 +10,10 @@ import ast
 import concurrent.futures
 import glob
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -91,6 +93,12 @@ def checkpoints_file(workdir):
   os.makedirs(workdir)
   with open(os.path.join(workdir, "checkpoints"), "w") as f:
     f.write("not a folder\n")
+
+
+def tiny_config_and_file(workdir):
+  """tiny.py beside a file at WORKDIR (bin/compare --out a file)."""
+  tiny_config(workdir)
+  write_file(workdir)
 
 
 def exiting_config(workdir):
@@ -191,6 +199,8 @@ CASES = {
                                                         ["xla_cpu_experimental_ynn_fusion_type=bogus",
                                                          "XLA would abort on it"], None,
                                                         {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=bogus"}),
+    "D compare: --out is a file": (["-m", "lwcl.cli.compare", "--out=WORKDIR", "TINY:finetune"],
+                                   ["WORKDIR is a file, not a folder"], tiny_config_and_file),
     "D checkpoints is a file": ([DEFAULT, "--workdir=WORKDIR", *T],
                                 ["WORKDIR/checkpoints is a file, not a folder", "move the file away"],
                                 checkpoints_file),
@@ -336,6 +346,24 @@ def test_ctrl_c_mid_task_stops_with_one_line_and_a_rerun_resumes(tmp_path, refer
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "resuming from checkpoint at task 2, step 6" in proc.stdout
   assert_same_stream(load_results(workdir), load_results(reference))
+
+
+@pytest.mark.parametrize("delay", [1.0, 2.0, 3.5, 5.0])  # from 1 s: before ~0.5 s Python itself is starting
+def test_ctrl_c_during_start_up_stops_with_one_line(tmp_path, delay):
+  # Issue 32: Ctrl-C in the first seconds (imports, XLA compiling, a gc callback) ended in a traceback, a
+  # segmentation fault, an abort, or was lost and the run finished with exit 0. Wherever it lands now: one
+  # "stopped:" line, status 130. SIGINT's default action is restored for the child (a background shell
+  # job, as CI may run, starts with it ignored).
+  proc = subprocess.Popen([sys.executable, "-m", "lwcl.main", DEFAULT, f"--workdir={tmp_path / 'w'}", *T,
+                           "--config.scenario.num_tasks=5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+  time.sleep(delay)
+  proc.send_signal(signal.SIGINT)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 130, err[-3000:]
+  assert "Traceback" not in err and "Exception ignored" not in err, err[-3000:]
+  lines = err.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("stopped: interrupted (Ctrl-C)"), err[-3000:]
 
 
 @pytest.fixture
