@@ -156,6 +156,42 @@ def load_idx_dataset(name: str, directory: str) -> ImageDataset:
   return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
 
 
+# TFDS fetches a data set from its GCS mirror first, then from the data set's own URLs.
+TFDS_HOST = "storage.googleapis.com"
+
+
+def _resolves(host: str, timeout: float = 5.0) -> bool:
+  """Whether ``host`` resolves within ``timeout`` seconds (a thread: ``getaddrinfo`` has no timeout)."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  found = []
+  def look():
+    try:
+      found.append(bool(socket.getaddrinfo(host, 443)))
+    except OSError:
+      found.append(False)
+  thread = threading.Thread(target=look, daemon=True)
+  thread.start()
+  thread.join(timeout)
+  return bool(found and found[0])
+
+
+def _offline_error(name: str, where: str | None) -> DataError | None:
+  """The error for a TFDS data set that is not prepared (in ``where``) on a machine that cannot resolve
+  TFDS's download host, or None when the machine is online or behind a proxy (``HTTPS_PROXY`` /
+  ``HTTP_PROXY``: name resolution is then the proxy's business). TFDS itself would retry its downloads for
+  40-150 s (issue 32)."""
+  if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+    return None
+  if _resolves(TFDS_HOST):
+    return None
+  where = where or "TFDS's default folder (~/tensorflow_datasets)"
+  return DataError(f"TFDS data set '{name}' is not prepared in {where} and this machine "
+                   f"is offline ({TFDS_HOST} does not resolve); prepare it on a machine with a network (`tfds "
+                   f"build {name} --data_dir=DIR`) and copy DIR here, then pass --config.data.data_dir=DIR, or use "
+                   "local MNIST-format files (--config.data.source=idx --config.data.idx_dir=...)")
+
+
 def _to_numpy(batches) -> tuple[np.ndarray, np.ndarray]:
   xs, ys = [], []
   for x, y in batches:
@@ -183,11 +219,22 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
   except ImportError as e:
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
-    (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
-                                    as_supervised=True, with_info=True, download=download)
+    try:  # what is prepared loads without the network; only a missing data set is downloaded
+      (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
+                                      as_supervised=True, with_info=True, download=False)
+    except Exception:  # pylint: disable=broad-except  (not prepared: TFDS's AssertionError or its own kinds)
+      if not download:
+        raise
+      offline = _offline_error(name, data_dir)
+      if offline is not None:
+        raise offline from None
+      (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
+                                      as_supervised=True, with_info=True, download=True)
     # Read in large batches rather than batch_size=-1, which needs a known cardinality.
     train_x, train_y = _to_numpy(tfds.as_numpy(train.batch(8192)))
     test_x, test_y = _to_numpy(tfds.as_numpy(test.batch(8192)))
+  except DataError:
+    raise
   except ImportError as e:  # TFDS imports most of its modules lazily, at the first load
     raise DataError(f"tensorflow-datasets cannot load '{name}': a module it needs is missing ({e}); "
                     f"install it (pip install {e.name or 'it'}) or run bin/setup") from None
@@ -304,11 +351,13 @@ def load_dataset(data_config) -> ImageDataset:
     train, test, spec, where = tfds_stream.open_tfds_stream(data_config)
     return streamed_dataset(data_config, train, test, spec, f"tfds_stream:{where}")
   directory = idx_dir_for(data_config)
-  if source == "auto" and data_config.idx_dir and not idx.has_idx_dataset(directory):
+  named = "data.idx_dir" if data_config.idx_dir else f"${IDX_DIR_ENV}" if os.environ.get(IDX_DIR_ENV) else None
+  if source == "auto" and named and not idx.has_idx_dataset(directory):  # a folder named is never a fallback
     what = ("does not exist" if not os.path.isdir(directory) else
             f"lacks {', '.join(f + '[.gz]' for f in idx.missing_idx_files(directory))}")
-    raise DataError(f"data.idx_dir {directory} {what}; put the MNIST-format files there, fix "
-                    "--config.data.idx_dir, or leave it empty to use the default folder or TFDS")
+    fix = "fix --config.data.idx_dir" if named == "data.idx_dir" else f"fix or unset ${IDX_DIR_ENV}"
+    raise DataError(f"{named} {directory} {what}; put the MNIST-format files there, {fix}, or leave it empty "
+                    "to use the default folder or TFDS")
   if source == "idx" or (source == "auto" and idx.has_idx_dataset(directory)):
     if not directory:
       raise DataError(f"no IDX folder known for '{data_config.name}'; set --config.data.idx_dir")

@@ -46,3 +46,31 @@ def test_cifar10_plus_cifar100_stream_with_mock_tfds():
   sc = scenarios.build_scenario(cfg.scenario, ds)
   assert sc.tasks[0].classes == tuple(range(10)) and sc.tasks[10].classes == tuple(range(100, 110))
   assert sc.output_dim == 10 and sc.num_heads == 11
+
+
+def test_tfds_offline_and_unprepared_fails_in_seconds(monkeypatch, tmp_path):
+  # Issue 32: TFDS retried its downloads for 40-150 s on an offline machine.
+  for k in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+    monkeypatch.delenv(k, raising=False)
+  monkeypatch.setattr(sources, "_resolves", lambda host, timeout=5.0: False)
+  cfg = small_config(**{"data.source": "tfds", "data.data_dir": str(tmp_path)})
+  with pytest.raises(DataError, match=r"'fashion_mnist' is not prepared in .* and this machine is offline "
+                                      r".*tfds build fashion_mnist --data_dir=DIR"):
+    sources.load_dataset(cfg.data)
+  assert sources._offline_error("x", None) is not None
+  monkeypatch.setattr(sources, "_resolves", lambda host, timeout=5.0: True)
+  assert sources._offline_error("x", None) is None  # online: TFDS downloads it
+  monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+  monkeypatch.setattr(sources, "_resolves", lambda host, timeout=5.0: False)
+  assert sources._offline_error("x", None) is None  # behind a proxy: not judged
+
+
+def test_resolves_is_bounded():
+  assert sources._resolves("localhost")
+  assert not sources._resolves("no-such-host.invalid", timeout=5.0)
+
+
+def test_an_idx_folder_named_by_the_environment_is_never_a_fallback(tmp_path, monkeypatch):
+  monkeypatch.setenv(sources.IDX_DIR_ENV, str(tmp_path / "missing"))
+  with pytest.raises(DataError, match=r"\$LWCL_IDX_DIR .*missing does not exist; .*fix or unset \$LWCL_IDX_DIR"):
+    sources.load_dataset(small_config().data)
