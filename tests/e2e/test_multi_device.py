@@ -54,6 +54,20 @@ def test_every_method_on_eight_devices_matches_one_device(tmp_path, half):
     np.testing.assert_allclose(one["accuracy_matrix"], eight["accuracy_matrix"], atol=0.01, err_msg=m)
 
 
+def two_processes(workdir, *extra, per_process=((), ()), devices=2, timeout=600):
+  """Runs ``python -m lwcl.main`` (the small default config, ``extra`` overrides) as processes 0 and 1 of a
+  multi-host run on localhost, each with ``devices`` forced CPU devices and its own ``per_process``
+  overrides; returns their CompletedProcesses."""
+  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
+         *SMALL, *extra, "--config.devices.multihost=True",
+         f"--config.devices.coordinator_address=localhost:{free_port()}", "--config.devices.num_processes=2"]
+  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}", *own], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=forced_devices(devices), cwd=ROOT)
+           for i, own in enumerate(per_process)]
+  outs = [p.communicate(timeout=timeout) for p in procs]
+  return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
+
+
 @pytest.mark.parametrize("method", ["agem"])  # episodic memory written from a batch sharded over processes
 def test_two_processes_match_one_process(tmp_path, method):
   extra = [f"--config.method.name={method}", "--config.method.memory_per_task=20",
@@ -61,16 +75,9 @@ def test_two_processes_match_one_process(tmp_path, method):
   single = cli(str(tmp_path / "single"), *extra, env={**ENV, "XLA_FLAGS":
                                                       "--xla_force_host_platform_device_count=4"})
   assert single.returncode == 0, single.stderr[-2000:]
-  port, workdir = free_port(), str(tmp_path / "multi")
-  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-         *SMALL, *extra, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
-         "--config.devices.num_processes=2"]
-  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=forced_devices(2), cwd=ROOT)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  workdir = str(tmp_path / "multi")
+  for p in two_processes(workdir, *extra):
+    assert p.returncode == 0, p.stderr[-3000:]
   a, b = load_results(str(tmp_path / "single")), load_results(workdir)
   assert a["devices"]["count"] == 4 and b["devices"] == {"count": 4, "platform": "cpu", "processes": 2}
   np.testing.assert_allclose(a["final_train_loss"], b["final_train_loss"], rtol=1e-3, atol=1e-5)
@@ -133,16 +140,9 @@ def test_replicas_split_over_two_processes_equal_their_single_runs(tmp_path):
   # EWC's end-of-task update runs on the gathered state in both processes.
   extra = ["--config.method.name=ewc", "--config.method.importance_samples=100", "--config.num_seeds=2",
            "--config.devices.data_shards=2"]
-  port, workdir = free_port(), str(tmp_path / "multi")
-  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-         *SMALL, *extra, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
-         "--config.devices.num_processes=2"]
-  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=forced_devices(2), cwd=ROOT)
-           for i in range(2)]
-  outs = [p.communicate(timeout=600) for p in procs]
-  for p, (out, err) in zip(procs, outs):
-    assert p.returncode == 0, err[-3000:]
+  workdir = str(tmp_path / "multi")
+  for p in two_processes(workdir, *extra):
+    assert p.returncode == 0, p.stderr[-3000:]
   for seed in (0, 1):
     single = cli(str(tmp_path / f"single{seed}"), *extra[:2], f"--config.seed={seed}",
                  "--config.devices.num_devices=1", env=ENV)
@@ -157,15 +157,9 @@ def test_replicas_split_over_two_processes_equal_their_single_runs(tmp_path):
 def test_processes_with_different_configs_stop_with_one_line_before_training(tmp_path):
   # Issue 32: a process started with another learning rate trained to the end, exit 0. Both now name the
   # difference and stop before any collective; nothing is trained.
-  port, workdir = free_port(), str(tmp_path / "multi")
-  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-         *SMALL, "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{port}",
-         "--config.devices.num_processes=2"]
-  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}", f"--config.optimizer.learning_rate={lr}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(1),
-                            cwd=ROOT) for i, lr in enumerate((0.01, 0.1))]
-  outs = [p.communicate(timeout=300) for p in procs]
-  procs = [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
+  workdir = str(tmp_path / "multi")
+  procs = two_processes(workdir, per_process=(["--config.optimizer.learning_rate=0.01"],
+                                              ["--config.optimizer.learning_rate=0.1"]), devices=1, timeout=300)
   assert_one_line_error(procs[0], "process 0 and process 1 of this run differ in optimizer.learning_rate "
                                   "(0.01 here, 0.1 there)")
   assert_one_line_error(procs[1], "process 1 and process 0 of this run differ in optimizer.learning_rate "
