@@ -19,12 +19,10 @@ import argparse
 import json
 import os
 import statistics
-import time
 
-import jax
 import jax.numpy as jnp
 
-from lwcl.benchmarks.replica_step import step_timer
+from lwcl.benchmarks.replica_step import matmul_timer, step_timer
 from lwcl.config import files as config_files
 from lwcl.runs.axis import ReplicaAxis
 
@@ -45,17 +43,7 @@ def _config(spec: str, **overrides):
 
 def _matmul(n: int, dtype):
   """``steps -> seconds`` of one jitted ``[n, n] x [n, n]`` matmul in ``dtype``."""
-  x = jax.random.normal(jax.random.PRNGKey(0), (n, n)).astype(dtype)
-  f = jax.jit(jnp.matmul)
-  f(x, x).block_until_ready()
-
-  def seconds(steps: int) -> float:
-    tic = time.perf_counter()
-    for _ in range(steps):
-      out = f(x, x)
-    out.block_until_ready()
-    return (time.perf_counter() - tic) / steps
-  return seconds
+  return matmul_timer(n, n, n, dtype)
 
 
 def main() -> None:

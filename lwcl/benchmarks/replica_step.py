@@ -68,10 +68,11 @@ def step_timer(config, axis: ReplicaAxis):
   return seconds_per_step, int(np.prod(setup.scenario.image_shape))
 
 
-def matmul_timer(rows: int, d_in: int, d_out: int):
-  """A function ``n -> seconds`` of one jitted ``[rows, d_in] x [d_in, d_out]`` float32 matmul."""
-  x = jax.random.normal(jax.random.PRNGKey(0), (rows, d_in))
-  w = jax.random.normal(jax.random.PRNGKey(1), (d_in, d_out))
+def matmul_timer(rows: int, d_in: int, d_out: int, dtype=jnp.float32):
+  """A function ``n -> seconds`` of one jitted ``[rows, d_in] x [d_in, d_out]`` matmul in ``dtype``
+  (float32 by default; standard-normal inputs)."""
+  x = jax.random.normal(jax.random.PRNGKey(0), (rows, d_in)).astype(dtype)
+  w = jax.random.normal(jax.random.PRNGKey(1), (d_in, d_out)).astype(dtype)
   f = jax.jit(jnp.matmul)
   f(x, w).block_until_ready()
 
