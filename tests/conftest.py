@@ -21,8 +21,13 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 # JAX's compiled programs for the whole suite and its subprocesses (set before lwcl.configure() below, which
 # turns the persistent compilation cache on): the repository's ignored .cache/jax, not the user's ~/.cache/lwcl.
 # Tests pass the same with it empty, full or off (LWCL_COMPILATION_CACHE=0).
-os.environ.setdefault("LWCL_CACHE_DIR", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                                     ".cache"))
+_SUITE_CACHE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache")
+os.environ.setdefault("LWCL_CACHE_DIR", _SUITE_CACHE)
+# Without JAX's size limit on it (lwcl's is 2 GiB): with a limit, JAX re-reads the size and last use of every
+# entry, under one lock all the suite's processes share, each time it writes one (about 0.1 s of CPU per
+# program once the suite's 2000 are in). The suite's own folder is emptied instead when a session starts
+# with it over lwcl's limit (below).
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", "-1")
 
 import pytest  # noqa: E402
 
@@ -34,6 +39,7 @@ lwcl.configure()
 
 from lwcl.data import idx, sources  # noqa: E402
 from lwcl.data.synthetic import write_learnable_idx_dataset  # noqa: E402
+from lwcl.platform import compilation_cache  # noqa: E402
 
 from helpers import FMNIST_DIR, HAVE_REAL_FMNIST, ON_CI  # noqa: E402
 
@@ -50,6 +56,18 @@ def _uncompressed_copy(directory: str) -> str:
           open(os.path.join(copy, stem), "wb") as dst:
         shutil.copyfileobj(src, dst, 1 << 20)
   return copy
+
+
+def _folder_bytes(folder: str) -> int:
+  with os.scandir(folder) as entries:
+    return sum(e.stat().st_size for e in entries if e.is_file())
+
+
+_cache_folder = compilation_cache.cache_dir()
+if (not os.environ.get("PYTEST_XDIST_WORKER") and os.environ["LWCL_CACHE_DIR"] == _SUITE_CACHE
+    and os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] == "-1" and os.path.isdir(_cache_folder)
+    and _folder_bytes(_cache_folder) > compilation_cache.MAX_BYTES):
+  shutil.rmtree(_cache_folder, ignore_errors=True)  # a cache: emptied, the suite compiles afresh
 
 
 USING_SYNTHETIC_DATA = not HAVE_REAL_FMNIST or os.environ.get("LWCL_TEST_SYNTHETIC_DATA") == "1"

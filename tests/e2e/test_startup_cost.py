@@ -54,7 +54,8 @@ def test_idx_run_never_imports_tensorflow_and_its_events_read_back(tmp_path):
 def test_a_repeated_run_loads_every_program_from_the_cache_with_the_same_results(tmp_path):
   # lwcl's own setting in a folder of its own (not the suite's, which this process passes on as JAX's).
   env_run = {"LWCL_CACHE_DIR": str(tmp_path / "cache"), "LWCL_COMPILATION_CACHE": "1",
-             "JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": None}
+             "JAX_COMPILATION_CACHE_DIR": None, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": None,
+             "JAX_COMPILATION_CACHE_MAX_SIZE": None}
   folder = tmp_path / "cache" / "jax"
   first = cli(str(tmp_path / "a"), "--config.scenario.num_tasks=2", env=env_run)
   assert first.returncode == 0, first.stderr[-2000:]
