@@ -201,4 +201,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.devices.num_processes = 0  # multihost: 0 = auto-detect
   c.devices.process_id = -1  # multihost: -1 = auto-detect
   c.devices.startup_timeout = 30.0  # multihost: seconds to wait for every process at start-up
+  c.devices.heartbeat_timeout = 60.0  # multihost: seconds of a silent process before the others stop
   return c

@@ -7,6 +7,7 @@ overwritten. A run stopped with Ctrl-C ends with one ``stopped: <where>; <how to
 status 130 (:class:`Interrupted`).
 """
 
+import os
 import sys
 
 
@@ -44,3 +45,12 @@ def exit_with(error: LwclError):
   stopped = isinstance(error, Interrupted)
   print(f"{'stopped' if stopped else 'error'}: {error}", file=sys.stderr, flush=True)
   sys.exit(EXIT_INTERRUPTED if stopped else EXIT_USER_ERROR)
+
+
+def exit_now(error: LwclError):
+  """Prints ``error`` as :func:`exit_with` does and ends the process at once (``os._exit``: no cleanup
+  handlers run), from any thread. For a process that cannot stop in order: its main thread is blocked in a
+  collective whose partner is gone (:mod:`lwcl.platform.liveness`). Never returns."""
+  sys.stdout.flush()
+  print(f"error: {error}", file=sys.stderr, flush=True)
+  os._exit(EXIT_USER_ERROR)  # pylint: disable=protected-access

@@ -37,6 +37,9 @@ OPTIONS = (
     Option("devices.startup_timeout", 30.0, "multihost: seconds to wait for every process at start-up (to "
            "connect, then to publish its config, lwcl.platform.processes); raise it for large clusters",
            minimum=0.0, strict=True),
+    Option("devices.heartbeat_timeout", 60.0, "multihost: seconds a process may go without a heartbeat "
+           "before the others stop with one line (lwcl.platform.liveness); JAX's own abort comes 30 s later",
+           minimum=0.0, strict=True),
 )
 
 def hide_gpus_from_tensorflow() -> None:

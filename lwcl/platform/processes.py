@@ -12,15 +12,15 @@ other process did not use. Here:
   auto-detection cannot find are checked before JAX is called; process 0 checks that it can bind the port;
 * a process other than 0 waits at most ``devices.startup_timeout`` seconds for the coordinator's port to
   answer (one line if it does not: a wrong address or port, process 0 not started);
-  ``jax.distributed.initialize`` gets the same time (its ``initialization_timeout``), and its failures that
-  reach Python become one line. Not one line: process 0 whose other processes never register ends, after
-  ``startup_timeout`` seconds, in JAX's own fatal abort (a C++ check failure, exit 134, which Python cannot
-  catch), and a process whose partner dies mid-run waits JAX's heartbeat timeout (100 s) and aborts the
-  same way;
+  ``jax.distributed.initialize`` gets the same time (:func:`lwcl.platform.liveness.deadline`: one line
+  when the other processes never register, where JAX would abort), and its failures that reach Python
+  become one line;
 * every process puts its config (all of it but ``devices.process_id`` and the timeout, plus its workdir) in the
   coordinator's key-value store and reads every other's, waiting at most ``devices.startup_timeout``
   seconds; the first difference is named (key, this process's value, the other's) by every process, which
-  then all end with exit 2, before any collective.
+  then all end with exit 2, before any collective;
+* then each process watches the others (:mod:`lwcl.platform.liveness`): one killed, hung or failed ends
+  the others within ``devices.heartbeat_timeout`` seconds, with one line (JAX would wait 100 s and abort).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import time
 import jax
 
 from lwcl.errors import ConfigError, LwclError
+from lwcl.platform import liveness
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _state = {"initialized": False}
@@ -121,18 +122,22 @@ def initialize(devices_config) -> None:
                       f"devices.startup_timeout={timeout:g} s; start process 0 with the same "
                       "coordinator_address (its host and a free port), or raise --config.devices.startup_timeout")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  kwargs = {"initialization_timeout": max(1, round(timeout))}
+  # JAX's own limits (a C++ abort) come after lwcl's (one line).
+  kwargs = {"initialization_timeout": max(1, round(timeout)) + liveness.JAX_MARGIN,
+            "heartbeat_timeout_seconds": max(1, round(devices_config.heartbeat_timeout)) + liveness.JAX_MARGIN}
   if address:
     kwargs.update(coordinator_address=address, num_processes=n, process_id=pid)
+  where = f"process {pid} of {n} at {address}" if address else "auto-detected multi-host start-up"
+  fix = ("start every process with the same coordinator_address and num_processes (process 0 on that host), "
+         "or raise --config.devices.startup_timeout")
   try:
-    jax.distributed.initialize(**kwargs)
+    with liveness.deadline(timeout, f"{where}: the processes did not all connect within devices.startup_timeout="
+                                    f"{timeout:g} s; {fix}"):
+      jax.distributed.initialize(**kwargs)
   except Exception as e:  # pylint: disable=broad-except  (JAX raises RuntimeError, ValueError, XlaRuntimeError)
     detail = " ".join(str(e).split())[:200]
-    where = f"process {pid} of {n} at {address}" if address else "auto-detected multi-host start-up"
-    raise LwclError(f"{where}: the processes did not all connect within devices.startup_timeout="
-                    f"{devices_config.startup_timeout} s ({type(e).__name__}: {detail}); start every process "
-                    "with the same coordinator_address and num_processes (process 0 on that host), or raise "
-                    "--config.devices.startup_timeout") from None
+    raise LwclError(f"{where}: the processes did not all connect within devices.startup_timeout={timeout:g} s "
+                    f"({type(e).__name__}: {detail}); {fix}") from None
   _state["initialized"] = True
 
 
@@ -148,9 +153,9 @@ def _flat(node, prefix: str = "") -> dict:
 
 def compared_settings(config, workdir: str) -> dict:
   """What every process of a run must agree on: every config key (flattened, JSON values) but
-  ``devices.process_id`` and ``devices.startup_timeout`` (each process's own), and ``workdir``."""
+  ``devices.process_id`` and the timeouts (each process's own), and ``workdir``."""
   flat = _flat(json.loads(config.to_json_best_effort(sort_keys=True)))
-  for own in ("devices.process_id", "devices.startup_timeout"):
+  for own in ("devices.process_id", "devices.startup_timeout", "devices.heartbeat_timeout"):
     flat.pop(own, None)
   flat["workdir"] = workdir
   return flat
@@ -169,7 +174,8 @@ def first_difference(mine: dict, theirs: dict) -> tuple[str, object, object] | N
 def check_agreement(config, workdir: str) -> None:
   """Every process of a multi-host run compares its :func:`compared_settings` with every other's through
   the coordinator's key-value store (no collective), waiting at most ``devices.startup_timeout`` seconds
-  for each. A no-op for single-process runs.
+  for each, then starts watching them (:func:`lwcl.platform.liveness.start`). A no-op for single-process
+  runs.
 
   Raises:
     LwclError: one line naming the first difference and the other process, or a process that never
@@ -196,3 +202,4 @@ def check_agreement(config, workdir: str) -> None:
       key, a, b = diff
       raise LwclError(f"process {me} and process {other} of this run differ in {key} ({a!r} here, {b!r} "
                       "there); start every process with the same config, overrides and --workdir")
+  liveness.start(client, me, jax.process_count(), config.devices.heartbeat_timeout)

@@ -24,7 +24,7 @@ from lwcl.errors import LwclError
 from lwcl.io import lock as workdir_lock
 from lwcl.io import report, safe_files
 from lwcl.io.results import finished_results
-from lwcl.platform import devices, interrupts, processes, targets
+from lwcl.platform import devices, interrupts, liveness, processes, targets
 from lwcl.runs import kinds as run_kind
 from lwcl.runs import orders, sweep
 from lwcl.runs import seeds as replicas
@@ -105,10 +105,17 @@ def _first_line(e: BaseException) -> str:
 def _run_locked(config, workdir: str, on_step) -> dict:
   devices.initialize_distributed(config.devices)  # multi-host: before anything starts JAX's backends
   processes.check_agreement(config, workdir)  # multi-host: every process runs the same config and workdir
-  existing = finished_results(config, workdir)
-  if existing is not None:
-    return existing
-  return RUNS[run_kind.kind_of(config)](config, workdir, on_step)
+  try:
+    existing = finished_results(config, workdir)
+    results = existing if existing is not None else RUNS[run_kind.kind_of(config)](config, workdir, on_step)
+  except BaseException as e:
+    lost = liveness.lost_partner(e)  # multi-host: a collective whose partner is gone, as one line
+    liveness.end(lost or e)  # multi-host: the others learn that this process stopped, and stop too
+    if lost is not None:
+      raise lost from None
+    raise
+  liveness.end(None)
+  return results
 
 
 def _single(config, workdir: str, on_step) -> dict:

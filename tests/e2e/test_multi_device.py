@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import chex
 import numpy as np
@@ -54,16 +55,19 @@ def test_every_method_on_eight_devices_matches_one_device(tmp_path, half):
     np.testing.assert_allclose(one["accuracy_matrix"], eight["accuracy_matrix"], atol=0.01, err_msg=m)
 
 
-def two_processes(workdir, *extra, per_process=((), ()), devices=2, timeout=600):
+def two_processes(workdir, *extra, per_process=((), ()), devices=2, timeout=600, entries=None):
   """Runs ``python -m lwcl.main`` (the small default config, ``extra`` overrides) as processes 0 and 1 of a
   multi-host run on localhost, each with ``devices`` forced CPU devices and its own ``per_process``
-  overrides; returns their CompletedProcesses."""
-  cmd = [sys.executable, "-m", "lwcl.main", f"--config={ROOT}/configs/default.py", f"--workdir={workdir}",
-         *SMALL, *extra, "--config.devices.multihost=True",
-         f"--config.devices.coordinator_address=localhost:{free_port()}", "--config.devices.num_processes=2"]
-  procs = [subprocess.Popen(cmd + [f"--config.devices.process_id={i}", *own], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=forced_devices(devices), cwd=ROOT)
-           for i, own in enumerate(per_process)]
+  overrides (and its own ``entries``: the arguments before the config, ``-m lwcl.main`` by default);
+  returns their CompletedProcesses."""
+  args = [f"--config={ROOT}/configs/default.py", f"--workdir={workdir}", *SMALL, *extra,
+          "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{free_port()}",
+          "--config.devices.num_processes=2"]
+  entries = entries or (["-m", "lwcl.main"],) * 2
+  procs = [subprocess.Popen([sys.executable, *entry, *args, f"--config.devices.process_id={i}", *own],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(devices),
+                            cwd=ROOT)
+           for i, (own, entry) in enumerate(zip(per_process, entries))]
   outs = [p.communicate(timeout=timeout) for p in procs]
   return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
 
@@ -173,3 +177,60 @@ def test_a_process_without_its_coordinator_stops_within_the_startup_timeout(tmp_
              f"--config.devices.coordinator_address=localhost:{free_port()}", "--config.devices.process_id=1",
              "--config.devices.startup_timeout=2", env=ENV)
   assert_one_line_error(proc, "process 1 of 2: no coordinator answered", "within devices.startup_timeout=2 s")
+
+
+def test_a_coordinator_whose_partners_never_register_stops_with_one_line(tmp_path):
+  # Issue 32: process 0 alone ended, after the start-up timeout, in JAX's fatal abort (exit 134, a C++ dump).
+  port = free_port()
+  proc = cli(str(tmp_path / "w"), "--config.devices.multihost=True", "--config.devices.num_processes=2",
+             f"--config.devices.coordinator_address=localhost:{port}", "--config.devices.process_id=0",
+             "--config.devices.startup_timeout=2", env=ENV)
+  assert_one_line_error(proc, f"process 0 of 2 at localhost:{port}: the processes did not all connect within "
+                              "devices.startup_timeout=2 s")
+
+
+@pytest.mark.parametrize("fault", ["KILL", "INT"])
+def test_a_process_killed_or_stopped_mid_run_stops_its_partner_with_one_line(tmp_path, fault):
+  # Issue 32: when one process died the other waited JAX's heartbeat timeout (100 s), then aborted (exit 134).
+  # Process 1 is killed (SIGKILL, no cleanup) or stopped by Ctrl-C after its 3rd step; process 0 stops within
+  # devices.heartbeat_timeout=3 s of its silence (JAX's own abort would come 30 s later), or at its next
+  # check when process 1 says it stopped.
+  start = time.monotonic()
+  procs = two_processes(str(tmp_path / "w"), "--config.devices.heartbeat_timeout=3", devices=1, timeout=300,
+                        entries=(["-m", "lwcl.main"], [os.path.join(ROOT, "tests", "fault_run.py"), f"3:{fault}"]))
+  # Process 0 is either in a collective (gloo: the connection closed) or between two (the watch).
+  either = ("process 0 of 2: another process of this run left a collective (Gloo",
+            "process 1 of 2 stopped sending its heartbeat" if fault == "KILL" else "process 1 of 2 stopped (an "
+            "error or Ctrl-C: its output has the line), so process 0 stops too")
+  line = assert_one_line_error(procs[0])
+  assert line.startswith(tuple(f"error: {e}" for e in either)), line
+  if fault == "KILL":
+    assert procs[1].returncode == -9, procs[1].stderr[-2000:]
+  else:
+    assert procs[1].returncode == 130, procs[1].stderr[-2000:]
+    assert procs[1].stderr.rstrip().splitlines()[-1].startswith("stopped: ")
+    assert "Traceback" not in procs[1].stderr and "Check failure" not in procs[1].stderr, procs[1].stderr[-2000:]
+  assert time.monotonic() - start < 120  # not JAX's heartbeat abort: its timeout is 33 s here, its default 100
+
+
+def test_a_hung_process_stops_its_partner_with_one_line_within_the_heartbeat_timeout(tmp_path):
+  # Process 1 hangs (SIGSTOP: its heartbeat stops with it) after its 3rd step; process 0 waits in the next
+  # collective, where gloo would wait for it, until its watch finds process 1 silent for more than
+  # devices.heartbeat_timeout=3 s. (JAX's own heartbeat timeout, 30 s later, would abort with a C++ dump.)
+  args = [f"--config={ROOT}/configs/default.py", f"--workdir={tmp_path / 'w'}", *SMALL,
+          "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{free_port()}",
+          "--config.devices.num_processes=2", "--config.devices.heartbeat_timeout=3"]
+  entries = (["-m", "lwcl.main"], [os.path.join(ROOT, "tests", "fault_run.py"), "3:STOP"])
+  procs = [subprocess.Popen([sys.executable, *entry, *args, f"--config.devices.process_id={i}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(1),
+                            cwd=ROOT) for i, entry in enumerate(entries)]
+  try:
+    out, err = procs[0].communicate(timeout=300)
+  finally:
+    procs[1].kill()
+    procs[1].communicate()
+  line = assert_one_line_error(subprocess.CompletedProcess(procs[0].args, procs[0].returncode, out, err),
+                               "(devices.heartbeat_timeout=3 s): it was killed, crashed or hangs; process 0 stops")
+  assert line.startswith("error: process 1 of 2 stopped sending its heartbeat "), line
+  seconds = int(line.split("heartbeat ")[1].split(" s ago")[0])
+  assert 3 <= seconds < 10, line  # more than 3 s, rounded

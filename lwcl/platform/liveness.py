@@ -1,0 +1,205 @@
+"""A multi-process run's processes watch each other, so that one that stops ends the run with one line.
+
+JAX's distributed service ends a process with a fatal C++ abort (exit 134 and a stack dump, which Python
+cannot catch) when the other processes of its run do not all connect within ``initialization_timeout``,
+and when one of them stops sending heartbeats for ``heartbeat_timeout_seconds`` (100 s by default: a killed
+partner left the others silent for 100 s, then aborted them; issue 32). Here lwcl's own limits come first,
+each ending the process with one ``error:`` line and exit status 2 (:func:`lwcl.errors.exit_now`):
+
+* :func:`deadline` bounds ``jax.distributed.initialize`` by ``devices.startup_timeout`` (JAX's own timeout
+  is set :data:`JAX_MARGIN` seconds later);
+* :class:`Watch`, started once the processes have compared their configs, publishes this process's state
+  in the coordinator's key-value store every :data:`BEAT_SECONDS` (a counter, then ``done`` or ``failed``
+  when the run ends) and reads every other process's: a partner whose counter has not moved for
+  ``devices.heartbeat_timeout`` seconds, or that ended with an error, ends this process too (JAX's
+  heartbeat timeout is set :data:`JAX_MARGIN` seconds later). The watch runs in a daemon thread, which holds
+  Python's lock for microseconds a second; a process blocked in a collective or a compilation keeps beating
+  (JAX releases the lock there).
+
+Not covered: process 0 (the coordinator, which hosts the key-value store) killed. The others' JAX clients
+learn it within about 2 s, through their error polling, and abort before any Python code runs.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import sys
+import threading
+import time
+from typing import Callable
+
+from lwcl.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, Interrupted, LwclError, exit_now
+
+BEAT_SECONDS = 1.0
+JAX_MARGIN = 30  # JAX's own timeouts (start-up, heartbeat) this many seconds after lwcl's
+_KEY = "lwcl/liveness/{}"
+_DONE, _FAILED = "done", "failed"
+_state: dict = {"watch": None}
+
+
+@contextlib.contextmanager
+def deadline(seconds: float, message: str, exit_fn: Callable[[LwclError], None] = exit_now):
+  """Ends the process with ``error: <message>`` (exit 2) unless the body returns within ``seconds``.
+
+  For calls into JAX that release Python's lock while they wait (``jax.distributed.initialize``), and that
+  would otherwise end in a C++ abort. ``exit_fn`` is for tests.
+  """
+  timer = threading.Timer(seconds, exit_fn, args=(LwclError(message),))
+  timer.daemon = True
+  timer.start()
+  try:
+    yield
+  finally:
+    timer.cancel()
+
+
+class Watch:
+  """This process's heartbeat in the key-value store, and its watch over the others'.
+
+  Args:
+    client: the coordinator's key-value client (``key_value_set(key, value, allow_overwrite)``,
+      ``key_value_try_get(key)``, which raises when the key is absent).
+    me: this process's index; processes: their number (int >= 2).
+    timeout: seconds (float > 0) a partner's heartbeat may stand still before this process stops.
+    exit_fn: called once with the :class:`~lwcl.errors.LwclError` to end the process with (tests pass their
+      own); clock: a monotonic clock in seconds (tests pass their own).
+  """
+
+  def __init__(self, client, me: int, processes: int, timeout: float,
+               exit_fn: Callable[[LwclError], None] = exit_now, clock: Callable[[], float] = time.monotonic):
+    self._client, self.me, self.processes, self._timeout = client, me, processes, timeout
+    self._exit, self._clock = exit_fn, clock
+    self._beats = 0
+    self._ended = threading.Event()
+    self._publish = threading.Lock()  # a beat never overwrites the end state
+    start = clock()
+    self._seen = {p: (None, start) for p in range(processes) if p != me}  # last value, when it last changed
+    self._unreachable_since = None
+
+  def check_once(self) -> LwclError | None:
+    """One beat: publishes this process's counter, reads the others'. Returns the error to stop with (a
+    partner silent for longer than the timeout, a partner that failed, the store unreachable for as long),
+    or None."""
+    now = self._clock()
+    try:
+      with self._publish:
+        if not self._ended.is_set():
+          self._beats += 1
+          self._client.key_value_set(_KEY.format(self.me), str(self._beats), allow_overwrite=True)
+      values = {p: self._try_get(p) for p in self._seen}
+    except Exception as e:  # pylint: disable=broad-except  (the store's RPC failed)
+      self._unreachable_since = self._unreachable_since or now
+      if now - self._unreachable_since > self._timeout:
+        return LwclError(f"process {self.me} of {self.processes}: the coordinator (process 0) has not answered for "
+                         f"{now - self._unreachable_since:.0f} s ({type(e).__name__}); see process 0's output, "
+                         "then rerun every process (the run resumes from its last checkpoint)")
+      return None
+    self._unreachable_since = None
+    for p, value in values.items():
+      last, since = self._seen[p]
+      if value == _FAILED:
+        return LwclError(f"process {p} of {self.processes} stopped (an error or Ctrl-C: its output has the line), so "
+                         f"process {self.me} stops too; rerun every process once that is fixed (the run resumes "
+                         "from its last checkpoint)")
+      if value != last:
+        self._seen[p] = (value, now)
+      elif value != _DONE and now - since > self._timeout:
+        state = "has not started its heartbeat" if value is None else "stopped sending its heartbeat"
+        return LwclError(f"process {p} of {self.processes} {state} {now - since:.0f} s ago (devices.heartbeat_timeout="
+                         f"{self._timeout:g} s): it was killed, crashed or hangs; process {self.me} stops. Rerun "
+                         "every process (the run resumes from its last checkpoint), or raise "
+                         "--config.devices.heartbeat_timeout if it was only slow")
+    return None
+
+  def _try_get(self, p: int):
+    try:
+      return self._client.key_value_try_get(_KEY.format(p))
+    except Exception as e:  # pylint: disable=broad-except  (NOT_FOUND: not published yet)
+      if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
+        return None
+      raise
+
+  def end(self, failed: bool) -> None:
+    """Publishes this process's end (``failed``: with an error or Ctrl-C, which stops the others at their
+    next check); it keeps watching the others until it exits."""
+    with self._publish, contextlib.suppress(Exception):  # the store is gone: the others learn it from JAX
+      self._ended.set()
+      self._client.key_value_set(_KEY.format(self.me), _FAILED if failed else _DONE, allow_overwrite=True)
+
+  def wait_for_others(self, seconds: float) -> None:
+    """Waits up to ``seconds`` until every other process has ended (published ``done`` or ``failed``):
+    the coordinator's exit would abort them (JAX) before their watch could say why."""
+    deadline = self._clock() + seconds
+    while self._clock() < deadline:
+      try:
+        if all(self._try_get(p) in (_DONE, _FAILED) for p in self._seen):
+          return
+      except Exception:  # pylint: disable=broad-except  (the store is gone)
+        return
+      time.sleep(0.05)
+
+  def run_forever(self) -> None:
+    """Checks every :data:`BEAT_SECONDS` until a check returns an error; then publishes ``failed`` (so
+    that the others stop too, and the coordinator waits for them) and calls ``exit_fn`` with it."""
+    while True:
+      error = self.check_once()
+      if error is not None:
+        self.end(failed=True)
+        if self.me == 0:
+          self.wait_for_others(3 * BEAT_SECONDS + 1)
+        self._exit(error)
+        return
+      time.sleep(BEAT_SECONDS)
+
+
+def _exit_at_once(watch: Watch, me: int, status: int) -> None:
+  """An ``atexit`` handler run before JAX's (registered after it): a process that failed skips JAX's
+  shutdown barrier, which would wait for partners that are stopping too, then abort. The coordinator
+  first lets the others see that it failed and leave."""
+  if me == 0:
+    watch.wait_for_others(3 * BEAT_SECONDS + 1)
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(status)  # pylint: disable=protected-access
+
+
+def start(client, me: int, processes: int, timeout: float) -> Watch:
+  """Starts this process's :class:`Watch` in a daemon thread (once per process) and returns it."""
+  if _state["watch"] is None:
+    watch = Watch(client, me, processes, timeout)
+    threading.Thread(target=watch.run_forever, name="lwcl-liveness", daemon=True).start()
+    _state["watch"] = watch
+  return _state["watch"]
+
+
+_LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def lost_partner(error: BaseException) -> LwclError | None:
+  """The one line for a collective that failed because another process of the run is gone (gloo's
+  ``Connection closed by peer``, raised as a ``JaxRuntimeError`` in every process still in the collective),
+  or None for any other error, and outside a watched multi-process run."""
+  watch = _state["watch"]
+  text = " ".join(str(error).split())
+  if watch is None or "Gloo" not in text or not any(lost in text for lost in _LOST):
+    return None
+  return LwclError(f"process {watch.me} of {watch.processes}: another process of this run left a collective "
+                   f"({text[text.index('Gloo'):][:120]}): it was killed or stopped (its output says why); rerun "
+                   "every process once that is fixed (the run resumes from its last checkpoint)")
+
+
+def end(error: BaseException | None) -> None:
+  """Publishes how this process's run ended when a :class:`Watch` runs (:meth:`Watch.end`), else nothing.
+  A process that failed (``error`` not None) then ends, after its error line is printed, without JAX's
+  shutdown barrier, with exit status 130 for :class:`~lwcl.errors.Interrupted`, 2 for another
+  :class:`~lwcl.errors.LwclError`, 1 for anything else (a bug: its traceback is printed first)."""
+  watch = _state["watch"]
+  if watch is None:
+    return
+  watch.end(failed=error is not None)
+  if error is not None:
+    status = EXIT_INTERRUPTED if isinstance(error, Interrupted) else (
+        EXIT_USER_ERROR if isinstance(error, LwclError) else 1)
+    atexit.register(_exit_at_once, watch, watch.me, status)

@@ -1,0 +1,151 @@
+"""The multi-process watch (lwcl/platform/liveness.py) on a fake key-value store and clock: which partner
+states stop a process, after how long, and with which line. A real 2-process kill runs in
+tests/e2e/test_multi_device.py."""
+
+import threading
+import time
+
+import pytest
+
+from lwcl.errors import LwclError
+from lwcl.platform import liveness
+
+
+class Store:
+  """The coordinator's key-value store as JAX's client exposes it (try_get of a missing key raises
+  JAX's NOT_FOUND)."""
+
+  def __init__(self):
+    self.values, self.down = {}, False
+
+  def key_value_set(self, key, value, allow_overwrite=False):
+    if self.down:
+      raise RuntimeError("UNAVAILABLE: Socket closed")
+    assert allow_overwrite or key not in self.values
+    self.values[key] = value
+
+  def key_value_try_get(self, key):
+    if self.down:
+      raise RuntimeError("UNAVAILABLE: Socket closed")
+    if key not in self.values:
+      raise RuntimeError(f"NOT_FOUND: Config key {key} not found.")
+    return self.values[key]
+
+
+class Clock:
+  def __init__(self):
+    self.now = 100.0
+
+  def __call__(self):
+    return self.now
+
+
+def watches(n=3, timeout=5.0):
+  store, clock = Store(), Clock()
+  return store, clock, [liveness.Watch(store, p, n, timeout, exit_fn=None, clock=clock) for p in range(n)]
+
+
+def beat_all(ws, clock, seconds=1.0, skip=()):
+  clock.now += seconds
+  return [None if i in skip else w.check_once() for i, w in enumerate(ws)]
+
+
+def test_beating_processes_never_stop_each_other():
+  store, clock, ws = watches()
+  for _ in range(30):
+    assert beat_all(ws, clock) == [None, None, None]
+  assert store.values == {f"lwcl/liveness/{p}": "30" for p in range(3)}
+
+
+def test_a_silent_partner_stops_the_others_after_the_timeout_and_not_before():
+  store, clock, ws = watches(timeout=5.0)
+  beat_all(ws, clock)
+  last_beat = clock.now  # process 2's last beat; then it is killed
+  rounds = [beat_all(ws, clock, skip=(2,)) for _ in range(10)]
+  first = [next(i for i, r in enumerate(rounds) if r[me] is not None) for me in (0, 1)]
+  for me in (0, 1):
+    # Silent for more than 5 s as each watcher saw it: a beat is seen at the watcher's next check, so the
+    # stop comes 6-7 s after the last beat, never within the timeout.
+    waited = clock.now - (len(rounds) - 1 - first[me]) - last_beat
+    assert 6 <= waited <= 7, waited
+    assert str(rounds[first[me]][me]) == (
+        f"process 2 of 3 stopped sending its heartbeat 6 s ago (devices.heartbeat_timeout=5 s): it was "
+        f"killed, crashed or hangs; process {me} stops. Rerun every process (the run resumes from its last "
+        "checkpoint), or raise --config.devices.heartbeat_timeout if it was only slow")
+    assert isinstance(rounds[first[me]][me], LwclError)
+
+
+def test_a_partner_that_never_beats_is_named_as_such():
+  _, clock, ws = watches(n=2, timeout=2.0)
+  for _ in range(2):
+    assert beat_all(ws, clock, skip=(1,))[0] is None
+  assert "process 1 of 2 has not started its heartbeat 3 s ago" in str(beat_all(ws, clock, skip=(1,))[0])
+
+
+def test_a_failed_partner_stops_the_others_at_once_and_a_finished_one_never():
+  _, clock, ws = watches()
+  beat_all(ws, clock)
+  ws[1].end(failed=False)  # finished: may stay silent (JAX's shutdown barrier) for as long as it likes
+  for _ in range(20):
+    assert beat_all(ws, clock)[0] is None
+  ws[2].end(failed=True)
+  error = beat_all(ws, clock)[0]
+  assert str(error).startswith("process 2 of 3 stopped (an error or Ctrl-C: its output has the line), so process 0 "
+                               "stops too")
+
+
+def test_an_unreachable_store_stops_after_the_timeout():
+  store, clock, ws = watches(n=2, timeout=3.0)
+  beat_all(ws, clock)
+  store.down = True  # process 0 (the coordinator) gone
+  assert [beat_all(ws, clock)[1] for _ in range(4)] == [None] * 4  # first failure at 0 s, the fourth at 3 s
+  error = beat_all(ws, clock)[1]
+  assert "process 1 of 2: the coordinator (process 0) has not answered for 4 s (RuntimeError)" in str(error)
+  store.down = False
+  assert beat_all(ws, clock)[1] is None  # reachable again: the count starts over
+
+
+def test_the_end_state_is_never_overwritten_by_a_beat():
+  store = Store()
+  w = liveness.Watch(store, 0, 2, 60.0, exit_fn=None)
+  store.key_value_set("lwcl/liveness/1", "1")
+  stop = threading.Event()
+
+  def beat():
+    while not stop.is_set():
+      w.check_once()
+  thread = threading.Thread(target=beat)
+  thread.start()
+  time.sleep(0.01)
+  w.end(failed=True)
+  time.sleep(0.01)
+  stop.set()
+  thread.join()
+  assert store.values["lwcl/liveness/0"] == "failed"
+
+
+def test_the_thread_calls_exit_once_with_the_error(monkeypatch):
+  monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.01)
+  store, exits = Store(), []
+  w = liveness.Watch(store, 0, 2, 0.05, exit_fn=exits.append)
+  thread = threading.Thread(target=w.run_forever, daemon=True)
+  thread.start()
+  thread.join(timeout=10)
+  assert not thread.is_alive() and len(exits) == 1 and "process 1 of 2 has not started its heartbeat" in str(exits[0])
+  assert store.values["lwcl/liveness/0"] == "failed"  # the others stop too
+
+
+def test_deadline_fires_only_when_the_body_overruns():
+  exits = []
+  with liveness.deadline(0.05, "too slow", exit_fn=exits.append):
+    pass
+  time.sleep(0.1)
+  assert exits == []
+  with liveness.deadline(0.02, "too slow", exit_fn=exits.append):
+    time.sleep(0.2)
+  assert [str(e) for e in exits] == ["too slow"]
+
+
+@pytest.mark.parametrize("error", [None, LwclError("x")])
+def test_end_without_a_watch_is_a_no_op(error):
+  liveness.end(error)  # single-process runs never start one
