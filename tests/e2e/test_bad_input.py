@@ -204,6 +204,10 @@ CASES = {
     "D checkpoints is a file": ([DEFAULT, "--workdir=WORKDIR", *T],
                                 ["WORKDIR/checkpoints is a file, not a folder", "move the file away"],
                                 checkpoints_file),
+    "C data.stream.workers above the CPUs": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR",
+                                              "--config.data.stream.workers=4096"],
+                                             ["data.stream.workers=4096 is more than the", "CPUs this process may use",
+                                              "set --config.data.stream.workers="], None),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
