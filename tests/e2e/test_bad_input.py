@@ -227,6 +227,25 @@ CASES = {
                                    "--config.data.name=mine", "--config.data.idx_dir=DATADIR"],
                                   ["leave 2147483636 of 2147483647 classes without an example",
                                    "the largest label is 2147483646, and 11 distinct labels occur"], big_labels),
+    # What cannot fit in memory (issue 32: silent for 90 s, or a 730 GiB allocation after task 1), said before
+    # it is allocated; every estimate is terabytes, above any machine that runs the suite.
+    "E num_tasks=10**6 permuted tasks": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.scenario.kind=permuted",
+                                          "--config.scenario.num_tasks=1000000"],
+                                         ["scenario.num_tasks=1000000 permuted tasks", "would take at least",
+                                          "TiB of memory", "lower --config.scenario.num_tasks"], None),
+    "E num_seeds=10**6": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.num_seeds=1000000"],
+                          ["1000000 replicas (num_seeds=1000000)", "would take at least",
+                           "lower --config.num_seeds"], None),
+    "E num_seeds=10**6 of a 4096-4096 MLP at batch 1 (their states)": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.num_seeds=1000000", "--config.train.batch_size=1",
+         "--config.model.name=mlp", "--config.model.hidden=(4096,4096)"],
+        ["1000000 replicas (num_seeds=1000000) of", "MiB of state and a", "TiB of memory", "replicas fit"], None),
+    "E eval_batch_size=10**9": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.train.eval_batch_size=1000000000"],
+                                ["train.eval_batch_size=1000000000: one evaluation batch", "TiB of memory",
+                                 "lower --config.train.eval_batch_size"], None),
+    "E an MLP of 10**6 x 10**6": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.model.name=mlp",
+                                   "--config.model.hidden=(1000000,1000000)"],
+                                  ["the model's state", "TiB of memory", "shrink the model"], None),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
