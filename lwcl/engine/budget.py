@@ -11,7 +11,9 @@ grows with the replicas is built (their configs included: 10**6 of them took min
   (``num_seeds=10**6`` printed nothing for 90 s; ``scenario.max_tasks=10**9`` heads asked XLA for 1 TB).
 
 Every figure is a lower bound (activations, compiled programs and copies are left out), so a run that fits
-is never refused; what does not fit ends in one line (:func:`lwcl.platform.host_memory.check_fits`). The
+is never refused; what does not fit ends in one line (:func:`lwcl.platform.host_memory.check_fits`). In a
+multi-process run each host is charged its share of what lives on the devices (minibatches, states) and
+the whole host copy of an evaluation batch, which every process builds. The
 tasks' examples are checked where the scenario is built (:func:`lwcl.data.scenarios.held_bytes`).
 """
 
@@ -39,16 +41,16 @@ def check_batches(config, image_shape: tuple, replicas: int, eval_batch_size: in
   Raises:
     ConfigError: one line with the estimate, the memory and the key to lower.
   """
-  pixels = math.prod(image_shape)
+  pixels, processes = math.prod(image_shape), jax.process_count()
   shape = "x".join(str(d) for d in image_shape)
   host_memory.check_fits(
-      eval_batch_size * pixels * (1 + FLOAT32),
+      eval_batch_size * pixels + eval_batch_size * pixels * FLOAT32 // processes,
       f"train.eval_batch_size={config.train.eval_batch_size}: one evaluation batch ({eval_batch_size} images of "
       f"{shape} pixels, as uint8 and as float32)",
       f"lower --config.train.eval_batch_size (the data set's largest split has {largest_split} examples)")
   if replicas > 1:
     host_memory.check_fits(
-        replicas * config.train.batch_size * pixels * FLOAT32,
+        replicas * config.train.batch_size * pixels * FLOAT32 // processes,
         f"{_replicas_text(config, replicas)} at train.batch_size={config.train.batch_size}: one step's "
         f"minibatches ({replicas} x {config.train.batch_size} images of {shape} pixels as float32)",
         f"{_fewer_replicas(config)} or --config.train.batch_size")
@@ -93,6 +95,8 @@ def check_states(config, replicas: int, one_state: Callable[[jax.Array], object]
                            f"{config.scenario.max_tasks or config.scenario.num_tasks} task slots)",
                            "shrink the model, or lower --config.scenario.max_tasks or num_tasks")
     return
-  fit = host_memory.limit_bytes() // max(each, 1)
-  host_memory.check_fits(replicas * each, f"{_replicas_text(config, replicas)} of {sizes} each",
+  processes = jax.process_count()  # the replicas are split over the processes' devices
+  fit = host_memory.limit_bytes() * processes // max(each, 1)
+  host_memory.check_fits(replicas * each // processes, f"{_replicas_text(config, replicas)} of {sizes} each"
+                         + (f", {processes} processes" if processes > 1 else ""),
                          f"{_fewer_replicas(config)} (about {fit} replicas fit) or shrink the model")
