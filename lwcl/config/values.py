@@ -11,7 +11,8 @@ disk; :class:`~lwcl.engine.build.Setup` runs it again for configs built in code.
   the engine's sections, layer-wise training, devices, checkpoints, methods) is within its declaration's
   bounds (``0`` means "off", "all" or "automatic" where its doc says so; a tuple of sizes: every size)
   and among its choices (``model.name``, ``method.name``, ``eval.split``, ``data.source``, ...);
-- the combinations (:data:`RULES`): streamed data runs one step per dispatch; ``eval.split = 'valid'``
+- the combinations (:data:`RULES`): streamed data runs one step per dispatch and at most one grain worker
+  process per usable CPU (:mod:`lwcl.platform.workers`); ``eval.split = 'valid'``
   needs held-out data; ``scenario.max_tasks`` is 0 or at least ``num_tasks``; a rotated stream's angles
   are one per task; ``layerwise.aux_head = 'cnn'`` needs a conv; the seeds ``seed .. seed + num_seeds - 1``
   are 32-bit PRNG seeds; a sweep (``sweep.key``) has held-out data and candidates, each listed once, of a
@@ -35,6 +36,7 @@ from lwcl.config import types as config_check
 from lwcl.core.options import bound_text, unknown_message
 from lwcl.data.sources import STREAMED
 from lwcl.errors import ConfigError
+from lwcl.platform import workers as workers_of_host
 
 
 def check_values(config) -> None:
@@ -94,12 +96,25 @@ def _check_number(option, value) -> None:
     _refuse(key, value, f"must be at least {low}", f"{low} or more", low)
 
 
-def _streamed_data_one_step_per_dispatch(config) -> None:
+def _streamed(config) -> bool:
+  """Whether the config's data is streamed from disk (``data.stream.*`` apply)."""
   source = _get(config, "data.source")
-  streams = source in STREAMED or (source == "auto" and _get(config, "data.record_dir"))
-  if streams and (_get(config, "train.steps_per_dispatch") or 1) > 1:
+  return bool(source in STREAMED or (source == "auto" and _get(config, "data.record_dir")))
+
+
+def _streamed_data_one_step_per_dispatch(config) -> None:
+  if _streamed(config) and (_get(config, "train.steps_per_dispatch") or 1) > 1:
     raise ConfigError("streamed data (data.source arrayrecord / tfds_stream, or data.record_dir set) cannot "
                       "be placed on the device whole; it needs train.steps_per_dispatch=1")
+
+
+def _stream_workers_within_cpus(config) -> None:
+  workers, cpus = _get(config, "data.stream.workers") or 0, workers_of_host.usable_cpus()
+  if _streamed(config) and isinstance(workers, int) and workers > cpus:
+    raise ConfigError(f"data.stream.workers={workers} is more than the {cpus} CPUs this process may use: every "
+                      "worker is a process importing grain and JAX (about 3 s of one core and 210 MB), started "
+                      "anew every epoch, and more cannot decode faster; set --config.data.stream.workers="
+                      f"{cpus} or fewer (0: grain's read threads decode)")
 
 
 def _valid_split_needs_held_out_data(config) -> None:
@@ -167,8 +182,9 @@ def _sweep_settings(config) -> None:
 
 
 # The combinations, checked in this order after every key's own bounds.
-RULES = (_streamed_data_one_step_per_dispatch, _valid_split_needs_held_out_data, _max_tasks_at_least_num_tasks,
-         _one_angle_per_task, _cnn_head_has_a_conv, _seeds_fit_a_prng_key, _sweep_settings)
+RULES = (_streamed_data_one_step_per_dispatch, _stream_workers_within_cpus, _valid_split_needs_held_out_data,
+         _max_tasks_at_least_num_tasks, _one_angle_per_task, _cnn_head_has_a_conv, _seeds_fit_a_prng_key,
+         _sweep_settings)
 
 
 def _get(config, key: str):

@@ -32,6 +32,7 @@ from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
 from lwcl.data.sources import ImageDataset
 from lwcl.errors import ConfigError, DataError
+from lwcl.platform import host_memory
 
 INCREMENTAL = ("task", "class", "domain")
 TASK_HEADS = ("multi", "masked")
@@ -269,6 +270,51 @@ SCENARIOS = {
 }
 
 
+def held_bytes(cfg, ds: ImageDataset, class_sets) -> tuple[int, int]:
+  """``(bytes, rows)``: what the tasks with classes ``class_sets`` will hold, a lower bound counted from the
+  data set's labels before any task is built. Every task keeps its training examples (at most
+  ``samples_per_task``), its held-out ones and its test examples; a row costs its uint8 pixels (an int64
+  row index when the images are streamed) and two int32 (label, task id). Tasks with the same classes
+  (permuted, rotated: all of them) each hold a copy."""
+  def counts(labels):  # {class: examples}, of the classes that occur only
+    classes, n = np.unique(labels, return_counts=True)
+    return dict(zip(classes.tolist(), n.tolist()))
+
+  train_counts, test_counts = counts(ds.train_labels), counts(ds.test_labels)
+  row = lambda images: (8 if isinstance(images, LazyImages) else int(np.prod(ds.image_shape))) + 8  # noqa: E731
+  total = rows = 0
+  tasks_of = {}
+  for classes in class_sets:
+    tasks_of[classes] = tasks_of.get(classes, 0) + 1
+  for classes, tasks in tasks_of.items():
+    n = sum(train_counts.get(c, 0) for c in classes)
+    n_valid = int(round(cfg.validation_fraction * n))
+    kept = min(n - n_valid, cfg.samples_per_task) if cfg.samples_per_task else n - n_valid
+    n_test = sum(test_counts.get(c, 0) for c in classes)
+    total += tasks * ((kept + n_valid) * row(ds.train_images) + n_test * row(ds.test_images))
+    rows += tasks * (kept + n_valid + n_test)
+  return total, rows
+
+
+def _check_fits(cfg, ds: ImageDataset, class_sets) -> None:
+  """Refuses a stream whose tasks cannot fit in memory (:func:`held_bytes`), before building them.
+
+  Raises:
+    ConfigError: one line with the estimate, the machine's memory and how many tasks would fit (or the task
+      slots' label masks, ``max_tasks`` x outputs, do not fit).
+  """
+  T = len(class_sets)
+  slots, outputs = cfg.max_tasks or T, min(len(c) for c in class_sets)
+  host_memory.check_fits(slots * outputs, f"scenario.max_tasks={slots}: the label masks of the task slots "
+                         f"({slots} x at least {outputs} outputs)", "lower --config.scenario.max_tasks (0: num_tasks)")
+  need, rows = held_bytes(cfg, ds, class_sets)
+  pixels = "x".join(str(d) for d in ds.image_shape)
+  host_memory.check_fits(
+      need, f"scenario.num_tasks={T} {cfg.kind} tasks ({rows // T} examples of {pixels} pixels per task: "
+      "training, held-out and test)",
+      f"lower --config.scenario.num_tasks (about {max(1, T * host_memory.limit_bytes() // max(need, 1))} fit)")
+
+
 def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   """Cuts a data set into the task stream a config's ``scenario`` section describes.
 
@@ -283,7 +329,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
     The :class:`Scenario`, tasks in stream order (``task_order`` or ``order_seed`` applied).
   Raises:
     ConfigError: impossible scenario (classes not divisible into tasks, a class order outside the data
-      set's classes, unknown kind).
+      set's classes, unknown kind), or tasks that cannot fit in memory (:func:`held_bytes`).
     DataError: a task ends up with fewer training examples than one batch would need.
   """
   cfg = scenario_config
@@ -292,6 +338,7 @@ def build_scenario(scenario_config, ds: ImageDataset) -> Scenario:
   T = cfg.num_tasks
   max_tasks = cfg.max_tasks or T
   class_sets, transforms = entry.tasks(cfg, ds)
+  _check_fits(cfg, ds, class_sets)
 
   order = task_order(T, cfg.order_seed, cfg.get("task_order", ()))
   class_sets = [class_sets[i] for i in order]

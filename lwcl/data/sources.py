@@ -147,13 +147,26 @@ def load_idx_dataset(name: str, directory: str) -> ImageDataset:
     raise DataError(f"{labels} has label {top}, outside {name}'s {known} classes (0-{known - 1}); fix the labels "
                     "file, or set --config.data.name to the data set these files hold")
   num_classes = known or top + 1
-  missing = np.setdiff1d(np.arange(num_classes), train_y)
-  if missing.size:
-    raise DataError(f"the training labels in {directory} leave {missing.size} of {num_classes} classes without an "
-                    f"example (class {int(missing[0])} first; the largest label is {top}); fix the labels files"
-                    + (", or set --config.data.name to the data set these files hold" if known else ""))
+  _check_every_class_occurs(train_y, num_classes, top, f"the training labels in {directory}", "fix the labels files"
+                            + (", or set --config.data.name to the data set these files hold" if known else ""))
   names = FASHION_MNIST_CLASSES if name == "fashion_mnist" else tuple(str(i) for i in range(num_classes))
   return ImageDataset(name, train_x, train_y, test_x, test_y, num_classes, names, f"idx:{directory}")
+
+
+def _check_every_class_occurs(train_y: np.ndarray, num_classes: int, top: int, what: str, fix: str) -> None:
+  """Refuses training labels that leave a class in ``[0, num_classes)`` without an example, counting only
+  the labels that occur: never an array of ``num_classes`` (a label near 2**31 grew the process to 23 GB).
+
+  Raises:
+    DataError: one line naming the first missing class, the largest label ``top`` and how many occur.
+  """
+  present = np.unique(train_y)  # sorted, each >= its position: the first gap is the first missing class
+  if present.size < num_classes:
+    gaps = np.flatnonzero(present != np.arange(present.size))
+    first = int(gaps[0]) if gaps.size else present.size
+    raise DataError(f"{what} leave {num_classes - present.size} of {num_classes} classes without an example "
+                    f"(class {first} first; the largest label is {top}, and {present.size} distinct labels "
+                    f"occur); {fix}")
 
 
 # TFDS fetches a data set from its GCS mirror first, then from the data set's own URLs.
@@ -243,7 +256,12 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
     raise DataError(f"cannot load TFDS data set '{name}' ({type(e).__name__}: {msg}); check the name, "
                     "the network, or prepare it first with `tfds build` into --config.data.data_dir")
   label = info.features["label"]
-  num_classes = int(getattr(label, "num_classes", int(train_y.max()) + 1))
+  num_classes = int(getattr(label, "num_classes", 0))
+  if not num_classes:  # labels without a declared class count: every class below the largest must occur
+    top = int(max(train_y.max(), test_y.max()))
+    num_classes = top + 1
+    _check_every_class_occurs(train_y, num_classes, top, f"the training labels of TFDS data set '{name}'",
+                              "choose a data set whose labels are class ids 0..N-1")
   names = tuple(getattr(label, "names", None) or (str(i) for i in range(num_classes)))
   if train_x.ndim != 4:
     raise DataError(f"TFDS data set '{name}' has images of shape {train_x.shape[1:]}, expected "

@@ -4,6 +4,9 @@
 in-memory examples go through the pipeline as before; streamed ones (:class:`~lwcl.data.lazy.LazyImages`)
 through a grain ``MapDataset`` over the epoch's batch indices, read ahead by grain's threads (or worker
 processes, ``data.stream.workers``), so a batch is the same examples in the same order as in memory.
+An epoch starts at most one worker per batch it has left (grain deals batches to its workers in turn, so
+the order is the same), and every worker ends with the run, ``kill -9`` included
+(:func:`lwcl.platform.workers.exit_with_parent`).
 
 Where a run is: the loader's position is the task step (``Progress.task_step``), which the orbax checkpoint
 holds; a resumed run builds the iterator from that batch on (``start``), as grain's own iterator state
@@ -17,6 +20,8 @@ zeros, never read.
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Iterator
 
 import jax
@@ -26,6 +31,7 @@ from lwcl.core.options import Option
 from lwcl.data import pipeline
 from lwcl.data.examples import Examples
 from lwcl.data.lazy import LazyImages
+from lwcl.platform import workers as worker_processes
 
 OPTIONS = (
     Option("data.stream.threads", 2, "grain read threads of the streaming loader", minimum=1),
@@ -80,8 +86,11 @@ def stream_batches(data: Examples, batch_size: int, seed: int, task: int, epoch:
   options = data.images.options
   read = _BatchReader(data, order, batch_size, process_rows(batch_size), (seed, task, epoch))
   ds = grain.MapDataset.range(start, n).map(read)
-  if options.workers > 0:
-    return ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers))
+  workers = min(options.workers, n - start)  # a worker past the epoch's batches would read none
+  if workers > 0:  # each worker ends when this process does (kill -9 included)
+    return ds.to_iter_dataset().mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=workers),
+        worker_init_fn=functools.partial(worker_processes.exit_with_parent, os.getpid()))
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=options.threads,
                                               prefetch_buffer_size=options.prefetch))
 

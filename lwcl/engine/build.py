@@ -34,7 +34,7 @@ from lwcl.core.state import TrainState
 from lwcl.data.pipeline import Preprocessor, steps_per_epoch
 from lwcl.data.scenarios import Scenario, build_scenario
 from lwcl.data.sources import load_dataset
-from lwcl.engine import optim
+from lwcl.engine import budget, optim
 from lwcl.engine.compiled import Steps, compile_eval_step, compile_steps
 from lwcl.engine.replicas import One, Replicas
 from lwcl.errors import ConfigError
@@ -159,7 +159,9 @@ class Setup:
 
     Raises:
       ConfigError: a bad config value (:func:`lwcl.config.values.check_values`), a batch size the data
-        shards do not divide, or a device split that does not fit (:func:`lwcl.platform.devices.mesh_shape`).
+        shards do not divide, a device split that does not fit (:func:`lwcl.platform.devices.mesh_shape`),
+        or batches, tasks or replicas' states that cannot fit in memory (:mod:`lwcl.engine.budget`,
+        :func:`lwcl.data.scenarios.held_bytes`; estimated before they are allocated).
       UnequalStreams: replicas whose streams' tasks differ in size (they cannot train in lockstep).
       ValueError: a replica's config differs from the program's in a key the program does not take as
         data (:func:`check_one_program`).
@@ -168,8 +170,6 @@ class Setup:
     platforms = targets.target_platforms(platforms)
     config_values.check_values(config)
     replicas = replicas or One()
-    configs = tuple(replicas.config(config, r) for r in range(replicas.size))
-    check_one_program(config, configs, replicas.choosers)
     parallel = DataParallel.create(config.devices, replicas.size if replicas.batched else 0)
     xla_flags.check_in_effect()
     # Multi-process runs keep one host batch per step (each process would have to place the task's data).
@@ -180,14 +180,22 @@ class Setup:
     parallel.check_batch_size(config.train.batch_size, "train.batch_size")
     eval_batch_size = -(-config.train.eval_batch_size // parallel.data_shards) * parallel.data_shards
     dataset = load_dataset(config.data)
+    size = replicas.size if replicas.batched else 1
+    budget.check_batches(config, dataset.image_shape, size, eval_batch_size,
+                         max(len(dataset.train_labels), len(dataset.test_labels)))
     preprocess = Preprocessor.from_config(config.data, dataset.train_images)
     by_stream = {}  # one scenario per distinct stream (task order), shared by its replicas (seeds, candidates)
-    for c in configs:
-      key = repr(sorted(_flat(c.scenario.to_dict()).items()))
+    # The states, estimated on the program's own stream before anything per replica is built.
+    by_stream[_stream_key(config)] = base = build_scenario(config.scenario, dataset)
+    budget.check_states(config, size, _replica_state(config, base, preprocess, parallel, k, eval_batch_size,
+                                                     platforms))
+    configs = tuple(replicas.config(config, r) for r in range(replicas.size))
+    check_one_program(config, configs, replicas.choosers)
+    keys = [_stream_key(c) for c in configs]
+    for c, key in zip(configs, keys):
       if key not in by_stream:
         by_stream[key] = build_scenario(c.scenario, dataset)
-    scenarios = ([by_stream[repr(sorted(_flat(c.scenario.to_dict()).items()))] for c in configs]
-                 if len(by_stream) > 1 else list(by_stream.values()))
+    scenarios = [by_stream[key] for key in (keys if len(set(keys)) > 1 else keys[:1])]
     fields = dict(config=config, replicas=replicas, configs=configs, parallel=parallel, platforms=platforms,
                   dataset=dataset,
                   data_fingerprint=data_fingerprint(config.data, dataset), preprocess=preprocess,
@@ -282,6 +290,24 @@ class Setup:
     return self.replicas.each(lambda _: Record.zeros(
         T, self.config.eval.lca_batches, self.readouts.initial_record(T), self.config.train.epochs_per_task,
         self.method.report_keys, task_il=self.task_il_masks is not None))
+
+
+def _stream_key(config) -> str:
+  """What distinguishes one replica's stream from another's: its scenario settings, as text."""
+  return repr(sorted(_flat(config.scenario.to_dict()).items()))
+
+
+def _replica_state(config, scenario, preprocess, parallel, k, eval_batch_size, platforms):
+  """``key -> (params, state)`` of one replica of ``config`` on ``scenario`` (parameters, batch statistics,
+  optimizer and method state, as :meth:`Setup._initial_state` builds them): what
+  :func:`lwcl.engine.budget.check_states` traces with ``jax.eval_shape``."""
+  model = build_model(config.model, scenario, k, platforms)
+  fns, method, tx, _ = _parts(config, scenario, model, preprocess, parallel, eval_batch_size)
+
+  def one_state(key):
+    params, batch_stats = fns.init(key, scenario.image_shape)
+    return params, (params, batch_stats, tx.init(params), method.init_state(params, batch_stats))
+  return one_state
 
 
 def _steps_per_epoch(streams, config) -> tuple:

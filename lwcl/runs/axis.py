@@ -210,8 +210,31 @@ def finished_replicas(config, axis: ReplicaAxis, workdir: str) -> list:
   ``workdir``) for its single-run config (:meth:`ReplicaAxis.config`), or None: the one check of finished
   replicas, used by seeds, task orders, sweeps and ``bin/compare``.
 
+  A workdir without sub-folders has no finished replica, and a replica whose folder has no results file
+  costs a path and an ``lstat``, not a config of its own (about 0.2 ms each: 10**6 replicas spent minutes
+  here before the run could say they will not fit in memory, :mod:`lwcl.engine.budget`).
+
   Raises:
     ConfigError: a folder holds another experiment's results (nothing is overwritten).
   """
-  from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top  (data sources, lazily)
-  return [finished_results(axis.config(config, r), axis.folder(workdir, r)) for r in range(axis.size)]
+  from lwcl.io.results import RESULTS_FILE, finished_results  # pylint: disable=g-import-not-at-top  (lazily)
+  try:
+    with os.scandir(workdir) as entries:
+      if not any(e.is_dir() for e in entries):
+        return [None] * axis.size
+  except FileNotFoundError:
+    return [None] * axis.size
+  except OSError:  # e.g. a file at the workdir: finished_results names the problem
+    pass
+  out = []
+  for r in range(axis.size):
+    folder = axis.folder(workdir, r)
+    try:
+      os.lstat(os.path.join(folder, RESULTS_FILE))
+    except FileNotFoundError:  # what finished_results would find: no results yet
+      out.append(None)
+      continue
+    except OSError:  # e.g. the folder is a file: finished_results names the problem
+      pass
+    out.append(finished_results(axis.config(config, r), folder))
+  return out

@@ -95,3 +95,30 @@ def test_rotated_rotates_by_the_task_angle():
   np.testing.assert_array_equal(sc.tasks[0].test.images, ds.test_images)
   np.testing.assert_array_equal(sc.tasks[1].test.images, np.rot90(ds.test_images, 1, axes=(1, 2)))
   np.testing.assert_array_equal(sc.tasks[2].test.images, ds.test_images[:, ::-1, ::-1])
+
+
+@pytest.mark.parametrize("overrides", [
+    {"scenario.kind": "split", "scenario.samples_per_task": 0},
+    {"scenario.kind": "permuted", "scenario.num_tasks": 4, "scenario.validation_fraction": 0.25},
+    {"scenario.kind": "rotated", "scenario.num_tasks": 2, "scenario.samples_per_task": 30}])
+def test_held_bytes_is_what_the_built_tasks_hold(overrides):
+  ds = synthetic_dataset()
+  cfg = small_config(**overrides).scenario
+  need, rows = scenarios.held_bytes(cfg, ds, scenarios.SCENARIOS[cfg.kind].tasks(cfg, ds)[0])
+  built = [e for task in scenarios.build_scenario(cfg, ds).tasks for e in (task.train, task.valid, task.test)]
+  assert rows == sum(len(e) for e in built)
+  assert need == sum(e.images.nbytes + e.labels.nbytes + e.tasks.nbytes for e in built)
+
+
+def test_tasks_that_cannot_fit_in_memory_are_refused_before_they_are_built(monkeypatch):
+  ds = synthetic_dataset()
+  cfg = small_config(**{"scenario.kind": "permuted", "scenario.num_tasks": 4}).scenario
+  need, _ = scenarios.held_bytes(cfg, ds, scenarios.SCENARIOS["permuted"].tasks(cfg, ds)[0])
+  build_task = scenarios._train_valid
+  monkeypatch.setattr(scenarios.host_memory, "limit_bytes", lambda: need - 1)
+  monkeypatch.setattr(scenarios, "_train_valid", lambda *a: pytest.fail("a task was built"))
+  with pytest.raises(ConfigError, match=r"num_tasks=4 permuted tasks .* would take at least .* \(about 3 fit\)$"):
+    scenarios.build_scenario(cfg, ds)
+  monkeypatch.setattr(scenarios.host_memory, "limit_bytes", lambda: need)  # exactly what fits
+  monkeypatch.setattr(scenarios, "_train_valid", build_task)
+  assert scenarios.build_scenario(cfg, ds).num_tasks == 4

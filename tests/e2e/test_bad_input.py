@@ -10,6 +10,7 @@ import ast
 import concurrent.futures
 import glob
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -40,6 +41,7 @@ T = ["--config.scenario.num_tasks=2", "--config.scenario.samples_per_task=256",
 
 
 DEFAULT = f"--config={ROOT}/configs/default.py"
+ADDRESS_SPACE_CAP = 8 << 30  # a case's process: JAX and a tiny run need under 8 GiB of address space
 
 
 def write_results(content):
@@ -112,6 +114,19 @@ def partial_config(workdir):
   with open(os.path.join(os.path.dirname(workdir), "tiny.py"), "w") as f:
     f.write("import ml_collections\ndef get_config():\n  c = ml_collections.ConfigDict()\n  c.seed = 0\n"
             "  return c\n")
+
+
+def big_labels(workdir):
+  """An IDX folder (DATADIR) of 8 x 8 images whose int32 labels (type 0x0C) are classes 0-9 and one label
+  2**31 - 2 (issue 32: the process grew to 23 GB counting the classes below it)."""
+  d = os.path.join(os.path.dirname(workdir), "data")
+  os.makedirs(d)
+  for split, n in (("train", 60), ("t10k", 20)):
+    write_idx(os.path.join(d, f"{split}-images-idx3-ubyte"), np.zeros((n, 8, 8), np.uint8))
+    y = (np.arange(n) % 10).astype(">i4")
+    y[-1] = 2**31 - 2
+    with open(os.path.join(d, f"{split}-labels-idx1-ubyte"), "wb") as f:
+      f.write(bytes([0, 0, 0x0C, 1]) + n.to_bytes(4, "big") + y.tobytes())
 
 
 def tiny_config(workdir):
@@ -204,6 +219,33 @@ CASES = {
     "D checkpoints is a file": ([DEFAULT, "--workdir=WORKDIR", *T],
                                 ["WORKDIR/checkpoints is a file, not a folder", "move the file away"],
                                 checkpoints_file),
+    "C data.stream.workers above the CPUs": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR",
+                                              "--config.data.stream.workers=4096"],
+                                             ["data.stream.workers=4096 is more than the", "CPUs this process may use",
+                                              "set --config.data.stream.workers="], None),
+    "E int32 labels near 2**31": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
+                                   "--config.data.name=mine", "--config.data.idx_dir=DATADIR"],
+                                  ["leave 2147483636 of 2147483647 classes without an example",
+                                   "the largest label is 2147483646, and 11 distinct labels occur"], big_labels),
+    # What cannot fit in memory (issue 32: silent for 90 s, or a 730 GiB allocation after task 1), said before
+    # it is allocated; every estimate is terabytes, above any machine that runs the suite.
+    "E num_tasks=10**6 permuted tasks": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.scenario.kind=permuted",
+                                          "--config.scenario.num_tasks=1000000"],
+                                         ["scenario.num_tasks=1000000 permuted tasks", "would take at least",
+                                          "TiB of memory", "lower --config.scenario.num_tasks"], None),
+    "E num_seeds=10**6": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.num_seeds=1000000"],
+                          ["1000000 replicas (num_seeds=1000000)", "would take at least",
+                           "lower --config.num_seeds"], None),
+    "E num_seeds=10**6 of a 4096-4096 MLP at batch 1 (their states)": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.num_seeds=1000000", "--config.train.batch_size=1",
+         "--config.model.name=mlp", "--config.model.hidden=(4096,4096)"],
+        ["1000000 replicas (num_seeds=1000000) of", "MiB of state and a", "TiB of memory", "replicas fit"], None),
+    "E eval_batch_size=10**9": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.train.eval_batch_size=1000000000"],
+                                ["train.eval_batch_size=1000000000: one evaluation batch", "TiB of memory",
+                                 "lower --config.train.eval_batch_size"], None),
+    "E an MLP of 10**6 x 10**6": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.model.name=mlp",
+                                   "--config.model.hidden=(1000000,1000000)"],
+                                  ["the model's state", "TiB of memory", "shrink the model"], None),
     "Also missing data after the lock": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                           "--config.data.idx_dir=/nonexistent/idx"], ["not found"], None),
 }
@@ -232,8 +274,14 @@ def _run_case(tmp, name):
   if argv[0] != "-m":
     argv = ["-m", "lwcl.main", *argv]
   proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                        env=dict(os.environ, **env[0]) if env else None)
+                        env=dict(os.environ, **env[0]) if env else None, preexec_fn=_cap_address_space)
   return proc, workdir, before
+
+
+def _cap_address_space():
+  """No case may take the machine's memory, even where a regression would try (the cases of what cannot fit
+  ask for terabytes): an allocation past the cap fails in the case's own process."""
+  resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_CAP, ADDRESS_SPACE_CAP))
 
 
 @pytest.fixture(scope="module")
