@@ -3,10 +3,11 @@
     python tests/fault_run.py STEP[:FAULT] --config=... --workdir=... [--config.a.b=value ...]
 
 ``FAULT`` is ``KILL`` (the default: SIGKILL, as a preempted job dies: no cleanup, no flush), ``INT``
-(SIGINT, as Ctrl-C in the terminal), ``STOP`` (SIGSTOP: the process hangs, every thread of it), ``FILL`` (the workdir's filesystem is filled up with a file
-``filler`` beside the workdir: the next write finds the disk full) or ``CORRUPT`` (the shards in
-``--config.data.record_dir`` are damaged in place, as by a failing disk: the next read meets it). The
-fault comes through :func:`lwcl.main.run`'s ``on_step`` hook, so the production loop has no test-only code.
+(SIGINT, as Ctrl-C in the terminal), ``STOP`` (SIGSTOP: the process hangs, every thread of it), ``FILL`` (the
+workdir's filesystem is filled up with a file ``filler`` beside the workdir: the next write finds the disk
+full) or ``CORRUPT`` (the shards in ``--config.data.record_dir`` are damaged in place, as by a failing disk:
+the next read meets it). The fault comes through :func:`lwcl.main.run`'s ``on_step`` hook, so the production
+loop has no test-only code.
 """
 
 import errno
