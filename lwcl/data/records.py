@@ -36,12 +36,15 @@ ENCODINGS = ("raw", "png", "jpeg")
 # the default compression, about twice as fast to read (15 -> 7 us a Fashion-MNIST record).
 WRITER_OPTIONS = "group_size:1,zstd:1"
 MAX_CLASSES = 1 << 20
+MAX_IMAGE_BYTES = 1 << 31  # H * W * C of one image: past it a shape is nonsense (NumPy cannot hold a batch)
 _MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # PIL image modes read as uint8, and their channels
 _WARNED = set()  # folders without a manifest warned about (once a process)
 
 
 def _integer(v) -> int:
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+  if isinstance(v, int) and not isinstance(v, bool):  # any size (math.isfinite overflows past 1e308)
+    return v
+  if not isinstance(v, float) or not math.isfinite(v) or v != int(v):
     raise ValueError(f"{v!r} is not an integer")
   return int(v)
 
@@ -112,6 +115,8 @@ class FeatureSpec:
     problem = None
     if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
       problem = f"image.shape {list(shape)} is not [H, W, C]"
+    elif math.prod(max(d, 1) for d in shape) > MAX_IMAGE_BYTES:
+      problem = f"image.shape {str(list(shape))[:60]} needs over {MAX_IMAGE_BYTES} bytes an image"
     elif min(shape) == 0 and encoding == "raw":
       problem = f"raw images need a fixed image.shape, not {list(shape)}"
     elif dtype != "uint8":
@@ -314,6 +319,10 @@ class RecordReader:
       raise DataError(f"the images of {where} vary in size; set --config.data.image_size (e.g. 224) to read "
                       "them at one size")
     c = spec.image_shape[2]
+    if self.image_size and c not in _MODES.values():  # resized by PIL (lwcl.data.image_ops): 1-4 channels
+      raise DataError(f"the images of {where} have {c} channels; data.image_size resizes images of 1 to 4 "
+                      f"channels only: read them at their stored size (--config.data.image_size=0) or fix "
+                      f"image.shape in {FEATURES_FILE}")
     self.image_shape = (self.image_size, self.image_size, c) if self.image_size else tuple(spec.image_shape)
     self.stats = spec.stats if train and not self.image_size else None
     self._digests = shards.verify_files(paths, expected, self._listed_by)  # every byte, before any read
@@ -369,8 +378,8 @@ class RecordReader:
         records = readers[k].read(local[rows].tolist())
       except Exception as e:  # pylint: disable=broad-except  (riegeli: RuntimeError on a corrupt chunk)
         first = str(e).splitlines()[0][:160] if str(e) else ""
-        raise DataError(f"cannot read records of {self.paths[k]} ({type(e).__name__}: {first}): changed or "
-                        f"corrupted since it was opened; restore it or {REWRITE}") from None
+        raise DataError(f"cannot read records of {self.paths[k]} ({type(e).__name__}: {first}): damaged on "
+                        f"disk, or changed since it was verified; restore it or {REWRITE}") from None
       for i, rec in zip(rows, records):
         out[i] = rec
     return out

@@ -64,6 +64,21 @@ def stale_shards(workdir):
     records.write_split(d, split, [(x, y)], spec, shards)
 
 
+def record_folder(shape=(4, 4, 1), features=None):
+  """A set-up writing a record folder (DATADIR: 40 training, 20 test examples of ``shape``, one shard each)
+  whose features.json then holds ``features`` (a JSON text, without a manifest) when given: the shards
+  written by lwcl, the spec edited by hand."""
+  def setup(workdir):
+    d = os.path.join(os.path.dirname(workdir), "data")
+    spec = records.FeatureSpec(shape, "raw", 10)
+    for split, n in (("train", 40), ("test", 20)):
+      records.write_split(d, split, [(np.zeros((n, *shape), np.uint8), np.arange(n) % 10)], spec)
+    if features is not None:
+      with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
+        f.write(features)
+  return setup
+
+
 def float_idx_images(workdir):
   """An IDX folder (DATADIR) whose training images are float32 in [0, 1] (type 0x0D)."""
   d = os.path.join(os.path.dirname(workdir), "data")
@@ -177,6 +192,26 @@ CASES = {
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
+    "Data: an image shape the model cannot take": ([DEFAULT, "--workdir=WORKDIR", *T,
+                                                    "--config.data.record_dir=DATADIR"],
+                                                   ["model.name=convnet cannot take images of shape [64, 1, 1]",
+                                                    "ZeroDivisionError", "features.json: image.shape"],
+                                                   record_folder((64, 1, 1))),
+    "Data: data.image_size=1": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR",
+                                 "--config.data.image_size=1"],
+                                ["cannot take images of shape [1, 1, 1]", "a larger --config.data.image_size"],
+                                record_folder()),
+    "Data: features.json image.shape of 10**400": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["features.json: image.shape [1000000000", "needs over 2147483648 bytes an image"],
+        record_folder(features='{"image": {"shape": [1%s, 4, 1]}, "label": {"num_classes": 10}}' % ("0" * 400))),
+    "Data: features.json image.shape of 10**12 pixels": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["image.shape [1000000, 1000000, 1] needs over"],
+        record_folder(features='{"image": {"shape": [1000000, 1000000, 1]}, "label": {"num_classes": 10}}')),
+    "Data: 16 channels resized by data.image_size": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR", "--config.data.image_size=8"],
+        ["have 16 channels", "1 to 4 channels only", "--config.data.image_size=0"], record_folder((2, 2, 16))),
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
