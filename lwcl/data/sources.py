@@ -19,6 +19,7 @@ from lwcl.core.options import Option
 from lwcl.data import idx, records
 from lwcl.data.lazy import LazyImages, StreamOptions
 from lwcl.errors import DataError
+from lwcl.platform import quiet
 
 SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
 STREAMED = ("arrayrecord", "tfds_stream")  # sources read batch by batch (train.steps_per_dispatch = 1)
@@ -220,8 +221,9 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
     try:  # what is prepared loads without the network; only a missing data set is downloaded
-      (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
-                                      as_supervised=True, with_info=True, download=False)
+      with quiet.warnings_of("tensorflow_datasets"):  # e.g. a folder without dataset_info.json: said below
+        (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
+                                        as_supervised=True, with_info=True, download=False)
     except Exception:  # pylint: disable=broad-except  (not prepared: TFDS's AssertionError or its own kinds)
       if not download:
         raise

@@ -15,6 +15,7 @@ import os
 
 from lwcl.data import records
 from lwcl.errors import DataError
+from lwcl.platform import quiet
 
 
 def _builder(name: str, data_dir: str | None):
@@ -25,12 +26,14 @@ def _builder(name: str, data_dir: str | None):
   except ImportError as e:
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with quiet.warnings_of("tensorflow_datasets"):  # e.g. a folder without dataset_info.json: said below
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
   except Exception as e:  # TFDS raises many kinds for an unknown or unregistered name
     first = str(e).splitlines()[0] if str(e) else ""
     raise DataError(f"unknown TFDS data set '{name}' ({type(e).__name__}: {first}); check "
                     "--config.data.name") from None
-  if not builder.is_prepared():
+  if not prepared:
     raise DataError(f"TFDS data set '{name}' is not prepared in {builder.data_dir}; prepare it with `tfds build "
                     f"{name} --file_format=array_record --data_dir=DIR` and set --config.data.data_dir=DIR")
   fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
