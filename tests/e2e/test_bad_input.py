@@ -9,6 +9,7 @@ subprocesses (each costs about an import of JAX).
 import ast
 import concurrent.futures
 import glob
+import json
 import os
 import signal
 import subprocess
@@ -76,6 +77,23 @@ def record_folder(shape=(4, 4, 1), features=None):
     if features is not None:
       with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
         f.write(features)
+  return setup
+
+
+def orders_results(edit=None, text=None):
+  """A set-up writing DATADIR/results.json: a finished num_orders run's results (2 orders of 2 tasks),
+  changed by ``edit`` (a function of the dict), or ``text`` instead (None: no file, an empty DATADIR)."""
+  def setup(workdir):
+    d = os.path.join(os.path.dirname(workdir), "data")
+    os.makedirs(d)
+    orders = [{"order": r, "tasks": names, "acc": 0.7, "accuracy_matrix": [[0.9, 0.1], [0.6, 0.8]]}
+              for r, names in enumerate((["a", "b"], ["b", "a"]))]
+    results = {"kind": "orders", "method": "ewc", "orders": orders, "config": {"method": {"strength": 1.0}}}
+    if edit is not None:
+      edit(results)
+    if text is not None or edit is not None:
+      with open(os.path.join(d, "results.json"), "w") as f:
+        f.write(json.dumps(results) if text is None else text)
   return setup
 
 
@@ -216,6 +234,25 @@ CASES = {
         [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=tfds_stream", "--config.data.name=mnist",
          "--config.data.data_dir=DATADIR"], ["TFDS data set 'mnist' is not prepared in", "tfds build mnist"],
         lambda workdir: os.makedirs(os.path.join(os.path.dirname(workdir), "data", "mnist", "3.0.1"))),
+    "Studies: order_spread on a run whose orders are empty": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json: orders is [], not a non-empty list", "finished num_orders run"],
+        orders_results(lambda r: r.update(orders=[]))),
+    "Studies: order_spread on acc null": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+                                          ["results.json: orders.1.acc is null, not a finite number"],
+                                          orders_results(lambda r: r["orders"][1].update(acc=None))),
+    "Studies: order_spread without results.json": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR",
+                                                    "DATADIR"], ["results.json not found", "--config.num_orders"],
+                                                   orders_results()),
+    "Studies: order_spread on results.json not JSON": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json is not valid JSON (Expecting"], orders_results(text='{"orders": [')),
+    "Studies: order_spread on results.json a list": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json holds a JSON list, not a run's results object"], orders_results(text="[1, 2]")),
+    "Studies: order_spread --resamples=0": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR",
+                                             "--resamples=0"], ["--resamples=0 must be at least 1"],
+                                            orders_results(lambda r: None)),
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
