@@ -195,36 +195,41 @@ def write_split(directory: str, split: str, chunks, spec: FeatureSpec, num_shard
   splits kept). Shards of the split from an earlier write with another count are refused when read.
 
   Returns the number of examples written.
+  Raises:
+    DataError: an encoding not in :data:`ENCODINGS`, ``directory`` a file, or a write that fails (a full
+      disk, too many shards open): the split written in part is then refused when read.
   """
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
-  os.makedirs(directory, exist_ok=True)
+  if spec.encoding not in ENCODINGS:
+    raise DataError(f"image encoding '{spec.encoding}' is not one of {ENCODINGS}; pick one of them")
   names = [shards.shard_name(split, i, num_shards) for i in range(num_shards)]
-  writers = [ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS) for name in names]
-  n, shard_labels = 0, [[] for _ in range(num_shards)]
-  try:
-    for images, labels in chunks:
-      for x, y in zip(images, labels):
-        writers[n % num_shards].write(serialize(encode_image(np.asarray(x), spec.encoding), int(y), spec))
-        shard_labels[n % num_shards].append(int(y))
-        n += 1
-  finally:
-    for w in writers:
-      w.close()
-  for name, labels in zip(names, shard_labels):  # the labels beside each shard: read once, not parsed again
-    np.save(os.path.join(directory, name + LABELS_SUFFIX), np.asarray(labels, np.int32))
-  splits = shards.recorded_splits(directory)
-  splits[split] = {"layout": shards.INTERLEAVED, "examples": n, "written_as": spec.written_as(),
-                   "shards": [shards.shard_entry(directory, name, len(labels))
-                              for name, labels in zip(names, shard_labels)]}
-  shards.write_features_file(directory, {**spec.to_json(), "splits": splits})
+  n, shard_labels, writers = 0, [[] for _ in range(num_shards)], []
+  with shards.writing(directory):
+    try:
+      writers += [ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS) for name in names]
+      for images, labels in chunks:
+        for x, y in zip(images, labels):
+          writers[n % num_shards].write(serialize(encode_image(np.asarray(x), spec.encoding), int(y), spec))
+          shard_labels[n % num_shards].append(int(y))
+          n += 1
+    finally:
+      for w in writers:
+        w.close()
+    for name, labels in zip(names, shard_labels):  # the labels beside each shard: read once, not parsed again
+      np.save(os.path.join(directory, name + LABELS_SUFFIX), np.asarray(labels, np.int32))
+    splits = shards.recorded_splits(directory)
+    splits[split] = {"layout": shards.INTERLEAVED, "examples": n, "written_as": spec.written_as(),
+                     "shards": [shards.shard_entry(directory, name, len(labels))
+                                for name, labels in zip(names, shard_labels)]}
+    shards.write_features_file(directory, {**spec.to_json(), "splits": splits})
   return n
 
 
 def write_features(directory: str, spec: FeatureSpec) -> None:
   """Writes ``features.json``: ``spec``, and the manifest of the splits written so far."""
-  os.makedirs(directory, exist_ok=True)
-  splits = shards.recorded_splits(directory)
-  shards.write_features_file(directory, {**spec.to_json(), **({"splits": splits} if splits else {})})
+  with shards.writing(directory):
+    splits = shards.recorded_splits(directory)
+    shards.write_features_file(directory, {**spec.to_json(), **({"splits": splits} if splits else {})})
 
 
 def write_dataset(directory: str, train: tuple, test: tuple, class_names=(), encoding: str = "raw",

@@ -253,6 +253,8 @@ CASES = {
     "Studies: order_spread --resamples=0": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR",
                                              "--resamples=0"], ["--resamples=0 must be at least 1"],
                                             orders_results(lambda r: None)),
+    "Data: bench stream write --out a file": (["-m", "lwcl.benchmarks", "stream", "write", "--out=WORKDIR",
+                                               "--copies=1"], ["WORKDIR is a file, not a folder"], write_file),
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
