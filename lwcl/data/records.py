@@ -268,6 +268,15 @@ def read_spec(directory: str) -> FeatureSpec:
   return FeatureSpec.from_json(d, path)
 
 
+def warn_unlisted(directory: str, spec: FeatureSpec) -> None:
+  """Warns (once a process) that the folder's features.json lists no shards; called once its splits are
+  read (a folder refused is reported by its error line alone)."""
+  if spec.splits is None and directory not in _WARNED:
+    _WARNED.add(directory)
+    logging.warning("%s/%s lists no shards (written by an older lwcl): shards read one after the other, labels "
+                    "parsed from the records; rewrite the folder to have them verified", directory, FEATURES_FILE)
+
+
 class RecordReader:
   """Random access to one split of a record folder, verified when opened (:mod:`lwcl.data.shards`).
 
@@ -285,11 +294,6 @@ class RecordReader:
                         f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
                         "--config.data.record_dir / data.train_split / data.test_split")
       shards.check_shard_set(found, where)
-      if directory not in _WARNED:
-        _WARNED.add(directory)
-        logging.warning("%s/%s lists no shards (written by an older lwcl): shards read one after the other, "
-                        "labels parsed from the records; rewrite the folder to have them verified",
-                        directory, FEATURES_FILE)
       self._open(found, spec, where, split == "train", image_size)
       return
     manifest = spec.splits.get(split)

@@ -276,7 +276,9 @@ def load_record_dataset(data_config) -> ImageDataset:
   size = int(data_config.get("image_size", 0) or 0)
   train = records.RecordReader(directory, data_config.train_split, spec, size)
   test = records.RecordReader(directory, data_config.test_split, spec, size)
-  return streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
+  dataset = streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
+  records.warn_unlisted(directory, spec)  # after the checks: a refused folder gets its error line alone
+  return dataset
 
 
 def streamed_dataset(data_config, train, test, spec, source: str) -> ImageDataset:

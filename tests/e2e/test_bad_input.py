@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from lwcl.data import records
+from lwcl.data import records, shards
 from lwcl.data.synthetic import write_idx
 from lwcl.io import lock as workdir_lock
 
@@ -61,23 +61,64 @@ def stale_shards(workdir):
   d = os.path.join(os.path.dirname(workdir), "data")
   spec = records.FeatureSpec((4, 4, 1), "raw", 10)
   x, y = np.zeros((40, 4, 4, 1), np.uint8), np.arange(40) % 10
-  for split, shards in (("train", 2), ("test", 1), ("train", 1)):
-    records.write_split(d, split, [(x, y)], spec, shards)
+  for split, count in (("train", 2), ("test", 1), ("train", 1)):
+    records.write_split(d, split, [(x, y)], spec, count)
 
 
-def record_folder(shape=(4, 4, 1), features=None):
+def record_folder(shape=(4, 4, 1), features=None, tamper=None):
   """A set-up writing a record folder (DATADIR: 40 training, 20 test examples of ``shape``, one shard each)
   whose features.json then holds ``features`` (a JSON text, without a manifest) when given: the shards
-  written by lwcl, the spec edited by hand."""
+  written by lwcl, the spec edited by hand; ``tamper(folder)`` then changes it."""
   def setup(workdir):
     d = os.path.join(os.path.dirname(workdir), "data")
     spec = records.FeatureSpec(shape, "raw", 10)
     for split, n in (("train", 40), ("test", 20)):
-      records.write_split(d, split, [(np.zeros((n, *shape), np.uint8), np.arange(n) % 10)], spec)
+      x = np.random.default_rng(n).integers(0, 256, (n, *shape), np.uint8)
+      records.write_split(d, split, [(x, np.arange(n) % 10)], spec)
     if features is not None:
       with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
         f.write(features)
+    if tamper is not None:
+      tamper(d)
   return setup
+
+
+def edit_features(d, edit):
+  """``edit`` applied to d/features.json, which is then written as lwcl would (its digest recomputed)."""
+  with open(os.path.join(d, records.FEATURES_FILE)) as f:
+    body = json.load(f)
+  edit(body)
+  body.pop("sha256", None)
+  shards.write_features_file(d, body)
+
+
+TRAIN_SHARD = "train.array_record-00000-of-00001"
+
+
+def garbage_labels(d):
+  """The training shard's labels file replaced by garbage, and its digest in the manifest with it (the
+  manifest recomputed: what only its digests would have caught)."""
+  side = os.path.join(d, TRAIN_SHARD + records.LABELS_SUFFIX)
+  with open(side, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00garbage")
+  edit_features(d, lambda j: j["splits"]["train"]["shards"][0].update(labels_sha256=shards.file_digest(side)[1]))
+
+
+def unlisted(damage):
+  """features.json without its manifest (as an older lwcl wrote it), then ``damage`` to the training
+  shard (a file opened r+b): nothing recorded to check it by."""
+  def tamper(d):
+    edit_features(d, lambda j: j.pop("splits"))
+    with open(os.path.join(d, TRAIN_SHARD), "r+b") as f:
+      damage(f)
+  return tamper
+
+
+def flip_records(f):  # 16 bytes inside the records (the tiny shard's records fill its first 2 KB)
+  f.seek(1024)
+  data = f.read(16)
+  f.seek(1024)
+  f.write(bytes(b ^ 0xFF for b in data))
 
 
 def orders_results(edit=None, text=None):
@@ -255,6 +296,21 @@ CASES = {
                                             orders_results(lambda r: None)),
     "Data: bench stream write --out a file": (["-m", "lwcl.benchmarks", "stream", "write", "--out=WORKDIR",
                                                "--copies=1"], ["WORKDIR is a file, not a folder"], write_file),
+    "Data: a garbage labels file, its digest recomputed": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        [f"{TRAIN_SHARD}.labels.npy is not a NumPy labels file", "delete it"],
+        record_folder(tamper=garbage_labels)),
+    "Data: a shard truncated, no manifest": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        [f"{TRAIN_SHARD} holds 0 records, its labels file 40", "restore it"],
+        record_folder(tamper=unlisted(lambda f: f.truncate(f.seek(0, 2) // 2)))),
+    "Data: bytes flipped in a shard, no manifest": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["cannot read records of", TRAIN_SHARD, "Corrupted Riegeli/records file", "restore it"],
+        record_folder(tamper=unlisted(flip_records))),
+    "Data: features.json a JSON list": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+                                        ["features.json holds a JSON list, not an object"],
+                                        record_folder(features="[28, 28, 1]")),
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
