@@ -62,6 +62,20 @@ def _stats_problem(stats, channels: int) -> str | None:
   return None
 
 
+def spec_problem(shape: tuple, dtype: str, num_classes: int) -> str | None:
+  """What is wrong with a feature spec's image shape ``(H, W, C)`` (0: varying), dtype and class count
+  (a spec of lwcl's or of a TFDS data set, :mod:`lwcl.data.tfds_stream`), or None."""
+  if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
+    return f"image.shape {list(shape)} is not [H, W, C]"
+  if math.prod(max(d, 1) for d in shape) > MAX_IMAGE_BYTES:
+    return f"image.shape {str(list(shape))[:60]} needs over {MAX_IMAGE_BYTES} bytes an image"
+  if dtype != "uint8":
+    return f"image.dtype {dtype} is not uint8"
+  if not 1 <= num_classes <= MAX_CLASSES:
+    return f"label.num_classes={num_classes} is not in [1, {MAX_CLASSES}]"
+  return None
+
+
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
   """What the records of a folder hold (``features.json``).
@@ -112,26 +126,19 @@ class FeatureSpec:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
       raise DataError(f"feature spec {where} lacks or mistypes {e}; give image.shape [H, W, C] and "
                       "label.num_classes (see lwcl.data.records.FeatureSpec)") from None
-    problem = None
-    if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
-      problem = f"image.shape {list(shape)} is not [H, W, C]"
-    elif math.prod(max(d, 1) for d in shape) > MAX_IMAGE_BYTES:
-      problem = f"image.shape {str(list(shape))[:60]} needs over {MAX_IMAGE_BYTES} bytes an image"
-    elif min(shape) == 0 and encoding == "raw":
-      problem = f"raw images need a fixed image.shape, not {list(shape)}"
-    elif dtype != "uint8":
-      problem = f"image.dtype {dtype} is not uint8"
-    elif encoding not in ENCODINGS:
-      problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
-    elif not 1 <= num_classes <= MAX_CLASSES:
-      problem = f"label.num_classes={num_classes} is not in [1, {MAX_CLASSES}]"
-    elif names and (not isinstance(names, list) or len(names) != num_classes
-                    or not all(isinstance(n, (str, int)) for n in names)):
-      problem = f"label.names is not a list of {num_classes} names (one per class)"
-    elif not all(isinstance(k, str) and k for k in keys):
-      problem = f"image_key / label_key {list(keys)} are not feature names"
-    else:
-      problem = _stats_problem(d.get("stats"), shape[2])
+    problem = spec_problem(shape, str(dtype), num_classes)
+    if problem is None:
+      if min(shape) == 0 and encoding == "raw":
+        problem = f"raw images need a fixed image.shape, not {list(shape)}"
+      elif encoding not in ENCODINGS:
+        problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
+      elif names and (not isinstance(names, list) or len(names) != num_classes
+                      or not all(isinstance(n, (str, int)) for n in names)):
+        problem = f"label.names is not a list of {num_classes} names (one per class)"
+      elif not all(isinstance(k, str) and k for k in keys):
+        problem = f"image_key / label_key {list(keys)} are not feature names"
+      else:
+        problem = _stats_problem(d.get("stats"), shape[2])
     if problem:
       raise DataError(f"feature spec {where}: {problem}; fix it (see lwcl.data.records.FeatureSpec)")
     splits = d.get("splits")

@@ -250,6 +250,9 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
   if train_x.ndim != 4:
     raise DataError(f"TFDS data set '{name}' has images of shape {train_x.shape[1:]}, expected "
                     "[H, W, C]; choose an image-classification data set")
+  if not 1 <= num_classes <= records.MAX_CLASSES:  # e.g. a damaged features.json (sizes every label mask)
+    raise DataError(f"TFDS data set '{name}' declares {num_classes} classes, not in [1, {records.MAX_CLASSES}]; "
+                    "prepare it again, or choose another data set")
   return ImageDataset(name, np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32),
                       np.asarray(test_x, np.uint8), np.asarray(test_y, np.int32), num_classes, names,
                       "tfds")

@@ -196,3 +196,20 @@ def test_tfds_data_set_prepared_as_array_record_streams(tmp_path):
   assert res["data_source"].startswith("tfds_stream:") and np.isfinite(res["final_train_loss"]).all()
   with pytest.raises(DataError, match="is not prepared"):
     sources.load_dataset(data_config(name="lwcl_stream_tiny", source="tfds_stream", data_dir=str(tmp_path)))
+  # Its features.json damaged, read by lwcl.main (a process without the builder's code: TFDS reads the
+  # files). Issue 32: 10**11 classes ran until the kernel killed it (70 s); a file that is not JSON was
+  # reported as an unknown data set name.
+  for name, edit, fragment in (
+      ("classes", lambda t: t.replace('"numClasses": "4"', '"numClasses": "100000000000"'),
+       "label.num_classes=100000000000 is not in [1, 1048576] (its features.json)"),
+      ("not_json", lambda t: t[:40], "cannot read the metadata of TFDS data set 'lwcl_stream_tiny' in")):
+    damaged = shutil.copytree(data_dir, str(tmp_path / name))
+    path = os.path.join(damaged, "lwcl_stream_tiny", "1.0.0", "features.json")
+    with open(path) as f:
+      text = f.read()
+    with open(path, "w") as f:
+      f.write(edit(" ".join(text.split()).replace("{ ", "{").replace(" }", "}")))
+    proc = _cli(str(tmp_path / f"w_{name}"), "--config.data.source=tfds_stream", "--config.data.name=lwcl_stream_tiny",
+                f"--config.data.data_dir={damaged}")
+    line = assert_one_line_error(proc, fragment)
+    assert proc.stderr.strip() == line, proc.stderr[-3000:]
