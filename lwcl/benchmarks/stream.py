@@ -98,7 +98,7 @@ def main(argv: list) -> None:
   parser.add_argument("what", choices=("write", "throughput"))
   parser.add_argument("--out", default="", help="write: the record folder to write (required)")
   parser.add_argument("--copies", type=int, default=10)
-  parser.add_argument("--encoding", default="raw")
+  parser.add_argument("--encoding", default="raw", choices=("raw", "png", "jpeg"))
   parser.add_argument("--shards", type=int, default=8, help="write: training shards, at least 1")
   parser.add_argument("--record_dir", default="")
   parser.add_argument("--batches", type=int, default=200)
@@ -110,6 +110,12 @@ def main(argv: list) -> None:
   if args.what == "write" and (args.shards < 1 or args.copies < 1):
     parser.error(f"--shards={args.shards} --copies={args.copies}: both must be at least 1")
   if args.what == "write":
-    print(json.dumps(write_copies(args.out, args.copies, args.encoding, args.shards)))
+    from lwcl.data.shards import check_folder  # pylint: disable=g-import-not-at-top
+    from lwcl.errors import LwclError, exit_with  # pylint: disable=g-import-not-at-top
+    try:
+      check_folder(args.out)  # before Fashion-MNIST is read
+      print(json.dumps(write_copies(args.out, args.copies, args.encoding, args.shards)))
+    except LwclError as e:  # --out a file, a full disk, too many shards open: one line
+      exit_with(e)
   else:
     print(json.dumps(throughput(args.record_dir, args.batches, args.threads, args.set)))

@@ -39,7 +39,7 @@ import re
 from lwcl import platform
 from lwcl.errors import Interrupted, LwclError, exit_with
 from lwcl.io import safe_files
-from lwcl.platform import interrupts
+from lwcl.platform import interrupts, quiet
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 PAIRED_CSV = "comparison_paired.csv"
@@ -423,6 +423,7 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: b
 
 def main(argv=None) -> None:
   interrupts.install()  # Ctrl-C raised at safe points only (lwcl.platform.interrupts)
+  quiet.install()  # no echo of a failed checkpoint write around its error line (lwcl.platform.quiet)
   parser = argparse.ArgumentParser(prog="bin/compare", description=__doc__.splitlines()[0])
   parser.add_argument("configs", nargs="+", metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True, help="folder for the runs, the table and the plot")

@@ -13,13 +13,12 @@ exit status 2; Ctrl-C ends with one line ``stopped: <where>; <how to resume>`` a
 from __future__ import annotations
 
 import functools
-import logging as std_logging
 import os
 import re
 import sys
 from typing import Callable
 
-# TensorFlow (inside tensorflow-datasets and the TensorBoard writer) logs start-up chatter; keep warnings.
+# TensorFlow (inside tensorflow-datasets) logs start-up chatter; keep warnings (lwcl.platform.quiet).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags, logging
@@ -28,7 +27,7 @@ from ml_collections import config_flags
 from lwcl import platform
 from lwcl.config import files as config_files
 from lwcl.errors import Interrupted, LwclError, exit_with
-from lwcl.platform import interrupts
+from lwcl.platform import interrupts, quiet
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().",
@@ -148,8 +147,6 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   if not FLAGS.workdir:
     fail("no workdir given; pass --workdir=DIR (results and checkpoints go there)")
   logging.set_verbosity(logging.WARNING)
-  std_logging.getLogger("absl").addFilter(_drop_reraised_orbax_errors)
-  sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
   try:
     interrupts.check()
     from lwcl.runs import driver  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
@@ -166,30 +163,12 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   print(f"results: {FLAGS.workdir}/results.json", flush=True)
 
 
-def _drop_reraised_orbax_errors(record) -> bool:
-  """A logging filter: orbax logs an exception of its writer threads with its traceback, then raises it to
-  the caller, where it becomes one error line (e.g. a full disk, ``driver.run``); the log copy is dropped."""
-  return not (record.exc_info and f"{os.sep}orbax{os.sep}" in record.pathname)
-
-
-def _drop_closed_loop_callbacks(default: Callable) -> Callable:
-  """A ``sys.unraisablehook`` that drops ``RuntimeError('Event loop is closed')`` and passes anything else to
-  ``default``. When orbax's restore of a corrupt checkpoint fails, TensorStore's other reads complete after
-  orbax's event loop has closed, and each callback's error is printed as an unraisable traceback above the
-  one line that reports the corrupt checkpoint (:mod:`lwcl.io.checkpoint`)."""
-  def hook(unraisable):
-    error = unraisable.exc_value
-    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-      return
-    default(unraisable)
-  return hook
-
-
 def run(on_step: Callable[[int], None] | None = None) -> None:
   """Parses the command line and runs it; ``on_step(global_step)`` is called after every train step (a
   hook for fault-injection tests, see ``tests/fault_run.py``). Applies lwcl's process settings first
   (:func:`lwcl.platform.configure`: XLA:CPU flags, compilation cache), before any JAX computation."""
   interrupts.install()  # Ctrl-C raised at safe points only (lwcl.platform.interrupts)
+  quiet.install()  # no echo of a failed checkpoint write around its error line (lwcl.platform.quiet)
   try:
     platform.configure()
   except LwclError as e:  # e.g. a value in XLA_FLAGS that XLA would abort on

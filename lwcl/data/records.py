@@ -36,12 +36,15 @@ ENCODINGS = ("raw", "png", "jpeg")
 # the default compression, about twice as fast to read (15 -> 7 us a Fashion-MNIST record).
 WRITER_OPTIONS = "group_size:1,zstd:1"
 MAX_CLASSES = 1 << 20
+MAX_IMAGE_BYTES = 1 << 31  # H * W * C of one image: past it a shape is nonsense (NumPy cannot hold a batch)
 _MODES = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}  # PIL image modes read as uint8, and their channels
 _WARNED = set()  # folders without a manifest warned about (once a process)
 
 
 def _integer(v) -> int:
-  if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+  if isinstance(v, int) and not isinstance(v, bool):  # any size (math.isfinite overflows past 1e308)
+    return v
+  if not isinstance(v, float) or not math.isfinite(v) or v != int(v):
     raise ValueError(f"{v!r} is not an integer")
   return int(v)
 
@@ -56,6 +59,20 @@ def _stats_problem(stats, channels: int) -> str | None:
       for k in ("mean", "std"))
   if not ok or min(stats["std"]) <= 0:
     return f"stats {json.dumps(stats)[:60]} is not {{'mean': [{channels} numbers], 'std': [{channels} positive]}}"
+  return None
+
+
+def spec_problem(shape: tuple, dtype: str, num_classes: int) -> str | None:
+  """What is wrong with a feature spec's image shape ``(H, W, C)`` (0: varying), dtype and class count
+  (a spec of lwcl's or of a TFDS data set, :mod:`lwcl.data.tfds_stream`), or None."""
+  if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
+    return f"image.shape {list(shape)} is not [H, W, C]"
+  if math.prod(max(d, 1) for d in shape) > MAX_IMAGE_BYTES:
+    return f"image.shape {str(list(shape))[:60]} needs over {MAX_IMAGE_BYTES} bytes an image"
+  if dtype != "uint8":
+    return f"image.dtype {dtype} is not uint8"
+  if not 1 <= num_classes <= MAX_CLASSES:
+    return f"label.num_classes={num_classes} is not in [1, {MAX_CLASSES}]"
   return None
 
 
@@ -109,24 +126,19 @@ class FeatureSpec:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
       raise DataError(f"feature spec {where} lacks or mistypes {e}; give image.shape [H, W, C] and "
                       "label.num_classes (see lwcl.data.records.FeatureSpec)") from None
-    problem = None
-    if len(shape) != 3 or min(shape) < 0 or shape[2] < 1:
-      problem = f"image.shape {list(shape)} is not [H, W, C]"
-    elif min(shape) == 0 and encoding == "raw":
-      problem = f"raw images need a fixed image.shape, not {list(shape)}"
-    elif dtype != "uint8":
-      problem = f"image.dtype {dtype} is not uint8"
-    elif encoding not in ENCODINGS:
-      problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
-    elif not 1 <= num_classes <= MAX_CLASSES:
-      problem = f"label.num_classes={num_classes} is not in [1, {MAX_CLASSES}]"
-    elif names and (not isinstance(names, list) or len(names) != num_classes
-                    or not all(isinstance(n, (str, int)) for n in names)):
-      problem = f"label.names is not a list of {num_classes} names (one per class)"
-    elif not all(isinstance(k, str) and k for k in keys):
-      problem = f"image_key / label_key {list(keys)} are not feature names"
-    else:
-      problem = _stats_problem(d.get("stats"), shape[2])
+    problem = spec_problem(shape, str(dtype), num_classes)
+    if problem is None:
+      if min(shape) == 0 and encoding == "raw":
+        problem = f"raw images need a fixed image.shape, not {list(shape)}"
+      elif encoding not in ENCODINGS:
+        problem = f"image.encoding '{encoding}' is not one of {ENCODINGS}"
+      elif names and (not isinstance(names, list) or len(names) != num_classes
+                      or not all(isinstance(n, (str, int)) for n in names)):
+        problem = f"label.names is not a list of {num_classes} names (one per class)"
+      elif not all(isinstance(k, str) and k for k in keys):
+        problem = f"image_key / label_key {list(keys)} are not feature names"
+      else:
+        problem = _stats_problem(d.get("stats"), shape[2])
     if problem:
       raise DataError(f"feature spec {where}: {problem}; fix it (see lwcl.data.records.FeatureSpec)")
     splits = d.get("splits")
@@ -190,36 +202,41 @@ def write_split(directory: str, split: str, chunks, spec: FeatureSpec, num_shard
   splits kept). Shards of the split from an earlier write with another count are refused when read.
 
   Returns the number of examples written.
+  Raises:
+    DataError: an encoding not in :data:`ENCODINGS`, ``directory`` a file, or a write that fails (a full
+      disk, too many shards open): the split written in part is then refused when read.
   """
   from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=g-import-not-at-top
-  os.makedirs(directory, exist_ok=True)
+  if spec.encoding not in ENCODINGS:
+    raise DataError(f"image encoding '{spec.encoding}' is not one of {ENCODINGS}; pick one of them")
   names = [shards.shard_name(split, i, num_shards) for i in range(num_shards)]
-  writers = [ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS) for name in names]
-  n, shard_labels = 0, [[] for _ in range(num_shards)]
-  try:
-    for images, labels in chunks:
-      for x, y in zip(images, labels):
-        writers[n % num_shards].write(serialize(encode_image(np.asarray(x), spec.encoding), int(y), spec))
-        shard_labels[n % num_shards].append(int(y))
-        n += 1
-  finally:
-    for w in writers:
-      w.close()
-  for name, labels in zip(names, shard_labels):  # the labels beside each shard: read once, not parsed again
-    np.save(os.path.join(directory, name + LABELS_SUFFIX), np.asarray(labels, np.int32))
-  splits = shards.recorded_splits(directory)
-  splits[split] = {"layout": shards.INTERLEAVED, "examples": n, "written_as": spec.written_as(),
-                   "shards": [shards.shard_entry(directory, name, len(labels))
-                              for name, labels in zip(names, shard_labels)]}
-  shards.write_features_file(directory, {**spec.to_json(), "splits": splits})
+  n, shard_labels, writers = 0, [[] for _ in range(num_shards)], []
+  with shards.writing(directory):
+    try:
+      writers += [ArrayRecordWriter(os.path.join(directory, name), WRITER_OPTIONS) for name in names]
+      for images, labels in chunks:
+        for x, y in zip(images, labels):
+          writers[n % num_shards].write(serialize(encode_image(np.asarray(x), spec.encoding), int(y), spec))
+          shard_labels[n % num_shards].append(int(y))
+          n += 1
+    finally:
+      for w in writers:
+        w.close()
+    for name, labels in zip(names, shard_labels):  # the labels beside each shard: read once, not parsed again
+      np.save(os.path.join(directory, name + LABELS_SUFFIX), np.asarray(labels, np.int32))
+    splits = shards.recorded_splits(directory)
+    splits[split] = {"layout": shards.INTERLEAVED, "examples": n, "written_as": spec.written_as(),
+                     "shards": [shards.shard_entry(directory, name, len(labels))
+                                for name, labels in zip(names, shard_labels)]}
+    shards.write_features_file(directory, {**spec.to_json(), "splits": splits})
   return n
 
 
 def write_features(directory: str, spec: FeatureSpec) -> None:
   """Writes ``features.json``: ``spec``, and the manifest of the splits written so far."""
-  os.makedirs(directory, exist_ok=True)
-  splits = shards.recorded_splits(directory)
-  shards.write_features_file(directory, {**spec.to_json(), **({"splits": splits} if splits else {})})
+  with shards.writing(directory):
+    splits = shards.recorded_splits(directory)
+    shards.write_features_file(directory, {**spec.to_json(), **({"splits": splits} if splits else {})})
 
 
 def write_dataset(directory: str, train: tuple, test: tuple, class_names=(), encoding: str = "raw",
@@ -258,6 +275,15 @@ def read_spec(directory: str) -> FeatureSpec:
   return FeatureSpec.from_json(d, path)
 
 
+def warn_unlisted(directory: str, spec: FeatureSpec) -> None:
+  """Warns (once a process) that the folder's features.json lists no shards; called once its splits are
+  read (a folder refused is reported by its error line alone)."""
+  if spec.splits is None and directory not in _WARNED:
+    _WARNED.add(directory)
+    logging.warning("%s/%s lists no shards (written by an older lwcl): shards read one after the other, labels "
+                    "parsed from the records; rewrite the folder to have them verified", directory, FEATURES_FILE)
+
+
 class RecordReader:
   """Random access to one split of a record folder, verified when opened (:mod:`lwcl.data.shards`).
 
@@ -275,11 +301,6 @@ class RecordReader:
                         f"{split}.array_record-*); write them (lwcl.data.records.write_split) or fix "
                         "--config.data.record_dir / data.train_split / data.test_split")
       shards.check_shard_set(found, where)
-      if directory not in _WARNED:
-        _WARNED.add(directory)
-        logging.warning("%s/%s lists no shards (written by an older lwcl): shards read one after the other, "
-                        "labels parsed from the records; rewrite the folder to have them verified",
-                        directory, FEATURES_FILE)
       self._open(found, spec, where, split == "train", image_size)
       return
     manifest = spec.splits.get(split)
@@ -314,6 +335,10 @@ class RecordReader:
       raise DataError(f"the images of {where} vary in size; set --config.data.image_size (e.g. 224) to read "
                       "them at one size")
     c = spec.image_shape[2]
+    if self.image_size and c not in _MODES.values():  # resized by PIL (lwcl.data.image_ops): 1-4 channels
+      raise DataError(f"the images of {where} have {c} channels; data.image_size resizes images of 1 to 4 "
+                      f"channels only: read them at their stored size (--config.data.image_size=0) or fix "
+                      f"image.shape in {FEATURES_FILE}")
     self.image_shape = (self.image_size, self.image_size, c) if self.image_size else tuple(spec.image_shape)
     self.stats = spec.stats if train and not self.image_size else None
     self._digests = shards.verify_files(paths, expected, self._listed_by)  # every byte, before any read
@@ -369,8 +394,8 @@ class RecordReader:
         records = readers[k].read(local[rows].tolist())
       except Exception as e:  # pylint: disable=broad-except  (riegeli: RuntimeError on a corrupt chunk)
         first = str(e).splitlines()[0][:160] if str(e) else ""
-        raise DataError(f"cannot read records of {self.paths[k]} ({type(e).__name__}: {first}): changed or "
-                        f"corrupted since it was opened; restore it or {REWRITE}") from None
+        raise DataError(f"cannot read records of {self.paths[k]} ({type(e).__name__}: {first}): damaged on "
+                        f"disk, or changed since it was verified; restore it or {REWRITE}") from None
       for i, rec in zip(rows, records):
         out[i] = rec
     return out

@@ -29,10 +29,12 @@ after shard, and their labels are parsed from the records (no ``.labels.npy`` is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
+from typing import Iterator
 
 import numpy as np
 
@@ -45,6 +47,29 @@ CONCATENATED = "concatenated"  # the shards one after the other (TFDS; folders w
 REWRITE = "rewrite the split (bin/bench stream write, or lwcl.data.records.write_split)"
 _SHARD = re.compile(r"-(\d+)-of-(\d+)$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def check_folder(directory: str) -> None:
+  """Refuses a record folder to write that is a file (DataError)."""
+  if os.path.exists(directory) and not os.path.isdir(directory):
+    raise DataError(f"{directory} is a file, not a folder; pass a folder for the records (it is created when "
+                    "missing)")
+
+
+@contextlib.contextmanager
+def writing(directory: str) -> Iterator[None]:
+  """Creates the record folder ``directory`` (:func:`check_folder`) and turns a write in it that fails
+  (riegeli's ``RuntimeError``, an ``OSError``: a full disk, too many files open) into one DataError naming
+  it."""
+  check_folder(directory)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    yield
+  except (OSError, RuntimeError) as e:
+    text = (e.strerror if isinstance(e, OSError) else "") or " ".join(str(e).split())
+    raise DataError(f"cannot write the records in {directory} ({type(e).__name__}: {text[:200]}); free "
+                    f"space or use fewer shards, then write them again (a split written in part is refused "
+                    "when read)") from None
 
 
 def shard_name(split: str, i: int, n: int) -> str:

@@ -19,6 +19,7 @@ from lwcl.core.options import Option
 from lwcl.data import idx, records
 from lwcl.data.lazy import LazyImages, StreamOptions
 from lwcl.errors import DataError
+from lwcl.platform import quiet
 
 SOURCES = ("auto", "idx", "tfds", "arrayrecord", "tfds_stream")
 STREAMED = ("arrayrecord", "tfds_stream")  # sources read batch by batch (train.steps_per_dispatch = 1)
@@ -233,8 +234,9 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
     try:  # what is prepared loads without the network; only a missing data set is downloaded
-      (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
-                                      as_supervised=True, with_info=True, download=False)
+      with quiet.warnings_of("tensorflow_datasets"):  # e.g. a folder without dataset_info.json: said below
+        (train, test), info = tfds.load(name, split=[train_split, test_split], data_dir=data_dir,
+                                        as_supervised=True, with_info=True, download=False)
     except Exception:  # pylint: disable=broad-except  (not prepared: TFDS's AssertionError or its own kinds)
       if not download:
         raise
@@ -266,6 +268,9 @@ def load_tfds_dataset(name: str, data_dir: str | None, train_split: str = "train
   if train_x.ndim != 4:
     raise DataError(f"TFDS data set '{name}' has images of shape {train_x.shape[1:]}, expected "
                     "[H, W, C]; choose an image-classification data set")
+  if not 1 <= num_classes <= records.MAX_CLASSES:  # e.g. a damaged features.json (sizes every label mask)
+    raise DataError(f"TFDS data set '{name}' declares {num_classes} classes, not in [1, {records.MAX_CLASSES}]; "
+                    "prepare it again, or choose another data set")
   return ImageDataset(name, np.asarray(train_x, np.uint8), np.asarray(train_y, np.int32),
                       np.asarray(test_x, np.uint8), np.asarray(test_y, np.int32), num_classes, names,
                       "tfds")
@@ -292,7 +297,9 @@ def load_record_dataset(data_config) -> ImageDataset:
   size = int(data_config.get("image_size", 0) or 0)
   train = records.RecordReader(directory, data_config.train_split, spec, size)
   test = records.RecordReader(directory, data_config.test_split, spec, size)
-  return streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
+  dataset = streamed_dataset(data_config, train, test, spec, f"arrayrecord:{directory}")
+  records.warn_unlisted(directory, spec)  # after the checks: a refused folder gets its error line alone
+  return dataset
 
 
 def streamed_dataset(data_config, train, test, spec, source: str) -> ImageDataset:

@@ -21,6 +21,7 @@ zeros, never read.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 from typing import Iterator
 
@@ -95,11 +96,17 @@ def stream_batches(data: Examples, batch_size: int, seed: int, task: int, epoch:
                                               prefetch_buffer_size=options.prefetch))
 
 
-def _closing(batches) -> Iterator[dict]:
+def _closing(batches, workers: bool = False) -> Iterator[dict]:
   """The batches of a grain iterator, closed in this thread (read threads joined, worker processes
   stopped) when the epoch ends, the consumer stops early, or a read fails. A DataError met in a worker
   process mid-run then ends the run in its one line: left to grain 0.2, its read thread and the exit
-  handler both stop the workers, and the loser prints a traceback after the line."""
+  handler both stop the workers, and the loser prints a traceback after the line.
+
+  With worker processes (``workers``), batches arrive in shared memory that grain unlinks when their
+  arrays are deleted, and the last ones stay in reference cycles of the closed iterator until the cyclic
+  garbage collector runs: a run that fails soon after the epoch (e.g. on a damaged test split) then ended
+  with Python's ``resource_tracker: ... leaked shared_memory objects`` warning after its error line. They
+  are collected here (one ``gc.collect()`` an epoch)."""
   try:
     yield from batches
   finally:
@@ -107,6 +114,8 @@ def _closing(batches) -> Iterator[dict]:
       batches.close()
     except Exception:  # pylint: disable=broad-except  (closing must not hide the error that ended the epoch)
       pass
+    if workers:
+      gc.collect()
 
 
 def _to_device(batches: Iterator[dict]) -> Iterator[dict]:
@@ -143,4 +152,5 @@ def train_batches(data: Examples, batch_size: int, seed: int, task: int, epoch: 
   either way: ``{'image': uint8 [B, H, W, C], 'label': int32 [B], 'task': int32 [B]}``."""
   if not isinstance(data.images, LazyImages):
     return pipeline.train_batches(data, batch_size, seed, task, epoch, start)
-  return _to_device(_closing(iter(stream_batches(data, batch_size, seed, task, epoch, start))))
+  workers = data.images.options.workers > 0
+  return _to_device(_closing(iter(stream_batches(data, batch_size, seed, task, epoch, start)), workers))

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from lwcl.data import records
 from lwcl.errors import DataError
+from lwcl.platform import quiet
 
 
 def _builder(name: str, data_dir: str | None):
@@ -25,12 +28,19 @@ def _builder(name: str, data_dir: str | None):
   except ImportError as e:
     raise DataError(f"tensorflow-datasets is not installed ({e}); run bin/setup") from None
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
+    with quiet.warnings_of("tensorflow_datasets"):  # e.g. a folder without dataset_info.json: said below
+      builder = tfds.builder(name, data_dir=data_dir)
+      prepared = builder.is_prepared()
   except Exception as e:  # TFDS raises many kinds for an unknown or unregistered name
-    first = str(e).splitlines()[0] if str(e) else ""
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    folder = os.path.join(os.path.expanduser(data_dir or "~/tensorflow_datasets"), name)
+    if os.path.isdir(folder):  # prepared here, but its metadata does not load
+      raise DataError(f"cannot read the metadata of TFDS data set '{name}' in {folder} ({type(e).__name__}: "
+                      f"{first}): its features.json or dataset_info.json is damaged; prepare it again (`tfds "
+                      f"build {name} --file_format=array_record`) or restore them") from None
     raise DataError(f"unknown TFDS data set '{name}' ({type(e).__name__}: {first}); check "
                     "--config.data.name") from None
-  if not builder.is_prepared():
+  if not prepared:
     raise DataError(f"TFDS data set '{name}' is not prepared in {builder.data_dir}; prepare it with `tfds build "
                     f"{name} --file_format=array_record --data_dir=DIR` and set --config.data.data_dir=DIR")
   fmt = getattr(builder.info.file_format, "value", str(builder.info.file_format))
@@ -57,7 +67,12 @@ def feature_spec(builder) -> records.FeatureSpec:
                     "image-classification data set")
   shape = tuple(int(d or 0) for d in shape)  # None: varying sizes, read at data.image_size
   encoding = {"jpeg": "jpeg", "png": "png", None: "png"}.get(getattr(image, "encoding_format", None), "png")
-  num_classes = int(getattr(label, "num_classes", 0))
+  num_classes = int(getattr(label, "num_classes", 0) or 0)
+  # float32 images are stored bit-cast to 4 uint8 channels: read as uint8 they would be other images
+  problem = records.spec_problem(shape, np.dtype(getattr(image, "np_dtype", np.uint8)).name, num_classes)
+  if problem:
+    raise DataError(f"TFDS data set '{builder.name}' in {builder.data_dir}: {problem} (its features.json); "
+                    "lwcl reads uint8 images of a class label: prepare the data set again, or choose another")
   names = tuple(getattr(label, "names", None) or (str(i) for i in range(num_classes)))
   return records.FeatureSpec(shape, encoding, num_classes, names)
 

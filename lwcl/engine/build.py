@@ -40,7 +40,7 @@ from lwcl.engine.replicas import One, Replicas
 from lwcl.errors import ConfigError
 from lwcl.io.results import data_fingerprint
 from lwcl.methods import METHODS, Method, build_method
-from lwcl.models import build_model
+from lwcl.models import build_model, input_problem
 from lwcl.platform import targets, xla_flags
 from lwcl.platform.devices import DataParallel
 
@@ -346,6 +346,7 @@ def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, st
   The model's lowerings are those of ``platforms`` (:func:`lwcl.models.build_model`)."""
   first = scenarios[0]
   model = build_model(config.model, first, steps_per_dispatch, platforms)
+  _check_input(model, first.image_shape, config)
   per_replica = any(not np.array_equal(sc.label_masks, first.label_masks) for sc in scenarios)
   masks = np.stack([sc.label_masks for sc in scenarios]) if per_replica else None
   fns, method, tx, readouts = _parts(config, first, model, preprocess, parallel, eval_batch_size, masks)
@@ -368,6 +369,24 @@ def _stream_parts(config, configs, scenarios, preprocess, parallel, replicas, st
               steps_per_epoch=_steps_per_epoch(streams, config), host_parts=host_parts, task_il_masks=task_il,
               steps=compile_steps(fns, tx, method, parallel, replicas, len(streams) == 1, len(learning_rates) > 1,
                                   task_il))
+
+
+def _check_input(model, image_shape: tuple, config) -> None:
+  """Refuses images the network cannot take (:func:`lwcl.models.input_problem`) before anything is written.
+
+  Raises:
+    ConfigError: naming the model, the image shape, why, and where the shape comes from.
+  """
+  problem = input_problem(model, image_shape)
+  if problem is None:
+    return
+  if int(config.data.get("image_size", 0) or 0):
+    fix = "give a larger --config.data.image_size"
+  else:
+    fix = ("check the data's image shape (a record folder's features.json: image.shape), or choose a model "
+           "that takes it (--config.model.name)")
+  raise ConfigError(f"model.name={config.model.name} cannot take images of shape {list(image_shape)} "
+                    f"({problem}); {fix}")
 
 
 def _task_il_masks(scenarios) -> np.ndarray | None:

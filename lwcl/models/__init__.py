@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from lwcl.core.options import Option, pick
-from lwcl.errors import ConfigError
+from lwcl.errors import ConfigError, LwclError
 from lwcl.models import convnet, imagenet, mlp, resnet
 from lwcl.models.conv import CONV_IMPL, resolve_conv_impl
 from lwcl.models.convnet import convnet_blocks
@@ -141,3 +142,19 @@ def build_model(model_config, scenario, steps_per_dispatch: int = 1, platforms=N
   impl = resolve_conv_impl(model_config.get("conv_impl", "auto"), steps_per_dispatch, platforms, dtype)
   blocks, pool = entry.build(model_config, impl, platforms, dtype)
   return Network(blocks, head, pool, impl, dtype)
+
+
+def input_problem(model: Network, image_shape: tuple) -> str | None:
+  """Why ``model`` cannot take images of ``image_shape`` ``(H, W, C)`` (e.g. too small for its pooling: a
+  layer left with no input), as ``'<error type>: <its first line>'``; None when it can. Its initialisation
+  is traced (``jax.eval_shape``: nothing is computed or allocated)."""
+  x = jax.ShapeDtypeStruct((1,) + tuple(int(d) for d in image_shape), jnp.float32)
+  task = jax.ShapeDtypeStruct((1,), jnp.int32)
+  try:
+    jax.eval_shape(lambda k, x, t: model.init(k, x, t, train=False), jax.random.PRNGKey(0), x, task)
+  except LwclError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (Flax, jax.lax and NumPy raise many kinds)
+    text = " ".join(str(e).split("\n", 1)[0].split())
+    return f"{type(e).__name__}: {text[:160]}"
+  return None

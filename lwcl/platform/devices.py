@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
-from lwcl.platform import processes
+from lwcl.platform import processes, quiet
 
 REPLICA, DATA = "replica", "data"  # the mesh's axes
 
@@ -44,10 +44,10 @@ OPTIONS = (
 
 def hide_gpus_from_tensorflow() -> None:
   """Keeps TensorFlow (used by tensorflow-datasets only) off the accelerators, so it
-  neither grabs GPU memory JAX needs nor initializes CUDA twice. Safe to call many times."""
+  neither grabs GPU memory JAX needs nor initializes CUDA twice; imports it without its start-up lines
+  (:func:`lwcl.platform.quiet.import_tensorflow`). Safe to call many times."""
   try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    tf.config.set_visible_devices([], "GPU")
+    quiet.import_tensorflow().config.set_visible_devices([], "GPU")
   except (ImportError, RuntimeError):  # not installed, or already initialized (then already done)
     pass
 

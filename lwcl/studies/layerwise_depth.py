@@ -31,15 +31,18 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import os
-import sys
+import re
 
 import numpy as np
 
 from lwcl import platform
+from lwcl.errors import LwclError, exit_with
 from lwcl.io.figures import pyplot, save_figure
-from lwcl.studies.outputs import write_study
+from lwcl.studies import inputs
+from lwcl.studies.outputs import check_out, write_study
+
+MOVE_OUT = "move it out of the study folder, or rerun the run to finish"
 
 
 def load_runs(study: str) -> dict:
@@ -47,30 +50,60 @@ def load_runs(study: str) -> dict:
   ``maxrss_kib`` (int, or None without ``maxrss_kib.txt``).
 
   Raises:
-    ValueError: no finished run under ``study``; a run that is not a single-task layer-wise run (no block
-      heads, no per-epoch accuracy, or more than one task).
+    StudyInputError: no finished run under ``study``; a seed folder not named ``seed<s>``; a run that is not
+      a single-task layer-wise run (no block heads, no per-epoch accuracy, or more than one task), or whose
+      results lack or mistype an entry the study uses (:func:`_single_layerwise_run`); a ``maxrss_kib.txt``
+      without a number. A ``ValueError``, as before.
   """
   runs: dict = {}
   for path in sorted(glob.glob(os.path.join(study, "*", "seed*", "results.json"))):
-    with open(path) as f:
-      res = json.load(f)
-    heads = np.asarray(res.get("block_accuracy") or [], np.float64)
-    if res.get("kind", "single") != "single" or heads.size == 0 or not res.get("epoch_accuracy") or \
-        res["scenario"]["num_tasks"] != 1:
-      raise ValueError(f"{path} is not a single-task layer-wise run with per-epoch accuracy; move it out of "
-                       "the study folder, or rerun it with one task and eval.every_epoch=True "
-                       "(as configs/layerwise_fmnist_depth.py)")
-    rss = os.path.join(os.path.dirname(path), "maxrss_kib.txt")
+    seed_dir = os.path.dirname(path)
+    if not re.fullmatch(r"seed\d+", os.path.basename(seed_dir)):
+      raise inputs.StudyInputError(f"{seed_dir} is not named seed<integer> (the layout <run name>/seed<s>/); "
+                                   "rename it or move it out of the study folder")
+    res = _single_layerwise_run(inputs.read(path, MOVE_OUT))
+    rss = os.path.join(seed_dir, "maxrss_kib.txt")
     res["maxrss_kib"] = None
     if os.path.exists(rss):
-      with open(rss) as f:
-        res["maxrss_kib"] = int(f.read().split()[-1])  # /usr/bin/time -a appends: the last run's
-    name, seed = path.split(os.sep)[-3], int(path.split(os.sep)[-2][len("seed"):])
+      res["maxrss_kib"] = _maxrss(rss)
+    name, seed = path.split(os.sep)[-3], int(os.path.basename(seed_dir)[len("seed"):])
     runs.setdefault(name, {})[seed] = res
   if not runs:
-    raise ValueError(f"no finished run (<name>/seed<s>/results.json) under {study}; pass the folder "
-                     "docs/studies/layerwise_depth_full.sh wrote, once a run has finished")
+    raise inputs.StudyInputError(f"no finished run (<name>/seed<s>/results.json) under {study}; pass the "
+                                 "folder docs/studies/layerwise_depth_full.sh wrote, once a run has finished")
   return runs
+
+
+def _single_layerwise_run(r: inputs.Results) -> dict:
+  """The entries of a run's results the study uses, checked (:mod:`lwcl.studies.inputs`).
+
+  Raises:
+    StudyInputError: not a single-task layer-wise run with per-epoch accuracy, or an entry missing or not
+      of its kind (e.g. an accuracy ``null``).
+  """
+  heads = r.get("block_accuracy", "numbers", None)
+  if r.get("kind", "any", "single") != "single" or heads is None or heads.size == 0 or \
+      not r.data.get("epoch_accuracy") or r.get("scenario.num_tasks", "any") != 1:
+    raise r.error("not a single-task layer-wise run with per-epoch accuracy; move it out of the study folder, "
+                  "or rerun it with one task and eval.every_epoch=True (as configs/layerwise_fmnist_depth.py)")
+  return {"acc": r.get("acc", "number"), "block_accuracy": heads.tolist(),
+          "epoch_accuracy": r.get("epoch_accuracy", "numbers").tolist(),
+          "linear_probe_accuracy": r.get("linear_probe_accuracy", "numbers", np.zeros(0)).tolist(),
+          "train_seconds": r.get("train_seconds", "number"),
+          "examples_per_second": r.get("examples_per_second", "number"),
+          "config": {"model": {"name": r.get("config.model.name", "str"), "depth": r.get("config.model.depth", "int")},
+                     "layerwise": {"mode": r.get("config.layerwise.mode", "str")},
+                     "optimizer": {"decay_every_epochs": r.get("config.optimizer.decay_every_epochs", "number", 0)}}}
+
+
+def _maxrss(path: str) -> int:
+  """The peak RSS in KiB that ``/usr/bin/time -a`` appended last to ``path``."""
+  try:
+    with open(path) as f:
+      return int(f.read().split()[-1])
+  except (OSError, ValueError, IndexError):  # unreadable, not UTF-8, empty, not a number
+    raise inputs.StudyInputError(f"{path} holds no peak RSS in KiB (an integer, as /usr/bin/time -f %M "
+                                 "writes); delete it (the column is then empty) or fix it") from None
 
 
 def _network(res: dict) -> str:
@@ -203,12 +236,15 @@ def main(argv=None) -> None:
   parser.add_argument("--out", required=True, help="folder for layerwise_depth.{md,json,png}")
   args = parser.parse_args(argv)
   try:
+    check_out(args.out)
     result = analyse(load_runs(args.study))
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  write_study(args.out, "layerwise_depth", table(result), result)
-  plot(result, os.path.join(args.out, "layerwise_depth.png"))
+    write_study(args.out, "layerwise_depth", table(result), result)
+    plot(result, os.path.join(args.out, "layerwise_depth.png"))
+  except OSError as e:  # the figure (the table and JSON: write_study's own line)
+    exit_with(LwclError(f"cannot write {args.out}/layerwise_depth.png ({e.strerror or type(e).__name__}); free "
+                        "space or pass another --out"))
+  except LwclError as e:
+    exit_with(e)
 
 
 if __name__ == "__main__":

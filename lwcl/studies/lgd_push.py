@@ -38,6 +38,7 @@ from lwcl.data.pipeline import train_batches
 from lwcl.io import safe_files
 from lwcl.io.figures import pyplot, save_figure
 from lwcl.methods import projection
+from lwcl.platform import quiet
 
 RULES = ("equation", "sum", "mean")
 
@@ -131,6 +132,7 @@ def plot(rows: list, path: str) -> None:
 
 def main(argv=None) -> None:
   platform.configure()  # the command line's process settings (XLA:CPU flags, compilation cache)
+  quiet.install()  # no echo of a failed checkpoint write around its error line (lwcl.platform.quiet)
   parser = argparse.ArgumentParser(prog="python -m lwcl.studies.lgd_push", description=__doc__.splitlines()[0])
   parser.add_argument("--config", required=True, metavar="CONFIG[:ARG]")
   parser.add_argument("--out", required=True)

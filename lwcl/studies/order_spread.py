@@ -21,14 +21,14 @@ Writes ``OUT/order_spread.md`` and ``OUT/order_spread.json``. Percentages throug
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
 import numpy as np
 
 from lwcl import platform
-from lwcl.studies.outputs import write_study
+from lwcl.errors import LwclError, exit_with
+from lwcl.studies import inputs
+from lwcl.studies.outputs import check_out, write_study
 
 STATISTICS = ("acc_std", "aopd", "mopd")
 
@@ -38,13 +38,14 @@ def final_accuracies(results: dict) -> tuple[np.ndarray, list]:
   identified by name wherever they sit in each order, float64 ``[R, T]``.
 
   Raises:
-    ValueError: the orders do not all hold the same tasks.
+    StudyInputError: the orders do not all hold the same tasks.
   """
   names = sorted(results["orders"][0]["tasks"])
   rows = []
   for o in results["orders"]:
     if sorted(o["tasks"]) != names:
-      raise ValueError(f"order {o.get('order')} holds tasks {o['tasks']}, not {names}")
+      raise inputs.StudyInputError(f"order {o.get('order')} holds tasks {o['tasks']}, not {names}; pass the "
+                                   "workdir of one num_orders run (every order the same tasks)")
     last = o["accuracy_matrix"][-1]
     rows.append([last[o["tasks"].index(n)] for n in names])
   return np.asarray(rows, np.float64), names
@@ -63,26 +64,47 @@ def bootstrap(acc: np.ndarray, finals: np.ndarray, resamples: np.ndarray) -> dic
   return {k: np.asarray([v[k] for v in values]) for k in STATISTICS}
 
 
+def load_orders(workdir: str) -> dict:
+  """The parts of ``workdir/results.json`` (a finished ``num_orders`` run) the study uses, checked:
+  ``{'method', 'config': {'method': {'strength'}}, 'orders': [{'order', 'tasks', 'acc', 'accuracy_matrix'}]}``
+  with at least one order, each a finite ACC and a ``[T, T]`` matrix of finite accuracies over its tasks.
+
+  Raises:
+    StudyInputError: the file is missing, not a results object, not a ``num_orders`` run, or lacks or
+      mistypes one of those entries (:mod:`lwcl.studies.inputs`).
+  """
+  fix = "pass the workdir of a finished num_orders run (--config.num_orders=R), or rerun it to finish"
+  r = inputs.read(os.path.join(workdir, "results.json"), fix)
+  if "orders" not in r.data:
+    raise r.error(f"not a num_orders run (no 'orders'; its kind is {r.data.get('kind', 'single')!r})")
+  orders = []
+  for i in range(len(r.get("orders", "list"))):
+    tasks = r.get(f"orders.{i}.tasks", "strs")
+    matrix = r.get(f"orders.{i}.accuracy_matrix", "numbers")
+    if not tasks or matrix.shape != (len(tasks), len(tasks)):
+      raise r.error(f"orders.{i}.accuracy_matrix has shape {list(matrix.shape)}, not [T, T] for its "
+                    f"{len(tasks)} tasks")
+    orders.append({"order": r.get(f"orders.{i}.order", "any", i), "tasks": tasks,
+                   "acc": r.get(f"orders.{i}.acc", "number"), "accuracy_matrix": matrix.tolist()})
+  return {"method": r.get("method", "str"), "orders": orders,
+          "config": {"method": {"strength": r.get("config.method.strength", "any", None)}}}
+
+
 def analyse(workdirs, num_resamples: int = 10000, seed: int = 0) -> dict:
   """Per method (workdir): ACC mean/std and the statistics with 95% bootstrap intervals, and for every
   method after the first the paired-bootstrap interval of its difference to the first.
 
   Raises:
-    ValueError: a workdir without finished order results, or methods run on different numbers of orders.
+    StudyInputError: a workdir without finished order results (:func:`load_orders`), methods run on
+      different numbers of orders, ``num_resamples < 1`` or ``seed < 0``. A ``ValueError``, as before.
   """
-  loaded = []
-  for d in workdirs:
-    path = os.path.join(d, "results.json")
-    if not os.path.exists(path):
-      raise ValueError(f"{path} not found; run the orders first (--config.num_orders=R)")
-    with open(path) as f:
-      res = json.load(f)
-    if "orders" not in res:
-      raise ValueError(f"{path} is not a num_orders run")
-    loaded.append(res)
+  inputs.at_least("resamples", num_resamples, 1)
+  inputs.at_least("seed", seed, 0)
+  loaded = [load_orders(d) for d in workdirs]
   num_orders = {len(r["orders"]) for r in loaded}
   if len(num_orders) != 1:
-    raise ValueError(f"the workdirs hold different numbers of orders ({sorted(num_orders)})")
+    raise inputs.StudyInputError(f"the workdirs hold different numbers of orders ({sorted(num_orders)}); pass "
+                                 "workdirs of runs with the same --config.num_orders")
   R = num_orders.pop()
   resamples = np.random.default_rng(seed).integers(0, R, size=(num_resamples, R))
   out, boots = [], []
@@ -125,11 +147,11 @@ def main(argv=None) -> None:
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args(argv)
   try:
+    check_out(args.out)  # before the bootstrap: an --out that is a file is refused first
     result = analyse(args.workdirs, args.resamples, args.seed)
-  except ValueError as e:
-    print(f"error: {e}", file=sys.stderr, flush=True)
-    sys.exit(2)
-  write_study(args.out, "order_spread", table(result), result)
+    write_study(args.out, "order_spread", table(result), result)
+  except LwclError as e:
+    exit_with(e)
 
 
 if __name__ == "__main__":

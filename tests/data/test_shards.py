@@ -278,3 +278,42 @@ def test_a_shard_corrupted_mid_run_ends_in_one_line_from_the_read_threads(copy):
     for _ in stream_loader.train_batches(data, 4, 0, 0, 0):
       pass
   assert "\n" not in str(e.value)
+
+
+def test_writes_that_fail_end_in_one_line(tmp_path):
+  # Issue 32: bin/bench stream write --encoding=bogus wrote a folder no reader accepts (exit 0); --out a file
+  # and a shard count past the open-file limit ended in tracebacks.
+  with pytest.raises(DataError, match="image encoding 'bogus' is not one of"):
+    records.write_split(str(tmp_path / "a"), "train", [arrays(4, 0)], records.FeatureSpec((4, 4, 1), "bogus", 5))
+  assert not os.path.exists(tmp_path / "a")
+  (tmp_path / "file").write_text("kept\n")
+  with pytest.raises(DataError, match="file is a file, not a folder; pass a folder"):
+    records.write_split(str(tmp_path / "file"), "train", [arrays(4, 0)], SPEC)
+  assert (tmp_path / "file").read_text() == "kept\n"
+  import resource
+  soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+  resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 16, hard))
+  try:
+    with pytest.raises(DataError, match=r"cannot write the records in .*b \(RuntimeError: open\(\) failed: Too many "
+                                        "open files.*use fewer shards") as e:
+      records.write_split(str(tmp_path / "b"), "train", [arrays(N_TRAIN, 0)], SPEC, 40)
+  finally:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+  assert "\n" not in str(e.value)
+
+
+def test_a_full_disk_while_writing_is_one_line_and_the_split_is_refused_when_read(tmp_path):
+  disk = tmp_path / "disk"
+  disk.mkdir()
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True).returncode:
+    pytest.skip("cannot mount a tmpfs here (needs root)")
+  try:
+    d = str(disk / "rec")
+    records.write_split(d, "test", [arrays(N_TEST, 1)], SPEC)
+    x = np.random.default_rng(0).integers(0, 256, (400, 32, 32, 1), dtype=np.uint8)  # 400 KB, incompressible
+    with pytest.raises(DataError, match=r"cannot write the records in .*rec \(RuntimeError: .*No space left"):
+      records.write_split(d, "train", [(x, np.arange(400) % 5)], records.FeatureSpec((32, 32, 1), "raw", 5))
+    with pytest.raises(DataError, match="lists no shards of split 'train'"):  # the test split's manifest only
+      load(d)
+  finally:
+    subprocess.run(["umount", str(disk)], capture_output=True)

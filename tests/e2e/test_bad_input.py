@@ -9,6 +9,7 @@ subprocesses (each costs about an import of JAX).
 import ast
 import concurrent.futures
 import glob
+import json
 import os
 import resource
 import signal
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from lwcl.data import records
+from lwcl.data import records, shards
 from lwcl.data.synthetic import write_idx
 from lwcl.io import lock as workdir_lock
 
@@ -62,8 +63,81 @@ def stale_shards(workdir):
   d = os.path.join(os.path.dirname(workdir), "data")
   spec = records.FeatureSpec((4, 4, 1), "raw", 10)
   x, y = np.zeros((40, 4, 4, 1), np.uint8), np.arange(40) % 10
-  for split, shards in (("train", 2), ("test", 1), ("train", 1)):
-    records.write_split(d, split, [(x, y)], spec, shards)
+  for split, count in (("train", 2), ("test", 1), ("train", 1)):
+    records.write_split(d, split, [(x, y)], spec, count)
+
+
+def record_folder(shape=(4, 4, 1), features=None, tamper=None):
+  """A set-up writing a record folder (DATADIR: 40 training, 20 test examples of ``shape``, one shard each)
+  whose features.json then holds ``features`` (a JSON text, without a manifest) when given: the shards
+  written by lwcl, the spec edited by hand; ``tamper(folder)`` then changes it."""
+  def setup(workdir):
+    d = os.path.join(os.path.dirname(workdir), "data")
+    spec = records.FeatureSpec(shape, "raw", 10)
+    for split, n in (("train", 40), ("test", 20)):
+      x = np.random.default_rng(n).integers(0, 256, (n, *shape), np.uint8)
+      records.write_split(d, split, [(x, np.arange(n) % 10)], spec)
+    if features is not None:
+      with open(os.path.join(d, records.FEATURES_FILE), "w") as f:
+        f.write(features)
+    if tamper is not None:
+      tamper(d)
+  return setup
+
+
+def edit_features(d, edit):
+  """``edit`` applied to d/features.json, which is then written as lwcl would (its digest recomputed)."""
+  with open(os.path.join(d, records.FEATURES_FILE)) as f:
+    body = json.load(f)
+  edit(body)
+  body.pop("sha256", None)
+  shards.write_features_file(d, body)
+
+
+TRAIN_SHARD = "train.array_record-00000-of-00001"
+
+
+def garbage_labels(d):
+  """The training shard's labels file replaced by garbage, and its digest in the manifest with it (the
+  manifest recomputed: what only its digests would have caught)."""
+  side = os.path.join(d, TRAIN_SHARD + records.LABELS_SUFFIX)
+  with open(side, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00garbage")
+  edit_features(d, lambda j: j["splits"]["train"]["shards"][0].update(labels_sha256=shards.file_digest(side)[1]))
+
+
+def unlisted(damage):
+  """features.json without its manifest (as an older lwcl wrote it), then ``damage`` to the training
+  shard (a file opened r+b): nothing recorded to check it by."""
+  def tamper(d):
+    edit_features(d, lambda j: j.pop("splits"))
+    with open(os.path.join(d, TRAIN_SHARD), "r+b") as f:
+      damage(f)
+  return tamper
+
+
+def flip_records(f):  # 16 bytes inside the records (the tiny shard's records fill its first 2 KB)
+  f.seek(1024)
+  data = f.read(16)
+  f.seek(1024)
+  f.write(bytes(b ^ 0xFF for b in data))
+
+
+def orders_results(edit=None, text=None):
+  """A set-up writing DATADIR/results.json: a finished num_orders run's results (2 orders of 2 tasks),
+  changed by ``edit`` (a function of the dict), or ``text`` instead (None: no file, an empty DATADIR)."""
+  def setup(workdir):
+    d = os.path.join(os.path.dirname(workdir), "data")
+    os.makedirs(d)
+    orders = [{"order": r, "tasks": names, "acc": 0.7, "accuracy_matrix": [[0.9, 0.1], [0.6, 0.8]]}
+              for r, names in enumerate((["a", "b"], ["b", "a"]))]
+    results = {"kind": "orders", "method": "ewc", "orders": orders, "config": {"method": {"strength": 1.0}}}
+    if edit is not None:
+      edit(results)
+    if text is not None or edit is not None:
+      with open(os.path.join(d, "results.json"), "w") as f:
+        f.write(json.dumps(results) if text is None else text)
+  return setup
 
 
 def float_idx_images(workdir):
@@ -192,6 +266,66 @@ CASES = {
     "Data: float32 IDX images": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=idx",
                                   "--config.data.idx_dir=DATADIR"],
                                  ["holds float32 images, lwcl reads uint8", "np.round(x * 255)"], float_idx_images),
+    "Data: an image shape the model cannot take": ([DEFAULT, "--workdir=WORKDIR", *T,
+                                                    "--config.data.record_dir=DATADIR"],
+                                                   ["model.name=convnet cannot take images of shape [64, 1, 1]",
+                                                    "ZeroDivisionError", "features.json: image.shape"],
+                                                   record_folder((64, 1, 1))),
+    "Data: data.image_size=1": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR",
+                                 "--config.data.image_size=1"],
+                                ["cannot take images of shape [1, 1, 1]", "a larger --config.data.image_size"],
+                                record_folder()),
+    "Data: features.json image.shape of 10**400": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["features.json: image.shape [1000000000", "needs over 2147483648 bytes an image"],
+        record_folder(features='{"image": {"shape": [1%s, 4, 1]}, "label": {"num_classes": 10}}' % ("0" * 400))),
+    "Data: features.json image.shape of 10**12 pixels": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["image.shape [1000000, 1000000, 1] needs over"],
+        record_folder(features='{"image": {"shape": [1000000, 1000000, 1]}, "label": {"num_classes": 10}}')),
+    "Data: 16 channels resized by data.image_size": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR", "--config.data.image_size=8"],
+        ["have 16 channels", "1 to 4 channels only", "--config.data.image_size=0"], record_folder((2, 2, 16))),
+    "Data: a TFDS data set not prepared (tensorflow's start-up lines)": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.source=tfds_stream", "--config.data.name=mnist",
+         "--config.data.data_dir=DATADIR"], ["TFDS data set 'mnist' is not prepared in", "tfds build mnist"],
+        lambda workdir: os.makedirs(os.path.join(os.path.dirname(workdir), "data", "mnist", "3.0.1"))),
+    "Studies: order_spread on a run whose orders are empty": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json: orders is [], not a non-empty list", "finished num_orders run"],
+        orders_results(lambda r: r.update(orders=[]))),
+    "Studies: order_spread on acc null": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+                                          ["results.json: orders.1.acc is null, not a finite number"],
+                                          orders_results(lambda r: r["orders"][1].update(acc=None))),
+    "Studies: order_spread without results.json": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR",
+                                                    "DATADIR"], ["results.json not found", "--config.num_orders"],
+                                                   orders_results()),
+    "Studies: order_spread on results.json not JSON": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json is not valid JSON (Expecting"], orders_results(text='{"orders": [')),
+    "Studies: order_spread on results.json a list": (
+        ["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR"],
+        ["results.json holds a JSON list, not a run's results object"], orders_results(text="[1, 2]")),
+    "Studies: order_spread --resamples=0": (["-m", "lwcl.studies.order_spread", "--out=WORKDIR", "DATADIR",
+                                             "--resamples=0"], ["--resamples=0 must be at least 1"],
+                                            orders_results(lambda r: None)),
+    "Data: bench stream write --out a file": (["-m", "lwcl.benchmarks", "stream", "write", "--out=WORKDIR",
+                                               "--copies=1"], ["WORKDIR is a file, not a folder"], write_file),
+    "Data: a garbage labels file, its digest recomputed": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        [f"{TRAIN_SHARD}.labels.npy is not a NumPy labels file", "delete it"],
+        record_folder(tamper=garbage_labels)),
+    "Data: a shard truncated, no manifest": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        [f"{TRAIN_SHARD} holds 0 records, its labels file 40", "restore it"],
+        record_folder(tamper=unlisted(lambda f: f.truncate(f.seek(0, 2) // 2)))),
+    "Data: bytes flipped in a shard, no manifest": (
+        [DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+        ["cannot read records of", TRAIN_SHARD, "Corrupted Riegeli/records file", "restore it"],
+        record_folder(tamper=unlisted(flip_records))),
+    "Data: features.json a JSON list": ([DEFAULT, "--workdir=WORKDIR", *T, "--config.data.record_dir=DATADIR"],
+                                        ["features.json holds a JSON list, not an object"],
+                                        record_folder(features="[28, 28, 1]")),
     "Also a config file that calls sys.exit(0)": (["--config=TINY", "--workdir=WORKDIR"],
                                                   ["does not load (it called sys.exit(0) while loading)"],
                                                   exiting_config),
@@ -297,6 +431,7 @@ def case_results(tmp_path_factory):
 def test_refused_before_training_with_one_line_and_nothing_written(case_results, name):
   proc, workdir, before = case_results[name]
   line = assert_one_line_error(proc, *(f.replace("WORKDIR", workdir) for f in CASES[name][1]))
+  assert proc.stderr.strip() == line, proc.stderr[-3000:]  # nothing else: no warning, no library's chatter
   assert "; " in line and "\\'" not in line and "\\n" not in line and "Traceback" not in line, line
   if before is None:
     assert not os.path.exists(workdir), os.listdir(workdir)  # not even the lock file's folder
@@ -435,8 +570,8 @@ def small_disk(tmp_path):
 def test_full_disk_ends_in_one_line_keeps_the_checkpoint_and_a_rerun_resumes(small_disk, reference):
   workdir = os.path.join(small_disk, "w")
   proc = cli(workdir, *FAULT_RUN, kill_after_step="17:FILL")  # fills the disk after step 17
-  assert_one_line_error(proc, "no space left on the device", workdir, "rerun the same command to resume")
-  assert "Traceback" not in proc.stderr and "RESOURCE_EXHAUSTED" not in proc.stderr, proc.stderr[-3000:]
+  line = assert_one_line_error(proc, "no space left on the device", workdir, "rerun the same command to resume")
+  assert proc.stderr.strip() == line, proc.stderr[-3000:]
   assert {"12", "16"} <= set(os.listdir(os.path.join(workdir, "checkpoints")))
   assert not os.path.exists(os.path.join(workdir, "results.json"))
   os.unlink(os.path.join(small_disk, "filler"))
@@ -444,6 +579,17 @@ def test_full_disk_ends_in_one_line_keeps_the_checkpoint_and_a_rerun_resumes(sma
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "resuming from checkpoint at task 2, step 6" in proc.stdout
   assert_same_stream(load_results(workdir), load_results(reference))
+
+
+def test_full_disk_under_compare_ends_in_one_line(small_disk):
+  # Issue 32: bin/compare lacked lwcl.main's filters: 115 lines (2 MB disk) to 216 (3 MB) around its line,
+  # orbax's writer threads' tracebacks, asyncio's unretrieved write tasks, TensorStore's closed-loop callbacks.
+  out = os.path.join(small_disk, "out")
+  sets = [a for o in T for a in ("--set", o.removeprefix("--config."))]
+  proc = subprocess.run([sys.executable, "-m", "lwcl.cli.compare", f"--out={out}", *sets, f"{ROOT}/configs/default.py"],
+                        capture_output=True, text=True, cwd=ROOT, timeout=600)
+  line = assert_one_line_error(proc, "no space left on the device", os.path.join(out, "default"))
+  assert proc.stderr.strip() == line, proc.stderr[-3000:]
 
 
 # SMALL sets model.hidden=(32,); ml_collections appends a repeated tuple override: (32, '(100,abc)').

@@ -87,7 +87,7 @@ def _flip_bit(path, offset):
 
 
 # TensorStore's reads of a corrupt checkpoint call back into orbax's closed event loop (the command line drops
-# those unraisable errors: lwcl.cli.main._drop_closed_loop_callbacks).
+# those unraisable errors: lwcl.platform.quiet.drop_closed_loop_callbacks).
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_flipped_bit_in_any_file_of_a_checkpoint_is_refused_or_restores_identically(tmp_path):
   """Every file of the newest checkpoint (metadata files included), at a sample of offsets (8 per file, the

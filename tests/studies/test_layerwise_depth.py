@@ -56,3 +56,59 @@ def test_layerwise_depth_table_pairs_seeds(tmp_path, capsys):
   path.write_text(path.read_text().replace('"num_tasks": 1', '"num_tasks": 5'))
   with pytest.raises(ValueError, match="not a single-task layer-wise run"):
     layerwise_depth.load_runs(str(multi))
+
+
+def _bad_run(tmp_path, edit=None, text=None, seed_dir="seed0", maxrss=None):
+  study = tmp_path / "study"
+  _depth_run(study, "d_resnet20_backprop", 0, "backprop", 0.9, [0.5, 0.9])
+  _depth_run(study, "d_resnet20_local", 0, "local", 0.8, [0.5, 0.8])
+  path = study / "d_resnet20_local" / "seed0" / "results.json"
+  if edit is not None:
+    d = json.loads(path.read_text())
+    edit(d)
+    path.write_text(json.dumps(d))
+  if text is not None:
+    path.write_text(text)
+  if maxrss is not None:
+    (path.parent / "maxrss_kib.txt").write_text(maxrss)
+  if seed_dir != "seed0":
+    path.parent.rename(path.parent.parent / seed_dir)
+  return study
+
+
+# Partial or foreign outputs (issue 32): each refused with one line naming the file; none averaged into a
+# table (acc null and a null block accuracy became NaN).
+@pytest.mark.parametrize("kwargs,fragment", [
+    (dict(text="{trunc"), "seed0/results.json is not valid JSON"),
+    (dict(text="[1, 2]"), "seed0/results.json holds a JSON list"),
+    (dict(edit=lambda d: d.update(acc=None)), "results.json: acc is null, not a finite number"),
+    (dict(edit=lambda d: d.update(block_accuracy=[[[None], [0.5]]])), "block_accuracy is [[[null], [0.5]]]"),
+    (dict(edit=lambda d: d.update(epoch_accuracy="abc")), 'epoch_accuracy is "abc", not a list of finite'),
+    (dict(edit=lambda d: d.pop("scenario")), "scenario.num_tasks is missing"),
+    (dict(edit=lambda d: d["config"].pop("model")), "config.model.name is missing"),
+    (dict(edit=lambda d: d.pop("train_seconds")), "train_seconds is missing"),
+    (dict(maxrss=""), "maxrss_kib.txt holds no peak RSS in KiB"),
+    (dict(maxrss="lots\n"), "maxrss_kib.txt holds no peak RSS in KiB"),
+    (dict(seed_dir="seedx"), "d_resnet20_local/seedx is not named seed<integer>"),
+])
+def test_partial_results_end_in_one_line(tmp_path, capsys, kwargs, fragment):
+  from lwcl.studies import layerwise_depth
+  study = _bad_run(tmp_path, **kwargs)
+  with pytest.raises(SystemExit) as e:
+    layerwise_depth.main([str(study), "--out", str(tmp_path / "out")])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+  assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_is_a_file_is_refused_and_kept(tmp_path, capsys):
+  from lwcl.studies import layerwise_depth
+  study = _bad_run(tmp_path)
+  out = tmp_path / "out.md"
+  out.write_text("kept\n")
+  with pytest.raises(SystemExit) as e:
+    layerwise_depth.main([str(study), "--out", str(out)])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err == f"error: --out {out} is a file, not a folder; pass the path of a folder (it is " \
+      "created when missing)\n"
+  assert out.read_text() == "kept\n"

@@ -35,3 +35,37 @@ def test_order_spread_statistics_and_bootstrap(tmp_path):
   assert "| nai | 1.0 |" in order_spread.table(result)
   with pytest.raises(ValueError, match="not found"):
     order_spread.analyse([str(tmp_path / "missing")])
+
+
+def _edit(changes):
+  def edit(d):
+    for r, key, value in changes:
+      (d["orders"][r] if r is not None else d)[key] = value
+  return edit
+
+
+# Partial or foreign outputs (issue 32): each refused with one line naming the file and the entry; none is
+# averaged into a table (acc null became NaN, "0.8" became 0.8).
+@pytest.mark.parametrize("edit,fragment", [
+    (_edit([(0, "acc", None)]), "orders.0.acc is null, not a finite number"),
+    (_edit([(1, "acc", "0.8")]), 'orders.1.acc is "0.8", not a finite number'),
+    (_edit([(2, "acc", float("nan"))]), "orders.2.acc is NaN"),
+    (_edit([(0, "accuracy_matrix", [[0.5]])]), "orders.0.accuracy_matrix has shape [1, 1], not [T, T] for its 3"),
+    (_edit([(0, "accuracy_matrix", [[0.5, None, 0.1]] * 3)]), "orders.0.accuracy_matrix is [[0.5, null"),
+    (_edit([(None, "orders", [None])]), "orders.0 is null, not an object"),
+    (_edit([(None, "orders", {})]), "orders is {}, not a non-empty list"),
+    (_edit([(None, "method", None)]), "method is null, not a string"),
+    (lambda d: d.pop("orders"), "not a num_orders run (no 'orders'"),
+])
+def test_partial_results_end_in_one_line(tmp_path, capsys, edit, fragment):
+  from lwcl.studies import order_spread
+  results = _orders_results("ft", [{"a": 0.9, "b": 0.5, "c": 0.7}] * 3)
+  edit(results)
+  (tmp_path / "ft").mkdir()
+  (tmp_path / "ft" / "results.json").write_text(json.dumps(results))
+  with pytest.raises(SystemExit) as e:
+    order_spread.main([str(tmp_path / "ft"), "--out", str(tmp_path / "out"), "--resamples=10"])
+  err = capsys.readouterr().err
+  assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and fragment in err, err
+  assert "ft/results.json: " in err or "ft/results.json " in err
+  assert not (tmp_path / "out").exists()
