@@ -302,6 +302,7 @@ def _replica_state(config, scenario, preprocess, parallel, k, eval_batch_size, p
   optimizer and method state, as :meth:`Setup._initial_state` builds them): what
   :func:`lwcl.engine.budget.check_states` traces with ``jax.eval_shape``."""
   model = build_model(config.model, scenario, k, platforms)
+  _check_input(model, scenario.image_shape, config)  # before tracing the network on images it cannot take
   fns, method, tx, _ = _parts(config, scenario, model, preprocess, parallel, eval_batch_size)
 
   def one_state(key):
