@@ -185,7 +185,8 @@ def test_a_study_resumes_skips_finished_steps_and_counts_every_attempt(tmp_path)
 def test_run_tables_give_the_rehearsal_tables_figures_from_the_stored_runs():
   tables = _module("run_tables")
   groups = tables.find_groups([REHEARSAL_RUNS])
-  assert [len(runs) for _, runs in groups] == [5] * len(groups) and len(groups) == 10
+  stored = [d for d in os.listdir(REHEARSAL_RUNS) if os.path.isfile(os.path.join(REHEARSAL_RUNS, d, "results.json"))]
+  assert [len(runs) for _, runs in groups] == [5] * len(groups) and len(groups) == len(stored) >= 10
   text = tables.seeds_table(groups)
   er = next(line for line in text.splitlines() if line.startswith("| rehearsal_split_fashion_mnist_er |"))
   assert "77.80 +- 1.46" in er and "98.75 +- 0.15" in er  # docs/results.md: ER 77.80 ± 1.46, Task-IL 98.75 ± 0.15

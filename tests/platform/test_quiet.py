@@ -71,3 +71,31 @@ def test_stderr_of_the_block_is_dropped_on_success_and_written_out_on_failure():
                                    cwd=ROOT, timeout=120).stderr
   assert run("ok") == "after\n"
   assert run("fail") == "C++ chatter\npython chatter\nraised: no tensorflow\nafter\n"
+
+
+_LEAK = """
+import os, sys
+sys.path.insert(0, {root!r})
+from multiprocessing import shared_memory
+if sys.argv[1] == "quiet":
+  from lwcl.platform import quiet
+  quiet.install()
+shm = shared_memory.SharedMemory(create=True, size=4096)  # starts the resource tracker, never unlinked
+print(shm.name, flush=True)
+os._exit(0)  # as a process ends while grain's batches are still queued in shared memory
+"""
+
+
+def test_the_resource_trackers_leak_warning_is_dropped_and_the_memory_still_freed():
+  import os
+  import time
+  for mode in ("plain", "quiet"):
+    proc = subprocess.run([sys.executable, "-c", _LEAK.format(root=ROOT), mode], capture_output=True, text=True,
+                          timeout=60)
+    name = proc.stdout.strip().lstrip("/")
+    deadline = time.monotonic() + 10
+    while os.path.exists(f"/dev/shm/{name}") and time.monotonic() < deadline:
+      time.sleep(0.05)  # the tracker frees it when it sees its last client gone
+    assert not os.path.exists(f"/dev/shm/{name}"), mode
+    warned = "leaked shared_memory objects" in proc.stderr
+    assert warned == (mode == "plain"), proc.stderr  # the control shows the warning this test drops
