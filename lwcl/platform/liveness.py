@@ -60,7 +60,7 @@ class Watch:
 
   Args:
     client: the coordinator's key-value client (``key_value_set(key, value, allow_overwrite)``,
-      ``key_value_try_get(key)``, which raises when the key is absent).
+      ``key_value_dir_get(prefix)``: ``[(key, value)]`` of the keys under ``prefix``).
     me: this process's index; processes: their number (int >= 2).
     timeout: seconds (float > 0) a partner's heartbeat may stand still before this process stops.
     exit_fn: called once with the :class:`~lwcl.errors.LwclError` to end the process with (tests pass their
@@ -88,7 +88,7 @@ class Watch:
         if not self._ended.is_set():
           self._beats += 1
           self._client.key_value_set(_KEY.format(self.me), str(self._beats), allow_overwrite=True)
-      values = {p: self._try_get(p) for p in self._seen}
+      values = self._states()
     except Exception as e:  # pylint: disable=broad-except  (the store's RPC failed)
       self._unreachable_since = self._unreachable_since or now
       if now - self._unreachable_since > self._timeout:
@@ -113,13 +113,11 @@ class Watch:
                          "--config.devices.heartbeat_timeout if it was only slow")
     return None
 
-  def _try_get(self, p: int):
-    try:
-      return self._client.key_value_try_get(_KEY.format(p))
-    except Exception as e:  # pylint: disable=broad-except  (NOT_FOUND: not published yet)
-      if "NOT_FOUND" in str(e) or "not found" in str(e).lower():
-        return None
-      raise
+  def _states(self) -> dict:
+    """``{process: its published value, or None}`` of every other process, in one request to the store
+    (one per beat, whatever the number of processes)."""
+    published = dict(self._client.key_value_dir_get(_KEY.format("")))
+    return {p: published.get(_KEY.format(p)) for p in self._seen}
 
   def end(self, failed: bool) -> None:
     """Publishes this process's end (``failed``: with an error or Ctrl-C, which stops the others at their
@@ -134,7 +132,7 @@ class Watch:
     deadline = self._clock() + seconds
     while self._clock() < deadline:
       try:
-        if all(self._try_get(p) in (_DONE, _FAILED) for p in self._seen):
+        if all(v in (_DONE, _FAILED) for v in self._states().values()):
           return
       except Exception:  # pylint: disable=broad-except  (the store is gone)
         return

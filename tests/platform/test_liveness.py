@@ -12,11 +12,11 @@ from lwcl.platform import liveness
 
 
 class Store:
-  """The coordinator's key-value store as JAX's client exposes it (try_get of a missing key raises
-  JAX's NOT_FOUND)."""
+  """The coordinator's key-value store as JAX's client exposes it (a directory read returns the keys
+  under a prefix as ``[(key, value)]``, as jaxlib 0.10.2's ``key_value_dir_get`` does)."""
 
   def __init__(self):
-    self.values, self.down = {}, False
+    self.values, self.down, self.requests = {}, False, 0
 
   def key_value_set(self, key, value, allow_overwrite=False):
     if self.down:
@@ -24,12 +24,11 @@ class Store:
     assert allow_overwrite or key not in self.values
     self.values[key] = value
 
-  def key_value_try_get(self, key):
+  def key_value_dir_get(self, prefix):
     if self.down:
       raise RuntimeError("UNAVAILABLE: Socket closed")
-    if key not in self.values:
-      raise RuntimeError(f"NOT_FOUND: Config key {key} not found.")
-    return self.values[key]
+    self.requests += 1
+    return [(k, v) for k, v in sorted(self.values.items()) if k.startswith(prefix)]
 
 
 class Clock:
@@ -55,6 +54,7 @@ def test_beating_processes_never_stop_each_other():
   for _ in range(30):
     assert beat_all(ws, clock) == [None, None, None]
   assert store.values == {f"lwcl/liveness/{p}": "30" for p in range(3)}
+  assert store.requests == 90  # one read per process and beat, whatever the number of processes
 
 
 def test_a_silent_partner_stops_the_others_after_the_timeout_and_not_before():
