@@ -27,6 +27,24 @@ MASKED_LOGIT = -1e9
 REPLICA_AXIS = "replicas"
 
 
+def replica_max(x: jax.Array) -> jax.Array:
+  """The maximum of ``x`` over the replicas' vmapped axis (:data:`REPLICA_AXIS`), as one unbatched value: a
+  loop bound or branch predicate computed from it stays a real loop or branch inside the replicas' vmapped
+  program (``jax.lax.pmax`` over a vmapped axis returns an unmapped value), where a per-replica value would
+  turn ``lax.cond`` into a select of both branches and a loop into one running every replica's longest
+  trip. Outside that program (one replica, not batched) ``x`` itself.
+
+  Args:
+    x: a scalar array (any dtype ``jax.lax.pmax`` accepts), e.g. int32, the current task's index.
+  Returns:
+    An array of ``x``'s shape and dtype.
+  """
+  try:
+    return jax.lax.pmax(x, REPLICA_AXIS)
+  except NameError:  # JAX's unbound axis name: not inside the replicas' vmap
+    return x
+
+
 def task_masks(label_masks, task: jax.Array) -> jax.Array:
   """Which outputs each example's task may predict: bool ``[B, O]`` for ``task`` int32 ``[B]``.
 

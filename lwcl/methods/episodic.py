@@ -30,6 +30,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from lwcl.core.model_fns import replica_max
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.methods import memory as memory_lib
@@ -61,8 +62,8 @@ class EpisodicMethod(Method):
   OPTIONS = (
       Option("method.memory_per_task", 256, "ring buffer per task, the last N examples seen (GEM: 256)",
              minimum=1),
-      Option("method.memory_grad_chunk", 0, "old-task gradients 0 = all in one vmap | 1 = one task at a "
-             "time | n = n at a time", minimum=0),
+      Option("method.memory_grad_chunk", 0, "old-task gradients 0 = every slot in one vmap | n = the old "
+             "tasks' slots only, n at a time", minimum=0),
       Option("method.grouping", "auto", "parameter groups projected separately: auto | local_block | "
              f"{' | '.join(param_groups.GROUPINGS)} | tensors:N"))
 
@@ -130,19 +131,38 @@ class EpisodicMethod(Method):
     """``{'ref_grads': params-shaped pytree with leading axis K, 'ref_mask': bool [K]}``,
     ``K = max(max_tasks - 1, 1)``: the gradient of each old task's memory loss (GEM, LGD).
 
-    ``method.memory_grad_chunk``: 0 computes all ``K`` with one ``jax.vmap``; 1 one task at a time
-    (``lax.map``), skipping tasks that are not old tasks yet; ``n > 1`` ``n`` tasks at a time.
+    ``method.memory_grad_chunk``: 0 computes all ``K`` slots with one ``jax.vmap`` (a fixed amount of work at
+    every step, also for the slots of tasks not seen yet, whose gradients the mask then drops); ``n >= 1``
+    computes the old tasks' slots only, ``n`` at a time (a ``jax.vmap`` over ``n`` slots inside an XLA
+    while loop whose trip count is the old tasks' count, ``ceil(t / n)`` at task ``t``, taken over the
+    replicas by :func:`lwcl.core.model_fns.replica_max` so that it stays a real loop under the replicas'
+    vmap) and leaves zeros in the other slots. Every setting gives the same gradients up to rounding
+    (``tests/methods/test_projection.py``); the per-slot work of ``n >= 1`` is ``t / K`` of ``0``'s.
     """
     memory = method_state.memory
     k = max(self.max_tasks - 1, 1)
-    mask = memory_lib.old_tasks(memory, batch["task"][0], k)
+    current = batch["task"][0]
+    mask = memory_lib.old_tasks(memory, current, k)
     batches = memory_lib.task_batches(memory, k)
     grad = lambda b: self.memory_grad(params, batch_stats, b)  # noqa: E731
     if self.chunk == 0:
-      grads = jax.vmap(grad)(batches)
-    elif self.chunk == 1:
-      zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-      grads = jax.lax.map(lambda bm: jax.lax.cond(bm[1], grad, lambda b: zeros, bm[0]), (batches, mask))
-    else:
-      grads = jax.lax.map(grad, batches, batch_size=min(self.chunk, k))
+      return {"ref_grads": jax.vmap(grad)(batches), "ref_mask": mask}
+    n = min(self.chunk, k)
+    old = replica_max(jnp.clip(jnp.asarray(current, jnp.int32), 0, k))
+    zeros = jax.eval_shape(jax.vmap(grad), jax.tree_util.tree_map(lambda x: x[:n], batches))
+    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros((k,) + s.shape[1:], s.dtype), zeros)
+
+    def chunk(i, grads):
+      # The last chunk starts at k - n at the latest: it may recompute slots of the previous one (the same
+      # values), never read past the memory.
+      start = jnp.minimum(i * n, k - n)
+      part = jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, n), batches)
+      if n == 1:  # one slot: the gradient of its batch as such (as lax.map computed it before this loop)
+        part = jax.tree_util.tree_map(lambda g: g[None], grad(jax.tree_util.tree_map(lambda x: x[0], part)))
+      else:
+        part = jax.vmap(grad)(part)
+      return jax.tree_util.tree_map(lambda g, p: jax.lax.dynamic_update_slice_in_dim(g, p, start, 0),
+                                    grads, part)
+
+    grads = jax.lax.fori_loop(0, (old + n - 1) // n, chunk, zeros)
     return {"ref_grads": grads, "ref_mask": mask}

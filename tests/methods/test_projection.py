@@ -16,7 +16,7 @@ import pytest
 import qpsolvers
 import quadprog
 
-from lwcl.core.model_fns import ModelFns
+from lwcl.core.model_fns import REPLICA_AXIS, ModelFns, replica_max
 from lwcl.core.state import TrainState
 from lwcl.data.pipeline import Preprocessor
 from lwcl.engine.steps import make_train_step
@@ -293,7 +293,7 @@ def test_one_compilation_for_the_whole_stream(name):
 
 def test_old_task_gradients_match_per_task_gradients():
   rng, seed = fresh_rng()
-  methods = [_tiny_setup("gem", memory_grad_chunk=chunk)[0] for chunk in (0, 1, 2)]
+  methods = [_tiny_setup("gem", memory_grad_chunk=chunk)[0] for chunk in (0, 1, 2, 3)]
   fns = methods[0].fns
   params, stats = _init(fns, rng)
   mem = methods[0].init_state(params, stats).memory
@@ -319,6 +319,47 @@ def test_old_task_gradients_match_per_task_gradients():
     got = jax.tree_util.tree_map(lambda x, k=k: x[k], outs[0]["ref_grads"])
     chex.assert_trees_all_close(got, expect[k], rtol=1e-5, atol=1e-7)
   assert not any(np.any(x[2]) for x in jax.tree_util.tree_leaves(outs[0]["ref_grads"])), seed
+
+
+def test_old_task_gradients_under_replicas_skip_unseen_slots():
+  """Under the replicas' vmap, ``memory_grad_chunk >= 1`` keeps one real loop over the old tasks' slots (its
+  predicate is one scalar, not one per replica, which would run every replica's longest trip and select
+  the results), and its gradients match one vmap over every slot (chunk 0)."""
+  rng, seed = fresh_rng()
+  methods = [_tiny_setup("lgd", memory_grad_chunk=chunk)[0] for chunk in (0, 1, 2)]
+  fns = methods[0].fns
+  params, stats = _init(fns, rng)
+  mems = []
+  for r in range(3):  # three replicas, each its own memory; every replica trains task 2 (2 old tasks of K=3)
+    mem = methods[0].init_state(params, stats).memory
+    for task in (0, 1):
+      n = 3 + r + task
+      mem = memory_lib.add(mem, jnp.asarray(rng.integers(0, 256, (n, 6, 6, 1)), jnp.uint8),
+                           jnp.asarray(rng.integers(0, 3, n), jnp.int32), task)
+    mems.append(mem)
+  mems = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *mems)
+  batch = {"task": jnp.full((3, 4), 2, jnp.int32)}
+
+  def args(method):
+    one = lambda mem, b: method.old_task_grads(method.init_state(params, stats).replace(memory=mem),  # noqa: E731
+                                               params, stats, b)
+    return jax.vmap(one, axis_name=REPLICA_AXIS)
+
+  outs = [jax.jit(args(m))(mems, batch) for m in methods]
+  for out in outs[1:]:
+    np.testing.assert_array_equal(out["ref_mask"], outs[0]["ref_mask"])
+    chex.assert_trees_all_close(out["ref_grads"], outs[0]["ref_grads"], rtol=1e-5, atol=1e-7)
+    assert not any(np.any(x[:, 2]) for x in jax.tree_util.tree_leaves(out["ref_grads"])), seed
+  for m in methods[1:]:
+    loops = [e for e in jax.make_jaxpr(args(m))(mems, batch).eqns if e.primitive.name == "while"]
+    assert len(loops) == 1 and loops[0].params["cond_jaxpr"].jaxpr.outvars[0].aval.shape == (), seed
+
+
+def test_replica_max_is_unbatched_inside_the_replicas_vmap_and_the_value_outside():
+  x = jnp.asarray([1, 3, 2], jnp.int32)
+  out = jax.vmap(lambda v: replica_max(v) + 0 * v, axis_name=REPLICA_AXIS)(x)
+  np.testing.assert_array_equal(out, [3, 3, 3])
+  assert int(replica_max(jnp.int32(5))) == 5
 
 
 @pytest.mark.parametrize("key,value", [("memory_per_task", 0), ("grouping", "rows"), ("gem_margin", -1.0),
