@@ -33,10 +33,11 @@ import time
 import jax
 
 from lwcl.errors import ConfigError, LwclError
-from lwcl.platform import liveness
+from lwcl.platform import coordination, liveness
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _state = {"initialized": False}
+LINGER_MARGIN_S = 3 * liveness.BEAT_SECONDS + 2  # the others' last beat, then their exit
 
 
 def check_address(address: str) -> tuple[str, int]:
@@ -127,12 +128,14 @@ def initialize(devices_config) -> None:
             "heartbeat_timeout_seconds": max(1, round(devices_config.heartbeat_timeout)) + liveness.JAX_MARGIN}
   if address:
     kwargs.update(coordinator_address=address, num_processes=n, process_id=pid)
+  # Process 0's service in a child process, serving the others after process 0's death until they noticed.
+  linger = max(timeout, devices_config.heartbeat_timeout) + LINGER_MARGIN_S
   where = f"process {pid} of {n} at {address}" if address else "auto-detected multi-host start-up"
   fix = ("start every process with the same coordinator_address and num_processes (process 0 on that host), "
          "or raise --config.devices.startup_timeout")
   try:
     with liveness.deadline(timeout, f"{where}: the processes did not all connect within devices.startup_timeout="
-                                    f"{timeout:g} s; {fix}"):
+                                    f"{timeout:g} s; {fix}"), coordination.service_apart(linger, timeout):
       jax.distributed.initialize(**kwargs)
   except Exception as e:  # pylint: disable=broad-except  (JAX raises RuntimeError, ValueError, XlaRuntimeError)
     detail = " ".join(str(e).split())[:200]
