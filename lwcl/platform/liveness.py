@@ -183,9 +183,10 @@ def lost_partner(error: BaseException) -> LwclError | None:
   text = " ".join(str(error).split())
   if watch is None or "Gloo" not in text or not any(lost in text for lost in _LOST):
     return None
+  who = f"process {1 - watch.me}" if watch.processes == 2 else "it"  # gloo names its address, not its index
   return LwclError(f"process {watch.me} of {watch.processes}: another process of this run left a collective "
-                   f"({text[text.index('Gloo'):][:120]}): it was killed or stopped (its output says why); rerun "
-                   "every process once that is fixed (the run resumes from its last checkpoint)")
+                   f"({text[text.index('Gloo'):][:120]}): {who} was killed or stopped (its output says why); "
+                   "rerun every process once that is fixed (the run resumes from its last checkpoint)")
 
 
 def end(error: BaseException | None) -> None:
