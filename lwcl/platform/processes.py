@@ -20,7 +20,10 @@ other process did not use. Here:
   seconds; the first difference is named (key, this process's value, the other's) by every process, which
   then all end with exit 2, before any collective;
 * then each process watches the others (:mod:`lwcl.platform.liveness`): one killed, hung or failed ends
-  the others within ``devices.heartbeat_timeout`` seconds, with one line (JAX would wait 100 s and abort).
+  the others within ``devices.heartbeat_timeout`` seconds, with one line (JAX would wait 100 s and abort);
+  process 0 included, whose coordination service runs in a child process of its own
+  (:mod:`lwcl.platform.coordination`), serving the others after process 0's death for at most
+  ``max(devices.startup_timeout, devices.heartbeat_timeout)`` + :data:`LINGER_MARGIN_S` seconds.
 """
 
 from __future__ import annotations
@@ -103,10 +106,14 @@ def initialize(devices_config) -> None:
   gloo, ``jax_cpu_collectives_implementation``: the setting concerns the CPU backend only), within
   ``devices.startup_timeout`` seconds.
 
+  Process 0 starts JAX's coordination service in a child process (:func:`lwcl.platform.coordination.
+  service_apart`), which ends with JAX's shutdown at exit, or lingers after process 0's death as that
+  module says.
+
   Raises:
     ConfigError: :func:`check_settings`.
-    LwclError: process 0's port is in use, or the processes did not all connect in time (one line naming
-      the address, the process and the fix).
+    LwclError: process 0's port is in use, the coordination service did not start, or the processes did not
+      all connect in time (one line naming the address, the process and the fix).
   """
   if not devices_config.multihost or _state["initialized"]:
     return
