@@ -16,8 +16,12 @@ each ending the process with one ``error:`` line and exit status 2 (:func:`lwcl.
   Python's lock for microseconds a second; a process blocked in a collective or a compilation keeps beating
   (JAX releases the lock there).
 
-Not covered: process 0 (the coordinator, which hosts the key-value store) killed. The others' JAX clients
-learn it within about 2 s, through their error polling, and abort before any Python code runs.
+Process 0 killed or hung is covered like any other process: the coordination service (the key-value store
+and JAX's heartbeats) runs in a child process of process 0 (:mod:`lwcl.platform.coordination`), which
+serves the others until they have noticed. Before, it ran inside process 0 and died with it, and the
+others' JAX clients aborted within 0.2 s (exit 134, 57 lines), before any Python code ran; that is still
+what happens where the service cannot be moved (a JAX without the private call lwcl replaces) and when the
+service process itself is killed.
 """
 
 from __future__ import annotations
@@ -128,7 +132,8 @@ class Watch:
 
   def wait_for_others(self, seconds: float) -> None:
     """Waits up to ``seconds`` until every other process has ended (published ``done`` or ``failed``):
-    the coordinator's exit would abort them (JAX) before their watch could say why."""
+    where the coordination service runs inside process 0 (:mod:`lwcl.platform.coordination` could not move
+    it), its exit would abort them (JAX) before their watch could say why."""
     deadline = self._clock() + seconds
     while self._clock() < deadline:
       try:
@@ -183,9 +188,10 @@ def lost_partner(error: BaseException) -> LwclError | None:
   text = " ".join(str(error).split())
   if watch is None or "Gloo" not in text or not any(lost in text for lost in _LOST):
     return None
+  who = f"process {1 - watch.me}" if watch.processes == 2 else "it"  # gloo names its address, not its index
   return LwclError(f"process {watch.me} of {watch.processes}: another process of this run left a collective "
-                   f"({text[text.index('Gloo'):][:120]}): it was killed or stopped (its output says why); rerun "
-                   "every process once that is fixed (the run resumes from its last checkpoint)")
+                   f"({text[text.index('Gloo'):][:120]}): {who} was killed or stopped (its output says why); "
+                   "rerun every process once that is fixed (the run resumes from its last checkpoint)")
 
 
 def end(error: BaseException | None) -> None:

@@ -20,7 +20,10 @@ other process did not use. Here:
   seconds; the first difference is named (key, this process's value, the other's) by every process, which
   then all end with exit 2, before any collective;
 * then each process watches the others (:mod:`lwcl.platform.liveness`): one killed, hung or failed ends
-  the others within ``devices.heartbeat_timeout`` seconds, with one line (JAX would wait 100 s and abort).
+  the others within ``devices.heartbeat_timeout`` seconds, with one line (JAX would wait 100 s and abort);
+  process 0 included, whose coordination service runs in a child process of its own
+  (:mod:`lwcl.platform.coordination`), serving the others after process 0's death for at most
+  ``max(devices.startup_timeout, devices.heartbeat_timeout)`` + :data:`LINGER_MARGIN_S` seconds.
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import time
 import jax
 
 from lwcl.errors import ConfigError, LwclError
-from lwcl.platform import liveness
+from lwcl.platform import coordination, liveness
 
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 _state = {"initialized": False}
+LINGER_MARGIN_S = 3 * liveness.BEAT_SECONDS + 2  # the others' last beat, then their exit
 
 
 def check_address(address: str) -> tuple[str, int]:
@@ -102,10 +106,14 @@ def initialize(devices_config) -> None:
   gloo, ``jax_cpu_collectives_implementation``: the setting concerns the CPU backend only), within
   ``devices.startup_timeout`` seconds.
 
+  Process 0 starts JAX's coordination service in a child process (:func:`lwcl.platform.coordination.
+  service_apart`), which ends with JAX's shutdown at exit, or lingers after process 0's death as that
+  module says.
+
   Raises:
     ConfigError: :func:`check_settings`.
-    LwclError: process 0's port is in use, or the processes did not all connect in time (one line naming
-      the address, the process and the fix).
+    LwclError: process 0's port is in use, the coordination service did not start, or the processes did not
+      all connect in time (one line naming the address, the process and the fix).
   """
   if not devices_config.multihost or _state["initialized"]:
     return
@@ -127,12 +135,14 @@ def initialize(devices_config) -> None:
             "heartbeat_timeout_seconds": max(1, round(devices_config.heartbeat_timeout)) + liveness.JAX_MARGIN}
   if address:
     kwargs.update(coordinator_address=address, num_processes=n, process_id=pid)
+  # Process 0's service in a child process, serving the others after process 0's death until they noticed.
+  linger = max(timeout, devices_config.heartbeat_timeout) + LINGER_MARGIN_S
   where = f"process {pid} of {n} at {address}" if address else "auto-detected multi-host start-up"
   fix = ("start every process with the same coordinator_address and num_processes (process 0 on that host), "
          "or raise --config.devices.startup_timeout")
   try:
     with liveness.deadline(timeout, f"{where}: the processes did not all connect within devices.startup_timeout="
-                                    f"{timeout:g} s; {fix}"):
+                                    f"{timeout:g} s; {fix}"), coordination.service_apart(linger, timeout):
       jax.distributed.initialize(**kwargs)
   except Exception as e:  # pylint: disable=broad-except  (JAX raises RuntimeError, ValueError, XlaRuntimeError)
     detail = " ".join(str(e).split())[:200]

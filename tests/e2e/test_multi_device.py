@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import chex
@@ -60,8 +61,9 @@ def two_processes(workdir, *extra, per_process=((), ()), devices=2, timeout=600,
   multi-host run on localhost, each with ``devices`` forced CPU devices and its own ``per_process``
   overrides (and its own ``entries``: the arguments before the config, ``-m lwcl.main`` by default);
   returns their CompletedProcesses."""
+  address = f"localhost:{free_port()}"
   args = [f"--config={ROOT}/configs/default.py", f"--workdir={workdir}", *SMALL, *extra,
-          "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{free_port()}",
+          "--config.devices.multihost=True", f"--config.devices.coordinator_address={address}",
           "--config.devices.num_processes=2"]
   entries = entries or (["-m", "lwcl.main"],) * 2
   procs = [subprocess.Popen([sys.executable, *entry, *args, f"--config.devices.process_id={i}", *own],
@@ -69,7 +71,34 @@ def two_processes(workdir, *extra, per_process=((), ()), devices=2, timeout=600,
                             cwd=ROOT)
            for i, (own, entry) in enumerate(zip(per_process, entries))]
   outs = [p.communicate(timeout=timeout) for p in procs]
+  assert_none_left(address)
   return [subprocess.CompletedProcess(p.args, p.returncode, *out) for p, out in zip(procs, outs)]
+
+
+def left(address):
+  """The command lines of the processes still running (not zombies) with the port of ``address``
+  (``...coordinator_address=host:port``) in them: the run's lwcl processes, the coordination service
+  process 0 started (lwcl/platform/coordination.py)."""
+  port = ":" + address.rsplit(":", 1)[1]
+  found = []
+  for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open(f"/proc/{pid}/cmdline", "rb") as f:
+        cmd = f.read().decode(errors="replace").replace("\0", " ")
+    except OSError:
+      continue
+    if port + " " in cmd + " " or port + '"' in cmd:
+      found.append(cmd)
+  return found
+
+
+def assert_none_left(address, within=5.0):
+  """No process of the run with ``address`` outlives it ("no process outlives its run"), ``within``
+  seconds (the service's last poll, after its last client left)."""
+  deadline = time.monotonic() + within
+  while left(address) and time.monotonic() < deadline:
+    time.sleep(0.1)
+  assert not left(address), left(address)
 
 
 @pytest.mark.parametrize("method", ["agem"])  # episodic memory written from a batch sharded over processes
@@ -187,6 +216,7 @@ def test_a_coordinator_whose_partners_never_register_stops_with_one_line(tmp_pat
              "--config.devices.startup_timeout=2", env=ENV)
   assert_one_line_error(proc, f"process 0 of 2 at localhost:{port}: the processes did not all connect within "
                               "devices.startup_timeout=2 s")
+  assert_none_left(f"localhost:{port}")  # its coordination service process ended with it
 
 
 @pytest.mark.parametrize("fault", ["KILL", "INT"])
@@ -217,20 +247,65 @@ def test_a_hung_process_stops_its_partner_with_one_line_within_the_heartbeat_tim
   # Process 1 hangs (SIGSTOP: its heartbeat stops with it) after its 3rd step; process 0 waits in the next
   # collective, where gloo would wait for it, until its watch finds process 1 silent for more than
   # devices.heartbeat_timeout=3 s. (JAX's own heartbeat timeout, 30 s later, would abort with a C++ dump.)
-  args = [f"--config={ROOT}/configs/default.py", f"--workdir={tmp_path / 'w'}", *SMALL,
-          "--config.devices.multihost=True", f"--config.devices.coordinator_address=localhost:{free_port()}",
-          "--config.devices.num_processes=2", "--config.devices.heartbeat_timeout=3"]
+  args = tiny_run_args(tmp_path / "w")
   entries = (["-m", "lwcl.main"], [os.path.join(ROOT, "tests", "fault_run.py"), "3:STOP"])
   procs = [subprocess.Popen([sys.executable, *entry, *args, f"--config.devices.process_id={i}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(1),
                             cwd=ROOT) for i, entry in enumerate(entries)]
   try:
-    out, err = procs[0].communicate(timeout=300)
+    procs[0].wait(timeout=300)  # not its output's end: its service serves the stopped process 1 meanwhile
   finally:
     procs[1].kill()
     procs[1].communicate()
+  out, err = procs[0].communicate(timeout=60)
+  assert_none_left(args[-1])
   line = assert_one_line_error(subprocess.CompletedProcess(procs[0].args, procs[0].returncode, out, err),
                                "(devices.heartbeat_timeout=3 s): it was killed, crashed or hangs; process 0 stops")
   assert line.startswith("error: process 1 of 2 stopped sending its heartbeat "), line
   seconds = int(line.split("heartbeat ")[1].split(" s ago")[0])
   assert 3 <= seconds < 10, line  # more than 3 s, rounded
+
+
+def tiny_run_args(workdir):
+  """The arguments of both processes of a 2-process run with the small config and
+  devices.heartbeat_timeout=3 (the process id left out); the coordinator's address last."""
+  return [f"--config={ROOT}/configs/default.py", f"--workdir={workdir}", *SMALL,
+          "--config.devices.multihost=True", "--config.devices.num_processes=2",
+          "--config.devices.heartbeat_timeout=3", f"--config.devices.coordinator_address=localhost:{free_port()}"]
+
+
+@pytest.mark.parametrize("fault", ["KILL", "STOP"])
+def test_process_0_killed_or_hung_mid_run_stops_its_partner_with_one_line(tmp_path, fault):
+  # Issue 32: process 0 hosted JAX's coordination service; killed, it took the service with it, and process
+  # 1's JAX client aborted 0.2 s later (SIGABRT, 57 lines of C++ log and stack dump), before any Python ran.
+  # The service now runs in a child process of process 0 (lwcl/platform/coordination.py), which serves
+  # process 1 until it has stopped, then ends. Process 0 is killed (SIGKILL) or hangs (SIGSTOP, the service
+  # serving on) after its 3rd step.
+  args = tiny_run_args(tmp_path / "w")
+  entries = ([os.path.join(ROOT, "tests", "fault_run.py"), f"3:{fault}"], ["-m", "lwcl.main"])
+  procs = [subprocess.Popen([sys.executable, *entry, *args, f"--config.devices.process_id={i}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=forced_devices(1),
+                            cwd=ROOT) for i, entry in enumerate(entries)]
+  died = []
+  watcher = threading.Thread(target=lambda: died.append((procs[0].wait(), time.monotonic())), daemon=True)
+  watcher.start()
+  try:
+    out, err = procs[1].communicate(timeout=300)
+    ended = time.monotonic()
+  finally:
+    procs[0].kill()  # hung: still there
+    watcher.join(60)
+  procs[0].communicate(timeout=60)  # its output ends with its service process
+  assert_none_left(args[-1])
+  line = assert_one_line_error(subprocess.CompletedProcess(procs[1].args, procs[1].returncode, out, err),
+                               "(the run resumes from its last checkpoint)")
+  # In a collective (gloo: the connection closed, killed only) or between two (the watch: its heartbeat).
+  either = ("error: process 1 of 2: another process of this run left a collective (Gloo",
+            "error: process 0 of 2 stopped sending its heartbeat ")
+  assert line.startswith(either if fault == "KILL" else either[1]), line
+  assert "): process 0 was killed or stopped" in line or line.startswith(either[1]), line
+  if fault == "KILL":
+    assert died[0][0] == -9
+    assert ended - died[0][1] < 3 + 5, (ended - died[0][1], line)  # devices.heartbeat_timeout, a beat, exit
+  else:
+    assert 3 <= int(line.split("heartbeat ")[1].split(" s ago")[0]) < 10, line

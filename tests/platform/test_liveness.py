@@ -149,3 +149,20 @@ def test_deadline_fires_only_when_the_body_overruns():
 @pytest.mark.parametrize("error", [None, LwclError("x")])
 def test_end_without_a_watch_is_a_no_op(error):
   liveness.end(error)  # single-process runs never start one
+
+
+GLOO = ("INTERNAL: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pair.cc:547] Connection closed by "
+        "peer [127.0.0.1]:12961")
+
+
+@pytest.mark.parametrize("me, processes, who", [(1, 2, "process 0 was killed"), (0, 2, "process 1 was killed"),
+                                                 (2, 3, "it was killed")])
+def test_a_lost_collective_names_the_other_process_where_there_is_one(monkeypatch, me, processes, who):
+  # gloo names the peer's address, not its index: only a 2-process run knows which process left.
+  monkeypatch.setitem(liveness._state, "watch", liveness.Watch(Store(), me, processes, 5.0, exit_fn=None))
+  error = liveness.lost_partner(RuntimeError(GLOO))
+  assert str(error).startswith(f"process {me} of {processes}: another process of this run left a collective "
+                               "(Gloo all-reduce failed"), error
+  assert f"): {who} or stopped (its output says why)" in str(error)
+  assert "(the run resumes from its last checkpoint)" in str(error)
+  assert liveness.lost_partner(RuntimeError("INTERNAL: something else")) is None
