@@ -1,6 +1,6 @@
 """Per-step cost of the projection methods, as ratios to a fine-tuning step measured in the same run.
 
-    bin/bench projection [--old-tasks=1,5,10,19] [--steps=50] [--json=PATH]
+    bin/bench projection [--old-tasks=1,5,10,19] [--steps=50] [--stream-tasks=20] [--json=PATH]
 
 Setting: the GEM protocol's network and batches (MLP 2x100 on 28x28x1 inputs, one 10-way head, minibatches
 of 10, 256 memories per task, plain SGD), with ``n`` old tasks whose memories are full (so every method does
@@ -12,7 +12,9 @@ Methods: fine-tuning (the baseline), A-GEM, GEM with its dual QP solved on the d
 (``lwcl.methods.projection``), GEM with the QP solved on the host by quadprog every step through
 ``jax.pure_callback`` (what the reference implementations do: ``project2cone2`` ships the gradients to the
 CPU, with its ``eps = 1e-3`` ridge, in float64), and LGD (layer-wise). A last column times the host QP's
-own NumPy/quadprog work without the round trip (a lower bound for the host path). Prints a markdown table;
+own NumPy/quadprog work without the round trip (a lower bound for the host path). A second table
+(``--stream-tasks``) times GEM and LGD at task ``n`` of a longer stream, with ``method.memory_grad_chunk``
+0 (every memory slot's gradient, one vmap) and 1 (the ``n`` old tasks' only, one at a time). Prints markdown tables;
 the ratios are the point, absolute times depend on the machine. The methods take turns in interleaved
 rounds and medians are reported, but on a small shared CPU machine the callback's thread hand-off latency
 varies from run to run; compare within one table.
@@ -94,24 +96,28 @@ class GEMHostQP(methods.GEM):
     return gem_host_qp(self.margin)
 
 
-def _method(name: str, old_tasks: int, fns: ModelFns):
-  cfg = {"name": name, "memory_per_task": MEMORY, "memory_grad_chunk": 0, "grouping": "auto",
+def _method(name: str, max_tasks: int, fns: ModelFns, chunk: int = 0):
+  cfg = {"name": name, "memory_per_task": MEMORY, "memory_grad_chunk": chunk, "grouping": "auto",
          "gem_margin": MARGIN, "agem_ref_batch": 256, "lgd_threshold": 0.0, "lgd_top_k": 0,
          "lgd_margin": 0.0}
-  scenario = types.SimpleNamespace(max_tasks=old_tasks + 1, image_shape=IMAGE_SHAPE)
+  scenario = types.SimpleNamespace(max_tasks=max_tasks, image_shape=IMAGE_SHAPE)
   cls = {"finetune": methods.FineTune, "agem": methods.AGEM, "gem": methods.GEM,
          "gem_host_qp": GEMHostQP, "lgd": methods.LGD}[name]
   return cls(cfg, scenario, fns)
 
 
 class _Runner:
-  """One method's compiled train step and state with ``old_tasks`` full old-task memories."""
+  """One method's compiled train step and state with ``old_tasks`` full old-task memories, training task
+  ``old_tasks`` of a stream of ``stream_tasks`` (default ``old_tasks + 1``: every memory slot an old task's).
+  A name ending in ``@N`` sets ``method.memory_grad_chunk = N`` (e.g. ``gem@1``)."""
 
-  def __init__(self, name: str, old_tasks: int, seed: int = 0):
+  def __init__(self, name: str, old_tasks: int, seed: int = 0, stream_tasks: int | None = None):
     rng = np.random.default_rng(seed)
+    max_tasks = stream_tasks or old_tasks + 1
+    name, _, chunk = name.partition("@")
     model = Network(mlp_blocks((100, 100)), TaskHeads(1, 10, name="head"))
-    fns = ModelFns(model, Preprocessor((0.0,), (1.0,)), np.ones((old_tasks + 1, 10), bool))
-    method = _method(name, old_tasks, fns)
+    fns = ModelFns(model, Preprocessor((0.0,), (1.0,)), np.ones((max_tasks, 10), bool))
+    method = _method(name, max_tasks, fns, int(chunk or 0))
     tx = optax.chain(method.transformation(), optax.sgd(0.1))
     params, stats = fns.init(jax.random.PRNGKey(seed), IMAGE_SHAPE)
     method_state = method.init_state(params, stats)
@@ -123,6 +129,7 @@ class _Runner:
       method_state = method_state.replace(memory=mem)
     self.state = TrainState(jnp.zeros((), jnp.int32), params, stats, tx.init(params), method_state,
                             jax.random.PRNGKey(seed + 1))
+    self.method = method
     self.step = jax.jit(make_train_step(fns, tx, method), donate_argnums=(0,))
     self.batches = [{"image": rng.integers(0, 256, (BATCH,) + IMAGE_SHAPE).astype(np.uint8),
                      "label": rng.integers(0, 10, BATCH).astype(np.int32),
@@ -143,13 +150,14 @@ class _Runner:
     return out
 
 
-def time_methods(names, old_tasks: int, steps: int, rounds: int = 5) -> dict:
-  """Median seconds per train step of each method with ``old_tasks`` full old-task memories.
+def time_methods(names, old_tasks: int, steps: int, rounds: int = 5, stream_tasks: int | None = None) -> dict:
+  """Median seconds per train step of each method with ``old_tasks`` full old-task memories (in a stream of
+  ``stream_tasks``: :class:`_Runner`).
 
   The methods take turns, ``steps`` steps each, for ``rounds`` rounds, and the median over all their
   steps is reported, so drift and other processes sharing the machine affect every method alike.
   """
-  runners = {name: _Runner(name, old_tasks) for name in names}
+  runners = {name: _Runner(name, old_tasks, stream_tasks=stream_tasks) for name in names}
   samples = {name: [] for name in names}
   per_round = max(1, steps // rounds)
   for _ in range(rounds):
@@ -177,6 +185,9 @@ def time_host_qp_alone(old_tasks: int, steps: int, seed: int = 0) -> float:
 METHODS = ("finetune", "agem", "gem", "gem_host_qp", "lgd")
 TITLES = {"agem": "A-GEM", "gem": "GEM (QP on device)", "gem_host_qp": "GEM (quadprog on host, every step)",
           "lgd": "LGD (layer-wise)"}
+# The old tasks' memory gradients in a long stream: every slot in one vmap (chunk 0) or the old tasks' only.
+CHUNKS = ("finetune", "gem", "gem@1", "lgd", "lgd@1")
+CHUNK_TITLES = {"gem": "GEM, chunk 0", "gem@1": "GEM, chunk 1", "lgd": "LGD, chunk 0", "lgd@1": "LGD, chunk 1"}
 
 
 def main(argv: list) -> None:
@@ -184,11 +195,15 @@ def main(argv: list) -> None:
   parser.add_argument("--old-tasks", default="1,5,10,19", help="comma-separated numbers of old tasks")
   parser.add_argument("--steps", type=int, default=50,
                       help="timed steps per method and setting (in 5 interleaved rounds)")
+  parser.add_argument("--stream-tasks", type=int, default=20,
+                      help="the second table's stream length (0: no second table)")
   parser.add_argument("--json", default="", help="also write the timings to this file")
   args = parser.parse_args(argv)
   counts = [int(n) for n in args.old_tasks.split(",") if n.strip()]
   if not counts or min(counts) < 1 or args.steps < 1:
     parser.error("--old-tasks needs integers >= 1 and --steps >= 1")
+  if args.stream_tasks and args.stream_tasks <= max(counts):
+    parser.error(f"--stream-tasks must exceed every --old-tasks count ({max(counts)}), or be 0")
   rows = {n: dict(time_methods(METHODS, n, args.steps), host_qp_alone=time_host_qp_alone(n, args.steps))
           for n in counts}
   device = jax.devices()[0]
@@ -202,7 +217,21 @@ def main(argv: list) -> None:
     base = r["finetune"]
     cells = [f"{r[m] / base:.1f}x ({1e3 * r[m]:.1f})" for m in METHODS[1:]]
     print(f"| {n} | {1e3 * base:.2f} | " + " | ".join(cells) + f" | {1e3 * r['host_qp_alone']:.1f} |")
+  streams = {}
+  if args.stream_tasks:
+    streams = {n: time_methods(CHUNKS, n, args.steps, stream_tasks=args.stream_tasks) for n in counts}
+    k = args.stream_tasks - 1
+    print(f"\nThe same, in a stream of {args.stream_tasks} tasks ({k} memory slots), at task n: "
+          f"`method.memory_grad_chunk` 0 computes every slot's memory gradient (one vmap), 1 the n old "
+          f"tasks' only (a loop).\n")
+    print("| old tasks n | fine-tuning (ms) | " + " | ".join(CHUNK_TITLES[m] for m in CHUNKS[1:]) + " |")
+    print("|---" * (len(CHUNKS) + 1) + "|")
+    for n, r in streams.items():
+      cells = [f"{r[m] / r['finetune']:.1f}x ({1e3 * r[m]:.1f})" for m in CHUNKS[1:]]
+      print(f"| {n} | {1e3 * r['finetune']:.2f} | " + " | ".join(cells) + " |")
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"device": f"{device.platform} {device.device_kind}", "steps": args.steps,
-                 "seconds_per_step": {str(n): r for n, r in rows.items()}}, f, indent=1)
+                 "seconds_per_step": {str(n): r for n, r in rows.items()},
+                 "stream_tasks": args.stream_tasks,
+                 "seconds_per_step_in_stream": {str(n): r for n, r in streams.items()}}, f, indent=1)
