@@ -19,8 +19,8 @@ other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data s
 MNIST) and the network (lwcl's default ConvNet, not Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online
 EWC), LGD keep lwcl's defaults (strength 1, not tuned for this protocol). GEM and LGD compute the old tasks'
 memory gradients one task at a time (``method.memory_grad_chunk = 1``), only for tasks already seen: the
-same gradients up to rounding as the default's one vmap over every slot, at t / 4 of its work at task t
-(3.5x faster at task 1 with 5 replicas on a 2-core CPU).
+same gradients up to rounding as the default's one vmap over every slot, at t / 4 of its memory work at task
+t (``bin/bench projection``'s second table measures the step).
 """
 
 from lwcl.config.files import default_config
