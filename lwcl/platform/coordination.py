@@ -49,6 +49,10 @@ _CHILD = ("import sys; sys.path.insert(0, sys.argv[1]); from lwcl.platform impor
           "sys.exit(coordination.serve(sys.argv[2]))")
 
 
+class ServiceStartError(RuntimeError):
+  """The coordination service's process did not start (its own error, when it gave one, in the message)."""
+
+
 class ServiceProcess:
   """JAX's coordination service running in a child process (``python -c`` importing this module).
 
@@ -62,8 +66,8 @@ class ServiceProcess:
     timeout: seconds to wait for the service to start.
 
   Raises:
-    RuntimeError: the child did not report the service started within ``timeout`` (its own error, when
-      it gave one, is in the message).
+    ServiceStartError: the child did not report the service started within ``timeout`` (its own error,
+      when it gave one, is in the message).
   """
 
   def __init__(self, module: str, address: str, num_nodes: int, options: dict, linger: float,
@@ -80,7 +84,7 @@ class ServiceProcess:
     if line != "ready":
       self.process.kill()
       self.process.wait()
-      raise RuntimeError(f"the coordination service did not start in its own process at {address} "
+      raise ServiceStartError(f"the coordination service did not start in its own process at {address} "
                          f"({line or f'nothing said within {timeout:g} s'})")
 
   def shutdown(self) -> None:

@@ -144,6 +144,9 @@ def initialize(devices_config) -> None:
     with liveness.deadline(timeout, f"{where}: the processes did not all connect within devices.startup_timeout="
                                     f"{timeout:g} s; {fix}"), coordination.service_apart(linger, timeout):
       jax.distributed.initialize(**kwargs)
+  except coordination.ServiceStartError as e:
+    raise LwclError(f"{where}: {' '.join(str(e).split())[:300]}; check that process 0's host can bind that "
+                    "port, or pick another with --config.devices.coordinator_address") from None
   except Exception as e:  # pylint: disable=broad-except  (JAX raises RuntimeError, ValueError, XlaRuntimeError)
     detail = " ".join(str(e).split())[:200]
     raise LwclError(f"{where}: the processes did not all connect within devices.startup_timeout={timeout:g} s "

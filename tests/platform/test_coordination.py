@@ -119,7 +119,7 @@ def test_a_service_process_that_cannot_start_says_why():
   with socket.socket(socket.AF_INET6) as taken:
     taken.bind(("::", 0))
     taken.listen()
-    with pytest.raises(RuntimeError, match="did not start in its own process"):
+    with pytest.raises(coordination.ServiceStartError, match="did not start in its own process"):
       coordination.ServiceProcess("no_such_module_here", f"[::]:{taken.getsockname()[1]}", 1, {}, 1.0, 30.0)
 
 

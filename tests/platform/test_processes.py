@@ -2,7 +2,10 @@
 ids and settings refused before JAX is called, the coordinator probe, and the settings every process
 compares. The two-process cases run in tests/e2e/test_multi_device.py."""
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -67,3 +70,38 @@ def test_compared_settings_and_first_difference():
   assert processes.first_difference(a, c) == ("optimizer.learning_rate", a["optimizer.learning_rate"], 0.5)
   assert processes.first_difference(a, {**a, "workdir": "/x"}) == ("workdir", "/w", "/x")
   assert processes.first_difference(a, {k: v for k, v in a.items() if k != "seed"})[2] == "<missing>"
+
+
+SERVICE_FAILS = """
+import sys
+sys.path[:0] = sys.argv[1:3]
+from helpers import small_config
+from lwcl.errors import LwclError
+from lwcl.platform import coordination, processes
+
+def refuse(*args, **kwargs):
+  raise coordination.ServiceStartError("the coordination service did not start in its own process at "
+                                       "[::]:1 (OSError: no)")
+
+coordination.ServiceProcess = refuse
+cfg = small_config(**{"devices.multihost": True, "devices.coordinator_address": f"localhost:{sys.argv[3]}",
+                      "devices.num_processes": 1, "devices.process_id": 0, "devices.startup_timeout": 10})
+try:
+  processes.initialize(cfg.devices)
+except LwclError as e:
+  print(e)
+"""
+
+
+def test_a_coordination_service_that_does_not_start_is_named_as_such():
+  """Process 0's service process not starting is its own line, not 'the processes did not all connect'
+  (a fresh process: JAX's initialize must come before any computation)."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = subprocess.run([sys.executable, "-c", SERVICE_FAILS, os.path.dirname(tests), tests, str(port)],
+                       capture_output=True, text=True, timeout=60).stdout.strip()
+  assert out == (f"process 0 of 1 at localhost:{port}: the coordination service did not start in its own "
+                 "process at [::]:1 (OSError: no); check that process 0's host can bind that port, or pick "
+                 "another with --config.devices.coordinator_address"), out
