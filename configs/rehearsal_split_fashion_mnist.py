@@ -4,8 +4,9 @@ shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
 The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp``,
 ``icarl`` (buffer or exemplar memory 500), or with the buffer after a dash, ``er-200``, ``der-5120``...;
 the baselines of the same table: ``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``,
-``lgd``, ``lwf`` (``agem-200``, ``gem-200``: their episodic memory of the same total size, split over the
-tasks).
+``lgd``, ``lwf`` (``agem``, ``gem`` and ``lgd`` keep an episodic memory of the buffer's total size, 500 or
+after a dash, split over the tasks: ``gem-200`` keeps 40 examples per task; the other baselines keep no
+memory, and a buffer given to them is an error).
 
 Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
 authors selected per method and buffer size, and ``datasets/seq_mnist.py``): SGD without momentum, batch 10,
@@ -17,7 +18,8 @@ reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammo
 with c 1.0, xi 0.9; LwF lr 0.03, alpha 1, temperature 2, weight decay 5e-4; fine-tuning, joint and the
 other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data set (Fashion-MNIST, not
 MNIST) and the network (lwcl's default ConvNet, not Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online
-EWC), LGD keep lwcl's defaults (strength 1, not tuned for this protocol). GEM and LGD compute the old tasks'
+EWC), LGD keep lwcl's defaults (strength 1; LGD's rule and lr 0.03 with GEM's memory: not tuned for this
+protocol; Mammoth has no LGD). GEM and LGD compute the old tasks'
 memory gradients one task at a time (``method.memory_grad_chunk = 1``), only for tasks already seen: the
 same gradients up to rounding as the default's one vmap over every slot, at t / 4 of its memory work at task
 t (``bin/bench projection``'s second table measures the step).
@@ -28,6 +30,7 @@ from lwcl.config.files import default_config
 BUFFERS = (200, 500, 5120)
 REHEARSAL = ("er", "der", "derpp", "icarl")
 OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd", "lwf")
+MEMORY = ("agem", "gem", "lgd")  # episodic memory of the buffer's size, split over the tasks
 # Mammoth 'seq-mnist' best args per buffer: lr, minibatch_size (replay batch), alpha, beta.
 MAMMOTH = {
     "er": {200: (0.01, 10, 0.0, 0.0), 500: (0.1, 10, 0.0, 0.0), 5120: (0.1, 10, 0.0, 0.0)},
@@ -43,6 +46,9 @@ def get_config(arg: str = "der"):
   if name not in REHEARSAL + OTHERS or (size and not size.isdigit()):
     raise ValueError(f"config argument '{arg}' is not a method of {', '.join(REHEARSAL + OTHERS)}, optionally "
                      "with -BUFFER (e.g. der-200)")
+  if size and name not in REHEARSAL + MEMORY:
+    raise ValueError(f"config argument '{arg}': {name} keeps no memory; drop '-{size}' (a buffer is for "
+                     f"{', '.join(REHEARSAL + MEMORY)})")
   buffer = int(size) if size else 500
   c = default_config(__file__)
   c.scenario.kind = "split"
@@ -67,12 +73,12 @@ def get_config(arg: str = "der"):
     c.method.replay_batch = replay_batch
     c.method.der_alpha = alpha if name != "er" else c.method.der_alpha
     c.method.der_beta = beta if name == "derpp" else c.method.der_beta
-  elif name in ("agem", "gem"):
+  elif name in MEMORY:
     c.method.memory_per_task = max(buffer // c.scenario.num_tasks, 1)
     if name == "agem":
       c.optimizer.learning_rate = 0.1
       c.method.agem_ref_batch = 128
-    else:
+    elif name == "gem":
       c.optimizer.learning_rate, c.method.gem_margin = GEM.get(buffer, GEM[500])
   if name in ("gem", "lgd"):
     c.method.memory_grad_chunk = 1  # the old tasks' slots only, one at a time (module docstring)

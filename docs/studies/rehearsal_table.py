@@ -7,13 +7,14 @@ the table), in the script's order.
 Each row: Class-IL ACC mean ± 95% t-interval half-width over the seeds (lwcl.runs.summaries), BWT and
 forgetting (mean ± half-width), Task-IL ACC (the same runs, each task's classes only: Mammoth's
 ``mask_classes``), the program's training seconds for all seeds together, and the commit and CPU of the
-provenance block (which must agree across the table's rows, else they are named).
+provenance block (when the rows come from several commits, each commit's rows are named).
 """
 
 import json
 import os
 import sys
 
+AT_200 = ("lgd", "agem", "gem", "er", "der", "derpp", "icarl")  # rehearsal_table.sh's memory-200 configs
 ORDER = ("finetune", "joint", "ewc", "si", "nai", "lgd", "lwf", "agem", "gem", "er", "der", "derpp", "icarl")
 NAMES = {"finetune": "fine-tuning", "joint": "joint", "ewc": "EWC", "si": "SI", "nai": "NAI", "lgd": "LGD",
          "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER", "der": "DER", "derpp": "DER++",
@@ -33,28 +34,31 @@ def rows(out: str):
     for method in ORDER:
       name = next((n for n in names if n in (PREFIX + method, f"{PREFIX}{method}-{memory}")), None)
       path = os.path.join(folder, name or "", "results.json")
-      if name is not None or group == "class_500":
+      if name is not None or group == "class_500" or method in AT_200:
         yield memory, method, (json.load(open(path)) if name and os.path.exists(path) else None)
 
 
 def main(out: str) -> None:
   print("| method | memory | seeds | Class-IL ACC | BWT | forgetting | Task-IL ACC | train s (all seeds) |")
   print("|---|---|---|---|---|---|---|---|")
-  missing, provenance = [], set()
+  missing, provenance, by_commit = [], set(), {}
   for memory, method, res in rows(out):
     if res is None:
       missing.append(f"{NAMES[method]} ({memory})")
       continue
-    keeps = method in ("er", "der", "derpp", "icarl", "agem", "gem")
+    keeps = method in ("er", "der", "derpp", "icarl", "agem", "gem", "lgd")
     p = res.get("provenance") or {}
     cpu = p.get("cpu") or {}
-    provenance.add((p.get("lwcl", {}).get("commit", "?")[:7], cpu.get("model_name"), cpu.get("family"),
-                    cpu.get("model")))
+    commit = p.get("lwcl", {}).get("commit", "?")[:7]
+    provenance.add((commit, cpu.get("model_name"), cpu.get("family"), cpu.get("model")))
+    by_commit.setdefault(commit, []).append(f"{NAMES[method]} ({memory if keeps else '-'})")
     print(f"| {NAMES[method]} | {memory if keeps else '-'} | {res['num_seeds']} | {_pm(res['acc'])} | "
           f"{_pm(res['bwt'])} | {_pm(res['forgetting'])} | {_pm(res['task_il_acc'])} | "
           f"{res['train_seconds']:.0f} |")
   print()
   print("provenance (commit, CPU model name, family, model):", sorted(provenance))
+  if len(by_commit) > 1:
+    print("rows by commit:", "; ".join(f"{c}: {', '.join(r)}" for c, r in sorted(by_commit.items())))
   if missing:
     print("not finished:", ", ".join(missing))
 

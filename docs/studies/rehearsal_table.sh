@@ -18,4 +18,4 @@ c=configs/rehearsal_split_fashion_mnist.py
 $py -m lwcl.cli.compare --seeds=5 --out="$out/class_500" --set train.progress=false \
   $c:{finetune,er,derpp,der,lwf,agem,icarl,ewc,si,nai,gem,lgd,joint}
 $py -m lwcl.cli.compare --seeds=5 --out="$out/class_200" --set train.progress=false \
-  $c:{er,derpp,der,agem,icarl,gem}-200
+  $c:{er,derpp,der,agem,icarl,gem,lgd}-200

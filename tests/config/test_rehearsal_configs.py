@@ -27,7 +27,7 @@ CIFAR = os.path.join(ROOT, "configs", "rehearsal_seq_cifar.py")
 
 def _fmnist_arguments() -> list:
   m = config_files.load(FMNIST)
-  return [*m.REHEARSAL, *(f"{n}-{b}" for n in m.REHEARSAL + ("agem", "gem") for b in m.BUFFERS), *m.OTHERS]
+  return [*m.REHEARSAL, *(f"{n}-{b}" for n in m.REHEARSAL + m.MEMORY for b in m.BUFFERS), *m.OTHERS]
 
 
 def _load(path: str, arg: str):
@@ -87,6 +87,17 @@ def test_settings_are_mammoths():
   assert (opt.learning_rate, m.lwf_alpha, m.lwf_temperature, opt.weight_decay) == (0.03, 0.5, 2.0, 5e-4)
   opt, m = _settings("cifar100:derpp-2000")
   assert (opt.learning_rate, m.replay_batch, m.der_alpha, m.der_beta) == (0.03, 32, 0.1, 0.5)
+
+
+def test_fmnist_episodic_memories_are_the_buffer_split_over_the_tasks():
+  get = config_files.load(FMNIST).get_config
+  for arg, per_task, lr in (("lgd", 100, 0.03), ("lgd-200", 40, 0.03), ("gem-200", 40, 0.01), ("agem", 100, 0.1)):
+    c = get(arg)
+    assert (c.method.memory_per_task, c.optimizer.learning_rate) == (per_task, lr), arg
+    assert c.method.memory_grad_chunk == (0 if arg == "agem" else 1), arg
+  for arg in ("ewc-200", "lwf-500", "finetune-200"):
+    with pytest.raises(ValueError, match=f"{arg.partition('-')[0]} keeps no memory; drop '-"):
+      get(arg)
 
 
 @pytest.mark.parametrize("arg,fragments", [
