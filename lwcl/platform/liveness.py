@@ -68,13 +68,15 @@ class Watch:
     me: this process's index; processes: their number (int >= 2).
     timeout: seconds (float > 0) a partner's heartbeat may stand still before this process stops.
     exit_fn: called once with the :class:`~lwcl.errors.LwclError` to end the process with (tests pass their
-      own); clock: a monotonic clock in seconds (tests pass their own).
+      own); clock: a monotonic clock in seconds, sleep: a sleep in seconds (:meth:`gone`'s; tests pass
+      their own).
   """
 
   def __init__(self, client, me: int, processes: int, timeout: float,
-               exit_fn: Callable[[LwclError], None] = exit_now, clock: Callable[[], float] = time.monotonic):
+               exit_fn: Callable[[LwclError], None] = exit_now, clock: Callable[[], float] = time.monotonic,
+               sleep: Callable[[float], None] = time.sleep):
     self._client, self.me, self.processes, self._timeout = client, me, processes, timeout
-    self._exit, self._clock = exit_fn, clock
+    self._exit, self._clock, self._sleep = exit_fn, clock, sleep
     self._beats = 0
     self._ended = threading.Event()
     self._publish = threading.Lock()  # a beat never overwrites the end state
@@ -122,6 +124,19 @@ class Watch:
     (one per beat, whatever the number of processes)."""
     published = dict(self._client.key_value_dir_get(_KEY.format("")))
     return {p: published.get(_KEY.format(p)) for p in self._seen}
+
+  def gone(self, seconds: float) -> list:
+    """The other processes that look gone: published ``failed``, or whose heartbeat did not move in
+    ``seconds`` (at least two beats, so a live partner moves; ``done`` partners excluded), read twice
+    ``seconds`` apart; ``[]`` when the store cannot be read. For naming a partner that left a collective
+    (gloo names its address only)."""
+    try:
+      before = self._states()
+      self._sleep(seconds)
+      after = self._states()
+    except Exception:  # pylint: disable=broad-except  (the store is gone)
+      return []
+    return [p for p, v in after.items() if v == _FAILED or (v == before[p] and v != _DONE)]
 
   def end(self, failed: bool) -> None:
     """Publishes this process's end (``failed``: with an error or Ctrl-C, which stops the others at their
@@ -183,14 +198,21 @@ _LOST = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 def lost_partner(error: BaseException) -> LwclError | None:
   """The one line for a collective that failed because another process of the run is gone (gloo's
   ``Connection closed by peer``, raised as a ``JaxRuntimeError`` in every process still in the collective),
-  or None for any other error, and outside a watched multi-process run."""
+  or None for any other error, and outside a watched multi-process run. With more than two processes the
+  line names the partners whose heartbeat stopped (:meth:`Watch.gone`, 2.5 s), "it" when none did yet."""
   watch = _state["watch"]
   text = " ".join(str(error).split())
   if watch is None or "Gloo" not in text or not any(lost in text for lost in _LOST):
     return None
-  who = f"process {1 - watch.me}" if watch.processes == 2 else "it"  # gloo names its address, not its index
+  if watch.processes == 2:  # gloo names the partner's address, not its index
+    who = f"process {1 - watch.me}"
+  else:  # the store says which partner stopped beating (two beats and a half)
+    gone = watch.gone(2.5 * BEAT_SECONDS)
+    who = f"process {gone[0]}" if len(gone) == 1 else (
+        f"processes {', '.join(map(str, gone))} were" if gone else "it")
+  who += "" if who.endswith(" were") else " was"
   return LwclError(f"process {watch.me} of {watch.processes}: another process of this run left a collective "
-                   f"({text[text.index('Gloo'):][:120]}): {who} was killed or stopped (its output says why); "
+                   f"({text[text.index('Gloo'):][:120]}): {who} killed or stopped (its output says why); "
                    "rerun every process once that is fixed (the run resumes from its last checkpoint)")
 
 

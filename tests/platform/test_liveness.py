@@ -158,11 +158,55 @@ GLOO = ("INTERNAL: Gloo all-reduce failed: [external/gloo/gloo/transport/tcp/pai
 @pytest.mark.parametrize("me, processes, who", [(1, 2, "process 0 was killed"), (0, 2, "process 1 was killed"),
                                                  (2, 3, "it was killed")])
 def test_a_lost_collective_names_the_other_process_where_there_is_one(monkeypatch, me, processes, who):
-  # gloo names the peer's address, not its index: only a 2-process run knows which process left.
-  monkeypatch.setitem(liveness._state, "watch", liveness.Watch(Store(), me, processes, 5.0, exit_fn=None))
+  # gloo names the peer's address, not its index: a 2-process run knows which process left; a larger one
+  # asks the store (test_a_lost_collective_in_a_larger_run_names_the_partner_that_stopped), and says "it"
+  # when the store cannot tell (here: unreachable).
+  store = Store()
+  store.down = processes > 2
+  watch = liveness.Watch(store, me, processes, 5.0, exit_fn=None, sleep=lambda s: None)
+  monkeypatch.setitem(liveness._state, "watch", watch)
   error = liveness.lost_partner(RuntimeError(GLOO))
   assert str(error).startswith(f"process {me} of {processes}: another process of this run left a collective "
                                "(Gloo all-reduce failed"), error
   assert f"): {who} or stopped (its output says why)" in str(error)
   assert "(the run resumes from its last checkpoint)" in str(error)
   assert liveness.lost_partner(RuntimeError("INTERNAL: something else")) is None
+
+
+def test_gone_names_the_partners_whose_heartbeat_stopped_or_failed():
+  store = Store()
+  sleeps = []
+  watch = liveness.Watch(store, 0, 5, 5.0, exit_fn=None, sleep=lambda s: sleeps.pop(0)(s))
+  store.values.update({"lwcl/liveness/1": "7", "lwcl/liveness/2": "3", "lwcl/liveness/3": "done",
+                       "lwcl/liveness/4": "9"})
+
+  def two_beats(seconds):  # processes 1 and 4 beat on; 2 stopped; 3 finished
+    assert seconds == 2.5
+    store.values.update({"lwcl/liveness/1": "9", "lwcl/liveness/4": "11"})
+
+  sleeps.append(two_beats)
+  assert watch.gone(2.5) == [2]
+  store.values["lwcl/liveness/4"] = "failed"
+  sleeps.append(lambda s: None)
+  assert watch.gone(2.5) == [1, 2, 4]  # 1 did not move in this (instant) read
+  store.down = True
+  assert watch.gone(2.5) == []
+
+
+def test_a_lost_collective_in_a_larger_run_names_the_partner_that_stopped(monkeypatch):
+  store = Store()
+  store.values.update({"lwcl/liveness/0": "4", "lwcl/liveness/1": "5", "lwcl/liveness/3": "6"})
+
+  def beat(seconds):  # 0 and 3 beat on, 1 was killed
+    store.values.update({"lwcl/liveness/0": "6", "lwcl/liveness/3": "8"})
+
+  monkeypatch.setitem(liveness._state, "watch", liveness.Watch(store, 2, 4, 5.0, exit_fn=None, sleep=beat))
+  assert "): process 1 was killed or stopped (its output says why)" in str(liveness.lost_partner(RuntimeError(GLOO)))
+
+
+def test_a_lost_collective_names_every_partner_that_stopped(monkeypatch):
+  store = Store()
+  store.values.update({"lwcl/liveness/0": "4", "lwcl/liveness/1": "5", "lwcl/liveness/3": "failed"})
+  watch = liveness.Watch(store, 2, 4, 5.0, exit_fn=None, sleep=lambda s: None)  # nobody beats meanwhile
+  monkeypatch.setitem(liveness._state, "watch", watch)
+  assert "): processes 0, 1, 3 were killed or stopped" in str(liveness.lost_partner(RuntimeError(GLOO)))
