@@ -2,8 +2,10 @@
 
     XLA_FLAGS=--xla_force_host_platform_device_count=8 python tests/device_runs.py WORKDIR 8 [M1,M2,...]
 
-(the methods named, default every method). With ``replicas`` instead of the methods, runs seeds as replicas
-split over the N devices (:func:`replica_runs`) and their single runs on one device.
+(the methods named, default every method). With ``replicas`` (or ``replicas:METHOD``, default fine-tuning;
+GEM and LGD with ``method.memory_grad_chunk=1``, their loop over the old tasks' slots) instead of the
+methods, runs seeds as replicas split over the N devices (:func:`replica_runs`) and their single runs on
+one device.
 
 A separate process, because the number of forced CPU devices is fixed when JAX starts.
 """
@@ -62,7 +64,8 @@ def replica_runs(workdir: str, devices: int, method: str = "finetune") -> None:
   """Each :data:`REPLICA_RUNS` entry (``devices // divisor`` seeds on the ``devices`` devices) and the single
   run of every seed on one device; writes each run's final state to ``WORKDIR/<name>.npz`` (replica runs:
   leaves ``[R, ...]``; single runs ``single<seed>.npz``) and prints ``{name: {mesh, results per replica}}``."""
-  base = {**DEVICE_TINY, "method.name": method, **method_overrides(method), "data.normalize": "unit"}
+  base = {**DEVICE_TINY, "method.name": method, **method_overrides(method), "data.normalize": "unit",
+          **({"method.memory_grad_chunk": 1} if method in ("gem", "lgd") else {})}
   keep = ("accuracy_matrix", "final_train_loss", "devices")
   out = {}
   for name, divisor, extra in REPLICA_RUNS:
@@ -93,7 +96,7 @@ def replica_runs(workdir: str, devices: int, method: str = "finetune") -> None:
 
 
 if __name__ == "__main__":
-  if sys.argv[3:4] == ["replicas"]:
-    replica_runs(sys.argv[1], int(sys.argv[2]))
+  if sys.argv[3:4] and sys.argv[3].partition(":")[0] == "replicas":
+    replica_runs(sys.argv[1], int(sys.argv[2]), sys.argv[3].partition(":")[2] or "finetune")
   else:
     main(sys.argv[1], int(sys.argv[2]), *([sys.argv[3].split(",")] if len(sys.argv) > 3 else []))

@@ -136,8 +136,11 @@ def _npz(path: str) -> dict:
 
 
 def test_replicas_split_over_eight_devices_equal_their_single_runs(tmp_path):
+  # LGD with memory_grad_chunk=1: the replicas' state includes the episodic memory, and its old-task loop's
+  # trip count is a maximum over the replicas (a collective across the devices when they are split).
   proc = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "device_runs.py"), str(tmp_path), "8",
-                         "replicas"], capture_output=True, text=True, env=forced_devices(8), cwd=ROOT, timeout=900)
+                         "replicas:lgd"], capture_output=True, text=True, env=forced_devices(8), cwd=ROOT,
+                        timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   runs = json.loads(proc.stdout.strip().splitlines()[-1])
   assert runs["split"]["mesh"] == {"replica": 8, "data": 1}  # auto: replicas over the devices first
