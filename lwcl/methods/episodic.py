@@ -149,8 +149,7 @@ class EpisodicMethod(Method):
       return {"ref_grads": jax.vmap(grad)(batches), "ref_mask": mask}
     n = min(self.chunk, k)
     old = replica_max(jnp.clip(jnp.asarray(current, jnp.int32), 0, k))
-    zeros = jax.eval_shape(jax.vmap(grad), jax.tree_util.tree_map(lambda x: x[:n], batches))
-    zeros = jax.tree_util.tree_map(lambda s: jnp.zeros((k,) + s.shape[1:], s.dtype), zeros)
+    zeros = jax.tree_util.tree_map(lambda p: jnp.zeros((k,) + p.shape, p.dtype), params)  # a grad per slot
 
     def chunk(i, grads):
       # The last chunk starts at k - n at the latest: it may recompute slots of the previous one (the same
