@@ -14,7 +14,8 @@ import json
 import os
 import sys
 
-AT_200 = ("lgd", "agem", "gem", "er", "der", "derpp", "icarl")  # rehearsal_table.sh's memory-200 configs
+# The methods with a memory (buffer, exemplars or episodic memory): rehearsal_table.sh runs them at 500 and 200.
+WITH_MEMORY = ("lgd", "agem", "gem", "er", "der", "derpp", "icarl")
 ORDER = ("finetune", "joint", "ewc", "si", "nai", "lgd", "lwf", "agem", "gem", "er", "der", "derpp", "icarl")
 NAMES = {"finetune": "fine-tuning", "joint": "joint", "ewc": "EWC", "si": "SI", "nai": "NAI", "lgd": "LGD",
          "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER", "der": "DER", "derpp": "DER++",
@@ -34,7 +35,7 @@ def rows(out: str):
     for method in ORDER:
       name = next((n for n in names if n in (PREFIX + method, f"{PREFIX}{method}-{memory}")), None)
       path = os.path.join(folder, name or "", "results.json")
-      if name is not None or group == "class_500" or method in AT_200:
+      if name is not None or group == "class_500" or method in WITH_MEMORY:
         yield memory, method, (json.load(open(path)) if name and os.path.exists(path) else None)
 
 
@@ -46,7 +47,7 @@ def main(out: str) -> None:
     if res is None:
       missing.append(f"{NAMES[method]} ({memory})")
       continue
-    keeps = method in ("er", "der", "derpp", "icarl", "agem", "gem", "lgd")
+    keeps = method in WITH_MEMORY
     p = res.get("provenance") or {}
     cpu = p.get("cpu") or {}
     commit = p.get("lwcl", {}).get("commit", "?")[:7]

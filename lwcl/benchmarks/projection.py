@@ -182,6 +182,11 @@ def time_host_qp_alone(old_tasks: int, steps: int, seed: int = 0) -> float:
   return float(np.median(times))
 
 
+def _cells(row: dict, names) -> list:
+  """``'<ratio>x (<ms>)'`` of each of ``names`` against ``row['finetune']`` (seconds per step)."""
+  return [f"{row[m] / row['finetune']:.1f}x ({1e3 * row[m]:.1f})" for m in names]
+
+
 METHODS = ("finetune", "agem", "gem", "gem_host_qp", "lgd")
 TITLES = {"agem": "A-GEM", "gem": "GEM (QP on device)", "gem_host_qp": "GEM (quadprog on host, every step)",
           "lgd": "LGD (layer-wise)"}
@@ -214,9 +219,8 @@ def main(argv: list) -> None:
         " | host QP work alone, no round trip (ms) |")
   print("|---" * (len(METHODS) + 2) + "|")
   for n, r in rows.items():
-    base = r["finetune"]
-    cells = [f"{r[m] / base:.1f}x ({1e3 * r[m]:.1f})" for m in METHODS[1:]]
-    print(f"| {n} | {1e3 * base:.2f} | " + " | ".join(cells) + f" | {1e3 * r['host_qp_alone']:.1f} |")
+    print(f"| {n} | {1e3 * r['finetune']:.2f} | " + " | ".join(_cells(r, METHODS[1:])) +
+          f" | {1e3 * r['host_qp_alone']:.1f} |")
   streams = {}
   if args.stream_tasks:
     streams = {n: time_methods(CHUNKS, n, args.steps, stream_tasks=args.stream_tasks) for n in counts}
@@ -227,8 +231,7 @@ def main(argv: list) -> None:
     print("| old tasks n | fine-tuning (ms) | " + " | ".join(CHUNK_TITLES[m] for m in CHUNKS[1:]) + " |")
     print("|---" * (len(CHUNKS) + 1) + "|")
     for n, r in streams.items():
-      cells = [f"{r[m] / r['finetune']:.1f}x ({1e3 * r[m]:.1f})" for m in CHUNKS[1:]]
-      print(f"| {n} | {1e3 * r['finetune']:.2f} | " + " | ".join(cells) + " |")
+      print(f"| {n} | {1e3 * r['finetune']:.2f} | " + " | ".join(_cells(r, CHUNKS[1:])) + " |")
   if args.json:
     with open(args.json, "w") as f:
       json.dump({"device": f"{device.platform} {device.device_kind}", "steps": args.steps,

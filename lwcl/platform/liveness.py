@@ -204,13 +204,10 @@ def lost_partner(error: BaseException) -> LwclError | None:
   text = " ".join(str(error).split())
   if watch is None or "Gloo" not in text or not any(lost in text for lost in _LOST):
     return None
-  if watch.processes == 2:  # gloo names the partner's address, not its index
-    who = f"process {1 - watch.me}"
-  else:  # the store says which partner stopped beating (two beats and a half)
-    gone = watch.gone(2.5 * BEAT_SECONDS)
-    who = f"process {gone[0]}" if len(gone) == 1 else (
-        f"processes {', '.join(map(str, gone))} were" if gone else "it")
-  who += "" if who.endswith(" were") else " was"
+  # gloo names the partner's address, not its index: in a larger run the store says who stopped beating.
+  gone = [1 - watch.me] if watch.processes == 2 else watch.gone(2.5 * BEAT_SECONDS)
+  who = ("it was" if not gone else f"process {gone[0]} was" if len(gone) == 1 else
+         f"processes {', '.join(map(str, gone))} were")
   return LwclError(f"process {watch.me} of {watch.processes}: another process of this run left a collective "
                    f"({text[text.index('Gloo'):][:120]}): {who} killed or stopped (its output says why); "
                    "rerun every process once that is fixed (the run resumes from its last checkpoint)")
