@@ -56,5 +56,4 @@ def get_config(method: str = "finetune"):
   c.method.importance_samples = 500
   if method in ("lgd", "agem", "gem"):
     c.method.memory_per_task = 64  # 4 old tasks x 64 memories per step on a CPU
-    c.method.memory_grad_chunk = 1  # old-task gradients one task at a time, skipping future task slots
   return c

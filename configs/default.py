@@ -105,8 +105,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.method.nai_include_heads = False  # nai: also penalize the task heads (softmax outputs as neurons)
   # Episodic memory (lwcl/methods/episodic.py, one file each: agem.py, ...; maths in projection.py)
   c.method.memory_per_task = 256  # agem/gem/lgd: ring buffer per task, the last N examples seen (GEM: 256)
-  c.method.memory_grad_chunk = 0  # gem/lgd: old-task gradients 0 = all in one vmap | 1 = one task at a time
-  #   (lax.map, skips tasks not seen yet: less memory and compute on CPU) | n = n tasks per vmapped chunk
+  c.method.memory_grad_chunk = 1  # gem/lgd: old-task gradients n = the old tasks' slots only, n at a time
+  #   (skips the slots of tasks not seen yet) | 0 = every slot in one vmap (a fixed program)
   c.method.grouping = "auto"  # agem/gem/lgd: auto (agem, gem: network, local_block in layer-wise local/greedy
   #   training; lgd: layer) | layer | block | network | local_block | tensors:N (runs of N parameter
   #   tensors in definition order; the LGD authors' code: tensors:5)

@@ -78,8 +78,9 @@ What differs from Mammoth, and why:
 * **A-GEM, GEM.** lwcl keeps ``buffer // 5`` examples per task (the last ones seen). Mammoth's A-GEM (at
   this commit) computes ``buffer_size // N_TASKS`` but stores one minibatch (32 examples) of each task;
   its GEM refills a class-balanced buffer of ``buffer_size`` examples over the classes seen at every task
-  end. GEM computes its old tasks' gradients one task at a time (``method.memory_grad_chunk = 1``: the
-  same gradients up to float rounding, with a quarter of the memory of one vmap over 4 old tasks).
+  end. GEM computes its old tasks' gradients one task at a time (lwcl's default
+  ``method.memory_grad_chunk = 1``: the same gradients up to float rounding, with a quarter of the memory
+  of one vmap over 4 old tasks).
 * **Joint.** lwcl's joint training is cumulative: task ``t`` trains on the union of tasks ``0..t`` for
   50 epochs (about 3x the steps of one pass on CIFAR-10, 5.5x on CIFAR-100), and the network after the
   last task has trained on all the data; Mammoth's trains nothing during the tasks and, after the last,
@@ -223,7 +224,6 @@ def get_config(arg: str = "cifar10:der-500"):
       c.method.agem_ref_batch = replay_batch
     else:
       c.method.gem_margin = best["gamma"]
-      c.method.memory_grad_chunk = 1
   elif method == "lwf":
     c.method.lwf_alpha = best.get("alpha", LWF_DEFAULTS["alpha"])
     c.method.lwf_temperature = best.get("softmax_temp", LWF_DEFAULTS["softmax_temp"])

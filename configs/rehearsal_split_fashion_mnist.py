@@ -20,9 +20,9 @@ other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data s
 MNIST) and the network (lwcl's default ConvNet, not Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online
 EWC), LGD keep lwcl's defaults (strength 1; LGD's rule and lr 0.03 with GEM's memory: not tuned for this
 protocol; Mammoth has no LGD). GEM and LGD compute the old tasks'
-memory gradients one task at a time (``method.memory_grad_chunk = 1``), only for tasks already seen: the
-same gradients up to rounding as the default's one vmap over every slot, at t / 4 of its memory work at task
-t (``bin/bench projection``'s second table measures the step).
+memory gradients one task at a time (lwcl's default ``method.memory_grad_chunk = 1``), only for tasks
+already seen: the same gradients up to rounding as one vmap over every slot (``0``), at t / 4 of its
+memory work at task t (``bin/bench projection``'s second table measures the step).
 """
 
 from lwcl.config.files import default_config
@@ -80,9 +80,7 @@ def get_config(arg: str = "der"):
       c.method.agem_ref_batch = 128
     elif name == "gem":
       c.optimizer.learning_rate, c.method.gem_margin = GEM.get(buffer, GEM[500])
-  if name in ("gem", "lgd"):
-    c.method.memory_grad_chunk = 1  # the old tasks' slots only, one at a time (module docstring)
-  elif name == "lwf":  # Mammoth's lwf: lr 0.03, alpha 1, softmax_temp 2, optim_wd 5e-4 (SGD's weight_decay)
+  if name == "lwf":  # Mammoth's lwf: lr 0.03, alpha 1, softmax_temp 2, optim_wd 5e-4 (SGD's weight_decay)
     c.method.lwf_alpha, c.method.lwf_temperature = 1.0, 2.0
     c.optimizer.weight_decay = 5e-4
   elif name == "si":

@@ -62,8 +62,8 @@ class EpisodicMethod(Method):
   OPTIONS = (
       Option("method.memory_per_task", 256, "ring buffer per task, the last N examples seen (GEM: 256)",
              minimum=1),
-      Option("method.memory_grad_chunk", 0, "old-task gradients 0 = every slot in one vmap | n = the old "
-             "tasks' slots only, n at a time", minimum=0),
+      Option("method.memory_grad_chunk", 1, "old-task gradients n = the old tasks' slots only, n at a "
+             "time | 0 = every slot in one vmap", minimum=0),
       Option("method.grouping", "auto", "parameter groups projected separately: auto | local_block | "
              f"{' | '.join(param_groups.GROUPINGS)} | tensors:N"))
 
@@ -133,7 +133,7 @@ class EpisodicMethod(Method):
 
     ``method.memory_grad_chunk``: 0 computes all ``K`` slots with one ``jax.vmap`` (a fixed amount of work at
     every step, also for the slots of tasks not seen yet, whose gradients the mask then drops); ``n >= 1``
-    computes the old tasks' slots only, ``n`` at a time (a ``jax.vmap`` over ``n`` slots inside an XLA
+    (default 1) computes the old tasks' slots only, ``n`` at a time (a ``jax.vmap`` over ``n`` slots inside an XLA
     while loop whose trip count is the old tasks' count, ``ceil(t / n)`` at task ``t``, taken over the
     replicas by :func:`lwcl.core.model_fns.replica_max` so that it stays a real loop under the replicas'
     vmap) and leaves zeros in the other slots. Every setting gives the same gradients up to rounding
