@@ -8,10 +8,13 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import scipy.stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUDIES = os.path.join(ROOT, "docs", "studies")
@@ -199,6 +202,33 @@ def test_run_tables_give_the_rehearsal_tables_figures_from_the_stored_runs():
   assert "- commit: 8ec34f6" in summary and "AMD EPYC, family 25, model 17; avx2 yes, avx512f yes, amx no" in summary
   with pytest.raises(ValueError, match="no finished seed"):
     tables.find_groups([os.path.join(REHEARSAL_RUNS, "nothing_*")])
+
+
+def test_rehearsal_table_gives_the_rows_per_seed_values_and_paired_differences(tmp_path, capsys):
+  table = _module("rehearsal_table")
+  table.main(os.path.dirname(REHEARSAL_RUNS))
+  text = capsys.readouterr().out
+  assert "| ER | 500 | 5 | 77.80 ± 1.46 | -25.56 ± 1.79 | 25.56 ± 1.79 | 98.75 ± 0.15 |" in text
+  assert "- ER (500): 75.76 / 78.29 / 78.59 / 77.87 / 78.51" in text  # docs/results.md's per-seed ACC
+  # docs/results.md's paired differences (an independent check: NumPy and SciPy's t quantile on the seeds)
+  er, der = (np.array([run["acc"] for run in json.load(open(os.path.join(
+      REHEARSAL_RUNS, f"rehearsal_split_fashion_mnist_{m}", "results.json")))["runs"]]) * 100 for m in ("er", "der"))
+  d = der - er
+  half = scipy.stats.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
+  assert f"- DER - ER: {d.mean():.2f} ± {half:.2f} (5 seeds)" in text and "- DER - ER: 2.46 ± 0.92" in text
+  at_200 = text[text.index("at memory 200"):text.index("From memory 500 to 200")]
+  assert "- ER - fine-tuning: 55.65 ± 3.04 (5 seeds)" in at_200  # fine-tuning's runs serve both sizes
+  assert "- DER++ 200 - DER++ 500: -8.17 ± 0.84 (5 seeds)" in text
+  # A memory method missing at one size is missing there (never its other size's runs): only ER at 500 here
+  only = tmp_path / "out"
+  for method in ("er", "finetune"):
+    (only / "class_500" / f"rehearsal_split_fashion_mnist_{method}").mkdir(parents=True)
+    shutil.copy(os.path.join(REHEARSAL_RUNS, f"rehearsal_split_fashion_mnist_{method}", "results.json"),
+                only / "class_500" / f"rehearsal_split_fashion_mnist_{method}")
+  table.main(str(only))
+  text = capsys.readouterr().out
+  assert "not finished: " in text and "ER (200)" in text.split("not finished: ")[1].splitlines()[0]
+  assert "- ER - fine-tuning: 57.87" in text and "ER" not in text[text.index("at memory 200"):]
 
 
 def test_timed_rounds_interleave_resume_and_tabulate(tmp_path):

@@ -7,15 +7,24 @@ the table), in the script's order.
 Each row: Class-IL ACC mean ± 95% t-interval half-width over the seeds (lwcl.runs.summaries), BWT and
 forgetting (mean ± half-width), Task-IL ACC (the same runs, each task's classes only: Mammoth's
 ``mask_classes``), the program's training seconds for all seeds together, and the commit and CPU of the
-provenance block (when the rows come from several commits, each commit's rows are named).
+provenance block (when the rows come from several commits, each commit's rows are named). Below the table:
+each row's Class-IL ACC per seed, then the paired differences of Class-IL ACC (mean of the per-seed
+differences ± its 95% t-interval, :func:`lwcl.core.metrics.paired_difference`, over the seeds both rows
+ran): every two of fine-tuning, LwF and the methods with a memory at each memory size (fine-tuning's and
+LwF's runs are the same at both), and each memory method's change from 500 to 200.
 """
 
 import json
 import os
 import sys
 
+from lwcl.core import metrics
+
 # The methods with a memory (buffer, exemplars or episodic memory): rehearsal_table.sh runs them at 500 and 200.
 WITH_MEMORY = ("lgd", "agem", "gem", "er", "der", "derpp", "icarl")
+# Paired at each memory size: the ordering the literature states (DER++ >= DER >= ER >> LwF ~ fine-tuning)
+# and every other memory method against them.
+PAIRED = ("finetune", "lwf") + WITH_MEMORY
 ORDER = ("finetune", "joint", "ewc", "si", "nai", "lgd", "lwf", "agem", "gem", "er", "der", "derpp", "icarl")
 NAMES = {"finetune": "fine-tuning", "joint": "joint", "ewc": "EWC", "si": "SI", "nai": "NAI", "lgd": "LGD",
          "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER", "der": "DER", "derpp": "DER++",
@@ -39,15 +48,50 @@ def rows(out: str):
         yield memory, method, (json.load(open(path)) if name and os.path.exists(path) else None)
 
 
+def _per_seed(res: dict) -> dict:
+  """Seed -> Class-IL ACC (%)."""
+  return {run["seed"]: 100 * run["acc"] for run in res["runs"]}
+
+
+def _paired(name_a: str, a: dict, name_b: str, b: dict) -> str:
+  """``B - A: mean ± half-width (n seeds)`` over the seeds both ran."""
+  seeds = sorted(set(a) & set(b))
+  d = metrics.paired_difference([a[s] for s in seeds], [b[s] for s in seeds])
+  half = "n/a" if d["ci95_half_width"] is None else f"{d['ci95_half_width']:.2f}"
+  return f"{name_b} - {name_a}: {d['mean']:.2f} ± {half} ({d['n']} seeds)"
+
+
+def paired_lines(found: dict) -> list:
+  """The per-seed and paired-difference lines for ``found``: (memory, method) -> results dict."""
+  lines = ["", "Class-IL ACC per seed (seeds in order):"]
+  for (memory, method), res in found.items():
+    per_seed = _per_seed(res)
+    label = f"{NAMES[method]} ({memory if method in WITH_MEMORY else '-'})"
+    lines.append(f"- {label}: " + " / ".join(f"{per_seed[s]:.2f}" for s in sorted(per_seed)))
+  for memory in (500, 200):
+    group = [(m, found.get((memory if m in WITH_MEMORY else 500, m))) for m in ORDER if m in PAIRED]
+    group = [(m, _per_seed(res)) for m, res in group if res is not None]
+    lines += ["", f"Paired differences of Class-IL ACC at memory {memory} (95% t):"]
+    for i, (a, seeds_a) in enumerate(group):
+      lines += [f"- {_paired(NAMES[a], seeds_a, NAMES[b], seeds_b)}" for b, seeds_b in group[i + 1:]]
+  lines += ["", "From memory 500 to 200, paired by seed (95% t):"]
+  for method in WITH_MEMORY:
+    if (500, method) in found and (200, method) in found:
+      at_500, at_200 = _per_seed(found[500, method]), _per_seed(found[200, method])
+      lines.append(f"- {_paired(f'{NAMES[method]} 500', at_500, f'{NAMES[method]} 200', at_200)}")
+  return lines
+
+
 def main(out: str) -> None:
   print("| method | memory | seeds | Class-IL ACC | BWT | forgetting | Task-IL ACC | train s (all seeds) |")
   print("|---|---|---|---|---|---|---|---|")
-  missing, provenance, by_commit = [], set(), {}
+  missing, provenance, by_commit, found = [], set(), {}, {}
   for memory, method, res in rows(out):
     if res is None:
       missing.append(f"{NAMES[method]} ({memory})")
       continue
     keeps = method in WITH_MEMORY
+    found[memory, method] = res
     p = res.get("provenance") or {}
     cpu = p.get("cpu") or {}
     commit = p.get("lwcl", {}).get("commit", "?")[:7]
@@ -62,6 +106,7 @@ def main(out: str) -> None:
     print("rows by commit:", "; ".join(f"{c}: {', '.join(r)}" for c, r in sorted(by_commit.items())))
   if missing:
     print("not finished:", ", ".join(missing))
+  print("\n".join(paired_lines(found)))
 
 
 if __name__ == "__main__":
