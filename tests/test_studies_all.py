@@ -148,6 +148,9 @@ def test_walltime_is_the_sum_over_every_attempt(tmp_path):
   assert report.duration(13812) == "3 h 50 min 12 s" and report.duration(59) == "0 min 59 s"
   text = report.walltime_text(str(tmp_path))
   assert "total wall time: 13812 s (3 h 50 min 12 s)" in text and text.splitlines()[-1].startswith("CPU: ")
+  path.write_text("default\t2026-12-01T10:00:00Z\t2026-12-01T10:05:00Z\t300\tabc1234\tkilled\n")
+  summary = report.walltime_summary(report.read_walltime(str(path)))
+  assert summary["killed"] == 1 and "(1 killed by SIGKILL" in report.walltime_text(str(tmp_path))
   path.write_text("default\t2026-12-01T10:00:00Z\t300\tabc1234\n")
   with pytest.raises(ValueError, match="4 fields"):
     report.read_walltime(str(path))
@@ -202,6 +205,31 @@ def test_run_tables_give_the_rehearsal_tables_figures_from_the_stored_runs():
   assert "- commit: 8ec34f6" in summary and "AMD EPYC, family 25, model 17; avx2 yes, avx512f yes, amx no" in summary
   with pytest.raises(ValueError, match="no finished seed"):
     tables.find_groups([os.path.join(REHEARSAL_RUNS, "nothing_*")])
+
+
+def test_an_attempt_killed_by_sigkill_is_recorded_to_its_last_heartbeat(tmp_path):
+  python = tmp_path / "python"
+  python.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} \"$@\"\n")
+  python.chmod(0o755)
+  steps = tmp_path / "steps.sh"
+  # the first attempt SIGKILLs all.sh itself ($$ in a step's command) 3.5 s in, as a machine that ends would
+  steps.write_text(f"py={python}\nsetup=:\n"
+                   "step one \"Default experiment\" \"1 s\"\n"
+                   "run '[ -f $D/killed_once ] || { touch $D/killed_once; sleep 3.5; kill -KILL $$; }'\n"
+                   "table 'echo one'\n")
+  out = tmp_path / "out"
+  env = dict(os.environ, LWCL_ALL_STEPS_FILE=str(steps), LWCL_ALL_HEARTBEAT="1")
+  first = subprocess.run(["bash", ALL_SH, str(out)], env=env, capture_output=True, text=True, timeout=120)
+  assert first.returncode == -9 and not (out / "walltime.tsv").exists()
+  attempt = (out / "one" / "attempt.txt").read_text().split("\t")
+  assert len(attempt) == 3 and attempt[0].isdigit()
+  second = subprocess.run(["bash", ALL_SH, str(out)], env=env, capture_output=True, text=True, timeout=120)
+  assert second.returncode == 0, second.stdout + second.stderr
+  assert "one: an attempt started " in second.stdout and not (out / "one" / "attempt.txt").exists()
+  rows = [line.split("\t") for line in (out / "walltime.tsv").read_text().splitlines()]
+  assert [(r[0], len(r)) for r in rows] == [("one", 6), ("one", 5)] and rows[0][5] == "killed"
+  assert 2 <= int(rows[0][3]) <= 4 and rows[0][1] == attempt[1]  # the heartbeat's last touch, 1 s apart
+  assert "(1 killed by SIGKILL, counted to their last heartbeat)" in second.stdout
 
 
 def test_rehearsal_table_gives_the_rows_per_seed_values_and_paired_differences(tmp_path, capsys):

@@ -10,9 +10,12 @@
 # again and its commands resume: python -m lwcl.main and bin/compare report finished runs and resume the
 # others from their checkpoints, the study scripts skip what finished, timed_rounds.py keeps the measured
 # rounds; benchmarks run again whole. Stop it with Ctrl-C (or SIGTERM to its process group). Every attempt
-# of a step, finished or interrupted (not SIGKILLed), appends `step<TAB>start<TAB>end<TAB>seconds<TAB>commit`
-# to OUT/walltime.tsv; the total printed at the end (with this machine's CPU) is the sum of every line, so a
-# study spread over several sessions adds up. A finished step has
+# of a step, finished or interrupted, appends `step<TAB>start<TAB>end<TAB>seconds<TAB>commit` to
+# OUT/walltime.tsv; the total printed at the end (with this machine's CPU) is the sum of every line, so a
+# study spread over several sessions adds up. An attempt SIGKILLed (a machine or session that ends without
+# warning) cannot write its line: while a step runs, OUT/S/attempt.txt holds its start and commit and is
+# touched every LWCL_ALL_HEARTBEAT seconds (30); the next all.sh run writes the dead attempt's line with its
+# last touch as the end and `killed` as a sixth field. A finished step has
 # OUT/S/table.md: its section's tables made from its outputs (results.json files, the benchmarks' output) by
 # the existing table code (bin/compare's seed table with the 95% t-interval, rehearsal_table.py,
 # lwcl.studies.*, each benchmark's own markdown) or docs/studies/run_tables.py and timed_rounds.py, then the
@@ -290,12 +293,27 @@ make_table() {
   mv "$D/table.md.tmp" "$D/table.md"
 }
 
-current="" started=0 started_iso=""
+current="" started=0 started_iso="" heartbeat=""
 record_walltime() {
   [ -n "$current" ] || return 0
+  [ -z "$heartbeat" ] || kill "$heartbeat" 2>/dev/null || true
   printf '%s\t%s\t%s\t%s\t%s\n' "$current" "$started_iso" "$(date -u +%FT%TZ)" "$(( $(date +%s) - started ))" \
     "$(commit)" >> "$OUT/walltime.tsv"
-  current=""
+  rm -f "$OUT/$current/attempt.txt"
+  current="" heartbeat=""
+}
+
+# A step's attempt.txt (start epoch, start time, commit) left by an attempt that was SIGKILLed: its line, with
+# the file's last touch (the attempt's last heartbeat) as its end and `killed` as the note
+record_killed() {
+  local s=$1 f="$OUT/$1/attempt.txt" start iso c end
+  [ -f "$f" ] || return 0
+  IFS=$'\t' read -r start iso c < "$f"
+  end=$(stat -c %Y "$f")
+  printf '%s\t%s\t%s\t%s\t%s\tkilled\n' "$s" "$iso" "$(date -u -d "@$end" +%FT%TZ)" "$(( end - start ))" "$c" \
+    >> "$OUT/walltime.tsv"
+  rm -f "$f"
+  echo "all.sh: $s: an attempt started $iso was killed; its $(( end - start )) s to its last heartbeat recorded"
 }
 
 run_step() {
@@ -308,6 +326,10 @@ run_step() {
   mkdir -p "$D"
   printf '%s\n' "${TITLE[$s]}" > "$D/title.txt"
   current=$s started=$(date +%s) started_iso=$(date -u +%FT%TZ)
+  printf '%s\t%s\t%s\n' "$started" "$started_iso" "$(commit)" > "$D/attempt.txt"
+  ( while sleep "${LWCL_ALL_HEARTBEAT:-30}" && kill -0 $$ 2>/dev/null; do touch -c "$D/attempt.txt"; done ) \
+    > /dev/null 2>&1 &
+  heartbeat=$!
   echo "all.sh: $s (\"${TITLE[$s]}\", about ${ESTIMATE[$s]}): started $started_iso"
   "$py" docs/studies/all_report.py provenance-now "$D/provenance.json"
   eval_commands "$s" run 2>&1 | tee -a "$D/log.txt"
@@ -343,6 +365,7 @@ else
   trap record_walltime EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  for s in "${STEPS[@]}"; do record_killed "$s"; done
   $setup
   for s in "${STEPS[@]}"; do  # in the fixed order; run_step outside any && or ||, so that set -e holds in it
     if [[ " ${chosen[*]} " == *" $s "* ]]; then

@@ -182,10 +182,12 @@ def _logs(paths, render) -> str:
 
 
 def read_walltime(path: str) -> list:
-  """The rows of a walltime.tsv: ``[(step, start, end, seconds, commit)]``, seconds a float.
+  """The rows of a walltime.tsv: ``[(step, start, end, seconds, commit, note)]``, seconds a float, note the
+  optional sixth field ('' when absent; all.sh writes ``killed`` for an attempt that was SIGKILLed, whose end
+  is its last heartbeat).
 
   Raises:
-    ValueError: a line that does not have the five fields, or whose seconds are not a number.
+    ValueError: a line that does not have five or six fields, or whose seconds are not a number.
   """
   rows = []
   with open(path) as f:
@@ -193,26 +195,35 @@ def read_walltime(path: str) -> list:
       if not line.strip() or line.startswith("#"):
         continue
       fields = line.rstrip("\n").split("\t")
-      if len(fields) != 5:
-        raise ValueError(f"{path}:{n}: {len(fields)} fields, not step, start, end, seconds, commit")
+      if len(fields) not in (5, 6):
+        raise ValueError(f"{path}:{n}: {len(fields)} fields, not step, start, end, seconds, commit[, note]")
       try:
         seconds = float(fields[3])
       except ValueError:
         raise ValueError(f"{path}:{n}: seconds {fields[3]!r} is not a number") from None
-      rows.append((fields[0], fields[1], fields[2], seconds, fields[4]))
+      rows.append((fields[0], fields[1], fields[2], seconds, fields[4], fields[5] if len(fields) == 6 else ""))
   return rows
 
 
 def walltime_summary(rows) -> dict:
-  """``{'steps': {step: {'seconds', 'attempts'}} in first-seen order, 'total_seconds', 'attempts',
-  'commits'}`` of :func:`read_walltime`'s rows: the total is the sum over every attempt of every step."""
+  """``{'steps': {step: {'seconds', 'attempts'}} in first-seen order, 'total_seconds', 'attempts', 'killed',
+  'commits'}`` of :func:`read_walltime`'s rows: the total is the sum over every attempt of every step;
+  ``killed`` counts the attempts ended by SIGKILL (their time runs to their last heartbeat)."""
   steps = {}
-  for step, _, _, seconds, _ in rows:
+  for step, _, _, seconds, _, _ in rows:
     s = steps.setdefault(step, {"seconds": 0.0, "attempts": 0})
     s["seconds"] += seconds
     s["attempts"] += 1
   commits = list(dict.fromkeys(r[4] for r in rows))
-  return {"steps": steps, "total_seconds": sum(r[3] for r in rows), "attempts": len(rows), "commits": commits}
+  return {"steps": steps, "total_seconds": sum(r[3] for r in rows), "attempts": len(rows),
+          "killed": sum(r[5] == "killed" for r in rows), "commits": commits}
+
+
+def attempts_text(summary: dict) -> str:
+  """``N step attempts`` and, when some were killed, how their time was counted."""
+  killed = summary["killed"]
+  return f"{summary['attempts']} step attempts" + (
+      f" ({killed} killed by SIGKILL, counted to their last heartbeat)" if killed else "")
 
 
 def duration(seconds: float) -> str:
@@ -229,7 +240,7 @@ def walltime_text(out: str) -> str:
   lines = [f"{'step':<24} {'seconds':>10} {'attempts':>9}"]
   lines += [f"{step:<24} {s['seconds']:>10.0f} {s['attempts']:>9}" for step, s in summary["steps"].items()]
   lines.append(f"total wall time: {summary['total_seconds']:.0f} s ({duration(summary['total_seconds'])}), the sum "
-               f"over {summary['attempts']} step attempts in {path}; commits {', '.join(summary['commits']) or '-'}")
+               f"over {attempts_text(summary)} in {path}; commits {', '.join(summary['commits']) or '-'}")
   from lwcl.platform import provenance  # pylint: disable=g-import-not-at-top
   lines.append(f"CPU: {cpu_text(provenance.cpu_info())}")
   return "\n".join(lines) + "\n"
@@ -258,7 +269,7 @@ def concat(out: str) -> str:
   parts = ["# docs/results.md's CPU tables, regenerated", "",
            f"By `docs/studies/all.sh {out}` ({len(steps)} steps finished). Total wall time of the steps: "
            f"{summary['total_seconds']:.0f} s ({duration(summary['total_seconds'])}), the sum over "
-           f"{summary['attempts']} step attempts in `{WALLTIME}` (commits {', '.join(summary['commits']) or '-'}).",
+           f"{attempts_text(summary)} in `{WALLTIME}` (commits {', '.join(summary['commits']) or '-'}).",
            ""]
   for _, title, folder in sorted(steps):
     with open(os.path.join(folder, "table.md")) as f:
