@@ -156,20 +156,25 @@ def test_walltime_is_the_sum_over_every_attempt(tmp_path):
     report.read_walltime(str(path))
 
 
-def test_a_study_resumes_skips_finished_steps_and_counts_every_attempt(tmp_path):
+def _made_up_steps(tmp_path, steps_text: str, **env) -> dict:
+  """The environment that makes all.sh run ``steps_text`` (step/run/table lines) instead of its steps, with
+  this interpreter as ``$py`` and no setup."""
   python = tmp_path / "python"
   python.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} \"$@\"\n")
   python.chmod(0o755)
   steps = tmp_path / "steps.sh"
-  steps.write_text(f"py={python}\nsetup=:\n"
-                   "step one \"Default experiment\" \"1 s\"\n"
-                   "run 'for s in 0 1; do \\\n    echo $s >> $D/seeds.txt; done'\n"  # a continued line, as all.sh's
-                   "table 'echo \"| seeds |\"; echo \"|---|\"; echo \"| $(wc -l < $D/seeds.txt) |\"'\n"
-                   "step two \"Test suite\" \"1 s\"\n"
-                   "run '[ -f $D/tried ] || { touch $D/tried; exit 3; }'\n"
-                   "table 'echo two'\n")
+  steps.write_text(f"py={python}\nsetup=:\n" + steps_text)
+  return dict(os.environ, LWCL_ALL_STEPS_FILE=str(steps), **env)
+
+
+def test_a_study_resumes_skips_finished_steps_and_counts_every_attempt(tmp_path):
+  env = _made_up_steps(tmp_path, "step one \"Default experiment\" \"1 s\"\n"
+                       "run 'for s in 0 1; do \\\n    echo $s >> $D/seeds.txt; done'\n"  # a continued line
+                       "table 'echo \"| seeds |\"; echo \"|---|\"; echo \"| $(wc -l < $D/seeds.txt) |\"'\n"
+                       "step two \"Test suite\" \"1 s\"\n"
+                       "run '[ -f $D/tried ] || { touch $D/tried; exit 3; }'\n"
+                       "table 'echo two'\n")
   out = tmp_path / "out"
-  env = dict(os.environ, LWCL_ALL_STEPS_FILE=str(steps))
   first = subprocess.run(["bash", ALL_SH, str(out)], env=env, capture_output=True, text=True, timeout=120)
   assert first.returncode == 3, first.stdout + first.stderr  # step two failed once: no DONE, no tables
   assert (out / "one" / "DONE").exists() and not (out / "two" / "DONE").exists()
@@ -208,17 +213,11 @@ def test_run_tables_give_the_rehearsal_tables_figures_from_the_stored_runs():
 
 
 def test_an_attempt_killed_by_sigkill_is_recorded_to_its_last_heartbeat(tmp_path):
-  python = tmp_path / "python"
-  python.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} \"$@\"\n")
-  python.chmod(0o755)
-  steps = tmp_path / "steps.sh"
   # the first attempt SIGKILLs all.sh itself ($$ in a step's command) 3.5 s in, as a machine that ends would
-  steps.write_text(f"py={python}\nsetup=:\n"
-                   "step one \"Default experiment\" \"1 s\"\n"
-                   "run '[ -f $D/killed_once ] || { touch $D/killed_once; sleep 3.5; kill -KILL $$; }'\n"
-                   "table 'echo one'\n")
+  env = _made_up_steps(tmp_path, "step one \"Default experiment\" \"1 s\"\n"
+                       "run '[ -f $D/killed_once ] || { touch $D/killed_once; sleep 3.5; kill -KILL $$; }'\n"
+                       "table 'echo one'\n", LWCL_ALL_HEARTBEAT="1")
   out = tmp_path / "out"
-  env = dict(os.environ, LWCL_ALL_STEPS_FILE=str(steps), LWCL_ALL_HEARTBEAT="1")
   first = subprocess.run(["bash", ALL_SH, str(out)], env=env, capture_output=True, text=True, timeout=120)
   assert first.returncode == -9 and not (out / "walltime.tsv").exists()
   attempt = (out / "one" / "attempt.txt").read_text().split("\t")
