@@ -34,7 +34,8 @@ TABLES = "results_tables.md"
 
 
 def provenance_blocks(folder: str) -> list:
-  """Every provenance block under ``folder``: each ``results.json``'s and each :data:`PROVENANCE` file."""
+  """Every provenance block under ``folder``: each ``results.json``'s (and, for a run resumed in another
+  environment, each recorded part's: ``provenance_segments``) and each :data:`PROVENANCE` file."""
   blocks = []
   for path in sorted(glob.glob(os.path.join(folder, "**", "results.json"), recursive=True)
                      + glob.glob(os.path.join(folder, "**", PROVENANCE), recursive=True)):
@@ -46,6 +47,9 @@ def provenance_blocks(folder: str) -> list:
     block = data.get("provenance") if os.path.basename(path) == "results.json" else data
     if isinstance(block, dict):
       blocks.append(block)
+    if os.path.basename(path) == "results.json":
+      segments = data.get("provenance_segments") or []
+      blocks += [s["provenance"] for s in segments if isinstance(s.get("provenance"), dict)]
   return blocks
 
 

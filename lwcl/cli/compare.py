@@ -295,20 +295,32 @@ def provenance_notes(names, per_run_lists, mixed_provenance: bool = False, seeds
     ``(lines, notes)``: ``lines``, one per key where any two results differ (printed before the table);
     ``notes``, the lines under the table when results averaged together (with ``mixed_provenance``) or
     compared differ in what changes numbers.
+  A results dict resumed in another environment (``provenance_segments``: :mod:`lwcl.engine.report`) counts
+  as one block per part, named ``name/seed<s> from task T step S``, so a seed whose parts differ in what
+  changes numbers is refused as seeds that differ are.
+
   Raises:
-    ConfigError: the seeds of one run differ in what changes numbers
+    ConfigError: the seeds of one run, or the parts of one seed, differ in what changes numbers
       (:func:`lwcl.platform.provenance.numeric_differences`) and ``mixed_provenance`` is False.
   """
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lwcl.platform import provenance  # pylint: disable=g-import-not-at-top
-  named = [[(f"{name}/seed{r['config']['seed']}" if seeds else name, r.get("provenance")) for r in runs]
+
+  def blocks(label, r):
+    parts = r.get("provenance_segments") or []
+    if len(parts) < 2:
+      return [(label, r.get("provenance"))]
+    return [(f"{label} from task {p['task'] + 1} step {p['task_step']}", p["provenance"]) for p in parts]
+
+  named = [[b for r in runs for b in blocks(f"{name}/seed{r['config']['seed']}" if seeds else name, r)]
            for name, runs in zip(names, per_run_lists)]
   everything = [n for group in named for n in group]
   notes, within = [], set()
   for name, group in zip(names, named):
     diffs = {k: g for k, g in provenance.differences(group).items() if provenance.numeric(k)}
     if diffs and not mixed_provenance:
-      raise ConfigError(f"the seeds of {name} were computed on different platforms or software ("
+      parts = " (or the parts of a resumed seed)" if any(" from task " in n for n, _ in group) else ""
+      raise ConfigError(f"the seeds of {name}{parts} were computed on different platforms or software ("
                         + "; ".join(provenance.describe(k, g) for k, g in diffs.items()) + "), so their mean "
                         "would mix numerics; rerun the seeds that differ on one machine (move their seed<s> "
                         "folders away), or pass --mixed-provenance to average them anyway")

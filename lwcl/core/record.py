@@ -23,11 +23,16 @@ class Progress:
     task_step: train steps of that task already done (0 at a task's start).
     train_seconds: wall time spent in training steps so far (seconds, excludes evaluation).
     train_examples: training examples processed so far (steps x batch size).
+    segments: what computed each part of the run: ``[{'task', 'task_step', 'provenance'}]``, one entry where
+      the run started and one more at each resume whose provenance block (commit, packages, CPU...:
+      :mod:`lwcl.platform.provenance`) differs from the previous entry's; ``provenance`` None for a part
+      computed by an lwcl that did not record it (:func:`lwcl.engine.report.add_segment`).
   """
   task: int = 0
   task_step: int = 0
   train_seconds: float = 0.0
   train_examples: int = 0
+  segments: list = dataclasses.field(default_factory=list)
 
   def to_meta(self, task_done: bool = False) -> dict:
     """JSON metadata for a checkpoint; with ``task_done`` the progress after the current task ends."""
@@ -38,8 +43,10 @@ class Progress:
 
   @classmethod
   def from_meta(cls, meta: dict) -> "Progress":
-    """The progress stored in a checkpoint's metadata (other keys are ignored)."""
-    return cls(**{f.name: meta[f.name] for f in dataclasses.fields(cls)})
+    """The progress stored in a checkpoint's metadata (other keys are ignored; a checkpoint written before
+    ``segments`` existed has none: an empty list)."""
+    return cls(**{f.name: meta[f.name] for f in dataclasses.fields(cls) if f.name != "segments"},
+               segments=list(meta.get("segments") or []))
 
 
 @flax.struct.dataclass

@@ -164,6 +164,7 @@ def resume(setup: Setup, workdir: str) -> Run:
       seeds = f" {replicas.describe()}" if replicas.batched else ""
       print(f"lwcl: resuming{seeds} from checkpoint at task {progress.task + 1}, step "
             f"{progress.task_step} of the task", flush=True)
+  run_report.add_segment(progress, run_report.run_provenance(setup), resumed=restored is not None)
   run = Run(workdir, ckpt, writer, is_main, config_dict, setup.parallel.place_state(state), record, progress,
             gather=setup.parallel.gather)
   if restored is None:

@@ -26,6 +26,28 @@ from lwcl.platform.devices import to_host
 SCALARS = ("acc", "bwt", "fwt", "forgetting")
 
 
+def run_provenance(setup) -> dict:
+  """This process's provenance block for ``setup``'s run (:func:`lwcl.platform.provenance.collect`: the
+  commit, packages, CPU and flags, with the run's convolution lowering and devices)."""
+  conv_impl = getattr(getattr(setup.fns, "model", None), "conv_impl", None)
+  return provenance.collect(conv_impl, provenance.device_info(setup.parallel.size))
+
+
+def add_segment(progress: Progress, block: dict, resumed: bool) -> None:
+  """Records in ``progress.segments`` that the run goes on from where it stands with provenance ``block``.
+
+  A new entry ``{'task', 'task_step', 'provenance'}`` is appended when there is none yet or when ``block``
+  differs from the last entry's (:func:`lwcl.platform.provenance.differences`: any key, the commit
+  included); a resumed run whose checkpoint recorded no segments (an older lwcl) first gets
+  ``{'task': 0, 'task_step': 0, 'provenance': None}`` for the part computed before.
+  """
+  if resumed and not progress.segments:
+    progress.segments.append({"task": 0, "task_step": 0, "provenance": None})
+  last = progress.segments[-1]["provenance"] if progress.segments else None
+  if last is None or provenance.differences([("last", last), ("now", block)]):
+    progress.segments.append({"task": progress.task, "task_step": progress.task_step, "provenance": block})
+
+
 def results(setup, r: int, record: Record, progress: Progress, config_dict: dict) -> dict:
   """The results dict of replica ``r``'s finished stream (the schema of ``results.json`` in the README).
 
@@ -36,6 +58,7 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
   """
   config, scenario, readouts = setup.config, setup.stream(r).scenario, setup.parts(r)[2]
   conv_impl = getattr(getattr(setup.fns, "model", None), "conv_impl", None)
+  block = run_provenance(setup)
   R, b = record.R.astype(np.float64), record.b.astype(np.float64)
   out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
          "eval_split": config.eval.split}
@@ -70,8 +93,12 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
       "fingerprint": fingerprint(config_dict),
       "data_fingerprint": setup.data_fingerprint,
       # what produced these numbers (commit, packages, CPU, flags): a label, not part of the identity
-      "provenance": provenance.collect(conv_impl, provenance.device_info(setup.parallel.size)),
+      "provenance": block,
   })
+  if len(progress.segments) > 1:  # resumed in another environment: each part's provenance, and where they differ
+    out["provenance_segments"] = progress.segments
+    block["resumed_across"] = sorted(provenance.differences(
+        [(i, s["provenance"]) for i, s in enumerate(progress.segments)])) or ["unknown"]
   return out
 
 

@@ -8,6 +8,9 @@ import sys
 
 import pytest
 
+from lwcl.cli import compare
+from lwcl.engine import report as run_report
+from lwcl.errors import ConfigError
 from lwcl.runs import driver
 
 from helpers import (
@@ -41,6 +44,8 @@ def test_resume_after_sigkill_gives_identical_results(tmp_path):
   assert "resuming from checkpoint at task 2, step 6" in proc.stdout
   a, b = load_results(ref), load_results(killed)
   assert_same_stream(a, b)
+  # resumed in the environment it started in: one part, nothing to say
+  assert "provenance_segments" not in b and "resumed_across" not in b["provenance"]
 
 
 def test_corrupt_and_foreign_checkpoints_are_refused_and_kept(tmp_path):
@@ -93,7 +98,7 @@ def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, session_dir, c
   assert_same_stream(got, want)
 
 
-def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys):
+def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, capsys, monkeypatch):
   # 10 steps per task; checkpoints at global steps 4, 8, 12, ...; K = 4: task 2 (global steps 11..20)
   # runs dispatches of 2, 4 and 4 steps. Killed (by the real entry point, tests/fault_run.py) after step
   # 14, inside the dispatch of steps 13..16, it resumes here from the checkpoint at 12.
@@ -106,6 +111,23 @@ def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, 
   assert not os.path.exists(os.path.join(killed, "results.json"))
   assert sorted(os.listdir(os.path.join(killed, "checkpoints")), key=int)[-1] == "12"
   capsys.readouterr()
+  # Resumed "on another CPU" (this process's provenance block says AVX2 only): the numbers are this machine's,
+  # the results say which parts ran where, and bin/compare refuses to average the parts
+  real = run_report.run_provenance
+  avx2 = lambda setup: {**real(setup), "cpu": {**(real(setup)["cpu"] or {}), "isa": ["avx", "avx2"]}}  # noqa: E731
+  monkeypatch.setattr(run_report, "run_provenance", avx2)
   got = driver.run(small_config(**overrides), killed)
   assert "resuming from checkpoint at task 2, step 2" in capsys.readouterr().out
   assert_same_stream(got, want)
+  on_disk = load_results(killed)
+  assert on_disk["provenance_segments"] == got["provenance_segments"] and "provenance_segments" not in want
+  first, second = got["provenance_segments"]
+  assert (first["task"], first["task_step"], second["task"], second["task_step"]) == (0, 0, 1, 2)
+  assert first["provenance"]["cpu"] == want["provenance"]["cpu"]
+  assert second["provenance"]["cpu"]["isa"] == ["avx", "avx2"]
+  # (the CLI's process and this test's also differ in xla_flags.lwcl: a real difference, recorded as such)
+  assert "cpu.isa" in got["provenance"]["resumed_across"] and got["provenance"]["cpu"]["isa"] == ["avx", "avx2"]
+  with pytest.raises(ConfigError) as e:
+    compare.provenance_notes(["agem"], [[got]])
+  assert str(e.value).startswith("the seeds of agem (or the parts of a resumed seed) were computed on different")
+  assert "(agem/seed0 from task 1 step 0); avx avx2 (agem/seed0 from task 2 step 2)" in str(e.value)
