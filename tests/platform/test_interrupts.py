@@ -13,6 +13,9 @@ from lwcl.platform import interrupts
 @pytest.fixture
 def installed():
   before = signal.getsignal(signal.SIGINT)
+  # Python's own handler, whatever the suite was started from (a background job of a non-interactive shell,
+  # e.g. `nohup bin/test &`, inherits SIGINT ignored, where install() rightly declines)
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   state = dict(interrupts._state)
   interrupts._state.update(installed=False, pressed=False)
   try:
