@@ -79,6 +79,7 @@ class Watch:
     self._exit, self._clock, self._sleep = exit_fn, clock, sleep
     self._beats = 0
     self._ended = threading.Event()
+    self._stopped = threading.Event()  # stop(): the watch's loop returns
     self._publish = threading.Lock()  # a beat never overwrites the end state
     start = clock()
     self._seen = {p: (None, start) for p in range(processes) if p != me}  # last value, when it last changed
@@ -159,9 +160,10 @@ class Watch:
       time.sleep(0.05)
 
   def run_forever(self) -> None:
-    """Checks every :data:`BEAT_SECONDS` until a check returns an error; then publishes ``failed`` (so
-    that the others stop too, and the coordinator waits for them) and calls ``exit_fn`` with it."""
-    while True:
+    """Checks every :data:`BEAT_SECONDS` until a check returns an error or :meth:`stop` is called; on an
+    error publishes ``failed`` (so that the others stop too, and the coordinator waits for them) and calls
+    ``exit_fn`` with it."""
+    while not self._stopped.is_set():
       error = self.check_once()
       if error is not None:
         self.end(failed=True)
@@ -169,7 +171,27 @@ class Watch:
           self.wait_for_others(3 * BEAT_SECONDS + 1)
         self._exit(error)
         return
-      time.sleep(BEAT_SECONDS)
+      self._stopped.wait(BEAT_SECONDS)
+
+  def stop(self) -> None:
+    """Ends :meth:`run_forever` after its current check (no error is raised or published)."""
+    self._stopped.set()
+
+
+def _shut_down_then_stop(watch: Watch, thread: threading.Thread) -> None:
+  """An ``atexit`` handler run before JAX's own clean-up (registered after it) when the run ended without
+  an error: JAX's shutdown barrier (``jax.distributed.shutdown``, which JAX's clean-up would call next),
+  while the watch still watches the others, then the watch stopped and its thread joined. A daemon thread
+  still inside a call into JAX's client when Python finalizes is ended by ``pthread_exit`` as it comes back
+  for Python's lock, and the unwinding through the binding's C++ frames aborts the process ("FATAL:
+  exception not rethrown", exit 134; the CPython hazard of daemon threads in C++ code, e.g. CPython issue
+  bpo-42969): seen once in the suite on an overloaded machine, after both processes had written their
+  results."""
+  import jax  # pylint: disable=g-import-not-at-top  (loaded: a watch exists only after jax.distributed)
+  with contextlib.suppress(Exception):  # a failing barrier is JAX's to report, as at its own clean-up
+    jax.distributed.shutdown()
+  watch.stop()
+  thread.join(timeout=3 * BEAT_SECONDS + 5)
 
 
 def _exit_at_once(watch: Watch, me: int, status: int) -> None:
@@ -184,11 +206,14 @@ def _exit_at_once(watch: Watch, me: int, status: int) -> None:
 
 
 def start(client, me: int, processes: int, timeout: float) -> Watch:
-  """Starts this process's :class:`Watch` in a daemon thread (once per process) and returns it."""
+  """Starts this process's :class:`Watch` in a daemon thread (once per process) and returns it; at exit
+  without an error the thread is stopped after JAX's shutdown barrier (:func:`_shut_down_then_stop`)."""
   if _state["watch"] is None:
     watch = Watch(client, me, processes, timeout)
-    threading.Thread(target=watch.run_forever, name="lwcl-liveness", daemon=True).start()
+    thread = threading.Thread(target=watch.run_forever, name="lwcl-liveness", daemon=True)
+    thread.start()
     _state["watch"] = watch
+    atexit.register(_shut_down_then_stop, watch, thread)
   return _state["watch"]
 
 

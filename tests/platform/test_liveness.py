@@ -5,6 +5,7 @@ tests/e2e/test_multi_device.py."""
 import threading
 import time
 
+import jax
 import pytest
 
 from lwcl.errors import LwclError
@@ -133,6 +134,24 @@ def test_the_thread_calls_exit_once_with_the_error(monkeypatch):
   thread.join(timeout=10)
   assert not thread.is_alive() and len(exits) == 1 and "process 1 of 2 has not started its heartbeat" in str(exits[0])
   assert store.values["lwcl/liveness/0"] == "failed"  # the others stop too
+
+
+def test_at_exit_the_barrier_runs_while_the_watch_watches_then_the_watch_stops(monkeypatch):
+  monkeypatch.setattr(liveness, "BEAT_SECONDS", 0.01)
+  store = Store()
+  w = liveness.Watch(store, 0, 2, 60.0, exit_fn=pytest.fail)
+  thread = threading.Thread(target=w.run_forever, daemon=True)
+  thread.start()
+  during = []
+
+  def barrier():  # JAX's shutdown barrier: the partner may still die while it waits, so the watch goes on
+    before = store.requests
+    time.sleep(0.2)
+    during.append((thread.is_alive(), store.requests > before))
+
+  monkeypatch.setattr(jax.distributed, "shutdown", barrier)
+  liveness._shut_down_then_stop(w, thread)
+  assert during == [(True, True)] and not thread.is_alive()  # joined: no thread left in the client's calls
 
 
 def test_deadline_fires_only_when_the_body_overruns():
