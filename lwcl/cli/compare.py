@@ -295,6 +295,7 @@ def provenance_notes(names, per_run_lists, mixed_provenance: bool = False, seeds
     ``(lines, notes)``: ``lines``, one per key where any two results differ (printed before the table);
     ``notes``, the lines under the table when results averaged together (with ``mixed_provenance``) or
     compared differ in what changes numbers.
+
   A results dict resumed in another environment (``provenance_segments``: :mod:`lwcl.engine.report`) counts
   as one block per part, named ``name/seed<s> from task T step S``, so a seed whose parts differ in what
   changes numbers is refused as seeds that differ are.
