@@ -204,7 +204,7 @@ define_steps() {
            "ER=$D/runs/er_seed*" "DER=$D/runs/der_seed*" "DER++=$D/runs/derpp_seed*"'
 
   step rehearsal_table \
-    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "8-12 h"
+    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "6-10 h"
   run 'docs/studies/rehearsal_table.sh $D/runs'
   table '$py docs/studies/rehearsal_table.py $D/runs'
 

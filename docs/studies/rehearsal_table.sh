@@ -2,7 +2,7 @@
 # Issue 29 (docs/results.md, "Rehearsal baselines, class-incremental Split Fashion-MNIST"): every method of
 # configs/rehearsal_split_fashion_mnist.py (Mammoth's seq-mnist protocol on Fashion-MNIST, 5 tasks of 2
 # classes, one 10-way head, the default ConvNet) over seeds 0-9 as 10 replicas of one program (bin/compare
-# --seeds=10: most methods' seeds spread by more than 3 points of ACC over 5 seeds, where our rule asks for 10),
+# --seeds=10: half the rows spread by more than 3 points of ACC over 5 seeds, where our rule asks for 10),
 # memory 500 for every method that keeps one, then 200 for the rehearsal and episodic-memory methods. Resumable: rerun the same command after an interruption (finished seeds are reused, an
 # unfinished run resumes from its checkpoint). Outputs under OUT (default runs/rehearsal); the table of
 # docs/results.md: .venv/bin/python docs/studies/rehearsal_table.py OUT. The results.json files of the runs behind
