@@ -164,8 +164,9 @@ def seeds_table(groups, old_tasks: bool = False) -> str:
   """bin/compare --seeds's tables of ``groups`` (``[(label, per-seed results)]``), its provenance notes (seeds
   of other platforms averaged, and said so), then each group's per-seed ACC."""
   from lwcl.cli import compare  # pylint: disable=g-import-not-at-top
+  from lwcl.platform import provenance  # pylint: disable=g-import-not-at-top
   names, lists = [g[0] for g in groups], [g[1] for g in groups]
-  lines, notes = compare.provenance_notes(names, lists, mixed_provenance=True)
+  lines, notes = provenance.notes(names, lists, mixed_provenance=True)
   md, _ = compare.seed_tables(names, lists, notes)
   per_seed = ["", "| run | seeds | ACC % per seed" + " | old tasks' final accuracy % per seed" * old_tasks + " |",
               "|---" * (3 + old_tasks) + "|"]

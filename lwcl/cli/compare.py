@@ -39,7 +39,7 @@ import re
 from lwcl import platform
 from lwcl.errors import Interrupted, LwclError, exit_with
 from lwcl.io import safe_files
-from lwcl.platform import interrupts, quiet
+from lwcl.platform import interrupts, provenance, quiet
 
 TABLE_MD, TABLE_CSV, PLOT = "comparison.md", "comparison.csv", "comparison.png"
 PAIRED_CSV = "comparison_paired.csv"
@@ -284,59 +284,6 @@ def paired_csv(pairs: list) -> str:
   return out.getvalue()
 
 
-def provenance_notes(names, per_run_lists, mixed_provenance: bool = False, seeds: bool = True) -> tuple:
-  """What the compared runs' provenance says (:mod:`lwcl.platform.provenance`).
-
-  Args:
-    names: the runs' names; per_run_lists: each run's list of results dicts (its seeds; one for a run
-      without ``--seeds``); mixed_provenance: average seeds whose provenance differs in what changes numbers;
-    seeds: name each results dict ``name/seed<s>`` (else ``name``).
-  Returns:
-    ``(lines, notes)``: ``lines``, one per key where any two results differ (printed before the table);
-    ``notes``, the lines under the table when results averaged together (with ``mixed_provenance``) or
-    compared differ in what changes numbers.
-
-  A results dict resumed in another environment (``provenance_segments``: :mod:`lwcl.engine.report`) counts
-  as one block per part, named ``name/seed<s> from task T step S``, so a seed whose parts differ in what
-  changes numbers is refused as seeds that differ are.
-
-  Raises:
-    ConfigError: the seeds of one run, or the parts of one seed, differ in what changes numbers
-      (:func:`lwcl.platform.provenance.numeric_differences`) and ``mixed_provenance`` is False.
-  """
-  from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
-  from lwcl.platform import provenance  # pylint: disable=g-import-not-at-top
-
-  def blocks(label, r):
-    parts = r.get("provenance_segments") or []
-    if len(parts) < 2:
-      return [(label, r.get("provenance"))]
-    return [(f"{label} from task {p['task'] + 1} step {p['task_step']}", p["provenance"]) for p in parts]
-
-  named = [[b for r in runs for b in blocks(f"{name}/seed{r['config']['seed']}" if seeds else name, r)]
-           for name, runs in zip(names, per_run_lists)]
-  everything = [n for group in named for n in group]
-  notes, within = [], set()
-  for name, group in zip(names, named):
-    diffs = {k: g for k, g in provenance.differences(group).items() if provenance.numeric(k)}
-    if diffs and not mixed_provenance:
-      parts = " (or the parts of a resumed seed)" if any(" from task " in n for n, _ in group) else ""
-      raise ConfigError(f"the seeds of {name}{parts} were computed on different platforms or software ("
-                        + "; ".join(provenance.describe(k, g) for k, g in diffs.items()) + "), so their mean "
-                        "would mix numerics; rerun the seeds that differ on one machine (move their seed<s> "
-                        "folders away), or pass --mixed-provenance to average them anyway")
-    if diffs:
-      within |= set(diffs)
-      notes.append(f"note: --mixed-provenance: the seeds of {name} differ in {', '.join(diffs)}; its mean mixes "
-                   "platforms or software.")
-  # conv_impl follows each config's model (and model.conv_impl) too: between configs it is no platform's doing
-  across = [k for k in provenance.numeric_differences(everything) if k not in within and k != "conv_impl"]
-  if across:
-    notes.append(f"note: the compared runs differ in {', '.join(across)} (lines above the table); their "
-                 "differences include the platform's.")
-  return provenance.difference_lines(everything), notes
-
-
 def plot_seed_accuracy(names, per_seed_lists, path: str) -> None:
   """Final accuracy (ACC, %) of each run, mean over seeds with its 95% t-interval as error bars (none for one
   seed); PNG at ``path``."""
@@ -359,7 +306,7 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance:
     specs: ``path[:arg]`` config specs; out_dir: the folder of the runs and tables; overrides: ``key=value``
       strings applied to every config; seeds: ``N > 0`` runs each spec with ``N`` seeds (:func:`run_seeds`);
       mixed_provenance: average seeds whose provenance differs in what changes numbers
-      (:func:`provenance_notes`).
+      (:func:`lwcl.platform.provenance.notes`).
   Returns:
     The results dicts, in the order of ``specs`` (with ``seeds``: a list of per-seed results dicts each).
   Raises:
@@ -393,7 +340,7 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance:
     print(f"== {name}", flush=True)
     results.append(driver.run(config, os.path.join(out_dir, name)))
     print(f"   final accuracy {100 * results[-1]['acc']:.2f}%", flush=True)
-  lines, notes = provenance_notes(names, [[r] for r in results], seeds=False)
+  lines, notes = provenance.notes(names, [[r] for r in results], seeds=False)
   if lines:
     print("\n".join(lines), flush=True)
   md, table_csv = tables(names, results)
@@ -417,7 +364,7 @@ def _compare_seeds(names, configs, out_dir: str, seeds: int, mixed_provenance: b
   for name, config in zip(names, configs):
     print(f"== {name} ({seeds} seeds)", flush=True)
     per_seed_lists.append(run_seeds(config, os.path.join(out_dir, name), seeds))
-  lines, notes = provenance_notes(names, per_seed_lists, mixed_provenance)  # refused: before any table
+  lines, notes = provenance.notes(names, per_seed_lists, mixed_provenance)  # refused: before any table
   if lines:
     print("\n".join(lines), flush=True)
   md, table_csv = seed_tables(names, per_seed_lists, notes)

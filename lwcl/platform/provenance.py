@@ -1,4 +1,5 @@
-"""What produced a result: the ``provenance`` block of every ``results.json``, and where two blocks differ.
+"""What produced a result: the ``provenance`` block of every ``results.json``, where two blocks differ, and
+what ``bin/compare`` says of the runs it compares (:func:`notes`).
 
 The same config and seed give other numbers on another CPU instruction set or with other package versions
 (GEM at 20 tasks: ACC 52.7 on an AVX2 EPYC, 69.1 on an AVX-512 EPYC, both "AMD EPYC" in lscpu), so each
@@ -33,6 +34,7 @@ import subprocess
 import sys
 from importlib import metadata
 
+from lwcl.errors import ConfigError
 from lwcl.platform import xla_flags
 
 # The packages whose versions change what a run computes.
@@ -232,6 +234,16 @@ def merge(blocks: list) -> dict | None:
   return out
 
 
+def parts(name: str, results: dict) -> list:
+  """``[(name, provenance block or None)]`` of a results dict: its ``provenance``, or, for a run resumed in
+  another environment (``provenance_segments``: :func:`lwcl.engine.report.add_segment`), each part's block
+  named ``NAME from task T step S`` (T from 1)."""
+  segments = results.get("provenance_segments") or []
+  if len(segments) < 2:
+    return [(name, results.get("provenance"))]
+  return [(f"{name} from task {s['task'] + 1} step {s['task_step']}", s["provenance"]) for s in segments]
+
+
 def numeric_differences(named: list) -> list:
   """The dotted keys of :func:`differences` that change numbers (:func:`numeric`)."""
   return [k for k in differences(named) if numeric(k)]
@@ -254,3 +266,46 @@ def difference_lines(named: list) -> list:
   if missing and len(missing) < len(named):
     lines.append(f"provenance not recorded (results of an older lwcl): {', '.join(missing)}")
   return lines
+
+
+def notes(names, per_run_lists, mixed_provenance: bool = False, seeds: bool = True) -> tuple:
+  """What the compared runs' provenance says (``bin/compare``'s lines before its table and notes under it).
+
+  Args:
+    names: the runs' names; per_run_lists: each run's list of results dicts (its seeds; one for a run
+      without ``--seeds``); mixed_provenance: average seeds whose provenance differs in what changes numbers;
+    seeds: name each results dict ``name/seed<s>`` (else ``name``).
+  Returns:
+    ``(lines, notes)``: ``lines``, one per key where any two results differ (printed before the table);
+    ``notes``, the lines under the table when results averaged together (with ``mixed_provenance``) or
+    compared differ in what changes numbers.
+
+  A seed resumed in another environment counts as its parts (:func:`parts`), so a seed whose parts differ in
+  what changes numbers is refused as seeds that differ are.
+
+  Raises:
+    ConfigError: the seeds of one run, or the parts of one seed, differ in what changes numbers
+      (:func:`numeric_differences`) and ``mixed_provenance`` is False.
+  """
+  named = [[b for r in runs for b in parts(f"{name}/seed{r['config']['seed']}" if seeds else name, r)]
+           for name, runs in zip(names, per_run_lists)]
+  everything = [n for group in named for n in group]
+  said, within = [], set()
+  for name, group in zip(names, named):
+    diffs = {k: g for k, g in differences(group).items() if numeric(k)}
+    if diffs and not mixed_provenance:
+      resumed = " (or the parts of a resumed seed)" if any(" from task " in n for n, _ in group) else ""
+      raise ConfigError(f"the seeds of {name}{resumed} were computed on different platforms or software ("
+                        + "; ".join(describe(k, g) for k, g in diffs.items()) + "), so their mean "
+                        "would mix numerics; rerun the seeds that differ on one machine (move their seed<s> "
+                        "folders away), or pass --mixed-provenance to average them anyway")
+    if diffs:
+      within |= set(diffs)
+      said.append(f"note: --mixed-provenance: the seeds of {name} differ in {', '.join(diffs)}; its mean mixes "
+                   "platforms or software.")
+  # conv_impl follows each config's model (and model.conv_impl) too: between configs it is no platform's doing
+  across = [k for k in numeric_differences(everything) if k not in within and k != "conv_impl"]
+  if across:
+    said.append(f"note: the compared runs differ in {', '.join(across)} (lines above the table); their "
+                 "differences include the platform's.")
+  return difference_lines(everything), said

@@ -9,6 +9,7 @@ import scipy.stats
 
 from lwcl.cli import compare
 from lwcl.errors import ConfigError
+from lwcl.platform import provenance
 
 from helpers import ROOT, TESTS, TINY_CONFIG_FILE
 
@@ -146,22 +147,22 @@ def test_seed_tables_give_the_t_interval_the_std_and_paired_differences():
 def test_provenance_lines_refusal_and_mixed_provenance():
   same = [_seed(0, 0.5, BLOCK), _seed(1, 0.6, BLOCK)]
   other_commit = {**BLOCK, "lwcl": {"commit": "b" * 40, "dirty": True}}
-  lines, notes = compare.provenance_notes(["x", "y"], [same, [_seed(0, 0.5, other_commit), _seed(1, 0.6, None)]])
+  lines, notes = provenance.notes(["x", "y"], [same, [_seed(0, 0.5, other_commit), _seed(1, 0.6, None)]])
   assert lines == [f"provenance differs: lwcl.commit: \"{'a' * 40}\" (x/seed0, x/seed1); \"{'b' * 40}\" (y/seed0)",
                    "provenance differs: lwcl.dirty: false (x/seed0, x/seed1); true (y/seed0)",
                    "provenance not recorded (results of an older lwcl): y/seed1"]
   assert notes == []  # a commit does not change numbers by itself; unknown provenance is not a difference
   mixed = [_seed(0, 0.5, BLOCK), _seed(1, 0.6, AVX2)]
   with pytest.raises(ConfigError) as e:
-    compare.provenance_notes(["x"], [mixed])
+    provenance.notes(["x"], [mixed])
   message = str(e.value)
   assert "\n" not in message and message.startswith("the seeds of x were computed on different platforms")
   assert "cpu.isa: avx avx2 avx512f (x/seed0); avx avx2 (x/seed1)" in message and "--mixed-provenance" in message
-  lines, notes = compare.provenance_notes(["x", "y"], [mixed, same], mixed_provenance=True)
+  lines, notes = provenance.notes(["x", "y"], [mixed, same], mixed_provenance=True)
   assert "provenance differs: cpu.family: 25 (x/seed0, y/seed0, y/seed1); 23 (x/seed1)" in lines
   assert notes == ["note: --mixed-provenance: the seeds of x differ in cpu.family, cpu.isa, cpu.model; its mean "
                    "mixes platforms or software."]
-  _, notes = compare.provenance_notes(["x", "y"], [[_seed(0, 0.5, {**BLOCK, "conv_impl": "onednn"})],
+  _, notes = provenance.notes(["x", "y"], [[_seed(0, 0.5, {**BLOCK, "conv_impl": "onednn"})],
                                                   [_seed(0, 0.5, {**AVX2, "conv_impl": "native"})]], seeds=False)
   assert notes == ["note: the compared runs differ in cpu.family, cpu.isa, cpu.model (lines above the table); "
                    "their differences include the platform's."]

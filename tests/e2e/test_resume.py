@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from lwcl.cli import compare
 from lwcl.engine import report as run_report
 from lwcl.errors import ConfigError
+from lwcl.platform import provenance
 from lwcl.runs import driver
 
 from helpers import (
@@ -128,6 +128,6 @@ def test_resume_after_sigkill_in_mid_dispatch_gives_identical_results(tmp_path, 
   # (the CLI's process and this test's also differ in xla_flags.lwcl: a real difference, recorded as such)
   assert "cpu.isa" in got["provenance"]["resumed_across"] and got["provenance"]["cpu"]["isa"] == ["avx", "avx2"]
   with pytest.raises(ConfigError) as e:
-    compare.provenance_notes(["agem"], [[got]])
+    provenance.notes(["agem"], [[got]])
   assert str(e.value).startswith("the seeds of agem (or the parts of a resumed seed) were computed on different")
   assert "(agem/seed0 from task 1 step 0); avx avx2 (agem/seed0 from task 2 step 2)" in str(e.value)
