@@ -57,7 +57,6 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
     config (``config.to_dict()``).
   """
   config, scenario, readouts = setup.config, setup.stream(r).scenario, setup.parts(r)[2]
-  conv_impl = getattr(getattr(setup.fns, "model", None), "conv_impl", None)
   block = run_provenance(setup)
   R, b = record.R.astype(np.float64), record.b.astype(np.float64)
   out = {"kind": "single", "accuracy_matrix": R.tolist(), "initial_accuracy": b.tolist(),
@@ -88,7 +87,7 @@ def results(setup, r: int, record: Record, progress: Progress, config_dict: dict
       "devices": {"count": setup.parallel.size, "platform": jax.devices()[0].platform,
                   "processes": jax.process_count()},
       # how the model's convolutions were computed (model.conv_impl resolved: lwcl/models/conv.py)
-      "conv_impl": conv_impl,
+      "conv_impl": block["conv_impl"],
       "config": config_dict,
       "fingerprint": fingerprint(config_dict),
       "data_fingerprint": setup.data_fingerprint,
