@@ -229,6 +229,11 @@ def test_an_attempt_killed_by_sigkill_is_recorded_to_its_last_heartbeat(tmp_path
   assert [(r[0], len(r)) for r in rows] == [("one", 6), ("one", 5)] and rows[0][5] == "killed"
   assert 2 <= int(rows[0][3]) <= 4 and rows[0][1] == attempt[1]  # the heartbeat's last touch, 1 s apart
   assert "(1 killed by SIGKILL, counted to their last heartbeat)" in second.stdout
+  (out / "one" / "attempt.txt").write_text("")  # killed as it wrote the file: dropped, not counted
+  (out / "one" / "DONE").unlink()
+  third = subprocess.run(["bash", ALL_SH, str(out)], env=env, capture_output=True, text=True, timeout=120)
+  assert third.returncode == 0 and "unreadable attempt.txt" in third.stdout, third.stdout + third.stderr
+  assert len((out / "walltime.tsv").read_text().splitlines()) == 3  # the killed one, two finished
 
 
 def test_rehearsal_table_gives_the_rows_per_seed_values_and_paired_differences(tmp_path, capsys):

@@ -308,7 +308,12 @@ record_walltime() {
 record_killed() {
   local s=$1 f="$OUT/$1/attempt.txt" start iso c end
   [ -f "$f" ] || return 0
-  IFS=$'\t' read -r start iso c < "$f"
+  IFS=$'\t' read -r start iso c < "$f" || true
+  if ! [[ "$start" =~ ^[0-9]+$ ]]; then  # killed while writing it: nothing to count
+    rm -f "$f"
+    echo "all.sh: $s: an unreadable attempt.txt (an attempt killed as it started) removed, not counted"
+    return 0
+  fi
   end=$(stat -c %Y "$f")
   printf '%s\t%s\t%s\t%s\t%s\tkilled\n' "$s" "$iso" "$(date -u -d "@$end" +%FT%TZ)" "$(( end - start ))" "$c" \
     >> "$OUT/walltime.tsv"
