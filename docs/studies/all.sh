@@ -150,7 +150,7 @@ define_steps() {
   # the table, and the kernel time of a short default run with glibc's malloc and tcmalloc (3 alternations)
   step vs_torch "Speed: lwcl's step against a PyTorch eager loop" "5 min"
   run 'bin/bench vs-torch --rounds=5 --steps=10 --steps-per-dispatch=1,8 \
-         --settings=convnet,resnet20,resnet20-local,mlp --json=$D/vs_torch.json | tee $D/vs_torch.log'
+         --settings=convnet,resnet20,resnet20-local,mlp,rehearsal,rehearsal-b64 --json=$D/vs_torch.json | tee $D/vs_torch.log'
   run 'm="$py -m lwcl.main --config=configs/default.py --config.scenario.samples_per_task=3200 \
          --config.train.progress=False --workdir={workdir}"; \
        $py docs/studies/timed_rounds.py run $D/kernel_time --rounds=3 "glibc=LD_PRELOAD= $m" \

@@ -22,7 +22,8 @@ class TorchStep:
     import torch  # pylint: disable=g-import-not-at-top  (benchmark-only dependency)
     from torch import nn  # pylint: disable=g-import-not-at-top
     self.torch, self.nn_f, self.method, self.setting = torch, nn.functional, method, setting
-    s, c, d = SETTINGS[setting], config(setting, method), data(setting, seed)
+    s, c = SETTINGS[setting], config(setting, method)
+    d = data(setting, c.train.batch_size, seed)
     torch.manual_seed(seed)
     self.model, self.heads, self.local = _torch_model(nn, setting, s)  # in train mode
     opt = c.optimizer
@@ -36,6 +37,8 @@ class TorchStep:
     self.batches = [(nchw(b["image"]), long(b["label"]), long(b["task"])) for b in d["batches"]]
     self.mem_x = nchw(d["mem_images"])  # [old tasks, 256, C, H, W] uint8
     self.mem_y = long(d["mem_labels"])
+    self.buf_x, self.buf_y = nchw(d["buffer_images"]), long(d["buffer_labels"])  # ER: a full buffer
+    self.replay_batch = int(c.method.get("replay_batch", 0)) or c.train.batch_size
     self.params = list(self.model.parameters())
     named = list(self.model.named_parameters())
     self.importance = {n: torch.rand_like(p) for n, p in named}  # EWC
@@ -50,6 +53,8 @@ class TorchStep:
     h = self.model[0](x.float().div(255.0).sub(self.mean).div(self.std))
     if self.heads is None:
       return h
+    if len(self.heads) == 1:
+      return self.heads[0](h)
     tasks = self.torch.unique(task)
     if len(tasks) == 1:
       return self.heads[int(tasks.item())](h)
@@ -78,8 +83,8 @@ class TorchStep:
       n += p.numel()
 
   def step(self, x, y, task) -> None:
-    """One training iteration: memory gradients, zero_grad, forward, loss (+ penalty), backward,
-    projection, optimizer step."""
+    """One training iteration: memory gradients, the replay batch joined (ER), zero_grad, forward, loss
+    (+ penalty), backward, projection, optimizer step."""
     torch, F, m = self.torch, self.nn_f, self.method
     if m in ("gem", "lgd"):  # GEMPlugin.before_training_iteration: one gradient per old task
       rows = []
@@ -94,6 +99,10 @@ class TorchStep:
       xs, ys = self.mem_x.flatten(0, 1)[idx], self.mem_y.flatten()[idx]
       F.cross_entropy(self.forward(xs, idx // proj.MEMORY), ys).backward()
       ref = self.flat_grad()
+    if m == "er":  # ReplayPlugin's ReplayDataLoader: the minibatch joined by random buffer rows
+      idx = torch.randperm(self.buf_y.shape[0])[:self.replay_batch]
+      x, y = torch.cat([x, self.buf_x[idx]]), torch.cat([y, self.buf_y[idx]])
+      task = torch.cat([task, self.buf_y[idx] // 2])
     self.opt.zero_grad()
     loss = self.local_loss(x, y) if self.local else F.cross_entropy(self.forward(x, task), y)
     if m == "ewc":  # EWCPlugin.before_backward
@@ -189,7 +198,7 @@ def _torch_model(nn, setting: str, s: dict):
   local blocks, ``model[1]`` their heads), else ``model[1]`` the task heads; kernels initialized as lwcl's
   side (LeCun normal, zero biases)."""
   local = setting.endswith("-local")
-  if setting == "convnet":
+  if setting == "convnet" or setting.startswith("rehearsal"):
     body = nn.Sequential(nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                          nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
                          nn.Linear(64 * 7 * 7, 128), nn.ReLU())

@@ -17,7 +17,13 @@ sides, in these settings (:mod:`lwcl.benchmarks.vs_torch_settings`):
 * ``resnet20``: the CIFAR ResNet-20 of the layer-wise recipe (``configs/_layerwise.py``: batch 128, SGD 0.1
   with momentum 0.9 and weight decay 5e-4, BatchNorm in train mode), one 10-way head, trained end to end;
 * ``resnet20-local``: the same network in ``local`` mode (9 local blocks with linear auxiliary heads,
-  stop-gradient between blocks, the sum of the local losses).
+  stop-gradient between blocks, the sum of the local losses);
+* ``rehearsal`` and ``rehearsal-b64``: the class-incremental ConvNet of
+  ``configs/rehearsal_split_fashion_mnist.py`` (one 10-way head, plain SGD), method ``er`` at batch B (10,
+  the protocol's; 64, the default config's) with a replay batch of B drawn from a full 500-slot reservoir
+  buffer and the minibatch offered to it, and ``finetune`` at batch 2B: the same forward and backward work
+  without the buffer. Their ratio (seconds per ER step over seconds per fine-tuning step, each side) is
+  printed below the table: issue 29 asks lwcl's to be at most 1.2.
 
 Convolutions are lowered as a default run lowers them (``model.conv_impl=auto``: on CPU oneDNN's
 convolutions when lwcl's oneDNN library is built, else XLA's native convolution at one step per call and patch
@@ -33,17 +39,20 @@ negligible against its memory gradients); where convolutions are oneDNN custom c
 count, of the same step compiled with ``model.conv_impl=native``.
 
 PyTorch side (:mod:`lwcl.benchmarks.torch_side`): the same architectures and initialization (kernels normal with
-variance 1 / fan-in, Flax's
-scale; zero biases), NCHW, train mode, ``torch.set_num_threads`` at its default (``--torch-threads``), and per
-step the order of Avalanche's ``SGDBasedTemplate.training_epoch`` with its plugins' hooks:
-``before_training_iteration`` (GEM: one forward/backward per old task on its 256 memories; A-GEM: one on a
-256-example reference batch), ``optimizer.zero_grad()``, forward (multi-head: ``MultiTaskModule``'s dispatch
-on the batch's task labels), cross-entropy, EWC's penalty added to the loss (``EWCPlugin.before_backward``;
+variance 1 / fan-in, Flax's scale; zero biases), NCHW, train mode, ``torch.set_num_threads`` at its default
+(``--torch-threads``), and per step the order of Avalanche's ``SGDBasedTemplate.training_epoch`` with its
+plugins' hooks: ``before_training_iteration`` (GEM: one forward/backward per old task on its 256 memories;
+A-GEM: one on a 256-example reference batch), ``optimizer.zero_grad()``, forward (multi-head:
+``MultiTaskModule``'s dispatch on the batch's task labels; ER: the minibatch concatenated with a replay batch
+of random buffer rows, as ``ReplayPlugin``'s ``ReplayDataLoader`` yields it; Avalanche updates the buffer at
+the end of an experience, ``after_training_exp``, so its step has no per-step insertion as lwcl's and
+Mammoth's reservoir have), cross-entropy, EWC's penalty added to the loss (``EWCPlugin.before_backward``;
 one accumulated importance and anchor, as its online mode), ``loss.backward()``, the projection of the
 flattened gradient (``AGEMPlugin`` / ``GEMPlugin.after_backward``; GEM's QP by quadprog on the host in float64
 with Avalanche's ``1e-3`` ridge, :func:`lwcl.benchmarks.projection._host_qp`), ``optimizer.step()``. LGD is
 our port (Avalanche has none): per layer, mean of the old gradients, residuals, SVD basis, projection, as a
-plain per-parameter loop. Memories are tensors already in memory (no DataLoader on the timed path).
+plain per-parameter loop. Memories and the replay buffer are tensors already in memory (no DataLoader on the
+timed path).
 
 How: every (setting, method, side) and a 2048x2048 float32 matmul in JAX and in PyTorch take turns in
 interleaved rounds of ``--steps`` steps, each timed as a block; the median over rounds of seconds per step
@@ -68,13 +77,14 @@ from lwcl import layerwise  # noqa: E402
 
 # First: sets OPENBLAS_NUM_THREADS=1 before NumPy loads (see there); both sides' host work runs under it.
 from lwcl.benchmarks import projection as proj  # noqa: I001, F401  pylint: disable=g-bad-import-order
-from lwcl.benchmarks.vs_torch_settings import OLD_TASKS, SETTINGS, TITLES, config, data  # noqa: E402
+from lwcl.benchmarks.vs_torch_settings import BUFFER_SEEN, OLD_TASKS, SETTINGS, TITLES, config, data  # noqa: E402
 from lwcl.core.state import TrainState  # noqa: E402
 from lwcl.data.pipeline import Preprocessor  # noqa: E402
 from lwcl.engine import optim  # noqa: E402
 from lwcl.engine.steps import make_train_step, make_train_steps  # noqa: E402
 from lwcl.methods import EpisodicState, ImportanceState, build_method  # noqa: E402
 from lwcl.methods import memory as memory_lib  # noqa: E402
+from lwcl.methods.replay import ReplayState  # noqa: E402
 from lwcl.models import build_model  # noqa: E402
 
 
@@ -92,7 +102,8 @@ class LwclStep:
   """
 
   def __init__(self, setting: str, method: str, seed: int = 0, k: int = 1):
-    s, c, d = SETTINGS[setting], config(setting, method), data(setting, seed)
+    s, c = SETTINGS[setting], config(setting, method)
+    d = data(setting, c.train.batch_size, seed)
     masks = np.ones((s["tasks"], s["outputs"]), bool)
     scenario = types.SimpleNamespace(num_heads=s["heads"], output_dim=s["outputs"], max_tasks=s["tasks"],
                                      image_shape=s["shape"], label_masks=masks)
@@ -165,8 +176,15 @@ def _init(fns, image_shape: tuple, seed: int):
 
 
 def _filled(method_state, data: dict, seed: int):
-  """``method_state`` with full old-task memories (episodic methods) or random importances and an anchor
-  near the parameters (importance penalties); other states unchanged."""
+  """``method_state`` with full old-task memories (episodic methods), random importances and an anchor
+  near the parameters (importance penalties), or a full replay buffer that has seen ``BUFFER_SEEN``
+  examples (rehearsal: the stream's fifth task, so that an offered example is stored with probability
+  500 / 48,000 but the reservoir draw and the scatter run for every one); other states unchanged."""
+  if isinstance(method_state, ReplayState):
+    labels = jnp.asarray(data["buffer_labels"])
+    return method_state.replace(buffer=method_state.buffer.replace(
+        images=jnp.asarray(data["buffer_images"]), labels=labels, tasks=labels // 2,
+        seen=jnp.asarray(BUFFER_SEEN, jnp.int32)))
   if isinstance(method_state, EpisodicState):
     mem = method_state.memory
     for t in range(OLD_TASKS):
@@ -245,7 +263,19 @@ def measure(settings, methods, rounds: int, steps: int, with_torch: bool, matmul
     if t:  # PyTorch at lwcl's FLOP count (same maths; GEM/LGD host work differs slightly)
       row["torch_fraction_of_matmul"] = row["lwcl_flops_per_step"] / row["torch_seconds_per_step"] / peak["torch"]
     rows.append(row)
-  return {"rows": rows, "matmul_flops_per_s": peak}
+  return {"rows": rows, "matmul_flops_per_s": peak, "replay_cost": replay_cost(sec)}
+
+
+def replay_cost(sec: dict) -> dict:
+  """``{setting: {side: ratio}}``: seconds per ER step over seconds per fine-tuning step at twice the batch
+  (the same forward and backward work; issue 29 asks at most 1.2 of lwcl), for each rehearsal setting and
+  side (``lwcl``, ``lwcl-K8``..., ``torch``) measured with both methods."""
+  out = {}
+  for (setting, m, side), s in sec.items():
+    base = sec.get((setting, "finetune", side))
+    if m == "er" and base:
+      out.setdefault(setting, {})[side] = s / base
+  return out
 
 
 def table(result: dict) -> str:
@@ -266,12 +296,23 @@ def table(result: dict) -> str:
   return "\n".join(lines)
 
 
+def replay_table(replay: dict) -> str:
+  """The markdown table of :func:`replay_cost`'s ratios: a row per setting, a column per side."""
+  sides = list(dict.fromkeys(side for ratios in replay.values() for side in ratios))
+  name = lambda side: {"lwcl": "lwcl", "torch": "PyTorch"}.get(side, side.replace("lwcl-K", "lwcl (K=") + ")")  # noqa: E731
+  lines = ["| setting | " + " | ".join(name(side) for side in sides) + " |", "|---" * (len(sides) + 1) + "|"]
+  for setting, ratios in replay.items():
+    lines.append(f"| {setting} | " + " | ".join(f"{ratios[side]:.2f}x" if side in ratios else "-"
+                                                for side in sides) + " |")
+  return "\n".join(lines)
+
+
 def main(argv: list) -> None:
   parser = argparse.ArgumentParser(prog="bin/bench vs-torch", description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median over them)")
   parser.add_argument("--steps", type=int, default=20, help="timed steps per runner and round")
   parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated subset")
-  parser.add_argument("--methods", default="finetune,ewc,agem,gem,lgd", help="comma-separated subset")
+  parser.add_argument("--methods", default="finetune,ewc,agem,gem,lgd,er", help="comma-separated subset")
   parser.add_argument("--matmul", type=int, default=2048, help="size of the reference float32 matmul")
   parser.add_argument("--steps-per-dispatch", default="1",
                       help="comma-separated train.steps_per_dispatch values for lwcl (e.g. 1,8)")
@@ -319,6 +360,9 @@ def main(argv: list) -> None:
   if frac:
     print("\nPyTorch steps that projected (constraint violated): " +
           ", ".join(f"{TITLES[m]} {100 * f:.0f}%" for m, f in frac.items()))
+  if result["replay_cost"]:
+    print("\nSeconds per ER step over seconds per fine-tuning step at twice the batch (issue 29: lwcl <= "
+          "1.2x):\n\n" + replay_table(result["replay_cost"]))
   if args.json:
     with open(args.json, "w") as f:
       json.dump(result, f, indent=1)
