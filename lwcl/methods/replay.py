@@ -11,8 +11,8 @@ under ``jax.vmap`` (seeds, orders and candidates as replicas) and is checkpointe
   Learning*, 2019, Sec. 4; Mammoth ``utils/buffer.py``, ``ReservoirSampling``): the ``n``-th example of the
   stream (0-based) goes to slot ``n`` while ``n < M``; after that to slot ``j``, ``j`` uniform in
   ``[0, n]``, when ``j < M``, else nowhere. Every example of the stream so far is then in the buffer with
-  probability ``M / (n + 1)``. Examples are inserted one at a time in minibatch order, as Mammoth's
-  ``add_data`` loop does.
+  probability ``M / (n + 1)``. The buffer ends as if examples were inserted one at a time in minibatch
+  order, as Mammoth's ``add_data`` loop does (:func:`reservoir_add` computes every slot at once).
 * **Replay batches** (:func:`sample`): ``k`` examples drawn uniformly without replacement from the stored
   ones (Mammoth's ``get_data``: ``np.random.choice(min(seen, M), size, replace=False)``), as a batch in the
   runner's format with a ``mask`` (1 for a drawn example; 0 for padding while fewer than ``k`` are stored:
@@ -80,32 +80,36 @@ def create(size: int, image_shape: tuple, logit_dim: int = 0) -> ReplayBuffer:
 
 
 def reservoir_add(buffer: ReplayBuffer, key: jax.Array, images, labels, tasks, logits=None) -> ReplayBuffer:
-  """The buffer after offering it a minibatch, one example at a time, by reservoir sampling.
+  """The buffer after offering it a minibatch, one example at a time in minibatch order, by reservoir
+  sampling.
+
+  Example ``i`` of the minibatch is the stream's ``n = seen + i``-th and draws ``j`` with
+  ``fold_in(key, i)``; its slot depends on ``n`` and ``j`` only, not on the buffer, so every slot is
+  computed at once and written in one scatter, where an example whose slot a later example of the same
+  minibatch also takes is dropped: the result of inserting them one at a time (Mammoth's ``add_data``
+  loop), without a loop of ``B`` dependent updates in the compiled step.
 
   Args:
-    buffer: the buffer; key: a PRNG key (example ``i`` draws with ``fold_in(key, i)``).
+    buffer: the buffer; key: a PRNG key.
     images: uint8 ``[B, H, W, C]``; labels, tasks: int32 ``[B]``; logits: float32 ``[B, O]`` when the
       buffer keeps logits, else ignored.
   Returns:
     The buffer with ``seen`` advanced by ``B``.
   """
   M = buffer.size
-  keep_logits = buffer.logits is not None
   images, labels, tasks = jnp.asarray(images), jnp.asarray(labels), jnp.asarray(tasks)
-  logits = jnp.asarray(logits) if keep_logits else None
-
-  def offer(i, buf):
-    n = buf.seen
-    j = jax.random.randint(jax.random.fold_in(key, i), (), 0, jnp.maximum(n, 0) + 1)  # uniform in [0, n]
-    slot = jnp.where(n < M, n, jnp.where(j < M, j, M))  # M: not stored (dropped by the scatter)
-    buf = buf.replace(images=buf.images.at[slot].set(images[i], mode="drop"),
-                      labels=buf.labels.at[slot].set(labels[i], mode="drop"),
-                      tasks=buf.tasks.at[slot].set(tasks[i], mode="drop"), seen=n + 1)
-    if keep_logits:
-      buf = buf.replace(logits=buf.logits.at[slot].set(logits[i].astype(jnp.float32), mode="drop"))
-    return buf
-
-  return jax.lax.fori_loop(0, labels.shape[0], offer, buffer)
+  index = jnp.arange(labels.shape[0])
+  n = buffer.seen + index  # each example's position in the stream
+  j = jax.vmap(lambda i, ni: jax.random.randint(jax.random.fold_in(key, i), (), 0, ni + 1))(index, n)
+  slot = jnp.where(n < M, n, jnp.where(j < M, j, M))  # M: not stored (dropped by the scatter)
+  overwritten = jnp.any((slot[None, :] == slot[:, None]) & (index[None, :] > index[:, None]), axis=1)
+  slot = jnp.where(overwritten, M, slot)
+  put = lambda stored, new: stored.at[slot].set(new.astype(stored.dtype), mode="drop")  # noqa: E731
+  buffer = buffer.replace(images=put(buffer.images, images), labels=put(buffer.labels, labels),
+                          tasks=put(buffer.tasks, tasks), seen=buffer.seen + labels.shape[0])
+  if buffer.logits is not None:
+    buffer = buffer.replace(logits=put(buffer.logits, jnp.asarray(logits)))
+  return buffer
 
 
 def sample(buffer: ReplayBuffer, key: jax.Array, k: int) -> dict:
