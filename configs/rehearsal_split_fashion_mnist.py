@@ -4,9 +4,12 @@ shared by every task, the default ConvNet, Mammoth's ``seq-mnist`` protocol.
 The argument picks the method and, for the rehearsal methods, the buffer: ``er``, ``der``, ``derpp``,
 ``icarl`` (buffer or exemplar memory 500), or with the buffer after a dash, ``er-200``, ``der-5120``...;
 the baselines of the same table: ``finetune``, ``joint``, ``ewc``, ``si``, ``agem``, ``gem``, ``nai``,
-``lgd``, ``lwf`` (``agem``, ``gem`` and ``lgd`` keep an episodic memory of the buffer's total size, 500 or
-after a dash, split over the tasks: ``gem-200`` keeps 40 examples per task; the other baselines keep no
-memory, and a buffer given to them is an error).
+``lgd``, ``lgd_authors``, ``lwf`` (``agem``, ``gem``, ``lgd`` and ``lgd_authors`` keep an episodic memory of
+the buffer's total size, 500 or after a dash, split over the tasks: ``gem-200`` keeps 40 examples per task;
+the other baselines keep no memory, and a buffer given to them is an error). ``lgd`` is LGD with the paper's
+rule (lwcl's defaults), ``lgd_authors`` with the authors' released rule (``configs/lgd_permuted_fashion_mnist.py``'s
+``authors`` preset: margin 0.5 pushed along the sum of the old gradients, groups of 5 parameter tensors,
+top-3 residual basis), at the same learning rate and memory.
 
 Settings copied from Mammoth (aimagelab/mammoth, ``utils/best_args.py``, ``'seq-mnist'``, the values its
 authors selected per method and buffer size, and ``datasets/seq_mnist.py``): SGD without momentum, batch 10,
@@ -25,12 +28,12 @@ already seen: the same gradients up to rounding as one vmap over every slot (``0
 memory work at task t (``bin/bench projection``'s second table measures the step).
 """
 
-from lwcl.config.files import default_config
+from lwcl.config.files import default_config, sibling
 
 BUFFERS = (200, 500, 5120)
 REHEARSAL = ("er", "der", "derpp", "icarl")
-OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd", "lwf")
-MEMORY = ("agem", "gem", "lgd")  # episodic memory of the buffer's size, split over the tasks
+OTHERS = ("finetune", "joint", "ewc", "si", "agem", "gem", "nai", "lgd", "lgd_authors", "lwf")
+MEMORY = ("agem", "gem", "lgd", "lgd_authors")  # episodic memory of the buffer's size, split over the tasks
 # Mammoth 'seq-mnist' best args per buffer: lr, minibatch_size (replay batch), alpha, beta.
 MAMMOTH = {
     "er": {200: (0.01, 10, 0.0, 0.0), 500: (0.1, 10, 0.0, 0.0), 5120: (0.1, 10, 0.0, 0.0)},
@@ -61,6 +64,8 @@ def get_config(arg: str = "der"):
   c.train.batch_size = 10
   c.train.epochs_per_task = 1
   c.method.name = name
+  if name == "lgd_authors":  # method.name lgd, the released rule's keys
+    sibling(__file__, "lgd_permuted_fashion_mnist").apply_preset(c, "authors")
   if name == "icarl":
     c.optimizer.learning_rate = ICARL_LR
     c.method.icarl_memory = buffer

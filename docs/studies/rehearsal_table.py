@@ -21,14 +21,15 @@ import sys
 from lwcl.core import metrics
 
 # The methods with a memory (buffer, exemplars or episodic memory): rehearsal_table.sh runs them at 500 and 200.
-WITH_MEMORY = ("lgd", "agem", "gem", "er", "der", "derpp", "icarl")
+WITH_MEMORY = ("lgd", "lgd_authors", "agem", "gem", "er", "der", "derpp", "icarl")
 # Paired at each memory size: the ordering the literature states (DER++ >= DER >= ER >> LwF ~ fine-tuning)
 # and every other memory method against them.
 PAIRED = ("finetune", "lwf") + WITH_MEMORY
-ORDER = ("finetune", "joint", "ewc", "si", "nai", "lgd", "lwf", "agem", "gem", "er", "der", "derpp", "icarl")
+ORDER = ("finetune", "joint", "ewc", "si", "nai", "lgd", "lgd_authors", "lwf", "agem", "gem", "er", "der", "derpp",
+         "icarl")
 NAMES = {"finetune": "fine-tuning", "joint": "joint", "ewc": "EWC", "si": "SI", "nai": "NAI", "lgd": "LGD",
-         "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER", "der": "DER", "derpp": "DER++",
-         "icarl": "iCaRL"}
+         "lgd_authors": "LGD (authors' rule)", "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER",
+         "der": "DER", "derpp": "DER++", "icarl": "iCaRL"}
 PREFIX = "rehearsal_split_fashion_mnist_"
 
 

@@ -17,6 +17,6 @@ export TF_CPP_MIN_LOG_LEVEL=2
 py=.venv/bin/python
 c=configs/rehearsal_split_fashion_mnist.py
 $py -m lwcl.cli.compare --seeds=10 --out="$out/class_500" --set train.progress=false \
-  $c:{finetune,er,derpp,der,lwf,agem,icarl,ewc,si,nai,gem,lgd,joint}
+  $c:{finetune,er,derpp,der,lwf,agem,icarl,ewc,si,nai,gem,lgd,joint,lgd_authors}
 $py -m lwcl.cli.compare --seeds=10 --out="$out/class_200" --set train.progress=false \
-  $c:{er,derpp,der,agem,icarl,gem,lgd}-200
+  $c:{er,derpp,der,agem,icarl,gem,lgd,lgd_authors}-200

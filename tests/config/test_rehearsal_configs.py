@@ -41,7 +41,8 @@ def _load(path: str, arg: str):
 def test_every_argument_builds_and_passes_validation():
   for arg in _fmnist_arguments():
     c = _load(FMNIST, arg)
-    assert c.scenario.incremental == "class" and c.method.name == arg.partition("-")[0], arg
+    method = {"lgd_authors": "lgd"}.get(arg.partition("-")[0], arg.partition("-")[0])
+    assert c.scenario.incremental == "class" and c.method.name == method, arg
   cifar = config_files.load(CIFAR)
   args = list(cifar.ARGUMENTS) + ["cifar10:er", "cifar100:icarl"]  # without -BUFFER: 500
   assert {a.partition(":")[0] for a in args} == {"cifar10", "cifar100"} and len(cifar.ARGUMENTS) == 32
@@ -94,6 +95,14 @@ def test_fmnist_episodic_memories_are_the_buffer_split_over_the_tasks():
   for arg, per_task, lr in (("lgd", 100, 0.03), ("lgd-200", 40, 0.03), ("gem-200", 40, 0.01), ("agem", 100, 0.1)):
     c = get(arg)
     assert (c.method.memory_per_task, c.optimizer.learning_rate) == (per_task, lr), arg
+  equation, authors = get("lgd-200").method, get("lgd_authors-200").method
+  assert (authors.name, authors.memory_per_task) == ("lgd", 40)
+  ruled = {k: v for k, v in authors.items() if v != equation[k]}
+  # the released rule's keys (configs/lgd_permuted_fashion_mnist.py's authors preset; lgd_push 'sum' is the
+  # default), nothing else
+  assert ruled == {"lgd_margin": 0.5, "lgd_single_task_push": True, "grouping": "tensors:5", "lgd_top_k": 3}
+  assert authors.lgd_push == "sum"
+  assert get("lgd_authors").optimizer.learning_rate == get("lgd").optimizer.learning_rate
   for arg in ("ewc-200", "lwf-500", "finetune-200"):
     with pytest.raises(ValueError, match=f"{arg.partition('-')[0]} keeps no memory; drop '-"):
       get(arg)
