@@ -216,16 +216,19 @@ class LayerwiseFns(ModelFns):
       x, _ = self._blocks(k, params, batch_stats, x, False)
     return readout(x, self.model.pool).astype(jnp.float32)
 
-  def block_logits(self, params, batch_stats, batch: dict, detach: bool = False) -> list:
-    """Every local block head's masked logits in inference mode: a list of ``K`` float32
-    ``[B, output_dim]`` arrays, the last being the network's output. With ``detach`` each block is fed
-    the previous block's output through ``stop_gradient``, so the gradient of a function of the ``k``-th
-    logits reaches only local block ``k`` and its head (the local counterpart of :meth:`logits`)."""
-    x, task, _, _ = self._inputs(batch, False, None)
+  def block_logits(self, params, batch_stats, batch: dict, detach: bool = False, train: bool = False,
+                   rng: jax.Array | None = None) -> list:
+    """Every local block head's masked logits: a list of ``K`` float32 ``[B, output_dim]`` arrays, the last
+    being the network's output. With ``detach`` each block is fed the previous block's output through
+    ``stop_gradient``, so the gradient of a function of the ``k``-th logits reaches only local block ``k``
+    and its head (the local counterpart of :meth:`logits`). In inference mode by default; with ``train``,
+    BatchNorm on batch statistics (not returned) and the images augmented with ``rng`` as a train step's
+    local losses see them (:meth:`local_losses` with the same ``rng``)."""
+    x, task, _, _ = self._inputs(batch, train, rng)
     out = []
     for k in range(self.num_blocks):
       x_in = jax.lax.stop_gradient(x) if detach else x
-      x, logits, _ = self._local(k, params, batch_stats, x_in, task, False)
+      x, logits, _ = self._local(k, params, batch_stats, x_in, task, train)
       out.append(logits)
     return out
 

@@ -2,12 +2,17 @@
 network at the end of the previous task is kept, and the loss adds ``alpha`` times the distillation of its
 outputs on the current task's inputs into the current network's, at temperature ``T``.
 
-The distillation is Mammoth's for a shared head (class- and domain-incremental): over the outputs of the
-classes of the tasks before the current one (``past``), the old and new networks' softmaxes over those
+With one shared head (class- and domain-incremental) the distillation is Mammoth's: over the outputs of
+the classes of the tasks before the current one (``past``), the old and new networks' softmaxes over those
 outputs are sharpened or smoothed to the power ``1 / T`` and renormalized (``smooth``), and the loss is the
 cross-entropy ``-mean_i sum_c old_ic log new_ic`` (``modified_kl_div``); Li & Hoiem's Eq. 2 with their
-``T = 2``. The old network's outputs are computed on the images as stored (no augmentation) in inference
-mode, as Mammoth precomputes them before each task.
+``T = 2``. With task-incremental heads (one per task, or one masked to each task's classes) it is Li &
+Hoiem's own multi-head setting (Sec. 3, "Learning without Forgetting"): the same distillation for each
+finished task ``t`` over the outputs of its head (its classes, for a masked head), the old network's head
+``t`` against the new network's head ``t`` on the current inputs, summed over the finished tasks (their
+``lambda_o = 1`` per old task, times ``alpha``). The old network's outputs are computed on the images as
+stored (no augmentation) in inference mode, as Mammoth precomputes them before each task; the new network's
+other heads in training mode on the images of this step's forward pass (its augmentation key).
 
 What differs from Mammoth: no warm-up of the classifier on the new classes before each task, and the
 cross-entropy over every output, not only the classes seen so far (as every other method here).
@@ -21,9 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl.core.model_fns import MASKED_LOGIT
+from lwcl.core.model_fns import MASKED_LOGIT, task_masks
 from lwcl.core.options import Option
-from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
 from lwcl.methods.importance import copy_tree
 
@@ -35,7 +39,8 @@ class LwFState:
   Attributes:
     old_params, old_batch_stats: the network at the end of the previous task (copies; zeros before the
       first task ends).
-    past: float32 ``[O]``, 1 for the outputs of the classes of the finished tasks (the distilled outputs).
+    past: float32 ``[O]``, 1 for the outputs of the classes of the finished tasks (the distilled outputs);
+      with task-incremental heads ``[max_tasks]``, 1 for the finished tasks (whose heads are distilled).
     alpha, temperature: float32 scalars, ``method.lwf_alpha`` and ``method.lwf_temperature`` (rule 1 of
       :mod:`lwcl.methods.base`: a sweep gives each replica its own).
   """
@@ -72,19 +77,14 @@ def distillation(old_logits, new_logits, past, temperature) -> jax.Array:
   return jnp.where(jnp.any(keep), jnp.mean(per_example), 0.0)
 
 
-def scenario_heads(scenario) -> str:
-  """``multi`` or ``masked``: the task-incremental heads of ``scenario`` (for a message)."""
-  return "multi" if scenario.num_heads > 1 else "masked"
-
-
 class LwF(Method):
   """Learning without forgetting: ``loss = CE(minibatch) + alpha * distillation(old net, new net)`` on the
-  minibatch, over the outputs of the classes of the finished tasks (:func:`distillation`). State:
+  minibatch, over the outputs of the classes of the finished tasks with a shared head, or summed over the
+  finished tasks' heads with task-incremental heads (:func:`distillation`, :meth:`loss_term`). State:
   :class:`LwFState`.
 
   Raises (constructor):
-    ConfigError: a key out of range, or task-incremental heads (one per task, or masked to the task's
-      classes): the distilled outputs are the old classes' outputs of one shared, unmasked head.
+    ConfigError: a key out of range.
   """
 
   OPTIONS = (
@@ -93,20 +93,17 @@ class LwF(Method):
              strict=True),
   )
   STATE_HYPER = {"method.lwf_alpha": "alpha", "method.lwf_temperature": "temperature"}
-  shared_head_only = True
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    if scenario.num_heads > 1 or not np.all(scenario.label_masks):
-      raise ConfigError("method.name=lwf distills the old classes' outputs of one shared head, but task-incremental "
-                        f"heads (scenario.task_heads={scenario_heads(scenario)}) hide them from the current task; "
-                        "use --config.scenario.incremental=class or domain")
-    self.output_dim = scenario.output_dim
+    # task-incremental heads: one per task, or one masked to each task's classes (Li & Hoiem's setting)
+    self.per_task = scenario.num_heads > 1 or not np.all(scenario.label_masks)
+    self.output_dim, self.max_tasks = scenario.output_dim, scenario.max_tasks
 
   def init_state(self, params, batch_stats) -> LwFState:
     zeros = lambda t: jax.tree.map(jnp.zeros_like, t)  # noqa: E731
     return LwFState(old_params=zeros(params), old_batch_stats=zeros(batch_stats),
-                    past=jnp.zeros((self.output_dim,), jnp.float32),
+                    past=jnp.zeros((self.max_tasks if self.per_task else self.output_dim,), jnp.float32),
                     alpha=jnp.asarray(self.options["lwf_alpha"], jnp.float32),
                     temperature=jnp.asarray(self.options["lwf_temperature"], jnp.float32))
 
@@ -115,14 +112,50 @@ class LwF(Method):
     return optax.with_extra_args_support(optax.identity())
 
   def loss_term(self, method_state: LwFState, params, batch_stats, batch, logits, rng):
-    del params, batch_stats, rng
-    old = self.fns.logits(method_state.old_params, method_state.old_batch_stats, batch, train=False)[0]
-    return method_state.alpha * distillation(old, logits, method_state.past, method_state.temperature)
+    """``alpha`` times the distillation of the old network into the new one on ``batch``: over the past
+    classes' outputs of the shared head, or, with task-incremental heads, summed over the finished tasks
+    ``t`` (head ``t``'s outputs; the heads of tasks not finished weigh 0). In layer-wise ``local`` training
+    every local block's head is distilled, each block fed the previous one's detached output, so block
+    ``k``'s term trains block ``k`` and its head only (its local loss gains it); in ``greedy`` training
+    the active block's only (the finished blocks below it run here in training mode, where the greedy loss
+    runs them in inference mode: the same outputs without BatchNorm)."""
+    state = method_state
+    local = self.fns.is_local
+    if not self.per_task and not local:  # the step's own logits: the network's output, not detached
+      old = self.fns.logits(state.old_params, state.old_batch_stats, batch, train=False)[0]
+      return state.alpha * distillation(old, logits, state.past, state.temperature)
+    if self.fns.is_greedy:
+      weights = jax.nn.one_hot(batch["phase"][0], self.fns.local_blocks, dtype=jnp.float32)
+    else:
+      weights = jnp.ones((self.fns.local_blocks if local else 1,), jnp.float32)
+
+    def outputs(b, new: bool) -> list:  # the heads distilled: every local block's, or the network's
+      p, bs = (params, batch_stats) if new else (state.old_params, state.old_batch_stats)
+      if local:
+        return (self.fns.block_logits(p, bs, b, detach=True, train=True, rng=rng) if new
+                else self.fns.block_logits(p, bs, b))
+      return [self.fns.logits(p, bs, b, train=new, rng=rng if new else None)[0]]
+
+    def distilled(b, keep):
+      pairs = zip(outputs(b, False), outputs(b, True))
+      return sum(weights[k] * distillation(old, new, keep, state.temperature) for k, (old, new) in enumerate(pairs))
+
+    if not self.per_task:
+      return state.alpha * distilled(batch, state.past)
+
+    def head(t):  # task t's head on this batch, over the outputs task t may predict
+      keep = task_masks(self.fns.label_masks, jnp.full((1,), t, jnp.int32)).reshape(-1).astype(jnp.float32)
+      return distilled({**batch, "task": jnp.full_like(batch["task"], t)}, keep)
+
+    return state.alpha * jnp.sum(jax.vmap(head)(jnp.arange(self.max_tasks)) * state.past)
 
   def end_task(self, method_state: LwFState, params, batch_stats, task, data):
-    """Keeps a copy of the network, and marks the task's classes as past (their outputs distilled from
-    now on)."""
-    del task
+    """Keeps a copy of the network, and marks the task's classes (task-incremental heads: the task) as
+    past, distilled from now on."""
+    if self.per_task:
+      past = jnp.asarray(method_state.past).at[task].set(1.0)
+      return method_state.replace(old_params=copy_tree(params), old_batch_stats=copy_tree(batch_stats),
+                                  past=past)
     classes = np.zeros((self.output_dim,), np.float32)
     classes[np.unique(np.asarray(data.labels))] = 1.0
     past = jnp.maximum(method_state.past, jnp.asarray(classes))

@@ -1,5 +1,6 @@
 """LwF (lwcl.methods.lwf): the distillation against a float64 NumPy transcription of Mammoth's ``smooth`` and
-``modified_kl_div``, its edge cases, the end-of-task copy, and the one-line refusal of one head per task."""
+``modified_kl_div``, its edge cases, the end-of-task copy, Li & Hoiem's per-head distillation with
+task-incremental heads, and the local distillation of every block head in layer-wise training."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,6 @@ import numpy as np
 import pytest
 
 from lwcl.engine.build import Setup
-from lwcl.errors import ConfigError
 from lwcl.methods import lwf
 
 from helpers import small_config
@@ -63,8 +63,67 @@ def test_end_task_keeps_a_copy_and_marks_the_task_classes_past():
     assert old.unsafe_buffer_pointer() != new.unsafe_buffer_pointer()  # a copy: the step donates params
 
 
+def _moved(config, past_tasks=(0,)):
+  """A built setup, the method state after task 0 (the old network: the initial one) with ``past_tasks``
+  marked finished, the new network (the initial one moved), its batch statistics and a batch of the last
+  task: the setting in which the distillation is not 0."""
+  setup = Setup.build(config)
+  state = setup.initial_state()
+  ms = setup.method.end_task(state.method_state, state.params, state.batch_stats, 0, setup.train_data[0])
+  if setup.method.per_task:
+    ms = ms.replace(past=jnp.zeros_like(ms.past).at[jnp.asarray(past_tasks)].set(1.0))
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda x: x + 0.3 * rng.standard_normal(x.shape).astype(x.dtype), state.params)
+  data = setup.train_data[-1]
+  batch = {"image": data.images[:8], "label": data.labels[:8], "task": data.tasks[:8]}
+  return setup, ms, params, state.batch_stats, batch
+
+
 @pytest.mark.parametrize("heads", ["multi", "masked"])
-def test_task_incremental_heads_are_refused_with_one_line(heads):
-  with pytest.raises(ConfigError, match=f"task_heads={heads}") as e:
-    Setup.build(small_config(**{"method.name": "lwf", "scenario.task_heads": heads}))
-  assert "\n" not in str(e.value) and "--config." in str(e.value)
+def test_task_incremental_heads_distill_each_finished_task_head(heads):
+  """Li & Hoiem's multi-head LwF: for each finished task t, the old network's head t against the new one's on
+  the current inputs, over the outputs task t may predict, summed over the finished tasks (Mammoth's KD per
+  head, in float64 NumPy, on the heads' logits); the current and future tasks' heads are not distilled."""
+  config = small_config(**{"method.name": "lwf", "scenario.task_heads": heads, "scenario.num_tasks": 3})
+  setup, ms, params, stats, batch = _moved(config, past_tasks=(0, 1))
+  key = jax.random.PRNGKey(5)
+  got = float(setup.method.loss_term(ms, params, stats, batch, None, key))
+  fns, masks = setup.fns, np.asarray(setup.fns.label_masks, bool)
+  want = want_all = 0.0
+  for t in (0, 1):
+    on_t = {**batch, "task": np.full_like(batch["task"], t)}
+    old = np.asarray(fns.logits(ms.old_params, ms.old_batch_stats, on_t, train=False)[0], np.float64)
+    new = np.asarray(fns.logits(params, stats, on_t, train=True, rng=key)[0], np.float64)
+    want += _mammoth(old, new, masks[t], 2.0)
+    want_all += _mammoth(old, new, np.ones_like(masks[t]), 2.0) if heads == "multi" else 0.0
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  assert got > 0.01
+  if heads == "masked":  # each task's own classes: a masked head's other outputs are not distilled
+    assert not masks[0].all() and (masks[0] != masks[1]).any()
+
+
+@pytest.mark.parametrize("mode", ["local", "greedy"])
+def test_layerwise_training_distills_each_block_head_into_its_own_block(mode):
+  """In local training every block head is distilled with the block fed the previous one's detached output
+  (block k's term reaches block k and its head only); in greedy training the active block's alone."""
+  config = small_config(**{"method.name": "lwf", "scenario.incremental": "class", "model.hidden": (16, 16),
+                           "layerwise.mode": mode})
+  setup, ms, params, stats, batch = _moved(config)
+  fns, key, past = setup.fns, jax.random.PRNGKey(7), np.asarray(ms.past) > 0
+  assert fns.local_blocks == 2 and past.any()
+  if mode == "greedy":
+    batch = {**batch, "phase": np.ones_like(batch["task"])}  # block 1 trains
+  olds = fns.block_logits(ms.old_params, ms.old_batch_stats, batch)
+  news = fns.block_logits(params, stats, batch, detach=True, train=True, rng=key)
+  per_block = [_mammoth(np.asarray(o, np.float64), np.asarray(n, np.float64), past, 2.0) for o, n in zip(olds, news)]
+  term = lambda p: setup.method.loss_term(ms, p, stats, batch, None, key)  # noqa: E731
+  want = sum(per_block) if mode == "local" else per_block[1]
+  np.testing.assert_allclose(float(term(params)), want, rtol=1e-5)
+  grads = jax.grad(term)(params)
+  block0 = lambda p: lwf.distillation(olds[0], fns.block_logits(p, stats, batch, detach=True, train=True,  # noqa: E731
+                                                                  rng=key)[0], ms.past, 2.0)
+  only0 = jax.grad(block0)(params)
+  for name in fns.names(0):  # block 0's parameters: its own term's gradient (local) or none (greedy, block 1)
+    for g, g0 in zip(jax.tree.leaves(grads[name]), jax.tree.leaves(only0[name])):
+      np.testing.assert_allclose(g, g0 if mode == "local" else np.zeros_like(g0), rtol=1e-4, atol=1e-7)
+  assert any(np.any(np.asarray(g) != 0) for n in fns.names(1) for g in jax.tree.leaves(grads[n]))
