@@ -60,7 +60,7 @@ def make_train_step(fns: ModelFns, tx: optax.GradientTransformationExtraArgs, me
       args = dict(args, learning_rate=learning_rate)
     updates, opt_state = tx.update(grads, state.opt_state, state.params, **args)
     params = optax.apply_updates(state.params, updates)
-    seen = dict(batch, logits=jax.lax.stop_gradient(logits), rng=rng)
+    seen = dict(batch, logits=jax.lax.stop_gradient(logits), rng=rng, batch_stats=state.batch_stats)
     method_state = method.after_step(state.method_state, state.params, params, grads, seen)
     accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
     new_state = state.replace(step=state.step + 1, params=params, batch_stats=new_stats,

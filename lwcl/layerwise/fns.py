@@ -232,6 +232,23 @@ class LayerwiseFns(ModelFns):
       out.append(logits)
     return out
 
+  def local_outputs(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None) -> list:
+    """In ``local`` and ``greedy`` training every local block head's masked logits, each block fed the
+    previous one's detached output (:meth:`block_logits` with ``detach``), so a method's term on output
+    ``k`` trains local block ``k`` and its head alone; in ``backprop`` mode the network's logits (as
+    ``ModelFns.local_outputs``)."""
+    if not self.is_local:
+      return [self.logits(params, batch_stats, batch, train, rng)[0]]
+    return self.block_logits(params, batch_stats, batch, detach=True, train=train, rng=rng)
+
+  def local_weights(self, batch: dict) -> jax.Array:
+    """float32 ``[len(local_outputs)]``: ``local`` mode weighs every block's term 1, ``greedy`` mode only
+    the active block's (``batch['phase'][0]``; its terms must not train the other blocks), ``backprop``
+    mode the network's 1."""
+    if self.mode == "greedy":
+      return jax.nn.one_hot(batch["phase"][0], self.num_blocks, dtype=jnp.float32)
+    return jnp.ones((self.num_blocks if self.is_local else 1,), jnp.float32)
+
   def block_features(self, params, batch_stats, batch: dict, pool: int = 2) -> list:
     """Every local block's output in inference mode, adaptive-average-pooled to ``pool x pool`` and
     flattened (``pool = 0``: not pooled): a list of ``K`` float32 ``[B, F_k]`` arrays."""

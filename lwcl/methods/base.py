@@ -229,8 +229,9 @@ class Method(abc.ABC):
   def after_step(self, method_state, params_before, params_after, grads, batch: dict):
     """The method state after one step (traced); ``grads`` is the raw gradient of the training loss.
     ``batch`` is the minibatch as given (not :meth:`train_batch`'s), plus ``logits`` (float32 ``[B, O]``:
-    its logits in this step's forward pass, before the update) and ``rng`` (the step's key; derive your
-    own with ``jax.random.fold_in``). Default: unchanged."""
+    its logits in this step's forward pass, before the update), ``rng`` (the step's key; derive your
+    own with ``jax.random.fold_in``; the step's forward pass augmented its images with it) and
+    ``batch_stats`` (the BatchNorm statistics before the update). Default: unchanged."""
     del params_before, params_after, grads, batch
     return method_state
 

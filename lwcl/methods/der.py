@@ -14,21 +14,23 @@ class DER(ReplayMethod):
   of the same forward pass). ``method.der_alpha`` is kept in the method state (a sweep of it runs as
   replicas). State: :class:`~lwcl.methods.replay.ReplayState`.
 
+  In layer-wise ``local`` / ``greedy`` training the term is local: every local block head's logits on the
+  replay batch against that head's stored logits, the block fed the previous one's detached output,
+  weighted as the mode's local losses (``fns.local_weights``).
+
   Raises (constructor):
-    ConfigError: a key out of range, or layer-wise ``local`` / ``greedy`` training
-      (:attr:`~lwcl.methods.base.Method.layerwise_local` is False).
+    ConfigError: a key out of range.
   """
 
   OPTIONS = ReplayMethod.OPTIONS + (
       Option("method.der_alpha", 0.3, "weight of the logit-matching (MSE) term on replayed examples", minimum=0.0),)
   STATE_HYPER = {"method.der_alpha": "alpha"}
   keeps_logits = True
-  # The matched logits are the network's output: in layer-wise local / greedy training their gradient would
-  # reach every local block (a local version would match every block head's; not built yet).
-  layerwise_local = False
 
   def loss_term(self, method_state, params, batch_stats, batch, logits, rng):
     del logits
     replayed = self.replay(method_state, batch, rng, REPLAY_KEY)
-    outputs = self.replay_logits(params, batch_stats, replayed, rng, AUGMENT_KEY)
-    return method_state.alpha * masked_mse(outputs, replayed["logits"], replayed["mask"])
+    outputs = self.replay_outputs(params, batch_stats, replayed, rng, AUGMENT_KEY)
+    weights, stored = self.fns.local_weights(batch), self.stored_logits(replayed)
+    return method_state.alpha * sum(weights[h] * masked_mse(out, stored[h], replayed["mask"])
+                                    for h, out in enumerate(outputs))

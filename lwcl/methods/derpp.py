@@ -22,7 +22,11 @@ class DERPP(DER):
   STATE_HYPER = {**DER.STATE_HYPER, "method.der_beta": "beta"}
 
   def loss_term(self, method_state, params, batch_stats, batch, logits, rng):
+    """DER's term plus ``beta`` times the cross-entropy on the second replay batch (in local training each
+    local block head's, weighted as the local losses)."""
     matching = super().loss_term(method_state, params, batch_stats, batch, logits, rng)
     second = self.replay(method_state, batch, rng, SECOND_REPLAY_KEY)
-    outputs = self.replay_logits(params, batch_stats, second, jax.random.fold_in(rng, 2), SECOND_REPLAY_KEY)
-    return matching + method_state.beta * cross_entropy(outputs, second["label"], second["mask"])
+    outputs = self.replay_outputs(params, batch_stats, second, jax.random.fold_in(rng, 2), SECOND_REPLAY_KEY)
+    weights = self.fns.local_weights(batch)
+    return matching + method_state.beta * sum(weights[h] * cross_entropy(out, second["label"], second["mask"])
+                                              for h, out in enumerate(outputs))

@@ -120,25 +120,15 @@ class LwF(Method):
     the active block's only (the finished blocks below it run here in training mode, where the greedy loss
     runs them in inference mode: the same outputs without BatchNorm)."""
     state = method_state
-    local = self.fns.is_local
-    if not self.per_task and not local:  # the step's own logits: the network's output, not detached
+    if not self.per_task and not self.fns.is_local:  # the step's own logits: the network's, not detached
       old = self.fns.logits(state.old_params, state.old_batch_stats, batch, train=False)[0]
       return state.alpha * distillation(old, logits, state.past, state.temperature)
-    if self.fns.is_greedy:
-      weights = jax.nn.one_hot(batch["phase"][0], self.fns.local_blocks, dtype=jnp.float32)
-    else:
-      weights = jnp.ones((self.fns.local_blocks if local else 1,), jnp.float32)
+    weights = self.fns.local_weights(batch)
 
-    def outputs(b, new: bool) -> list:  # the heads distilled: every local block's, or the network's
-      p, bs = (params, batch_stats) if new else (state.old_params, state.old_batch_stats)
-      if local:
-        return (self.fns.block_logits(p, bs, b, detach=True, train=True, rng=rng) if new
-                else self.fns.block_logits(p, bs, b))
-      return [self.fns.logits(p, bs, b, train=new, rng=rng if new else None)[0]]
-
-    def distilled(b, keep):
-      pairs = zip(outputs(b, False), outputs(b, True))
-      return sum(weights[k] * distillation(old, new, keep, state.temperature) for k, (old, new) in enumerate(pairs))
+    def distilled(b, keep):  # every local term: old network's output k against the new one's
+      old = self.fns.local_outputs(state.old_params, state.old_batch_stats, b, train=False)
+      new = self.fns.local_outputs(params, batch_stats, b, train=True, rng=rng)
+      return sum(weights[k] * distillation(o, n, keep, state.temperature) for k, (o, n) in enumerate(zip(old, new)))
 
     if not self.per_task:
       return state.alpha * distilled(batch, state.past)

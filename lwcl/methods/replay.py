@@ -21,7 +21,10 @@ under ``jax.vmap`` (seeds, orders and candidates as replicas) and is checkpointe
 Replay batches go through the model as the minibatch does (``fns.loss`` / ``fns.logits`` in train mode,
 augmented when ``data.augment`` is on), so BatchNorm layers normalize them with their own batch
 statistics; the running statistics follow the step's loss batch only (Mammoth's DER and DER++ also update
-the running averages in their extra forward passes).
+the running averages in their extra forward passes). In layer-wise ``local`` / ``greedy`` training DER's
+and DER++'s terms are local (``fns.local_outputs``): the buffer keeps every local block head's logits of
+the step that stored the example, and each block's head is matched, and trained on the second replay
+batch, with the block fed the previous one's detached output, weighted as the mode's local losses.
 """
 
 from __future__ import annotations
@@ -44,8 +47,9 @@ class ReplayBuffer:
 
   Attributes:
     images: uint8 ``[M, H, W, C]``; labels, tasks: int32 ``[M]``;
-    logits: float32 ``[M, O]`` (the network's outputs when the example was stored: DER, DER++), or None
-      when the method keeps none;
+    logits: float32 ``[M, O]`` (the network's outputs when the example was stored: DER, DER++; in
+      layer-wise local training ``[M, K * O]``, every local block head's), or None when the method keeps
+      none;
     seen: int32 scalar, examples of the stream offered to the buffer so far (slot ``i`` holds an example
       iff ``i < min(seen, M)``).
   """
@@ -178,7 +182,9 @@ class ReplayMethod(Method):
     super().__init__(method_config, scenario, fns)
     self.buffer_size = self.options["buffer_size"]
     self.image_shape = tuple(scenario.image_shape)
-    self.logit_dim = scenario.output_dim if self.keeps_logits else 0
+    self.heads = fns.local_blocks if fns.is_local else 1  # the outputs of fns.local_outputs
+    self.output_dim = scenario.output_dim
+    self.logit_dim = self.heads * scenario.output_dim if self.keeps_logits else 0
 
   def init_state(self, params, batch_stats) -> ReplayState:
     del params, batch_stats
@@ -196,16 +202,27 @@ class ReplayMethod(Method):
     k = self.options["replay_batch"] or batch["label"].shape[0]
     return sample(method_state.buffer, jax.random.fold_in(rng, salt), min(k, self.buffer_size))
 
-  def replay_logits(self, params, batch_stats, replayed: dict, rng, salt: int) -> jax.Array:
-    """The network's logits ``[k, O]`` on a replay batch, in train mode as the minibatch's (augmented with
-    ``fold_in(rng, salt)`` when augmentation is on)."""
+  def replay_outputs(self, params, batch_stats, replayed: dict, rng, salt: int) -> list:
+    """The outputs a term trains through on a replay batch (``fns.local_outputs``: the network's logits,
+    or every local block head's in local training), each float32 ``[k, O]``, in train mode as the
+    minibatch's (augmented with ``fold_in(rng, salt)`` when augmentation is on)."""
     inputs = {k: v for k, v in replayed.items() if k != "logits"}
-    return self.fns.logits(params, batch_stats, inputs, train=True, rng=jax.random.fold_in(rng, salt))[0]
+    return self.fns.local_outputs(params, batch_stats, inputs, train=True, rng=jax.random.fold_in(rng, salt))
+
+  def stored_logits(self, replayed: dict) -> jax.Array:
+    """The stored logits of a replay batch per output of :meth:`replay_outputs`: float32 ``[heads, k, O]``."""
+    k = replayed["logits"].shape[0]
+    return jnp.moveaxis(replayed["logits"].reshape(k, self.heads, self.output_dim), 1, 0)
 
   def after_step(self, method_state: ReplayState, params_before, params_after, grads, batch):
     """The minibatch (its images as given, before augmentation; with the logits of this step's forward
-    pass when the method keeps them) offered to the buffer by reservoir sampling."""
-    del params_before, params_after, grads
+    pass when the method keeps them: in local training every local block head's, recomputed with the
+    parameters, statistics and augmentation of that pass) offered to the buffer by reservoir sampling."""
+    del params_after, grads
+    logits = batch["logits"]
+    if self.keeps_logits and self.heads > 1:
+      logits = jnp.concatenate(self.fns.local_outputs(params_before, batch["batch_stats"], batch, train=True,
+                                                      rng=batch["rng"]), axis=-1)
     buffer = reservoir_add(method_state.buffer, jax.random.fold_in(batch["rng"], INSERT_KEY), batch["image"],
-                           batch["label"], batch["task"], batch["logits"])
+                           batch["label"], batch["task"], logits)
     return method_state.replace(buffer=buffer)

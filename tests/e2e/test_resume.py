@@ -84,7 +84,7 @@ def test_every_method_resumes_after_sigkill_in_mid_task(tmp_path, session_dir, c
   # Checkpoints at global steps 4, 6 (task end) and 8 (task 2, memory of task 1 full); killed at step 9
   # by the real entry point (tests/fault_run.py), then resumed here.
   every = {"checkpoint.every_steps": 4}
-  overrides = as_flags({**TINY, "method.name": method, "layerwise.mode": mode, **method_overrides(method),
+  overrides = as_flags({**TINY, "method.name": method, "layerwise.mode": mode, **method_overrides(method, mode),
                         **every})
   cmd = [sys.executable, os.path.join(ROOT, "tests", "fault_run.py"), "9", f"--config={ROOT}/configs/default.py",
          f"--workdir={workdir}", "--config.model.name=mlp", "--config.train.epochs_per_task=1",

@@ -106,8 +106,9 @@ def _setup_with_full_buffer(name, **extra):
   data = setup.train_data[0]
   first = {"image": data.images[:40], "label": data.labels[:40], "task": data.tasks[:40]}
   logits = setup.fns.logits(state.params, state.batch_stats, first, train=False)[0]
-  seen = dict(first, logits=logits, rng=jax.random.PRNGKey(7))
-  state = state.replace(method_state=setup.method.after_step(state.method_state, None, None, None, seen))
+  seen = dict(first, logits=logits, rng=jax.random.PRNGKey(7), batch_stats=state.batch_stats)
+  method_state = setup.method.after_step(state.method_state, state.params, None, None, seen)
+  state = state.replace(method_state=method_state)
   d1 = setup.train_data[1]
   batch = {"image": d1.images[:20], "label": d1.labels[:20], "task": d1.tasks[:20]}
   return setup, state, batch
@@ -139,19 +140,63 @@ def test_der_terms_match_their_equations(name):
   method, rng, ms = setup.method, jax.random.PRNGKey(5), state.method_state
   got = float(method.loss_term(ms, state.params, state.batch_stats, batch, None, rng))
   first = method.replay(ms, batch, rng, replay.REPLAY_KEY)
-  out = np.asarray(method.replay_logits(state.params, state.batch_stats, first, rng, replay.AUGMENT_KEY), np.float64)
+  out = np.asarray(method.replay_outputs(state.params, state.batch_stats, first, rng, replay.AUGMENT_KEY)[0],
+                   np.float64)
   want = 0.7 * np.mean((out - np.asarray(first["logits"], np.float64)) ** 2)
   if name == "derpp":
     second = method.replay(ms, batch, rng, replay.SECOND_REPLAY_KEY)
     assert not np.array_equal(second["label"], first["label"])  # drawn independently
-    out2 = method.replay_logits(state.params, state.batch_stats, second, jax.random.fold_in(rng, 2),
-                                replay.SECOND_REPLAY_KEY)
+    (out2,) = method.replay_outputs(state.params, state.batch_stats, second, jax.random.fold_in(rng, 2),
+                                    replay.SECOND_REPLAY_KEY)
     want += 0.4 * float(cross_entropy(out2, second["label"]))
   np.testing.assert_allclose(got, want, rtol=1e-5)
   # The stored logits are those of the network when the example was stored: at the initial parameters,
   # the matching term is 0.
   if name == "der":
     np.testing.assert_allclose(np.mean((out - np.asarray(first["logits"])) ** 2), 0.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("name,mode", [("der", "local"), ("derpp", "local"), ("derpp", "greedy")])
+def test_layerwise_training_matches_and_replays_each_block_head_locally(name, mode):
+  """In local training the buffer keeps every local block head's logits of the step that stored the example
+  (here the initial network's, in training mode with the step's key), DER matches each head's on a replay
+  batch and DER++ adds each head's cross-entropy on the second one, each block fed the previous one's
+  detached output (block 0's gradient is its own terms'); greedy training weighs the active block's alone."""
+  setup, state, batch = _setup_with_full_buffer(name, **{"method.der_alpha": 0.7, "method.der_beta": 0.4,
+                                                         "model.hidden": (16, 16), "layerwise.mode": mode})
+  method, fns, rng, ms = setup.method, setup.fns, jax.random.PRNGKey(5), state.method_state
+  assert fns.local_blocks == 2 and ms.buffer.logits.shape == (40, 2 * setup.scenario.output_dim)
+  data = setup.train_data[0]
+  first40 = {"image": data.images[:40], "label": data.labels[:40], "task": data.tasks[:40]}
+  stored = fns.block_logits(state.params, state.batch_stats, first40, train=True, rng=jax.random.PRNGKey(7))
+  np.testing.assert_allclose(ms.buffer.logits, np.concatenate(stored, -1), rtol=1e-6)  # reservoir: slots 0-39
+  if mode == "greedy":
+    batch = {**batch, "phase": np.ones_like(batch["task"])}  # block 1 trains
+  moved = jax.tree.map(lambda x: x + 0.2, state.params)  # away from the stored logits: terms not 0
+
+  def terms(p, blocks):  # each block's DER (and DER++) term, the block fed a detached input: float64 NumPy
+    first = method.replay(ms, batch, rng, replay.REPLAY_KEY)
+    inputs = {k: v for k, v in first.items() if k != "logits"}
+    out = fns.block_logits(p, state.batch_stats, inputs, detach=True, train=True,
+                           rng=jax.random.fold_in(rng, replay.AUGMENT_KEY))
+    z = first["logits"].reshape(16, 2, -1)
+    total = sum((0.7 * jnp.mean((out[k] - z[:, k]) ** 2) for k in blocks), jnp.zeros(()))
+    if name == "derpp":
+      second = method.replay(ms, batch, rng, replay.SECOND_REPLAY_KEY)
+      out2 = fns.block_logits(p, state.batch_stats, {k: v for k, v in second.items() if k != "logits"},
+                              detach=True, train=True,
+                              rng=jax.random.fold_in(jax.random.fold_in(rng, 2), replay.SECOND_REPLAY_KEY))
+      total += sum((0.4 * cross_entropy(out2[k], second["label"]) for k in blocks), jnp.zeros(()))
+    return total
+
+  term = lambda p: method.loss_term(ms, p, state.batch_stats, batch, None, rng)  # noqa: E731
+  active = (0, 1) if mode == "local" else (1,)
+  np.testing.assert_allclose(float(term(moved)), float(terms(moved, active)), rtol=1e-5)
+  assert float(term(moved)) > 0.01
+  grads, own = jax.grad(term)(moved), jax.grad(lambda p: terms(p, (0,) if mode == "local" else ()))(moved)
+  for n in fns.names(0):
+    for g, g0 in zip(jax.tree.leaves(grads[n]), jax.tree.leaves(own[n])):
+      np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-7)
 
 
 def test_an_empty_buffer_replays_nothing():
