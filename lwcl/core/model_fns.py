@@ -177,13 +177,14 @@ class ModelFns:
       logits, new_stats = self.model.apply(variables, x, batch["task"], train=False), batch_stats
     return mask_logits(logits, self.label_masks, batch["task"]), new_stats
 
-  def local_outputs(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None) -> list:
+  def local_outputs(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None,
+                    augment: bool | None = None) -> list:
     """The outputs a method's own loss term trains through, one per local term: here the network's masked
-    logits, ``[logits]`` (float32 ``[B, O]``; :meth:`logits` with ``train`` and ``rng``). Layer-wise local
+    logits, ``[logits]`` (float32 ``[B, O]``; :meth:`logits` with ``train``, ``rng`` and ``augment``). Layer-wise local
     training gives every local block head's, each block fed the previous one's detached output
     (:meth:`lwcl.layerwise.fns.LayerwiseFns.local_outputs`), so that a term on output ``k`` trains block
     ``k`` alone, as its local loss does; weigh them with :meth:`local_weights`."""
-    return [self.logits(params, batch_stats, batch, train, rng)[0]]
+    return [self.logits(params, batch_stats, batch, train, rng, augment)[0]]
 
   def local_weights(self, batch: dict) -> jax.Array:
     """float32 ``[len(local_outputs)]``: the weight of each of :meth:`local_outputs`' terms in this step

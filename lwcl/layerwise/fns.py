@@ -210,21 +210,21 @@ class LayerwiseFns(ModelFns):
 
   def features(self, params, batch_stats, batch: dict) -> jax.Array:
     """The network's read-out before its head in inference mode, float32 ``[B, F]`` (as
-    ``ModelFns.features``; the parameters hold the auxiliary heads too)."""
-    x, _, _, _ = self._inputs(batch, False, None)
+    ``ModelFns.features``: ``batch`` needs ``image`` only; the parameters hold the auxiliary heads too)."""
+    x = self.preprocess(batch["image"], None)
     for k in range(self.num_blocks):
       x, _ = self._blocks(k, params, batch_stats, x, False)
     return readout(x, self.model.pool).astype(jnp.float32)
 
   def block_logits(self, params, batch_stats, batch: dict, detach: bool = False, train: bool = False,
-                   rng: jax.Array | None = None) -> list:
+                   rng: jax.Array | None = None, augment: bool | None = None) -> list:
     """Every local block head's masked logits: a list of ``K`` float32 ``[B, output_dim]`` arrays, the last
     being the network's output. With ``detach`` each block is fed the previous block's output through
     ``stop_gradient``, so the gradient of a function of the ``k``-th logits reaches only local block ``k``
     and its head (the local counterpart of :meth:`logits`). In inference mode by default; with ``train``,
     BatchNorm on batch statistics (not returned) and the images augmented with ``rng`` as a train step's
-    local losses see them (:meth:`local_losses` with the same ``rng``)."""
-    x, task, _, _ = self._inputs(batch, train, rng)
+    local losses see them (:meth:`local_losses` with the same ``rng``); ``augment`` as in :meth:`logits`."""
+    x, task, _, _ = self._inputs(batch, train, rng, augment)
     out = []
     for k in range(self.num_blocks):
       x_in = jax.lax.stop_gradient(x) if detach else x
@@ -232,14 +232,15 @@ class LayerwiseFns(ModelFns):
       out.append(logits)
     return out
 
-  def local_outputs(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None) -> list:
+  def local_outputs(self, params, batch_stats, batch: dict, train: bool, rng: jax.Array | None = None,
+                    augment: bool | None = None) -> list:
     """In ``local`` and ``greedy`` training every local block head's masked logits, each block fed the
     previous one's detached output (:meth:`block_logits` with ``detach``), so a method's term on output
     ``k`` trains local block ``k`` and its head alone; in ``backprop`` mode the network's logits (as
     ``ModelFns.local_outputs``)."""
     if not self.is_local:
-      return [self.logits(params, batch_stats, batch, train, rng)[0]]
-    return self.block_logits(params, batch_stats, batch, detach=True, train=train, rng=rng)
+      return [self.logits(params, batch_stats, batch, train, rng, augment)[0]]
+    return self.block_logits(params, batch_stats, batch, detach=True, train=train, rng=rng, augment=augment)
 
   def local_weights(self, batch: dict) -> jax.Array:
     """float32 ``[len(local_outputs)]``: ``local`` mode weighs every block's term 1, ``greedy`` mode only

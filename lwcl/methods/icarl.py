@@ -15,7 +15,9 @@ exemplars, and the nearest-mean-of-exemplars (NME) classifier at evaluation.
   ``BCE(sigmoid(z_o), q_o)``, targets ``q_o`` the old network's (the network after the previous task)
   sigmoid outputs for the classes of the finished tasks and one-hot labels for the others, on the
   augmented images the new network sees, the old network in inference mode (:func:`icarl_loss`). It
-  replaces the cross-entropy (:attr:`~lwcl.methods.base.Method.replaces_loss`).
+  replaces the cross-entropy (:attr:`~lwcl.methods.base.Method.replaces_loss`); in layer-wise ``local`` /
+  ``greedy`` training it replaces each block's local loss by that block head's (an lwcl extension: the
+  paper trains end to end), the NME reading the network's features as in ``backprop`` mode.
 * **NME** (paper Alg. 1; Mammoth's ``forward`` / ``compute_class_means``): each class's mean of the
   normalized features of its exemplars (averaged with the mean over the horizontally flipped exemplars when
   the run's augmentation flips, ``data.augment.horizontal_flip``), normalized; the prediction is the class
@@ -183,8 +185,7 @@ class ICaRL(Method):
 
   Raises (constructor):
     ConfigError: task-incremental heads (one per task, or masked), tasks sharing classes
-      (domain-incremental), fewer memory slots than classes, layer-wise ``local`` / ``greedy`` training or
-      ``layerwise.readouts``.
+      (domain-incremental), fewer memory slots than classes, or ``layerwise.readouts``.
   """
 
   OPTIONS = (
@@ -192,9 +193,6 @@ class ICaRL(Method):
              "herding; the literature's 200 / 500 / 2000)", minimum=1),)
   shared_head_only = True
   replaces_loss = True
-  # The loss is the network output's: in layer-wise local / greedy training each block's head would need
-  # its own (not built).
-  layerwise_local = False
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
@@ -259,11 +257,16 @@ class ICaRL(Method):
 
   def loss_term(self, method_state: ICaRLState, params, batch_stats, batch, logits, rng):
     """:func:`icarl_loss` (the whole loss: :attr:`replaces_loss`), the old network's outputs on the images
-    this step's network sees (augmented with the step's key), in inference mode."""
-    del params, batch_stats
-    old = self.fns.logits(method_state.old_params, method_state.old_batch_stats, batch, train=False, rng=rng,
-                          augment=True)[0]
-    return icarl_loss(logits, old, batch["label"], method_state.past, batch["mask"])
+    this step's network sees (augmented with the step's key), in inference mode. In layer-wise ``local`` /
+    ``greedy`` training it replaces every local loss: each local block head's :func:`icarl_loss` against the
+    old network's same head, the block fed the previous one's detached output (``fns.local_outputs``),
+    weighted as the local losses (``fns.local_weights``)."""
+    state = method_state
+    old = self.fns.local_outputs(state.old_params, state.old_batch_stats, batch, train=False, rng=rng, augment=True)
+    new = self.fns.local_outputs(params, batch_stats, batch, train=True, rng=rng) if self.fns.is_local else [logits]
+    weights = self.fns.local_weights(batch)
+    return sum(weights[k] * icarl_loss(n, o, batch["label"], state.past, batch["mask"])
+               for k, (n, o) in enumerate(zip(new, old)))
 
   def exemplar_means(self, method_state: ICaRLState, params, batch_stats):
     """:func:`class_means` of the memory's exemplars under ``params`` (inference mode, flipped too when the

@@ -191,13 +191,51 @@ def test_the_accuracy_matrix_is_the_nearest_mean_of_exemplars(tmp_path):
     ({"scenario.incremental": "task", "scenario.task_heads": "masked"}, "task_heads=masked"),
     ({"scenario.incremental": "domain"}, "share classes"),
     ({"method.icarl_memory": 5}, "fewer exemplars than"),
-    ({"layerwise.mode": "local"}, "layer-wise local"),
     ({"layerwise.readouts": True}, "readouts"),
 ])
 def test_refusals_are_one_line(overrides, match):
   with pytest.raises(ConfigError, match=match) as err:
     Setup.build(small_config(**{**CLASS_IL, **overrides}))
   assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("mode", ["local", "greedy"])
+def test_layerwise_training_replaces_each_local_loss_by_the_blocks_own(mode):
+  """In local training iCaRL's loss replaces every block's local loss: each block head's binary
+  cross-entropy against the old network's same head (float64 NumPy), the block fed the previous one's
+  detached output (block 0's gradient is its own term's); greedy training weighs the active block's alone."""
+  config = small_config(**{**CLASS_IL, "method.icarl_memory": 40, "scenario.num_tasks": 2,
+                           "model.hidden": (16, 16), "layerwise.mode": mode})
+  setup = Setup.build(config)
+  fns, method, state = setup.fns, setup.method, setup.initial_state()
+  ms = method.end_task(state.method_state, state.params, state.batch_stats, 0, setup.train_data[0])
+  noise = np.random.default_rng(1)
+  params = jax.tree.map(lambda x: x + 0.05 * noise.standard_normal(x.shape).astype(x.dtype), state.params)
+  d = setup.train_data[1]
+  batch = {"image": d.images[:8], "label": d.labels[:8], "task": d.tasks[:8], "mask": np.ones(8, np.float32)}
+  if mode == "greedy":
+    batch["phase"] = np.ones(8, np.int32)  # block 1 trains
+  key = jax.random.PRNGKey(3)
+  old = fns.block_logits(ms.old_params, ms.old_batch_stats, batch, rng=key, augment=True)
+  past = np.asarray(ms.past) > 0
+  assert past.any() and fns.local_blocks == 2
+
+  def own(p, blocks):
+    new = fns.block_logits(p, state.batch_stats, batch, detach=True, train=True, rng=key)
+    return sum((icarl.icarl_loss(new[k], old[k], batch["label"], ms.past, batch["mask"]) for k in blocks),
+               jnp.zeros(()))
+
+  term = lambda p: method.loss_term(ms, p, state.batch_stats, batch, None, key)  # noqa: E731
+  active = (0, 1) if mode == "local" else (1,)
+  new = fns.block_logits(params, state.batch_stats, batch, detach=True, train=True, rng=key)
+  want = sum(_bce_reference(np.asarray(new[k], np.float64), np.asarray(old[k], np.float64), batch["label"], past,
+                            batch["mask"]) for k in active)
+  np.testing.assert_allclose(float(term(params)), want, rtol=1e-5)
+  grads, own0 = jax.grad(term)(params), jax.grad(lambda p: own(p, (0,) if mode == "local" else ()))(params)
+  for n in fns.names(0):
+    for g, g0 in zip(jax.tree.leaves(grads[n]), jax.tree.leaves(own0[n])):
+      np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-7)
+
 
 
 @pytest.mark.parametrize("mode", ["plain", "layerwise"])
