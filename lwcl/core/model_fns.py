@@ -192,6 +192,11 @@ class ModelFns:
     del batch
     return jnp.ones((1,), jnp.float32)
 
+  def local_sum(self, batch: dict, terms: list) -> jax.Array:
+    """A method's local terms summed with :meth:`local_weights`: float32 scalar from ``terms``, one float32
+    scalar per output of :meth:`local_outputs` (in their order)."""
+    return jnp.sum(self.local_weights(batch) * jnp.stack(terms))
+
   def features(self, params, batch_stats, batch: dict) -> jax.Array:
     """The network's read-out before the heads (its penultimate features) in inference mode: float32
     ``[B, F]`` for ``batch['image']`` (no augmentation)."""

@@ -31,6 +31,6 @@ class DER(ReplayMethod):
     del logits
     replayed = self.replay(method_state, batch, rng, REPLAY_KEY)
     outputs = self.replay_outputs(params, batch_stats, replayed, rng, AUGMENT_KEY)
-    weights, stored = self.fns.local_weights(batch), self.stored_logits(replayed)
-    return method_state.alpha * sum(weights[h] * masked_mse(out, stored[h], replayed["mask"])
-                                    for h, out in enumerate(outputs))
+    stored = self.stored_logits(replayed)
+    return method_state.alpha * self.fns.local_sum(
+        batch, [masked_mse(out, stored[h], replayed["mask"]) for h, out in enumerate(outputs)])

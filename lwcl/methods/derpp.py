@@ -27,6 +27,5 @@ class DERPP(DER):
     matching = super().loss_term(method_state, params, batch_stats, batch, logits, rng)
     second = self.replay(method_state, batch, rng, SECOND_REPLAY_KEY)
     outputs = self.replay_outputs(params, batch_stats, second, jax.random.fold_in(rng, 2), SECOND_REPLAY_KEY)
-    weights = self.fns.local_weights(batch)
-    return matching + method_state.beta * sum(weights[h] * cross_entropy(out, second["label"], second["mask"])
-                                              for h, out in enumerate(outputs))
+    return matching + method_state.beta * self.fns.local_sum(
+        batch, [cross_entropy(out, second["label"], second["mask"]) for out in outputs])

@@ -264,9 +264,8 @@ class ICaRL(Method):
     state = method_state
     old = self.fns.local_outputs(state.old_params, state.old_batch_stats, batch, train=False, rng=rng, augment=True)
     new = self.fns.local_outputs(params, batch_stats, batch, train=True, rng=rng) if self.fns.is_local else [logits]
-    weights = self.fns.local_weights(batch)
-    return sum(weights[k] * icarl_loss(n, o, batch["label"], state.past, batch["mask"])
-               for k, (n, o) in enumerate(zip(new, old)))
+    return self.fns.local_sum(batch, [icarl_loss(n, o, batch["label"], state.past, batch["mask"])
+                                      for n, o in zip(new, old)])
 
   def exemplar_means(self, method_state: ICaRLState, params, batch_stats):
     """:func:`class_means` of the memory's exemplars under ``params`` (inference mode, flipped too when the

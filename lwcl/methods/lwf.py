@@ -123,12 +123,11 @@ class LwF(Method):
     if not self.per_task and not self.fns.is_local:  # the step's own logits: the network's, not detached
       old = self.fns.logits(state.old_params, state.old_batch_stats, batch, train=False)[0]
       return state.alpha * distillation(old, logits, state.past, state.temperature)
-    weights = self.fns.local_weights(batch)
 
     def distilled(b, keep):  # every local term: old network's output k against the new one's
       old = self.fns.local_outputs(state.old_params, state.old_batch_stats, b, train=False)
       new = self.fns.local_outputs(params, batch_stats, b, train=True, rng=rng)
-      return sum(weights[k] * distillation(o, n, keep, state.temperature) for k, (o, n) in enumerate(zip(old, new)))
+      return self.fns.local_sum(batch, [distillation(o, n, keep, state.temperature) for o, n in zip(old, new)])
 
     if not self.per_task:
       return state.alpha * distilled(batch, state.past)
