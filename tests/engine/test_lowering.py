@@ -19,11 +19,12 @@ platform's own custom calls.
 Coverage. The full product (15 methods x their modes x 4 model families, every program) costs minutes of
 tracing (the residual networks' layer-wise steps most), so:
 
-* on the MLP, every method in every mode it runs in (:func:`helpers.method_mode`: 45 cases, every built-in method runs in every mode), with the
-  programs that depend on the method and the mode (train step, end of task, optimizer reset), the K-step
-  loop in ``backprop`` mode (in the others its body is the train step already exported), the evaluation step
-  where the method has its own scores (every other method's is fine-tuning's), and, with fine-tuning, what
-  depends on the mode alone (K-step loop, the network's initialization, the block heads' evaluation);
+* on the MLP, every method in every mode it runs in (:func:`helpers.method_mode`: 45 cases, every built-in
+  method in every mode), with the programs that depend on the method and the mode (train step, end of task,
+  optimizer reset), the K-step loop in ``backprop`` mode (in the others its body is the train step already
+  exported), the evaluation step where the method has its own scores (every other method's is fine-tuning's),
+  and, with fine-tuning, what depends on the mode alone (K-step loop, the network's initialization, the block
+  heads' evaluation);
 * every model family (ConvNet, CIFAR ResNet, ImageNet ResNet-18) with every program: on the ConvNet a
   method of each kind in each mode, on the residual networks a layer-wise mode (:data:`FAMILY_CASES`), and
   the ConvNet's and CIFAR ResNet's train steps end to end (the auto / native comparison);
@@ -223,9 +224,13 @@ FAMILY_CASES = [("convnet", "finetune", "backprop"), ("convnet", "ewc", "local")
 FAMILIES = ("convnet", "resnet", "imagenet_resnet18")
 
 
+# iCaRL's class-incremental path here (the MLP case runs the default scenario: task-incremental heads)
+FAMILY_EXTRA = {"icarl": {"scenario.incremental": "class"}}
+
+
 @pytest.mark.parametrize("model,method,mode", FAMILY_CASES, ids=["-".join(c) for c in FAMILY_CASES])
 def test_every_model_family_exports(idx_dir, model, method, mode):
-  setup = build(tiny(idx_dir, method, mode, model))
+  setup = build(tiny(idx_dir, method, mode, model, **FAMILY_EXTRA.get(method, {})))
   assert setup.fns.model.conv_impl == "native"
   exported = export_all(setup)
   assert {"train_step", "train_steps", "eval_step", "end_task", "init"} <= set(exported)
