@@ -205,20 +205,15 @@ REFERENCE_OPTIMIZER = {"der": {"optimizer.learning_rate": 0.03, "optimizer.momen
 LOCAL_SETTING = {"der": {"method.der_alpha": 0.1}, "derpp": {"method.der_alpha": 0.1, "method.der_beta": 0.1}}
 
 
-# Methods that need every task to bring new classes (iCaRL's exemplar memory and class means) refuse the
-# domain-incremental setting of the other shared-head methods: they get class-incremental streams.
-NEW_CLASSES = {"icarl": {"scenario.incremental": "class"}}
-
-
 def method_overrides(method, mode: str = "backprop") -> dict:
   """The overrides that give ``method`` a setting it runs in (in layer-wise ``mode``): domain-incremental
   (one 2-way head shared by the tasks, as quick to learn as the default task-incremental heads) for a method
-  that needs a shared head (``Method.shared_head_only``: the default scenario has a head per task),
-  class-incremental for those of :data:`NEW_CLASSES`, and the reference optimizer of
-  :data:`REFERENCE_OPTIMIZER` (in local and greedy modes :data:`LOCAL_SETTING` instead)."""
+  that needs a shared head (``Method.shared_head_only``: the default scenario has a head per task), and the
+  reference optimizer of :data:`REFERENCE_OPTIMIZER` (in local and greedy modes :data:`LOCAL_SETTING`
+  instead)."""
   scenario = {"scenario.incremental": "domain"} if methods.METHODS[method].shared_head_only else {}
   training = REFERENCE_OPTIMIZER if mode == "backprop" else LOCAL_SETTING
-  return {**scenario, **NEW_CLASSES.get(method, {}), **training.get(method, {})}
+  return {**scenario, **training.get(method, {})}
 
 
 def method_mode(method, mode) -> str:

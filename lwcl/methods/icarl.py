@@ -46,12 +46,21 @@ What differs from Mammoth:
   off; here it is ``optimizer.weight_decay`` (coupled, PyTorch's: ``2e-5`` is Mammoth's).
 * **Flip means** only when the run flips its training images (Mammoth always flips; its iCaRL runs are on
   CIFAR, whose training flips).
-* **Scenarios**: class-incremental only (Mammoth also reports ``task-il``, the same training with the
-  other tasks' outputs masked at evaluation: lwcl records it too, from the NME scores, in every
-  class-incremental run's Task-IL matrix; lwcl's masked task-incremental heads mask training too, which
-  hides the old classes' outputs from the current task's rows, so they are refused, as for LwF); each task
-  must bring new classes (domain-incremental is refused), and ``K`` must hold at least one exemplar per
-  class.
+* **Task-incremental heads** (one head per task, or one masked to each task's classes; an lwcl extension:
+  Mammoth's ``task-il`` figure is its class-incremental run evaluated with the other tasks' outputs masked,
+  which lwcl records too, from the NME scores, in every class-incremental run's Task-IL matrix). A class
+  is a (task, label) pair: each has its own exemplars (the memory as above, the pairs in the order seen)
+  and its own mean, and an example of task ``t`` gets the nearest mean among task ``t``'s classes (an
+  example whose task has no exemplars yet, the current or a future one, its head's logits). The loss is
+  the binary cross-entropy over the outputs of the heads of the tasks seen (the finished ones and the
+  current one; with masked heads, each task's classes), targets the old network's sigmoid outputs of the
+  finished tasks' heads and one-hot labels on the current task's head (0 there for an exemplar row, whose
+  label is on its own task's head), averaged over those outputs: the class-incremental loss with the
+  heads' outputs side by side, as LwF distills each finished head (:mod:`lwcl.methods.lwf`).
+* **Scenarios refused**: domain-incremental streams and class-incremental ones whose tasks share classes
+  (iCaRL's loss tells a task's new classes, learned with one-hot targets, from the old ones, distilled; in
+  such a stream a class is both; Mammoth's iCaRL declares ``class-il`` and ``task-il`` only), ``K`` below
+  one exemplar per class, and ``layerwise.readouts``.
 """
 
 from __future__ import annotations
@@ -64,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from lwcl.core.model_fns import MASKED_LOGIT
+from lwcl.core.model_fns import MASKED_LOGIT, task_masks
 from lwcl.core.options import Option
 from lwcl.errors import ConfigError
 from lwcl.methods.base import Method
@@ -82,8 +91,10 @@ class ICaRLState:
     images: uint8 ``[K, H, W, C]``, labels: int32 ``[K]`` (-1: an empty slot), tasks: int32 ``[K]`` (the
       stream position of the exemplar's task): the exemplars, class ``s`` (in the order seen) in slots
       ``[s m, (s + 1) m)``, in herding order, ``m = K // classes``.
-    classes: int32 scalar, the classes seen (of the finished tasks).
-    past: float32 ``[O]``, 1 for the outputs of the classes of the finished tasks (distilled).
+    classes: int32 scalar, the classes seen (of the finished tasks; with task-incremental heads the
+      (task, label) pairs).
+    past: float32 ``[O]``, 1 for the outputs of the classes of the finished tasks (distilled); with
+      task-incremental heads ``[max_tasks]``, 1 for the finished tasks (whose heads are distilled).
     task_sizes: float32 ``[max_tasks]``, the training examples of each stream position (``N``).
     old_params, old_batch_stats: the network after the previous task (copies; zeros before it ends).
   """
@@ -163,18 +174,23 @@ def nme_scores(features, means, has):
   return jnp.where(has, -d, MASKED_LOGIT)
 
 
-def icarl_loss(logits, old_logits, labels, past, weights):
+def icarl_loss(logits, old_logits, labels, past, weights, outputs=None):
   """The weighted mean over rows of the mean over outputs of the binary cross-entropy of
   ``sigmoid(logits)`` against targets ``sigmoid(old_logits)`` on the ``past`` outputs and one-hot
   ``labels`` on the others (Mammoth's ``F.binary_cross_entropy_with_logits(outputs, comb_targets)``).
 
   Args:
     logits, old_logits: float32 ``[B, O]``; labels: int32 ``[B]``; past: float32 ``[O]``; weights:
-      float32 ``[B]``.
+      float32 ``[B]``; outputs: bool ``[O]``, the outputs the mean is over (default: all; task-incremental
+      heads side by side: those of the tasks seen).
   """
   targets = jnp.where(past > 0, jax.nn.sigmoid(jax.lax.stop_gradient(old_logits)),
                       jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype))
-  per_row = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, targets), axis=-1)
+  bce = optax.sigmoid_binary_cross_entropy(logits, targets)
+  if outputs is None:
+    per_row = jnp.mean(bce, axis=-1)
+  else:
+    per_row = jnp.sum(jnp.where(outputs, bce, 0.0), axis=-1) / jnp.maximum(jnp.sum(outputs), 1)
   return jnp.sum(per_row * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
@@ -184,35 +200,36 @@ class ICaRL(Method):
   (module docstring). State: :class:`ICaRLState`.
 
   Raises (constructor):
-    ConfigError: task-incremental heads (one per task, or masked), tasks sharing classes
-      (domain-incremental), fewer memory slots than classes, or ``layerwise.readouts``.
+    ConfigError: a domain-incremental stream, or a class-incremental one whose tasks share classes, fewer
+      memory slots than classes (task-incremental heads: (task, label) pairs), or ``layerwise.readouts``.
   """
 
   OPTIONS = (
       Option("method.icarl_memory", 500, "exemplars in all, K (m = K // classes seen per class, chosen by "
              "herding; the literature's 200 / 500 / 2000)", minimum=1),)
-  shared_head_only = True
   replaces_loss = True
 
   def __init__(self, method_config, scenario, fns):
     super().__init__(method_config, scenario, fns)
-    if scenario.num_heads > 1 or not np.all(scenario.label_masks):
-      heads = "multi" if scenario.num_heads > 1 else "masked"
-      raise ConfigError("method.name=icarl learns the classes of every task in one shared, unmasked head, but "
-                        f"task-incremental heads (scenario.task_heads={heads}) give each task "
-                        "its own outputs; use --config.scenario.incremental=class")
-    seen = set()
-    for t in scenario.tasks:
-      classes = set(np.unique(np.asarray(t.train.labels)).tolist())
-      if classes & seen:
-        raise ConfigError("method.name=icarl learns new classes in every task, but two tasks share classes "
-                          f"({scenario.incremental}-incremental); use --config.scenario.incremental=class")
-      seen |= classes
+    # task-incremental heads: one per task, or one masked to each task's classes; a class is a (task, label)
+    self.per_task = scenario.num_heads > 1 or not np.all(scenario.label_masks)
+    per_task_classes = [set(np.unique(np.asarray(t.train.labels)).tolist()) for t in scenario.tasks]
+    if not self.per_task:
+      seen = set()
+      for classes in per_task_classes:
+        if classes & seen:
+          raise ConfigError("method.name=icarl learns new classes in every task (one-hot targets) and distills the "
+                            f"old ones, but two tasks share classes ({scenario.incremental}-incremental); use "
+                            "--config.scenario.incremental=class (new classes per task) or task")
+        seen |= classes
+    total = sum(len(c) for c in per_task_classes)
     self.memory = self.options["icarl_memory"]
-    if self.memory < len(seen):
-      raise ConfigError(f"method.icarl_memory={self.memory} holds fewer exemplars than the stream's "
-                        f"{len(seen)} classes; use --config.method.icarl_memory={len(seen)} or more")
-    self.output_dim, self.image_shape = scenario.output_dim, tuple(scenario.image_shape)
+    if self.memory < total:
+      what = "(task, label) classes" if self.per_task else "classes"
+      raise ConfigError(f"method.icarl_memory={self.memory} holds fewer exemplars than the stream's {total} {what}; "
+                        f"use --config.method.icarl_memory={total} or more")
+    self.output_dim, self.max_tasks = scenario.output_dim, scenario.max_tasks
+    self.image_shape = tuple(scenario.image_shape)
     sizes = np.zeros((scenario.max_tasks,), np.float32)
     sizes[:scenario.num_tasks] = [len(t.train) for t in scenario.tasks]
     self.task_sizes = sizes
@@ -224,7 +241,8 @@ class ICaRL(Method):
     K = self.memory
     return ICaRLState(images=jnp.zeros((K,) + self.image_shape, jnp.uint8), labels=jnp.full((K,), -1, jnp.int32),
                       tasks=jnp.zeros((K,), jnp.int32), classes=jnp.zeros((), jnp.int32),
-                      past=jnp.zeros((self.output_dim,), jnp.float32), task_sizes=jnp.asarray(self.task_sizes),
+                      past=jnp.zeros((self.max_tasks if self.per_task else self.output_dim,), jnp.float32),
+                      task_sizes=jnp.asarray(self.task_sizes),
                       old_params=zeros(params), old_batch_stats=zeros(batch_stats))
 
   def transformation(self) -> optax.GradientTransformationExtraArgs:
@@ -260,32 +278,70 @@ class ICaRL(Method):
     this step's network sees (augmented with the step's key), in inference mode. In layer-wise ``local`` /
     ``greedy`` training it replaces every local loss: each local block head's :func:`icarl_loss` against the
     old network's same head, the block fed the previous one's detached output (``fns.local_outputs``),
-    weighted as the local losses (``fns.local_weights``)."""
+    weighted as the local losses (``fns.local_weights``). With task-incremental heads, every head's outputs
+    side by side (:meth:`_heads_loss`)."""
     state = method_state
+    if self.per_task:
+      return self._heads_loss(state, params, batch_stats, batch, rng)
     old = self.fns.local_outputs(state.old_params, state.old_batch_stats, batch, train=False, rng=rng, augment=True)
     new = self.fns.local_outputs(params, batch_stats, batch, train=True, rng=rng) if self.fns.is_local else [logits]
     return self.fns.local_sum(batch, [icarl_loss(n, o, batch["label"], state.past, batch["mask"])
                                       for n, o in zip(new, old)])
 
+  def _heads_loss(self, state: ICaRLState, params, batch_stats, batch, rng):
+    """The loss with task-incremental heads: every head's outputs (old and new network, each local output)
+    on ``batch``, vmapped over the task slots (the trunk is not batched: it does not read the task), side by
+    side as ``[B, max_tasks * O]``; targets one-hot at ``task * O + label`` (an exemplar row's on its own,
+    finished task's head, distilled there), the mean over the outputs of the finished tasks' heads and the
+    current one's (``batch["task"][0]``, the minibatch's task), masked heads over their task's classes."""
+    S, O = self.max_tasks, self.output_dim
+
+    def head(t):  # each local output of head t, old and new network: [L, B, O] each
+      b = {**batch, "task": jnp.full_like(batch["task"], t)}
+      old = self.fns.local_outputs(state.old_params, state.old_batch_stats, b, train=False, rng=rng, augment=True)
+      new = self.fns.local_outputs(params, batch_stats, b, train=True, rng=rng)
+      return jnp.stack(old), jnp.stack(new)
+
+    old, new = jax.vmap(head, out_axes=2)(jnp.arange(S))  # [L, B, S, O]
+    flat = lambda z: z.reshape(z.shape[:2] + (S * O,))  # noqa: E731
+    masks = task_masks(self.fns.label_masks, jnp.arange(S))  # [S, O]
+    seen = (state.past > 0) | (jnp.arange(S) == batch["task"][0])
+    past = (state.past[:, None] * masks).reshape(-1)
+    outputs = (seen[:, None] & masks).reshape(-1)
+    labels = batch["task"] * O + batch["label"]
+    return self.fns.local_sum(batch, [icarl_loss(n, o, labels, past, batch["mask"], outputs)
+                                      for n, o in zip(flat(new), flat(old))])
+
   def exemplar_means(self, method_state: ICaRLState, params, batch_stats):
     """:func:`class_means` of the memory's exemplars under ``params`` (inference mode, flipped too when the
-    run flips its images): ``(means [O, F], has [O])``."""
-    images = method_state.images
+    run flips its images): ``(means [O, F], has [O])``; with task-incremental heads one per (task, label),
+    ``task * O + label``: ``[max_tasks * O, F]`` and ``[max_tasks * O]``."""
+    images, labels = method_state.images, method_state.labels
+    classes = self.output_dim
+    if self.per_task:
+      labels = jnp.where(labels >= 0, method_state.tasks * self.output_dim + labels, -1)
+      classes *= self.max_tasks
 
     def features(x):
       return jnp.concatenate([self.fns.features(params, batch_stats, {"image": x[i:i + CHUNK]})
                               for i in range(0, x.shape[0], CHUNK)])
 
     flipped = normalized(features(images[:, :, ::-1])) if self.flip else None
-    return class_means(normalized(features(images)), method_state.labels, self.output_dim, flipped)
+    return class_means(normalized(features(images)), labels, classes, flipped)
 
   def eval_scores(self, method_state: ICaRLState, params, batch_stats, batch):
     """:func:`nme_scores` over the classes with exemplars, or the network's logits while no class has
-    any."""
+    any; with task-incremental heads, each example's among its task's classes, or its head's logits while
+    its task has no exemplars."""
     means, has = self.exemplar_means(method_state, params, batch_stats)
     scores = nme_scores(self.fns.features(params, batch_stats, batch), means, has)
     logits = self.fns.logits(params, batch_stats, batch, train=False)[0]
-    return jnp.where(jnp.any(has), scores, logits)
+    if not self.per_task:
+      return jnp.where(jnp.any(has), scores, logits)
+    O = self.output_dim
+    of_task = batch["task"][:, None] * O + jnp.arange(O)  # [B, O]: the example's task's (task, label) classes
+    scores, has = jnp.take_along_axis(scores, of_task, axis=-1), has[of_task]
+    return jnp.where(jnp.any(has, axis=-1, keepdims=True), scores, logits)
 
   def task_features(self, params, batch_stats, images) -> jax.Array:
     """Normalized features ``[N, F]`` of ``images`` (uint8 ``[N, H, W, C]``, NumPy or lazy) in inference
@@ -299,8 +355,9 @@ class ICaRL(Method):
     return jnp.concatenate(out, axis=-2)
 
   def end_task(self, method_state: ICaRLState, params, batch_stats, task, data):
-    """The memory cut to ``m = K // classes`` per class and each new class's herding exemplars added;
-    the network kept as the old one, the task's classes marked past."""
+    """The memory cut to ``m = K // classes`` per class and each new class's herding exemplars added (with
+    task-incremental heads, each of the task's (task, label) classes); the network kept as the old one, the
+    task's classes (task-incremental heads: the task) marked past."""
     labels = np.asarray(data.labels)
     classes = np.unique(labels)
     K = self.memory
@@ -314,8 +371,11 @@ class ICaRL(Method):
       picks = herding(jnp.take(features, jnp.asarray(rows), axis=-2), m_new, min(len(rows), K))
       images, kept, tasks = place(images, kept, tasks, np.asarray(data.images[rows]), picks, (n_old + s) * m_new,
                                   m_new, jnp.int32(c), jnp.int32(task))
-    past = np.zeros((self.output_dim,), np.float32)
-    past[classes] = 1.0
-    return method_state.replace(images=images, labels=kept, tasks=tasks, classes=n_new,
-                                past=jnp.maximum(method_state.past, jnp.asarray(past)),
+    if self.per_task:
+      past = jnp.asarray(method_state.past).at[task].set(1.0)
+    else:
+      finished = np.zeros((self.output_dim,), np.float32)
+      finished[classes] = 1.0
+      past = jnp.maximum(method_state.past, jnp.asarray(finished))
+    return method_state.replace(images=images, labels=kept, tasks=tasks, classes=n_new, past=past,
                                 old_params=copy_tree(params), old_batch_stats=copy_tree(batch_stats))

@@ -187,10 +187,11 @@ def test_the_accuracy_matrix_is_the_nearest_mean_of_exemplars(tmp_path):
 
 
 @pytest.mark.parametrize("overrides,match", [
-    ({"scenario.incremental": "task"}, "task_heads=multi"),
-    ({"scenario.incremental": "task", "scenario.task_heads": "masked"}, "task_heads=masked"),
     ({"scenario.incremental": "domain"}, "share classes"),
-    ({"method.icarl_memory": 5}, "fewer exemplars than"),
+    ({"scenario.kind": "permuted", "scenario.num_tasks": 2, "data.normalize": "none"}, "share classes"),
+    ({"method.icarl_memory": 5}, "fewer exemplars than the stream's 6 classes"),
+    ({"scenario.incremental": "task", "scenario.kind": "permuted", "scenario.num_tasks": 2,
+      "method.icarl_memory": 19}, "fewer exemplars than the stream's 20 \\(task, label\\) classes"),
     ({"layerwise.readouts": True}, "readouts"),
 ])
 def test_refusals_are_one_line(overrides, match):
@@ -254,3 +255,98 @@ def test_features_are_the_heads_input(mode):
   logits = fns.logits(state.params, state.batch_stats, batch, train=False)[0]
   np.testing.assert_allclose(np.asarray(logits), np.asarray(mask_logits(head, fns.label_masks, batch["task"])),
                              rtol=1e-6, atol=1e-6)
+
+
+# -- task-incremental heads: a class is a (task, label) pair ------------------------------------------------
+
+def _task_il_config(heads, **extra):
+  return small_config(**{**CLASS_IL, "scenario.incremental": "task", "scenario.task_heads": heads, **extra})
+
+
+def _heads_reference(new, old, tasks, labels, masks, finished, current, weights):
+  """The loss with task-incremental heads in float64: per row, the mean over the outputs of the heads of the
+  tasks seen (``finished`` and ``current``; each head's ``masks`` row) of the binary cross-entropy against
+  the old network's sigmoid on a finished task's head and, on the current task's head, 1 at the row's label
+  when the row is of the current task (0 otherwise); ``new``, ``old`` ``[S, B, O]``, one array per head."""
+  sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+  per_row = []
+  for i in range(new.shape[1]):
+    total, count = 0.0, 0
+    for s in range(new.shape[0]):
+      if not (finished[s] or s == current):
+        continue
+      for o in np.flatnonzero(masks[s]):
+        q = sig(old[s, i, o]) if finished[s] else float(tasks[i] == s and labels[i] == o)
+        p = sig(new[s, i, o])
+        total -= q * np.log(p) + (1 - q) * np.log(1 - p)
+        count += 1
+    per_row.append(total / count)
+  return np.sum(np.asarray(per_row) * weights) / np.sum(weights)
+
+
+@pytest.mark.parametrize("heads", ["multi", "masked"])
+def test_task_incremental_heads_loss_is_the_heads_side_by_side(heads):
+  # 4 tasks: after tasks 0 and 1, a minibatch of task 2 joined by exemplars of tasks 0 and 1; head 3 (the
+  # future task's) is in no term.
+  config = _task_il_config(heads, **{"method.icarl_memory": 40, "scenario.num_tasks": 4, "model.hidden": (16,)})
+  setup = Setup.build(config)
+  fns, method, state = setup.fns, setup.method, setup.initial_state()
+  noise = np.random.default_rng(3)
+  ms, params = state.method_state, state.params
+  for t in range(2):
+    params = jax.tree.map(lambda x: x + 0.1 * noise.standard_normal(x.shape).astype(x.dtype), params)
+    ms = method.end_task(ms, params, state.batch_stats, t, setup.train_data[t])
+  np.testing.assert_array_equal(np.asarray(ms.past), [1, 1, 0, 0])
+  params = jax.tree.map(lambda x: x + 0.1 * noise.standard_normal(x.shape).astype(x.dtype), params)
+  d = setup.train_data[2]
+  key = jax.random.PRNGKey(7)
+  batch = method.train_batch(ms, {"image": d.images[:12], "label": d.labels[:12], "task": d.tasks[:12],
+                                  "mask": np.ones(12, np.float32)}, key)
+  tasks = np.asarray(batch["task"])
+  assert set(tasks[12:].tolist()) == {0, 1} and np.all(tasks[:12] == 2)
+  S = 4
+  per_head = lambda p, bs, t, **kw: np.asarray(fns.logits(p, bs, {**batch, "task": np.full_like(tasks, t)},  # noqa: E731
+                                                          rng=key, **kw)[0], np.float64)
+  new = np.stack([per_head(params, state.batch_stats, t, train=True) for t in range(S)])
+  old = np.stack([per_head(ms.old_params, ms.old_batch_stats, t, train=False, augment=True) for t in range(S)])
+  masks = np.asarray(setup.scenario.label_masks)
+  want = _heads_reference(new, old, tasks, np.asarray(batch["label"]), masks, [1, 1, 0, 0], 2,
+                          np.asarray(batch["mask"], np.float64))
+  got = method.loss_term(ms, params, state.batch_stats, batch, None, key)
+  np.testing.assert_allclose(float(got), want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("heads", ["multi", "masked"])
+def test_task_incremental_heads_classify_by_the_nearest_mean_among_the_tasks_classes(tmp_path, heads):
+  config = _task_il_config(heads, **{"method.icarl_memory": 36})
+  exp = Experiment(config)
+  results = exp.run(str(tmp_path))
+  state, setup = exp.final_state, exp.setup
+  ms = state.method_state
+  slots, slot_tasks = np.asarray(ms.labels), np.asarray(ms.tasks)
+  # a class per (task, label): 6 of them, 6 exemplars each (multi heads' labels are 0 and 1 in every task)
+  assert int(ms.classes) == 6 and np.sum(slots >= 0) == 36
+  assert len({(t, c) for t, c in zip(slot_tasks, slots)}) == 6
+  exemplars = np.asarray(setup.fns.features(state.params, state.batch_stats, {"image": np.asarray(ms.images)}))
+  for j, task in enumerate(setup.scenario.tasks):
+    features = setup.fns.features(state.params, state.batch_stats, {"image": task.test.images})
+    of_task = slot_tasks == j
+    predicted = _nme_reference(features, exemplars[of_task], slots[of_task], setup.scenario.output_dim)
+    want = np.mean(predicted == np.asarray(task.test.labels))
+    assert abs(results["accuracy_matrix"][-1][j] - want) <= 1e-6, j
+  # Not the heads' argmax.
+  logits = [np.mean(np.argmax(setup.fns.logits(state.params, state.batch_stats, {"image": t.test.images,
+            "task": t.test.tasks}, train=False)[0], -1) == t.test.labels) for t in setup.scenario.tasks]
+  assert not np.allclose(logits, results["accuracy_matrix"][-1])
+
+
+def test_a_task_without_exemplars_is_classified_by_its_head():
+  setup = Setup.build(_task_il_config("multi", **{"method.icarl_memory": 36}))
+  method, state = setup.method, setup.initial_state()
+  ms = method.end_task(state.method_state, state.params, state.batch_stats, 0, setup.train_data[0])
+  for t in (0, 1):
+    d = setup.scenario.tasks[t].test
+    batch = {"image": d.images[:50], "label": d.labels[:50], "task": d.tasks[:50]}
+    scores = np.asarray(method.eval_scores(ms, state.params, state.batch_stats, batch))
+    logits = np.asarray(setup.fns.logits(state.params, state.batch_stats, batch, train=False)[0])
+    assert np.array_equal(scores, logits) == (t == 1), t  # task 1 has no exemplars yet
