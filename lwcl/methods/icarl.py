@@ -25,10 +25,11 @@ exemplars, and the nearest-mean-of-exemplars (NME) classifier at evaluation.
   computed in every evaluation batch with the network being evaluated (:meth:`ICaRL.eval_scores`: a forward
   pass over the ``K`` exemplars, two with flips), as Mammoth recomputes them before predicting. Before the
   first task ends no class has exemplars, and the network's outputs predict (the initial accuracies are the
-  untrained network's, as for every method). Tasks whose classes have no exemplar yet get accuracy 0: the
-  future tasks, and the current one in evaluations during a task (``eval.every_epoch``,
-  ``eval.lca_batches``; Mammoth makes none for iCaRL). FWT, which compares the accuracy on a task before it
-  is trained with the initial one, is then ``-b`` and says nothing about iCaRL.
+  untrained network's, as for every method). In a class-incremental stream, tasks whose classes have no
+  exemplar yet get accuracy 0 (task-incremental heads: their head predicts, below): the future tasks, and
+  the current one in evaluations during a task (``eval.every_epoch``, ``eval.lca_batches``; Mammoth makes
+  none for iCaRL). FWT, which compares the accuracy on a task before it is trained with the initial one, is
+  then ``-b`` and says nothing about iCaRL.
 
 What differs from Mammoth:
 
