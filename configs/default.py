@@ -138,6 +138,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.eps = 1e-8
   c.optimizer.weight_decay = 0.0
   c.optimizer.grad_clip_norm = 0.0  # 0 = off
+  c.optimizer.grad_clip_value = 0.0  # 0 = off; each gradient element clipped to [-v, v]
   c.optimizer.schedule = "constant"  # constant | step | cosine (per task with reset_each_task)
   c.optimizer.decay_factor = 0.2  # step
   c.optimizer.decay_every_epochs = 15  # step

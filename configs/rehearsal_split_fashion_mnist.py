@@ -18,7 +18,11 @@ replay batch of 10; DER lr 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.5, replay batc
 0.03 / 0.03 / 0.1, alpha 0.2 / 1.0 / 0.2, beta 1.0 / 0.5 / 0.5, replay batch 128 / 10 / 64; iCaRL lr 0.1 with
 the buffer as its exemplar memory (``method.icarl_memory``) and no weight decay; A-GEM lr 0.1,
 reference batch 128; GEM lr 0.01 / 0.03 / 0.1 with margin 1.0 / 0.5 / 1.0 (Mammoth's ``gamma``); SI lr 0.1
-with c 1.0, xi 0.9; LwF lr 0.03, alpha 1, temperature 2, weight decay 5e-4; fine-tuning, joint and the
+with c 1.0, xi 0.9 and every gradient element clipped to [-1, 1] (``optimizer.grad_clip_value``, Mammoth's
+``clip_grad_value_``: without it, seed 6 of lwcl's ConvNet diverges in task 2, SI's quadratic penalty at
+importance 21 on 16 head weights being unstable for SGD at lr 0.1 beyond 10; SI's importance is Zenke et
+al.'s path integral of the task loss's gradient, where Mammoth sums ``lr * g^2`` of the clipped total
+gradient); LwF lr 0.03, alpha 1, temperature 2, weight decay 5e-4; fine-tuning, joint and the
 other methods lr 0.03 (Mammoth's ``sgd``). What differs from Mammoth: the data set (Fashion-MNIST, not
 MNIST) and the network (lwcl's default ConvNet, not Mammoth's MLP 100-100); NAI, EWC (not Mammoth's online
 EWC), LGD keep lwcl's defaults (strength 1; LGD's rule and lr 0.03 with GEM's memory: not tuned for this
@@ -91,4 +95,5 @@ def get_config(arg: str = "der"):
   elif name == "si":
     c.optimizer.learning_rate = 0.1
     c.method.strength, c.method.si_xi = 2.0, 0.9  # Mammoth's c 1.0 (lwcl's SI c is strength / 2), xi 0.9
+    c.optimizer.grad_clip_value = 1.0  # Mammoth's si.py: clip_grad_value_(params, 1) before every step
   return c

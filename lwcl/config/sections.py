@@ -36,6 +36,8 @@ OPTIMIZER = (
     Option("optimizer.weight_decay", 0.0, "weight decay (sgd, adam: added to the gradient; adamw: decoupled)",
            minimum=0.0),
     Option("optimizer.grad_clip_norm", 0.0, "clip the gradient's global norm to this; 0 = off", minimum=0.0),
+    Option("optimizer.grad_clip_value", 0.0, "clip every gradient element to [-v, v] (PyTorch's clip_grad_value_, "
+           "Mammoth's SI: 1); 0 = off", minimum=0.0),
     Option("optimizer.schedule", "constant", "learning-rate schedule (per task with reset_each_task)",
            choices=("constant", "step", "cosine")),
     Option("optimizer.decay_factor", 0.2, "step schedule: factor applied every decay_every_epochs", minimum=0.0,

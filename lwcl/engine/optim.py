@@ -84,7 +84,9 @@ def base_optimizer(opt_config) -> optax.GradientTransformationExtraArgs:
   ``optax.adamw``: ``scale_by_adam`` then decoupled ``add_decayed_weights``) with the last
   ``scale_by_learning_rate`` replaced by :func:`scale_by_learning_rate_arg`. Weight decay for ``sgd`` and
   ``adam`` is added to the gradient (L2, as PyTorch's ``weight_decay``); ``adamw`` decouples it.
-  ``grad_clip_norm > 0`` clips by global norm first.
+  ``grad_clip_norm > 0`` clips by global norm first; ``grad_clip_value > 0`` then clips every element to
+  ``[-v, v]`` (``optax.clip``; PyTorch's ``clip_grad_value_`` before ``optimizer.step()``, as Mammoth's SI
+  does), before weight decay and momentum.
 
   Raises:
     ConfigError: unknown optimizer.
@@ -93,6 +95,8 @@ def base_optimizer(opt_config) -> optax.GradientTransformationExtraArgs:
   parts = []
   if opt_config.grad_clip_norm > 0:
     parts.append(optax.clip_by_global_norm(float(opt_config.grad_clip_norm)))
+  if opt_config.grad_clip_value > 0:
+    parts.append(optax.clip(float(opt_config.grad_clip_value)))
   wd = float(opt_config.weight_decay)
   b1, b2, eps = float(opt_config.b1), float(opt_config.b2), float(opt_config.eps)
   if name == "sgd":

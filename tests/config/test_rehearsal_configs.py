@@ -92,6 +92,10 @@ def test_settings_are_mammoths():
 
 def test_fmnist_episodic_memories_are_the_buffer_split_over_the_tasks():
   get = config_files.load(FMNIST).get_config
+  si = get("si")
+  assert (si.optimizer.learning_rate, si.method.strength, si.method.si_xi, si.optimizer.grad_clip_value) == (
+      0.1, 2.0, 0.9, 1.0)  # Mammoth's seq-mnist SI (c = strength / 2), its gradient clipped by value at 1
+  assert get("ewc").optimizer.grad_clip_value == 0.0
   for arg, per_task, lr in (("lgd", 100, 0.03), ("lgd-200", 40, 0.03), ("gem-200", 40, 0.01), ("agem", 100, 0.1)):
     c = get(arg)
     assert (c.method.memory_per_task, c.optimizer.learning_rate) == (per_task, lr), arg

@@ -71,3 +71,27 @@ def test_base_optimizers_match_optax_with_the_learning_rate_given_per_step(name,
   # The extra argument is the learning rate: zero leaves the parameters where they are.
   u_zero, _ = ours.update(g, s_ours, p_ours, learning_rate=jnp.float32(0.0))
   chex.assert_trees_all_equal(u_zero, jax.tree.map(jnp.zeros_like, u_zero))
+
+
+def test_clipping_by_value_is_pytorchs_clip_grad_value_before_the_step():
+  # PyTorch: clip_grad_value_(params, v) then SGD's step (weight decay added to the clipped gradient, then
+  # momentum), in float64 NumPy; elements above and below the bound, and inside it.
+  cfg = opt_config(name="sgd", learning_rate=0.1, weight_decay=1e-2, momentum=0.9, grad_clip_value=0.5)
+  ours = optim.base_optimizer(cfg)
+  rng = np.random.default_rng(1)
+  p = rng.normal(size=(5, 3))
+  params, buf, want = {"w": jnp.asarray(p, jnp.float32)}, np.zeros_like(p), p.copy()
+  state = ours.init(params)
+  for _ in range(3):
+    g = rng.normal(size=p.shape) * 2  # about half of the elements beyond 0.5
+    d = np.clip(g, -0.5, 0.5) + 1e-2 * want
+    buf = 0.9 * buf + d
+    want = want - 0.1 * buf
+    u, state = ours.update({"w": jnp.asarray(g, jnp.float32)}, state, params, learning_rate=jnp.float32(0.1))
+    params = optax.apply_updates(params, u)
+  np.testing.assert_allclose(np.asarray(params["w"]), want, rtol=1e-5, atol=1e-6)
+  # a gradient of 3 moves a parameter by lr * 1 with the bound 1, by lr * 3 without
+  big = {"w": jnp.full((2,), 3.0)}
+  for clip, step in ((1.0, -0.1), (0.0, -0.3)):
+    tx = optim.base_optimizer(opt_config(name="sgd", learning_rate=0.1, momentum=0.0, grad_clip_value=clip))
+    assert float(tx.update(big, tx.init(big), big)[0]["w"][0]) == pytest.approx(step)
