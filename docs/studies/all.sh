@@ -15,7 +15,8 @@
 # study spread over several sessions adds up. An attempt SIGKILLed (a machine or session that ends without
 # warning) cannot write its line: while a step runs, OUT/S/attempt.txt holds its start and commit and is
 # touched every LWCL_ALL_HEARTBEAT seconds (30); the next all.sh run writes the dead attempt's line with its
-# last touch as the end and `killed` as a sixth field. A finished step has
+# last touch as the end and `killed` as a sixth field. An attempt that stopped on an error or a signal (a
+# command that failed, Ctrl-C) writes its own line with `failed (exit N)` as the sixth field. A finished step has
 # OUT/S/table.md: its section's tables made from its outputs (results.json files, the benchmarks' output) by
 # the existing table code (bin/compare's seed table with the 95% t-interval, rehearsal_table.py,
 # lwcl.studies.*, each benchmark's own markdown) or docs/studies/run_tables.py and timed_rounds.py, then the
@@ -294,11 +295,11 @@ make_table() {
 }
 
 current="" started=0 started_iso="" heartbeat=""
-record_walltime() {
+record_walltime() {  # [note]: the sixth field (an attempt that did not finish)
   [ -n "$current" ] || return 0
   [ -z "$heartbeat" ] || kill "$heartbeat" 2>/dev/null || true
-  printf '%s\t%s\t%s\t%s\t%s\n' "$current" "$started_iso" "$(date -u +%FT%TZ)" "$(( $(date +%s) - started ))" \
-    "$(commit)" >> "$OUT/walltime.tsv"
+  printf '%s\t%s\t%s\t%s\t%s%s\n' "$current" "$started_iso" "$(date -u +%FT%TZ)" "$(( $(date +%s) - started ))" \
+    "$(commit)" "${1:+$'\t'$1}" >> "$OUT/walltime.tsv"
   rm -f "$OUT/$current/attempt.txt"
   current="" heartbeat=""
 }
@@ -367,7 +368,7 @@ if [ "$mode" = tables ]; then
     if [ -f "$OUT/$s/DONE" ]; then make_table "$s"; echo "all.sh: $s: $OUT/$s/table.md"; fi
   done
 else
-  trap record_walltime EXIT
+  trap 'record_walltime "failed (exit $?)"' EXIT  # a step still current here did not finish
   trap 'exit 130' INT
   trap 'exit 143' TERM
   for s in "${STEPS[@]}"; do record_killed "$s"; done

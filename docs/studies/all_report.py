@@ -188,7 +188,7 @@ def _logs(paths, render) -> str:
 def read_walltime(path: str) -> list:
   """The rows of a walltime.tsv: ``[(step, start, end, seconds, commit, note)]``, seconds a float, note the
   optional sixth field ('' when absent; all.sh writes ``killed`` for an attempt that was SIGKILLed, whose end
-  is its last heartbeat).
+  is its last heartbeat, and ``failed (exit N)`` for one that stopped on an error or a signal).
 
   Raises:
     ValueError: a line that does not have five or six fields, or whose seconds are not a number.
@@ -212,7 +212,8 @@ def read_walltime(path: str) -> list:
 def walltime_summary(rows) -> dict:
   """``{'steps': {step: {'seconds', 'attempts'}} in first-seen order, 'total_seconds', 'attempts', 'killed',
   'commits'}`` of :func:`read_walltime`'s rows: the total is the sum over every attempt of every step;
-  ``killed`` counts the attempts ended by SIGKILL (their time runs to their last heartbeat)."""
+  ``killed`` counts the attempts ended by SIGKILL (their time runs to their last heartbeat), ``failed`` those
+  stopped by an error or a signal."""
   steps = {}
   for step, _, _, seconds, _, _ in rows:
     s = steps.setdefault(step, {"seconds": 0.0, "attempts": 0})
@@ -220,14 +221,17 @@ def walltime_summary(rows) -> dict:
     s["attempts"] += 1
   commits = list(dict.fromkeys(r[4] for r in rows))
   return {"steps": steps, "total_seconds": sum(r[3] for r in rows), "attempts": len(rows),
-          "killed": sum(r[5] == "killed" for r in rows), "commits": commits}
+          "killed": sum(r[5] == "killed" for r in rows), "failed": sum(r[5].startswith("failed") for r in rows),
+          "commits": commits}
 
 
 def attempts_text(summary: dict) -> str:
-  """``N step attempts`` and, when some were killed, how their time was counted."""
-  killed = summary["killed"]
-  return f"{summary['attempts']} step attempts" + (
-      f" ({killed} killed by SIGKILL, counted to their last heartbeat)" if killed else "")
+  """``N step attempts`` and, when some were killed or failed, how many (and how a killed one's time was
+  counted)."""
+  killed, failed = summary["killed"], summary.get("failed", 0)
+  notes = ([f"{killed} killed by SIGKILL, counted to their last heartbeat"] if killed else []) + (
+      [f"{failed} stopped by an error or a signal"] if failed else [])
+  return f"{summary['attempts']} step attempts" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def duration(seconds: float) -> str:
