@@ -171,6 +171,7 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   Raises:
     ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
   """
+  from lwcl.config import options as config_options  # pylint: disable=g-import-not-at-top
   from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top
   from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
   from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
@@ -181,7 +182,7 @@ def run_seeds(config, workdir: str, num_seeds: int) -> list:
   if any(r is None for r in per_seed):
     driver.run(c, workdir)
     per_seed = read()
-  elif finished_results(c, workdir) is None:
+  elif finished_results(c, workdir, config_options.defaults()) is None:
     replica_results.write_summary(c, workdir, per_seed)
   return per_seed
 

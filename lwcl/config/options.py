@@ -26,6 +26,9 @@ so this module imports no engine or run code.
 
 from __future__ import annotations
 
+import functools
+import types
+
 from lwcl import layerwise, methods, models
 from lwcl.config import sections
 from lwcl.core.options import Option
@@ -78,6 +81,13 @@ def declared() -> dict:
         raise ValueError(f"option {option.key} is declared with other defaults or bounds by {name}: "
                          f"{option} vs {first}")
   return out
+
+
+@functools.cache
+def defaults() -> types.MappingProxyType:
+  """``{dotted key: default}`` of every declared option (:func:`declared`), read-only: what a config that
+  lacks a key (written by an lwcl before the key existed) ran as (:func:`lwcl.io.checkpoint.config_differences`)."""
+  return types.MappingProxyType({key: option.default for key, option in declared().items()})
 
 
 def section_names() -> tuple:

@@ -28,6 +28,7 @@ import jax
 import numpy as np
 from absl import logging
 
+from lwcl.config import options as config_options
 from lwcl.core.record import Progress
 from lwcl.core.state import TrainState
 from lwcl.data.pipeline import eval_batches
@@ -152,7 +153,7 @@ def resume(setup: Setup, workdir: str) -> Run:
   config_dict = config.to_dict()
   is_main = jax.process_index() == 0
   ckpt = RunCheckpointer(os.path.join(workdir, "checkpoints"), config.checkpoint.keep,
-                         result_config(config_dict), setup.data_fingerprint)
+                         result_config(config_dict), setup.data_fingerprint, config_options.defaults())
   state, record, progress = setup.initial_state(), setup.initial_record(), Progress()
   restored = ckpt.restore({"state": state, "record": record})
   writer = metric_writer(workdir, is_main)  # after the checks: a refused workdir gets no events file

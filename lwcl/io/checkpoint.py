@@ -57,20 +57,36 @@ FORMAT_VERSION = 5
 ADDED_ENTRIES = {"record.task_il_R": "the Task-IL accuracy matrix of class-incremental runs"}
 
 
-def config_differences(a: dict, b: dict, prefix: str = "") -> list:
-  """Dotted keys present in both config dicts whose values differ.
+def config_differences(a: dict, b: dict, prefix: str = "", defaults: dict | None = None) -> list:
+  """Dotted keys whose values differ between two config dicts. Tuples and lists compare equal.
 
-  A key present in only one of them is not a difference: it was added to (or removed from) lwcl after the
-  other was written, and its default keeps the earlier behaviour. Tuples and lists compare equal.
+  A key present in only one of them was added to (or removed from) lwcl after the other was written: the
+  config without it ran as the key's default, which keeps the earlier behaviour. With ``defaults`` (``{dotted
+  key: default}``, every declared option's: :func:`lwcl.config.options.defaults`) such a key is a
+  difference when its value is not its default (e.g. a checkpoint written before ``optimizer.grad_clip_value``
+  existed, resumed with ``--config.optimizer.grad_clip_value=1``: its steps ran unclipped); otherwise, and
+  for a key ``defaults`` lacks, it is not.
   """
   keys = []
-  for k in sorted(set(a) & set(b)):
-    va, vb = a[k], b[k]
-    if isinstance(va, dict) and isinstance(vb, dict):
-      keys += config_differences(va, vb, f"{prefix}{k}.")
-    elif _plain(va) != _plain(vb):
-      keys.append(prefix + k)
+  for k in sorted(set(a) | set(b)):
+    key = prefix + k
+    if k in a and k in b:
+      va, vb = a[k], b[k]
+      if isinstance(va, dict) and isinstance(vb, dict):
+        keys += config_differences(va, vb, f"{key}.", defaults)
+      elif _plain(va) != _plain(vb):
+        keys.append(key)
+    elif defaults:
+      keys += [p for p, v in _leaves(a[k] if k in a else b[k], key)
+               if p in defaults and _plain(v) != _plain(defaults[p])]
   return keys
+
+
+def _leaves(value, key: str) -> list:
+  """``[(dotted key, value)]`` of the leaves of a config entry (``value`` itself when not a dict)."""
+  if not isinstance(value, dict):
+    return [(key, value)]
+  return [leaf for k in sorted(value) for leaf in _leaves(value[k], f"{key}.{k}")]
 
 
 def _plain(v):
@@ -128,18 +144,23 @@ class RunCheckpointer:
     directory: the checkpoint folder (created when missing).
     keep: how many checkpoints to keep (older ones are removed after a newer one is complete).
     config: the result-relevant part of the experiment's config, as a JSON-compatible dict; stored with
-      every checkpoint, and a checkpoint whose stored config differs in a common key is refused.
+      every checkpoint, and a checkpoint whose stored config differs is refused (:func:`config_differences`).
     data_fingerprint: the fingerprint of the data set the run trains and tests on
       (:func:`lwcl.data.sources.dataset_fingerprint`), or None (not stored, not checked); stored with every
       checkpoint, and a checkpoint that stores another one is refused.
+    defaults: every option's default (``{dotted key: value}``, :func:`lwcl.config.options.defaults`): a key
+      the stored config lacks (written before lwcl had it) must hold its default here, or the checkpoint is
+      refused; None: such keys are not compared.
   Raises:
     CheckpointError: the folder cannot be opened or created, or ``directory`` is a file.
     LwclError: ``directory`` is a symbolic link (:mod:`lwcl.io.safe_files`; orbax would write through it).
   """
 
-  def __init__(self, directory: str, keep: int, config: dict, data_fingerprint: str | None = None):
+  def __init__(self, directory: str, keep: int, config: dict, data_fingerprint: str | None = None,
+               defaults: dict | None = None):
     self.directory = os.path.abspath(directory)
     self.config = config
+    self.defaults = defaults
     self.data_fingerprint = data_fingerprint
     safe_files.refuse_link(self.directory)
     if os.path.exists(self.directory) and not os.path.isdir(self.directory):
@@ -241,7 +262,7 @@ class RunCheckpointer:
                             "started it, or use a new --workdir")
     if "meta_sha256" not in meta:  # format 5 always writes it: a damaged key
       raise _Corrupt("its metadata has no checksum")
-    diff = config_differences(meta.get("config") or {}, self.config)
+    diff = config_differences(meta.get("config") or {}, self.config, defaults=self.defaults)
     if diff or "config" not in meta:
       raise CheckpointError(f"{self.directory} holds a checkpoint of a different experiment (config "
                             f"differs in {', '.join(diff[:5]) or 'unknown keys'}); use a new --workdir or "

@@ -78,12 +78,13 @@ def common_data_fingerprint(per_run: list) -> dict:
   return {"data_fingerprint": found.pop()} if len(found) == 1 and None not in found else {}
 
 
-def same_experiment(results: dict | None, config_dict: dict) -> bool:
+def same_experiment(results: dict | None, config_dict: dict, defaults: dict | None = None) -> bool:
   """Whether finished ``results`` (a results.json dict) belong to the experiment of ``config_dict``:
-  their configs agree on every result-relevant key both have (see ``checkpoint.config_differences``)."""
+  their configs agree on every result-relevant key (a key one of them lacks: its default, with ``defaults``;
+  see ``checkpoint.config_differences``)."""
   if results is None or "config" not in results:
     return False
-  return not config_differences(result_config(results["config"]), result_config(config_dict))
+  return not config_differences(result_config(results["config"]), result_config(config_dict), defaults=defaults)
 
 
 def incomplete(results) -> str | None:
@@ -121,9 +122,11 @@ def read_results(path: str) -> dict | None:
   return data
 
 
-def finished_results(config, workdir: str) -> dict | None:
+def finished_results(config, workdir: str, defaults: dict | None = None) -> dict | None:
   """The results dict in ``workdir/results.json`` when it holds this config's finished experiment, None
-  when the workdir has no results yet.
+  when the workdir has no results yet. ``defaults``: every option's default (:func:`same_experiment`;
+  :func:`lwcl.config.options.defaults`), so that results written before a key existed count only when this
+  config holds its default.
 
   Loads the data set (:func:`data_fingerprint`) when the results record the fingerprint of theirs.
 
@@ -140,7 +143,7 @@ def finished_results(config, workdir: str) -> dict | None:
   if missing:
     raise ConfigError(f"{workdir}/{RESULTS_FILE} is incomplete (no {missing}); move it away to run the "
                       "experiment in this workdir, or choose a new --workdir (nothing was overwritten)")
-  if not same_experiment(existing, config.to_dict()):
+  if not same_experiment(existing, config.to_dict(), defaults):
     raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
                       "--workdir (nothing was overwritten)")
   stored = existing.get("data_fingerprint")

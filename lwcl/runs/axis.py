@@ -16,6 +16,7 @@ import os
 from typing import Sequence
 
 from lwcl.config import files as config_files
+from lwcl.config import options as config_options
 from lwcl.config import values as config_values
 from lwcl.engine.replicas import Replicas
 from lwcl.errors import ConfigError
@@ -236,5 +237,5 @@ def finished_replicas(config, axis: ReplicaAxis, workdir: str) -> list:
       continue
     except OSError:  # e.g. the folder is a file: finished_results names the problem
       pass
-    out.append(finished_results(axis.config(config, r), folder))
+    out.append(finished_results(axis.config(config, r), folder, config_options.defaults()))
   return out

@@ -17,6 +17,7 @@ import errno
 import os
 from typing import Callable
 
+from lwcl.config import options as config_options
 from lwcl.config import types as config_check
 from lwcl.config import values as config_values
 from lwcl.engine.experiment import Experiment
@@ -106,7 +107,7 @@ def _run_locked(config, workdir: str, on_step) -> dict:
   devices.initialize_distributed(config.devices)  # multi-host: before anything starts JAX's backends
   processes.check_agreement(config, workdir)  # multi-host: every process runs the same config and workdir
   try:
-    existing = finished_results(config, workdir)
+    existing = finished_results(config, workdir, config_options.defaults())
     results = existing if existing is not None else RUNS[run_kind.kind_of(config)](config, workdir, on_step)
   except BaseException as e:
     lost = liveness.lost_partner(e)  # multi-host: a collective whose partner is gone, as one line

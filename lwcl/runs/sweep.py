@@ -19,6 +19,7 @@ import os
 from typing import Callable
 
 from lwcl.config import files as config_files
+from lwcl.config import options as config_options
 from lwcl.config import sections as config_sections
 from lwcl.config import values as config_values
 from lwcl.engine.experiment import Experiment
@@ -58,7 +59,7 @@ def _run(config, workdir: str, on_step) -> dict:
   ``num_seeds`` run (:func:`lwcl.runs.seeds.run_replicas`, its summary) when ``config.num_seeds`` is set."""
   if config.num_seeds:
     return replicas.run_replicas(config, workdir, on_step)
-  done = finished_results(config, workdir)
+  done = finished_results(config, workdir, config_options.defaults())
   return done if done is not None else Experiment(config).run(workdir, on_step)
 
 

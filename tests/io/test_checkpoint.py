@@ -1,5 +1,6 @@
 """lwcl.io.checkpoint: checksums on every checkpoint (its state and its metadata); a checkpoint of another format
-version, or one lacking an entry the run's state now has, is refused."""
+version, or one lacking an entry the run's state now has, is refused; one written before a config key existed
+is resumed only where the run holds that key's default."""
 
 import json
 import os
@@ -159,3 +160,27 @@ def test_a_checkpoint_whose_metadata_has_no_checksum_is_refused(tmp_path):
       RunCheckpointer(directory, 2, {"a": 1}, "d" * 64).restore(state)
     assert "\n" not in str(e.value)
   assert os.listdir(directory) == ["1"]
+
+
+def test_a_checkpoint_without_a_key_added_since_resumes_only_at_the_keys_default(tmp_path):
+  # written by an lwcl without optimizer.grad_clip_value (its steps ran unclipped)
+  directory = str(tmp_path / "checkpoints")
+  state = {"w": np.arange(8, dtype=np.float32)}
+  older = {"optimizer": {"learning_rate": 0.1}, "method": {"name": "si"}}
+  ckpt = RunCheckpointer(directory, 2, older, "d" * 64)
+  ckpt.save(1, state, {"task": 1})
+  ckpt.close()
+  defaults = {"optimizer.grad_clip_value": 0.0, "optimizer.learning_rate": 0.01, "method.name": "finetune",
+              "method.si_xi": 1e-3}
+  at_default = {"optimizer": {"learning_rate": 0.1, "grad_clip_value": 0.0}, "method": {"name": "si"}}
+  clipped = {"optimizer": {"learning_rate": 0.1, "grad_clip_value": 1.0}, "method": {"name": "si", "si_xi": 0.9}}
+  restored, _ = RunCheckpointer(directory, 2, at_default, "d" * 64, defaults).restore(state)
+  np.testing.assert_array_equal(restored["w"], state["w"])
+  with pytest.raises(CheckpointError, match=r"config differs in method.si_xi, optimizer.grad_clip_value\)"):
+    RunCheckpointer(directory, 2, clipped, "d" * 64, defaults).restore(state)
+  # without the defaults (or for a key they lack), a key one side lacks is not compared
+  assert RunCheckpointer(directory, 2, clipped, "d" * 64).restore(state) is not None
+  assert checkpoint.config_differences(older, clipped, defaults={"method.si_xi": 1e-3}) == ["method.si_xi"]
+  # a whole section one side lacks: its leaves against their defaults
+  assert checkpoint.config_differences({}, {"optimizer": {"grad_clip_value": 1.0, "learning_rate": 0.01}},
+                                       defaults=defaults) == ["optimizer.grad_clip_value"]

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from lwcl.config import options as config_options
 from lwcl.errors import ConfigError
 from lwcl.io import results as results_lib
 
@@ -20,6 +21,14 @@ def test_results_of_an_older_version_still_match_when_keys_were_added():
   assert not results_lib.same_experiment({"config": older}, config)
   assert results_lib.same_experiment({"config": dict(config, devices={"num_devices": 4})}, config)
   assert not results_lib.same_experiment(None, config)
+  # with every option's default: a key the results lack counts as its default (what the older run ran as)
+  defaults = config_options.defaults()
+  older = results_lib.result_config(config)
+  del older["method"]["name"], older["sweep"], older["optimizer"]["grad_clip_value"]
+  assert results_lib.same_experiment({"config": older}, config, defaults)
+  clipped = small_config(**{"optimizer.grad_clip_value": 1.0}).to_dict()
+  assert results_lib.same_experiment({"config": older}, clipped)  # not compared without the defaults
+  assert not results_lib.same_experiment({"config": older}, clipped, defaults)
 
 
 def test_incomplete_results_name_what_is_missing():
