@@ -71,7 +71,7 @@ def check_finite(losses: list, task: int, task_step: int, who: Callable[[int], s
     name = who(int(where[1])) if len(where) > 1 else ""
     raise DivergenceError(f"the training loss{name} became {values[where]} in task {task + 1} by step "
                           f"{task_step} of the task; lower --config.optimizer.learning_rate or set "
-                          "--config.optimizer.grad_clip_norm")
+                          "--config.optimizer.grad_clip_norm or --config.optimizer.grad_clip_value")
   return values[-1]
 
 
