@@ -2,8 +2,9 @@
 finished workdirs.
 
 A workdir's ``results.json`` belongs to the experiment of a config when the two configs agree on every
-result-relevant key both have (``OPERATIONAL_KEYS`` -- devices, progress bars, data paths, checkpoint
-cadence -- may differ) and, when it records one, the data set it was made from has the fingerprint of the
+result-relevant key (``OPERATIONAL_KEYS`` -- devices, progress bars, data paths, checkpoint cadence -- may
+differ; a key the results lack, written before lwcl had it, must hold its default in the config, given the
+options' defaults) and, when it records one, the data set it was made from has the fingerprint of the
 data the config loads now (:func:`data_fingerprint`: data paths may change, the data may not). A finished
 workdir is reported again instead of recomputed; a workdir holding another experiment's results, or a
 ``results.json`` that cannot be read, is refused, never overwritten.
