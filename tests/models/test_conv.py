@@ -25,16 +25,15 @@ from lwcl.models.conv import (
 )
 from lwcl.platform.native import build
 
-from helpers import CASES, DN, small_config
+from helpers import CASES, DN, normal, small_config
 
 LOWERED = {"patches": patch_conv, "direct (native gradients)": direct_conv,
            "direct (patch gradients)": lambda *a, **k: direct_conv(*a, backward="patches", **k)}
 
 
 def _pair(lowered, h, c, o, k, s, p, dtype, seed=0):
-  kx, kw = jax.random.split(jax.random.PRNGKey(seed))
-  x = jax.random.normal(kx, (3, h, h, c), dtype)
-  w = jax.random.normal(kw, (k, k, c, o), dtype) / np.sqrt(k * k * c)
+  x, w = normal(seed, (3, h, h, c), (k, k, c, o), dtype=dtype)
+  w = w / np.sqrt(k * k * c)
   native = lambda x, w: lax.conv_general_dilated(x, w, (s, s), p, dimension_numbers=DN)  # noqa: E731
   other = lambda x, w: LOWERED[lowered](x, w, (s, s), p, dimension_numbers=DN)  # noqa: E731
   return x, w, native, other
@@ -133,7 +132,7 @@ def test_networks_agree_under_every_lowering(overrides, shape, monkeypatch, oned
     _without_onednn(m)
     nets.update({"native+direct": make("auto"), "patches+direct": make("auto", 8)})  # auto on CPU without it
   assert {impl: net.conv_impl for impl, net in nets.items()} == {impl: impl for impl in nets}
-  x = jax.random.normal(jax.random.PRNGKey(1), (4,) + shape)
+  x = normal(1, (4,) + shape)
   task = jnp.array([0, 1, 0, 1], jnp.int32)
   init = {impl: jax.jit(lambda rng, net=net: net.init(rng, x, task)) for impl, net in nets.items()}
   variables = init["native"](jax.random.PRNGKey(0))

@@ -7,20 +7,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import normal
+
 
 def test_max_pool_2x2_matches_flax_max_pool_values_and_gradients():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
 
   from lwcl.models.convnet import max_pool_2x2  # pylint: disable=g-import-not-at-top
   ref = lambda v: nn.max_pool(v, (2, 2), strides=(2, 2))  # noqa: E731
-  continuous = [jax.random.normal(jax.random.PRNGKey(0), shape) for shape in ((3, 28, 28, 4), (2, 7, 9, 3))]
+  continuous = normal(0, (3, 28, 28, 4), (2, 7, 9, 3))
   # integers in -2..2 and a ReLU'd map: most windows hold tied maxima (the first one in row-major order
   # takes the gradient, as in XLA's select_and_scatter); odd sizes: VALID drops the last row / column
-  tied = [jax.random.randint(jax.random.PRNGKey(2), (3, 7, 9, 4), -2, 3).astype(jnp.float32),
+  tied = [jnp.asarray(np.random.default_rng(2).integers(-2, 3, (3, 7, 9, 4)), jnp.float32),
           jax.nn.relu(continuous[0])]
   for x in continuous + tied:
     np.testing.assert_array_equal(max_pool_2x2(x), ref(x))
-    w = jax.random.normal(jax.random.PRNGKey(1), ref(x).shape)
+    w = normal(1, ref(x).shape)
     grads = [jax.jit(jax.grad(lambda v, f=f: jnp.sum(f(v) * w)))(x) for f in (max_pool_2x2, ref)]
     np.testing.assert_array_equal(grads[0], grads[1])
     chex.assert_trees_all_close(jnp.sum(grads[0]), jnp.sum(w), rtol=1e-5)  # each window passes g on once
@@ -35,7 +37,7 @@ def test_max_pool_2x2_keeps_the_native_pool_off_the_cpu(monkeypatch, platforms, 
   from lwcl.models import convnet  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(convnet.nn, "max_pool", lambda *a, **k: calls.append(k) or nn.pooling.max_pool(*a, **k))
-  x = jax.random.normal(jax.random.PRNGKey(0), (1, 4, 4, 2))
+  x = normal(0, (1, 4, 4, 2))
   np.testing.assert_array_equal(convnet.max_pool_2x2(x, platforms), nn.pooling.max_pool(x, (2, 2), strides=(2, 2)))
   assert calls == ([{"strides": (2, 2)}] if native else [])
   stage = convnet.convnet_blocks(((2,),), (), False, "native", platforms)[0]

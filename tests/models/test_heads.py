@@ -7,10 +7,12 @@ import numpy as np
 
 from lwcl.models.heads import TaskHeads
 
+from helpers import normal
+
 
 def test_task_heads_select_each_examples_head():
   heads = TaskHeads(num_heads=3, output_dim=4)
-  x = jax.random.normal(jax.random.PRNGKey(1), (6, 5))
+  x = normal(1, (6, 5))
   task = jnp.array([0, 1, 2, 2, 1, 0])
   params = heads.init(jax.random.PRNGKey(0), x, task)
   out = heads.apply(params, x, task)

@@ -12,7 +12,7 @@ import pytest
 from lwcl.errors import ConfigError
 from lwcl.models import build_model
 
-from helpers import init_and_apply, init_and_apply_shapes, scenario, small_config
+from helpers import init_and_apply, init_and_apply_shapes, normal, scenario, small_config
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (28, 28, 1)), ("convnet", (28, 28, 1)),
@@ -64,7 +64,7 @@ def _nets(family):
 
 
 def _inputs(family):
-  x = jax.random.normal(jax.random.PRNGKey(1), (4,) + FAMILIES[family][1])
+  x = normal(1, (4,) + FAMILIES[family][1])
   return x, jnp.arange(4, dtype=jnp.int32) % 3
 
 

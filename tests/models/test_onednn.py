@@ -19,16 +19,14 @@ from lwcl.models import onednn
 from lwcl.models.conv import direct_conv, onednn_conv, resolve_conv_impl
 from lwcl.platform.native import build
 
-from helpers import CASES, DN
+from helpers import CASES, DN, normal
 
 needs_onednn = pytest.mark.usefixtures("onednn_available")
 
 
 def _inputs(batch, h, c, o, k, dtype=jnp.float32, seed=0):
-  kx, kw = jax.random.split(jax.random.PRNGKey(seed))
-  x = jax.random.normal(kx, (batch, h, h, c), dtype)
-  w = jax.random.normal(kw, (k, k, c, o), dtype) / np.sqrt(k * k * c)
-  return x, w
+  x, w = normal(seed, (batch, h, h, c), (k, k, c, o), dtype=dtype)
+  return x, w / np.sqrt(k * k * c)
 
 
 def _value_and_grads(f, x, w):
