@@ -64,7 +64,7 @@ def replica_runs(workdir: str, devices: int, method: str = "finetune") -> None:
   """Each :data:`REPLICA_RUNS` entry (``devices // divisor`` seeds on the ``devices`` devices) and the single
   run of every seed on one device; writes each run's final state to ``WORKDIR/<name>.npz`` (replica runs:
   leaves ``[R, ...]``; single runs ``single<seed>.npz``) and prints ``{name: {mesh, results per replica}}``."""
-  base = {**DEVICE_TINY, "method.name": method, **method_overrides(method), "data.normalize": "unit",
+  base = {**DEVICE_TINY, "method.name": method, **method_overrides(method),
           **({"method.memory_grad_chunk": 1} if method in ("gem", "lgd") else {})}
   keep = ("accuracy_matrix", "final_train_loss", "devices")
   out = {}

@@ -40,11 +40,14 @@ SMALL = ["--config.model.name=mlp", "--config.model.hidden=(32,)", "--config.sce
          "--config.train.progress=False"]
 
 # Overrides of conftest.small_config for the many-run tests (every method, every mode, replicas): MLP 16-16,
-# 2 tasks of 120 examples, batch 20 (6 steps per task), small memories and importance samples.
-TINY = {"model.hidden": (16, 16), "scenario.num_tasks": 2, "scenario.samples_per_task": 120,
-        "train.batch_size": 20, "method.memory_per_task": 20, "method.agem_ref_batch": 20,
-        "method.importance_samples": 40, "method.importance_batch_size": 20, "method.strength": 10.0,
-        "method.buffer_size": 20, "method.icarl_memory": 20, "optimizer.learning_rate": 0.1}
+# 2 tasks of 120 examples, batch 20 (6 steps per task), small memories and importance samples. Inputs scaled
+# to [0, 1] (`unit`: no per-channel statistics of the stream, which enter the programs as constants): the
+# tests of a method's tiny run (contract, end to end, resume, seeds) share programs, compiled by the first and
+# loaded from the persistent compilation cache by the others.
+TINY = {"data.normalize": "unit", "model.hidden": (16, 16), "scenario.num_tasks": 2,
+        "scenario.samples_per_task": 120, "train.batch_size": 20, "method.memory_per_task": 20,
+        "method.agem_ref_batch": 20, "method.importance_samples": 40, "method.importance_batch_size": 20,
+        "method.strength": 10.0, "method.buffer_size": 20, "method.icarl_memory": 20, "optimizer.learning_rate": 0.1}
 
 # The layer-wise training modes; the many-run tests run every method in each.
 MODES = ("backprop", "local", "greedy")

@@ -22,7 +22,7 @@ from helpers import assert_same_stream, small_config
 
 # 3 tasks of 2 classes on one 10-way head, 120 examples each (6 steps of 20), fine-tuning: the old classes
 # are forgotten in Class-IL, much less so with the task given.
-CLASS_IL = {**helpers.TINY, "scenario.num_tasks": 3, "scenario.incremental": "class", "data.normalize": "unit"}
+CLASS_IL = {**helpers.TINY, "scenario.num_tasks": 3, "scenario.incremental": "class"}
 
 
 @pytest.fixture(scope="module")

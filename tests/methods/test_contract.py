@@ -35,7 +35,7 @@ NAMES = tuple(METHODS)
 PENALTIES = tuple(n for n, cls in METHODS.items() if cls.penalty)
 STATE_HYPER = tuple((n, key) for n, cls in METHODS.items() for key in cls.STATE_HYPER)
 # Tiny and quick: MLP 16-16, 2 tasks of 120 examples (6 steps each), small memories and samples.
-TINY = {**helpers.TINY, "data.normalize": "unit"}
+TINY = helpers.TINY
 
 
 def _config(name, **extra):

@@ -6,7 +6,7 @@ from lwcl.runs.axis import ReplicaAxis
 import helpers
 from helpers import small_config
 
-TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}
+TINY = {**helpers.TINY, "seed": 3}
 
 
 def test_axis_of_a_product_names_configs_and_folders_per_replica():

@@ -19,7 +19,7 @@ from lwcl.runs import driver, orders, sweep
 import helpers
 from helpers import small_config
 
-TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}
+TINY = {**helpers.TINY, "seed": 3}
 
 
 def _json(path):

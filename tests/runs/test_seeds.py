@@ -24,7 +24,7 @@ from lwcl.runs.axis import ReplicaAxis
 import helpers
 from helpers import small_config
 
-TINY = {**helpers.TINY, "data.normalize": "unit", "seed": 3}  # unit: no data statistics
+TINY = {**helpers.TINY, "seed": 3}
 
 
 def tiny(**extra):
