@@ -269,6 +269,39 @@ def test_rehearsal_table_gives_the_rows_per_seed_values_and_paired_differences(t
   assert "- ER - fine-tuning: 57.87" in text and "ER" not in text[text.index("at memory 200"):]
 
 
+def test_rehearsal_table_names_the_rows_our_seed_rule_asks_10_seeds_of(tmp_path):
+  # "3 seeds at least; 10 where seeds spread by more than 3 points": rehearsal_table.sh runs the rows that
+  # spread over the 5-seed table's seeds 0-4 with 10 seeds; --wide lists a row with fewer than 10 that does.
+  table = _module("rehearsal_table")
+  stored = os.path.dirname(REHEARSAL_RUNS)
+  want = []
+  for group in ("class_500", "class_200"):
+    for name in sorted(os.listdir(os.path.join(stored, group))):
+      with open(os.path.join(stored, group, name, "results.json")) as f:
+        acc = np.array([run["acc"] for run in json.load(f)["runs"]]) * 100
+      if acc.size < 10 and acc.max() - acc.min() > 3:
+        want.append((group, name[len(table.PREFIX):]))
+  got = table.wide_rows(stored)
+  assert sorted(got) == sorted(want) and len(got) == 10  # docs/results.md: 10 of the 20 rows
+  # the study script gives exactly these rows 10 seeds (and the others 5)
+  script = open(os.path.join(STUDIES, "rehearsal_table.sh")).read()
+  ten = {(g, a) for g in ("class_500", "class_200") for a in _expand(
+      next(line for line in script.splitlines() if line.startswith(f"compare {g} --seeds=10 ")).split(":", 1)[1])}
+  assert set(got) == ten
+  # a row with 10 seeds is not listed, however wide
+  folder = tmp_path / "class_500" / f"{table.PREFIX}der"
+  folder.mkdir(parents=True)
+  with open(os.path.join(REHEARSAL_RUNS, f"{table.PREFIX}der", "results.json")) as f:
+    res = json.load(f)
+  res["runs"] = res["runs"] * 2
+  res["num_seeds"] = 10
+  (folder / "results.json").write_text(json.dumps(res))
+  assert table.wide_rows(str(tmp_path)) == []
+  res["num_seeds"] = 5
+  (folder / "results.json").write_text(json.dumps(res))
+  assert table.wide_rows(str(tmp_path)) == [("class_500", "der")]
+
+
 def test_timed_rounds_interleave_resume_and_tabulate(tmp_path):
   timed = _module("timed_rounds")
   out = str(tmp_path / "rounds")

@@ -23,6 +23,10 @@
 # provenance of its runs (commit, CPU, jax). OUT/results_tables.md puts them in docs/results.md's order, each
 # under its section's title and CPU. Expect 18-26 hours on 2 quiet cores, most of it the depth study, the
 # rehearsal table and gradient projection (each step's estimate, from docs/results.md's timings: --list).
+# A study longer than a machine lives: OUT moves to another machine with the same CPU (family, model and
+# instruction set) without its checkpoints (rsync -a --exclude=checkpoints OUT/ NEW/; the results.json files,
+# the benchmarks' outputs, walltime.tsv and the DONE markers are what counts): finished steps are skipped,
+# finished runs inside a step are reported from their results.json, unfinished ones start over.
 #
 # Nothing here needs a GPU: no section of docs/results.md is GPU-only. In "What to expect on accelerators" the
 # step runs the CPU part (bin/bench roofline); bin/gpu-check's measured comparison needs a GPU or TPU and is
@@ -204,9 +208,10 @@ define_steps() {
   table '$py docs/studies/run_tables.py seeds --old-tasks "fine-tuning=$D/runs/finetune_seed*" "LwF=$D/runs/lwf_seed*" \
            "ER=$D/runs/er_seed*" "DER=$D/runs/der_seed*" "DER++=$D/runs/derpp_seed*"'
 
-  # 10 seeds: the first 10 rows at memory 500 took 7,816 s (2026-12-05), GEM and LGD about 2 h each, the 200 rows ~4 h
+  # 10 seeds for the 10 rows that spread (2026-12-06 at 10 seeds: DER++ 639 s, DER 2,541, A-GEM 2,367, GEM 5,539,
+  # LGD 5,461 at memory 500), 5 for the others (the 5-seed table: 71-426 s each but LGD at 200, 1,375 s)
   step rehearsal_table \
-    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "12-14 h"
+    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "8-10 h"
   run 'docs/studies/rehearsal_table.sh $D/runs'
   table '$py docs/studies/rehearsal_table.py $D/runs'
 

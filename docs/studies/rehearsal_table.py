@@ -3,15 +3,12 @@ docs/studies/rehearsal_table.sh: one markdown row per finished config (unfinishe
 the table), in the script's order.
 
     .venv/bin/python docs/studies/rehearsal_table.py OUT      # OUT: rehearsal_table.sh's folder
+    .venv/bin/python docs/studies/rehearsal_table.py --wide OUT   # rows our seed rule asks more seeds of
 
-Each row: Class-IL ACC mean ± 95% t-interval half-width over the seeds (lwcl.runs.summaries), BWT and
-forgetting (mean ± half-width), Task-IL ACC (the same runs, each task's classes only: Mammoth's
-``mask_classes``), the program's training seconds for all seeds together, and the commit and CPU of the
-provenance block (when the rows come from several commits, each commit's rows are named). Below the table:
-each row's Class-IL ACC per seed, then the paired differences of Class-IL ACC (mean of the per-seed
-differences ± its 95% t-interval, :func:`lwcl.core.metrics.paired_difference`, over the seeds both rows
-ran): every two of fine-tuning, LwF and the methods with a memory at each memory size (fine-tuning's and
-LwF's runs are the same at both), and each memory method's change from 500 to 200.
+``--wide`` prints, one per line as ``<group> <config argument>`` (``class_500 der``, ``class_200 der-200``),
+the finished rows with fewer than 10 seeds whose Class-IL ACC spreads by more than 3 percentage points over
+their seeds (largest minus smallest seed): our rule is 3 seeds at least, 10 where seeds spread by more than 3
+points. The table names them too.
 """
 
 import json
@@ -83,6 +80,31 @@ def paired_lines(found: dict) -> list:
   return lines
 
 
+def spread(res: dict) -> float:
+  """Largest minus smallest per-seed Class-IL ACC of a row's results dict, in percentage points."""
+  per_seed = _per_seed(res).values()
+  return max(per_seed) - min(per_seed)
+
+
+def wide_rows(out: str, points: float = 3.0, enough: int = 10) -> list:
+  """``(group, config argument)`` of every finished row with fewer than ``enough`` seeds whose seeds spread by
+  more than ``points`` (:func:`spread`), in table order; the argument is the row's folder name without the
+  config's prefix."""
+  wide = []
+  for group in ("class_500", "class_200"):
+    folder = os.path.join(out, group)
+    names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+    for method in ORDER:
+      for name in names:
+        path = os.path.join(folder, name, "results.json")
+        if name.startswith(PREFIX) and name[len(PREFIX):].split("-")[0] == method and os.path.exists(path):
+          with open(path) as f:
+            res = json.load(f)
+          if res["num_seeds"] < enough and spread(res) > points:
+            wide.append((group, name[len(PREFIX):]))
+  return wide
+
+
 def main(out: str) -> None:
   print("| method | memory | seeds | Class-IL ACC | BWT | forgetting | Task-IL ACC | train s (all seeds) |")
   print("|---|---|---|---|---|---|---|---|")
@@ -107,8 +129,15 @@ def main(out: str) -> None:
     print("rows by commit:", "; ".join(f"{c}: {', '.join(r)}" for c, r in sorted(by_commit.items())))
   if missing:
     print("not finished:", ", ".join(missing))
+  wide = wide_rows(out)
+  if wide:
+    print("fewer than 10 seeds spreading by more than 3 points:", ", ".join(f"{a} ({g})" for g, a in wide))
   print("\n".join(paired_lines(found)))
 
 
 if __name__ == "__main__":
-  main(sys.argv[1])
+  if sys.argv[1] == "--wide":
+    for group, argument in wide_rows(sys.argv[2]):
+      print(group, argument)
+  else:
+    main(sys.argv[1])
