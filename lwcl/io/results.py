@@ -88,6 +88,24 @@ def same_experiment(results: dict | None, config_dict: dict, defaults: dict | No
   return not config_differences(result_config(results["config"]), result_config(config_dict), defaults=defaults)
 
 
+def differences_text(stored: dict, wanted: dict, defaults: dict | None = None, shown: int = 3) -> str:
+  """``'config differs in num_seeds: 5 there, 10 here'``: the first ``shown`` result-relevant keys where the
+  config dict of finished results (``stored``) and the one asked for (``wanted``) differ
+  (:func:`lwcl.io.checkpoint.config_differences`), with both values (``default`` for a key one of them lacks),
+  and how many more."""
+  a, b = result_config(stored), result_config(wanted)
+  diff = config_differences(a, b, defaults=defaults)
+
+  def value(d, key):
+    try:
+      return repr(keys.get_key(d, key))
+    except KeyError:
+      return "default"
+  parts = [f"{k}: {value(a, k)} there, {value(b, k)} here" for k in diff[:shown]]
+  more = f" and {len(diff) - shown} more" if len(diff) > shown else ""
+  return f"config differs in {'; '.join(parts) or 'unknown keys'}{more}"
+
+
 def incomplete(results) -> str | None:
   """What a results dict lacks of a finished run's (``'config'``, ``'method'``, the accuracies of a
   single run, a task-order study or replicas), or None when complete."""
@@ -145,7 +163,8 @@ def finished_results(config, workdir: str, defaults: dict | None = None) -> dict
     raise ConfigError(f"{workdir}/{RESULTS_FILE} is incomplete (no {missing}); move it away to run the "
                       "experiment in this workdir, or choose a new --workdir (nothing was overwritten)")
   if not same_experiment(existing, config.to_dict(), defaults):
-    raise ConfigError(f"{workdir} already holds results.json of a different experiment; choose a new "
+    raise ConfigError(f"{workdir} already holds results.json of a different experiment ("
+                      f"{differences_text(existing['config'], config.to_dict(), defaults)}); choose a new "
                       "--workdir (nothing was overwritten)")
   stored = existing.get("data_fingerprint")
   if stored is not None and stored != data_fingerprint(config.data):

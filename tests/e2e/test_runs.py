@@ -37,7 +37,9 @@ def test_end_to_end_results_and_outputs(tmp_path):
   # A finished workdir reports its results again; another experiment's workdir is refused.
   again = driver.run(small_config(), workdir)
   assert again["accuracy_matrix"] == on_disk["accuracy_matrix"]
-  with pytest.raises(ConfigError, match="different experiment"):
+  lr = small_config().optimizer.learning_rate
+  with pytest.raises(ConfigError, match=rf"different experiment \(config differs in optimizer.learning_rate: "
+                                        rf"{lr} there, 0.5 here\); choose a new --workdir"):
     driver.run(small_config(**{"optimizer.learning_rate": 0.5}), workdir)
   assert load_results(workdir) == on_disk
 

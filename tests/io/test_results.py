@@ -56,3 +56,17 @@ def test_results_from_other_data_name_the_folder_key_of_the_source(tmp_path, mon
         "data_fingerprint": "d" * 64}))
     with pytest.raises(ConfigError, match=f"other data.*point {key} \\(and data.source\\) at the run's original"):
       results_lib.finished_results(config, str(workdir))
+
+
+def test_a_different_experiment_names_where_its_config_differs():
+  a = {"num_seeds": 5, "optimizer": {"learning_rate": 0.1, "momentum": 0.0}, "checkpoint": {"keep": 2}}
+  b = {"num_seeds": 10, "optimizer": {"learning_rate": 0.1, "momentum": 0.9}, "checkpoint": {"keep": 9}}
+  # checkpoint.* is operational (not result-relevant): not a difference
+  assert results_lib.differences_text(a, b) == ("config differs in num_seeds: 5 there, 10 here; "
+                                                "optimizer.momentum: 0.0 there, 0.9 here")
+  # a key one side lacks counts when its value there is not the option's default; only the first 3 are shown
+  defaults = config_options.defaults()
+  c = {**b, "optimizer": {**b["optimizer"], "grad_clip_value": 1.0}, "seed": 3, "model": {"name": "x"}}
+  text = results_lib.differences_text(a, c, defaults)
+  assert text.startswith("config differs in model.name: default there, 'x' here; num_seeds: 5 there, 10 here; "
+                         "optimizer.grad_clip_value: default there, 1.0 here and 2 more"), text  # momentum, seed
