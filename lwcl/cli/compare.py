@@ -12,7 +12,8 @@ block head, solid, and the linear probes, dashed) compare them: final accuracy (
 block head's accuracy after the last task (mean over tasks) and the linear probes, for layer-wise runs.
 
 ``--seeds=N`` runs every config with seeds ``seed .. seed+N-1`` as replicas of one vmapped program
-(``num_seeds``, :mod:`lwcl.runs.seeds`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun),
+(``num_seeds``, :mod:`lwcl.runs.seeds`; seeds already finished in ``OUT/<name>/seed<s>/`` are not rerun: a
+larger ``N`` than a finished run's trains the missing seeds alone, :func:`run_seeds`),
 and the table gives, over the seeds, the mean +- the half-width of its 95% Student-t interval
 (``t_{0.975, n-1} * s / sqrt(n)``, ``s`` the sample std) and the population std of ACC (and the Task-IL
 ACC of class-incremental runs), BWT, forgetting, LCA (when ``eval.lca_batches`` is set) and the train time,
@@ -154,37 +155,11 @@ SEED_SCALARS = ("acc", "bwt", "forgetting", "lca", "train_seconds")
 PAIRED_SCALARS = ("acc", "bwt", "forgetting", "lca")
 
 
-def with_seeds(config, num_seeds: int):
-  """A locked copy of ``config`` with ``num_seeds`` set."""
-  c = config.copy_and_resolve_references()
-  with c.unlocked():
-    c.num_seeds = num_seeds
-  c.lock()
-  return c
-
-
 def run_seeds(config, workdir: str, num_seeds: int) -> list:
-  """The results dicts of seeds ``config.seed .. config.seed + num_seeds - 1`` of ``config``: finished ones
-  read from ``workdir/seed<s>/``, the others run as replicas of one program (``num_seeds``, writing
-  ``workdir/results.json`` with the summary as ``bin/run --config.num_seeds`` does).
-
-  Raises:
-    ConfigError: a seed folder holds another experiment's results (nothing is overwritten).
-  """
-  from lwcl.config import options as config_options  # pylint: disable=g-import-not-at-top
-  from lwcl.io.results import finished_results  # pylint: disable=g-import-not-at-top
-  from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
-  from lwcl.runs import summaries as replica_results  # pylint: disable=g-import-not-at-top
-  from lwcl.runs.axis import ReplicaAxis, finished_replicas  # pylint: disable=g-import-not-at-top
-  c = with_seeds(config, num_seeds)
-  read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(replica_results.seeds_of(c)), workdir)  # noqa: E731
-  per_seed = read()
-  if any(r is None for r in per_seed):
-    driver.run(c, workdir)
-    per_seed = read()
-  elif finished_results(c, workdir, config_options.defaults()) is None:
-    replica_results.write_summary(c, workdir, per_seed)
-  return per_seed
+  """Seeds ``config.seed .. config.seed + num_seeds - 1`` of ``config`` in ``workdir``: finished ones read,
+  the others trained (:func:`lwcl.runs.seed_folders.run`, which also adds seeds to a finished run)."""
+  from lwcl.runs import seed_folders  # pylint: disable=g-import-not-at-top  (lazily: --help stays fast)
+  return seed_folders.run(config, workdir, num_seeds)
 
 
 def seed_statistics(per_seed: list, keys=SEED_SCALARS) -> dict:
@@ -319,6 +294,7 @@ def compare(specs, out_dir: str, overrides=(), seeds: int = 0, mixed_provenance:
   from lwcl import layerwise  # pylint: disable=g-import-not-at-top
   from lwcl.errors import ConfigError  # pylint: disable=g-import-not-at-top
   from lwcl.runs import driver  # pylint: disable=g-import-not-at-top
+  from lwcl.runs.seed_folders import with_seeds  # pylint: disable=g-import-not-at-top
   names = [run_name(s) for s in specs]
   if len(set(names)) != len(names):
     raise ConfigError(f"two configs would share a workdir ({', '.join(names)}); pass each config once")

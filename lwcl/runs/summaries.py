@@ -74,13 +74,26 @@ def summarize(config, per_seed: list) -> dict:
                 "task_il_accuracy_matrix_std": task_il_mats.std(0).tolist()})
   out.update({"accuracy_matrix_mean": mats.mean(0).tolist(), "accuracy_matrix_std": mats.std(0).tolist(),
               "method": first["method"], "dataset": first["dataset"], "scenario": first["scenario"],
-              "tasks": first["tasks"], "train_seconds": float(max(r["train_seconds"] for r in per_seed)),
+              "tasks": first["tasks"], "train_seconds": program_seconds(per_seed),
               "config": config.to_dict(), "fingerprint": fingerprint(config.to_dict()),
               **common_data_fingerprint(per_seed)})
   merged = provenance.merge([res.get("provenance") for res in per_seed])
   if merged is not None:
     out["provenance"] = merged
   return out
+
+
+def program_seconds(per_seed: list) -> float:
+  """The training time of the programs that trained ``per_seed`` (each seed's results dict): a replica's
+  ``train_seconds`` is its program's, so the longest of each program's replicas (grouped by the program's
+  workdir, ``replica.workdir``), summed over the programs (more than one where ``bin/compare`` trained seeds
+  added to a finished run in a program of their own, :func:`lwcl.cli.compare.more_seeds`). A seed trained
+  alone (no ``replica`` record) is its own program."""
+  longest = {}
+  for i, res in enumerate(per_seed):
+    program = (res.get("replica") or {}).get("workdir", i)
+    longest[program] = max(longest.get(program, 0.0), float(res["train_seconds"]))
+  return float(sum(longest.values()))
 
 
 def has_task_il(per_run: list) -> bool:
