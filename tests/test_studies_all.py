@@ -270,8 +270,8 @@ def test_rehearsal_table_gives_the_rows_per_seed_values_and_paired_differences(t
 
 
 def test_rehearsal_table_names_the_rows_our_seed_rule_asks_10_seeds_of(tmp_path):
-  # "3 seeds at least; 10 where seeds spread by more than 3 points": rehearsal_table.sh runs the rows that
-  # spread over the 5-seed table's seeds 0-4 with 10 seeds; --wide lists a row with fewer than 10 that does.
+  # "3 seeds at least; 10 where seeds spread by more than 3 points": --wide lists a row with fewer than 10
+  # seeds that spreads more, and rehearsal_table.sh reruns those with 10.
   table = _module("rehearsal_table")
   stored = os.path.dirname(REHEARSAL_RUNS)
   want = []
@@ -283,11 +283,9 @@ def test_rehearsal_table_names_the_rows_our_seed_rule_asks_10_seeds_of(tmp_path)
         want.append((group, name[len(table.PREFIX):]))
   got = table.wide_rows(stored)
   assert sorted(got) == sorted(want) and len(got) == 10  # docs/results.md: 10 of the 20 rows
-  # the study script gives exactly these rows 10 seeds (and the others 5)
+  # the study script gives them 10 seeds: 5 for every row, then 10 for each row --wide lists
   script = open(os.path.join(STUDIES, "rehearsal_table.sh")).read()
-  ten = {(g, a) for g in ("class_500", "class_200") for a in _expand(
-      next(line for line in script.splitlines() if line.startswith(f"compare {g} --seeds=10 ")).split(":", 1)[1])}
-  assert set(got) == ten
+  assert "rehearsal_table.py --wide" in script and 'compare "$group" --seeds=10 "$c:$argument"' in script
   # a row with 10 seeds is not listed, however wide
   folder = tmp_path / "class_500" / f"{table.PREFIX}der"
   folder.mkdir(parents=True)
