@@ -300,6 +300,22 @@ def test_rehearsal_table_names_the_rows_our_seed_rule_asks_10_seeds_of(tmp_path)
   assert table.wide_rows(str(tmp_path)) == [("class_500", "der")]
 
 
+def test_rehearsal_table_names_each_rows_commits_from_its_seeds(tmp_path, capsys):
+  # A row whose seeds 3-4 were added later (bin/compare --seeds=N on a finished run) by another commit
+  table = _module("rehearsal_table")
+  row = tmp_path / "class_500" / f"{table.PREFIX}er"
+  shutil.copytree(os.path.join(REHEARSAL_RUNS, f"{table.PREFIX}er"), row)
+  for seed in (3, 4):
+    res = json.loads((row / f"seed{seed}" / "results.json").read_text())
+    res["provenance"]["lwcl"]["commit"] = "abcdef0123"
+    (row / f"seed{seed}" / "results.json").write_text(json.dumps(res))
+  summary = json.loads((row / "results.json").read_text())
+  assert table.commits(summary, str(row)) == "8ec34f6 (seeds 0-2) + abcdef0 (seeds 3-4)"
+  table.main(str(tmp_path))
+  assert "('8ec34f6 (seeds 0-2) + abcdef0 (seeds 3-4)', 'AMD EPYC', 25, 17)" in capsys.readouterr().out
+  assert table.commits(summary, str(tmp_path)) == "8ec34f6"  # no seed folders: the summary's
+
+
 def test_timed_rounds_interleave_resume_and_tabulate(tmp_path):
   timed = _module("timed_rounds")
   out = str(tmp_path / "rounds")

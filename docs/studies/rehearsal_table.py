@@ -35,7 +35,8 @@ def _pm(stat: dict) -> str:
 
 
 def rows(out: str):
-  """(memory, method, results dict or None) for every config of the study, in table order."""
+  """(memory, method, results dict or None, its folder or None) for every config of the study, in table
+  order."""
   for group, memory in (("class_500", 500), ("class_200", 200)):
     folder = os.path.join(out, group)
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
@@ -43,7 +44,32 @@ def rows(out: str):
       name = next((n for n in names if n in (PREFIX + method, f"{PREFIX}{method}-{memory}")), None)
       path = os.path.join(folder, name or "", "results.json")
       if name is not None or group == "class_500" or method in WITH_MEMORY:
-        yield memory, method, (json.load(open(path)) if name and os.path.exists(path) else None)
+        found = name and os.path.exists(path)
+        yield memory, method, (json.load(open(path)) if found else None), (os.path.dirname(path) if found else None)
+
+
+def commits(res: dict, folder: str) -> str:
+  """The lwcl commit (7 digits) that computed a row: its seeds' own (``seed<s>/results.json``; a row whose seeds
+  were added to a finished run, ``bin/compare --seeds=10``, has two), as ``'8ec34f6'`` or ``'8ec34f6 (seeds
+  0-4) + c42bb28 (seeds 5-9)'``; the summary's when no seed folder is there."""
+  def commit(p):
+    return ((p or {}).get("lwcl") or {}).get("commit", "?")[:7]
+  by_seed = {}
+  for seed in res.get("seeds") or []:
+    path = os.path.join(folder, f"seed{seed}", "results.json")
+    if os.path.exists(path):
+      with open(path) as f:
+        by_seed[seed] = commit(json.load(f).get("provenance"))
+  if not by_seed:
+    return commit(res.get("provenance"))
+  groups = {}
+  for seed, c in sorted(by_seed.items()):
+    groups.setdefault(c, []).append(seed)
+  if len(groups) == 1:
+    return next(iter(groups))
+  span = lambda seeds: f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else (  # noqa: E731
+      ", ".join(map(str, seeds)))
+  return " + ".join(f"{c} (seeds {span(seeds)})" for c, seeds in sorted(groups.items(), key=lambda g: g[1][0]))
 
 
 def _per_seed(res: dict) -> dict:
@@ -109,7 +135,7 @@ def main(out: str) -> None:
   print("| method | memory | seeds | Class-IL ACC | BWT | forgetting | Task-IL ACC | train s (all seeds) |")
   print("|---|---|---|---|---|---|---|---|")
   missing, provenance, by_commit, found = [], set(), {}, {}
-  for memory, method, res in rows(out):
+  for memory, method, res, folder in rows(out):
     if res is None:
       missing.append(f"{NAMES[method]} ({memory})")
       continue
@@ -117,7 +143,7 @@ def main(out: str) -> None:
     found[memory, method] = res
     p = res.get("provenance") or {}
     cpu = p.get("cpu") or {}
-    commit = p.get("lwcl", {}).get("commit", "?")[:7]
+    commit = commits(res, folder)
     provenance.add((commit, cpu.get("model_name"), cpu.get("family"), cpu.get("model")))
     by_commit.setdefault(commit, []).append(f"{NAMES[method]} ({memory if keeps else '-'})")
     print(f"| {NAMES[method]} | {memory if keeps else '-'} | {res['num_seeds']} | {_pm(res['acc'])} | "
