@@ -11,6 +11,7 @@ import os
 import shutil
 
 from lwcl.config import options as config_options
+from lwcl.errors import LwclError
 from lwcl.io.checkpoint import config_differences
 from lwcl.io.results import RESULTS_FILE, finished_results, read_results, result_config
 from lwcl.runs import driver
@@ -60,6 +61,11 @@ def run(config, workdir: str, num_seeds: int) -> list:
       return read()
     more_seeds(config, workdir, missing)
     per_seed = read()
+    lost = [s for s, r in zip(seeds, per_seed) if r is None]
+    if lost:  # not expected: their folders were just written
+      raise LwclError(f"{workdir}: seeds {lost} were trained in {workdir}/seeds{missing[0]}-{missing[-1]} but "
+                      "their results did not reach their seed folders; rerun the same command (it copies them "
+                      "again)")
   if summary is not None and _other_seed_count(summary, c):
     if summary["num_seeds"] > num_seeds:
       return per_seed
