@@ -316,6 +316,25 @@ def test_rehearsal_table_names_each_rows_commits_from_its_seeds(tmp_path, capsys
   assert table.commits(summary, str(tmp_path)) == "8ec34f6"  # no seed folders: the summary's
 
 
+def test_rehearsal_table_gives_the_task_incremental_table_after_the_class_incremental_one(tmp_path, capsys):
+  table = _module("rehearsal_table")
+  row = tmp_path / "task_500" / f"{table.PREFIX}er"
+  shutil.copytree(os.path.join(REHEARSAL_RUNS, f"{table.PREFIX}er"), row)
+  res = json.loads((row / "results.json").read_text())
+  res = {k: v for k, v in res.items() if not k.startswith("task_il")}  # a task-incremental run has no Task-IL reading
+  (row / "results.json").write_text(json.dumps(res))
+  table.main(str(tmp_path))
+  text = capsys.readouterr().out
+  task = ("| method | memory | seeds | ACC (task-incremental, one head per task) | BWT | forgetting | "
+          "train s (all seeds) |")
+  assert text.index("| method | memory | seeds | Class-IL ACC |") < text.index(task)
+  assert "| ER | 500 | 5 | 77.80 ± 1.46 | -25.56 ± 1.79 | 25.56 ± 1.79 | 213 |" in text  # no Task-IL column
+  assert "ACC (task-incremental, one head per task) per seed (seeds in order):" in text
+  res["runs"][0]["acc"] -= 0.05  # seed 0 five points lower: a spread over 3 points
+  (row / "results.json").write_text(json.dumps(res))
+  assert table.wide_rows(str(tmp_path)) == [("task_500", "er")]
+
+
 def test_timed_rounds_interleave_resume_and_tabulate(tmp_path):
   timed = _module("timed_rounds")
   out = str(tmp_path / "rounds")

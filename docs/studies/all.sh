@@ -210,10 +210,12 @@ define_steps() {
 
   # 5 seeds for every row (the 5-seed table: 71-426 s each, DER, A-GEM, GEM and LGD 1,400-4,800 s), then seeds
   # 5-9 of the rows that spread (2026-12-06, 10 seeds in one program: DER++ 639 s, DER 2,541, A-GEM 2,367, GEM
-  # 5,539, LGD 5,461 at memory 500; 5 added seeds cost about half)
+  # 5,539, LGD 5,461 at memory 500; 5 added seeds cost about half); then the same configs task-incremental
+  # (one head per task; not run yet: about as long again)
   step rehearsal_table \
-    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "7-9 h"
+    "Rehearsal baselines, class-incremental Split Fashion-MNIST (issue 29): the table, in progress" "13-17 h"
   run 'docs/studies/rehearsal_table.sh $D/runs'
+  run 'docs/studies/rehearsal_table.sh $D/runs task'
   table '$py docs/studies/rehearsal_table.py $D/runs'
 
   step roofline "What to expect on accelerators (issue 30, item 6)" "7 min"

@@ -1,14 +1,15 @@
-"""The class-incremental rehearsal table of docs/results.md from the finished runs of
-docs/studies/rehearsal_table.sh: one markdown row per finished config (unfinished ones are listed below
-the table), in the script's order.
+"""The rehearsal tables of docs/results.md from the finished runs of docs/studies/rehearsal_table.sh: one
+markdown row per finished config (unfinished ones are listed below the table), in the script's order; the
+class-incremental table (OUT/class_500, class_200), then the task-incremental one where OUT has its runs
+(OUT/task_500, task_200: the same configs with one head per task).
 
     .venv/bin/python docs/studies/rehearsal_table.py OUT      # OUT: rehearsal_table.sh's folder
     .venv/bin/python docs/studies/rehearsal_table.py --wide OUT   # rows our seed rule asks more seeds of
 
-``--wide`` prints, one per line as ``<group> <config argument>`` (``class_500 der``, ``class_200 der-200``),
-the finished rows with fewer than 10 seeds whose Class-IL ACC spreads by more than 3 percentage points over
-their seeds (largest minus smallest seed): our rule is 3 seeds at least, 10 where seeds spread by more than 3
-points. The table names them too.
+``--wide`` prints, one per line as ``<group> <config argument>`` (``class_500 der``, ``task_200 der-200``),
+the finished rows with fewer than 10 seeds whose ACC (Class-IL ACC in the class-incremental rows) spreads by
+more than 3 percentage points over their seeds (largest minus smallest seed): our rule is 3 seeds at least, 10
+where seeds spread by more than 3 points. The table names them too.
 """
 
 import json
@@ -28,22 +29,25 @@ NAMES = {"finetune": "fine-tuning", "joint": "joint", "ewc": "EWC", "si": "SI", 
          "lgd_authors": "LGD (authors' rule)", "lwf": "LwF", "agem": "A-GEM", "gem": "GEM", "er": "ER",
          "der": "DER", "derpp": "DER++", "icarl": "iCaRL"}
 PREFIX = "rehearsal_split_fashion_mnist_"
+# The study's scenarios (OUT/<scenario>_500, _200) and their accuracy: class-incremental (one 10-way head, the
+# config's own), task-incremental (``--set scenario.incremental=task``: one head per task).
+SCENARIOS = {"class": "Class-IL ACC", "task": "ACC (task-incremental, one head per task)"}
 
 
 def _pm(stat: dict) -> str:
   return f"{100 * stat['mean']:.2f} ± {100 * stat['ci95_half_width']:.2f}"
 
 
-def rows(out: str):
-  """(memory, method, results dict or None, its folder or None) for every config of the study, in table
-  order."""
-  for group, memory in (("class_500", 500), ("class_200", 200)):
+def rows(out: str, scenario: str = "class"):
+  """(memory, method, results dict or None, its folder or None) for every config of the study in
+  ``scenario`` (``class`` or ``task``: OUT/<scenario>_500 and _200), in table order."""
+  for group, memory in ((f"{scenario}_500", 500), (f"{scenario}_200", 200)):
     folder = os.path.join(out, group)
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     for method in ORDER:
       name = next((n for n in names if n in (PREFIX + method, f"{PREFIX}{method}-{memory}")), None)
       path = os.path.join(folder, name or "", "results.json")
-      if name is not None or group == "class_500" or method in WITH_MEMORY:
+      if name is not None or memory == 500 or method in WITH_MEMORY:
         found = name and os.path.exists(path)
         yield memory, method, (json.load(open(path)) if found else None), (os.path.dirname(path) if found else None)
 
@@ -73,7 +77,7 @@ def commits(res: dict, folder: str) -> str:
 
 
 def _per_seed(res: dict) -> dict:
-  """Seed -> Class-IL ACC (%)."""
+  """Seed -> ACC (%): Class-IL ACC of a class-incremental row, ACC of a task-incremental one."""
   return {run["seed"]: 100 * run["acc"] for run in res["runs"]}
 
 
@@ -85,9 +89,10 @@ def _paired(name_a: str, a: dict, name_b: str, b: dict) -> str:
   return f"{name_b} - {name_a}: {d['mean']:.2f} ± {half} ({d['n']} seeds)"
 
 
-def paired_lines(found: dict) -> list:
-  """The per-seed and paired-difference lines for ``found``: (memory, method) -> results dict."""
-  lines = ["", "Class-IL ACC per seed (seeds in order):"]
+def paired_lines(found: dict, acc: str = "Class-IL ACC") -> list:
+  """The per-seed and paired-difference lines for ``found``: (memory, method) -> results dict; ``acc`` names
+  the accuracy (:data:`SCENARIOS`)."""
+  lines = ["", f"{acc} per seed (seeds in order):"]
   for (memory, method), res in found.items():
     per_seed = _per_seed(res)
     label = f"{NAMES[method]} ({memory if method in WITH_MEMORY else '-'})"
@@ -95,7 +100,7 @@ def paired_lines(found: dict) -> list:
   for memory in (500, 200):
     group = [(m, found.get((memory if m in WITH_MEMORY else 500, m))) for m in ORDER if m in PAIRED]
     group = [(m, _per_seed(res)) for m, res in group if res is not None]
-    lines += ["", f"Paired differences of Class-IL ACC at memory {memory} (95% t):"]
+    lines += ["", f"Paired differences of {acc} at memory {memory} (95% t):"]
     for i, (a, seeds_a) in enumerate(group):
       lines += [f"- {_paired(NAMES[a], seeds_a, NAMES[b], seeds_b)}" for b, seeds_b in group[i + 1:]]
   lines += ["", "From memory 500 to 200, paired by seed (95% t):"]
@@ -117,7 +122,7 @@ def wide_rows(out: str, points: float = 3.0, enough: int = 10) -> list:
   more than ``points`` (:func:`spread`), in table order; the argument is the row's folder name without the
   config's prefix."""
   wide = []
-  for group in ("class_500", "class_200"):
+  for group in [f"{sc}_{m}" for sc in SCENARIOS for m in (500, 200)]:
     folder = os.path.join(out, group)
     names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     for method in ORDER:
@@ -131,11 +136,16 @@ def wide_rows(out: str, points: float = 3.0, enough: int = 10) -> list:
   return wide
 
 
-def main(out: str) -> None:
-  print("| method | memory | seeds | Class-IL ACC | BWT | forgetting | Task-IL ACC | train s (all seeds) |")
-  print("|---|---|---|---|---|---|---|---|")
+def table(out: str, scenario: str = "class") -> None:
+  """Prints the table of ``scenario``'s rows (:data:`SCENARIOS`), its provenance, the rows not finished and
+  those with too few seeds, then :func:`paired_lines`."""
+  acc = SCENARIOS[scenario]
+  task_il = scenario == "class"  # the Task-IL reading of class-incremental runs (Mammoth's mask_classes)
+  print(f"| method | memory | seeds | {acc} | BWT | forgetting |" + (" Task-IL ACC |" if task_il else "")
+        + " train s (all seeds) |")
+  print("|---|---|---|---|---|---|" + ("---|" if task_il else "") + "---|")
   missing, provenance, by_commit, found = [], set(), {}, {}
-  for memory, method, res, folder in rows(out):
+  for memory, method, res, folder in rows(out, scenario):
     if res is None:
       missing.append(f"{NAMES[method]} ({memory})")
       continue
@@ -147,18 +157,26 @@ def main(out: str) -> None:
     provenance.add((commit, cpu.get("model_name"), cpu.get("family"), cpu.get("model")))
     by_commit.setdefault(commit, []).append(f"{NAMES[method]} ({memory if keeps else '-'})")
     print(f"| {NAMES[method]} | {memory if keeps else '-'} | {res['num_seeds']} | {_pm(res['acc'])} | "
-          f"{_pm(res['bwt'])} | {_pm(res['forgetting'])} | {_pm(res['task_il_acc'])} | "
-          f"{res['train_seconds']:.0f} |")
+          f"{_pm(res['bwt'])} | {_pm(res['forgetting'])} |" + (f" {_pm(res['task_il_acc'])} |" if task_il else "")
+          + f" {res['train_seconds']:.0f} |")
   print()
   print("provenance (commit, CPU model name, family, model):", sorted(provenance))
   if len(by_commit) > 1:
     print("rows by commit:", "; ".join(f"{c}: {', '.join(r)}" for c, r in sorted(by_commit.items())))
   if missing:
     print("not finished:", ", ".join(missing))
-  wide = wide_rows(out)
+  wide = [(g, a) for g, a in wide_rows(out) if g.startswith(scenario + "_")]
   if wide:
     print("fewer than 10 seeds spreading by more than 3 points:", ", ".join(f"{a} ({g})" for g, a in wide))
-  print("\n".join(paired_lines(found)))
+  print("\n".join(paired_lines(found, acc)))
+
+
+def main(out: str) -> None:
+  """The class-incremental table, then the task-incremental one where OUT has its runs."""
+  table(out, "class")
+  if any(os.path.isdir(os.path.join(out, f"task_{m}")) for m in (500, 200)):
+    print()
+    table(out, "task")
 
 
 if __name__ == "__main__":
