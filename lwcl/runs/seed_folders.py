@@ -43,6 +43,7 @@ def run(config, workdir: str, num_seeds: int) -> list:
 
   Raises:
     ConfigError: a seed folder or the summary holds another experiment's results (nothing is overwritten).
+    LwclError: added seeds trained but missing from their folders afterwards (a rerun copies them again).
   """
   c = with_seeds(config, num_seeds)
   seeds = replica_results.seeds_of(c)
