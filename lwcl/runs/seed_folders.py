@@ -19,11 +19,13 @@ from lwcl.runs import summaries as replica_results
 from lwcl.runs.axis import ReplicaAxis, finished_replicas
 
 
-def with_seeds(config, num_seeds: int):
-  """A locked copy of ``config`` with ``num_seeds`` set."""
+def with_seeds(config, num_seeds: int, seed: int | None = None):
+  """A locked copy of ``config`` with ``num_seeds`` set (and its first ``seed``, when given)."""
   c = config.copy_and_resolve_references()
   with c.unlocked():
     c.num_seeds = num_seeds
+    if seed is not None:
+      c.seed = seed
   c.lock()
   return c
 
@@ -52,11 +54,11 @@ def run(config, workdir: str, num_seeds: int) -> list:
   missing = [s for s, r in zip(seeds, per_seed) if r is None]
   summary_path = os.path.join(workdir, RESULTS_FILE)
   summary = read_results(summary_path)
+  other_count = summary is not None and _other_seed_count(summary, c)
   if missing:
     # Added seeds train alone after a finished run of fewer seeds (its summary) or next to seeds copied in
     # (no checkpoints: no run of these seeds to resume); otherwise the run of every seed starts or resumes.
-    added = summary is not None and _other_seed_count(summary, c) or (
-        summary is None and not os.path.exists(os.path.join(workdir, "checkpoints")))
+    added = other_count or (summary is None and not os.path.exists(os.path.join(workdir, "checkpoints")))
     if not added or len(missing) == len(seeds) or missing != list(range(missing[0], missing[-1] + 1)):
       driver.run(c, workdir)
       return read()
@@ -67,7 +69,7 @@ def run(config, workdir: str, num_seeds: int) -> list:
       raise LwclError(f"{workdir}: seeds {lost} were trained in {workdir}/seeds{missing[0]}-{missing[-1]} but "
                       "their results did not reach their seed folders; rerun the same command (it copies them "
                       "again)")
-  if summary is not None and _other_seed_count(summary, c):
+  if other_count:
     if summary["num_seeds"] > num_seeds:
       return per_seed
     earlier = summary["seeds"]
@@ -82,16 +84,13 @@ def more_seeds(config, workdir: str, seeds: list) -> None:
   ``workdir/seeds<a>-<b>/`` (its checkpoints and summary; resumed or reported like any replica run), then
   copies each seed's folder into ``workdir/seed<s>/``, its ``results.json`` last and atomically (an
   interrupted copy is done again by the next call). Replica ``r`` of a program equals the single run of its
-  seed (:mod:`lwcl.runs.seeds`; checked by tests/cli/test_compare.py), so these seeds are those a program of
+  seed (:mod:`lwcl.runs.seeds`; checked here by tests/runs/test_seed_folders.py), so these seeds are those a program of
   every seed would give.
 
   Raises:
     ConfigError: ``workdir/seeds<a>-<b>`` holds another experiment's results (nothing is overwritten).
   """
-  part = config.copy_and_resolve_references()
-  with part.unlocked():
-    part.seed, part.num_seeds = seeds[0], len(seeds)
-  part.lock()
+  part = with_seeds(config, len(seeds), seed=seeds[0])
   folder = os.path.join(workdir, f"seeds{seeds[0]}-{seeds[-1]}")
   print(f"lwcl: seeds {seeds[0]}-{seeds[-1]} of {workdir} as replicas of their own program in {folder}", flush=True)
   driver.run(part, folder)
