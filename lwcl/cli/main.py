@@ -150,7 +150,9 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
   try:
     interrupts.check()
     from lwcl.runs import driver  # pylint: disable=g-import-not-at-top  (after flags: keeps --help fast)
-    results = driver.run(FLAGS.config, FLAGS.workdir, on_step)
+    results, summarized = _seeds_added_or_reported(FLAGS.config, FLAGS.workdir)
+    if results is None:
+      results = driver.run(FLAGS.config, FLAGS.workdir, on_step)
   except LwclError as e:
     exit_with(e)
   except KeyboardInterrupt:  # outside the train loop (which names its task and checkpoint)
@@ -160,7 +162,26 @@ def main(argv: list, on_step: Callable[[int], None] | None = None) -> None:
     exit_with(Interrupted(f"interrupted (Ctrl-C) as the run finished; its results are complete in "
                           f"{FLAGS.workdir}/results.json"))
   print(driver.format_summary(results), flush=True)
-  print(f"results: {FLAGS.workdir}/results.json", flush=True)
+  if summarized is not None and summarized > results["num_seeds"]:
+    print(f"results: {FLAGS.workdir}/seed<s>/results.json ({FLAGS.workdir}/results.json summarizes its "
+          f"{summarized} seeds)", flush=True)
+  else:
+    print(f"results: {FLAGS.workdir}/results.json", flush=True)
+
+
+def _seeds_added_or_reported(config, workdir: str) -> tuple:
+  """``(summary, seeds summarized in workdir)`` when ``workdir`` holds ``config``'s experiment over another
+  number of seeds (:func:`lwcl.runs.seed_folders.other_seed_count`): more seeds train alone and join the
+  summary, fewer are reported from their folders (:func:`lwcl.runs.seed_folders.run`, as ``bin/compare
+  --seeds=N``); else ``(None, None)``, and the run is :func:`lwcl.runs.driver.run`'s. A multi-host run is
+  always the driver's: its processes share the workdir, and copying seed folders is one process's work."""
+  from lwcl.runs import seed_folders, summaries  # pylint: disable=g-import-not-at-top
+  if config.num_seeds < 2 or config.devices.multihost:
+    return None, None
+  summarized = seed_folders.other_seed_count(config, workdir)
+  if summarized is None:
+    return None, None
+  return summaries.summarize(config, seed_folders.run(config, workdir, config.num_seeds)), summarized
 
 
 def run(on_step: Callable[[int], None] | None = None) -> None:

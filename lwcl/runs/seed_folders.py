@@ -12,6 +12,7 @@ import shutil
 
 from lwcl.config import options as config_options
 from lwcl.errors import LwclError
+from lwcl.io import safe_files
 from lwcl.io.checkpoint import config_differences
 from lwcl.io.results import RESULTS_FILE, finished_results, read_results, result_config
 from lwcl.runs import driver
@@ -45,8 +46,10 @@ def run(config, workdir: str, num_seeds: int) -> list:
 
   Raises:
     ConfigError: a seed folder or the summary holds another experiment's results (nothing is overwritten).
-    LwclError: added seeds trained but missing from their folders afterwards (a rerun copies them again).
+    LwclError: added seeds trained but missing from their folders afterwards (a rerun copies them again);
+      a symbolic link below ``workdir`` (:func:`lwcl.io.safe_files.check_tree`: nothing is written).
   """
+  safe_files.check_tree(workdir)  # it moves and writes files there outside a run's own checks
   c = with_seeds(config, num_seeds)
   seeds = replica_results.seeds_of(c)
   read = lambda: finished_replicas(c, ReplicaAxis.of_seeds(seeds), workdir)  # noqa: E731
@@ -102,6 +105,19 @@ def more_seeds(config, workdir: str, seeds: list) -> None:
         shutil.copy2(os.path.join(src, name), os.path.join(dst, name))
     shutil.copy2(os.path.join(src, RESULTS_FILE), os.path.join(dst, RESULTS_FILE + ".copying"))
     os.replace(os.path.join(dst, RESULTS_FILE + ".copying"), os.path.join(dst, RESULTS_FILE))
+
+
+def other_seed_count(config, workdir: str) -> int | None:
+  """The number of seeds summarized in ``workdir/results.json`` when it holds ``config``'s experiment over
+  another number of seeds (the configs differ in ``num_seeds`` alone), else None: ``bin/run
+  --config.num_seeds=10`` on a workdir of 5 seeds then adds seeds 5-9 with :func:`run`, as ``bin/compare
+  --seeds=10`` does.
+
+  Raises:
+    ConfigError: ``workdir/results.json`` exists but is not readable JSON (:func:`lwcl.io.results.read_results`).
+  """
+  summary = read_results(os.path.join(workdir, RESULTS_FILE))
+  return summary["num_seeds"] if summary is not None and _other_seed_count(summary, config) else None
 
 
 def _other_seed_count(summary: dict, config) -> bool:

@@ -1,5 +1,6 @@
 """End-to-end runs on real Fashion-MNIST (or its synthetic stand-in): results and outputs, joint training."""
 
+import json
 import os
 
 import chex
@@ -66,3 +67,29 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_good_checkpoints(tmp_path):
   proc = cli(str(tmp_path / "cli"), "--config.optimizer.learning_rate=1e8", "--config.train.log_every_steps=1")
   line = assert_one_line_error(proc, "loss became", "learning_rate", "no checkpoint was written")  # step 1
   assert "kept" not in line
+
+
+def test_more_seeds_on_the_command_line_train_alone_and_fewer_are_reported(tmp_path):
+  # bin/run --config.num_seeds=3 on a workdir of 2 seeds adds seed 2 (trained alone, as bin/compare --seeds=3
+  # does: tests/runs/test_seed_folders.py); it was refused as a different experiment, and all 3 retrained.
+  workdir = str(tmp_path / "w")
+  proc = cli(workdir, "--config.num_seeds=2")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  two = load_results(workdir)
+  proc = cli(workdir, "--config.num_seeds=3")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"lwcl: seeds 2-2 of {workdir} as replicas of their own program" in proc.stdout
+  assert "over 3 seeds" in proc.stdout and proc.stdout.rstrip().endswith(f"results: {workdir}/results.json")
+  three = load_results(workdir)
+  assert three["seeds"] == [0, 1, 2] and [r["accuracy_matrix"] for r in three["runs"][:2]] == \
+      [r["accuracy_matrix"] for r in two["runs"]]
+  with open(os.path.join(workdir, "results.seeds0-1.json")) as f:
+    assert json.load(f) == two
+  # Fewer seeds: reported from their folders, the summary of 3 left as it is.
+  proc = cli(workdir, "--config.num_seeds=2")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "over 2 seeds" in proc.stdout and f"{workdir}/results.json summarizes its 3 seeds" in proc.stdout
+  assert "seeds 2-2" not in proc.stdout and load_results(workdir) == three
+  # No num_seeds (one run, not a summary of seeds) is another experiment: refused as before.
+  assert_one_line_error(cli(workdir), "different experiment", "num_seeds: 3 there, 0 here")
+  assert load_results(workdir) == three

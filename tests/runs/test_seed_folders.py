@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lwcl.engine import loop
-from lwcl.errors import ConfigError
+from lwcl.errors import ConfigError, LwclError
 from lwcl.runs import seed_folders
 
 import helpers
@@ -83,3 +83,8 @@ def test_copied_seeds_are_not_retrained_and_a_stopped_run_resumes(tmp_path, monk
   with pytest.raises(ConfigError, match="different experiment .config differs in optimizer.learning_rate"):
     seed_folders.run(other, direct, 2)
   assert _bytes(direct) == before
+  # A symbolic link below the folder: refused before anything is read, moved or written
+  os.symlink(os.path.join(direct, "seed0"), os.path.join(direct, "elsewhere"))
+  with pytest.raises(LwclError, match="elsewhere"):
+    seed_folders.run(CONFIG, direct, 3)
+  assert _bytes(direct) == before and not os.path.exists(os.path.join(direct, "seeds2-2"))
