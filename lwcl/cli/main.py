@@ -176,7 +176,7 @@ def _seeds_added_or_reported(config, workdir: str) -> tuple:
   --seeds=N``); else ``(None, None)``, and the run is :func:`lwcl.runs.driver.run`'s. A multi-host run is
   always the driver's: its processes share the workdir, and copying seed folders is one process's work."""
   from lwcl.runs import seed_folders, summaries  # pylint: disable=g-import-not-at-top
-  if config.num_seeds < 2 or config.devices.multihost:
+  if not config.num_seeds or config.devices.multihost:  # num_seeds 0: one run, not a run of seeds
     return None, None
   summarized = seed_folders.other_seed_count(config, workdir)
   if summarized is None:

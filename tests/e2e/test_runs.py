@@ -90,6 +90,9 @@ def test_more_seeds_on_the_command_line_train_alone_and_fewer_are_reported(tmp_p
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "over 2 seeds" in proc.stdout and f"{workdir}/results.json summarizes its 3 seeds" in proc.stdout
   assert "seeds 2-2" not in proc.stdout and load_results(workdir) == three
+  proc = cli(workdir, "--config.num_seeds=1")  # one seed is a run of seeds too
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "over 1 seeds" in proc.stdout and load_results(workdir) == three
   # No num_seeds (one run, not a summary of seeds) is another experiment: refused as before.
   assert_one_line_error(cli(workdir), "different experiment", "num_seeds: 3 there, 0 here")
   assert load_results(workdir) == three
